@@ -1,0 +1,3 @@
+from cadenza_cli.main import app
+
+app(prog_name="cadenza")

@@ -1,0 +1,55 @@
+"""cadenza_events: the one event contract every Cadenza service imports."""
+
+from .bus import Bus, Consumer, ConsumerOptions, Handler, Publisher, RetryPolicy
+from .envelope import Envelope, Message, decode, encode
+from .errors import CadenzaError, DecodeError, NonRetryableError, RetryableError, is_retryable
+from .factory import create_bus
+from .memory import MemoryBroker, MemoryBus
+from .payloads import (
+    DEFAULT_TENANT,
+    PAYLOAD_TYPES,
+    DeadLetter,
+    DocIngest,
+    Payload,
+    PlanRequested,
+    RunEvent,
+    TaskError,
+    TaskReady,
+    TaskResult,
+)
+from .settings import BusSettings
+from .topics import Topic, TopicRegistry
+
+__all__ = [
+    "DEFAULT_TENANT",
+    "PAYLOAD_TYPES",
+    "Bus",
+    "BusSettings",
+    "CadenzaError",
+    "Consumer",
+    "ConsumerOptions",
+    "DeadLetter",
+    "DecodeError",
+    "DocIngest",
+    "Envelope",
+    "Handler",
+    "MemoryBroker",
+    "MemoryBus",
+    "Message",
+    "NonRetryableError",
+    "Payload",
+    "PlanRequested",
+    "Publisher",
+    "RetryPolicy",
+    "RetryableError",
+    "RunEvent",
+    "TaskError",
+    "TaskReady",
+    "TaskResult",
+    "Topic",
+    "TopicRegistry",
+    "create_bus",
+    "decode",
+    "encode",
+    "is_retryable",
+]

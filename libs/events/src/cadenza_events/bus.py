@@ -1,0 +1,90 @@
+"""The bus protocols every service codes against, and the knobs of a consumer."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .envelope import Envelope
+from .topics import Topic, TopicRegistry
+
+Handler = Callable[[Envelope[Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a consumer retries a failing handler before dead-lettering the message.
+
+    Backoff is exponential with full jitter (tenacity). Errors with ``retryable=False``
+    are dead-lettered at once.
+    """
+
+    max_attempts: int = 3
+    initial_backoff_s: float = 0.05
+    max_backoff_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class ConsumerOptions:
+    """Per-consumer tuning."""
+
+    concurrency: int = 16
+    """Messages handled at once; same-key messages still run one after another."""
+    retry: RetryPolicy = RetryPolicy()
+    shutdown_grace_s: float = 10.0
+    """On stop (and on partition revocation): how long in-flight handlers may finish."""
+
+
+class Publisher(Protocol):
+    async def publish(self, topic: Topic, env: Envelope[Any]) -> None:
+        """Publish one event, keyed by the topic's key rule; returns once durable."""
+        ...
+
+    async def publish_many(self, items: Sequence[tuple[Topic, Envelope[Any]]]) -> None:
+        """Publish several events, pipelined; returns once all are durable."""
+        ...
+
+    async def publish_raw(
+        self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]
+    ) -> None:
+        """Publish pre-encoded bytes to a physical topic (outbox relay, tests)."""
+        ...
+
+
+class Consumer(Protocol):
+    group: str
+
+    async def start(self) -> None:
+        """Join the group and start handling messages in the background."""
+        ...
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop fetching, let in-flight handlers finish (up to grace), commit, leave.
+
+        Handlers still running after the grace are cancelled; their messages stay
+        uncommitted and will be redelivered to the group.
+        """
+        ...
+
+
+class Bus(Protocol):
+    @property
+    def registry(self) -> TopicRegistry: ...
+
+    @property
+    def publisher(self) -> Publisher: ...
+
+    async def start(self) -> None:
+        """Create missing topics (explicit partition counts) and start the producer."""
+        ...
+
+    async def stop(self) -> None: ...
+
+    def consumer(
+        self,
+        topics: Sequence[Topic],
+        group: str,
+        handler: Handler,
+        options: ConsumerOptions | None = None,
+    ) -> Consumer: ...

@@ -1,0 +1,243 @@
+"""The aiokafka adapter: the only module that imports aiokafka."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from . import metrics
+from .bus import ConsumerOptions, Handler
+from .envelope import Envelope, Message, encode
+from .offsets import TopicPartition as TP
+from .runner import ConsumerRunner, RebalanceListener
+from .settings import BusSettings
+from .topics import Topic, TopicRegistry
+from .tracing import inject
+
+log = logging.getLogger("cadenza.events.kafka")
+
+
+# Services may start before the broker is ready (or while it restarts): keep trying a while.
+def _connect_retry() -> AsyncRetrying:
+    return AsyncRetrying(
+        retry=retry_if_exception_type((KafkaConnectionError, KafkaError, OSError)),
+        stop=stop_after_delay(60),
+        wait=wait_exponential(multiplier=0.2, max=3),
+        reraise=True,
+    )
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, listener: RebalanceListener) -> None:
+        self._listener = listener
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._listener.on_revoked({(tp.topic, tp.partition) for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self._listener.on_assigned({(tp.topic, tp.partition) for tp in assigned})
+
+
+class KafkaConsumerTransport:
+    def __init__(self, settings: BusSettings, topics: list[str], group: str) -> None:
+        self._settings = settings
+        self._topics = topics
+        self._group = group
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self, listener: RebalanceListener) -> None:
+        s = self._settings
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers,
+            client_id=s.client_id,
+            group_id=self._group,
+            enable_auto_commit=False,  # commit only after the handler's effects are durable
+            auto_offset_reset="earliest",
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=s.heartbeat_interval_ms,
+            rebalance_timeout_ms=max(30_000, s.session_timeout_ms),
+            max_poll_interval_ms=900_000,
+        )
+        consumer.subscribe(topics=self._topics, listener=_Listener(listener))
+        async for attempt in _connect_retry():
+            with attempt:
+                await consumer.start()
+        self._consumer = consumer
+
+    async def fetch(self, max_records: int, timeout_s: float) -> list[Message]:
+        assert self._consumer is not None
+        batches = await self._consumer.getmany(
+            timeout_ms=int(timeout_s * 1000), max_records=max_records
+        )
+        return [
+            Message(
+                topic=r.topic,
+                partition=r.partition,
+                offset=r.offset,
+                key=r.key,
+                value=r.value or b"",
+                headers=tuple(r.headers or ()),
+                timestamp_ms=r.timestamp,
+            )
+            for records in batches.values()
+            for r in records
+        ]
+
+    async def commit(self, offsets: dict[TP, int]) -> None:
+        assert self._consumer is not None
+        await self._consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    def end_offsets(self) -> dict[TP, int]:
+        if self._consumer is None:
+            return {}
+        out: dict[TP, int] = {}
+        for tp in self._consumer.assignment():
+            hw = self._consumer.highwater(tp)
+            if hw is not None:
+                out[(tp.topic, tp.partition)] = hw
+        return out
+
+
+class KafkaPublisher:
+    def __init__(self, settings: BusSettings, registry: TopicRegistry) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._settings.bootstrap_servers,
+            client_id=self._settings.client_id,
+            acks="all",
+            enable_idempotence=True,  # broker dedupes producer retries: no duplicates from us
+            linger_ms=self._settings.linger_ms,
+        )
+        async for attempt in _connect_retry():
+            with attempt:
+                await producer.start()
+        self._producer = producer
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    def _encode(
+        self, topic: Topic, env: Envelope[Any]
+    ) -> tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]:
+        env = inject(env)
+        key, value, headers = encode(env, self._registry.key_for(topic, env))
+        return self._registry.name(topic), key, value, headers
+
+    async def publish(self, topic: Topic, env: Envelope[Any]) -> None:
+        await self.publish_raw(*self._encode(topic, env))
+
+    async def publish_many(self, items: Sequence[tuple[Topic, Envelope[Any]]]) -> None:
+        assert self._producer is not None, "publisher not started"
+        futures = []
+        for topic, env in items:
+            name, key, value, headers = self._encode(topic, env)
+            futures.append(await self._producer.send(name, value, key=key, headers=headers))
+            metrics.PUBLISHED.labels(name).inc()
+        await asyncio.gather(*futures)
+
+    async def publish_raw(
+        self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]
+    ) -> None:
+        assert self._producer is not None, "publisher not started"
+        await self._producer.send_and_wait(topic, value, key=key, headers=list(headers))
+        metrics.PUBLISHED.labels(topic).inc()
+
+
+class KafkaBus:
+    """`Bus` on a real Apache Kafka cluster."""
+
+    def __init__(self, settings: BusSettings | None = None) -> None:
+        self.settings = settings or BusSettings()
+        self.registry = TopicRegistry(self.settings.topic_prefix, self.settings.partitions)
+        self.publisher = KafkaPublisher(self.settings, self.registry)
+
+    async def start(self) -> None:
+        await self.ensure_topics()
+        await self.publisher.start()
+
+    async def stop(self) -> None:
+        await self.publisher.stop()
+
+    async def ensure_topics(self) -> None:
+        """Create Cadenza's topics with explicit partition counts (idempotent)."""
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.settings.bootstrap_servers, client_id=self.settings.client_id
+        )
+        async for attempt in _connect_retry():
+            with attempt:
+                await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            wanted = [
+                NewTopic(
+                    name=self.registry.name(t),
+                    num_partitions=self.registry.partitions_for(t),
+                    replication_factor=self.settings.replication_factor,
+                )
+                for t in self.registry.all()
+                if self.registry.name(t) not in existing
+            ]
+            if wanted:
+                with contextlib.suppress(TopicAlreadyExistsError):  # another service won the race
+                    await admin.create_topics(wanted)
+                await self._wait_for_metadata(admin, {t.name for t in wanted})
+        finally:
+            await admin.close()
+
+    async def delete_topics(self) -> None:
+        """Delete this bus's topics (test clean-up; never called by services)."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
+        await admin.start()
+        try:
+            names = [self.registry.name(t) for t in self.registry.all()]
+            existing = set(await admin.list_topics())
+            if doomed := [n for n in names if n in existing]:
+                await admin.delete_topics(doomed)
+        finally:
+            await admin.close()
+
+    @staticmethod
+    async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: set[str]) -> None:
+        for _ in range(100):
+            if names <= set(await admin.list_topics()):
+                return
+            await asyncio.sleep(0.1)
+
+    def consumer(
+        self,
+        topics: Sequence[Topic],
+        group: str,
+        handler: Handler,
+        options: ConsumerOptions | None = None,
+    ) -> ConsumerRunner:
+        transport = KafkaConsumerTransport(
+            self.settings, [self.registry.name(t) for t in topics], group
+        )
+        return ConsumerRunner(
+            transport,
+            group=group,
+            handler=handler,
+            registry=self.registry,
+            publisher=self.publisher,
+            options=options or ConsumerOptions(),
+            commit_interval_s=self.settings.commit_interval_s,
+        )

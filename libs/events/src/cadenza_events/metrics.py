@@ -1,0 +1,26 @@
+"""Prometheus metrics of the bus (exported on every service's /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES = Counter(
+    "cadenza_bus_messages_total",
+    "Messages consumed, by outcome (handled, dead_lettered, abandoned).",
+    ["topic", "group", "outcome"],
+)
+RETRIES = Counter(
+    "cadenza_bus_handler_retries_total", "Handler retries after an exception.", ["topic", "group"]
+)
+DLQ = Counter(
+    "cadenza_bus_dead_letters_total", "Messages sent to the dead-letter topic.", ["topic", "reason"]
+)
+HANDLE_SECONDS = Histogram(
+    "cadenza_bus_handle_seconds",
+    "Time to handle one message, retries included.",
+    ["topic", "group"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+INFLIGHT = Gauge("cadenza_bus_inflight", "Messages being handled right now.", ["group"])
+LAG = Gauge("cadenza_bus_consumer_lag", "Messages behind the partition end.", ["topic", "group"])
+PUBLISHED = Counter("cadenza_bus_published_total", "Messages published.", ["topic"])

@@ -1,0 +1,127 @@
+"""Versioned payload models, one per event type.
+
+The CloudEvents ``type`` carries the version (``cadenza.task.ready.v1``). New fields must
+be optional so old consumers keep decoding; a breaking change is a new type (``.v2``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_TENANT = "default"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Payload(BaseModel):
+    """Base of every payload; ``EVENT_TYPE`` is the CloudEvents type it travels as."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    EVENT_TYPE: ClassVar[str]
+
+
+class PlanRequested(Payload):
+    """A run was accepted: the orchestrator should expand its spec into a plan."""
+
+    EVENT_TYPE: ClassVar[str] = "cadenza.plan.requested.v1"
+    run_id: str
+    workflow_name: str | None = None
+    workflow_version: int | None = None
+    spec: dict[str, Any]
+    inputs: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskReady(Payload):
+    """A task instance is ready to run; workers compete for it (keyed by task id)."""
+
+    EVENT_TYPE: ClassVar[str] = "cadenza.task.ready.v1"
+    run_id: str
+    task_id: str
+    node_id: str
+    attempt: int = 1
+    kind: str = "tool"
+    name: str = Field(description="Tool or agent name")
+    params: dict[str, Any] | None = None
+    params_ref: str | None = Field(default=None, description="Object-store key (claim-check)")
+    timeout_s: float = 300.0
+    max_attempts: int = 3
+    initial_backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    ready_at: datetime = Field(default_factory=utcnow)
+
+
+class TaskError(BaseModel):
+    """Why a task attempt failed."""
+
+    model_config = ConfigDict(frozen=True)
+    code: str
+    message: str
+    retryable: bool = False
+
+
+class TaskResult(Payload):
+    """The outcome of one task attempt, published once per (task_id, attempt)."""
+
+    EVENT_TYPE: ClassVar[str] = "cadenza.task.result.v1"
+    run_id: str
+    task_id: str
+    attempt: int
+    status: Literal["succeeded", "failed", "cancelled"]
+    output: Any = None
+    output_ref: str | None = None
+    error: TaskError | None = None
+    worker_id: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime = Field(default_factory=utcnow)
+
+
+class RunEvent(Payload):
+    """Something an operator may want to see on a run's timeline or live stream."""
+
+    EVENT_TYPE: ClassVar[str] = "cadenza.run.event.v1"
+    run_id: str
+    kind: str = Field(description="e.g. run.started, task.ready, task.started, task.succeeded")
+    task_id: str | None = None
+    node_id: str | None = None
+    status: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    at: datetime = Field(default_factory=utcnow)
+
+
+class DocIngest(Payload):
+    """A document landed in the object store and should be chunked and embedded."""
+
+    EVENT_TYPE: ClassVar[str] = "cadenza.doc.ingest.v1"
+    document_id: str
+    object_ref: str
+    content_type: str = "text/plain"
+    collection: str = "default"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeadLetter(Payload):
+    """A message a consumer could not handle, with the reason; never silently dropped."""
+
+    EVENT_TYPE: ClassVar[str] = "cadenza.dlq.v1"
+    original_topic: str
+    partition: int
+    offset: int
+    key: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    value_b64: str
+    reason: str
+    error_code: str
+    attempts: int
+    consumer_group: str
+    failed_at: datetime = Field(default_factory=utcnow)
+
+
+PAYLOAD_TYPES: dict[str, type[Payload]] = {
+    cls.EVENT_TYPE: cls
+    for cls in (PlanRequested, TaskReady, TaskResult, RunEvent, DocIngest, DeadLetter)
+}

@@ -1,0 +1,323 @@
+"""The consumer runtime shared by every transport.
+
+Decode → handler (retried with exponential backoff + jitter) → dead-letter on failure →
+commit in offset order. Messages with the same key are handled one after another; other
+keys run concurrently up to ``concurrency``. Nothing a transport returns can crash it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import time
+from functools import partial
+from typing import Any, Protocol
+
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_never,
+    wait_random_exponential,
+)
+
+from . import metrics
+from .bus import ConsumerOptions, Handler, Publisher
+from .envelope import Envelope, Message, decode
+from .errors import CadenzaError, DecodeError, is_retryable
+from .offsets import OffsetTracker, TopicPartition
+from .payloads import DEFAULT_TENANT, DeadLetter
+from .topics import Topic, TopicRegistry
+from .tracing import consume_span
+
+log = logging.getLogger("cadenza.events.consumer")
+
+
+def _should_retry(exc: BaseException) -> bool:
+    # tenacity sees BaseException too: a cancelled handler must stop, not be retried.
+    return not isinstance(exc, asyncio.CancelledError) and is_retryable(exc)
+
+
+def _not_cancelled(exc: BaseException) -> bool:
+    return not isinstance(exc, asyncio.CancelledError)
+
+
+class RebalanceListener(Protocol):
+    async def on_revoked(self, partitions: set[TopicPartition]) -> None: ...
+    async def on_assigned(self, partitions: set[TopicPartition]) -> None: ...
+
+
+class ConsumerTransport(Protocol):
+    """What a bus implementation provides to the runner: raw fetch and commit."""
+
+    async def start(self, listener: RebalanceListener) -> None: ...
+    async def fetch(self, max_records: int, timeout_s: float) -> list[Message]: ...
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
+    async def close(self) -> None: ...
+    def end_offsets(self) -> dict[TopicPartition, int]: ...
+
+
+class ConsumerRunner:
+    """Implements ``Consumer`` on top of any ``ConsumerTransport``."""
+
+    def __init__(
+        self,
+        transport: ConsumerTransport,
+        *,
+        group: str,
+        handler: Handler,
+        registry: TopicRegistry,
+        publisher: Publisher,
+        options: ConsumerOptions,
+        commit_interval_s: float,
+        source: str = "/cadenza/consumer",
+    ) -> None:
+        self.group = group
+        self._transport = transport
+        self._handler = handler
+        self._registry = registry
+        self._publisher = publisher
+        self._options = options
+        self._commit_interval_s = commit_interval_s
+        self._source = source
+        self._tracker = OffsetTracker()
+        self._inflight: dict[asyncio.Task[None], Message] = {}
+        self._tails: dict[tuple[TopicPartition, bytes], asyncio.Task[None]] = {}
+        self._slot_freed = asyncio.Event()
+        self._commit_lock = asyncio.Lock()
+        self._stopping = False
+        self._fetch_task: asyncio.Task[None] | None = None
+        self._commit_task: asyncio.Task[None] | None = None
+        self._dlq_topic = registry.name(Topic.DLQ)
+        self.assignment: set[TopicPartition] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self._transport.start(self)
+        self._fetch_task = asyncio.create_task(self._fetch_loop(), name=f"fetch:{self.group}")
+        self._commit_task = asyncio.create_task(self._commit_loop(), name=f"commit:{self.group}")
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        grace = self._options.shutdown_grace_s if grace_s is None else grace_s
+        self._stopping = True
+        for task in (self._fetch_task, self._commit_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self._drain(set(self._inflight), grace)
+        await self._commit()
+        with contextlib.suppress(Exception):
+            await self._transport.close()
+        metrics.INFLIGHT.labels(self.group).set(0)
+
+    def committed(self) -> dict[TopicPartition, int]:
+        """Positions this consumer has committed (for tests and diagnostics)."""
+        return self._tracker.committed()
+
+    # -- rebalance -------------------------------------------------------------------------
+    async def on_revoked(self, partitions: set[TopicPartition]) -> None:
+        """Finish (or abandon) work on partitions we lose, commit it, then forget them."""
+        tasks = {t for t, m in self._inflight.items() if (m.topic, m.partition) in partitions}
+        await self._drain(tasks, self._options.shutdown_grace_s)
+        await self._commit(only=partitions)
+        self._tracker.drop(partitions)
+        self.assignment -= partitions
+        for chain in [c for c in self._tails if c[0] in partitions]:
+            del self._tails[chain]
+
+    async def on_assigned(self, partitions: set[TopicPartition]) -> None:
+        self.assignment = set(partitions)
+        log.debug("group %s assigned %s", self.group, sorted(partitions))
+
+    async def _drain(self, tasks: set[asyncio.Task[None]], grace: float) -> None:
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace) if grace > 0 else (set(), tasks)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+            metrics.MESSAGES.labels("*", self.group, "abandoned").inc(len(pending))
+
+    # -- loops -----------------------------------------------------------------------------
+    async def _fetch_loop(self) -> None:
+        failures = 0
+        while not self._stopping:
+            free = self._options.concurrency - len(self._inflight)
+            if free <= 0:
+                self._slot_freed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._slot_freed.wait(), 0.5)
+                continue
+            try:
+                records = await self._transport.fetch(free, 0.2)
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                log.exception(
+                    "group %s: fetch failed (%d in a row); backing off", self.group, failures
+                )
+                await asyncio.sleep(min(0.1 * 2**failures, 5.0))
+                continue
+            for record in records:
+                self._schedule(record)
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._commit_interval_s)
+            await self._commit()
+            self._update_lag()
+
+    async def _commit(self, only: set[TopicPartition] | None = None) -> None:
+        async with self._commit_lock:
+            offsets = self._tracker.committable(only)
+            if not offsets:
+                return
+            try:
+                await self._transport.commit(offsets)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # e.g. a rebalance raced us; the new owner redoes it
+                log.warning("group %s: commit of %s failed: %s", self.group, offsets, exc)
+                return
+            self._tracker.mark_committed(offsets)
+
+    def _update_lag(self) -> None:
+        try:
+            ends = self._transport.end_offsets()
+        except Exception:  # lag is best effort
+            return
+        committed = self._tracker.committed()
+        per_topic: dict[str, int] = {}
+        for tp, end in ends.items():
+            per_topic[tp[0]] = per_topic.get(tp[0], 0) + max(0, end - committed.get(tp, end))
+        for topic, lag in per_topic.items():
+            metrics.LAG.labels(topic, self.group).set(lag)
+
+    # -- per message -----------------------------------------------------------------------
+    def _schedule(self, record: Message) -> None:
+        tp = (record.topic, record.partition)
+        self._tracker.begin(tp, record.offset)
+        chain = (tp, record.key) if record.key is not None else None
+        previous = self._tails.get(chain) if chain is not None else None
+        task = asyncio.create_task(self._process(record, previous))
+        self._inflight[task] = record
+        if chain is not None:
+            self._tails[chain] = task
+        task.add_done_callback(partial(self._on_done, record, chain))
+        metrics.INFLIGHT.labels(self.group).set(len(self._inflight))
+
+    def _on_done(
+        self,
+        record: Message,
+        chain: tuple[TopicPartition, bytes] | None,
+        task: asyncio.Task[None],
+    ) -> None:
+        self._inflight.pop(task, None)
+        if chain is not None and self._tails.get(chain) is task:
+            del self._tails[chain]
+        if not task.cancelled():  # a cancelled message stays uncommitted: redelivered later
+            self._tracker.finish((record.topic, record.partition), record.offset)
+        self._slot_freed.set()
+
+    async def _process(self, record: Message, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None and not previous.done():
+            await asyncio.wait({previous})  # same key: keep the partition's order
+        started = time.perf_counter()
+        try:
+            env = decode(record)
+        except DecodeError as exc:
+            await self._dead_letter(record, exc, attempts=0)
+            return
+        attempts = 0
+        outcome = "handled"
+        try:
+            with consume_span(env, record, self.group):
+                async for attempt in self._retrying():
+                    with attempt:
+                        attempts += 1
+                        if attempts > 1:
+                            metrics.RETRIES.labels(record.topic, self.group).inc()
+                        await self._handler(env)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            outcome = "dead_lettered"
+            log.warning(
+                "group %s: %s@%s/%s failed after %d attempt(s): %r",
+                self.group,
+                record.topic,
+                record.partition,
+                record.offset,
+                attempts,
+                exc,
+            )
+            await self._dead_letter(record, exc, attempts, env)
+        metrics.MESSAGES.labels(record.topic, self.group, outcome).inc()
+        metrics.HANDLE_SECONDS.labels(record.topic, self.group).observe(
+            time.perf_counter() - started
+        )
+
+    def _retrying(self) -> AsyncRetrying:
+        policy = self._options.retry
+        return AsyncRetrying(
+            stop=stop_after_attempt(policy.max_attempts),
+            wait=wait_random_exponential(
+                multiplier=policy.initial_backoff_s, max=policy.max_backoff_s
+            ),
+            retry=retry_if_exception(_should_retry),
+            reraise=True,
+        )
+
+    async def _dead_letter(
+        self,
+        record: Message,
+        exc: BaseException,
+        attempts: int,
+        env: Envelope[Any] | None = None,
+    ) -> None:
+        code = exc.code if isinstance(exc, CadenzaError) else type(exc).__name__
+        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        metrics.DLQ.labels(record.topic, code).inc()
+        if record.topic == self._dlq_topic:  # never ping-pong inside the DLQ itself
+            log.error(
+                "group %s: dropping undecodable dead letter at %s: %s",
+                self.group,
+                record.offset,
+                reason,
+            )
+            return
+        letter = DeadLetter(
+            original_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key.decode("utf-8", "replace") if record.key is not None else None,
+            headers={k: v.decode("utf-8", "replace") for k, v in record.headers},
+            value_b64=base64.b64encode(record.value).decode(),
+            reason=reason,
+            error_code=code,
+            attempts=attempts,
+            consumer_group=self.group,
+        )
+        dead = Envelope(
+            payload=letter,
+            source=self._source,
+            tenant_id=(env.tenant_id if env else record.header("ce_tenantid")) or DEFAULT_TENANT,
+            plan_id=env.plan_id if env else record.header("ce_planid"),
+            task_id=env.task_id if env else record.header("ce_taskid"),
+            subject=f"{record.topic}/{record.partition}/{record.offset}",
+        )
+        # The DLQ write must not be lost: keep trying (the message stays uncommitted meanwhile).
+        async for attempt in AsyncRetrying(
+            stop=stop_never,
+            wait=wait_random_exponential(multiplier=0.1, max=5.0),
+            retry=retry_if_exception(_not_cancelled),
+            reraise=True,
+        ):
+            with attempt:
+                await self._publisher.publish(Topic.DLQ, dead)

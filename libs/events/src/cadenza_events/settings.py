@@ -1,0 +1,48 @@
+"""Settings for the event bus, shared by every service that publishes or consumes."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BusSettings(BaseSettings):
+    """Where the bus lives and how topics are named. Env prefix ``CADENZA_BUS_``."""
+
+    model_config = SettingsConfigDict(env_prefix="CADENZA_BUS_", extra="ignore")
+
+    backend: str = Field(
+        default="kafka",
+        description="`kafka` (production: a real Apache Kafka) or `memory` (cadenza dev, unit tests).",
+        pattern="^(kafka|memory)$",
+    )
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:19092",
+        description="Kafka bootstrap servers, comma separated (the project's infra listens on 19092).",
+    )
+    topic_prefix: str = Field(
+        default="cadenza.",
+        description="Prefix of every physical topic name; lets several deployments or tests share a cluster.",
+    )
+    client_id: str = Field(default="cadenza", description="Kafka client id, shown in broker logs.")
+    partitions: int = Field(
+        default=6, ge=1, description="Partition count used when Cadenza creates its topics."
+    )
+    replication_factor: int = Field(
+        default=1, ge=1, description="Replication factor used when Cadenza creates its topics."
+    )
+    commit_interval_s: float = Field(
+        default=0.1,
+        gt=0,
+        description="How often a consumer commits the offsets of handled messages (batched commits).",
+    )
+    session_timeout_ms: int = Field(
+        default=10_000,
+        description="Kafka group session timeout: how fast a dead consumer is noticed.",
+    )
+    heartbeat_interval_ms: int = Field(
+        default=1_000, description="Kafka consumer heartbeat interval."
+    )
+    linger_ms: int = Field(
+        default=2, ge=0, description="Producer linger: trades a little latency for batching."
+    )

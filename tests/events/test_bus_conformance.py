@@ -1,0 +1,289 @@
+"""ONE conformance suite for every bus implementation (in-process and real Kafka)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+from collections import defaultdict
+from typing import Any
+
+from support import assert_eventually
+
+from cadenza_events import (
+    Bus,
+    ConsumerOptions,
+    DeadLetter,
+    Envelope,
+    NonRetryableError,
+    RetryPolicy,
+    RunEvent,
+    TaskReady,
+    Topic,
+)
+
+FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.05)
+
+
+def run_event(plan: str, seq: int, tenant: str = "acme") -> Envelope[RunEvent]:
+    return Envelope(
+        payload=RunEvent(run_id=plan, kind="test", data={"seq": seq}),
+        source="/tests",
+        tenant_id=tenant,
+        plan_id=plan,
+    )
+
+
+async def collect_dlq(bus: Bus, group: str) -> tuple[list[Envelope[Any]], Any]:
+    letters: list[Envelope[Any]] = []
+
+    async def handle(env: Envelope[Any]) -> None:
+        letters.append(env)
+
+    consumer = bus.consumer([Topic.DLQ], group, handle)
+    await consumer.start()
+    return letters, consumer
+
+
+async def test_envelope_and_headers_round_trip(bus: Bus, unique_id: str) -> None:
+    got: list[Envelope[Any]] = []
+
+    async def handle(env: Envelope[Any]) -> None:
+        got.append(env)
+
+    consumer = bus.consumer([Topic.TASK_READY], f"{unique_id}-g", handle)
+    await consumer.start()
+    sent = Envelope(
+        payload=TaskReady(
+            run_id="run-1", task_id="task-1", node_id="fetch", name="transform", params={"x": [1, "two"]}
+        ),
+        source="/orchestrator",
+        tenant_id="acme",
+        plan_id="run-1",
+        task_id="task-1",
+        attempt=2,
+        subject="fetch",
+        traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        tracestate="vendor=1",
+    )
+    await bus.publisher.publish(Topic.TASK_READY, sent)
+    await assert_eventually(lambda: got, message="event never arrived")
+    await consumer.stop()
+    (received,) = got
+    assert received == sent  # every attribute, extension and the typed payload survive
+    assert isinstance(received.payload, TaskReady)
+    assert received.payload.params == {"x": [1, "two"]}
+
+
+async def test_per_key_ordering_under_concurrency(bus: Bus, unique_id: str) -> None:
+    seen: dict[str, list[int]] = defaultdict(list)
+
+    async def handle(env: Envelope[Any]) -> None:
+        await asyncio.sleep(random.random() / 200)  # scramble completion order across keys
+        seen[env.plan_id or ""].append(env.payload.data["seq"])
+
+    consumer = bus.consumer(
+        [Topic.RUN_EVENTS], f"{unique_id}-g", handle, ConsumerOptions(concurrency=16)
+    )
+    await consumer.start()
+    plans = [f"plan-{i}" for i in range(6)]
+    await bus.publisher.publish_many(
+        [(Topic.RUN_EVENTS, run_event(p, seq)) for seq in range(40) for p in plans]
+    )
+    await assert_eventually(lambda: sum(map(len, seen.values())) == 240, timeout=30)
+    await consumer.stop()
+    for plan in plans:
+        assert seen[plan] == list(range(40)), f"{plan} out of order"
+
+
+async def test_two_consumers_in_one_group_share_partitions(bus: Bus, unique_id: str) -> None:
+    handled: dict[str, list[int]] = {"a": [], "b": []}
+
+    def handler(name: str) -> Any:
+        async def handle(env: Envelope[Any]) -> None:
+            handled[name].append(env.payload.data["seq"])
+
+        return handle
+
+    group = f"{unique_id}-g"
+    a = bus.consumer([Topic.RUN_EVENTS], group, handler("a"))
+    b = bus.consumer([Topic.RUN_EVENTS], group, handler("b"))
+    await a.start()
+    await b.start()
+    all_partitions = {(bus.registry.name(Topic.RUN_EVENTS), p) for p in range(3)}
+
+    def balanced() -> bool:
+        sa, sb = a.assignment, b.assignment  # type: ignore[attr-defined]
+        return bool(sa) and bool(sb) and not (sa & sb) and (sa | sb) == all_partitions
+
+    await assert_eventually(balanced, timeout=30, message="group never balanced")
+    await bus.publisher.publish_many(
+        [(Topic.RUN_EVENTS, run_event(f"plan-{i}", i)) for i in range(60)]
+    )
+    await assert_eventually(lambda: len(handled["a"]) + len(handled["b"]) >= 60, timeout=30)
+    await a.stop()
+    await b.stop()
+    assert handled["a"] and handled["b"], "both members must get work"
+    assert sorted(handled["a"] + handled["b"]) == list(range(60)), "each message exactly once"
+
+
+async def test_uncommitted_messages_are_redelivered_after_consumer_dies(
+    bus: Bus, unique_id: str
+) -> None:
+    group = f"{unique_id}-g"
+    entered = asyncio.Event()
+
+    async def stuck(env: Envelope[Any]) -> None:
+        entered.set()
+        await asyncio.Event().wait()  # the process "dies" before finishing
+
+    first = bus.consumer([Topic.RUN_EVENTS], group, stuck)
+    await first.start()
+    await bus.publisher.publish(Topic.RUN_EVENTS, run_event("plan-x", 7))
+    await asyncio.wait_for(entered.wait(), 30)
+    await first.stop(grace_s=0)  # abandon in-flight work: nothing committed
+
+    got: list[int] = []
+
+    async def handle(env: Envelope[Any]) -> None:
+        got.append(env.payload.data["seq"])
+
+    second = bus.consumer([Topic.RUN_EVENTS], group, handle)
+    await second.start()
+    await assert_eventually(lambda: got == [7], timeout=30, message="message not redelivered")
+    await second.stop()
+
+
+async def test_committed_messages_are_not_redelivered(bus: Bus, unique_id: str) -> None:
+    group = f"{unique_id}-g"
+    first_seen: list[int] = []
+
+    async def record_first(env: Envelope[Any]) -> None:
+        first_seen.append(env.payload.data["seq"])
+
+    first = bus.consumer([Topic.RUN_EVENTS], group, record_first)
+    await first.start()
+    await bus.publisher.publish_many(
+        [(Topic.RUN_EVENTS, run_event(f"p{i}", i)) for i in range(5)]
+    )
+    await assert_eventually(lambda: len(first_seen) == 5, timeout=30)
+    await first.stop()  # graceful: commits what it handled
+
+    second_seen: list[int] = []
+
+    async def record_second(env: Envelope[Any]) -> None:
+        second_seen.append(env.payload.data["seq"])
+
+    second = bus.consumer([Topic.RUN_EVENTS], group, record_second)
+    await second.start()
+    await bus.publisher.publish(Topic.RUN_EVENTS, run_event("marker", 99))
+    await assert_eventually(lambda: 99 in second_seen, timeout=30)
+    await asyncio.sleep(0.3)
+    await second.stop()
+    assert second_seen == [99]
+
+
+async def test_graceful_stop_finishes_in_flight_work(bus: Bus, unique_id: str) -> None:
+    group = f"{unique_id}-g"
+    started = asyncio.Event()
+    finished: list[int] = []
+
+    async def slow(env: Envelope[Any]) -> None:
+        started.set()
+        await asyncio.sleep(0.3)
+        finished.append(env.payload.data["seq"])
+
+    first = bus.consumer([Topic.RUN_EVENTS], group, slow)
+    await first.start()
+    await bus.publisher.publish(Topic.RUN_EVENTS, run_event("p", 1))
+    await asyncio.wait_for(started.wait(), 30)
+    await first.stop(grace_s=5)
+    assert finished == [1]
+
+    again: list[int] = []
+
+    async def record(env: Envelope[Any]) -> None:
+        again.append(env.payload.data["seq"])
+
+    second = bus.consumer([Topic.RUN_EVENTS], group, record)
+    await second.start()
+    await bus.publisher.publish(Topic.RUN_EVENTS, run_event("marker", 2))
+    await assert_eventually(lambda: 2 in again, timeout=30)
+    await second.stop()
+    assert again == [2], "work finished during graceful stop must have been committed"
+
+
+async def test_undecodable_and_invalid_messages_go_to_dlq_and_consumer_keeps_going(
+    bus: Bus, unique_id: str
+) -> None:
+    handled: list[int] = []
+
+    async def handle(env: Envelope[Any]) -> None:
+        handled.append(env.payload.data["seq"])
+
+    letters, dlq = await collect_dlq(bus, f"{unique_id}-dlq")
+    consumer = bus.consumer([Topic.RUN_EVENTS], f"{unique_id}-g", handle)
+    await consumer.start()
+    topic = bus.registry.name(Topic.RUN_EVENTS)
+    await bus.publisher.publish_raw(topic, b"plan-a", b"\xff\x00 garbage", [])
+    await bus.publisher.publish_raw(
+        topic,
+        b"plan-a",
+        b'{"kind": "missing run_id"}',
+        [
+            ("ce_id", b"1"),
+            ("ce_source", b"/evil"),
+            ("ce_type", b"cadenza.run.event.v1"),
+            ("ce_specversion", b"1.0"),
+            ("ce_tenantid", b"acme"),
+            ("content-type", b"application/json"),
+        ],
+    )
+    await bus.publisher.publish(Topic.RUN_EVENTS, run_event("plan-a", 3))
+    await assert_eventually(lambda: handled == [3] and len(letters) == 2, timeout=30)
+    await consumer.stop()
+    await dlq.stop()
+    reasons = sorted(env.payload.reason for env in letters)
+    assert all(isinstance(env.payload, DeadLetter) for env in letters)
+    assert any("invalid payload" in r and "run_id" in r for r in reasons), reasons
+    assert any("not a CloudEvent" in r for r in reasons), reasons
+    garbage = next(e.payload for e in letters if "not a CloudEvent" in e.payload.reason)
+    assert base64.b64decode(garbage.value_b64) == b"\xff\x00 garbage"  # nothing is lost
+    assert garbage.original_topic == topic
+    assert garbage.consumer_group == f"{unique_id}-g"
+    invalid = next(e for e in letters if "invalid payload" in e.payload.reason)
+    assert invalid.tenant_id == "acme"
+
+
+async def test_failing_handler_is_retried_then_dead_lettered(bus: Bus, unique_id: str) -> None:
+    calls: dict[int, int] = defaultdict(int)
+
+    async def handle(env: Envelope[Any]) -> None:
+        seq = env.payload.data["seq"]
+        calls[seq] += 1
+        if seq == 1:
+            raise RuntimeError("always broken")
+        if seq == 2:
+            raise NonRetryableError("bad request", code="bad_request")
+        if seq == 3 and calls[seq] < 3:
+            raise ConnectionError("flaky")
+
+    letters, dlq = await collect_dlq(bus, f"{unique_id}-dlq")
+    consumer = bus.consumer(
+        [Topic.RUN_EVENTS], f"{unique_id}-g", handle, ConsumerOptions(retry=FAST_RETRY)
+    )
+    await consumer.start()
+    await bus.publisher.publish_many(
+        [(Topic.RUN_EVENTS, run_event(f"plan-{i}", i)) for i in (1, 2, 3)]
+    )
+    await assert_eventually(lambda: len(letters) == 2 and calls[3] == 3, timeout=30)
+    await asyncio.sleep(0.2)
+    await consumer.stop()
+    await dlq.stop()
+    assert calls == {1: 3, 2: 1, 3: 3}  # retried per policy; non-retryable fails at once
+    by_plan = {env.plan_id: env.payload for env in letters}
+    assert set(by_plan) == {"plan-1", "plan-2"}  # the flaky one recovered
+    assert by_plan["plan-1"].attempts == 3
+    assert "always broken" in by_plan["plan-1"].reason
+    assert by_plan["plan-2"].attempts == 1
+    assert by_plan["plan-2"].error_code == "bad_request"
