@@ -1,6 +1,6 @@
 """cadenza_events: the one event contract every Cadenza service imports."""
 
-from .bus import Bus, Consumer, ConsumerOptions, Handler, Publisher, RetryPolicy
+from .bus import Bus, Consumer, ConsumerOptions, Handler, Publisher, RawRecord, RetryPolicy
 from .envelope import Envelope, Message, decode, encode
 from .errors import CadenzaError, DecodeError, NonRetryableError, RetryableError, is_retryable
 from .factory import create_bus
@@ -40,6 +40,7 @@ __all__ = [
     "Payload",
     "PlanRequested",
     "Publisher",
+    "RawRecord",
     "RetryPolicy",
     "RetryableError",
     "RunEvent",

@@ -10,6 +10,8 @@ from .envelope import Envelope
 from .topics import Topic, TopicRegistry
 
 Handler = Callable[[Envelope[Any]], Awaitable[None]]
+RawRecord = tuple[str, bytes | None, bytes, Sequence[tuple[str, bytes]]]
+"""(physical topic, key, value, headers)"""
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ class Publisher(Protocol):
         self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]
     ) -> None:
         """Publish pre-encoded bytes to a physical topic (outbox relay, tests)."""
+        ...
+
+    async def publish_raw_many(self, items: Sequence[RawRecord]) -> None:
+        """Publish pre-encoded records, pipelined; returns once all are durable."""
         ...
 
 

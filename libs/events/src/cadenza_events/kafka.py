@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from . import metrics
-from .bus import ConsumerOptions, Handler
+from .bus import ConsumerOptions, Handler, RawRecord
 from .envelope import Envelope, Message, encode
 from .offsets import TopicPartition as TP
 from .runner import ConsumerRunner, RebalanceListener
@@ -146,11 +146,13 @@ class KafkaPublisher:
         await self.publish_raw(*self._encode(topic, env))
 
     async def publish_many(self, items: Sequence[tuple[Topic, Envelope[Any]]]) -> None:
+        await self.publish_raw_many([self._encode(topic, env) for topic, env in items])
+
+    async def publish_raw_many(self, items: Sequence[RawRecord]) -> None:
         assert self._producer is not None, "publisher not started"
         futures = []
-        for topic, env in items:
-            name, key, value, headers = self._encode(topic, env)
-            futures.append(await self._producer.send(name, value, key=key, headers=headers))
+        for name, key, value, headers in items:
+            futures.append(await self._producer.send(name, value, key=key, headers=list(headers)))
             metrics.PUBLISHED.labels(name).inc()
         await asyncio.gather(*futures)
 

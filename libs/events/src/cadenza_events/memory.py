@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import metrics
-from .bus import ConsumerOptions, Handler
+from .bus import ConsumerOptions, Handler, RawRecord
 from .envelope import Envelope, Message, encode
 from .offsets import TopicPartition
 from .runner import ConsumerRunner, RebalanceListener
@@ -200,6 +200,10 @@ class MemoryPublisher:
     ) -> None:
         self._broker.append(topic, key, value, headers)
         metrics.PUBLISHED.labels(topic).inc()
+
+    async def publish_raw_many(self, items: Sequence[RawRecord]) -> None:
+        for topic, key, value, headers in items:
+            await self.publish_raw(topic, key, value, headers)
 
 
 class MemoryBus:

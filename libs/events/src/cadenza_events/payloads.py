@@ -75,6 +75,7 @@ class TaskResult(Payload):
     output: Any = None
     output_ref: str | None = None
     error: TaskError | None = None
+    tries: int = Field(default=1, description="Executions inside this attempt (worker retries)")
     worker_id: str | None = None
     started_at: datetime | None = None
     finished_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,21 @@
+"""cadenza_runtime: what every Cadenza service process shares."""
+
+from . import keys
+from .process import run_until_signal, wait_for_shutdown_signal
+from .relay import OutboxRelay
+from .resources import Resources, open_resources
+from .staging import stage_event
+from .telemetry import serve_metrics, setup_logging, setup_tracing
+
+__all__ = [
+    "OutboxRelay",
+    "Resources",
+    "keys",
+    "open_resources",
+    "run_until_signal",
+    "serve_metrics",
+    "setup_logging",
+    "setup_tracing",
+    "stage_event",
+    "wait_for_shutdown_signal",
+]

@@ -1,0 +1,83 @@
+"""Cadenza workflow specs: models, parsing (YAML, JSON, React Flow), validation,
+sandboxed expressions and the published JSON Schema.
+
+Typical use::
+
+    spec = parse_spec(text, content_type="application/yaml")
+    validate_spec(spec, known_tools={"transform", "http_request"})
+    inputs = resolve_inputs(spec, {"amount": 250})
+    params = render(spec.task("fetch").with_, build_context(inputs=inputs, run_id=run_id))
+"""
+
+from .errors import ErrorCode, ExpressionError, SpecError, SpecValidationError
+from .expressions import (
+    CONTEXT_NAMES,
+    MAX_FAN_OUT,
+    RUN_FIELDS,
+    TASK_FIELDS,
+    TASK_STATUSES,
+    Expression,
+    Template,
+    build_context,
+    compile_expression,
+    compile_template,
+    evaluate_condition,
+    evaluate_for_each,
+    find_templates,
+    is_template,
+    render,
+)
+from .inputs import coerce_input, json_type_name, resolve_inputs
+from .reactflow import from_react_flow, is_react_flow
+from .schema import WORKFLOW_SCHEMA_ID, workflow_json_schema
+from .spec import (
+    InputSpec,
+    InputType,
+    RetryPolicy,
+    TaskKind,
+    TaskSpec,
+    WorkflowSpec,
+    parse_spec,
+)
+from .tools import BUILTIN_TOOLS
+from .validate import load_spec, topological_order, validate_spec
+
+__all__ = [
+    "BUILTIN_TOOLS",
+    "CONTEXT_NAMES",
+    "MAX_FAN_OUT",
+    "RUN_FIELDS",
+    "TASK_FIELDS",
+    "TASK_STATUSES",
+    "WORKFLOW_SCHEMA_ID",
+    "ErrorCode",
+    "Expression",
+    "ExpressionError",
+    "InputSpec",
+    "InputType",
+    "RetryPolicy",
+    "SpecError",
+    "SpecValidationError",
+    "TaskKind",
+    "TaskSpec",
+    "Template",
+    "WorkflowSpec",
+    "build_context",
+    "coerce_input",
+    "compile_expression",
+    "compile_template",
+    "evaluate_condition",
+    "evaluate_for_each",
+    "find_templates",
+    "from_react_flow",
+    "is_react_flow",
+    "is_template",
+    "json_type_name",
+    "load_spec",
+    "parse_spec",
+    "render",
+    "resolve_inputs",
+    "topological_order",
+    "validate_spec",
+    "workflow_json_schema",
+]
