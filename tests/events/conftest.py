@@ -3,7 +3,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-
 from cadenza_events import Bus, BusSettings, MemoryBus
 
 

@@ -8,8 +8,6 @@ import random
 from collections import defaultdict
 from typing import Any
 
-from support import assert_eventually
-
 from cadenza_events import (
     Bus,
     ConsumerOptions,
@@ -21,6 +19,7 @@ from cadenza_events import (
     TaskReady,
     Topic,
 )
+from support import assert_eventually
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.05)
 
@@ -55,7 +54,11 @@ async def test_envelope_and_headers_round_trip(bus: Bus, unique_id: str) -> None
     await consumer.start()
     sent = Envelope(
         payload=TaskReady(
-            run_id="run-1", task_id="task-1", node_id="fetch", name="transform", params={"x": [1, "two"]}
+            run_id="run-1",
+            task_id="task-1",
+            node_id="fetch",
+            name="transform",
+            params={"x": [1, "two"]},
         ),
         source="/orchestrator",
         tenant_id="acme",
@@ -123,7 +126,8 @@ async def test_two_consumers_in_one_group_share_partitions(bus: Bus, unique_id: 
     await assert_eventually(lambda: len(handled["a"]) + len(handled["b"]) >= 60, timeout=30)
     await a.stop()
     await b.stop()
-    assert handled["a"] and handled["b"], "both members must get work"
+    assert handled["a"], "both members must get work"
+    assert handled["b"], "both members must get work"
     assert sorted(handled["a"] + handled["b"]) == list(range(60)), "each message exactly once"
 
 
@@ -163,9 +167,7 @@ async def test_committed_messages_are_not_redelivered(bus: Bus, unique_id: str) 
 
     first = bus.consumer([Topic.RUN_EVENTS], group, record_first)
     await first.start()
-    await bus.publisher.publish_many(
-        [(Topic.RUN_EVENTS, run_event(f"p{i}", i)) for i in range(5)]
-    )
+    await bus.publisher.publish_many([(Topic.RUN_EVENTS, run_event(f"p{i}", i)) for i in range(5)])
     await assert_eventually(lambda: len(first_seen) == 5, timeout=30)
     await first.stop()  # graceful: commits what it handled
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 
+from cadenza_cli import services
+from cadenza_cli.dev import dev_command
 from cadenza_cli.infra import infra_app
+from cadenza_cli.runs import run_command, runs_app
 
 app = typer.Typer(help="Cadenza: event-driven multi-agent workflows.", no_args_is_help=True)
+app.command("dev")(dev_command)
+app.command("run")(run_command)
+app.add_typer(runs_app, name="runs")
 app.add_typer(infra_app, name="infra")
+services.register(app)

@@ -1,0 +1,87 @@
+"""A small HTTP client for the gateway, and live progress printing for `--wait`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+DEFAULT_URL = os.environ.get("CADENZA_URL", "http://127.0.0.1:8080")
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        self.status = status
+        self.problem = problem
+        super().__init__(format_problem(status, problem))
+
+
+def format_problem(status: int, problem: dict[str, Any]) -> str:
+    lines = [f"{status} {problem.get('title', 'error')}: {problem.get('detail', '')}".rstrip(": ")]
+    for err in problem.get("errors") or []:
+        where = err.get("field") or ""
+        lines.append(f"  - {where}: {err.get('message')}")
+    return "\n".join(lines)
+
+
+def _check(resp: httpx.Response) -> dict[str, Any]:
+    if resp.status_code >= 400:
+        try:
+            problem = resp.json()
+        except ValueError:
+            problem = {"title": resp.reason_phrase, "detail": resp.text[:500]}
+        raise ApiError(resp.status_code, problem)
+    data: dict[str, Any] = resp.json()
+    return data
+
+
+def run_request(target: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """A file path becomes an inline spec; anything else names a registered workflow."""
+    path = Path(target)
+    if path.is_file():
+        spec = yaml.safe_load(path.read_text())
+        return {"spec": spec, "inputs": inputs}
+    return {"workflow": target, "inputs": inputs}
+
+
+async def submit(
+    client: httpx.AsyncClient, body: dict[str, Any], idempotency_key: str | None = None
+) -> dict[str, Any]:
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    return _check(await client.post("/v1/runs", json=body, headers=headers))
+
+
+async def get_run(client: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
+    return _check(await client.get(f"/v1/runs/{run_id}"))
+
+
+async def wait_for_run(
+    client: httpx.AsyncClient, run_id: str, *, interval_s: float = 0.2, out: Any = sys.stderr
+) -> dict[str, Any]:
+    """Poll the run, printing each task's status change, until it is terminal."""
+    seen: dict[str, str] = {}
+    while True:
+        run = await get_run(client, run_id)
+        for task in run.get("tasks", []):
+            label = task["node_id"] + (
+                f"[{task['item_index']}]" if task.get("item_index") is not None else ""
+            )
+            status = task["status"]
+            if seen.get(label) != status:
+                seen[label] = status
+                extra = f" (attempt {task['attempt']})" if task.get("attempt", 0) > 1 else ""
+                print(f"  {label:<28} {status}{extra}", file=out)
+        if run["status"] in TERMINAL:
+            return run
+        await asyncio.sleep(interval_s)
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import pytest
+from cadenza_events import DecodeError, Envelope, Message, RunEvent, TaskResult, decode, encode
+from cadenza_events.topics import Topic, TopicRegistry
+
+pytestmark = pytest.mark.unit
+
+
+def _message(env: Envelope[RunEvent], key: str | None = "p1") -> Message:
+    raw_key, value, headers = encode(env, key)
+    return Message("topic", 0, 0, raw_key, value, tuple(headers))
+
+
+def test_binary_mode_headers_follow_cloudevents() -> None:
+    env = Envelope(
+        payload=RunEvent(run_id="p1", kind="run.started"),
+        source="/gateway",
+        tenant_id="acme",
+        plan_id="p1",
+        attempt=3,
+    )
+    msg = _message(env)
+    headers = dict(msg.headers)
+    assert headers["ce_specversion"] == b"1.0"
+    assert headers["ce_type"] == b"cadenza.run.event.v1"
+    assert headers["ce_source"] == b"/gateway"
+    assert headers["ce_tenantid"] == b"acme"
+    assert headers["ce_planid"] == b"p1"
+    assert headers["ce_attempt"] == b"3"
+    assert headers["content-type"] == b"application/json"
+    assert "ce_taskid" not in headers  # absent extensions are not sent empty
+    assert msg.key == b"p1"
+    assert decode(msg) == env
+
+
+def test_new_optional_fields_keep_old_messages_decodable() -> None:
+    # A v1 result written before `tries` existed still decodes, with the default.
+    env = Envelope(
+        payload=TaskResult(run_id="r", task_id="t", attempt=1, status="succeeded"),
+        source="/w",
+        plan_id="r",
+    )
+    raw_key, value, headers = encode(env, "r")
+    old_value = value.replace(b',"tries":1', b"")
+    assert b"tries" not in old_value
+    decoded = decode(Message("t", 0, 0, raw_key, old_value, tuple(headers)))
+    assert isinstance(decoded.payload, TaskResult)
+    assert decoded.payload.tries == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "value", "reason"),
+    [
+        ((), b"{}", "not a CloudEvent"),
+        (
+            (
+                ("ce_id", b"1"),
+                ("ce_source", b"/x"),
+                ("ce_type", b"nope.v9"),
+                ("ce_specversion", b"1.0"),
+            ),
+            b"{}",
+            "unknown event type",
+        ),
+        (
+            (
+                ("ce_id", b"1"),
+                ("ce_source", b"/x"),
+                ("ce_type", b"cadenza.run.event.v1"),
+                ("ce_specversion", b"1.0"),
+                ("content-type", b"application/json"),
+            ),
+            b"[1, 2]",
+            "not a JSON object",
+        ),
+        (
+            (
+                ("ce_id", b"1"),
+                ("ce_source", b"/x"),
+                ("ce_type", b"cadenza.run.event.v1"),
+                ("ce_specversion", b"1.0"),
+                ("ce_attempt", b"two"),
+                ("content-type", b"application/json"),
+            ),
+            b'{"run_id": "r", "kind": "k"}',
+            "attempt header",
+        ),
+    ],
+)
+def test_bad_messages_raise_decode_error_naming_the_problem(
+    headers: tuple[tuple[str, bytes], ...], value: bytes, reason: str
+) -> None:
+    with pytest.raises(DecodeError, match=reason) as info:
+        decode(Message("t", 0, 0, None, value, headers))
+    assert info.value.retryable is False
+
+
+def test_key_rules() -> None:
+    registry = TopicRegistry(prefix="x.")
+    env = Envelope(payload=RunEvent(run_id="p", kind="k"), source="/s", plan_id="p", task_id="t")
+    assert registry.key_for(Topic.TASK_READY, env) == "t"
+    assert registry.key_for(Topic.TASK_RESULT, env) == "p"
+    assert registry.name(Topic.TASK_READY) == "x.task.ready"
+    assert registry.topic_of("x.task.ready") is Topic.TASK_READY
+    with pytest.raises(ValueError, match="needs a key"):
+        registry.key_for(
+            Topic.TASK_READY, Envelope(payload=RunEvent(run_id="p", kind="k"), source="/s")
+        )
