@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cadenza_events import BusSettings
+from cadenza_events.kafka import KafkaBus
+from cadenza_state import StateSettings, create_engine
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from support.cluster import Cluster
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e/" in str(item.path):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture
+def cluster(
+    unique_id: str, tmp_path: Path, require_services: Callable[..., None]
+) -> Iterator[Cluster]:
+    """Gateway + orchestrator + one worker, each its own OS process, on real infra."""
+    require_services("kafka", "postgres", "redis", "minio")
+    deployment = Cluster(namespace=unique_id, log_dir=tmp_path)
+    try:
+        deployment.start_gateway()  # first: it migrates the fresh schema
+        deployment.start_orchestrator()
+        deployment.start_worker()
+        yield deployment
+    finally:
+        deployment.stop()
+        print(deployment.logs())
+
+
+@pytest.fixture
+async def api(cluster: Cluster) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=cluster.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def db(cluster: Cluster) -> AsyncIterator[AsyncEngine]:
+    """Direct read access to the deployment's schema, to check effects exactly once."""
+    engine = create_engine(StateSettings(database_schema=cluster.namespace))
+    yield engine
+    async with engine.begin() as conn:
+        await conn.execute(text(f'DROP SCHEMA IF EXISTS "{cluster.namespace}" CASCADE'))
+    await engine.dispose()
+
+
+@pytest.fixture
+async def kafka(cluster: Cluster) -> AsyncIterator[KafkaBus]:
+    bus = KafkaBus(
+        BusSettings(topic_prefix=f"{cluster.namespace}.", partitions=3, commit_interval_s=0.05)
+    )
+    await bus.start()
+    yield bus
+    await bus.stop()
+    await bus.delete_topics()

@@ -1,0 +1,365 @@
+"""Workflows end to end: gateway, orchestrator and workers as separate OS processes on real
+Kafka, PostgreSQL, Redis and MinIO. Effects are checked in the database: exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from cadenza_events import Envelope, Topic
+from cadenza_events.kafka import KafkaBus
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from support import assert_eventually
+from support.cluster import Cluster
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def tool(task_id: str, name: str, **fields: Any) -> dict[str, Any]:
+    return {"id": task_id, "kind": "tool", "tool": name, **fields}
+
+
+DIAMOND = {
+    "name": "diamond",
+    "inputs": {"x": {"type": "integer", "default": 2}},
+    "tasks": [
+        tool("a", "transform", **{"with": {"v": "${{ inputs.x }}"}}),
+        tool("b", "transform", needs=["a"], **{"with": {"v": "${{ tasks.a.output.v + 1 }}"}}),
+        tool("c", "transform", needs=["a"], **{"with": {"v": "${{ tasks.a.output.v * 10 }}"}}),
+        tool(
+            "d",
+            "transform",
+            needs=["b", "c"],
+            **{"with": {"sum": "${{ tasks.b.output.v + tasks.c.output.v }}"}},
+        ),
+    ],
+    "output": "${{ tasks.d.output.sum }}",
+}
+
+
+def chain(name: str, length: int, seconds: float) -> dict[str, Any]:
+    tasks = [tool("s0", "sleep", **{"with": {"seconds": seconds}})]
+    tasks += [
+        tool(f"s{i}", "sleep", needs=[f"s{i - 1}"], **{"with": {"seconds": seconds}})
+        for i in range(1, length)
+    ]
+    return {"name": name, "tasks": tasks}
+
+
+async def start_run(
+    api: httpx.AsyncClient, spec: dict[str, Any], inputs: dict[str, Any] | None = None
+) -> str:
+    resp = await api.post("/v1/runs", json={"spec": spec, "inputs": inputs or {}})
+    assert resp.status_code == 201, resp.text
+    run_id: str = resp.json()["id"]
+    return run_id
+
+
+async def finished(api: httpx.AsyncClient, run_id: str, timeout: float = 60) -> dict[str, Any]:
+    async def poll() -> dict[str, Any] | None:
+        run: dict[str, Any] = (await api.get(f"/v1/runs/{run_id}")).json()
+        return run if run["status"] in TERMINAL else None
+
+    result: dict[str, Any] = await assert_eventually(poll, timeout=timeout, interval=0.1)
+    return result
+
+
+async def effects(db: AsyncEngine, run_id: str) -> dict[str, tuple[str, int, int, int]]:
+    """node[index] → (status, attempt, recorded tool effects, recorded attempt results)."""
+    async with db.connect() as conn:
+        rows = await conn.execute(
+            text(
+                """
+                SELECT t.node_id, t.item_index, t.status, t.attempt,
+                       (SELECT count(*) FROM tool_effects e WHERE e.task_id = t.id),
+                       (SELECT count(*) FROM task_attempts a WHERE a.task_id = t.id)
+                FROM tasks t WHERE t.run_id = :run
+                """
+            ),
+            {"run": run_id},
+        )
+        return {
+            f"{node}[{index}]" if index is not None else node: (status, attempt, fx, results)
+            for node, index, status, attempt, fx, results in rows
+        }
+
+
+def assert_exactly_once(fx: dict[str, tuple[str, int, int, int]]) -> None:
+    for name, (status, _attempt, tool_effects, results) in fx.items():
+        assert status == "succeeded", f"{name}: {status}"
+        assert tool_effects == 1, f"{name}: tool effect recorded {tool_effects} times"
+        assert results == 1, f"{name}: {results} attempt results recorded"
+
+
+async def test_diamond_dag(api: httpx.AsyncClient, db: AsyncEngine) -> None:
+    run_id = await start_run(api, DIAMOND, {"x": 2})
+    run = await finished(api, run_id)
+    assert run["status"] == "succeeded", run
+    assert run["output"] == 23  # b = 3, c = 20
+    assert_exactly_once(await effects(db, run_id))
+
+
+async def test_fan_out_100_with_fan_in(api: httpx.AsyncClient, db: AsyncEngine) -> None:
+    spec = {
+        "name": "squares",
+        "tasks": [
+            tool("items", "transform", **{"with": {"list": "${{ list(range(100)) }}"}}),
+            tool(
+                "square",
+                "transform",
+                needs=["items"],
+                for_each="tasks.items.output.list",
+                **{"with": {"sq": "${{ item * item }}"}},
+            ),
+            tool(
+                "total",
+                "transform",
+                needs=["square"],
+                **{"with": {"sum": "${{ sum([o.sq for o in tasks.square.output]) }}"}},
+            ),
+        ],
+        "output": "${{ tasks.total.output.sum }}",
+    }
+    run_id = await start_run(api, spec)
+    run = await finished(api, run_id, timeout=120)
+    assert run["status"] == "succeeded", run.get("error")
+    assert run["output"] == sum(i * i for i in range(100))
+    fx = await effects(db, run_id)
+    assert len([k for k in fx if k.startswith("square[")]) == 100
+    assert_exactly_once(fx)
+
+
+async def test_condition_skips_dependants_unless_they_opt_in(api: httpx.AsyncClient) -> None:
+    spec = {
+        "name": "conditional",
+        "inputs": {"amount": {"type": "number"}},
+        "tasks": [
+            tool("review", "transform", when="inputs.amount > 100", **{"with": {"ok": True}}),
+            tool("notify", "transform", needs=["review"], **{"with": {"sent": True}}),
+            tool(
+                "audit",
+                "transform",
+                needs=["review"],
+                run_if_skipped=True,
+                **{"with": {"logged": True}},
+            ),
+        ],
+    }
+    run = await finished(api, await start_run(api, spec, {"amount": 5}))
+    status = {t["node_id"]: t["status"] for t in run["tasks"]}
+    assert run["status"] == "succeeded"
+    assert status == {"review": "skipped", "notify": "skipped", "audit": "succeeded"}
+
+
+async def test_retry_then_succeed_and_fallback_path(api: httpx.AsyncClient) -> None:
+    spec = {
+        "name": "retries",
+        "tasks": [
+            tool(
+                "charge",
+                "flaky",
+                retry={"max_attempts": 3, "initial_backoff_s": 0.05, "max_backoff_s": 0.2},
+                **{"with": {"failures": 2, "key": "${{ run.id }}-charge"}},
+            ),
+            tool(
+                "refund",
+                "flaky",
+                retry={"max_attempts": 2, "initial_backoff_s": 0.05, "max_backoff_s": 0.2},
+                on_failure="manual",
+                **{"with": {"failures": 5, "key": "${{ run.id }}-refund"}},
+            ),
+            tool("manual", "transform", fallback=True, **{"with": {"queued": True}}),
+            tool(
+                "done",
+                "transform",
+                needs=["charge", "refund"],
+                **{"with": {"refund": "${{ tasks.refund.output }}"}},
+            ),
+        ],
+        "output": "${{ tasks.done.output.refund }}",
+    }
+    run = await finished(api, await start_run(api, spec))
+    assert run["status"] == "succeeded", run.get("error")
+    tasks = {t["node_id"]: t for t in run["tasks"]}
+    assert tasks["charge"]["status"] == "succeeded"
+    assert tasks["charge"]["output"] == {"calls": 3}  # failed twice, succeeded on the third try
+    assert tasks["refund"]["status"] == "recovered"
+    assert tasks["manual"]["status"] == "succeeded"
+    assert run["output"] == {"queued": True}  # dependants see the fallback's output
+
+
+async def test_non_retryable_failure_fails_the_run_at_once(api: httpx.AsyncClient) -> None:
+    spec = {
+        "name": "forbidden",
+        "tasks": [
+            # Loopback is refused by the http_request tool unless explicitly allowed: a
+            # permanent error, so no retries even though the policy allows 5 tries.
+            tool(
+                "fetch",
+                "http_request",
+                retry={"max_attempts": 5, "initial_backoff_s": 0.5},
+                **{"with": {"url": "http://127.0.0.1:9/"}},
+            ),
+            tool("after", "transform", needs=["fetch"], **{"with": {}}),
+        ],
+    }
+    run = await finished(api, await start_run(api, spec))
+    tasks = {t["node_id"]: t for t in run["tasks"]}
+    assert run["status"] == "failed"
+    assert tasks["fetch"]["status"] == "failed"
+    assert tasks["fetch"]["error"]["retryable"] is False
+    assert tasks["after"]["status"] in {"cancelled", "skipped", "pending"}
+
+
+async def test_timeout(api: httpx.AsyncClient) -> None:
+    spec = {
+        "name": "slow",
+        "tasks": [
+            tool(
+                "nap",
+                "sleep",
+                timeout_s=0.5,
+                retry={"max_attempts": 1},
+                **{"with": {"seconds": 10}},
+            )
+        ],
+    }
+    run = await finished(api, await start_run(api, spec), timeout=30)
+    (task,) = run["tasks"]
+    assert run["status"] == "failed"
+    assert task["error"]["code"] == "timeout"
+
+
+async def test_cancellation_stops_running_tasks(api: httpx.AsyncClient) -> None:
+    run_id = await start_run(api, chain("long", 2, 30))
+
+    async def running() -> bool:
+        run = (await api.get(f"/v1/runs/{run_id}")).json()
+        return any(t["status"] == "running" for t in run["tasks"])
+
+    await assert_eventually(running, timeout=30)
+    resp = await api.post(f"/v1/runs/{run_id}/cancel")
+    assert resp.status_code in (200, 202), resp.text
+    run = await finished(api, run_id, timeout=15)  # far less than the 30 s sleep
+    assert run["status"] == "cancelled"
+    first = next(t for t in run["tasks"] if t["node_id"] == "s0")
+    assert first["status"] == "cancelled"
+    again = await api.post(f"/v1/runs/{run_id}/cancel")
+    assert again.status_code == 409
+
+
+async def test_idempotency_key_returns_the_same_run(api: httpx.AsyncClient) -> None:
+    body = {"spec": DIAMOND, "inputs": {"x": 1}}
+    first = await api.post("/v1/runs", json=body, headers={"Idempotency-Key": "order-42"})
+    second = await api.post("/v1/runs", json=body, headers={"Idempotency-Key": "order-42"})
+    assert first.status_code == 201
+    assert second.status_code == 200
+    assert first.json()["id"] == second.json()["id"]
+    listed = (await api.get("/v1/runs", params={"limit": 100})).json()["items"]
+    assert [r["id"] for r in listed].count(first.json()["id"]) == 1
+
+
+async def test_duplicate_deliveries_have_effects_exactly_once(
+    api: httpx.AsyncClient, db: AsyncEngine, kafka: KafkaBus
+) -> None:
+    """A saboteur re-publishes every task.ready and task.result twice while the run goes."""
+    doubled = 0
+
+    async def duplicate(env: Envelope[Any]) -> None:
+        nonlocal doubled
+        topic = Topic.TASK_READY if env.type.endswith("task.ready.v1") else Topic.TASK_RESULT
+        await kafka.publisher.publish_many([(topic, env), (topic, env)])
+        doubled += 1
+
+    saboteur = kafka.consumer([Topic.TASK_READY, Topic.TASK_RESULT], "saboteur", duplicate)
+    await saboteur.start()
+    try:
+        run_id = await start_run(api, DIAMOND, {"x": 5})
+        run = await finished(api, run_id)
+        await asyncio.sleep(1.0)  # let the duplicates land after completion too
+    finally:
+        await saboteur.stop()
+    assert doubled >= 8  # 4 task.ready + 4 task.result, each re-sent twice
+    assert run["status"] == "succeeded"
+    assert run["output"] == 5 + 1 + 50
+    assert_exactly_once(await effects(db, run_id))
+
+
+async def test_kill_9_orchestrator_mid_run(
+    cluster: Cluster, api: httpx.AsyncClient, db: AsyncEngine
+) -> None:
+    run_id = await start_run(api, chain("chain", 6, 0.3))
+
+    async def progressed() -> bool:
+        fx = await effects(db, run_id)
+        return sum(1 for s, *_ in fx.values() if s == "succeeded") >= 2
+
+    await assert_eventually(progressed, timeout=30)
+    orchestrator = next(p for p in cluster.processes if p.name == "orchestrator")
+    orchestrator.kill()
+    cluster.start_orchestrator()
+    run = await finished(api, run_id, timeout=90)
+    assert run["status"] == "succeeded", run.get("error")
+    assert_exactly_once(await effects(db, run_id))
+
+
+async def test_kill_9_worker_mid_task(
+    cluster: Cluster, api: httpx.AsyncClient, db: AsyncEngine
+) -> None:
+    run_id = await start_run(api, chain("nap", 2, 2.0))
+
+    async def first_running() -> bool:
+        fx = await effects(db, run_id)
+        return fx.get("s0", ("",))[0] == "running"
+
+    await assert_eventually(first_running, timeout=30)
+    worker = next(p for p in cluster.processes if p.name == "worker")
+    worker.kill()  # mid-sleep: no result, no effect recorded, lease left to expire
+    cluster.start_worker()
+    run = await finished(api, run_id, timeout=90)
+    assert run["status"] == "succeeded", run.get("error")
+    fx = await effects(db, run_id)
+    assert fx["s0"][1] >= 2, "the lost task was re-dispatched as a new attempt"
+    for name, (status, _attempt, tool_effects, _results) in fx.items():
+        assert status == "succeeded", name
+        assert tool_effects == 1, f"{name}: effect recorded {tool_effects} times"
+
+
+BAD_SPECS = [
+    (
+        {"name": "c", "tasks": [tool("a", "noop", needs=["b"]), tool("b", "noop", needs=["a"])]},
+        "cycle",
+        "a",
+    ),
+    ({"name": "u", "tasks": [tool("a", "noop", needs=["ghost"])]}, "unknown_need", "a"),
+    ({"name": "d", "tasks": [tool("a", "noop"), tool("a", "noop")]}, "duplicate_id", "a"),
+    ({"name": "e", "tasks": [tool("a", "noop", when="inputs.x >")]}, "invalid_expression", "a"),
+    ({"name": "t", "tasks": [tool("a", "no_such_tool")]}, "unknown_tool", "a"),
+]
+
+
+async def test_bad_specs_are_rejected_naming_task_and_field(api: httpx.AsyncClient) -> None:
+    for spec, code, task in BAD_SPECS:
+        resp = await api.post("/v1/runs", json={"spec": spec, "inputs": {}})
+        assert resp.status_code == 422, (code, resp.text)
+        assert resp.headers["content-type"].startswith("application/problem+json")
+        errors = resp.json()["errors"]
+        assert any(e["code"] == code and e["task"] == task and e["field"] for e in errors), (
+            code,
+            errors,
+        )
+    missing = await api.post(
+        "/v1/runs", json={"spec": DIAMOND | {"inputs": {"x": {"type": "integer"}}}}
+    )
+    assert missing.status_code == 422
+    assert any(e["field"] == "inputs.x" for e in missing.json()["errors"])
+    huge = await api.post(
+        "/v1/runs",
+        content=b'{"spec": "' + b"x" * (2 << 20) + b'"}',
+        headers={"content-type": "application/json"},
+    )
+    assert huge.status_code == 413
+    listed = (await api.get("/v1/runs")).json()["items"]
+    assert listed == [], "nothing half-created"
