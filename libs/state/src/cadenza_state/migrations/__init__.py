@@ -1,0 +1,1 @@
+"""Alembic migrations for cadenza_state (run with :func:`cadenza_state.migrate`)."""

@@ -1,0 +1,266 @@
+"""Typed ORM models. Table and column names are a contract other packages code against;
+change them only with a new Alembic revision."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    UniqueConstraint,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from cadenza_state.types import BigIntPK, JSONType, UTCDateTime, utcnow
+
+# Deterministic constraint names: Alembic (and SQLite batch mode) need them to alter later.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"
+    READY = "ready"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    # Failed, but its on_failure fallback succeeded: dependants see the fallback's output.
+    RECOVERED = "recovered"
+
+
+TERMINAL_RUN_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+TERMINAL_TASK_STATUSES = frozenset(
+    {
+        TaskStatus.SUCCEEDED,
+        TaskStatus.FAILED,
+        TaskStatus.SKIPPED,
+        TaskStatus.CANCELLED,
+        TaskStatus.RECOVERED,
+    }
+)
+
+
+def _uuid_str() -> str:
+    return str(uuid.uuid4())
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(default=utcnow, server_default=func.now())
+
+
+class WorkflowRecord(Base):
+    """One immutable version of a workflow spec."""
+
+    __tablename__ = "workflows"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", "version"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class RunRecord(Base):
+    """A workflow run (the `plan` of the event contract: runs.id is the plan id)."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key"),
+        Index(None, "tenant_id", "status", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=_uuid_str)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    workflow_name: Mapped[str] = mapped_column(String(255))
+    # NULL for inline specs submitted with the run instead of a registered version.
+    workflow_version: Mapped[int | None] = mapped_column(Integer)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(32), default=RunStatus.PENDING.value)
+    output: Mapped[Any | None] = mapped_column(JSONType)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=func.now()
+    )
+    finished_at: Mapped[datetime | None]
+
+    # Relationships tell the unit of work to insert parents first; lazy="raise" because an
+    # implicit lazy load cannot run under asyncio (use selectinload()).
+    tasks: Mapped[list[TaskRecord]] = relationship(
+        back_populates="run", lazy="raise", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class TaskRecord(Base):
+    """One executable task instance: a spec node, or one item of a fan-out node."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        UniqueConstraint("run_id", "node_id", "item_index"),
+        # NULLs are distinct in a unique constraint, so the non-fan-out case needs its own
+        # partial unique index to keep (run_id, node_id) unique.
+        Index(
+            "uq_tasks_run_id_node_id_single",
+            "run_id",
+            "node_id",
+            unique=True,
+            postgresql_where=text("item_index IS NULL"),
+            sqlite_where=text("item_index IS NULL"),
+        ),
+        # The orchestrator asks "is anything left in this run?" after every result, and the
+        # sweeper scans dispatched tasks: partial indexes keep both independent of history.
+        Index(
+            "ix_tasks_run_id_open",
+            "run_id",
+            postgresql_where=text("status IN ('pending', 'ready', 'running')"),
+            sqlite_where=text("status IN ('pending', 'ready', 'running')"),
+        ),
+        Index(
+            "ix_tasks_status_dispatched",
+            "status",
+            "ready_at",
+            postgresql_where=text("status IN ('ready', 'running')"),
+            sqlite_where=text("status IN ('ready', 'running')"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    node_id: Mapped[str] = mapped_column(String(255))
+    item_index: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32), default=TaskStatus.PENDING.value)
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    input: Mapped[Any | None] = mapped_column(JSONType)
+    output: Mapped[Any | None] = mapped_column(JSONType)
+    # Claim-check: object-store key of an output too large for the row / the event.
+    output_ref: Mapped[str | None] = mapped_column(String(1024))
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Who runs the current attempt and when it last proved alive (stale → re-dispatch).
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[datetime | None]
+    ready_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=func.now()
+    )
+
+    run: Mapped[RunRecord] = relationship(back_populates="tasks", lazy="raise")
+    attempts: Mapped[list[TaskAttemptRecord]] = relationship(
+        lazy="raise",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="TaskAttemptRecord.attempt",
+    )
+    tool_effects: Mapped[list[ToolEffectRecord]] = relationship(
+        lazy="raise", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class TaskAttemptRecord(Base):
+    """The recorded result of one attempt; the primary key makes recording exactly-once."""
+
+    __tablename__ = "task_attempts"
+
+    task_id: Mapped[str] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class OutboxMessage(Base):
+    """An event written in the same transaction as the state change that caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        # Only unpublished rows are ever scanned; a partial index stays tiny.
+        Index(
+            "ix_outbox_unpublished",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str | None] = mapped_column(String(255))
+    headers: Mapped[list[list[str]]] = mapped_column(JSONType, default=list)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created_at()
+    published_at: Mapped[datetime | None]
+
+    def kafka_headers(self) -> list[tuple[str, bytes]]:
+        """Headers in the (name, bytes) form Kafka clients take."""
+        return [(name, value.encode()) for name, value in self.headers]
+
+
+class ToolEffectRecord(Base):
+    """A tool side effect, recorded once per (task, attempt, call index)."""
+
+    __tablename__ = "tool_effects"
+
+    task_id: Mapped[str] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tool: Mapped[str] = mapped_column(String(255))
+    result: Mapped[Any | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class AuditLogEntry(Base):
+    """Who did what to which subject (append-only)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index(None, "tenant_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(1024))
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = _created_at()

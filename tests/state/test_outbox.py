@@ -1,0 +1,118 @@
+"""Outbox conformance on PostgreSQL and SQLite: atomic with the caller, claim/mark, no
+double claims."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cadenza_state import (
+    OutboxMessage,
+    add_to_outbox,
+    claim_unpublished,
+    mark_published,
+    purge_published,
+)
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+async def _enqueue(sessions: Sessions, n: int, topic: str = "task.ready") -> list[int]:
+    async with sessions() as session, session.begin():
+        msgs = [
+            await add_to_outbox(
+                session,
+                topic=topic,
+                key=f"k{i}",
+                headers=[("ce_id", f"id-{i}"), ("traceparent", b"00-abc-def-01")],
+                payload=f"payload-{i}".encode(),
+            )
+            for i in range(n)
+        ]
+        return [m.id for m in msgs]
+
+
+async def test_claim_returns_oldest_first_up_to_limit(sessions: Sessions) -> None:
+    ids = await _enqueue(sessions, 5)
+    async with sessions() as session, session.begin():
+        claimed = await claim_unpublished(session, limit=3)
+    assert [m.id for m in claimed] == ids[:3]
+    first = claimed[0]
+    assert (first.topic, first.key, first.payload) == ("task.ready", "k0", b"payload-0")
+    assert first.kafka_headers() == [("ce_id", b"id-0"), ("traceparent", b"00-abc-def-01")]
+
+
+async def test_marked_messages_are_not_claimed_again(sessions: Sessions) -> None:
+    ids = await _enqueue(sessions, 4)
+    async with sessions() as session, session.begin():
+        claimed = await claim_unpublished(session, limit=2)
+        assert await mark_published(session, [m.id for m in claimed]) == 2
+    async with sessions() as session, session.begin():
+        assert await mark_published(session, ids[:2]) == 0  # already published
+        assert await mark_published(session, []) == 0
+        rest = await claim_unpublished(session, limit=10)
+    assert [m.id for m in rest] == ids[2:]
+
+
+async def test_outbox_rows_roll_back_with_the_callers_transaction(sessions: Sessions) -> None:
+    async with sessions() as session, session.begin():
+        await add_to_outbox(session, topic="t", key=None, payload=b"x")
+        await session.rollback()
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+
+
+async def test_concurrent_claimers_get_disjoint_rows(sessions: Sessions) -> None:
+    ids = await _enqueue(sessions, 6)
+    async with sessions() as first, sessions() as second:
+        await first.begin()
+        got_first = await claim_unpublished(first, limit=3)
+
+        async def claim_second() -> list[OutboxMessage]:
+            async with second.begin():
+                return await claim_unpublished(second, limit=6)
+
+        if first.get_bind().dialect.name == "postgresql":
+            # SKIP LOCKED: the second relay proceeds at once, past the locked rows.
+            got_second = await claim_second()
+            await mark_published(first, [m.id for m in got_first])
+            await first.commit()
+        else:
+            # SQLite: BEGIN IMMEDIATE makes the second claimer wait for the first commit.
+            pending = asyncio.create_task(claim_second())
+            await mark_published(first, [m.id for m in got_first])
+            await first.commit()
+            got_second = await pending
+    first_ids = {m.id for m in got_first}
+    second_ids = {m.id for m in got_second}
+    assert first_ids == set(ids[:3])
+    assert second_ids == set(ids[3:])
+
+
+@pytest.mark.parametrize(
+    "db_settings", [pytest.param("postgres", marks=pytest.mark.integration)], indirect=True
+)
+async def test_rows_of_a_crashed_relay_are_claimed_again(sessions: Sessions) -> None:
+    ids = await _enqueue(sessions, 2)
+    async with sessions() as relay:
+        await relay.begin()
+        assert [m.id for m in await claim_unpublished(relay)] == ids
+        await relay.rollback()  # e.g. Kafka down, or the relay died before commit
+    async with sessions() as session, session.begin():
+        assert [m.id for m in await claim_unpublished(session)] == ids
+
+
+async def test_purge_removes_only_old_published_rows(sessions: Sessions) -> None:
+    ids = await _enqueue(sessions, 3)
+    old = datetime.now(UTC) - timedelta(days=2)
+    async with sessions() as session, session.begin():
+        await mark_published(session, ids[:1], at=old)
+        await mark_published(session, ids[1:2])
+    async with sessions() as session, session.begin():
+        assert await purge_published(session, older_than=datetime.now(UTC) - timedelta(days=1)) == 1
+    async with sessions() as session:
+        left = (await session.scalars(select(OutboxMessage.id).order_by(OutboxMessage.id))).all()
+    assert left == ids[1:]
