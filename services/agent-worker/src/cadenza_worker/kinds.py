@@ -1,0 +1,134 @@
+"""Task kinds → executors. A `tool` task is one tool call; an `agent` executor (LLM + tool
+loop) plugs in later with the same interface: `registry.register("agent", AgentExecutor())`.
+
+The retry loop, timeouts, cancellation, claim-check and result publication live around the
+executor (execution.py / handler.py), so an executor only turns params into an output.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cadenza_events import TaskReady
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from . import metrics
+from .errors import UnknownKindError, UnknownToolError
+from .journal import EffectJournal, ensure_json
+from .tools import Tool, ToolContext, ToolRegistry, has_side_effects
+
+tracer = trace.get_tracer("cadenza.worker")
+
+
+@dataclass(frozen=True)
+class TaskCall:
+    """One try of one task attempt, as an executor sees it."""
+
+    task: TaskReady
+    params: dict[str, Any]
+    context: ToolContext
+
+    @property
+    def try_number(self) -> int:
+        return self.context.try_number
+
+
+class Executor(Protocol):
+    """Runs one try of a task of its kind. Raise typed errors (`retryable`, `code`) to fail;
+    the caller retries, times out and cancels around it."""
+
+    def label(self, task: TaskReady) -> str:
+        """A bounded metric label for this task (e.g. the tool name, `unknown`)."""
+        ...
+
+    async def execute(self, call: TaskCall) -> Any: ...
+
+
+class ExecutorRegistry:
+    def __init__(self, executors: dict[str, Executor] | None = None) -> None:
+        self._executors: dict[str, Executor] = dict(executors or {})
+
+    def register(self, kind: str, executor: Executor) -> None:
+        if kind in self._executors:
+            raise ValueError(f"an executor for kind {kind!r} is already registered")
+        self._executors[kind] = executor
+
+    def kinds(self) -> frozenset[str]:
+        return frozenset(self._executors)
+
+    def label(self, task: TaskReady) -> str:
+        executor = self._executors.get(task.kind)
+        return "unknown" if executor is None else executor.label(task)
+
+    async def execute(self, call: TaskCall) -> Any:
+        executor = self._executors.get(call.task.kind)
+        if executor is None:
+            raise UnknownKindError(
+                f"no executor for task kind {call.task.kind!r} (known: {sorted(self._executors)})"
+            )
+        return await executor.execute(call)
+
+
+async def invoke_tool(
+    tool: Tool,
+    params: dict[str, Any],
+    ctx: ToolContext,
+    journal: EffectJournal,
+    call_index: int = 0,
+) -> Any:
+    """One tool call with its span, metrics and (for tools with side effects) the effect
+    journal. Shared by the tool executor and, later, the agent loop (call_index 0, 1, …)."""
+    attributes: dict[str, AttributeValue] = {
+        "cadenza.tool.name": tool.name,
+        "cadenza.run_id": ctx.run_id,
+        "cadenza.task_id": ctx.task_id,
+        "cadenza.attempt": ctx.attempt,
+        "cadenza.try": ctx.try_number,
+        "cadenza.tool.call_index": call_index,
+    }
+    with tracer.start_as_current_span(f"tool {tool.name}", attributes=attributes) as span:
+        started = time.perf_counter()
+        try:
+            if has_side_effects(tool):
+
+                async def call() -> Any:
+                    return await tool(params, ctx)
+
+                result, replayed = await journal.run(ctx.task_id, call_index, tool.name, call)
+            else:
+                result, replayed = await tool(params, ctx), False
+                ensure_json(result, tool.name)
+        except Exception as exc:
+            metrics.TOOL_CALLS.labels(tool.name, "error").inc()
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
+            raise
+        finally:
+            metrics.TOOL_DURATION.labels(tool.name).observe(time.perf_counter() - started)
+        span.set_attribute("cadenza.tool.replayed", replayed)
+        metrics.TOOL_CALLS.labels(tool.name, "replayed" if replayed else "ok").inc()
+        return result
+
+
+class ToolExecutor:
+    """kind=tool: look the tool up by the task's `name` and call it once."""
+
+    def __init__(self, tools: ToolRegistry, journal: EffectJournal) -> None:
+        self._tools = tools
+        self._journal = journal
+
+    def label(self, task: TaskReady) -> str:
+        return task.name if task.name in self._tools else "unknown"
+
+    async def execute(self, call: TaskCall) -> Any:
+        tool = self._tools.get(call.task.name)
+        if tool is None:
+            raise UnknownToolError(
+                f"no tool named {call.task.name!r} on this worker "
+                f"(known: {', '.join(sorted(self._tools.names()))})"
+            )
+        return await invoke_tool(tool, call.params, call.context, self._journal)

@@ -1,0 +1,62 @@
+"""Prometheus metrics of the worker (served on `metrics_port`)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+)  # fmt: skip
+_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
+
+DISPATCH_LATENCY = Histogram(
+    "cadenza_worker_dispatch_latency_seconds",
+    "Time from task.ready (its ready_at) to a worker starting the task.",
+    buckets=_LATENCY_BUCKETS,
+)
+TASK_DURATION = Histogram(
+    "cadenza_worker_task_duration_seconds",
+    "Time to run one task attempt (all tries and backoffs), by tool and final status.",
+    ["tool", "status"],
+    buckets=_DURATION_BUCKETS,
+)
+TASKS = Counter(
+    "cadenza_worker_tasks_total", "Task attempts finished, by tool and status.", ["tool", "status"]
+)
+TRIES = Counter("cadenza_worker_task_tries_total", "Executions of a task (tries).", ["tool"])
+RETRIES = Counter(
+    "cadenza_worker_task_retries_total",
+    "Tries that failed with a retryable error and were retried, by tool and error code.",
+    ["tool", "code"],
+)
+SKIPPED = Counter(
+    "cadenza_worker_tasks_skipped_total",
+    "task.ready messages acknowledged without running the task, by reason "
+    "(done, stale, finished, missing).",
+    ["reason"],
+)
+LEASES_CONTENDED = Counter(
+    "cadenza_worker_leases_contended_total",
+    "task.ready messages whose task lease another worker held (a duplicate delivery).",
+)
+LEASES_LOST = Counter(
+    "cadenza_worker_leases_lost_total",
+    "Running tasks abandoned because their lease was taken over (worker presumed lost).",
+)
+IN_FLIGHT = Gauge("cadenza_worker_tasks_in_flight", "Tasks running on this worker now.")
+TOOL_CALLS = Counter(
+    "cadenza_worker_tool_calls_total",
+    "Tool calls by outcome (ok, error, replayed from the effect journal).",
+    ["tool", "outcome"],
+)
+TOOL_DURATION = Histogram(
+    "cadenza_worker_tool_call_duration_seconds",
+    "Duration of one tool call.",
+    ["tool"],
+    buckets=_DURATION_BUCKETS,
+)
+CLAIM_CHECKS = Counter(
+    "cadenza_worker_claim_checks_total",
+    "Payloads moved through the object store (params_in, output_out).",
+    ["direction"],
+)

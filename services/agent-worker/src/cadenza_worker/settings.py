@@ -1,0 +1,92 @@
+"""Worker settings (env prefix ``CADENZA_WORKER_``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CONSUMER_GROUP = "cadenza-workers"
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class WorkerSettings(BaseSettings):
+    """How one worker process consumes `task.ready` and runs tasks."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CADENZA_WORKER_", extra="ignore", populate_by_name=True
+    )
+
+    worker_id: str = Field(
+        default_factory=_default_worker_id,
+        min_length=1,
+        description="Identity written on leases, task rows and results (default hostname-pid).",
+    )
+    consumer_group: str = Field(
+        default=CONSUMER_GROUP,
+        min_length=1,
+        description="Kafka consumer group of `task.ready`; workers of one pool share it.",
+    )
+    concurrency: int = Field(
+        default=16, ge=1, le=10_000, description="Tasks this worker runs at once."
+    )
+    lease_ttl_s: float = Field(
+        default=6.0,
+        gt=0,
+        description="Task lease lifetime; renewed every ttl/3 (the heartbeat, which also "
+        "watches for cancellation). A worker silent this long is considered lost.",
+    )
+    claim_check_bytes: int = Field(
+        default=262_144,
+        ge=0,
+        validation_alias=AliasChoices(
+            "CADENZA_WORKER_CLAIM_CHECK_BYTES", "CADENZA_CLAIM_CHECK_BYTES", "claim_check_bytes"
+        ),
+        description="Outputs whose JSON is larger than this go to the object store and the "
+        "result carries `output_ref` (also read from CADENZA_CLAIM_CHECK_BYTES).",
+    )
+    http_allow_private: bool = Field(
+        default=False,
+        description="Let `http_request` reach private, loopback, link-local and other "
+        "non-public addresses (off: protects internal services from workflow authors).",
+    )
+    http_max_response_bytes: int = Field(
+        default=1_048_576, ge=1, description="Largest response body `http_request` reads."
+    )
+    http_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Upper bound on one `http_request` call; a task's own `timeout_s` "
+        "param can only lower it.",
+    )
+    marker_ttl_s: int = Field(
+        default=86_400,
+        ge=60,
+        description="Lifetime of the Redis started/done markers of an attempt (must outlast "
+        "any redelivery of its task.ready).",
+    )
+    result_publish_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long publishing a task.result is retried before the message is "
+        "handed back to the bus for redelivery.",
+    )
+    shutdown_grace_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="On stop, how long running tasks may finish before they are cancelled "
+        "(their task.ready is redelivered to another worker).",
+    )
+    metrics_port: int = Field(
+        default=9102, ge=0, le=65535, description="Prometheus /metrics port (0 disables)."
+    )
+    log_level: str = Field(default="INFO", description="Python logging level.")
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        return self.lease_ttl_s / 3

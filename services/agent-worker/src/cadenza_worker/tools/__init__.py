@@ -1,0 +1,35 @@
+"""Tools a `tool` task can call, and the registry of the built-in ones."""
+
+from __future__ import annotations
+
+from ..settings import WorkerSettings
+from .base import Tool, ToolContext, ToolRegistry, has_side_effects
+from .basic import FlakyTool, NoopTool, SleepTool, TransformTool
+from .http import HttpRequestTool, HttpStatusError, ResponseTooLargeError
+from .netguard import BlockedAddressError, blocked_reason, resolve_allowed
+
+
+def builtin_tools(settings: WorkerSettings) -> ToolRegistry:
+    """A registry with every built-in tool (the names in `cadenza_workflow.BUILTIN_TOOLS`)."""
+    return ToolRegistry(
+        [TransformTool(), NoopTool(), SleepTool(), FlakyTool(), HttpRequestTool(settings)]
+    )
+
+
+__all__ = [
+    "BlockedAddressError",
+    "FlakyTool",
+    "HttpRequestTool",
+    "HttpStatusError",
+    "NoopTool",
+    "ResponseTooLargeError",
+    "SleepTool",
+    "Tool",
+    "ToolContext",
+    "ToolRegistry",
+    "TransformTool",
+    "blocked_reason",
+    "builtin_tools",
+    "has_side_effects",
+    "resolve_allowed",
+]

@@ -1,0 +1,87 @@
+"""The tool interface and the registry a worker looks tools up in."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from cadenza_state import HotState, ObjectStore
+
+log = logging.getLogger("cadenza.worker.tools")
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a tool may know and use about the task it runs for."""
+
+    tenant_id: str
+    run_id: str
+    task_id: str
+    node_id: str
+    attempt: int
+    try_number: int
+    hot: HotState
+    objects: ObjectStore
+
+
+@runtime_checkable
+class Tool(Protocol):
+    """A named async callable. Raise `RetryableError` / `NonRetryableError` (or any
+    `CadenzaError` with a `code`) to fail; return a JSON value to succeed.
+
+    Optional attribute ``side_effects: bool`` (default True): tools with side effects have
+    their result recorded in the effect journal and replayed on re-dispatch instead of being
+    called twice. Pure tools set it False and are simply re-run.
+    """
+
+    name: str
+
+    async def __call__(self, params: dict[str, Any], ctx: ToolContext) -> Any: ...
+
+
+def has_side_effects(tool: Tool) -> bool:
+    return bool(getattr(tool, "side_effects", True))
+
+
+class ToolRegistry:
+    """Tools by name. Names are unique; the worker's registry must cover every name the
+    gateway accepts in specs (`cadenza_workflow.BUILTIN_TOOLS`)."""
+
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for tool in tools:
+            self.register(tool)
+
+    def register(self, tool: Tool) -> None:
+        if not tool.name:
+            raise ValueError("a tool needs a name")
+        if tool.name in self._tools:
+            raise ValueError(f"tool {tool.name!r} is already registered")
+        self._tools[tool.name] = tool
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    def names(self) -> frozenset[str]:
+        return frozenset(self._tools)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(self._tools.values())
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    async def aclose(self) -> None:
+        """Close tools holding resources (HTTP clients…): those with an ``aclose()``."""
+        for tool in self._tools.values():
+            close = getattr(tool, "aclose", None)
+            if close is not None:
+                try:
+                    await close()
+                except Exception:  # closing must not stop the others from closing
+                    log.warning("closing tool %s failed", tool.name, exc_info=True)

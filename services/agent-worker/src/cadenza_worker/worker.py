@@ -1,0 +1,85 @@
+"""The worker service: consumes `task.ready` and runs each task exactly once per attempt."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from cadenza_events import Consumer, ConsumerOptions, Envelope, RetryPolicy, Topic
+from cadenza_runtime import Resources
+
+from .handler import TaskHandler
+from .journal import EffectJournal
+from .kinds import ExecutorRegistry, ToolExecutor
+from .settings import WorkerSettings
+from .tools import ToolRegistry, builtin_tools
+
+log = logging.getLogger("cadenza.worker")
+
+# Infrastructure errors (database, object store, broker) get a few patient retries before
+# the bus dead-letters the message; the orchestrator's sweeper re-dispatches such a task.
+_HANDLER_RETRY = RetryPolicy(max_attempts=5, initial_backoff_s=0.2, max_backoff_s=5.0)
+
+
+class Worker:
+    """`Worker(resources, settings)`; `await start()` / `await stop()`.
+
+    ``tools`` replaces the built-in tool registry; ``executors`` the kind registry (by default
+    `tool` only — register `agent` there once it exists).
+    """
+
+    def __init__(
+        self,
+        resources: Resources,
+        settings: WorkerSettings | None = None,
+        *,
+        tools: ToolRegistry | None = None,
+        executors: ExecutorRegistry | None = None,
+    ) -> None:
+        self.settings = settings or WorkerSettings()
+        self.resources = resources
+        self.tools = tools if tools is not None else builtin_tools(self.settings)
+        self.journal = EffectJournal(resources.sessions)
+        self.executors = executors or ExecutorRegistry(
+            {"tool": ToolExecutor(self.tools, self.journal)}
+        )
+        self._handler = TaskHandler(resources, self.settings, self.executors)
+        self._consumer: Consumer | None = None
+
+    async def handle(self, env: Envelope[Any]) -> None:
+        """Handle one `task.ready` envelope (what the consumer calls; tests may call it)."""
+        await self._handler.handle(env)
+
+    async def start(self) -> None:
+        if self._consumer is not None:
+            return
+        consumer = self.resources.bus.consumer(
+            [Topic.TASK_READY],
+            self.settings.consumer_group,
+            self.handle,
+            ConsumerOptions(
+                concurrency=self.settings.concurrency,
+                retry=_HANDLER_RETRY,
+                shutdown_grace_s=self.settings.shutdown_grace_s,
+            ),
+        )
+        await consumer.start()
+        self._consumer = consumer
+        log.info(
+            "worker %s consuming %s (group %s, concurrency %d, kinds %s, tools %s)",
+            self.settings.worker_id,
+            self.resources.registry.name(Topic.TASK_READY),
+            self.settings.consumer_group,
+            self.settings.concurrency,
+            sorted(self.executors.kinds()),
+            sorted(self.tools.names()),
+        )
+
+    async def stop(self) -> None:
+        """Let running tasks finish (up to `shutdown_grace_s`, then cancel them: their
+        messages are redelivered), flush timeline events, close tool clients."""
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            await consumer.stop()
+        await self._handler.reporter.drain()
+        await self.tools.aclose()
