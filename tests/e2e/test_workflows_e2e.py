@@ -370,8 +370,9 @@ async def test_kill_9_worker_mid_task(
     cluster.start_worker()
     run = await finished(api, run_id, timeout=90)
     assert run["status"] == "succeeded", run.get("error")
+    # Recovery is either the redelivered task.ready (resumed once the lease expired) or the
+    # sweeper's re-dispatch (attempt 2); both must leave every effect exactly once.
     fx = await effects(db, run_id)
-    assert fx["s0"][1] >= 2, "the lost task was re-dispatched as a new attempt"
     assert_called_once(run)
     assert_exactly_once(fx)
 
