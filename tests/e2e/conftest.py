@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -20,9 +20,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def cluster(
+async def cluster(
     unique_id: str, tmp_path: Path, require_services: Callable[..., None]
-) -> Iterator[Cluster]:
+) -> AsyncIterator[Cluster]:
     """Gateway + orchestrator + one worker, each its own OS process, on real infra."""
     require_services("kafka", "postgres", "redis", "minio")
     deployment = Cluster(namespace=unique_id, log_dir=tmp_path)
@@ -34,6 +34,12 @@ def cluster(
     finally:
         deployment.stop()
         print(deployment.logs())
+        # Only now that every process is gone: drop the schema and the topics.
+        engine = create_engine(StateSettings(database_schema=unique_id))
+        async with engine.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{unique_id}" CASCADE'))
+        await engine.dispose()
+        await KafkaBus(BusSettings(topic_prefix=f"{unique_id}.")).delete_topics()
 
 
 @pytest.fixture
@@ -47,8 +53,6 @@ async def db(cluster: Cluster) -> AsyncIterator[AsyncEngine]:
     """Direct read access to the deployment's schema, to check effects exactly once."""
     engine = create_engine(StateSettings(database_schema=cluster.namespace))
     yield engine
-    async with engine.begin() as conn:
-        await conn.execute(text(f'DROP SCHEMA IF EXISTS "{cluster.namespace}" CASCADE'))
     await engine.dispose()
 
 
@@ -60,4 +64,3 @@ async def kafka(cluster: Cluster) -> AsyncIterator[KafkaBus]:
     await bus.start()
     yield bus
     await bus.stop()
-    await bus.delete_topics()
