@@ -1,0 +1,355 @@
+"""Applies the state machine to one run inside one transaction.
+
+A ``Transition`` loads only the rows a rule needs (the task that changed, its dependants and
+their prerequisites), applies each ``Outcome`` through ``store`` and runs the follow-up
+steps until none are left. It stages every event in the outbox of the caller's
+transaction; the caller commits, then does the after-commit work listed in ``Effects``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cadenza_events import Envelope, RunEvent, TaskReady, Topic, TopicRegistry
+from cadenza_state import ObjectNotFound, ObjectStore, RunRecord, RunStatus, TaskRecord, utcnow
+from cadenza_workflow import build_context
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from . import machine, store
+from .graph import RunGraph
+from .outcome import (
+    TERMINAL,
+    Advance,
+    Dispatch,
+    Event,
+    Failed,
+    FanIn,
+    FinishRun,
+    InstanceFinished,
+    Outcome,
+    Recover,
+    Settled,
+    Start,
+    Step,
+    TaskUpdate,
+)
+from .settings import OrchestratorSettings
+
+
+@dataclass
+class Effects:
+    """What a transition did, for the work that must wait for the commit."""
+
+    run_id: str
+    tenant_id: str
+    run_status: str
+    tasks_added: int = 0
+    tasks_done: int = 0
+    dispatched: Counter[str] = field(default_factory=Counter)
+    """Dispatches by reason (``first``, or why a task was dispatched again)."""
+    finished: Counter[str] = field(default_factory=Counter)
+    """Tasks that reached a terminal status, by status."""
+    run_finished: bool = False
+    events: int = 0
+
+
+def _json_size(value: Any) -> tuple[int, bytes]:
+    data = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return len(data), data
+
+
+class Transition:
+    """One transaction's worth of state-machine work on one locked run."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        run: RunRecord,
+        graph: RunGraph | None,
+        *,
+        objects: ObjectStore,
+        registry: TopicRegistry,
+        settings: OrchestratorSettings,
+        now: datetime | None = None,
+    ) -> None:
+        self.session = session
+        self.run = run
+        self._graph = graph
+        self.objects = objects
+        self.registry = registry
+        self.settings = settings
+        self.now = now or utcnow()
+        self.nodes: dict[str, TaskRecord] = {}
+        self.tasks: dict[str, TaskRecord] = {}
+        self.effects = Effects(run.id, run.tenant_id, run.status)
+        self._queue: deque[Step] = deque()
+        self._outputs: dict[str, Any] = {}
+        self._staged: list[tuple[Topic, Envelope[Any]]] = []
+        # Only a spec task's own row finishing can finish the run (a fan-out instance
+        # finishing cannot while its task's row is open), so only then is the run checked.
+        self._node_finished = False
+
+    @property
+    def graph(self) -> RunGraph:
+        """The run's graph (absent only for a run rejected before planning)."""
+        assert self._graph is not None, "transition without a graph"
+        return self._graph
+
+    # -- driving --------------------------------------------------------------------------
+
+    def track(self, *rows: TaskRecord) -> None:
+        """Make rows the caller loaded known to the transition."""
+        for row in rows:
+            self.tasks[row.id] = row
+            if row.item_index is None:
+                self.nodes[row.node_id] = row
+
+    async def execute(self, outcome: Outcome) -> Effects:
+        """Apply ``outcome``, run every follow-up step, close the run when nothing is left,
+        and stage the events. The caller commits."""
+        await self.apply(outcome)
+        while self._queue and self.run.status == RunStatus.RUNNING:
+            await self._step(self._queue.popleft())
+        if (
+            self.run.status == RunStatus.RUNNING
+            and self._node_finished
+            and not await store.has_open_tasks(self.session, self.run.id)
+        ):
+            await self._step(FinishRun())
+        self.effects.events += store.stage_events(self.session, self.registry, self._staged)
+        self._staged.clear()
+        self.effects.run_status = self.run.status
+        return self.effects
+
+    async def _step(self, step: Step) -> None:
+        g = self.graph
+        if isinstance(step, Advance):
+            rows = await self._load_nodes([step.node_id, *g.prerequisites(step.node_id)])
+            outcome = machine.advance(g.node(step.node_id), rows[step.node_id], rows, g)
+        elif isinstance(step, Start):
+            row = self.nodes[step.node_id]
+            if row.status != "pending":
+                return
+            try:
+                context = await self.context(g.reads(step.node_id))
+            except ObjectNotFound as exc:  # a claim-checked output vanished: retrying won't help
+                error = machine.error_dict(exc.code, f"task '{step.node_id}': {exc}")
+                outcome = machine.fail_task(step.node_id, row, error)
+            else:
+                outcome = machine.start(g.node(step.node_id), row, context, g, self.now)
+        elif isinstance(step, Settled):
+            node = g.node(step.node_id)
+            rows = await self._load_nodes([step.node_id, *node.triggers])
+            outcome = machine.settled(node, rows[step.node_id], rows)
+        elif isinstance(step, Failed):
+            node = g.node(step.node_id)
+            ids = [step.node_id] + ([node.spec.on_failure] if node.spec.on_failure else [])
+            rows = await self._load_nodes(ids)
+            fallback = rows.get(node.spec.on_failure) if node.spec.on_failure else None
+            outcome = machine.failed(node, rows[step.node_id], fallback)
+        elif isinstance(step, InstanceFinished):
+            instance = self.tasks[step.task_id]
+            aggregate = (await self._load_nodes([instance.node_id]))[instance.node_id]
+            outcome = machine.instance_finished(instance.node_id, aggregate, instance)
+        elif isinstance(step, FanIn):
+            aggregate = (await self._load_nodes([step.node_id]))[step.node_id]
+            instances = await store.load_instances(self.session, self.run.id, step.node_id)
+            self.track(*instances)
+            outputs = [
+                await self.output_of(r) if r.status == "succeeded" else None for r in instances
+            ]
+            statuses = [r.status for r in instances]
+            outcome = machine.fan_in(step.node_id, aggregate, outputs, statuses)
+        elif isinstance(step, Recover):
+            triggers = g.node(step.node_id).triggers
+            rows = await self._load_nodes([step.node_id, *triggers])
+            outcome = machine.recover(
+                step.node_id, rows[step.node_id], [(t, rows[t]) for t in triggers]
+            )
+        else:  # FinishRun
+            try:
+                outcome = machine.finish_run(g, await self.context(g.output_tasks()))
+            except ObjectNotFound as exc:
+                outcome = machine.fail_run(machine.error_dict(exc.code, f"run output: {exc}"))
+        await self.apply(outcome)
+
+    # -- loading --------------------------------------------------------------------------
+
+    async def _load_nodes(self, node_ids: Iterable[str]) -> dict[str, TaskRecord]:
+        wanted = set(node_ids)
+        missing = wanted - self.nodes.keys()
+        if missing:
+            self.track(*await store.load_nodes(self.session, self.run.id, missing))
+        return {nid: self.nodes[nid] for nid in wanted if nid in self.nodes}
+
+    async def output_of(self, row: TaskRecord) -> Any:
+        """A task's output, read back from the object store when it was claim-checked."""
+        if row.output_ref is None:
+            return row.output
+        if row.output_ref not in self._outputs:
+            self._outputs[row.output_ref] = json.loads(await self.objects.get(row.output_ref))
+        return self._outputs[row.output_ref]
+
+    async def context(self, reads: Iterable[str]) -> dict[str, Any]:
+        """The expression context with just the results these expressions read. Reads are
+        finished ancestors, except for a fallback recovering a task that other tasks naming
+        it wait for: those appear with their current status (e.g. ``pending``)."""
+        rows = await self._load_nodes(reads)
+        tasks = {
+            nid: {"output": await self.output_of(row), "status": row.status, "error": row.error}
+            for nid, row in rows.items()
+        }
+        return build_context(inputs=self.graph.inputs, tasks=tasks, run_id=self.run.id)
+
+    # -- applying -------------------------------------------------------------------------
+
+    async def apply(self, outcome: Outcome) -> None:
+        for new in outcome.new_tasks:
+            row = TaskRecord(
+                id=new.task_id,
+                run_id=self.run.id,
+                node_id=new.node_id,
+                item_index=new.item_index,
+                status=new.status,
+                attempt=0,
+                max_attempts=new.max_attempts,
+                input=new.input,
+                finished_at=self.now if new.status in TERMINAL else None,
+            )
+            self.session.add(row)
+            self.track(row)
+            self.effects.tasks_added += 1
+            if new.status in TERMINAL:
+                self._finished(new.status, node=new.item_index is None)
+        for update in outcome.updates:
+            await self._update(update)
+        for dispatch in outcome.dispatches:
+            await self._dispatch(dispatch)
+        for attempt in outcome.attempts:
+            await store.insert_attempt(
+                self.session,
+                task_id=attempt.task_id,
+                attempt=attempt.attempt,
+                status=attempt.status,
+                started_at=attempt.started_at,
+                finished_at=self.now,
+                error=attempt.error,
+            )
+        for cancel in outcome.cancel_instances:
+            n = await store.cancel_open_tasks(
+                self.session, self.run.id, now=self.now, node_id=cancel.node_id
+            )
+            self._finished("cancelled", n, node=False)
+        for event in outcome.events:
+            self.stage_run_event(event)
+        if outcome.run is not None:
+            await self._change_run(outcome.run.status, outcome.run.output, outcome.run.error)
+        self._queue.extend(outcome.steps)
+
+    async def _update(self, update: TaskUpdate) -> None:
+        row = self.tasks[update.task_id]
+        values = dict(update.values)
+        if values.get("output") is not None:
+            size, data = _json_size(values["output"])
+            if size > self.settings.claim_check_bytes:
+                key = machine.output_key(self.run.id, row.id)
+                await self.objects.put(key, data, "application/json")
+                self._outputs[key] = values["output"]
+                values["output"], values["output_ref"] = None, key
+        status = values.get("status")
+        if status in TERMINAL and row.status not in TERMINAL:
+            values.setdefault("finished_at", self.now)
+            self._finished(status, node=row.item_index is None)
+        for name, value in values.items():
+            setattr(row, name, value)
+
+    async def _dispatch(self, d: Dispatch) -> None:
+        row = self.tasks[d.task_id]
+        spec = self.graph.node(d.node_id).spec
+        params, params_ref = d.params, d.params_ref
+        if params is not None:
+            size, raw = _json_size(params)
+            if size > self.settings.claim_check_bytes:
+                params_ref = machine.params_key(self.run.id, row.id)
+                await self.objects.put(params_ref, raw, "application/json")
+                params = None
+        row.status = "ready"
+        row.attempt = d.attempt
+        row.ready_at = self.now
+        row.input = params
+        row.worker_id = None
+        row.heartbeat_at = None
+        row.started_at = None
+        row.finished_at = None
+        row.error = None
+        ready = TaskReady(
+            run_id=self.run.id,
+            task_id=row.id,
+            node_id=d.node_id,
+            attempt=d.attempt,
+            kind=spec.kind,
+            name=spec.tool or spec.agent or "",
+            params=params,
+            params_ref=params_ref,
+            timeout_s=spec.timeout_s,
+            max_attempts=spec.retry.max_attempts,
+            initial_backoff_s=spec.retry.initial_backoff_s,
+            max_backoff_s=spec.retry.max_backoff_s,
+            ready_at=self.now,
+        )
+        self._staged.append((Topic.TASK_READY, self._envelope(ready, row.id, d.attempt)))
+        data: dict[str, Any] = {"attempt": d.attempt}
+        if d.reason != "first":
+            data["reason"] = d.reason
+        if row.item_index is not None:
+            data["item_index"] = row.item_index
+        self.stage_run_event(Event("task.ready", row.id, d.node_id, "ready", data))
+        self.effects.dispatched[d.reason] += 1
+
+    async def _change_run(self, status: str, output: Any, error: dict[str, Any] | None) -> None:
+        self.run.status = status
+        if status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
+            self.run.finished_at = self.now
+            self.run.output = output
+            self.run.error = error
+            self.effects.run_finished = True
+        if status == RunStatus.FAILED:
+            n = await store.cancel_open_tasks(self.session, self.run.id, now=self.now)
+            self._finished("cancelled", n, node=False)
+
+    def _finished(self, status: str, count: int = 1, *, node: bool) -> None:
+        if count:
+            self._node_finished = self._node_finished or node
+            self.effects.tasks_done += count
+            self.effects.finished[status] += count
+
+    # -- events ---------------------------------------------------------------------------
+
+    def _envelope(self, payload: Any, task_id: str | None, attempt: int | None) -> Envelope[Any]:
+        return Envelope(
+            payload=payload,
+            source=self.settings.source,
+            tenant_id=self.run.tenant_id,
+            plan_id=self.run.id,
+            task_id=task_id,
+            attempt=attempt,
+            subject=task_id or self.run.id,
+        )
+
+    def stage_run_event(self, event: Event) -> None:
+        payload = RunEvent(
+            run_id=self.run.id,
+            kind=event.kind,
+            task_id=event.task_id,
+            node_id=event.node_id,
+            status=event.status,
+            data=event.data,
+            at=self.now,
+        )
+        attempt = event.data.get("attempt") if event.task_id else None
+        self._staged.append((Topic.RUN_EVENTS, self._envelope(payload, event.task_id, attempt)))

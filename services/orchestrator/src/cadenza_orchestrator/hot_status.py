@@ -1,0 +1,49 @@
+"""The Redis side of a transition: the hot run status and the run-cancelled marker.
+
+Written after the commit (PostgreSQL is the truth; Redis is a cache for polling and live
+views), so a crash in between can leave a counter short until the run's next change; the
+final counts are recomputed exactly when the run finishes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from cadenza_runtime import keys
+from cadenza_state import HotState, utcnow
+
+log = logging.getLogger("cadenza.orchestrator")
+
+
+async def set_counts(
+    hot: HotState, run_id: str, *, status: str, total: int, done: int, ttl_s: int
+) -> None:
+    """Absolute status (at planning and when the run finishes)."""
+    fields: dict[str, str | int | float] = {
+        "status": status,
+        "tasks_total": total,
+        "tasks_done": done,
+        "updated_at": utcnow().isoformat(),
+    }
+    await hot.set_run_status(run_id, fields, ttl_s)
+
+
+async def add_counts(
+    hot: HotState, run_id: str, *, status: str, added: int, done: int, ttl_s: int
+) -> None:
+    """Incremental status after a result: O(1) whatever the run's size."""
+    # Same hash as HotState.set_run_status writes; HotState has no increment for it.
+    key = hot._run_key(run_id)
+    async with hot.redis.pipeline(transaction=True) as pipe:
+        pipe.hset(key, mapping={"status": status, "updated_at": utcnow().isoformat()})
+        if added:
+            pipe.hincrby(key, "tasks_total", added)
+        if done:
+            pipe.hincrby(key, "tasks_done", done)
+        pipe.expire(key, ttl_s)
+        await pipe.execute()
+
+
+async def mark_cancelled(hot: HotState, run_id: str, *, ttl_s: int) -> None:
+    """Tell workers running tasks of a failed run to stop (they watch this key)."""
+    await hot.redis.set(hot.key(keys.run_cancelled(run_id)), "1", ex=ttl_s)

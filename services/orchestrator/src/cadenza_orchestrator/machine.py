@@ -1,0 +1,439 @@
+"""The run state machine: small transition rules, each a pure function returning an
+``Outcome``. See docs/orchestrator.md for the table of states, events and rules.
+
+Rules read task rows (``TaskRecord``) but never change them: the engine applies outcomes
+through ``store`` and feeds follow-up steps back into the rules.
+
+Task ids, rows and statuses: every spec task has one *node row* (``item_index`` NULL). A
+fan-out task's node row aggregates its *instance rows* (``item_index`` 0..N-1): it is
+``running`` (attempt 1, never sent to a worker itself) while they run and ends with the list
+of their outputs, its one attempt result recorded at the fan-in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from cadenza_events import TaskResult
+from cadenza_state import RunStatus, TaskRecord, TaskStatus
+from cadenza_workflow import ExpressionError, evaluate_condition, evaluate_for_each, render
+
+from .graph import Node, RunGraph, task_id_for
+from .outcome import (
+    OPEN,
+    SETTLED,
+    Advance,
+    Attempt,
+    CancelInstances,
+    Dispatch,
+    Event,
+    Failed,
+    FanIn,
+    InstanceFinished,
+    NewTask,
+    Outcome,
+    Recover,
+    RunChange,
+    Settled,
+    Start,
+    TaskUpdate,
+)
+
+S = TaskStatus
+
+# Error codes the orchestrator itself produces (workers produce the others).
+WORKER_LOST = "worker_lost"
+TASK_FAILED = "task_failed"
+OUTPUT_FAILED = "output_expression"
+
+
+def error_dict(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"code": code, "message": message, "retryable": False, **extra}
+
+
+def expression_error(exc: ExpressionError, where: str) -> dict[str, Any]:
+    """Expression errors fail a task without retry (docs/workflows.md)."""
+    return error_dict(exc.code, f"{where}: {exc.message}", expression=exc.expression)
+
+
+def params_key(run_id: str, task_id: str) -> str:
+    """Object key of claim-checked params (the same for every dispatch of a task)."""
+    return f"runs/{run_id}/tasks/{task_id}/params.json"
+
+
+def output_key(run_id: str, task_id: str) -> str:
+    """Object key of an output the orchestrator claim-checked (fan-in lists)."""
+    return f"runs/{run_id}/tasks/{task_id}/output.json"
+
+
+# -- planning -------------------------------------------------------------------------------
+
+
+def plan(graph: RunGraph) -> Outcome:
+    """``plan.requested`` on a pending run: one pending row per spec task, the run becomes
+    ``running`` and every root (no needs, not a fallback) is advanced."""
+    new = [
+        NewTask(
+            task_id=task_id_for(graph.run_id, n.id),
+            node_id=n.id,
+            item_index=None,
+            status=S.PENDING,
+            max_attempts=n.spec.retry.max_attempts,
+        )
+        for n in graph.nodes.values()
+    ]
+    return Outcome(
+        new_tasks=new,
+        run=RunChange(RunStatus.RUNNING),
+        events=[Event("run.started", status=RunStatus.RUNNING, data={"tasks": len(new)})],
+        steps=[Advance(nid) for nid in graph.roots],
+    )
+
+
+def reject_plan(error: dict[str, Any]) -> Outcome:
+    """The stored spec or inputs do not validate (the gateway should have refused them):
+    the run fails at once with the validation errors."""
+    return Outcome(
+        run=RunChange(RunStatus.FAILED, error=error),
+        events=[Event("run.failed", status=RunStatus.FAILED, data={"error": error})],
+    )
+
+
+# -- starting tasks -------------------------------------------------------------------------
+
+
+def advance(
+    node: Node, row: TaskRecord, rows: Mapping[str, TaskRecord], graph: RunGraph
+) -> Outcome:
+    """A pending task starts once its needs are settled (and, for a fallback, once it was
+    triggered and every trigger not downstream of a failed one has finished). It is skipped
+    when a need was skipped (unless ``run_if_skipped``), and a fallback is skipped when every
+    task naming it finished without failing."""
+    if row.status != S.PENDING:
+        return Outcome()
+    if any(rows[n].status not in SETTLED for n in node.needs):
+        return Outcome()  # running, or failed and awaiting its fallback
+    if node.spec.fallback:
+        failed = [t for t in node.triggers if rows[t].status == S.FAILED]
+        if any(rows[t].status in OPEN for t in graph.trigger_waits_on(node.id, failed)):
+            return Outcome()
+        if not failed:
+            return skip(
+                node.id, row, "not triggered: every task naming it finished without failing"
+            )
+    if not node.spec.run_if_skipped:
+        skipped = [n for n in node.needs if rows[n].status == S.SKIPPED]
+        if skipped:
+            return skip(node.id, row, f"needs skipped task '{skipped[0]}'")
+    return Outcome(steps=[Start(node.id)])
+
+
+def skip(node_id: str, row: TaskRecord, reason: str) -> Outcome:
+    """A skipped task has output null and settles (its dependants decide for themselves)."""
+    return Outcome(
+        updates=[TaskUpdate(row.id, {"status": S.SKIPPED, "output": None})],
+        events=[Event("task.skipped", row.id, node_id, S.SKIPPED, {"reason": reason})],
+        steps=[Settled(node_id)],
+    )
+
+
+def start(
+    node: Node, row: TaskRecord, context: dict[str, Any], graph: RunGraph, now: datetime
+) -> Outcome:
+    """Start a task: a plain task evaluates ``when`` and renders its params; a fan-out task
+    expands into one instance per ``for_each`` item. Expression errors fail the task."""
+    if node.fan_out:
+        return _expand(node, row, context, graph, now)
+    try:
+        runnable = evaluate_condition(node.spec.when, context)
+        params = render_params(node, context) if runnable else None
+    except ExpressionError as exc:
+        return fail_task(node.id, row, expression_error(exc, f"task '{node.id}'"))
+    if params is None:
+        return skip(node.id, row, "when is false")
+    return Outcome(dispatches=[Dispatch(row.id, node.id, row.attempt + 1, params=params)])
+
+
+def render_params(node: Node, context: Mapping[str, Any]) -> dict[str, Any]:
+    """The task's ``with``, rendered; an agent task's rendered ``prompt`` rides along."""
+    params: dict[str, Any] = render(node.spec.with_, context)
+    if node.spec.prompt is not None:
+        params = {**params, "prompt": render(node.spec.prompt, context)}
+    return params
+
+
+def _expand(
+    node: Node, row: TaskRecord, context: dict[str, Any], graph: RunGraph, now: datetime
+) -> Outcome:
+    """Fan-out: evaluate ``for_each`` once; each item gets an instance row, skipped when its
+    ``when`` is false. The first expression error fails the whole task before anything runs."""
+    assert node.spec.for_each is not None
+    try:
+        items = evaluate_for_each(node.spec.for_each, context)
+    except ExpressionError as exc:
+        return fail_task(node.id, row, expression_error(exc, f"task '{node.id}' for_each"))
+    out = Outcome()
+    for index, item in enumerate(items):
+        ctx = {**context, "item": item, "index": index}
+        tid = task_id_for(graph.run_id, node.id, index)
+        try:
+            runnable = evaluate_condition(node.spec.when, ctx)
+            params = render_params(node, ctx) if runnable else None
+        except ExpressionError as exc:
+            where = f"task '{node.id}' item {index}"
+            return fail_task(node.id, row, expression_error(exc, where) | {"item_index": index})
+        status = S.PENDING if params is not None else S.SKIPPED
+        out.new_tasks.append(NewTask(tid, node.id, index, status, node.spec.retry.max_attempts))
+        if params is not None:
+            out.dispatches.append(Dispatch(tid, node.id, 1, params=params))
+    open_count = len(out.dispatches)
+    # The fan-out row counts as dispatched once (as its instances); the fan-in records that
+    # attempt's result, so every task row ends with exactly one recorded result.
+    progress = {"items": len(items), "open": open_count}
+    values = {"status": S.RUNNING, "attempt": 1, "input": progress, "started_at": now}
+    out.updates.append(TaskUpdate(row.id, values))
+    out.events.append(
+        Event(
+            "task.expanded", row.id, node.id, S.RUNNING, {"items": len(items), "open": open_count}
+        )
+    )
+    if open_count == 0:
+        out.steps.append(FanIn(node.id))
+    return out
+
+
+# -- results ---------------------------------------------------------------------------------
+
+
+def ignore_reason(run_status: str, row: TaskRecord, result: TaskResult) -> str | None:
+    """Why a (first-seen) result changes nothing, or None when it applies. A ``cancelled``
+    result for a cancelled run is applied by ``cancelled_result``."""
+    if result.attempt != row.attempt:
+        return "stale_attempt"
+    if run_status == RunStatus.CANCELLED:
+        return None if result.status == "cancelled" and row.status in OPEN else "run_cancelled"
+    if run_status != RunStatus.RUNNING:
+        return "run_finished"
+    if row.status not in OPEN:
+        return "task_finished"
+    return None
+
+
+def apply_result(node_id: str, row: TaskRecord, result: TaskResult) -> Outcome:
+    """The current attempt of an open task finished: succeeded stores the output; failed (or
+    cancelled while the run goes on) fails the task — the worker already spent its retries."""
+    base: dict[str, Any] = {"finished_at": result.finished_at, "worker_id": result.worker_id}
+    if result.started_at is not None and row.started_at is None:
+        base["started_at"] = result.started_at
+    instance = row.item_index is not None
+    if result.status == "succeeded":
+        values = base | {
+            "status": S.SUCCEEDED,
+            "output": None if result.output_ref else result.output,
+            "output_ref": result.output_ref,
+            "error": None,
+        }
+        data = {"attempt": result.attempt, "tries": result.tries}
+        return Outcome(
+            updates=[TaskUpdate(row.id, values)],
+            events=[Event("task.succeeded", row.id, node_id, S.SUCCEEDED, data)],
+            steps=[InstanceFinished(row.id) if instance else Settled(node_id)],
+        )
+    error = (
+        result.error.model_dump()
+        if result.error is not None
+        else error_dict(result.status, f"task reported {result.status} without an error")
+    )
+    out = fail_task(node_id, row, error, base)
+    out.steps = [InstanceFinished(row.id) if instance else Failed(node_id)]
+    return out
+
+
+def fail_task(
+    node_id: str, row: TaskRecord, error: dict[str, Any], extra: Mapping[str, Any] | None = None
+) -> Outcome:
+    """A task (or instance) failed for good."""
+    values = dict(extra or {}) | {"status": S.FAILED, "error": error}
+    steps = [] if row.item_index is not None else [Failed(node_id)]
+    return Outcome(
+        updates=[TaskUpdate(row.id, values)],
+        events=[Event("task.failed", row.id, node_id, S.FAILED, {"error": error})],
+        steps=list(steps),
+    )
+
+
+def cancelled_result(node_id: str, row: TaskRecord, aggregate: TaskRecord | None) -> Outcome:
+    """A run was cancelled and a worker stopped this task: the task is ``cancelled`` (and so
+    is its fan-out row, which the gateway leaves alone because it is ``running``)."""
+    out = Outcome(
+        updates=[TaskUpdate(row.id, {"status": S.CANCELLED})],
+        events=[Event("task.cancelled", row.id, node_id, S.CANCELLED)],
+    )
+    if aggregate is not None and aggregate.status in OPEN:
+        out.updates.append(TaskUpdate(aggregate.id, {"status": S.CANCELLED}))
+    return out
+
+
+def instance_finished(node_id: str, aggregate: TaskRecord, instance: TaskRecord) -> Outcome:
+    """Fan-in bookkeeping: a failed instance fails the task at once (its other instances are
+    cancelled, its fallback runs once); the last instance to finish triggers the fan-in."""
+    if aggregate.status != S.RUNNING:
+        return Outcome()
+    if instance.status == S.FAILED:
+        error = dict(instance.error or {}) | {"item_index": instance.item_index}
+        out = fail_task(node_id, aggregate, error)
+        out.cancel_instances.append(CancelInstances(node_id))
+        out.attempts.append(_fan_in_attempt(aggregate, S.FAILED, error))
+        return out
+    progress = dict(aggregate.input or {})
+    progress["open"] = max(0, int(progress.get("open", 1)) - 1)
+    out = Outcome(updates=[TaskUpdate(aggregate.id, {"input": progress})])
+    if progress["open"] == 0:
+        out.steps.append(FanIn(node_id))
+    return out
+
+
+def fan_in(node_id: str, aggregate: TaskRecord, outputs: list[Any], statuses: list[str]) -> Outcome:
+    """All instances finished: the task's output is their outputs in index order (null for
+    skipped ones); an empty fan-out succeeds with ``[]``; all skipped → skipped."""
+    if statuses and all(s == S.SKIPPED for s in statuses):
+        out = skip(node_id, aggregate, "every instance was skipped")
+        out.attempts.append(_fan_in_attempt(aggregate, S.SKIPPED))
+        return out
+    return Outcome(
+        updates=[TaskUpdate(aggregate.id, {"status": S.SUCCEEDED, "output": outputs})],
+        attempts=[_fan_in_attempt(aggregate, S.SUCCEEDED)],
+        events=[
+            Event("task.succeeded", aggregate.id, node_id, S.SUCCEEDED, {"items": len(outputs)})
+        ],
+        steps=[Settled(node_id)],
+    )
+
+
+def _fan_in_attempt(
+    aggregate: TaskRecord, status: str, error: dict[str, Any] | None = None
+) -> Attempt:
+    return Attempt(aggregate.id, aggregate.attempt, status, error, aggregate.started_at)
+
+
+# -- propagation -----------------------------------------------------------------------------
+
+
+def settled(node: Node, row: TaskRecord, triggers: Mapping[str, TaskRecord]) -> Outcome:
+    """A settled task wakes its dependants and its fallback (which may now be skipped); a
+    fallback that succeeded recovers the tasks that failed over to it, and a fallback
+    skipped although a task failed over to it (a skipped need, ``when`` false) cannot
+    recover it: the run fails."""
+    if node.spec.fallback and row.status == S.SKIPPED:
+        failed_triggers = [t for t in node.triggers if triggers[t].status == S.FAILED]
+        if failed_triggers:
+            first = failed_triggers[0]
+            cause = triggers[first].error
+            message = (
+                f"task '{first}' failed and its fallback '{node.id}' was skipped: "
+                f"{(cause or {}).get('message', 'no message')}"
+            )
+            return fail_run(error_dict(TASK_FAILED, message, task=first, cause=cause))
+    steps: list[Any] = [Advance(d) for d in node.dependants]
+    if node.spec.on_failure is not None:
+        steps.append(Advance(node.spec.on_failure))
+    if node.spec.fallback and row.status in (S.SUCCEEDED, S.RECOVERED):
+        steps.append(Recover(node.id))
+    return Outcome(steps=steps)
+
+
+def failed(node: Node, row: TaskRecord, fallback: TaskRecord | None) -> Outcome:
+    """A task failed for good: with ``on_failure`` its fallback takes over (if the fallback
+    already succeeded for another task, this one is recovered at once); without one — or
+    when a fallback itself fails — the run fails."""
+    if (
+        node.spec.on_failure is None
+        or fallback is None
+        or fallback.status
+        not in OPEN
+        | {
+            S.SUCCEEDED,
+            S.RECOVERED,
+        }
+    ):
+        message = f"task '{node.id}' failed: {(row.error or {}).get('message', 'no message')}"
+        return fail_run(error_dict(TASK_FAILED, message, task=node.id, cause=row.error))
+    if fallback.status in (S.SUCCEEDED, S.RECOVERED):
+        return recover(node.spec.on_failure, fallback, [(node.id, row)])
+    return Outcome(steps=[Advance(node.spec.on_failure)])
+
+
+def recover(
+    fallback_id: str, fallback: TaskRecord, triggers: list[tuple[str, TaskRecord]]
+) -> Outcome:
+    """A fallback succeeded: every task that failed over to it becomes ``recovered`` with
+    the fallback's output, and its dependants run as if it had succeeded."""
+    out = Outcome()
+    for node_id, row in triggers:
+        if row.status != S.FAILED:
+            continue
+        values = {
+            "status": S.RECOVERED,
+            "output": fallback.output,
+            "output_ref": fallback.output_ref,
+        }
+        out.updates.append(TaskUpdate(row.id, values))
+        out.events.append(
+            Event("task.recovered", row.id, node_id, S.RECOVERED, {"fallback": fallback_id})
+        )
+        out.steps.append(Settled(node_id))
+    return out
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def fail_run(error: dict[str, Any]) -> Outcome:
+    """The run fails: every open task is cancelled and running workers are told to stop."""
+    return Outcome(
+        run=RunChange(RunStatus.FAILED, error=error),
+        events=[Event("run.failed", status=RunStatus.FAILED, data={"error": error})],
+    )
+
+
+def finish_run(graph: RunGraph, context: Mapping[str, Any]) -> Outcome:
+    """Every task finished: render the workflow ``output`` (null without one). An output
+    expression that fails fails the run, naming the expression."""
+    try:
+        output = render(graph.spec.output, context)
+    except ExpressionError as exc:
+        error = error_dict(
+            OUTPUT_FAILED,
+            f"run output expression failed: {exc.message}",
+            expression=exc.expression,
+        )
+        return fail_run(error)
+    return Outcome(
+        run=RunChange(RunStatus.SUCCEEDED, output=output),
+        events=[Event("run.succeeded", status=RunStatus.SUCCEEDED)],
+    )
+
+
+# -- the sweeper -----------------------------------------------------------------------------
+
+
+def redispatch(node_id: str, row: TaskRecord, *, max_dispatches: int, reason: str) -> Outcome:
+    """A dispatched task lost its worker (or was never picked up): dispatch it again with
+    ``attempt + 1`` and the same params, or — after ``max_dispatches`` — fail it with
+    ``worker_lost``. The lost attempt is recorded so a late result for it is a duplicate."""
+    lost = error_dict(WORKER_LOST, f"attempt {row.attempt} lost: {reason}")
+    attempts = [Attempt(row.id, row.attempt, "lost", lost)]
+    if row.attempt >= max_dispatches:
+        message = f"no worker finished the task in {row.attempt} dispatches ({reason})"
+        out = fail_task(node_id, row, error_dict(WORKER_LOST, message))
+        out.attempts = attempts
+        if row.item_index is not None:
+            out.steps = [InstanceFinished(row.id)]
+        return out
+    ref = None if row.input is not None else params_key(row.run_id, row.id)
+    dispatch = Dispatch(
+        row.id, node_id, row.attempt + 1, params=row.input, params_ref=ref, reason=reason
+    )
+    return Outcome(dispatches=[dispatch], attempts=attempts)

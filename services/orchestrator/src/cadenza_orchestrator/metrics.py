@@ -1,0 +1,46 @@
+"""Prometheus metrics of the orchestrator (``cadenza_orchestrator_*``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+RUNS_FINISHED = Counter(
+    "cadenza_orchestrator_runs_finished_total", "Runs that reached a terminal status.", ["status"]
+)
+RUNS_STARTED = Counter("cadenza_orchestrator_runs_started_total", "Runs planned and started.")
+TASKS_DISPATCHED = Counter(
+    "cadenza_orchestrator_tasks_dispatched_total",
+    "task.ready events staged (first dispatches and re-dispatches).",
+)
+TASKS_FINISHED = Counter(
+    "cadenza_orchestrator_tasks_finished_total",
+    "Task rows that reached a terminal status.",
+    ["status"],
+)
+REDISPATCHES = Counter(
+    "cadenza_orchestrator_redispatches_total",
+    "Tasks dispatched again by the sweeper, by reason (worker_lost, not_started).",
+    ["reason"],
+)
+RESULTS_IGNORED = Counter(
+    "cadenza_orchestrator_results_ignored_total",
+    "task.result events that changed nothing, by reason (duplicate, stale_attempt…).",
+    ["reason"],
+)
+PLANS_IGNORED = Counter(
+    "cadenza_orchestrator_plans_ignored_total",
+    "plan.requested events that changed nothing (duplicate, unknown_run).",
+    ["reason"],
+)
+TRANSITION_SECONDS = Histogram(
+    "cadenza_orchestrator_transition_seconds",
+    "Time to handle one event, from receipt to commit, by event.",
+    ["event"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+PLAN_SECONDS = Histogram(
+    "cadenza_orchestrator_plan_expansion_seconds",
+    "Time to expand a plan: parse, validate, create task rows and stage the first dispatches.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+SWEEPS = Counter("cadenza_orchestrator_sweeps_total", "Sweeper passes.", ["outcome"])

@@ -1,0 +1,168 @@
+"""What a transition rule decides, as plain data. Rules never touch the database; the
+engine applies an ``Outcome`` through ``store`` and runs its follow-up ``steps``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cadenza_state import TaskStatus
+
+OPEN = frozenset({TaskStatus.PENDING.value, TaskStatus.READY.value, TaskStatus.RUNNING.value})
+"""Rows with work ahead."""
+SETTLED = frozenset(
+    {TaskStatus.SUCCEEDED.value, TaskStatus.RECOVERED.value, TaskStatus.SKIPPED.value}
+)
+"""Finished so that dependants may go on (a failed task is not: it awaits its fallback)."""
+TERMINAL = SETTLED | {TaskStatus.FAILED.value, TaskStatus.CANCELLED.value}
+
+
+# -- follow-up steps (the engine's work queue) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Advance:
+    """Re-check whether a pending task may start (its prerequisites changed)."""
+
+    node_id: str
+
+
+@dataclass(frozen=True)
+class Start:
+    """Start a task whose prerequisites are met: needs its expression context loaded."""
+
+    node_id: str
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A task finished as succeeded, recovered or skipped: its dependants may go on."""
+
+    node_id: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A task failed for good: run its fallback or fail the run."""
+
+    node_id: str
+
+
+@dataclass(frozen=True)
+class InstanceFinished:
+    """One fan-out instance reached a terminal status."""
+
+    task_id: str
+
+
+@dataclass(frozen=True)
+class FanIn:
+    """Every instance of a fan-out task finished: collect their outputs."""
+
+    node_id: str
+
+
+@dataclass(frozen=True)
+class Recover:
+    """A fallback succeeded: the tasks it recovers become ``recovered``."""
+
+    node_id: str
+
+
+@dataclass(frozen=True)
+class FinishRun:
+    """Nothing is left to run: render the run output and close the run."""
+
+
+Step = Advance | Start | Settled | Failed | InstanceFinished | FanIn | Recover | FinishRun
+
+
+# -- changes ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskUpdate:
+    """Set ``values`` on the task row ``task_id``. An ``output`` value too large for a row is
+    claim-checked by the store."""
+
+    task_id: str
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """Insert a task row (a node row at planning, or a fan-out instance)."""
+
+    task_id: str
+    node_id: str
+    item_index: int | None
+    status: str
+    max_attempts: int
+    input: Any = None
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """Mark a task ``ready`` with this ``attempt`` and stage its ``task.ready``. ``params``
+    too large for an event go to the object store (``params_ref``)."""
+
+    task_id: str
+    node_id: str
+    attempt: int
+    params: dict[str, Any] | None = None
+    params_ref: str | None = None
+    reason: str = "first"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A ``task_attempts`` row the orchestrator writes itself: a lost dispatch, or the
+    fan-in of a fan-out task (its one attempt: expanded, then joined)."""
+
+    task_id: str
+    attempt: int
+    status: str
+    error: dict[str, Any] | None = None
+    started_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """A ``RunEvent`` for the run's timeline."""
+
+    kind: str
+    task_id: str | None = None
+    node_id: str | None = None
+    status: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunChange:
+    """New run status; ``failed`` also cancels every open task and stops the workers."""
+
+    status: str
+    output: Any = None
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class CancelInstances:
+    """Cancel the still-open instances of a fan-out task (one of them failed)."""
+
+    node_id: str
+
+
+@dataclass
+class Outcome:
+    """Everything one rule decided."""
+
+    new_tasks: list[NewTask] = field(default_factory=list)
+    updates: list[TaskUpdate] = field(default_factory=list)
+    dispatches: list[Dispatch] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    cancel_instances: list[CancelInstances] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    run: RunChange | None = None
+    steps: list[Step] = field(default_factory=list)

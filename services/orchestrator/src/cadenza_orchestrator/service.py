@@ -1,0 +1,72 @@
+"""The orchestrator service: the run consumer and the sweeper on shared ``Resources``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from cadenza_events import Consumer, ConsumerOptions, RetryPolicy, Topic
+from cadenza_runtime import Resources
+
+from .graph import GraphCache
+from .handlers import RunHandlers
+from .settings import OrchestratorSettings
+from .sweeper import Sweeper
+
+log = logging.getLogger("cadenza.orchestrator")
+
+
+class Orchestrator:
+    """Expands runs into tasks, moves them through the state machine on every result and
+    re-dispatches tasks whose worker vanished.
+
+    ``Orchestrator(resources, settings)``; ``await start()`` joins the consumer group
+    ``settings.group`` on ``plan.requested`` + ``task.result`` and starts the sweeper;
+    ``await stop()`` stops both (in-flight events finish first).
+    """
+
+    def __init__(self, resources: Resources, settings: OrchestratorSettings | None = None) -> None:
+        self.resources = resources
+        self.settings = settings or OrchestratorSettings()
+        self.graphs = GraphCache()
+        self.handlers = RunHandlers(resources, self.settings, self.graphs)
+        self.sweeper = Sweeper(resources, self.settings, self.graphs, self.handlers.after_commit)
+        self._consumer: Consumer | None = None
+        self._sweeping: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        options = ConsumerOptions(
+            concurrency=self.settings.consumer_concurrency,
+            retry=RetryPolicy(
+                max_attempts=self.settings.handler_max_attempts,
+                initial_backoff_s=0.1,
+                max_backoff_s=5.0,
+            ),
+        )
+        self._consumer = self.resources.bus.consumer(
+            [Topic.PLAN_REQUESTED, Topic.TASK_RESULT],
+            self.settings.group,
+            self.handlers.handle,
+            options,
+        )
+        await self._consumer.start()
+        self._sweeping = asyncio.create_task(
+            self.sweeper.run_forever(), name="orchestrator-sweeper"
+        )
+        log.info("orchestrator started (group %s)", self.settings.group)
+
+    async def stop(self) -> None:
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeping
+            self._sweeping = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+        log.info("orchestrator stopped")
+
+    async def sweep_once(self) -> int:
+        """One sweeper pass (tests and operators); returns the tasks it acted on."""
+        return await self.sweeper.sweep_once()

@@ -1,0 +1,75 @@
+"""Orchestrator settings (env prefix ``CADENZA_ORCHESTRATOR_``)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OrchestratorSettings(BaseSettings):
+    """How the orchestrator consumes, dispatches and sweeps."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CADENZA_ORCHESTRATOR_", extra="ignore", populate_by_name=True
+    )
+
+    group: str = Field(
+        default="cadenza-orchestrator",
+        description="Consumer group of the plan.requested and task.result consumer.",
+    )
+    consumer_concurrency: int = Field(
+        default=16,
+        ge=1,
+        description="Events handled at once (events of one run are still handled in order).",
+    )
+    handler_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        description="Tries of a failing handler (e.g. database unreachable) before the event "
+        "is dead-lettered.",
+    )
+    sweep_interval_s: float = Field(
+        default=1.0, gt=0, description="Seconds between two sweeps for lost or stuck tasks."
+    )
+    sweep_batch_size: int = Field(
+        default=500, ge=1, description="Dispatched tasks examined per sweep, oldest first."
+    )
+    max_dispatches: int = Field(
+        default=5,
+        ge=1,
+        description="Dispatches of one task (first + re-dispatches after lost workers); when "
+        "exhausted the task fails with code worker_lost.",
+    )
+    requeue_after_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="A dispatched task no worker has started (no started marker, no lease) "
+        "for this long is dispatched again (belt and braces: the outbox already guarantees "
+        "delivery).",
+    )
+    claim_check_bytes: int = Field(
+        default=262_144,
+        ge=1,
+        validation_alias=AliasChoices(
+            "CADENZA_ORCHESTRATOR_CLAIM_CHECK_BYTES", "CADENZA_CLAIM_CHECK_BYTES"
+        ),
+        description="Rendered task params (and fan-in outputs) larger than this many bytes of "
+        "JSON go to the object store; the event carries a reference. Also read from "
+        "CADENZA_CLAIM_CHECK_BYTES.",
+    )
+    status_ttl_s: int = Field(
+        default=86_400,
+        ge=1,
+        description="TTL of the Redis hot run status and of the run-cancelled marker.",
+    )
+    metrics_port: int = Field(
+        default=9101, ge=0, description="Port of the Prometheus /metrics endpoint (0 disables)."
+    )
+    source: str = Field(
+        default="/cadenza/orchestrator", description="CloudEvents source of emitted events."
+    )
+    refuse_insecure_defaults: bool = Field(
+        default=False,
+        description="Refuse to start while state settings hold the well-known local "
+        "credentials (set true in production).",
+    )

@@ -1,0 +1,202 @@
+"""Persistence of the orchestrator: data functions taking the session as a keyword argument.
+They run inside the caller's transaction; the caller commits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cadenza_events import Envelope, Topic, TopicRegistry, encode
+from cadenza_events.tracing import inject
+from cadenza_state import OutboxMessage, RunRecord, RunStatus, TaskAttemptRecord, TaskRecord
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
+
+from .outcome import OPEN, TERMINAL
+
+_OPEN = sorted(OPEN)
+_DISPATCHED = ["ready", "running"]
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def lock_run(
+    session: AsyncSession, run_id: str, *, with_spec: bool = True, skip_locked: bool = False
+) -> RunRecord | None:
+    """The run row, locked ``FOR UPDATE`` until the transaction ends: every change to a run
+    is serialised, even when a consumer rebalance briefly lets two orchestrators handle the
+    same run. ``with_spec=False`` leaves the (large) spec and inputs unloaded. SQLite has no
+    row locks; its ``BEGIN IMMEDIATE`` serialises writers instead."""
+    stmt = select(RunRecord).where(RunRecord.id == run_id)
+    if not with_spec:
+        stmt = stmt.options(defer(RunRecord.spec), defer(RunRecord.inputs))
+    stmt = stmt.with_for_update(skip_locked=skip_locked)
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def load_task(session: AsyncSession, task_id: str) -> TaskRecord | None:
+    """One task row, locked (workers update task rows too)."""
+    stmt = select(TaskRecord).where(TaskRecord.id == task_id).with_for_update()
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def load_nodes(
+    session: AsyncSession, run_id: str, node_ids: Iterable[str]
+) -> list[TaskRecord]:
+    """The node rows (``item_index`` NULL) of these spec tasks."""
+    ids = sorted(set(node_ids))
+    if not ids:
+        return []
+    stmt = select(TaskRecord).where(
+        TaskRecord.run_id == run_id,
+        TaskRecord.node_id.in_(ids),
+        TaskRecord.item_index.is_(None),
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def load_instances(session: AsyncSession, run_id: str, node_id: str) -> list[TaskRecord]:
+    """A fan-out task's instance rows, in index order."""
+    stmt = (
+        select(TaskRecord)
+        .where(
+            TaskRecord.run_id == run_id,
+            TaskRecord.node_id == node_id,
+            TaskRecord.item_index.is_not(None),
+        )
+        .order_by(TaskRecord.item_index)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def insert_attempt(
+    session: AsyncSession,
+    *,
+    task_id: str,
+    attempt: int,
+    status: str,
+    worker_id: str | None = None,
+    started_at: datetime | None = None,
+    finished_at: datetime | None = None,
+    error: dict[str, Any] | None = None,
+) -> bool:
+    """Record an attempt's result once; False when ``(task_id, attempt)`` is already there
+    (a duplicate delivery). The primary key is the exactly-once proof."""
+    values = {
+        "task_id": task_id,
+        "attempt": attempt,
+        "status": status,
+        "worker_id": worker_id,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "error": error,
+    }
+    dialect = postgresql if _is_postgres(session) else sqlite
+    stmt = (
+        dialect.insert(TaskAttemptRecord)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["task_id", "attempt"])
+    )
+    result = await session.execute(stmt)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def cancel_open_tasks(
+    session: AsyncSession, run_id: str, *, now: datetime, node_id: str | None = None
+) -> int:
+    """Cancel a run's open tasks (or one fan-out task's open instances); returns how many."""
+    criteria = [TaskRecord.run_id == run_id, TaskRecord.status.in_(_OPEN)]
+    if node_id is not None:
+        criteria += [TaskRecord.node_id == node_id, TaskRecord.item_index.is_not(None)]
+    result = await session.execute(
+        update(TaskRecord).where(*criteria).values(status="cancelled", finished_at=now)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def has_open_tasks(session: AsyncSession, run_id: str) -> bool:
+    """Whether any task of the run still has work ahead (served by a partial index)."""
+    stmt = select(exists().where(TaskRecord.run_id == run_id, TaskRecord.status.in_(_OPEN)))
+    return bool(await session.scalar(stmt))
+
+
+async def count_tasks(session: AsyncSession, run_id: str) -> tuple[int, int]:
+    """``(total, finished)`` task rows of a run (for the hot status; once per run)."""
+    stmt = select(func.count(), func.count().filter(TaskRecord.status.in_(sorted(TERMINAL)))).where(
+        TaskRecord.run_id == run_id
+    )
+    total, done = (await session.execute(stmt)).one()
+    return int(total), int(done or 0)
+
+
+@dataclass(frozen=True)
+class DispatchedTask:
+    """A dispatched task as the sweeper sees it."""
+
+    task_id: str
+    run_id: str
+    status: str
+    attempt: int
+    ready_at: datetime | None
+
+
+async def dispatched_tasks(session: AsyncSession, *, limit: int) -> list[DispatchedTask]:
+    """Tasks dispatched to workers (``ready``/``running``, attempt ≥ 1) of running runs,
+    oldest dispatch first."""
+    stmt = (
+        select(
+            TaskRecord.id,
+            TaskRecord.run_id,
+            TaskRecord.status,
+            TaskRecord.attempt,
+            TaskRecord.ready_at,
+        )
+        .join(RunRecord, RunRecord.id == TaskRecord.run_id)
+        .where(
+            TaskRecord.status.in_(_DISPATCHED),
+            TaskRecord.attempt >= 1,
+            TaskRecord.ready_at.is_not(None),  # fan-out rows are never dispatched themselves
+            RunRecord.status == RunStatus.RUNNING.value,
+        )
+        .order_by(TaskRecord.ready_at)
+        .limit(limit)
+    )
+    return [DispatchedTask(*row) for row in (await session.execute(stmt)).all()]
+
+
+async def lock_tasks(session: AsyncSession, task_ids: Sequence[str]) -> list[TaskRecord]:
+    """Lock task rows, skipping rows another orchestrator holds (``SKIP LOCKED``)."""
+    stmt = (
+        select(TaskRecord)
+        .where(TaskRecord.id.in_(list(task_ids)))
+        .with_for_update(skip_locked=True)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+def stage_events(
+    session: AsyncSession, registry: TopicRegistry, items: Iterable[tuple[Topic, Envelope[Any]]]
+) -> int:
+    """Queue events in the outbox, in order, like ``cadenza_runtime.stage_event`` but without
+    a flush per row (a fan-out stages thousands); ids, and so publication order, follow the
+    order of ``items``."""
+    count = 0
+    for topic, env in items:
+        env = inject(env)
+        raw_key, value, headers = encode(env, registry.key_for(topic, env))
+        session.add(
+            OutboxMessage(
+                topic=registry.name(topic),
+                key=raw_key.decode() if raw_key is not None else None,
+                headers=[[name, v.decode() if isinstance(v, bytes) else v] for name, v in headers],
+                payload=value,
+            )
+        )
+        count += 1
+    return count

@@ -1,0 +1,61 @@
+"""Fixtures: ``stack`` runs each test on the unit stack (SQLite + MemoryBus + fakeredis +
+local objects) and, where a test allows it, on the integration stack (PostgreSQL schema,
+Kafka topics, Redis prefix and MinIO bucket unique to the test, removed afterwards)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from cadenza_events import BusSettings, Topic
+from cadenza_orchestrator import Orchestrator, OrchestratorSettings
+from cadenza_runtime import open_resources
+from orchestrator_stack import (
+    INTEGRATION,
+    STACKS,
+    UNIT,
+    FakeWorker,
+    Stack,
+    _cleanup,
+    _drop_schema,
+    _state_settings,
+)
+
+
+@pytest.fixture(params=STACKS)
+async def stack(
+    request: pytest.FixtureRequest,
+    unique_id: str,
+    tmp_path: Path,
+    require_services: Callable[..., None],
+) -> AsyncIterator[Stack]:
+    kind = request.param
+    if kind == INTEGRATION:
+        require_services("kafka", "postgres", "redis", "minio")
+    state = _state_settings(kind, unique_id, tmp_path)
+    bus = BusSettings(
+        backend="memory" if kind == UNIT else "kafka",
+        topic_prefix=f"{unique_id}.",
+        partitions=3,
+        commit_interval_s=0.05,
+        session_timeout_ms=6000,
+    )
+    resources = await open_resources(bus, state)
+    # The sweeper loop stays out of the way; tests call sweep_once() when they mean it.
+    settings = OrchestratorSettings(sweep_interval_s=3600, metrics_port=0)
+    orchestrator = Orchestrator(resources, settings)
+    worker = FakeWorker(resources)
+    stack = Stack(kind, resources, orchestrator, worker)
+    consumer = resources.bus.consumer([Topic.TASK_READY], "fake-worker", worker.handle)
+    try:
+        await orchestrator.start()
+        await consumer.start()
+        yield stack
+    finally:
+        await consumer.stop(grace_s=1)
+        await stack.orchestrator.stop()
+        await _cleanup(kind, resources, state)
+        await resources.close()
+        if kind == INTEGRATION:
+            await _drop_schema(state)

@@ -1,0 +1,309 @@
+"""Helpers to drive the orchestrator without a worker (fixtures live in conftest.py).
+
+``stack`` opens Resources on the unit stack (SQLite + MemoryBus + fakeredis + local objects)
+or the integration stack (PostgreSQL schema + Kafka topics + Redis prefix + MinIO bucket,
+all unique to the test and removed afterwards) and starts an ``Orchestrator`` on them.
+``FakeWorker`` consumes ``task.ready`` and answers with scripted ``TaskResult``s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cadenza_events import (
+    Envelope,
+    PlanRequested,
+    RunEvent,
+    TaskError,
+    TaskReady,
+    TaskResult,
+    Topic,
+)
+from cadenza_orchestrator import Orchestrator, OrchestratorSettings
+from cadenza_runtime import Resources, keys
+from cadenza_state import (
+    OutboxMessage,
+    RunRecord,
+    StateSettings,
+    TaskAttemptRecord,
+    TaskRecord,
+    create_engine,
+    utcnow,
+)
+from sqlalchemy import select, text
+from support import assert_eventually
+
+UNIT = "unit"
+INTEGRATION = "integration"
+STACKS = [
+    pytest.param(UNIT, marks=pytest.mark.unit),
+    pytest.param(INTEGRATION, marks=pytest.mark.integration),
+]
+
+
+# -- scripted worker ---------------------------------------------------------------------
+
+Reply = dict[str, Any] | None
+"""What the fake worker answers to a task.ready: ``{"output": ...}`` (succeeded),
+``{"error": code}`` (failed), ``{"status": "cancelled"}``, or None (stay silent)."""
+Script = Callable[[TaskReady, dict[str, Any]], Reply | Awaitable[Reply]]
+
+
+def transform(ready: TaskReady, params: dict[str, Any]) -> Reply:
+    """Like the built-in ``transform`` tool: the output is the rendered params."""
+    return {"output": params}
+
+
+@dataclass
+class FakeWorker:
+    resources: Resources
+    script: Script = transform
+    received: list[TaskReady] = field(default_factory=list)
+    params: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    results: list[TaskResult] = field(default_factory=list)
+    duplicate_results: bool = False
+
+    def by_node(self, node_id: str) -> list[TaskReady]:
+        return [r for r in self.received if r.node_id == node_id]
+
+    def dispatch_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = defaultdict(int)
+        for r in self.received:
+            counts[r.task_id] += 1
+        return dict(counts)
+
+    async def handle(self, env: Envelope[Any]) -> None:
+        ready = env.payload
+        assert isinstance(ready, TaskReady)
+        assert env.task_id == ready.task_id
+        assert env.attempt == ready.attempt
+        assert env.plan_id == ready.run_id
+        params = ready.params
+        if params is None:
+            assert ready.params_ref is not None
+            params = json.loads(await self.resources.objects.get(ready.params_ref))
+        self.params[(ready.task_id, ready.attempt)] = params
+        self.received.append(ready)
+        reply = self.script(ready, params)
+        if asyncio.iscoroutine(reply):
+            reply = await reply
+        if reply is None:
+            return
+        await self.reply(ready, reply)
+
+    async def reply(self, ready: TaskReady, reply: dict[str, Any]) -> TaskResult:
+        if "error" in reply:
+            status = "failed"
+            error: TaskError | None = TaskError(
+                code=reply["error"], message=reply.get("message", "scripted failure")
+            )
+        else:
+            status = reply.get("status", "succeeded")
+            error = None
+        result = TaskResult(
+            run_id=ready.run_id,
+            task_id=ready.task_id,
+            attempt=reply.get("attempt", ready.attempt),
+            status=status,
+            output=reply.get("output"),
+            output_ref=reply.get("output_ref"),
+            error=error,
+            worker_id="fake-worker",
+            started_at=utcnow(),
+        )
+        await publish_result(self.resources, result)
+        if self.duplicate_results:
+            await publish_result(self.resources, result)
+        self.results.append(result)
+        return result
+
+
+async def publish_result(resources: Resources, result: TaskResult) -> None:
+    env = Envelope(
+        payload=result,
+        source="/test/worker",
+        plan_id=result.run_id,
+        task_id=result.task_id,
+        attempt=result.attempt,
+    )
+    await resources.publisher.publish(Topic.TASK_RESULT, env)
+
+
+# -- the stack ---------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    kind: str
+    resources: Resources
+    orchestrator: Orchestrator
+    worker: FakeWorker
+    _consumers: list[Any] = field(default_factory=list)
+
+    @property
+    def settings(self) -> OrchestratorSettings:
+        return self.orchestrator.settings
+
+    async def restart_orchestrator(self, **overrides: Any) -> None:
+        await self.orchestrator.stop()
+        self.orchestrator = Orchestrator(self.resources, self.settings.model_copy(update=overrides))
+        await self.orchestrator.start()
+
+    async def submit(
+        self,
+        spec: dict[str, Any],
+        inputs: dict[str, Any] | None = None,
+        *,
+        publish_times: int = 1,
+        tenant_id: str = "acme",
+    ) -> str:
+        """Insert a pending run the way the gateway does, then publish plan.requested."""
+        run_id = str(uuid.uuid4())
+        async with self.resources.sessions() as session, session.begin():
+            session.add(
+                RunRecord(
+                    id=run_id,
+                    tenant_id=tenant_id,
+                    workflow_name=spec["name"],
+                    spec=spec,
+                    inputs=inputs or {},
+                    status="pending",
+                )
+            )
+        plan = PlanRequested(
+            run_id=run_id, workflow_name=spec["name"], spec=spec, inputs=inputs or {}
+        )
+        env = Envelope(payload=plan, source="/test/gateway", tenant_id=tenant_id, plan_id=run_id)
+        for _ in range(publish_times):
+            await self.resources.publisher.publish(Topic.PLAN_REQUESTED, env)
+        return run_id
+
+    async def run(self, run_id: str) -> RunRecord:
+        async with self.resources.sessions() as session:
+            run = await session.get(RunRecord, run_id)
+            assert run is not None
+            return run
+
+    async def wait_run(self, run_id: str, *statuses: str, timeout: float = 30.0) -> RunRecord:
+        wanted = statuses or ("succeeded", "failed", "cancelled")
+
+        async def check() -> RunRecord:
+            run = await self.run(run_id)
+            assert run.status in wanted, f"run is {run.status}"
+            return run
+
+        return await assert_eventually(check, timeout=timeout, message=f"run never {wanted}")
+
+    async def tasks(self, run_id: str) -> dict[str, TaskRecord]:
+        """Task rows by node id (``node[i]`` for fan-out instances)."""
+        async with self.resources.sessions() as session:
+            rows = (
+                await session.scalars(select(TaskRecord).where(TaskRecord.run_id == run_id))
+            ).all()
+        return {
+            r.node_id if r.item_index is None else f"{r.node_id}[{r.item_index}]": r for r in rows
+        }
+
+    async def attempts(self, run_id: str) -> list[TaskAttemptRecord]:
+        async with self.resources.sessions() as session:
+            stmt = (
+                select(TaskAttemptRecord)
+                .join(TaskRecord, TaskRecord.id == TaskAttemptRecord.task_id)
+                .where(TaskRecord.run_id == run_id)
+            )
+            return list((await session.scalars(stmt)).all())
+
+    async def run_events(self, run_id: str) -> list[RunEvent]:
+        """Run events staged in the outbox for this run, in order."""
+        from cadenza_events import Message, decode
+
+        async with self.resources.sessions() as session:
+            stmt = (
+                select(OutboxMessage)
+                .where(
+                    OutboxMessage.topic == self.resources.registry.name(Topic.RUN_EVENTS),
+                    OutboxMessage.key == run_id,
+                )
+                .order_by(OutboxMessage.id)
+            )
+            rows = (await session.scalars(stmt)).all()
+        out = []
+        for r in rows:
+            env = decode(
+                Message(
+                    r.topic,
+                    0,
+                    0,
+                    r.key.encode() if r.key else None,
+                    r.payload,
+                    tuple(r.kafka_headers()),
+                )
+            )
+            assert isinstance(env.payload, RunEvent)
+            out.append(env.payload)
+        return out
+
+    async def set_started_marker(self, task_id: str, attempt: int) -> None:
+        hot = self.resources.hot
+        await hot.redis.set(hot.key(keys.task_started(task_id, attempt)), "1", ex=600)
+
+
+def _state_settings(kind: str, unique_id: str, tmp_path: Path) -> StateSettings:
+    if kind == UNIT:
+        return StateSettings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}",
+            redis_backend="memory",
+            redis_key_prefix=f"{unique_id}:",
+            object_store="local",
+            object_store_dir=tmp_path / "objects",
+        )
+    return StateSettings(
+        database_schema=unique_id, redis_key_prefix=f"{unique_id}:", s3_bucket=unique_id
+    )
+
+
+async def _cleanup(kind: str, resources: Resources, state: StateSettings) -> None:
+    hot = resources.hot
+    found = [k async for k in hot.redis.scan_iter(match=f"{hot.prefix}*")]
+    if found:
+        await hot.redis.delete(*found)
+    if kind == UNIT:
+        return
+    from cadenza_events.kafka import KafkaBus
+    from cadenza_state import S3ObjectStore
+
+    bus = resources.bus
+    assert isinstance(bus, KafkaBus)
+    with contextlib.suppress(Exception):
+        await bus.delete_topics()
+    objects = resources.objects
+    if isinstance(objects, S3ObjectStore):
+
+        def drop_bucket() -> None:
+            client = objects.client
+            if not client.bucket_exists(objects.bucket):
+                return
+            for obj in client.list_objects(objects.bucket, recursive=True):
+                if obj.object_name is not None:
+                    client.remove_object(objects.bucket, obj.object_name)
+            client.remove_bucket(objects.bucket)
+
+        await asyncio.to_thread(drop_bucket)
+
+
+async def _drop_schema(state: StateSettings) -> None:
+    admin = create_engine(state.model_copy(update={"database_schema": None}))
+    try:
+        async with admin.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{state.database_schema}" CASCADE'))
+    finally:
+        await admin.dispose()

@@ -1,0 +1,159 @@
+"""At-least-once delivery: duplicate, late and stale events change nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from cadenza_events import TaskReady, TaskResult
+from cadenza_state import RunRecord, TaskRecord
+from orchestrator_specs import DIAMOND
+from orchestrator_stack import UNIT, Reply, Stack, publish_result
+from prometheus_client import REGISTRY
+from sqlalchemy import update
+from support import assert_eventually
+
+unit_only = pytest.mark.parametrize(
+    "stack", [pytest.param(UNIT, marks=pytest.mark.unit)], indirect=True
+)
+
+
+def ignored(reason: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "cadenza_orchestrator_results_ignored_total", {"reason": reason}
+    )
+    return value or 0.0
+
+
+def plans_ignored() -> float:
+    value = REGISTRY.get_sample_value(
+        "cadenza_orchestrator_plans_ignored_total", {"reason": "duplicate"}
+    )
+    return value or 0.0
+
+
+async def wait_ignored(reason: str, before: float, count: int) -> None:
+    await assert_eventually(
+        lambda: ignored(reason) >= before + count,
+        message=f"{count} result(s) ignored as {reason}",
+    )
+
+
+async def test_duplicate_out_of_order_and_stale_results_are_ignored(stack: Stack) -> None:
+    stack.worker.duplicate_results = True  # every result is delivered twice
+    duplicates = ignored("duplicate")
+    unknown = ignored("unknown_attempt")
+    run_id = await stack.submit(DIAMOND, {"n": 3}, publish_times=2)  # plan.requested twice
+    run = await stack.wait_run(run_id)
+    assert run.status == "succeeded", run.error
+    assert run.output == {"sum": 34, "text": "a=3"}
+
+    # Late copies of every result (out of order: their successors are long done), and
+    # results for attempts that were never dispatched.
+    for result in stack.worker.results:
+        await publish_result(stack.resources, result)
+    a = stack.worker.results[0]
+    for attempt in (0, 2):
+        stale = a.model_copy(update={"attempt": attempt, "output": {"v": -1}})
+        await publish_result(stack.resources, stale)
+    await wait_ignored("duplicate", duplicates, 4 + 4)
+    await wait_ignored("unknown_attempt", unknown, 2)
+
+    tasks = await stack.tasks(run_id)
+    assert {n: (t.status, t.attempt) for n, t in tasks.items()} == dict.fromkeys(
+        "abcd", ("succeeded", 1)
+    )
+    assert tasks["a"].output == {"v": 3}
+    attempts = await stack.attempts(run_id)
+    assert sorted((x.task_id, x.attempt) for x in attempts) == sorted(
+        (t.id, 1) for t in tasks.values()
+    )
+    # Planned once: one dispatch per task despite two plan.requested.
+    assert stack.worker.dispatch_counts() == {t.id: 1 for t in tasks.values()}
+    assert (await stack.run(run_id)).output == {"sum": 34, "text": "a=3"}
+
+
+@unit_only
+async def test_duplicate_plan_requested_plans_once(stack: Stack) -> None:
+    stack.worker.script = lambda ready, params: None  # keep the run going
+    before = plans_ignored()
+    run_id = await stack.submit(DIAMOND, publish_times=3)
+    await stack.wait_run(run_id, "running")
+    await assert_eventually(lambda: plans_ignored() >= before + 2)
+    await assert_eventually(lambda: stack.worker.received)
+    tasks = await stack.tasks(run_id)
+    assert sorted(tasks) == ["a", "b", "c", "d"]
+    assert [r.node_id for r in stack.worker.received] == ["a"]
+    events = [e.kind for e in await stack.run_events(run_id)]
+    assert events.count("run.started") == 1
+
+
+@unit_only
+async def test_results_for_a_cancelled_run(stack: Stack) -> None:
+    spec: dict[str, Any] = {
+        "name": "cancel",
+        "tasks": [
+            {"id": "one", "tool": "sleep", "with": {"seconds": 60}},
+            {"id": "two", "tool": "sleep", "with": {"seconds": 60}},
+            {"id": "three", "tool": "sleep", "with": {"seconds": 60}},
+            {"id": "after", "tool": "transform", "needs": ["one"], "with": {}},
+        ],
+    }
+    held: dict[str, TaskReady] = {}
+
+    async def script(ready: TaskReady, params: dict[str, Any]) -> Reply:
+        # A real worker marks the task running, then runs it (here: forever).
+        async with stack.resources.sessions() as session, session.begin():
+            await session.execute(
+                update(TaskRecord)
+                .where(TaskRecord.id == ready.task_id)
+                .values(status="running", worker_id="fake-worker")
+            )
+        held[ready.node_id] = ready
+        return None
+
+    stack.worker.script = script
+    run_id = await stack.submit(spec)
+    await assert_eventually(lambda: len(held) == 3)
+
+    # The gateway cancels: run and not-yet-running tasks cancelled, workers told to stop.
+    async with stack.resources.sessions() as session, session.begin():
+        await session.execute(
+            update(RunRecord).where(RunRecord.id == run_id).values(status="cancelled")
+        )
+        await session.execute(
+            update(TaskRecord)
+            .where(TaskRecord.run_id == run_id, TaskRecord.status.in_(["pending", "ready"]))
+            .values(status="cancelled")
+        )
+
+    ignored_before = ignored("run_cancelled")
+    await stack.worker.reply(held["one"], {"output": {"done": True}})  # finished just in time
+    await stack.worker.reply(held["two"], {"status": "cancelled"})  # stopped by the worker
+
+    async def two_cancelled() -> dict[str, TaskRecord]:
+        tasks = await stack.tasks(run_id)
+        assert tasks["two"].status == "cancelled"
+        return tasks
+
+    tasks = await assert_eventually(two_cancelled)
+    await wait_ignored("run_cancelled", ignored_before, 1)
+    tasks = await stack.tasks(run_id)
+    assert tasks["one"].status == "running"  # its result is ignored (recorded as history)
+    assert tasks["three"].status == "running"
+    assert tasks["after"].status == "cancelled"
+    assert {r.node_id for r in stack.worker.received} == {"one", "two", "three"}
+    attempts = {x.task_id: x.status for x in await stack.attempts(run_id)}
+    assert attempts == {tasks["one"].id: "succeeded", tasks["two"].id: "cancelled"}
+    run = await stack.run(run_id)
+    assert run.status == "cancelled"
+
+
+@unit_only
+async def test_result_for_an_unknown_task_or_run_is_ignored(stack: Stack) -> None:
+    before = ignored("unknown_run")
+    await publish_result(
+        stack.resources,
+        TaskResult(run_id="nope", task_id="nope.a", attempt=1, status="succeeded"),
+    )
+    await wait_ignored("unknown_run", before, 1)
