@@ -83,7 +83,8 @@ async def task_times(db: AsyncEngine, run_ids: list[str]) -> list[tuple[float, f
         rows = await conn.execute(
             text(
                 "SELECT ready_at, started_at, finished_at FROM tasks "
-                "WHERE run_id = ANY(:ids) AND status = 'succeeded'"
+                "WHERE run_id = ANY(:ids) AND status = 'succeeded' "
+                "AND ready_at IS NOT NULL AND started_at IS NOT NULL"
             ),
             {"ids": run_ids},
         )
