@@ -1,0 +1,14 @@
+"""The API router: every route module, mounted once."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from .routes import cancel, health, runs, schemas, workflows
+
+api_router = APIRouter()
+api_router.include_router(workflows.router)
+api_router.include_router(runs.router)
+api_router.include_router(cancel.router)
+api_router.include_router(schemas.router)
+api_router.include_router(health.router)

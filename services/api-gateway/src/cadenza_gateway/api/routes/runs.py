@@ -1,0 +1,246 @@
+"""/v1/runs: start runs (idempotently), list them, read them from PostgreSQL (the truth)
+or poll their hot status."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Annotated
+
+from cadenza_state import RunRecord, RunStatus
+from fastapi import APIRouter, Depends, Path, Query, Response
+from opentelemetry import trace
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ... import crud, metrics
+from ...documents import ensure_fits_in_event
+from ...models import RunCreate, RunPublic, RunsPublic, RunStatusPublic, RunSummary
+from ...pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_time_id_cursor, encode_cursor
+from ...problems import IdempotencyKeyReused, RunNotFound, WorkflowNotFound, problem_responses
+from ...settings import GatewaySettings
+from ...submissions import prepare_submission, replay_mismatch
+from ..deps import (
+    IdempotencyKeyHeader,
+    ResourcesDep,
+    SessionDep,
+    SettingsDep,
+    TenantDep,
+    require_json,
+)
+
+log = logging.getLogger("cadenza.gateway")
+router = APIRouter(prefix="/v1/runs", tags=["runs"], responses=problem_responses(422))
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+# /status must stay cheap even when Redis is sick: fall back to PostgreSQL quickly.
+HOT_STATUS_TIMEOUT_S = 0.5
+
+RunIdPath = Annotated[str, Path(max_length=64, description="Run id.")]
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def run_location(settings: GatewaySettings, run_id: str) -> str:
+    return f"{settings.public_url}/v1/runs/{run_id}"
+
+
+async def _replay(
+    run: RunRecord,
+    request: RunCreate,
+    *,
+    session: AsyncSession,
+    response: Response,
+    settings: GatewaySettings,
+    tenant: str,
+) -> RunPublic:
+    """Answer a repeated Idempotency-Key with the run it created (200), unless the request
+    differs from the original (422: a key names one request)."""
+    mismatch = await replay_mismatch(run, request)
+    if mismatch is not None:
+        raise IdempotencyKeyReused(
+            f"this Idempotency-Key was used for another request ({mismatch}); use a new key "
+            "for a new run",
+            run_id=run.id,
+        )
+    metrics.IDEMPOTENT_REPLAYS.labels(tenant).inc()
+    async with session.begin():
+        tasks = await crud.list_tasks(session=session, run_id=run.id)
+    response.status_code = 200
+    response.headers[REPLAYED_HEADER] = "true"
+    response.headers["Location"] = run_location(settings, run.id)
+    return RunPublic.from_run(run, tasks)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=RunPublic,
+    summary="Start a run",
+    dependencies=[Depends(require_json)],
+    responses={
+        200: {"model": RunPublic, "description": "Idempotent replay: the key's existing run"},
+        **problem_responses(400, 404, 413, 415, 422),
+    },
+)
+async def create_run(
+    request: RunCreate,
+    response: Response,
+    session: SessionDep,
+    resources: ResourcesDep,
+    settings: SettingsDep,
+    tenant: TenantDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> RunPublic:
+    """Validate the inputs against the workflow, then write the pending run, its
+    `plan.requested` event and a `run.accepted` run event in one transaction."""
+    if idempotency_key is not None:
+        async with session.begin():
+            existing = await crud.get_run_by_idempotency_key(
+                session=session, tenant_id=tenant, key=idempotency_key
+            )
+        if existing is not None:
+            return await _replay(
+                existing,
+                request,
+                session=session,
+                response=response,
+                settings=settings,
+                tenant=tenant,
+            )
+    registered = None
+    if request.workflow is not None:
+        name, version = request.workflow_ref()
+        async with session.begin():
+            registered = await crud.get_workflow(
+                session=session, tenant_id=tenant, name=name, version=version
+            )
+        if registered is None:
+            which = f"version {version} of workflow {name!r}" if version else f"workflow {name!r}"
+            raise WorkflowNotFound(f"no {which}; register it with POST /v1/workflows")
+    # Parsing and validation happen outside any transaction: no lock held while they run.
+    submission = await prepare_submission(request, registered)
+    ensure_fits_in_event(submission.spec, submission.inputs, settings.max_event_bytes)
+    try:
+        async with session.begin():
+            run = await crud.create_run(
+                session=session,
+                registry=resources.registry,
+                tenant_id=tenant,
+                workflow_name=submission.workflow_name,
+                workflow_version=submission.workflow_version,
+                spec=submission.spec,
+                inputs=submission.inputs,
+                idempotency_key=idempotency_key,
+            )
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        # A concurrent request with the same key committed first: answer with its run.
+        metrics.WRITE_CONFLICTS.labels("idempotency_key").inc()
+        async with session.begin():
+            winner = await crud.get_run_by_idempotency_key(
+                session=session, tenant_id=tenant, key=idempotency_key
+            )
+        if winner is None:
+            raise
+        return await _replay(
+            winner,
+            request,
+            session=session,
+            response=response,
+            settings=settings,
+            tenant=tenant,
+        )
+    resources.relay.notify()  # publish the staged events now rather than at the next poll
+    metrics.RUNS_ACCEPTED.labels(tenant).inc()
+    span = trace.get_current_span()
+    span.set_attribute("cadenza.run_id", run.id)
+    span.set_attribute("cadenza.workflow.name", run.workflow_name)
+    log.info(
+        "run %s accepted: workflow %s@%s, tenant %s",
+        run.id,
+        run.workflow_name,
+        run.workflow_version if run.workflow_version is not None else "inline",
+        tenant,
+    )
+    response.headers["Location"] = run_location(settings, run.id)
+    return RunPublic.from_run(run, [])
+
+
+@router.get(
+    "",
+    response_model=RunsPublic,
+    summary="List runs, newest first",
+    responses=problem_responses(400, 422),
+)
+async def list_runs(
+    session: SessionDep,
+    tenant: TenantDep,
+    status: Annotated[RunStatus | None, Query(description="Only runs in this status.")] = None,
+    workflow: Annotated[str | None, Query(description="Only runs of this workflow name.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = (
+        DEFAULT_PAGE_SIZE
+    ),
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
+) -> RunsPublic:
+    after = decode_time_id_cursor(cursor) if cursor else None
+    runs = await crud.list_runs(
+        session=session,
+        tenant_id=tenant,
+        status=status.value if status is not None else None,
+        workflow_name=workflow,
+        after=after,
+        limit=limit + 1,
+    )
+    page = runs[:limit]
+    more = len(runs) > limit
+    return RunsPublic(
+        items=[RunSummary.from_record(r) for r in page],
+        next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if more else None,
+    )
+
+
+@router.get(
+    "/{run_id}",
+    response_model=RunPublic,
+    summary="Get a run and its tasks",
+    responses=problem_responses(404),
+)
+async def get_run(run_id: RunIdPath, session: SessionDep, tenant: TenantDep) -> RunPublic:
+    run = await crud.get_run(session=session, tenant_id=tenant, run_id=run_id, with_tasks=True)
+    if run is None:
+        raise RunNotFound(f"no run {run_id!r}")
+    return RunPublic.from_run(run, run.tasks)
+
+
+@router.get(
+    "/{run_id}/status",
+    response_model=RunStatusPublic,
+    summary="Poll a run's status (cheap)",
+    responses=problem_responses(404),
+)
+async def get_run_status(
+    run_id: RunIdPath, session: SessionDep, resources: ResourcesDep, tenant: TenantDep
+) -> RunStatusPublic:
+    """The Redis hot status when present (and not another tenant's), else PostgreSQL."""
+    try:
+        hot = await asyncio.wait_for(
+            resources.hot.get_run_status(run_id), timeout=HOT_STATUS_TIMEOUT_S
+        )
+    except Exception as exc:  # a cache: any Redis trouble means "ask the database"
+        log.warning("hot status of run %s unavailable (%s); reading PostgreSQL", run_id, exc)
+        hot = None
+    if hot and hot.get("status") and hot.get("tenant_id", tenant) == tenant:
+        details = {k: v for k, v in hot.items() if k != "status"}
+        return RunStatusPublic.of(run_id, hot["status"], "hot", details)
+    run = await crud.get_run(session=session, tenant_id=tenant, run_id=run_id)
+    if run is None:
+        raise RunNotFound(f"no run {run_id!r}")
+    details = {"updated_at": _iso(run.updated_at)}
+    if run.finished_at is not None:
+        details["finished_at"] = _iso(run.finished_at)
+    return RunStatusPublic.of(run.id, run.status, "database", details)

@@ -1,0 +1,158 @@
+"""/v1/workflows: register workflow specs as immutable, numbered versions and read them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from cadenza_workflow import SpecValidationError
+from fastapi import APIRouter, Path, Query, Request, Response
+from sqlalchemy.exc import IntegrityError
+
+from ... import crud, metrics
+from ...documents import ensure_fits_in_event, load_workflow_spec, workflow_document_format
+from ...models import WorkflowPublic, WorkflowsPublic, WorkflowSummary, WorkflowVersionsPublic
+from ...pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_name_cursor, encode_cursor
+from ...problems import WorkflowNotFound, problem_responses, spec_problem
+from ..deps import SessionDep, SettingsDep, TenantDep
+
+router = APIRouter(prefix="/v1/workflows", tags=["workflows"], responses=problem_responses(422))
+
+# Concurrent registrations of one name race for the next version number; each loser
+# retries with a fresh max(version). Enough for a burst of simultaneous registrations.
+MAX_VERSION_ATTEMPTS = 20
+
+_SPEC_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "A workflow spec: YAML, JSON, or a React Flow `{nodes, edges}` export.",
+        "content": {
+            "application/yaml": {"schema": {"type": "string"}},
+            "text/yaml": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"$ref": "/v1/schemas/workflow.json"}},
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=WorkflowPublic,
+    summary="Register a workflow version",
+    responses=problem_responses(400, 413, 415, 422),
+    openapi_extra=_SPEC_BODY,
+)
+async def register_workflow(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    tenant: TenantDep,
+    settings: SettingsDep,
+) -> WorkflowPublic:
+    """Parse and validate the spec; registering an existing name adds version N+1."""
+    fmt = workflow_document_format(request.headers.get("content-type"))
+    body = await request.body()
+    try:
+        spec, spec_dict = await load_workflow_spec(body, fmt)
+    except SpecValidationError as exc:
+        raise spec_problem(exc, malformed_is_400=True) from None
+    ensure_fits_in_event(spec_dict, {}, settings.max_event_bytes)
+    for attempt in range(1, MAX_VERSION_ATTEMPTS + 1):
+        try:
+            async with session.begin():
+                record = await crud.insert_next_version(
+                    session=session, tenant_id=tenant, name=spec.name, spec=spec_dict
+                )
+                crud.record_audit(
+                    session=session,
+                    tenant_id=tenant,
+                    action="workflow.registered",
+                    subject=f"workflow:{record.name}@{record.version}",
+                )
+            break
+        except IntegrityError:
+            metrics.WRITE_CONFLICTS.labels("workflow_version").inc()
+            if attempt == MAX_VERSION_ATTEMPTS:
+                raise
+    metrics.WORKFLOW_VERSIONS.labels(tenant).inc()
+    response.headers["Location"] = (
+        f"{settings.public_url}/v1/workflows/{record.name}/versions/{record.version}"
+    )
+    return WorkflowPublic.from_record(record)
+
+
+@router.get(
+    "",
+    response_model=WorkflowsPublic,
+    summary="List workflows (latest version of each)",
+    responses=problem_responses(400, 422),
+)
+async def list_workflows(
+    session: SessionDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = (
+        DEFAULT_PAGE_SIZE
+    ),
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
+) -> WorkflowsPublic:
+    after = decode_name_cursor(cursor) if cursor else None
+    records = await crud.list_latest_workflows(
+        session=session, tenant_id=tenant, after_name=after, limit=limit + 1
+    )
+    page = records[:limit]
+    more = len(records) > limit
+    return WorkflowsPublic(
+        items=[WorkflowSummary.from_record(r) for r in page],
+        next_cursor=encode_cursor(page[-1].name) if more else None,
+    )
+
+
+NamePath = Annotated[str, Path(description="Workflow name.")]
+
+
+@router.get(
+    "/{name}",
+    response_model=WorkflowPublic,
+    summary="Get a workflow's latest version",
+    responses=problem_responses(404),
+)
+async def get_latest_workflow(
+    name: NamePath, session: SessionDep, tenant: TenantDep
+) -> WorkflowPublic:
+    record = await crud.get_workflow(session=session, tenant_id=tenant, name=name)
+    if record is None:
+        raise WorkflowNotFound(f"no workflow named {name!r}")
+    return WorkflowPublic.from_record(record)
+
+
+@router.get(
+    "/{name}/versions",
+    response_model=WorkflowVersionsPublic,
+    summary="List a workflow's versions",
+    responses=problem_responses(404),
+)
+async def list_versions(
+    name: NamePath, session: SessionDep, tenant: TenantDep
+) -> WorkflowVersionsPublic:
+    records = await crud.list_workflow_versions(session=session, tenant_id=tenant, name=name)
+    if not records:
+        raise WorkflowNotFound(f"no workflow named {name!r}")
+    return WorkflowVersionsPublic(items=[WorkflowSummary.from_record(r) for r in records])
+
+
+@router.get(
+    "/{name}/versions/{version}",
+    response_model=WorkflowPublic,
+    summary="Get one version of a workflow",
+    responses=problem_responses(404, 422),
+)
+async def get_workflow_version(
+    name: NamePath,
+    version: Annotated[int, Path(ge=1, description="Version number.")],
+    session: SessionDep,
+    tenant: TenantDep,
+) -> WorkflowPublic:
+    record = await crud.get_workflow(session=session, tenant_id=tenant, name=name, version=version)
+    if record is None:
+        raise WorkflowNotFound(f"workflow {name!r} has no version {version}")
+    return WorkflowPublic.from_record(record)

@@ -1,0 +1,92 @@
+"""The FastAPI application: routes, problem-details error handling, middleware."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from cadenza_runtime import Resources
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from .api import api_router
+from .middleware import BodyLimitMiddleware, RequestTelemetryMiddleware
+from .problems import PROBLEM_MEDIA_TYPE, handle_http_exception, handle_validation_error
+from .settings import GatewaySettings
+
+API_VERSION = "1"
+DESCRIPTION = """\
+Register workflow specs, start and cancel runs, and follow them.
+
+Every error is an RFC 9457 problem (`application/problem+json`); spec and input problems
+list each issue in `errors: [{field, task, code, message}]`. `X-Tenant-Id` selects the
+tenant until API keys exist (provisional). See docs/api.md.
+"""
+
+
+def create_app(
+    resources: Resources, settings: GatewaySettings, *, owns_resources: bool = False
+) -> FastAPI:
+    """The gateway as an ASGI app on ``resources``.
+
+    ``cadenza dev`` passes resources shared with the other services; ``python -m
+    cadenza_gateway`` passes ``owns_resources=True`` so the app's shutdown closes them.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if owns_resources:
+                await resources.close()
+
+    app = FastAPI(
+        title="Cadenza API",
+        version=API_VERSION,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        **_without_native_telemetry(),
+    )
+    _problems_in_openapi(app)
+    app.state.resources = resources
+    app.state.settings = settings
+    app.include_router(api_router)
+    app.add_exception_handler(HTTPException, handle_http_exception)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    # Added last = outermost: telemetry sees every answer, including early 413s.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestTelemetryMiddleware)
+    return app
+
+
+def _without_native_telemetry() -> dict[str, Any]:
+    """Recent FastAPI versions trace and meter requests themselves once a tracer provider
+    is set; RequestTelemetryMiddleware already does (one SERVER span per request, Prometheus
+    metrics), so switch the built-in one off where it exists."""
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+
+
+def _problems_in_openapi(app: FastAPI) -> None:
+    """FastAPI documents every response model as application/json; error answers are
+    application/problem+json, so move their schemas there."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    for status, response in operation.get("responses", {}).items():
+                        content = response.get("content", {})
+                        if status[:1] in "45" and PROBLEM_MEDIA_TYPE in content:
+                            content[PROBLEM_MEDIA_TYPE] = content.pop("application/json", {})
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

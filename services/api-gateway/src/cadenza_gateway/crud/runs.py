@@ -1,0 +1,177 @@
+"""Data functions for runs; the caller owns the transaction, so a run and the events it
+causes (staged in the outbox) commit together or not at all."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from cadenza_events import Envelope, PlanRequested, RunEvent, Topic, TopicRegistry
+from cadenza_runtime import stage_event
+from cadenza_state import RunRecord, RunStatus, TaskRecord, TaskStatus, utcnow
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from .audit import record_audit
+
+EVENT_SOURCE = "/cadenza/api-gateway"
+CANCELLABLE_TASK_STATUSES = (TaskStatus.PENDING.value, TaskStatus.READY.value)
+
+
+async def get_run(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    run_id: str,
+    with_tasks: bool = False,
+    for_update: bool = False,
+) -> RunRecord | None:
+    """The tenant's run, optionally with its tasks loaded and its row locked."""
+    stmt = select(RunRecord).where(RunRecord.id == run_id, RunRecord.tenant_id == tenant_id)
+    if with_tasks:
+        stmt = stmt.options(selectinload(RunRecord.tasks))
+    if for_update:
+        stmt = stmt.with_for_update()
+    return await session.scalar(stmt)
+
+
+async def get_run_by_idempotency_key(
+    *, session: AsyncSession, tenant_id: str, key: str
+) -> RunRecord | None:
+    return await session.scalar(
+        select(RunRecord).where(RunRecord.tenant_id == tenant_id, RunRecord.idempotency_key == key)
+    )
+
+
+async def create_run(
+    *,
+    session: AsyncSession,
+    registry: TopicRegistry,
+    tenant_id: str,
+    workflow_name: str,
+    workflow_version: int | None,
+    spec: dict[str, Any],
+    inputs: dict[str, Any],
+    idempotency_key: str | None,
+) -> RunRecord:
+    """Insert a pending run and stage its ``plan.requested`` and ``run.accepted`` events.
+
+    Raises IntegrityError at once (the insert is flushed first) when another request took
+    the same idempotency key."""
+    run = RunRecord(
+        id=str(uuid.uuid4()),
+        tenant_id=tenant_id,
+        workflow_name=workflow_name,
+        workflow_version=workflow_version,
+        spec=spec,
+        inputs=inputs,
+        status=RunStatus.PENDING.value,
+        idempotency_key=idempotency_key,
+    )
+    session.add(run)
+    await session.flush()
+    plan = PlanRequested(
+        run_id=run.id,
+        workflow_name=workflow_name,
+        workflow_version=workflow_version,
+        spec=spec,
+        inputs=inputs,
+    )
+    await stage_event(
+        session,
+        registry,
+        Topic.PLAN_REQUESTED,
+        Envelope(plan, source=EVENT_SOURCE, tenant_id=tenant_id, plan_id=run.id),
+    )
+    accepted = RunEvent(
+        run_id=run.id,
+        kind="run.accepted",
+        status=RunStatus.PENDING.value,
+        data={"workflow_name": workflow_name, "workflow_version": workflow_version},
+    )
+    await stage_event(
+        session,
+        registry,
+        Topic.RUN_EVENTS,
+        Envelope(accepted, source=EVENT_SOURCE, tenant_id=tenant_id, plan_id=run.id),
+    )
+    record_audit(
+        session=session,
+        tenant_id=tenant_id,
+        action="run.created",
+        subject=f"run:{run.id}",
+        data={"workflow_name": workflow_name, "workflow_version": workflow_version},
+    )
+    return run
+
+
+async def list_runs(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    status: str | None,
+    workflow_name: str | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[RunRecord]:
+    """The tenant's runs, newest first (created_at, then id), after a keyset position."""
+    stmt = select(RunRecord).where(RunRecord.tenant_id == tenant_id)
+    if status is not None:
+        stmt = stmt.where(RunRecord.status == status)
+    if workflow_name is not None:
+        stmt = stmt.where(RunRecord.workflow_name == workflow_name)
+    if after is not None:
+        at, run_id = after
+        stmt = stmt.where(
+            or_(
+                RunRecord.created_at < at,
+                and_(RunRecord.created_at == at, RunRecord.id < run_id),
+            )
+        )
+    stmt = stmt.order_by(RunRecord.created_at.desc(), RunRecord.id.desc()).limit(limit)
+    return list((await session.scalars(stmt)).all())
+
+
+async def list_tasks(*, session: AsyncSession, run_id: str) -> list[TaskRecord]:
+    return list(
+        (await session.scalars(select(TaskRecord).where(TaskRecord.run_id == run_id))).all()
+    )
+
+
+async def cancel_run(*, session: AsyncSession, registry: TopicRegistry, run: RunRecord) -> int:
+    """Mark a locked, non-terminal run and its not-yet-running tasks ``cancelled`` and stage
+    ``run.cancelled``; returns how many tasks were cancelled. Running tasks are stopped by
+    their workers, which watch the Redis marker the caller sets after commit."""
+    now = utcnow()
+    run.status = RunStatus.CANCELLED.value
+    run.finished_at = now
+    run.updated_at = now
+    result = await session.execute(
+        update(TaskRecord)
+        .where(TaskRecord.run_id == run.id, TaskRecord.status.in_(CANCELLABLE_TASK_STATUSES))
+        .values(status=TaskStatus.CANCELLED.value, finished_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    cancelled_tasks = int(result.rowcount)  # type: ignore[attr-defined]
+    event = RunEvent(
+        run_id=run.id,
+        kind="run.cancelled",
+        status=RunStatus.CANCELLED.value,
+        data={"cancelled_tasks": cancelled_tasks},
+    )
+    await stage_event(
+        session,
+        registry,
+        Topic.RUN_EVENTS,
+        Envelope(event, source=EVENT_SOURCE, tenant_id=run.tenant_id, plan_id=run.id),
+    )
+    record_audit(
+        session=session,
+        tenant_id=run.tenant_id,
+        action="run.cancelled",
+        subject=f"run:{run.id}",
+        data={"cancelled_tasks": cancelled_tasks},
+    )
+    return cancelled_tasks

@@ -1,0 +1,50 @@
+"""Prometheus metrics of the gateway (names ``cadenza_gateway_*``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter(
+    "cadenza_gateway_requests_total",
+    "HTTP requests answered, by method, route template and status code.",
+    ["method", "route", "status"],
+)
+REQUEST_LATENCY = Histogram(
+    "cadenza_gateway_request_duration_seconds",
+    "Time to answer an HTTP request, by method and route template.",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+IN_FLIGHT = Gauge("cadenza_gateway_requests_in_flight", "HTTP requests being handled now.")
+RUNS_ACCEPTED = Counter(
+    "cadenza_gateway_runs_accepted_total", "Runs created (not idempotent replays).", ["tenant"]
+)
+IDEMPOTENT_REPLAYS = Counter(
+    "cadenza_gateway_idempotent_replays_total",
+    "Run requests answered with an existing run because the Idempotency-Key was seen before.",
+    ["tenant"],
+)
+RUNS_CANCELLED = Counter(
+    "cadenza_gateway_runs_cancelled_total", "Runs cancelled through the API.", ["tenant"]
+)
+WORKFLOW_VERSIONS = Counter(
+    "cadenza_gateway_workflow_versions_total", "Workflow versions registered.", ["tenant"]
+)
+SPEC_ERRORS = Counter(
+    "cadenza_gateway_spec_errors_total",
+    "Problems found in submitted workflow specs and run inputs, by error code.",
+    ["code"],
+)
+WRITE_CONFLICTS = Counter(
+    "cadenza_gateway_write_conflicts_total",
+    "Unique-constraint races retried or resolved (concurrent version / idempotency key).",
+    ["kind"],
+)
+READINESS_FAILURES = Counter(
+    "cadenza_gateway_readiness_failures_total", "Failed /readyz dependency checks.", ["check"]
+)
+CANCEL_SIGNAL_FAILURES = Counter(
+    "cadenza_gateway_cancel_signal_failures_total",
+    "Cancelled runs whose Redis stop marker could not be set (workers keep running until a "
+    "repeated cancel sets it).",
+)

@@ -1,0 +1,159 @@
+"""Pure ASGI middleware: request id, server span, request metrics, a last-resort 500
+problem, and the request-body size limit.
+
+Pure ASGI (not ``BaseHTTPMiddleware``) so the body stream is counted as it arrives and the
+trace context stays attached for the whole request, including outbox staging.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import metrics
+from .problems import InternalError, MalformedBody, PayloadTooLarge, problem_response
+
+log = logging.getLogger("cadenza.gateway")
+tracer = trace.get_tracer("cadenza.gateway")
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+# Probes and scrapes would drown real traces; they still count in the metrics.
+_UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (bounded label cardinality), or ``unmatched``."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+class RequestTelemetryMiddleware:
+    """Gives every request an id (honouring a sane incoming ``X-Request-Id``), a SERVER span
+    continuing an incoming W3C ``traceparent``, and metrics by route template. Exceptions
+    no handler turned into a response become a 500 problem here, so they are counted and
+    traced like any other answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        incoming = headers.get(REQUEST_ID_HEADER.lower(), "")
+        request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        method = scope["method"]
+        path = scope.get("path", "")
+        traced = path not in _UNTRACED_PATHS
+        parent = propagate.extract(dict(headers.items())) if traced else None
+        span = (
+            tracer.start_span(
+                method,
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes={
+                    "http.request.method": method,
+                    "url.path": path,
+                    "url.scheme": scope.get("scheme", "http"),
+                    "user_agent.original": headers.get("user-agent", ""),
+                    "cadenza.request_id": request_id,
+                },
+            )
+            if traced
+            else trace.INVALID_SPAN
+        )
+        token = context.attach(trace.set_span_in_context(span, parent))
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                response_started = True
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        start = time.perf_counter()
+        metrics.IN_FLIGHT.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            log.exception("unhandled error in %s %s (request %s)", method, path, request_id)
+            span.record_exception(exc)
+            if response_started:
+                raise  # nothing left to say; the server closes the connection
+            problem = InternalError(
+                "the server failed to handle this request; it is logged under the request id"
+            ).to_problem(path, request_id)
+            await problem_response(problem)(scope, receive, send_with_id)
+        finally:
+            metrics.IN_FLIGHT.dec()
+            route = route_template(scope)
+            metrics.REQUESTS.labels(method, route, str(status)).inc()
+            metrics.REQUEST_LATENCY.labels(method, route).observe(time.perf_counter() - start)
+            if traced:
+                span.update_name(f"{method} {route}")
+                span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+                span.end()
+            context.detach(token)
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies over ``max_bytes``: at once when Content-Length says so, else while
+    the body streams in (a missing or lying Content-Length cannot get more through)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None:
+            early: Any = None
+            if not declared.strip().isdigit():
+                early = MalformedBody(f"invalid Content-Length header {declared[:40]!r}")
+            elif int(declared) > self.max_bytes:
+                early = self._too_large(int(declared))
+            if early is not None:
+                state = scope.get("state", {})
+                problem = early.to_problem(scope.get("path"), state.get("request_id"))
+                await problem_response(problem)(scope, receive, send)
+                return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._too_large(received, at_least=True)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _too_large(self, size: int, *, at_least: bool = False) -> PayloadTooLarge:
+        more = "more than " if at_least else ""
+        return PayloadTooLarge(
+            f"request body of {more}{size} bytes exceeds the limit of {self.max_bytes} bytes",
+            limit_bytes=self.max_bytes,
+        )

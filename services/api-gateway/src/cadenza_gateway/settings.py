@@ -1,0 +1,58 @@
+"""Gateway configuration (env prefix ``CADENZA_GATEWAY_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+# Tenant ids travel in events, Redis keys and logs: keep them to a safe alphabet.
+TENANT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+
+
+class GatewaySettings(BaseSettings):
+    """How the HTTP API listens and what it accepts."""
+
+    model_config = SettingsConfigDict(env_prefix="CADENZA_GATEWAY_", extra="ignore")
+
+    host: str = Field(
+        default="127.0.0.1",
+        description="Interface to listen on; 0.0.0.0 exposes the API to the network.",
+    )
+    port: int = Field(default=8080, ge=0, le=65535, description="TCP port of the HTTP API.")
+    max_body_bytes: int = Field(
+        default=MIB,
+        gt=0,
+        description="Largest request body accepted, counted while reading (413 beyond it).",
+    )
+    public_url: str = Field(
+        default="",
+        description="Base URL clients reach the gateway at (e.g. https://cadenza.example.com); "
+        "used for Location headers and the workflow JSON Schema `$id`. Empty = derived from "
+        "each request.",
+    )
+    default_tenant: str = Field(
+        default="default",
+        pattern=TENANT_ID_PATTERN,
+        description="Tenant of requests without an X-Tenant-Id header (provisional, until "
+        "API keys carry the tenant).",
+    )
+    max_event_bytes: int = Field(
+        default=900 * 1024,
+        gt=0,
+        description="Largest spec + inputs a run may carry: its plan.requested event must fit "
+        "in one Kafka message (the broker's default limit is 1 MiB).",
+    )
+    readiness_timeout_s: float = Field(
+        default=2.0, gt=0, description="Time limit of each /readyz dependency check."
+    )
+    cancel_marker_ttl_s: int = Field(
+        default=86_400,
+        gt=0,
+        description="How long the Redis `run:{id}:cancelled` marker that stops workers lives.",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
