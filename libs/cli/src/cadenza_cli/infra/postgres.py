@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pwd
 import subprocess
@@ -48,6 +49,9 @@ def dsn(port_: int) -> str:
     return f"postgresql+asyncpg://{ROLE}:{PASSWORD}@127.0.0.1:{port_}/{DATABASE}"
 
 
+FALLBACK_ROOT = Path("/var/lib/cadenza")
+
+
 class Postgres(Service):
     name = "postgres"
     marker = "bin/postgres"
@@ -58,8 +62,23 @@ class Postgres(Service):
         return port("postgres")
 
     @property
+    def home(self) -> Path:
+        """Where the postgres OS user keeps its data and socket: inside the state dir when
+        other users can traverse its ancestors, else a per-state-dir folder under
+        /var/lib/cadenza (CI clones often live in 0700 temp dirs, whose permissions are
+        not ours to change)."""
+        if all(p.stat().st_mode & 0o001 for p in self.dir.parent.parents):
+            return self.dir
+        digest = hashlib.sha256(str(self.dir).encode()).hexdigest()[:12]
+        return FALLBACK_ROOT / f"postgres-{digest}"
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
     def socket_dir(self) -> Path:
-        return self.dir / "run"
+        return self.home / "run"
 
     @property
     def bin(self) -> Path:
@@ -73,10 +92,10 @@ class Postgres(Service):
 
     def _prepare_dirs(self) -> None:
         uid, gid = _ids(OS_USER)
-        for d in (self.dir, self.data, self.socket_dir):
+        for d in (self.dir, self.home, self.data, self.socket_dir):
             d.mkdir(parents=True, exist_ok=True)
-        # The postgres user must be able to traverse the state dir (mktemp dirs are 0700).
-        for d in (self.dir.parent, self.dir):
+        # The postgres user must be able to traverse down to its data (mktemp dirs are 0700).
+        for d in {self.dir.parent, self.dir, self.home.parent, self.home}:
             d.chmod(d.stat().st_mode | 0o711)
         for d in (self.data, self.socket_dir):
             os.chown(d, uid, gid)
