@@ -4,7 +4,7 @@ from . import keys
 from .process import run_until_signal, wait_for_shutdown_signal
 from .relay import OutboxRelay
 from .resources import Resources, open_resources
-from .staging import stage_event
+from .staging import stage_event, stage_events
 from .telemetry import serve_metrics, setup_logging, setup_tracing
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "setup_logging",
     "setup_tracing",
     "stage_event",
+    "stage_events",
     "wait_for_shutdown_signal",
 ]

@@ -88,8 +88,11 @@ class OutboxRelay:
     async def _run(self) -> None:
         failures = 0
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands
+            # as the wakeup fires, and stop() would then wait on a relay that never ends.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._poll_interval_s)
+                async with asyncio.timeout(self._poll_interval_s):
+                    await self._wakeup.wait()
             self._wakeup.clear()
             try:
                 while await self.relay_once() >= self._batch_size:

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from cadenza_events import Envelope, RunEvent, TaskReady, Topic, TopicRegistry
+from cadenza_runtime import stage_events
 from cadenza_state import ObjectNotFound, ObjectStore, RunRecord, RunStatus, TaskRecord, utcnow
 from cadenza_workflow import build_context
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -121,7 +122,7 @@ class Transition:
             and not await store.has_open_tasks(self.session, self.run.id)
         ):
             await self._step(FinishRun())
-        self.effects.events += store.stage_events(self.session, self.registry, self._staged)
+        self.effects.events += stage_events(self.session, self.registry, self._staged)
         self._staged.clear()
         self.effects.run_status = self.run.status
         return self.effects

@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cadenza_events import Envelope, Topic, TopicRegistry, encode
-from cadenza_events.tracing import inject
-from cadenza_state import OutboxMessage, RunRecord, RunStatus, TaskAttemptRecord, TaskRecord
+from cadenza_state import RunRecord, RunStatus, TaskAttemptRecord, TaskRecord
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -178,25 +176,3 @@ async def lock_tasks(session: AsyncSession, task_ids: Sequence[str]) -> list[Tas
         .with_for_update(skip_locked=True)
     )
     return list((await session.scalars(stmt)).all())
-
-
-def stage_events(
-    session: AsyncSession, registry: TopicRegistry, items: Iterable[tuple[Topic, Envelope[Any]]]
-) -> int:
-    """Queue events in the outbox, in order, like ``cadenza_runtime.stage_event`` but without
-    a flush per row (a fan-out stages thousands); ids, and so publication order, follow the
-    order of ``items``."""
-    count = 0
-    for topic, env in items:
-        env = inject(env)
-        raw_key, value, headers = encode(env, registry.key_for(topic, env))
-        session.add(
-            OutboxMessage(
-                topic=registry.name(topic),
-                key=raw_key.decode() if raw_key is not None else None,
-                headers=[[name, v.decode() if isinstance(v, bytes) else v] for name, v in headers],
-                payload=value,
-            )
-        )
-        count += 1
-    return count
