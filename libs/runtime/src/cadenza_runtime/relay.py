@@ -41,20 +41,29 @@ class OutboxRelay:
         self._poll_interval_s = poll_interval_s
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def notify(self) -> None:
         """Something was committed to the outbox: publish it now."""
         self._wakeup.set()
 
     async def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+    async def stop(self, grace_s: float = 5.0) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            # Let an in-flight batch commit: a cancel inside its transaction can also cancel
+            # the rollback, leaving the connection holding its lock (SQLite: the flush below
+            # then waits out the busy timeout). Cancel only a batch stuck past the grace.
+            self._stopping = True
+            self._wakeup.set()
+            _done, pending = await asyncio.wait({task}, timeout=grace_s)
+            if pending:
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
         # Best effort: flush what is committed so a graceful stop leaves nothing behind.
         with contextlib.suppress(Exception):
             while await self.relay_once():
@@ -87,15 +96,17 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         failures = 0
-        while True:
+        while not self._stopping:
             # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands
-            # as the wakeup fires, and stop() would then wait on a relay that never ends.
+            # as the wakeup fires, and the relay would then never end.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._poll_interval_s):
                     await self._wakeup.wait()
             self._wakeup.clear()
+            if self._stopping:
+                return  # stop() flushes what is left
             try:
-                while await self.relay_once() >= self._batch_size:
+                while await self.relay_once() >= self._batch_size and not self._stopping:
                     pass
                 failures = 0
             except asyncio.CancelledError:

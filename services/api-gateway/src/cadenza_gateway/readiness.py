@@ -58,7 +58,8 @@ async def run_checks(resources: Resources, timeout_s: float) -> tuple[bool, dict
 
     async def run(name: str, check: Check) -> tuple[str, str | None]:
         try:
-            return await asyncio.wait_for(check(), timeout_s), None
+            async with asyncio.timeout(timeout_s):
+                return await check(), None
         except TimeoutError:
             return "", f"timed out after {timeout_s}s"
         except Exception as exc:

@@ -53,10 +53,8 @@ def _resolve_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> dict[str, Any
         raise spec_problem(exc, inputs=True) from None
 
 
-async def prepare_submission(
-    request: RunCreate, registered: WorkflowRecord | None
-) -> RunSubmission:
-    """The run of ``registered`` (the version the request named) or of the request's inline
+async def prepare_submission(run_in: RunCreate, registered: WorkflowRecord | None) -> RunSubmission:
+    """The run of ``registered`` (the version the request named) or of its inline
     spec (validated here: 422), with the inputs checked against the spec (422)."""
     if registered is not None:
         # Stored specs were validated at registration and are in the native format.
@@ -65,34 +63,34 @@ async def prepare_submission(
             workflow_name=registered.name,
             workflow_version=registered.version,
             spec=registered.spec,
-            inputs=_resolve_inputs(spec, request.inputs),
+            inputs=_resolve_inputs(spec, run_in.inputs),
         )
-    assert request.spec is not None
-    spec, data = await _inline_spec(request.spec)
+    assert run_in.spec is not None
+    spec, data = await _inline_spec(run_in.spec)
     return RunSubmission(
         workflow_name=spec.name,
         workflow_version=None,
         spec=data,
-        inputs=_resolve_inputs(spec, request.inputs),
+        inputs=_resolve_inputs(spec, run_in.inputs),
     )
 
 
-async def replay_mismatch(run: RunRecord, request: RunCreate) -> str | None:
-    """Why ``request`` is not the request that created ``run`` (None if it is the same:
+async def replay_mismatch(run: RunRecord, run_in: RunCreate) -> str | None:
+    """Why ``run_in`` is not the request that created ``run`` (None if it is the same:
     same workflow — or same inline spec — and the same resolved inputs)."""
-    if request.workflow is not None:
-        name, version = request.workflow_ref()
+    if run_in.workflow is not None:
+        name, version = run_in.workflow_ref()
         if run.workflow_version is None or run.workflow_name != name:
             return f"it names workflow {name!r}; the key's run is of {_origin(run)}"
         if version is not None and version != run.workflow_version:
             return f"it names version {version}; the key's run is of {_origin(run)}"
     else:
-        assert request.spec is not None
+        assert run_in.spec is not None
         if run.workflow_version is not None:
             return f"it sends an inline spec; the key's run is of {_origin(run)}"
         try:
             _spec, data = await load_workflow_spec(
-                request.spec.encode() if isinstance(request.spec, str) else request.spec
+                run_in.spec.encode() if isinstance(run_in.spec, str) else run_in.spec
             )
         except SpecValidationError:
             return "it sends a different (invalid) spec"
@@ -100,7 +98,7 @@ async def replay_mismatch(run: RunRecord, request: RunCreate) -> str | None:
             return "it sends a different inline spec"
     try:
         stored = await run_in_threadpool(parse_spec, run.spec)
-        inputs = resolve_inputs(stored, request.inputs)
+        inputs = resolve_inputs(stored, run_in.inputs)
     except SpecValidationError:
         return "its inputs differ from the original request's"
     if inputs != run.inputs:

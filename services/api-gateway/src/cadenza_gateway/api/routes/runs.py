@@ -50,7 +50,7 @@ def run_location(settings: GatewaySettings, run_id: str) -> str:
 
 async def _replay(
     run: RunRecord,
-    request: RunCreate,
+    run_in: RunCreate,
     *,
     session: AsyncSession,
     response: Response,
@@ -59,7 +59,7 @@ async def _replay(
 ) -> RunPublic:
     """Answer a repeated Idempotency-Key with the run it created (200), unless the request
     differs from the original (422: a key names one request)."""
-    mismatch = await replay_mismatch(run, request)
+    mismatch = await replay_mismatch(run, run_in)
     if mismatch is not None:
         raise IdempotencyKeyReused(
             f"this Idempotency-Key was used for another request ({mismatch}); use a new key "
@@ -87,7 +87,7 @@ async def _replay(
     },
 )
 async def create_run(
-    request: RunCreate,
+    run_in: RunCreate,
     response: Response,
     session: SessionDep,
     resources: ResourcesDep,
@@ -105,15 +105,15 @@ async def create_run(
         if existing is not None:
             return await _replay(
                 existing,
-                request,
+                run_in,
                 session=session,
                 response=response,
                 settings=settings,
                 tenant=tenant,
             )
     registered = None
-    if request.workflow is not None:
-        name, version = request.workflow_ref()
+    if run_in.workflow is not None:
+        name, version = run_in.workflow_ref()
         async with session.begin():
             registered = await crud.get_workflow(
                 session=session, tenant_id=tenant, name=name, version=version
@@ -122,7 +122,7 @@ async def create_run(
             which = f"version {version} of workflow {name!r}" if version else f"workflow {name!r}"
             raise WorkflowNotFound(f"no {which}; register it with POST /v1/workflows")
     # Parsing and validation happen outside any transaction: no lock held while they run.
-    submission = await prepare_submission(request, registered)
+    submission = await prepare_submission(run_in, registered)
     ensure_fits_in_event(submission.spec, submission.inputs, settings.max_event_bytes)
     try:
         async with session.begin():
@@ -149,7 +149,7 @@ async def create_run(
             raise
         return await _replay(
             winner,
-            request,
+            run_in,
             session=session,
             response=response,
             settings=settings,
@@ -228,9 +228,8 @@ async def get_run_status(
 ) -> RunStatusPublic:
     """The Redis hot status when present (and not another tenant's), else PostgreSQL."""
     try:
-        hot = await asyncio.wait_for(
-            resources.hot.get_run_status(run_id), timeout=HOT_STATUS_TIMEOUT_S
-        )
+        async with asyncio.timeout(HOT_STATUS_TIMEOUT_S):
+            hot = await resources.hot.get_run_status(run_id)
     except Exception as exc:  # a cache: any Redis trouble means "ask the database"
         log.warning("hot status of run %s unavailable (%s); reading PostgreSQL", run_id, exc)
         hot = None
