@@ -289,3 +289,7 @@ async def test_failing_handler_is_retried_then_dead_lettered(bus: Bus, unique_id
     assert "always broken" in by_plan["plan-1"].reason
     assert by_plan["plan-2"].attempts == 1
     assert by_plan["plan-2"].error_code == "bad_request"
+
+
+async def test_ping_round_trips_to_the_broker(bus: Bus) -> None:
+    await bus.ping()  # raises when the broker is unreachable

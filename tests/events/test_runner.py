@@ -77,3 +77,10 @@ async def test_transport_errors_never_crash_the_consumer() -> None:
     await assert_eventually(lambda: transport.committed == {("t", 0): 10}, timeout=10)
     await runner.stop()
     assert sorted(handled) == sorted(f"p{i}" for i in range(10))
+
+
+async def test_kafka_ping_refuses_before_start() -> None:
+    from cadenza_events.kafka import KafkaBus
+
+    with pytest.raises(RuntimeError, match="not started"):
+        await KafkaBus().ping()

@@ -87,6 +87,10 @@ class Bus(Protocol):
 
     async def stop(self) -> None: ...
 
+    async def ping(self) -> None:
+        """A real round trip to the broker (readiness checks); raises when unreachable."""
+        ...
+
     def consumer(
         self,
         topics: Sequence[Topic],

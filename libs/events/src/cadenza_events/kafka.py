@@ -135,6 +135,12 @@ class KafkaPublisher:
             await self._producer.stop()
             self._producer = None
 
+    async def ping(self) -> None:
+        """A metadata round trip through the producer's connection."""
+        if self._producer is None:
+            raise RuntimeError("the Kafka producer is not started")
+        await self._producer.client.fetch_all_metadata()
+
     def _encode(
         self, topic: Topic, env: Envelope[Any]
     ) -> tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]:
@@ -178,6 +184,9 @@ class KafkaBus:
 
     async def stop(self) -> None:
         await self.publisher.stop()
+
+    async def ping(self) -> None:
+        await self.publisher.ping()
 
     async def ensure_topics(self) -> None:
         """Create Cadenza's topics with explicit partition counts (idempotent)."""

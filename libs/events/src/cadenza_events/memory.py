@@ -83,8 +83,10 @@ class MemoryBroker:
 
     async def wait_for_change(self, timeout_s: float) -> None:
         event = self._changed
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await event.wait()
 
     async def join(self, group: str, member: MemoryConsumerTransport) -> None:
         state = self.groups.setdefault(group, _Group())
@@ -223,6 +225,9 @@ class MemoryBus:
 
     async def stop(self) -> None:
         return None
+
+    async def ping(self) -> None:
+        return None  # in-process: always reachable
 
     def consumer(
         self,

@@ -150,7 +150,8 @@ class ConsumerRunner:
             if free <= 0:
                 self._slot_freed.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._slot_freed.wait(), 0.5)
+                    async with asyncio.timeout(0.5):
+                        await self._slot_freed.wait()
                 continue
             try:
                 records = await self._transport.fetch(free, 0.2)
