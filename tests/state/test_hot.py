@@ -59,6 +59,18 @@ async def test_run_status_round_trip(hot: HotState) -> None:
     assert 0 < await hot.redis.ttl(hot.key("run:r1:status")) <= 60
 
 
+async def test_run_status_increments_are_atomic_and_relative(hot: HotState) -> None:
+    await hot.set_run_status(
+        "r2", {"status": "running", "tasks_total": 3, "tasks_done": 0}, ttl_s=60
+    )
+    await hot.update_run_status(
+        "r2", {"status": "running"}, {"tasks_total": 2, "tasks_done": 1}, 60
+    )
+    await hot.update_run_status("r2", {"status": "succeeded"}, {"tasks_done": 4}, 60)
+    status = await hot.get_run_status("r2")
+    assert status == {"status": "succeeded", "tasks_total": "5", "tasks_done": "5"}
+
+
 async def test_publish_reaches_subscribers(hot: HotState) -> None:
     assert await hot.publish("run:r1", b"nobody listens") == 0
     async with hot.subscribe("run:r1") as messages:

@@ -108,6 +108,24 @@ class HotState:
             pipe.expire(key, ttl_s)
             await pipe.execute()
 
+    async def update_run_status(
+        self,
+        run_id: str,
+        fields: Mapping[str, str | int | float],
+        increments: Mapping[str, int],
+        ttl_s: int,
+    ) -> None:
+        """Set ``fields`` and add ``increments`` to counters in one transaction: an O(1)
+        update whatever the run's size."""
+        key = self._run_key(run_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=dict[Any, Any](fields))
+            for name, amount in increments.items():
+                if amount:
+                    pipe.hincrby(key, name, amount)
+            pipe.expire(key, ttl_s)
+            await pipe.execute()
+
     async def get_run_status(self, run_id: str) -> dict[str, str] | None:
         raw = await self.redis.hgetall(self._run_key(run_id))
         if not raw:

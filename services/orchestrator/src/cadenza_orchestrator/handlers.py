@@ -186,6 +186,7 @@ class RunHandlers:
                 await hot_status.set_counts(
                     hot,
                     effects.run_id,
+                    tenant_id=effects.tenant_id,
                     status=effects.run_status,
                     total=total,
                     done=done,
@@ -195,6 +196,7 @@ class RunHandlers:
                 await hot_status.set_counts(
                     hot,
                     effects.run_id,
+                    tenant_id=effects.tenant_id,
                     status=effects.run_status,
                     total=effects.tasks_added,
                     done=effects.tasks_done,

@@ -16,10 +16,18 @@ log = logging.getLogger("cadenza.orchestrator")
 
 
 async def set_counts(
-    hot: HotState, run_id: str, *, status: str, total: int, done: int, ttl_s: int
+    hot: HotState,
+    run_id: str,
+    *,
+    tenant_id: str,
+    status: str,
+    total: int,
+    done: int,
+    ttl_s: int,
 ) -> None:
     """Absolute status (at planning and when the run finishes)."""
     fields: dict[str, str | int | float] = {
+        "tenant_id": tenant_id,  # the gateway serves the hash only to this tenant
         "status": status,
         "tasks_total": total,
         "tasks_done": done,
@@ -32,16 +40,12 @@ async def add_counts(
     hot: HotState, run_id: str, *, status: str, added: int, done: int, ttl_s: int
 ) -> None:
     """Incremental status after a result: O(1) whatever the run's size."""
-    # Same hash as HotState.set_run_status writes; HotState has no increment for it.
-    key = hot._run_key(run_id)
-    async with hot.redis.pipeline(transaction=True) as pipe:
-        pipe.hset(key, mapping={"status": status, "updated_at": utcnow().isoformat()})
-        if added:
-            pipe.hincrby(key, "tasks_total", added)
-        if done:
-            pipe.hincrby(key, "tasks_done", done)
-        pipe.expire(key, ttl_s)
-        await pipe.execute()
+    await hot.update_run_status(
+        run_id,
+        {"status": status, "updated_at": utcnow().isoformat()},
+        {"tasks_total": added, "tasks_done": done},
+        ttl_s,
+    )
 
 
 async def mark_cancelled(hot: HotState, run_id: str, *, ttl_s: int) -> None:
