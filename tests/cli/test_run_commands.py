@@ -1,0 +1,81 @@
+"""`cadenza run`, `cadenza runs …` and `cadenza dev --run`, as a user types them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from cadenza_cli.dev import DevStack, dev_settings
+from cadenza_runtime import open_resources
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def cadenza(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cadenza_cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[DevStack]:
+    resources = await open_resources(*dev_settings(tmp_path))
+    dev = DevStack(resources, port=0)
+    await dev.start()
+    yield dev
+    await dev.stop()
+
+
+async def test_run_wait_shows_progress_and_prints_the_output(stack: DevStack) -> None:
+    code, out, err = await cadenza(
+        "run", "examples/hello.yaml", "-i", "customer=grace hopper", "--wait", "--url", stack.url
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["status"] == "succeeded"
+    assert result["output"]["customer"] == "Grace Hopper"
+    assert "summary" in err  # live per-task progress goes to stderr
+    assert "succeeded" in err
+
+    code, out, err = await cadenza("runs", "list", "--url", stack.url)
+    assert code == 0, err
+    assert result["id"] in out
+
+    code, out, _ = await cadenza("runs", "show", result["id"], "--url", stack.url)
+    assert json.loads(out)["id"] == result["id"]
+
+    code, _, err = await cadenza("runs", "cancel", result["id"], "--url", stack.url)
+    assert code == 2  # a finished run cannot be cancelled: the problem is printed
+    assert "409" in err
+
+
+async def test_run_reports_bad_input_naming_the_field(stack: DevStack) -> None:
+    code, _, err = await cadenza(
+        "run", "examples/hello.yaml", "-i", "review_threshold=cheap", "--url", stack.url
+    )
+    assert code == 2
+    assert "422" in err
+    assert "inputs.review_threshold" in err
+
+
+async def test_dev_run_executes_an_example_end_to_end(tmp_path: Path) -> None:
+    code, out, err = await cadenza(
+        "dev", "--run", "examples/hello.yaml", "--data-dir", str(tmp_path / "dev")
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["status"] == "succeeded"
+    assert result["output"] == {"customer": "Ada Lovelace", "needs_review": True, "total": 148.0}
