@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from cadenza_state import StateSettings, create_engine  # noqa: E402
+from support.cleanup import drop_schema  # noqa: E402
 from support.cluster import Cluster  # noqa: E402
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -151,9 +152,8 @@ async def distributed(args: argparse.Namespace) -> dict[str, Any]:
         raise
     finally:
         cluster.stop()
-        async with db.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{namespace}" CASCADE'))
         await db.dispose()
+        await drop_schema(StateSettings(database_schema=namespace))
     dispatch_load = percentiles_ms([s - r for r, s, _ in phase2])
     dispatch_burst = percentiles_ms([s - r for r, s, _ in phase1])
     return {

@@ -8,8 +8,8 @@ import pytest
 from cadenza_events import BusSettings
 from cadenza_events.kafka import KafkaBus
 from cadenza_state import StateSettings, create_engine
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from support.cleanup import drop_schema
 from support.cluster import Cluster
 
 
@@ -35,10 +35,7 @@ async def cluster(
         deployment.stop()
         print(deployment.logs())
         # Only now that every process is gone: drop the schema and the topics.
-        engine = create_engine(StateSettings(database_schema=unique_id))
-        async with engine.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{unique_id}" CASCADE'))
-        await engine.dispose()
+        await drop_schema(StateSettings(database_schema=unique_id))
         await KafkaBus(BusSettings(topic_prefix=f"{unique_id}.")).delete_topics()
 
 

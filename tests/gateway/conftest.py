@@ -19,9 +19,9 @@ import pytest_asyncio
 from cadenza_events import BusSettings, Envelope, MemoryBroker, Topic
 from cadenza_gateway import GatewaySettings, create_app
 from cadenza_runtime import Resources, open_resources
-from cadenza_state import S3ObjectStore, StateSettings, create_engine
+from cadenza_state import S3ObjectStore, StateSettings
 from fastapi import FastAPI
-from sqlalchemy import text
+from support.cleanup import drop_bucket, drop_schema
 
 HERE = Path(__file__).parent
 
@@ -51,25 +51,6 @@ def unit_state(tmp_path: Path, unique_id: str, **overrides: Any) -> StateSetting
     )
 
 
-def _drop_bucket(store: S3ObjectStore) -> None:
-    client = store.client
-    if not client.bucket_exists(store.bucket):
-        return
-    for obj in client.list_objects(store.bucket, recursive=True):
-        if obj.object_name is not None:
-            client.remove_object(store.bucket, obj.object_name)
-    client.remove_bucket(store.bucket)
-
-
-async def _drop_schema(settings: StateSettings) -> None:
-    admin = create_engine(settings.model_copy(update={"database_schema": None}))
-    try:
-        async with admin.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE'))
-    finally:
-        await admin.dispose()
-
-
 @pytest_asyncio.fixture
 async def resources(
     stack: str, tmp_path: Path, unique_id: str, require_services: Callable[..., None]
@@ -97,10 +78,10 @@ async def resources(
         bus_impl = res.bus
         await res.close()
         if stack == "integration":
-            await _drop_schema(state)
+            await drop_schema(state)
             await bus_impl.delete_topics()  # type: ignore[attr-defined]
             assert isinstance(res.objects, S3ObjectStore)
-            await asyncio.to_thread(_drop_bucket, res.objects)
+            await asyncio.to_thread(drop_bucket, res.objects)
 
 
 @pytest.fixture

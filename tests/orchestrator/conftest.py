@@ -18,9 +18,9 @@ from orchestrator_stack import (
     FakeWorker,
     Stack,
     _cleanup,
-    _drop_schema,
     _state_settings,
 )
+from support.cleanup import drop_schema
 
 
 @pytest.fixture(params=STACKS)
@@ -58,4 +58,4 @@ async def stack(
         await _cleanup(kind, resources, state)
         await resources.close()
         if kind == INTEGRATION:
-            await _drop_schema(state)
+            await drop_schema(state)

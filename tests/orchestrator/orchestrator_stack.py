@@ -36,11 +36,11 @@ from cadenza_state import (
     StateSettings,
     TaskAttemptRecord,
     TaskRecord,
-    create_engine,
     utcnow,
 )
-from sqlalchemy import select, text
+from sqlalchemy import select
 from support import assert_eventually
+from support.cleanup import drop_bucket
 
 UNIT = "unit"
 INTEGRATION = "integration"
@@ -287,23 +287,4 @@ async def _cleanup(kind: str, resources: Resources, state: StateSettings) -> Non
         await bus.delete_topics()
     objects = resources.objects
     if isinstance(objects, S3ObjectStore):
-
-        def drop_bucket() -> None:
-            client = objects.client
-            if not client.bucket_exists(objects.bucket):
-                return
-            for obj in client.list_objects(objects.bucket, recursive=True):
-                if obj.object_name is not None:
-                    client.remove_object(objects.bucket, obj.object_name)
-            client.remove_bucket(objects.bucket)
-
-        await asyncio.to_thread(drop_bucket)
-
-
-async def _drop_schema(state: StateSettings) -> None:
-    admin = create_engine(state.model_copy(update={"database_schema": None}))
-    try:
-        async with admin.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{state.database_schema}" CASCADE'))
-    finally:
-        await admin.dispose()
+        await asyncio.to_thread(drop_bucket, objects)

@@ -26,8 +26,8 @@ from cadenza_state import (
     migrate,
     session_factory,
 )
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from support.cleanup import drop_bucket, drop_schema
 
 Eventually = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
@@ -65,15 +65,6 @@ def eventually() -> Eventually:
 # -- database ------------------------------------------------------------------------------
 
 
-async def _drop_schema(settings: StateSettings) -> None:
-    admin = create_engine(settings.model_copy(update={"database_schema": None}))
-    try:
-        async with admin.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE'))
-    finally:
-        await admin.dispose()
-
-
 @pytest_asyncio.fixture(params=DB_PARAMS, loop_scope="function")
 async def db_settings(
     request: pytest.FixtureRequest,
@@ -92,7 +83,7 @@ async def db_settings(
     try:
         yield settings
     finally:
-        await _drop_schema(settings)
+        await drop_schema(settings)
 
 
 @pytest_asyncio.fixture(loop_scope="function")
@@ -135,16 +126,6 @@ async def hot(
 # -- objects -------------------------------------------------------------------------------
 
 
-def _drop_bucket(store: S3ObjectStore) -> None:
-    client = store.client
-    if not client.bucket_exists(store.bucket):
-        return
-    for obj in client.list_objects(store.bucket, recursive=True):
-        if obj.object_name is not None:
-            client.remove_object(store.bucket, obj.object_name)
-    client.remove_bucket(store.bucket)
-
-
 @pytest_asyncio.fixture(params=OBJECT_PARAMS, loop_scope="function")
 async def store(
     request: pytest.FixtureRequest,
@@ -164,4 +145,4 @@ async def store(
     try:
         yield s3
     finally:
-        await asyncio.to_thread(_drop_bucket, s3)
+        await asyncio.to_thread(drop_bucket, s3)

@@ -13,11 +13,11 @@ import pytest
 import pytest_asyncio
 from cadenza_events import Topic
 from cadenza_runtime import open_resources
+from support.cleanup import drop_schema
 from worker_support import (
     HttpServer,
     Stack,
     cleanup_real,
-    drop_schema,
     http_handler,
     memory_settings,
     real_settings,

@@ -27,13 +27,12 @@ from cadenza_state import (
     S3ObjectStore,
     StateSettings,
     TaskRecord,
-    create_engine,
     utcnow,
 )
 from cadenza_worker import ExecutorRegistry, ToolRegistry, Worker, WorkerSettings
 from prometheus_client import REGISTRY
-from sqlalchemy import text
 from support import assert_eventually
+from support.cleanup import drop_bucket
 
 BOTH_STACKS = pytest.mark.parametrize(
     "stack",
@@ -253,24 +252,7 @@ async def cleanup_real(resources: Resources, state: StateSettings) -> None:
     objects = resources.objects
     assert isinstance(objects, S3ObjectStore)
 
-    def drop_bucket() -> None:
-        client = objects.client
-        if client.bucket_exists(objects.bucket):
-            for obj in client.list_objects(objects.bucket, recursive=True):
-                if obj.object_name is not None:
-                    client.remove_object(objects.bucket, obj.object_name)
-            client.remove_bucket(objects.bucket)
-
-    await asyncio.to_thread(drop_bucket)
-
-
-async def drop_schema(state: StateSettings) -> None:
-    admin = create_engine(state.model_copy(update={"database_schema": None}))
-    try:
-        async with admin.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{state.database_schema}" CASCADE'))
-    finally:
-        await admin.dispose()
+    await asyncio.to_thread(drop_bucket, objects)
 
 
 # -- a tiny HTTP server on 127.0.0.1 --------------------------------------------------------
