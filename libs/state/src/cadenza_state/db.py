@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -97,12 +99,33 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take over transaction control from the driver so BEGIN below is what runs.
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
+        dbapi_connection.run_async(_prepare_sqlite)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def _prepare_sqlite(conn: Any) -> None:
+    await conn.execute("PRAGMA busy_timeout=30000")
+    await conn.execute("PRAGMA foreign_keys=ON")
+    # WAL is a property of the file, so only the first connection switches it. Switching
+    # needs an exclusive lock and SQLite answers "database is locked" at once, without
+    # its busy handler, while another connection of a concurrent start-up holds one:
+    # retry with an async sleep so that connection (maybe on this loop) can finish.
+    for delay in _WAL_RETRY_DELAYS:
+        async with conn.execute("PRAGMA journal_mode") as cursor:
+            row = await cursor.fetchone()
+        if row and str(row[0]).lower() == "wal":
+            return
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            await asyncio.sleep(delay)
+    await conn.execute("PRAGMA journal_mode=WAL")  # last try: let its error through
+
+
+_WAL_RETRY_DELAYS = [0.01 * 2**i for i in range(10)]  # about 10 s in all
