@@ -32,7 +32,18 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 Sessions = async_sessionmaker[AsyncSession]
-TABLES = {"workflows", "runs", "tasks", "task_attempts", "outbox", "tool_effects", "audit_log"}
+TABLES = {
+    "workflows",
+    "runs",
+    "tasks",
+    "task_attempts",
+    "outbox",
+    "tool_effects",
+    "audit_log",
+    "agents",
+    "llm_calls",
+    "tool_calls",
+}
 
 
 def _run(run_id: str | None = None, **kw: Any) -> RunRecord:

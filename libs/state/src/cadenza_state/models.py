@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -263,4 +264,83 @@ class AuditLogEntry(Base):
     action: Mapped[str] = mapped_column(String(255))
     subject: Mapped[str] = mapped_column(String(1024))
     data: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class AgentRecord(Base):
+    """One immutable version of an agent definition (prompt, model, tools, limits)."""
+
+    __tablename__ = "agents"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", "version"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class LLMCallRecord(Base):
+    """One LLM turn of an agent task attempt: what was sent, what came back, what it cost.
+
+    (task_id, attempt, turn) is unique so a turn replayed from a checkpoint is recorded once.
+    """
+
+    __tablename__ = "llm_calls"
+    __table_args__ = (
+        UniqueConstraint("task_id", "attempt", "turn"),
+        Index(None, "run_id"),
+        Index(None, "tenant_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    turn: Mapped[int] = mapped_column(Integer)
+    agent: Mapped[str] = mapped_column(String(255))
+    agent_version: Mapped[int | None] = mapped_column(Integer)
+    provider: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(255))
+    request: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    status: Mapped[str] = mapped_column(String(32))
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    started_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created_at()
+
+
+class ToolCallRecord(Base):
+    """One tool call an agent made (or was refused): arguments, truncated result, latency."""
+
+    __tablename__ = "tool_calls"
+    __table_args__ = (
+        UniqueConstraint("task_id", "attempt", "call_index"),
+        Index(None, "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    turn: Mapped[int] = mapped_column(Integer)
+    call_index: Mapped[int] = mapped_column(Integer)
+    call_id: Mapped[str | None] = mapped_column(String(255))
+    agent: Mapped[str] = mapped_column(String(255))
+    tool: Mapped[str] = mapped_column(String(255))
+    arguments: Mapped[Any | None] = mapped_column(JSONType)
+    result: Mapped[Any | None] = mapped_column(JSONType)
+    # ok | error | refused (outside the agent's allowlist) | timeout
+    status: Mapped[str] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(String(2048))
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    started_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _created_at()
