@@ -43,6 +43,7 @@ TABLES = {
     "agents",
     "llm_calls",
     "tool_calls",
+    "reference_records",
 }
 
 

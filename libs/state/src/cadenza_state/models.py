@@ -344,3 +344,18 @@ class ToolCallRecord(Base):
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     started_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _created_at()
+
+
+class ReferenceRecord(Base):
+    """A tenant's reference data that tools read (transactions, PSP status, customers…),
+    loaded by operators per dataset and looked up by key."""
+
+    __tablename__ = "reference_records"
+
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    data: Mapped[Any] = mapped_column(JSONType)
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=func.now()
+    )

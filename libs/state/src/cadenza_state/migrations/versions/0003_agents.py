@@ -1,4 +1,5 @@
-"""Agents (versioned definitions), and the accounting of every LLM turn and tool call.
+"""Agents (versioned definitions), the accounting of every LLM turn and tool call, and the
+reference data tools read.
 
 Revision ID: 0003_agents
 Revises: 0002_orchestrator_indexes
@@ -104,9 +105,19 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_tool_calls_run_id", "tool_calls", ["run_id"])
+    op.create_table(
+        "reference_records",
+        sa.Column("tenant_id", sa.String(128), nullable=False),
+        sa.Column("dataset", sa.String(128), nullable=False),
+        sa.Column("key", sa.String(255), nullable=False),
+        sa.Column("data", JSON, nullable=True),
+        _ts("updated_at", nullable=False, now=True),
+        sa.PrimaryKeyConstraint("tenant_id", "dataset", "key", name="pk_reference_records"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("reference_records")
     op.drop_table("tool_calls")
     op.drop_table("llm_calls")
     op.drop_table("agents")
