@@ -110,7 +110,7 @@ def upgrade() -> None:
         sa.Column("tenant_id", sa.String(128), nullable=False),
         sa.Column("dataset", sa.String(128), nullable=False),
         sa.Column("key", sa.String(255), nullable=False),
-        sa.Column("data", JSON, nullable=True),
+        sa.Column("data", JSON, nullable=False),
         _ts("updated_at", nullable=False, now=True),
         sa.PrimaryKeyConstraint("tenant_id", "dataset", "key", name="pk_reference_records"),
     )
