@@ -226,6 +226,7 @@ class TaskHandler:
                 try_number=number,
                 hot=self._resources.hot,
                 objects=self._resources.objects,
+                sessions=self._resources.sessions,
             )
             return await self._executors.execute(TaskCall(task, params, ctx))
 

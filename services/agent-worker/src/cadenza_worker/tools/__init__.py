@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..settings import WorkerSettings
-from .base import Tool, ToolContext, ToolRegistry, has_side_effects
+from .base import Tool, ToolContext, ToolRegistry, agent_tool_schema, has_side_effects
 from .basic import FlakyTool, NoopTool, SleepTool, TransformTool
 from .http import HttpRequestTool, HttpStatusError, ResponseTooLargeError
 from .netguard import BlockedAddressError, blocked_reason, resolve_allowed
@@ -28,6 +28,7 @@ __all__ = [
     "ToolContext",
     "ToolRegistry",
     "TransformTool",
+    "agent_tool_schema",
     "blocked_reason",
     "builtin_tools",
     "has_side_effects",

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from cadenza_state import HotState, ObjectStore
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 log = logging.getLogger("cadenza.worker.tools")
 
@@ -24,6 +26,8 @@ class ToolContext:
     try_number: int
     hot: HotState
     objects: ObjectStore
+    # The database, for tools that read tenant data (reference datasets); None in bare tests.
+    sessions: async_sessionmaker[AsyncSession] | None = None
 
 
 @runtime_checkable
@@ -34,6 +38,9 @@ class Tool(Protocol):
     Optional attribute ``side_effects: bool`` (default True): tools with side effects have
     their result recorded in the effect journal and replayed on re-dispatch instead of being
     called twice. Pure tools set it False and are simply re-run.
+
+    Tools an agent may call also carry ``description: str`` and ``params_model`` (a pydantic
+    model of their arguments): the model is shown its JSON Schema (see `agent_tool_schema`).
     """
 
     name: str
@@ -43,6 +50,19 @@ class Tool(Protocol):
 
 def has_side_effects(tool: Tool) -> bool:
     return bool(getattr(tool, "side_effects", True))
+
+
+def agent_tool_schema(tool: Tool) -> dict[str, Any] | None:
+    """``{name, description, parameters}`` for an LLM, or None if the tool does not describe
+    its arguments (then agents cannot call it)."""
+    model: type[BaseModel] | None = getattr(tool, "params_model", None)
+    if model is None:
+        return None
+    return {
+        "name": tool.name,
+        "description": str(getattr(tool, "description", "") or (tool.__doc__ or "")).strip(),
+        "parameters": model.model_json_schema(),
+    }
 
 
 class ToolRegistry:
