@@ -4,12 +4,16 @@ from . import keys
 from .process import run_until_signal, wait_for_shutdown_signal
 from .relay import OutboxRelay
 from .resources import Resources, open_resources
+from .run_events import RunEventEntry, RunEventLog, RunEventRecorder
 from .staging import stage_event, stage_events
 from .telemetry import serve_metrics, setup_logging, setup_tracing
 
 __all__ = [
     "OutboxRelay",
     "Resources",
+    "RunEventEntry",
+    "RunEventLog",
+    "RunEventRecorder",
     "keys",
     "open_resources",
     "run_until_signal",

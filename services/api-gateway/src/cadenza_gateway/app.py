@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from cadenza_runtime import Resources
+from cadenza_runtime import Resources, RunEventLog, RunEventRecorder
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -38,9 +38,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Feeds GET /v1/runs/{id}/events: run.events from Kafka into per-run Redis logs.
+        recorder = RunEventRecorder(resources.bus, RunEventLog(resources.hot))
+        await recorder.start()
         try:
             yield
         finally:
+            await recorder.stop()
             if owns_resources:
                 await resources.close()
 

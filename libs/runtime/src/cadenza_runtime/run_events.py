@@ -1,0 +1,233 @@
+"""A run's event log: every `run.events` event of a run, numbered 1, 2, 3… in a Redis Stream.
+
+Producers (gateway, orchestrator, worker) publish `run.events` on Kafka as before; the
+`RunEventRecorder` (a consumer the gateway runs) appends each one to the run's stream. The
+stream id ``0-<n>`` IS the sequence number, so a reader resumes exactly after the last event
+it saw (SSE ``Last-Event-ID``): nothing is missed, nothing repeats. Redeliveries are
+recognised by the CloudEvent id and appended once. A log lives ``ttl_s`` from its last
+event, and only ``ended_ttl_s`` once the run's terminal event is in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cadenza_events import Bus, Consumer, ConsumerOptions, Envelope, RunEvent, Topic
+from cadenza_state import HotState
+from opentelemetry import trace
+from prometheus_client import Counter
+
+log = logging.getLogger("cadenza.run_events")
+tracer = trace.get_tracer("cadenza.run_events")
+
+TERMINAL_KINDS = frozenset({"run.succeeded", "run.failed", "run.cancelled"})
+DEFAULT_TTL_S = 7 * 86_400
+DEFAULT_ENDED_TTL_S = 86_400
+
+RECORDED = Counter(
+    "cadenza_run_events_recorded_total",
+    "Run events appended to run event logs, by outcome (appended, duplicate).",
+    ["outcome"],
+)
+
+# One round trip, atomic: dedupe by event id, number, append, set the TTL. Both keys share a
+# hash tag ({run id}) so they live on one cluster slot.
+_APPEND = """
+local field = 'id:' .. ARGV[1]
+if redis.call('hexists', KEYS[2], field) == 1 then return 0 end
+local seq = redis.call('hincrby', KEYS[2], 'seq', 1)
+redis.call('hset', KEYS[2], field, seq)
+redis.call('xadd', KEYS[1], '0-' .. seq, 'e', ARGV[2])
+if ARGV[5] == '1' then redis.call('hset', KEYS[2], 'ended', 1) end
+local ttl = ARGV[3]
+if redis.call('hexists', KEYS[2], 'ended') == 1 then ttl = ARGV[4] end
+redis.call('expire', KEYS[1], ttl)
+redis.call('expire', KEYS[2], ttl)
+return seq
+"""
+
+
+@dataclass(frozen=True)
+class RunEventEntry:
+    """One recorded event, as the SSE/WebSocket endpoints and `cadenza runs watch` see it."""
+
+    seq: int
+    run_id: str
+    kind: str
+    at: str
+    task_id: str | None = None
+    node_id: str | None = None
+    status: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    event_id: str = ""
+
+    @property
+    def terminal(self) -> bool:
+        return self.kind in TERMINAL_KINDS
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _body(env: Envelope[RunEvent]) -> str:
+    event = env.payload
+    return json.dumps(
+        {
+            "run_id": event.run_id,
+            "kind": event.kind,
+            "at": event.at.isoformat().replace("+00:00", "Z"),
+            "task_id": event.task_id,
+            "node_id": event.node_id,
+            "status": event.status,
+            "data": event.data,
+            "source": env.source,
+            "event_id": env.id,
+        },
+        default=str,
+        separators=(",", ":"),
+    )
+
+
+def _entry(stream_id: Any, fields: dict[Any, Any]) -> RunEventEntry:
+    sid = stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
+    raw = fields.get(b"e", fields.get("e", b"{}"))
+    body = json.loads(raw)
+    return RunEventEntry(seq=int(sid.split("-", 1)[1]), **body)
+
+
+class RunEventLog:
+    """Append and read per-run event streams on the hot state (Redis or fakeredis)."""
+
+    def __init__(
+        self,
+        hot: HotState,
+        *,
+        ttl_s: int = DEFAULT_TTL_S,
+        ended_ttl_s: int = DEFAULT_ENDED_TTL_S,
+    ) -> None:
+        self._hot = hot
+        self._ttl_s = ttl_s
+        self._ended_ttl_s = ended_ttl_s
+        self._append = hot.redis.register_script(_APPEND)
+
+    def stream_key(self, run_id: str) -> str:
+        return self._hot.key(f"run:{{{run_id}}}:events")
+
+    def _index_key(self, run_id: str) -> str:
+        return self._hot.key(f"run:{{{run_id}}}:events:index")
+
+    async def append(self, env: Envelope[RunEvent]) -> int | None:
+        """Append once per CloudEvent id; returns the sequence number, or None for a
+        duplicate (a redelivery of an event already in the log)."""
+        event = env.payload
+        seq = int(
+            await self._append(
+                keys=[self.stream_key(event.run_id), self._index_key(event.run_id)],
+                args=[
+                    env.id,
+                    _body(env),
+                    self._ttl_s,
+                    self._ended_ttl_s,
+                    "1" if event.kind in TERMINAL_KINDS else "0",
+                ],
+            )
+        )
+        RECORDED.labels("appended" if seq else "duplicate").inc()
+        return seq or None
+
+    async def read(self, run_id: str, after: int = 0, count: int = 500) -> list[RunEventEntry]:
+        """Events with a sequence number above ``after``, oldest first (at most ``count``)."""
+        rows: Any = await self._hot.redis.xrange(
+            self.stream_key(run_id), min=f"0-{after + 1}", max="+", count=count
+        )
+        return [_entry(sid, fields) for sid, fields in rows or []]
+
+    async def wait(
+        self, run_id: str, after: int, timeout_s: float, count: int = 500
+    ) -> list[RunEventEntry]:
+        """Like ``read`` but blocks up to ``timeout_s`` for the next event (XREAD BLOCK)."""
+        key = self.stream_key(run_id)
+        reply: Any = await self._hot.redis.xread(
+            {key: f"0-{after}"}, block=max(1, int(timeout_s * 1000)), count=count
+        )
+        return [_entry(sid, fields) for _stream, rows in reply or [] for sid, fields in rows]
+
+    async def follow(
+        self,
+        run_id: str,
+        after: int = 0,
+        *,
+        block_s: float = 5.0,
+        finished: Callable[[], Awaitable[bool]] | None = None,
+    ) -> AsyncIterator[RunEventEntry]:
+        """Every event after ``after``, then live ones, until the run's terminal event.
+
+        If the log falls silent and ``finished()`` says the run is over (its terminal event
+        expired from the log, or never got recorded), the iteration ends after a second
+        silent wait: a terminal event still on its way through Kafka gets that long."""
+        cursor = after
+        silent_and_finished = 0
+        while True:
+            entries = await self.read(run_id, cursor)
+            if not entries:
+                entries = await self.wait(run_id, cursor, block_s)
+            for entry in entries:
+                yield entry
+                cursor = entry.seq
+                if entry.terminal:
+                    return
+            if entries:
+                silent_and_finished = 0
+                continue
+            if finished is not None and await finished():
+                silent_and_finished += 1
+                if silent_and_finished >= 2:
+                    return
+
+
+class RunEventRecorder:
+    """Consumes `run.events` and appends each event to its run's log."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        events: RunEventLog,
+        *,
+        group: str | None = None,
+        options: ConsumerOptions | None = None,
+    ) -> None:
+        self._bus = bus
+        self._events = events
+        # Per deployment (topic prefix): two deployments on one cluster never share a group.
+        self.group = group or f"{bus.registry.prefix}run-events-recorder"
+        self._options = options or ConsumerOptions(concurrency=32, shutdown_grace_s=5.0)
+        self._consumer: Consumer | None = None
+
+    async def handle(self, env: Envelope[Any]) -> None:
+        if not isinstance(env.payload, RunEvent):
+            log.warning("ignoring %s on %s", env.type, Topic.RUN_EVENTS.value)
+            return
+        with tracer.start_as_current_span(
+            "run_events.append",
+            attributes={"cadenza.run_id": env.payload.run_id, "cadenza.event": env.payload.kind},
+        ) as span:
+            seq = await self._events.append(env)
+            span.set_attribute("cadenza.run_events.seq", seq or 0)
+
+    async def start(self) -> None:
+        if self._consumer is not None:
+            return
+        consumer = self._bus.consumer([Topic.RUN_EVENTS], self.group, self.handle, self._options)
+        await consumer.start()
+        self._consumer = consumer
+        log.info("recording run events (group %s)", self.group)
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            await consumer.stop()

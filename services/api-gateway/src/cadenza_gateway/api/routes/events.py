@@ -1,0 +1,174 @@
+"""/v1/runs/{id}/events: a run's events live, as Server-Sent Events or over a WebSocket.
+
+Each event carries its sequence number in the run's log (SSE ``id:``); a client that sends
+``Last-Event-ID: n`` (or ``?after=n``) gets every event after n, then live ones, so a late or
+reconnecting client misses nothing. The stream ends after the run's terminal event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, cast
+
+from cadenza_runtime import Resources, RunEventEntry, RunEventLog
+from cadenza_state import TERMINAL_RUN_STATUSES, RunRecord
+from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect
+from opentelemetry import trace
+from prometheus_client import Gauge
+from sqlalchemy import select
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from ...problems import FieldProblem, InvalidRequest, RunNotFound, problem_responses
+from ...settings import TENANT_ID_PATTERN, GatewaySettings
+from ..deps import ResourcesDep, TenantDep
+from .runs import RunIdPath
+
+log = logging.getLogger("cadenza.gateway.events")
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+STREAMS_OPEN = Gauge(
+    "cadenza_gateway_event_streams_open", "Run event streams being served now.", ["transport"]
+)
+# How long one blocking read waits before checking whether the run ended without a
+# terminal event in the log (expired, or never recorded).
+BLOCK_S = 5.0
+PING_S = 15.0
+END_EVENT = "end"
+
+AfterQuery = Annotated[
+    int | None,
+    Query(ge=0, description="Resume after this sequence number (what Last-Event-ID carries)."),
+]
+
+
+def _after(last_event_id: str | None, after: int | None) -> int:
+    """Last-Event-ID (sent by EventSource on reconnect) wins over ``?after=``."""
+    if last_event_id is None or not last_event_id.strip():
+        return after or 0
+    value = last_event_id.strip()
+    if not value.isdigit():
+        raise InvalidRequest(
+            f"Last-Event-ID must be a sequence number, got {value[:40]!r}",
+            errors=[
+                FieldProblem(
+                    field="header.Last-Event-ID",
+                    code="not_a_sequence_number",
+                    message="Last-Event-ID must be the non-negative integer id of an event",
+                )
+            ],
+        )
+    return int(value)
+
+
+async def _run_status(resources: Resources, tenant: str, run_id: str) -> str | None:
+    async with resources.sessions() as session:
+        status = await session.scalar(
+            select(RunRecord.status).where(RunRecord.id == run_id, RunRecord.tenant_id == tenant)
+        )
+    return None if status is None else str(status)
+
+
+def _finished_check(
+    resources: Resources, tenant: str, run_id: str
+) -> Callable[[], Awaitable[bool]]:
+    async def finished() -> bool:
+        return await _run_status(resources, tenant, run_id) in TERMINAL_RUN_STATUSES
+
+    return finished
+
+
+async def _events(
+    resources: Resources, tenant: str, run_id: str, after: int
+) -> AsyncIterator[tuple[RunEventEntry | None, str | None]]:
+    """(entry, None) per event; (None, status) once if the run ended without a terminal
+    event in the log."""
+    events = RunEventLog(resources.hot)
+    last: RunEventEntry | None = None
+    async for entry in events.follow(
+        run_id, after, block_s=BLOCK_S, finished=_finished_check(resources, tenant, run_id)
+    ):
+        last = entry
+        yield entry, None
+    if last is None or not last.terminal:
+        yield None, await _run_status(resources, tenant, run_id)
+
+
+async def _require_run(resources: Resources, tenant: str, run_id: str) -> None:
+    if await _run_status(resources, tenant, run_id) is None:
+        raise RunNotFound(f"no run {run_id!r}")
+
+
+@router.get(
+    "/{run_id}/events",
+    summary="Follow a run's events (Server-Sent Events)",
+    response_class=EventSourceResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "The event stream"},
+        **problem_responses(404, 422),
+    },
+)
+async def stream_run_events(
+    run_id: RunIdPath,
+    resources: ResourcesDep,
+    tenant: TenantDep,
+    after: AfterQuery = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    """`event:` is the event kind (`task.started`, `run.succeeded`…), `id:` its sequence
+    number, `data:` the event as JSON. Ends after the run's terminal event; if the run is
+    over but its log holds no terminal event (expired), a final `end` event says so."""
+    start = _after(last_event_id, after)
+    await _require_run(resources, tenant, run_id)
+    trace.get_current_span().set_attribute("cadenza.run_id", run_id)
+
+    async def body() -> AsyncIterator[ServerSentEvent]:
+        STREAMS_OPEN.labels("sse").inc()
+        try:
+            async for entry, status in _events(resources, tenant, run_id, start):
+                if entry is not None:
+                    yield ServerSentEvent(
+                        data=json.dumps(entry.to_dict(), default=str),
+                        event=entry.kind,
+                        id=str(entry.seq),
+                    )
+                else:
+                    yield ServerSentEvent(data=json.dumps({"status": status}), event=END_EVENT)
+        finally:
+            STREAMS_OPEN.labels("sse").dec()
+
+    return EventSourceResponse(body(), ping=PING_S, headers={"Cache-Control": "no-store"})
+
+
+@router.websocket("/{run_id}/events")
+async def websocket_run_events(
+    websocket: WebSocket,
+    run_id: str,
+    after: AfterQuery = None,
+    x_tenant_id: Annotated[str | None, Header(pattern=TENANT_ID_PATTERN)] = None,
+) -> None:
+    """The same events as the SSE stream, one JSON text message each:
+    ``{"id": n, "event": kind, "data": {...}}``; closes (1000) after the terminal event.
+    A run that does not exist closes the socket with 4404."""
+    resources = cast(Resources, websocket.app.state.resources)
+    settings = cast(GatewaySettings, websocket.app.state.settings)
+    tenant = x_tenant_id or settings.default_tenant
+    if await _run_status(resources, tenant, run_id) is None:
+        await websocket.close(code=4404, reason=f"no run {run_id!r}")
+        return
+    await websocket.accept()
+    STREAMS_OPEN.labels("websocket").inc()
+    try:
+        async for entry, status in _events(resources, tenant, run_id, after or 0):
+            message: dict[str, Any] = (
+                {"id": entry.seq, "event": entry.kind, "data": entry.to_dict()}
+                if entry is not None
+                else {"id": None, "event": END_EVENT, "data": {"status": status}}
+            )
+            await websocket.send_text(json.dumps(message, default=str))
+        await websocket.close(code=1000)
+    except WebSocketDisconnect:
+        log.debug("websocket client of run %s left", run_id)
+    finally:
+        STREAMS_OPEN.labels("websocket").dec()
