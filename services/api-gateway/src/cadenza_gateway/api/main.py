@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from .routes import cancel, health, runs, schemas, workflows
+from .routes import cancel, events, health, runs, schemas, timeline, workflows
 
 api_router = APIRouter()
 api_router.include_router(workflows.router)
 api_router.include_router(runs.router)
 api_router.include_router(cancel.router)
+api_router.include_router(events.router)
+api_router.include_router(timeline.router)
 api_router.include_router(schemas.router)
 api_router.include_router(health.router)
