@@ -9,6 +9,19 @@ Typical use::
     params = render(spec.task("fetch").with_, build_context(inputs=inputs, run_id=run_id))
 """
 
+from .agent import (
+    AGENT_REF_PATTERN,
+    AGENT_SCHEMA_ID,
+    AgentBudget,
+    AgentSpec,
+    AgentValidationError,
+    agent_json_schema,
+    format_agent_ref,
+    load_agent,
+    parse_agent,
+    parse_agent_ref,
+    validate_agent,
+)
 from .errors import ErrorCode, ExpressionError, SpecError, SpecValidationError
 from .expressions import (
     CONTEXT_NAMES,
@@ -43,6 +56,8 @@ from .tools import BUILTIN_TOOLS
 from .validate import load_spec, topological_order, validate_spec
 
 __all__ = [
+    "AGENT_REF_PATTERN",
+    "AGENT_SCHEMA_ID",
     "BUILTIN_TOOLS",
     "CONTEXT_NAMES",
     "MAX_FAN_OUT",
@@ -50,6 +65,9 @@ __all__ = [
     "TASK_FIELDS",
     "TASK_STATUSES",
     "WORKFLOW_SCHEMA_ID",
+    "AgentBudget",
+    "AgentSpec",
+    "AgentValidationError",
     "ErrorCode",
     "Expression",
     "ExpressionError",
@@ -62,6 +80,7 @@ __all__ = [
     "TaskSpec",
     "Template",
     "WorkflowSpec",
+    "agent_json_schema",
     "build_context",
     "coerce_input",
     "compile_expression",
@@ -69,15 +88,20 @@ __all__ = [
     "evaluate_condition",
     "evaluate_for_each",
     "find_templates",
+    "format_agent_ref",
     "from_react_flow",
     "is_react_flow",
     "is_template",
     "json_type_name",
+    "load_agent",
     "load_spec",
+    "parse_agent",
+    "parse_agent_ref",
     "parse_spec",
     "render",
     "resolve_inputs",
     "topological_order",
+    "validate_agent",
     "validate_spec",
     "workflow_json_schema",
 ]

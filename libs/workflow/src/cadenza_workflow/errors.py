@@ -36,6 +36,8 @@ class ErrorCode(StrEnum):
     INVALID_REFERENCE = "invalid_reference"
     """``tasks.X`` names an unknown task, a task that is not an ancestor, or an unknown field."""
     UNKNOWN_TOOL = "unknown_tool"
+    UNKNOWN_AGENT = "unknown_agent"
+    """An agent (or agent version) that is not registered for the tenant."""
     MISSING_INPUT = "missing_input"
     INPUT_TYPE = "input_type"
     UNKNOWN_INPUT = "unknown_input"

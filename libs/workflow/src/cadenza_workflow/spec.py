@@ -31,6 +31,9 @@ MAX_TASKS = 500
 InputType = Literal["string", "integer", "number", "boolean", "array", "object"]
 TaskKind = Literal["tool", "agent"]
 InputName = Annotated[str, StringConstraints(pattern=INPUT_NAME_PATTERN)]
+AgentVersions = dict[
+    Annotated[str, StringConstraints(pattern=WORKFLOW_NAME_PATTERN)], Annotated[int, Field(ge=1)]
+]
 
 
 class RetryPolicy(BaseModel):
@@ -199,6 +202,12 @@ class WorkflowSpec(BaseModel):
     output: Any = Field(
         default=None,
         description="The run's output: any JSON value; strings may contain ${{ }} templates.",
+    )
+    agents: AgentVersions = Field(
+        default_factory=dict,
+        description="Agent versions by name: the version an agent task without '@version' "
+        "and a handoff to that agent use. When a run starts the gateway completes this map "
+        "with every agent the run can reach (latest versions unless given here).",
     )
 
     @property
