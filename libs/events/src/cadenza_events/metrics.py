@@ -22,5 +22,10 @@ HANDLE_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 INFLIGHT = Gauge("cadenza_bus_inflight", "Messages being handled right now.", ["group"])
-LAG = Gauge("cadenza_bus_consumer_lag", "Messages behind the partition end.", ["topic", "group"])
+LAG = Gauge(
+    "cadenza_bus_consumer_lag_messages",
+    "Messages behind the partition end (end offset minus committed position), per assigned "
+    "partition.",
+    ["topic", "partition", "group"],
+)
 PUBLISHED = Counter("cadenza_bus_published_total", "Messages published.", ["topic"])

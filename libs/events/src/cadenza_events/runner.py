@@ -92,6 +92,7 @@ class ConsumerRunner:
         self._commit_task: asyncio.Task[None] | None = None
         self._dlq_topic = registry.name(Topic.DLQ)
         self.assignment: set[TopicPartition] = set()
+        self._lag_series: set[TopicPartition] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -194,11 +195,14 @@ class ConsumerRunner:
         except Exception:  # lag is best effort
             return
         committed = self._tracker.committed()
-        per_topic: dict[str, int] = {}
-        for tp, end in ends.items():
-            per_topic[tp[0]] = per_topic.get(tp[0], 0) + max(0, end - committed.get(tp, end))
-        for topic, lag in per_topic.items():
-            metrics.LAG.labels(topic, self.group).set(lag)
+        for (topic, partition), end in ends.items():
+            lag = max(0, end - committed.get((topic, partition), end))
+            metrics.LAG.labels(topic, str(partition), self.group).set(lag)
+        # Partitions another member owns now: their series would go stale, drop them.
+        for topic, partition in self._lag_series - set(ends):
+            with contextlib.suppress(KeyError):
+                metrics.LAG.remove(topic, str(partition), self.group)
+        self._lag_series = set(ends)
 
     # -- per message -----------------------------------------------------------------------
     def _schedule(self, record: Message) -> None:

@@ -9,19 +9,24 @@ _LATENCY_BUCKETS = (
 )  # fmt: skip
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 
+# `kind` is the task kind (tool, agent); `name` the executor's bounded label: the tool's
+# name, or the agent's name without its version.
 DISPATCH_LATENCY = Histogram(
     "cadenza_worker_dispatch_latency_seconds",
-    "Time from task.ready (its ready_at) to a worker starting the task.",
+    "Time from task.ready (its ready_at) to a worker starting the task, by kind and name.",
+    ["kind", "name"],
     buckets=_LATENCY_BUCKETS,
 )
 TASK_DURATION = Histogram(
     "cadenza_worker_task_duration_seconds",
-    "Time to run one task attempt (all tries and backoffs), by tool and final status.",
-    ["tool", "status"],
+    "Time to run one task attempt (all tries and backoffs), by kind, name and final status.",
+    ["kind", "name", "status"],
     buckets=_DURATION_BUCKETS,
 )
 TASKS = Counter(
-    "cadenza_worker_tasks_total", "Task attempts finished, by tool and status.", ["tool", "status"]
+    "cadenza_worker_tasks_total",
+    "Task attempts finished, by kind, name and status.",
+    ["kind", "name", "status"],
 )
 TRIES = Counter("cadenza_worker_task_tries_total", "Executions of a task (tries).", ["tool"])
 RETRIES = Counter(
