@@ -112,7 +112,7 @@ class TaskHandler:
             return
         if claim is Claim.STARTED:
             latency = (started_at - task.ready_at).total_seconds()
-            metrics.DISPATCH_LATENCY.observe(max(0.0, latency))
+            metrics.DISPATCH_LATENCY.labels(task.kind, label).observe(max(0.0, latency))
         self.reporter.event(
             env, task, "task.started", "running", {"resumed": claim is Claim.RESUMED}
         )
@@ -280,8 +280,8 @@ class TaskHandler:
             await self._markers.mark_done(task.task_id, task.attempt, status)
         except Exception:  # the result is out; a redelivery would only repeat it (deduped)
             log.warning("could not mark %s#%d done", task.task_id, task.attempt, exc_info=True)
-        metrics.TASKS.labels(label, status).inc()
-        metrics.TASK_DURATION.labels(label, status).observe(duration_s)
+        metrics.TASKS.labels(task.kind, label, status).inc()
+        metrics.TASK_DURATION.labels(task.kind, label, status).observe(duration_s)
         self.reporter.event(
             env,
             task,
