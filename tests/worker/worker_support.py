@@ -76,10 +76,15 @@ class Stack:
         *,
         tools: ToolRegistry | None = None,
         executors: ExecutorRegistry | None = None,
+        llm: Any = None,
         **overrides: Any,
     ) -> Worker:
         worker = Worker(
-            self.resources, self.settings(**overrides), tools=tools, executors=executors
+            self.resources,
+            self.settings(**overrides),
+            tools=tools,
+            executors=executors,
+            llm=llm,
         )
         await worker.start()
         self.workers.append(worker)

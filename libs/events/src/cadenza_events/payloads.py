@@ -64,6 +64,19 @@ class TaskError(BaseModel):
     retryable: bool = False
 
 
+class Handoff(BaseModel):
+    """An agent handing its task to another agent (the orchestrator dispatches the task to
+    it as a new attempt, with this conversation as context)."""
+
+    model_config = ConfigDict(frozen=True)
+    agent: str = Field(description="The agent taking over (a name, or name@version)")
+    reason: str = ""
+    from_agent: str = Field(description="The agent handing over")
+    messages: list[dict[str, Any]] = Field(
+        default_factory=list, description="The conversation so far (without the system prompt)"
+    )
+
+
 class TaskResult(Payload):
     """The outcome of one task attempt, published once per (task_id, attempt)."""
 
@@ -76,6 +89,9 @@ class TaskResult(Payload):
     output_ref: str | None = None
     error: TaskError | None = None
     tries: int = Field(default=1, description="Executions inside this attempt (worker retries)")
+    handoff: Handoff | None = Field(
+        default=None, description="Set when an agent handed the task to another agent"
+    )
     worker_id: str | None = None
     started_at: datetime | None = None
     finished_at: datetime = Field(default_factory=utcnow)

@@ -18,7 +18,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from cadenza_events import Envelope, NonRetryableError, TaskError, TaskReady, TaskResult
+from cadenza_events import (
+    Envelope,
+    Handoff,
+    NonRetryableError,
+    TaskError,
+    TaskReady,
+    TaskResult,
+)
 from cadenza_runtime import Resources
 from cadenza_state import TERMINAL_TASK_STATUSES, TaskRecord, TaskStatus, utcnow
 from opentelemetry import trace
@@ -228,7 +235,11 @@ class TaskHandler:
                 objects=self._resources.objects,
                 sessions=self._resources.sessions,
             )
-            return await self._executors.execute(TaskCall(task, params, ctx))
+
+            def emit(kind: str, data: dict[str, Any]) -> None:
+                self.reporter.event(env, task, kind, data=data)
+
+            return await self._executors.execute(TaskCall(task, params, ctx, emit))
 
         def on_retry(number: int, exc: BaseException, delay_s: float) -> None:
             error = to_task_error(exc)
@@ -256,7 +267,10 @@ class TaskHandler:
         duration_s: float,
     ) -> None:
         status, output, output_ref, error = outcome.status, outcome.output, None, outcome.error
-        if status == "succeeded":
+        handoff = output if isinstance(output, Handoff) else None
+        if handoff is not None:
+            output = None  # the task goes on with another agent; it has no output yet
+        elif status == "succeeded":
             try:
                 output, output_ref = await self._claims.store_output(task, output)
             except InvalidOutputError as exc:
@@ -272,6 +286,7 @@ class TaskHandler:
             output_ref=output_ref,
             error=error,
             tries=outcome.tries,
+            handoff=handoff,
             worker_id=self._settings.worker_id,
             started_at=started_at,
         )

@@ -8,7 +8,8 @@ executor (execution.py / handler.py), so an executor only turns params into an o
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cadenza_events import TaskReady
@@ -31,6 +32,8 @@ class TaskCall:
     task: TaskReady
     params: dict[str, Any]
     context: ToolContext
+    # Publishes a run event (kind, data) for the timeline; executors report their steps here.
+    emit: Callable[[str, dict[str, Any]], None] = field(default=lambda _kind, _data: None)
 
     @property
     def try_number(self) -> int:

@@ -82,6 +82,24 @@ class WorkerSettings(BaseSettings):
         description="On stop, how long running tasks may finish before they are cancelled "
         "(their task.ready is redelivered to another worker).",
     )
+    agent_schema_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="How many times an agent's answer that does not match its output_schema "
+        "is sent back to the model (with the validation error) before the task fails.",
+    )
+    agent_observation_chars: int = Field(
+        default=4_000,
+        ge=100,
+        description="Tool results and errors shown to the model are cut to this many characters.",
+    )
+    agent_tool_timeout_s: float = Field(
+        default=30.0, gt=0, description="Time limit of one tool call made by an agent."
+    )
+    agent_max_tokens_per_turn: int = Field(
+        default=512, ge=1, description="max_tokens of each LLM call an agent makes."
+    )
     metrics_port: int = Field(
         default=9102, ge=0, le=65535, description="Prometheus /metrics port (0 disables)."
     )

@@ -6,8 +6,10 @@ import logging
 from typing import Any
 
 from cadenza_events import Consumer, ConsumerOptions, Envelope, RetryPolicy, Topic
+from cadenza_llm import ProviderRegistry
 from cadenza_runtime import Resources
 
+from .agents import AgentExecutor, LoopLimits
 from .handler import TaskHandler
 from .journal import EffectJournal
 from .kinds import ExecutorRegistry, ToolExecutor
@@ -24,8 +26,9 @@ _HANDLER_RETRY = RetryPolicy(max_attempts=5, initial_backoff_s=0.2, max_backoff_
 class Worker:
     """`Worker(resources, settings)`; `await start()` / `await stop()`.
 
-    ``tools`` replaces the built-in tool registry; ``executors`` the kind registry (by default
-    `tool` only — register `agent` there once it exists).
+    ``tools`` replaces the built-in tool registry; ``llm`` the LLM providers agents use (by
+    default from `LLMSettings`, i.e. `CADENZA_LLM_*`); ``executors`` the kind registry (by
+    default `tool` and `agent`).
     """
 
     def __init__(
@@ -35,13 +38,29 @@ class Worker:
         *,
         tools: ToolRegistry | None = None,
         executors: ExecutorRegistry | None = None,
+        llm: ProviderRegistry | None = None,
     ) -> None:
         self.settings = settings or WorkerSettings()
         self.resources = resources
         self.tools = tools if tools is not None else builtin_tools(self.settings)
         self.journal = EffectJournal(resources.sessions)
+        self.llm = llm if llm is not None else ProviderRegistry()
+        self.agents = AgentExecutor(
+            resources.sessions,
+            resources.state.settings,
+            self.tools,
+            self.journal,
+            self.llm,
+            self.llm.prices,
+            LoopLimits(
+                max_schema_retries=self.settings.agent_schema_retries,
+                max_observation_chars=self.settings.agent_observation_chars,
+                tool_timeout_s=self.settings.agent_tool_timeout_s,
+                max_tokens_per_turn=self.settings.agent_max_tokens_per_turn,
+            ),
+        )
         self.executors = executors or ExecutorRegistry(
-            {"tool": ToolExecutor(self.tools, self.journal)}
+            {"tool": ToolExecutor(self.tools, self.journal), "agent": self.agents}
         )
         self._handler = TaskHandler(resources, self.settings, self.executors)
         self._consumer: Consumer | None = None
@@ -83,3 +102,5 @@ class Worker:
             await consumer.stop()
         await self._handler.reporter.drain()
         await self.tools.aclose()
+        await self.agents.aclose()
+        await self.llm.aclose()

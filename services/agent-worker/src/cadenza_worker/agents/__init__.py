@@ -1,0 +1,26 @@
+"""kind=agent: LLM + tool loops run as checkpointed LangGraph graphs."""
+
+from .accounting import Accounting, CallSite
+from .checkpoints import open_checkpointer
+from .definitions import AgentDefinitions, UnknownAgentError, split_ref
+from .errors import AgentOutputError, BudgetExceededError
+from .executor import AgentExecutor, initial_messages, thread_id
+from .loop import AgentLoop, AgentRun, LoopLimits, handoff_tool_name
+
+__all__ = [
+    "Accounting",
+    "AgentDefinitions",
+    "AgentExecutor",
+    "AgentLoop",
+    "AgentOutputError",
+    "AgentRun",
+    "BudgetExceededError",
+    "CallSite",
+    "LoopLimits",
+    "UnknownAgentError",
+    "handoff_tool_name",
+    "initial_messages",
+    "open_checkpointer",
+    "split_ref",
+    "thread_id",
+]

@@ -1,0 +1,193 @@
+"""kind=agent: run a pinned agent definition as a checkpointed LangGraph loop.
+
+Thread id = ``{task_id}:{attempt}``. Three ways in:
+- no checkpoint for this attempt → a fresh loop, or, when an earlier attempt of the task left
+  a checkpoint (its worker was lost and the task re-dispatched), that attempt's state;
+- a checkpoint with a next step → resume there (a redelivery after a crash, or a retry);
+- a finished checkpoint → its answer (the worker died after the loop but before reporting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import AsyncExitStack
+from typing import Any, cast
+
+from cadenza_events import Handoff, TaskReady
+from cadenza_llm import PriceTable, ProviderRegistry
+from cadenza_state import StateSettings
+from cadenza_workflow import AgentSpec
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ..journal import EffectJournal
+from ..kinds import TaskCall
+from ..tools import ToolRegistry
+from . import metrics
+from .accounting import Accounting, CallSite
+from .checkpoints import open_checkpointer
+from .definitions import AgentDefinitions, split_ref
+from .loop import AgentLoop, AgentRun, LoopLimits
+from .state import AgentState
+
+tracer = trace.get_tracer("cadenza.worker")
+
+
+class AgentExecutor:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        state_settings: StateSettings,
+        tools: ToolRegistry,
+        journal: EffectJournal,
+        llm: ProviderRegistry,
+        prices: PriceTable,
+        limits: LoopLimits | None = None,
+    ) -> None:
+        self._definitions = AgentDefinitions(sessions)
+        self._accounting = Accounting(sessions)
+        self._state_settings = state_settings
+        self._tools = tools
+        self._journal = journal
+        self._llm = llm
+        self._prices = prices
+        self._limits = limits or LoopLimits()
+        self._stack = AsyncExitStack()
+        self._saver: BaseCheckpointSaver[str] | None = None
+        self._saver_lock = asyncio.Lock()
+
+    def label(self, task: TaskReady) -> str:
+        return split_ref(task.name)[0] if "@" in task.name else task.name
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+        self._saver = None
+
+    async def checkpointer(self) -> BaseCheckpointSaver[str]:
+        """Opened on first use (a worker that never runs an agent never connects)."""
+        async with self._saver_lock:
+            if self._saver is None:
+                self._saver = await self._stack.enter_async_context(
+                    open_checkpointer(self._state_settings)
+                )
+            return self._saver
+
+    async def execute(self, call: TaskCall) -> Any:
+        task, ctx = call.task, call.context
+        spec, version = await self._definitions.load(ctx.tenant_id, task.name)
+        provider, model = self._llm.resolve(spec.model)
+        run = AgentRun(
+            spec=spec,
+            provider=provider,
+            model=model,
+            tools={name: tool for name in spec.tools if (tool := self._tools.get(name))},
+            ctx=ctx,
+            site=CallSite(
+                ctx.tenant_id, task.run_id, task.task_id, task.attempt, spec.name, version
+            ),
+            accounting=self._accounting,
+            journal=self._journal,
+            prices=self._prices,
+            limits=self._limits,
+            emit=call.emit,
+        )
+        graph = AgentLoop(run).compile(await self.checkpointer())
+        config: RunnableConfig = {
+            "configurable": {"thread_id": thread_id(task.task_id, task.attempt)},
+            # model + tools per turn, plus schema retries: well above any legal path.
+            "recursion_limit": 4 * spec.max_iterations + 10,
+        }
+        attributes: dict[str, AttributeValue] = {
+            "cadenza.agent.name": spec.name,
+            "cadenza.agent.version": version,
+            "gen_ai.agent.name": spec.name,
+            "cadenza.task_id": task.task_id,
+            "cadenza.attempt": task.attempt,
+        }
+        with tracer.start_as_current_span(f"agent {spec.name}", attributes=attributes) as span:
+            values, how = await self._run(graph, config, call, spec)
+            span.set_attribute("cadenza.agent.start", how)
+            span.set_attribute("cadenza.agent.turns", values.get("turns", 0))
+        return _output(values)
+
+    async def _run(
+        self,
+        graph: CompiledStateGraph[Any],
+        config: RunnableConfig,
+        call: TaskCall,
+        spec: AgentSpec,
+    ) -> tuple[AgentState, str]:
+        snapshot = await graph.aget_state(config)
+        if snapshot.values:
+            if not snapshot.next:
+                return cast(AgentState, snapshot.values), "finished"
+            metrics.AGENT_RESUMES.labels(spec.name).inc()
+            return cast(AgentState, await graph.ainvoke(None, config)), "resumed"
+        earlier = await self._earlier_attempt(graph, call.task)
+        if earlier is not None:
+            metrics.AGENT_RESUMES.labels(spec.name).inc()
+            if "final" in earlier or "handoff" in earlier:
+                return earlier, "finished"
+            return cast(AgentState, await graph.ainvoke(earlier, config)), "resumed"
+        initial: AgentState = {"messages": initial_messages(spec, call.params), "turns": 0}
+        return cast(AgentState, await graph.ainvoke(initial, config)), "fresh"
+
+    @staticmethod
+    async def _earlier_attempt(
+        graph: CompiledStateGraph[Any], task: TaskReady
+    ) -> AgentState | None:
+        """The newest checkpointed state of an earlier attempt of this task, if any."""
+        for attempt in range(task.attempt - 1, 0, -1):
+            config: RunnableConfig = {
+                "configurable": {"thread_id": thread_id(task.task_id, attempt)}
+            }
+            snapshot = await graph.aget_state(config)
+            if snapshot.values:
+                return cast(AgentState, dict(snapshot.values))
+        return None
+
+
+def thread_id(task_id: str, attempt: int) -> str:
+    return f"{task_id}:{attempt}"
+
+
+def initial_messages(spec: AgentSpec, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """System prompt, then the task: its prompt, its other params as context, and — after a
+    handoff — the conversation the previous agent had."""
+    context = {k: v for k, v in params.items() if k not in {"prompt", "handoff"}}
+    prompt = params.get("prompt")
+    user = str(prompt) if prompt is not None else "Do the task described by the context."
+    if context:
+        user += "\n\nContext:\n" + json.dumps(context, default=str, ensure_ascii=False)
+    messages: list[dict[str, Any]] = [{"role": "system", "content": spec.system_prompt}]
+    handoff = params.get("handoff")
+    if isinstance(handoff, dict):
+        transcript = "\n".join(
+            f"{m.get('role')}: {m.get('content')}"
+            for m in handoff.get("messages", [])
+            if m.get("role") in {"user", "assistant"} and m.get("content")
+        )
+        user = (
+            f"Agent {handoff.get('from')!r} handed this task to you: {handoff.get('reason')}\n"
+            f"Their conversation so far:\n{transcript[-8000:]}\n\n{user}"
+        )
+    messages.append({"role": "user", "content": user})
+    return messages
+
+
+def _output(values: AgentState) -> Any:
+    handoff = values.get("handoff")
+    if handoff is not None:
+        conversation = [m for m in values.get("messages", []) if m.get("role") != "system"]
+        return Handoff(
+            agent=handoff["agent"],
+            reason=handoff.get("reason", ""),
+            from_agent=handoff.get("from", ""),
+            messages=conversation,
+        )
+    return values.get("final")

@@ -1,0 +1,443 @@
+"""One agent task as a LangGraph `StateGraph`: model ⇄ tools until a final answer.
+
+    START ─▶ (resume point) ─▶ model ──tool calls──▶ tools ─┐
+                                 ▲ └─final / handoff─▶ END   │
+                                 └───────────────────────────┘
+
+Every step is checkpointed (thread = task attempt), so a worker that dies mid-loop resumes
+at the step it was in; completed tool calls are already in the checkpointed messages and
+are not made again. The last allowed turn offers no tools, so the loop always ends with an
+answer (or a clear failure) within `max_iterations` LLM calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+from cadenza_events import CadenzaError
+from cadenza_llm import (
+    ChatRequest,
+    ChatResponse,
+    PriceTable,
+    Provider,
+    ToolCall,
+    ToolSpec,
+    assistant_message,
+    tool_message,
+)
+from cadenza_state import utcnow
+from cadenza_workflow import AgentSpec
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from opentelemetry import trace
+from pydantic import ValidationError
+
+from ..journal import EffectJournal
+from ..kinds import invoke_tool
+from ..tools import Tool, ToolContext, agent_tool_schema
+from . import metrics
+from .accounting import Accounting, CallSite
+from .errors import AgentOutputError, BudgetExceededError
+from .state import AgentState
+
+log = logging.getLogger("cadenza.worker.agents")
+tracer = trace.get_tracer("cadenza.worker")
+
+HANDOFF_PREFIX = "handoff_to_"
+_HANDOFF_PARAMETERS = {
+    "type": "object",
+    "properties": {
+        "reason": {"type": "string", "description": "Why the other agent should take over."}
+    },
+    "required": ["reason"],
+}
+
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class LoopLimits:
+    max_schema_retries: int = 2
+    max_observation_chars: int = 4_000
+    tool_timeout_s: float = 30.0
+    max_tokens_per_turn: int = 512
+
+
+@dataclass
+class AgentRun:
+    """Everything one agent task attempt needs; the graph's nodes close over it."""
+
+    spec: AgentSpec
+    provider: Provider
+    model: str
+    tools: dict[str, Tool]  # the allowlisted tools this worker has
+    ctx: ToolContext
+    site: CallSite
+    accounting: Accounting
+    journal: EffectJournal
+    prices: PriceTable
+    limits: LoopLimits = field(default_factory=LoopLimits)
+    emit: EventSink = lambda _kind, _data: None
+
+    @property
+    def agent(self) -> str:
+        return self.spec.name
+
+
+def handoff_tool_name(agent: str) -> str:
+    return HANDOFF_PREFIX + re.sub(r"[^A-Za-z0-9_-]", "_", agent)[: 64 - len(HANDOFF_PREFIX)]
+
+
+class AgentLoop:
+    def __init__(self, run: AgentRun) -> None:
+        self.run = run
+        self._handoffs = {handoff_tool_name(a): a for a in run.spec.handoffs}
+        self._tool_specs = self._offered_tools()
+
+    def compile(self, checkpointer: BaseCheckpointSaver[str]) -> CompiledStateGraph[Any]:
+        graph = StateGraph(AgentState)
+        graph.add_node("model", self._model)
+        graph.add_node("tools", self._tools)
+        graph.add_conditional_edges(START, self._resume_point, ["model", "tools"])
+        graph.add_conditional_edges("model", self._after_model, ["model", "tools", END])
+        graph.add_conditional_edges("tools", self._after_tools, ["model", END])
+        return graph.compile(checkpointer=checkpointer)
+
+    # -- routing -------------------------------------------------------------------------
+
+    @staticmethod
+    def _resume_point(state: AgentState) -> str:
+        """Tool calls the model asked for but whose results are missing run first."""
+        messages = state.get("messages", [])
+        return "tools" if messages and _pending_tool_calls(messages) else "model"
+
+    def _after_model(self, state: AgentState) -> str:
+        if "final" in state or "handoff" in state:
+            return END
+        if _pending_tool_calls(state["messages"]):
+            return "tools"
+        return "model"  # an answer sent back for not matching the schema
+
+    @staticmethod
+    def _after_tools(state: AgentState) -> str:
+        return END if "handoff" in state else "model"
+
+    # -- the model step --------------------------------------------------------------------
+
+    async def _model(self, state: AgentState) -> dict[str, Any]:
+        run, spec = self.run, self.run.spec
+        turn = state.get("turns", 0)
+        self._check_budget(state)
+        last_turn = turn + 1 >= spec.max_iterations
+        tools = [] if last_turn else self._tool_specs
+        request = ChatRequest(
+            model=run.model,
+            messages=state["messages"],
+            tools=tools,
+            tool_choice="auto" if tools else "none",
+            response_schema=spec.output_schema,
+            temperature=spec.temperature,
+            max_tokens=run.limits.max_tokens_per_turn,
+        )
+        started_at, started = utcnow(), time.perf_counter()
+        try:
+            response = await run.provider.chat(request)
+        except Exception as exc:
+            await self._record_turn(turn, request, None, started_at, started, exc)
+            metrics.AGENT_TURNS.labels(run.agent, "error").inc()
+            raise
+        cost = await self._record_turn(turn, request, response, started_at, started, None)
+        update: dict[str, Any] = {
+            "messages": [assistant_message(response)],
+            "turns": turn + 1,
+            "tokens": state.get("tokens", 0) + response.usage.total_tokens,
+            "cost_usd": state.get("cost_usd", 0.0) + cost,
+        }
+        if response.tool_calls:
+            metrics.AGENT_TURNS.labels(run.agent, "tool_calls").inc()
+            return update
+        answer, problem = self._final_answer(response.content)
+        if problem is None:
+            metrics.AGENT_TURNS.labels(run.agent, "final").inc()
+            return {**update, "final": answer}
+        metrics.AGENT_TURNS.labels(run.agent, "invalid").inc()
+        retries = state.get("schema_retries", 0)
+        if retries >= run.limits.max_schema_retries or last_turn:
+            raise AgentOutputError(
+                f"agent {run.agent!r}: the final answer does not match its output_schema "
+                f"after {retries + 1} answer(s): {problem}"
+            )
+        feedback = {
+            "role": "user",
+            "content": f"Your answer is invalid: {problem}. Reply again with only JSON that "
+            "matches the required schema.",
+        }
+        return {
+            **update,
+            "messages": [*update["messages"], feedback],
+            "schema_retries": retries + 1,
+        }
+
+    def _final_answer(self, content: str | None) -> tuple[Any, str | None]:
+        """The accepted answer, or why it is not acceptable."""
+        schema = self.run.spec.output_schema
+        if schema is None:
+            return (content or "").strip(), None
+        try:
+            value = json.loads(content or "")
+        except json.JSONDecodeError as exc:
+            return None, f"not JSON ({exc.msg} at position {exc.pos})"
+        validator = jsonschema.validators.validator_for(schema)(schema)
+        errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+        if errors:
+            return None, "; ".join(
+                f"at {'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message[:200]}"
+                for e in errors[:5]
+            )
+        return value, None
+
+    def _check_budget(self, state: AgentState) -> None:
+        budget = self.run.spec.budget
+        if budget is None:
+            return
+        tokens, cost = state.get("tokens", 0), state.get("cost_usd", 0.0)
+        if budget.max_tokens is not None and tokens >= budget.max_tokens:
+            raise BudgetExceededError(
+                f"agent {self.run.agent!r} used {tokens} tokens (budget {budget.max_tokens})"
+            )
+        if budget.max_usd is not None and cost >= budget.max_usd:
+            raise BudgetExceededError(
+                f"agent {self.run.agent!r} spent ${cost:.6f} (budget ${budget.max_usd})"
+            )
+
+    async def _record_turn(
+        self,
+        turn: int,
+        request: ChatRequest,
+        response: ChatResponse | None,
+        started_at: Any,
+        started: float,
+        error: BaseException | None,
+    ) -> float:
+        run = self.run
+        latency_ms = (time.perf_counter() - started) * 1000
+        provider = response.provider if response else run.provider.name
+        model = response.model if response else run.model
+        cost = run.prices.cost(provider, model, response.usage) if response else 0.0
+        if response is not None:
+            labels = (run.site.tenant_id, run.agent, model)
+            metrics.AGENT_TOKENS.labels(*labels, "input").inc(response.usage.input_tokens)
+            metrics.AGENT_TOKENS.labels(*labels, "output").inc(response.usage.output_tokens)
+            metrics.AGENT_COST.labels(*labels).inc(cost)
+        tool_calls = [c.model_dump() for c in response.tool_calls] if response else None
+        await run.accounting.llm_call(
+            run.site,
+            turn=turn,
+            provider=provider,
+            model=model,
+            request=request.model_dump(mode="json", exclude_none=True),
+            response=_response_record(response),
+            tool_calls=tool_calls or None,
+            input_tokens=response.usage.input_tokens if response else 0,
+            output_tokens=response.usage.output_tokens if response else 0,
+            cost_usd=cost,
+            latency_ms=response.latency_ms if response else latency_ms,
+            status="ok" if error is None else "error",
+            error=_error_record(error),
+            started_at=started_at,
+        )
+        run.emit(
+            "llm.call",
+            {
+                "agent": run.agent,
+                "turn": turn,
+                "model": f"{provider}:{model}",
+                "input_tokens": response.usage.input_tokens if response else 0,
+                "output_tokens": response.usage.output_tokens if response else 0,
+                "cost_usd": cost,
+                "latency_ms": round(latency_ms, 3),
+                "tool_calls": [c["name"] for c in tool_calls or []],
+                "status": "ok" if error is None else "error",
+            },
+        )
+        return cost
+
+    # -- the tools step --------------------------------------------------------------------
+
+    async def _tools(self, state: AgentState) -> dict[str, Any]:
+        run = self.run
+        messages = state["messages"]
+        turn = max(state.get("turns", 1) - 1, 0)
+        index = state.get("tool_calls_made", 0)
+        replies: list[dict[str, Any]] = []
+        for call in _pending_tool_calls(messages):
+            target = self._handoffs.get(call.name)
+            if target is not None:
+                metrics.AGENT_HANDOFFS.labels(run.agent).inc()
+                reason = str(call.arguments.get("reason", ""))[:2000]
+                replies.append(tool_message(call, json.dumps({"handed_off_to": target})))
+                await self._record_tool(turn, index, call, {"agent": target}, "ok", None, 0.0)
+                run.emit("agent.handoff", {"agent": run.agent, "to": target, "reason": reason})
+                return {
+                    "messages": replies,
+                    "tool_calls_made": index + 1,
+                    "handoff": {"agent": target, "reason": reason, "from": run.agent},
+                }
+            reply = await self._call_tool(turn, index, call)
+            replies.append(tool_message(call, reply))
+            index += 1
+        return {"messages": replies, "tool_calls_made": index}
+
+    async def _call_tool(self, turn: int, index: int, call: ToolCall) -> str:
+        """Run one tool call; whatever happens, the model gets a bounded observation."""
+        run = self.run
+        started = time.perf_counter()
+        tool = run.tools.get(call.name)
+        if call.name not in run.spec.tools or tool is None:
+            reason = (
+                f"tool {call.name!r} is not allowed for agent {run.agent!r}"
+                if call.name not in run.spec.tools
+                else f"tool {call.name!r} is not available on this worker"
+            )
+            log.warning("%s (task %s)", reason, run.site.task_id)
+            trace.get_current_span().add_event(
+                "agent.tool_refused", {"cadenza.tool.name": call.name, "reason": reason}
+            )
+            await self._record_tool(turn, index, call, None, "refused", reason, 0.0)
+            return self._observation({"error": reason})
+        params_model = getattr(tool, "params_model", None)
+        if params_model is not None:
+            try:
+                params_model.model_validate(call.arguments)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
+                    for e in exc.errors(include_url=False)
+                )
+                await self._record_tool(turn, index, call, None, "invalid_args", problems, 0.0)
+                return self._observation({"error": f"invalid arguments: {problems}"})
+        try:
+            async with asyncio.timeout(run.limits.tool_timeout_s):
+                result = await invoke_tool(tool, call.arguments, run.ctx, run.journal, index)
+        except TimeoutError:
+            reason = f"tool {call.name!r} timed out after {run.limits.tool_timeout_s:g}s"
+            await self._record_tool(turn, index, call, None, "timeout", reason, _ms(started))
+            return self._observation({"error": reason})
+        except CadenzaError as exc:
+            await self._record_tool(turn, index, call, None, "error", str(exc), _ms(started))
+            return self._observation({"error": str(exc)[:1000], "code": exc.code})
+        except Exception as exc:  # a tool bug is an observation too, never a crashed loop
+            log.warning("tool %s failed in task %s", call.name, run.site.task_id, exc_info=True)
+            message = f"{type(exc).__name__}: {exc}"[:1000]
+            await self._record_tool(turn, index, call, None, "error", message, _ms(started))
+            return self._observation({"error": message})
+        await self._record_tool(turn, index, call, result, "ok", None, _ms(started))
+        return self._observation(result)
+
+    async def _record_tool(
+        self,
+        turn: int,
+        index: int,
+        call: ToolCall,
+        result: Any,
+        status: str,
+        error: str | None,
+        latency_ms: float,
+    ) -> None:
+        run = self.run
+        metrics.AGENT_TOOL_CALLS.labels(run.agent, status).inc()
+        await run.accounting.tool_call(
+            run.site,
+            turn=turn,
+            call_index=index,
+            call_id=call.id,
+            tool=call.name,
+            arguments=call.arguments,
+            result=result,
+            status=status,
+            error=error,
+            latency_ms=latency_ms,
+            started_at=utcnow(),
+        )
+        run.emit(
+            "tool.call",
+            {
+                "agent": run.agent,
+                "turn": turn,
+                "call_index": index,
+                "tool": call.name,
+                "status": status,
+                "latency_ms": round(latency_ms, 3),
+                **({"error": error[:500]} if error else {}),
+            },
+        )
+
+    def _observation(self, value: Any) -> str:
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        limit = self.run.limits.max_observation_chars
+        return text if len(text) <= limit else text[:limit] + f"… [truncated, {len(text)} chars]"
+
+    def _offered_tools(self) -> list[ToolSpec]:
+        """The allowlisted tools this worker has and can describe, plus one handoff tool per
+        allowed target. (A listed tool the worker lacks is refused if the model calls it.)"""
+        specs: list[ToolSpec] = []
+        for name in self.run.spec.tools:
+            tool = self.run.tools.get(name)
+            schema = agent_tool_schema(tool) if tool is not None else None
+            if schema is not None:
+                specs.append(ToolSpec(**schema))
+        for name, target in self._handoffs.items():
+            specs.append(
+                ToolSpec(
+                    name=name,
+                    description=f"Hand this task over to the agent {target!r}.",
+                    parameters=_HANDOFF_PARAMETERS,
+                )
+            )
+        return specs
+
+
+def _pending_tool_calls(messages: list[dict[str, Any]]) -> list[ToolCall]:
+    """The last assistant message's tool calls that have no tool result yet."""
+    answered: set[str] = set()
+    for message in reversed(messages):
+        if message.get("role") == "tool":
+            answered.add(str(message.get("tool_call_id")))
+            continue
+        if message.get("role") != "assistant":
+            return []
+        calls = []
+        for raw in message.get("tool_calls") or []:
+            if raw["id"] in answered:
+                continue
+            function = raw["function"]
+            arguments = function.get("arguments") or "{}"
+            parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
+            calls.append(ToolCall(id=raw["id"], name=function["name"], arguments=parsed))
+        return calls
+    return []
+
+
+def _response_record(response: ChatResponse | None) -> dict[str, Any] | None:
+    if response is None:
+        return None
+    return response.model_dump(mode="json", exclude={"raw"}, exclude_none=True)
+
+
+def _error_record(error: BaseException | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    return {"type": type(error).__name__, "message": str(error)[:2000]}
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
