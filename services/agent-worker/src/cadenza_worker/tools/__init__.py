@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 from ..settings import WorkerSettings
+from .agent_builtins import CalculatorTool, CurrentTimeTool, calculate
 from .base import Tool, ToolContext, ToolRegistry, agent_tool_schema, has_side_effects
 from .basic import FlakyTool, NoopTool, SleepTool, TransformTool
 from .http import HttpRequestTool, HttpStatusError, ResponseTooLargeError
 from .netguard import BlockedAddressError, blocked_reason, resolve_allowed
+from .reference import DatasetLookupTool, scenario_tools
 
 
 def builtin_tools(settings: WorkerSettings) -> ToolRegistry:
     """A registry with every built-in tool (the names in `cadenza_workflow.BUILTIN_TOOLS`)."""
     return ToolRegistry(
-        [TransformTool(), NoopTool(), SleepTool(), FlakyTool(), HttpRequestTool(settings)]
+        [
+            TransformTool(),
+            NoopTool(),
+            SleepTool(),
+            FlakyTool(),
+            HttpRequestTool(settings),
+            CalculatorTool(),
+            CurrentTimeTool(),
+            *scenario_tools(),
+        ]
     )
 
 
 __all__ = [
     "BlockedAddressError",
+    "CalculatorTool",
+    "CurrentTimeTool",
+    "DatasetLookupTool",
     "FlakyTool",
     "HttpRequestTool",
     "HttpStatusError",
@@ -31,6 +45,8 @@ __all__ = [
     "agent_tool_schema",
     "blocked_reason",
     "builtin_tools",
+    "calculate",
     "has_side_effects",
     "resolve_allowed",
+    "scenario_tools",
 ]

@@ -59,6 +59,11 @@ class HttpRequestTool:
 
     name = "http_request"
     side_effects = True
+    description = (
+        "Make one HTTP request to a public http(s) URL and get back its status, headers "
+        "and body (JSON parsed when the response is JSON)."
+    )
+    params_model = HttpRequestParams
 
     def __init__(self, settings: WorkerSettings) -> None:
         self._allow_private = settings.http_allow_private
