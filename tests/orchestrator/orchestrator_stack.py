@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from cadenza_events import (
     Envelope,
+    Handoff,
     PlanRequested,
     RunEvent,
     TaskError,
@@ -54,7 +55,8 @@ STACKS = [
 
 Reply = dict[str, Any] | None
 """What the fake worker answers to a task.ready: ``{"output": ...}`` (succeeded),
-``{"error": code}`` (failed), ``{"status": "cancelled"}``, or None (stay silent)."""
+``{"error": code}`` (failed), ``{"status": "cancelled"}``, ``{"handoff": {...}}`` (an agent
+handing over), or None (stay silent)."""
 Script = Callable[[TaskReady, dict[str, Any]], Reply | Awaitable[Reply]]
 
 
@@ -117,6 +119,7 @@ class FakeWorker:
             output=reply.get("output"),
             output_ref=reply.get("output_ref"),
             error=error,
+            handoff=Handoff.model_validate(reply["handoff"]) if "handoff" in reply else None,
             worker_id="fake-worker",
             started_at=utcnow(),
         )

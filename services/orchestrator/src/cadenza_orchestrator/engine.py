@@ -273,6 +273,10 @@ class Transition:
         row = self.tasks[d.task_id]
         spec = self.graph.node(d.node_id).spec
         params, params_ref = d.params, d.params_ref
+        name = spec.tool or spec.agent or ""
+        handoff = (params or {}).get("handoff")
+        if spec.kind == "agent" and isinstance(handoff, dict) and handoff.get("agent"):
+            name = str(handoff["agent"])  # handed to another agent: it runs the task now
         if params is not None:
             size, raw = _json_size(params)
             if size > self.settings.claim_check_bytes:
@@ -294,7 +298,7 @@ class Transition:
             node_id=d.node_id,
             attempt=d.attempt,
             kind=spec.kind,
-            name=spec.tool or spec.agent or "",
+            name=name,
             params=params,
             params_ref=params_ref,
             timeout_s=spec.timeout_s,

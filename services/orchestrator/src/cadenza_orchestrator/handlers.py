@@ -124,7 +124,7 @@ class RunHandlers:
             session,
             task_id=row.id,
             attempt=result.attempt,
-            status=result.status,
+            status="handed_off" if result.handoff is not None else result.status,
             worker_id=result.worker_id,
             started_at=result.started_at,
             finished_at=result.finished_at,
@@ -145,7 +145,10 @@ class RunHandlers:
                 nodes = await store.load_nodes(session, run.id, [row.node_id])
                 aggregate = nodes[0] if nodes else None
             return await transition.execute(machine.cancelled_result(row.node_id, row, aggregate))
-        return await transition.execute(machine.apply_result(row.node_id, row, result))
+        outcome = machine.apply_result(
+            row.node_id, row, result, max_handoffs=self.settings.max_handoffs
+        )
+        return await transition.execute(outcome)
 
     # -- shared ---------------------------------------------------------------------------
 

@@ -221,9 +221,14 @@ def ignore_reason(run_status: str, row: TaskRecord, result: TaskResult) -> str |
     return None
 
 
-def apply_result(node_id: str, row: TaskRecord, result: TaskResult) -> Outcome:
+def apply_result(
+    node_id: str, row: TaskRecord, result: TaskResult, *, max_handoffs: int = 3
+) -> Outcome:
     """The current attempt of an open task finished: succeeded stores the output; failed (or
-    cancelled while the run goes on) fails the task — the worker already spent its retries."""
+    cancelled while the run goes on) fails the task — the worker already spent its retries;
+    a handoff sends the task on to another agent (:func:`hand_off`)."""
+    if result.status == "succeeded" and result.handoff is not None:
+        return hand_off(node_id, row, result, max_handoffs)
     base: dict[str, Any] = {"finished_at": result.finished_at, "worker_id": result.worker_id}
     if result.started_at is not None and row.started_at is None:
         base["started_at"] = result.started_at
@@ -249,6 +254,38 @@ def apply_result(node_id: str, row: TaskRecord, result: TaskResult) -> Outcome:
     out = fail_task(node_id, row, error, base)
     out.steps = [InstanceFinished(row.id) if instance else Failed(node_id)]
     return out
+
+
+def hand_off(node_id: str, row: TaskRecord, result: TaskResult, max_handoffs: int) -> Outcome:
+    """An agent handed its task to another agent: the task stays open and is dispatched
+    again — a new attempt — to that agent, with the conversation so far in its params
+    (``handoff``). Past ``max_handoffs`` handoffs of one task, the task fails."""
+    handoff = result.handoff
+    assert handoff is not None
+    params = dict(row.input or {})
+    previous = params.get("handoff")
+    depth = (int(previous.get("depth", 0)) if isinstance(previous, dict) else 0) + 1
+    if depth > max_handoffs:
+        message = (
+            f"agent {handoff.from_agent!r} tried to hand off to {handoff.agent!r}: "
+            f"more than {max_handoffs} handoff(s) for one task"
+        )
+        out = fail_task(node_id, row, error_dict("handoff_depth_exceeded", message))
+        if row.item_index is not None:
+            out.steps = [InstanceFinished(row.id)]
+        return out
+    params["handoff"] = {
+        "agent": handoff.agent,
+        "from": handoff.from_agent,
+        "reason": handoff.reason,
+        "messages": handoff.messages,
+        "depth": depth,
+    }
+    data = {"from": handoff.from_agent, "to": handoff.agent, "reason": handoff.reason}
+    return Outcome(
+        events=[Event("task.handoff", row.id, node_id, S.RUNNING, data | {"depth": depth})],
+        dispatches=[Dispatch(row.id, node_id, row.attempt + 1, params=params, reason="handoff")],
+    )
 
 
 def fail_task(

@@ -40,6 +40,13 @@ class OrchestratorSettings(BaseSettings):
         description="Dispatches of one task (first + re-dispatches after lost workers); when "
         "exhausted the task fails with code worker_lost.",
     )
+    max_handoffs: int = Field(
+        default=3,
+        ge=0,
+        le=20,
+        description="How many times one agent task may be handed from agent to agent; one "
+        "more handoff fails the task with code handoff_depth_exceeded.",
+    )
     requeue_after_s: float = Field(
         default=300.0,
         gt=0,
