@@ -21,8 +21,8 @@ lint: bootstrap
 typecheck: bootstrap
 	$(UV) run mypy
 
-# 2. The whole test suite: starts real Kafka, PostgreSQL, Redis and MinIO (installing what is
-#    missing), then lint, types, and every pytest suite (unit, integration, e2e).
+# 2. The whole test suite: starts real Kafka, PostgreSQL, Redis, MinIO and Prometheus (installing
+#    what is missing), then lint, types, and every pytest suite (unit, integration, e2e).
 test: bootstrap lint typecheck
-	$(UV) run cadenza infra up
+	$(UV) run cadenza infra up --with prometheus
 	$(UV) run pytest

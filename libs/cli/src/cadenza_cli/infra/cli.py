@@ -24,12 +24,25 @@ Only = Annotated[
 ]
 
 
-def _services(only: str | None) -> list[Service]:
-    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+With = Annotated[
+    str | None,
+    typer.Option("--with", help=f"Also these optional services: {','.join(ops.OPTIONAL_NAMES)}."),
+]
+
+
+def _names(value: str | None) -> list[str]:
+    return [n.strip() for n in value.split(",") if n.strip()] if value else []
+
+
+def _services(only: str | None, also: str | None = None, *, running: bool = False) -> list[Service]:
+    """``running``: include optional services that are up (for down and status)."""
+    extra = _names(also)
+    if running and not only:
+        extra += [n for n in ops.running_optional(state_dir(), cache_dir()) if n not in extra]
     try:
-        return ops.select(names, state_dir(), cache_dir())
+        return ops.select(_names(only) or None, state_dir(), cache_dir(), extra)
     except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--only") from e
+        raise typer.BadParameter(str(e), param_hint="--only/--with") from e
 
 
 def _fail(errors: list[InfraError]) -> None:
@@ -39,9 +52,9 @@ def _fail(errors: list[InfraError]) -> None:
 
 
 @infra_app.command()
-def up(only: Only = None) -> None:
+def up(only: Only = None, also: With = None) -> None:
     """Install what is missing, start what is stopped, wait until everything is healthy."""
-    services = _services(only)
+    services = _services(only, also)
     report = ops.Reporter(typer.echo)
     state = state_dir()
     typer.echo(f"state: {state}  cache: {cache_dir()}")
@@ -66,7 +79,7 @@ def down(
     ] = False,
 ) -> None:
     """Stop exactly the processes `up` started (by pid file)."""
-    services = _services(only)
+    services = _services(only, running=True)
     report = ops.Reporter(typer.echo)
     with ops.state_lock(state_dir()):
         errors = ops.down(services, report, purge)
@@ -79,7 +92,7 @@ def down(
 def status(only: Only = None) -> None:
     """Show each service's address, pid and health; exit 1 unless all are healthy."""
     t = time.monotonic()
-    rows = ops.statuses(_services(only))
+    rows = ops.statuses(_services(only, running=True))
     typer.echo(ops.format_status(rows))
     typer.echo(f"state: {state_dir()}  ({time.monotonic() - t:.1f}s)")
     if not ops.all_healthy(rows):

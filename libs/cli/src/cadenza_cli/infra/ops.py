@@ -17,21 +17,32 @@ from cadenza_cli.infra.base import Service
 from cadenza_cli.infra.kafka import Kafka
 from cadenza_cli.infra.minio import Minio
 from cadenza_cli.infra.postgres import Postgres
+from cadenza_cli.infra.prometheus import Prometheus
 from cadenza_cli.infra.redis import Redis
 
 SERVICE_TYPES: tuple[type[Service], ...] = (Kafka, Postgres, Redis, Minio)
 SERVICE_NAMES: tuple[str, ...] = tuple(t.name for t in SERVICE_TYPES)
+# Started only when asked for (`up --with prometheus`, or named in --only).
+OPTIONAL_TYPES: tuple[type[Service], ...] = (Prometheus,)
+OPTIONAL_NAMES: tuple[str, ...] = tuple(t.name for t in OPTIONAL_TYPES)
 POLICY_RC = Path("/usr/sbin/policy-rc.d")
 
 
-def select(names: Sequence[str] | None, state: Path, cache: Path) -> list[Service]:
-    wanted = list(names) if names else list(SERVICE_NAMES)
-    unknown = sorted(set(wanted) - set(SERVICE_NAMES))
+def select(
+    names: Sequence[str] | None, state: Path, cache: Path, extra: Sequence[str] = ()
+) -> list[Service]:
+    """``names`` (default: every core service) plus the optional ``extra`` ones."""
+    wanted = [*(names or SERVICE_NAMES), *extra]
+    known = SERVICE_NAMES + OPTIONAL_NAMES
+    unknown = sorted(set(wanted) - set(known))
     if unknown:
-        raise ValueError(
-            f"unknown service(s): {', '.join(unknown)}; known: {', '.join(SERVICE_NAMES)}"
-        )
-    return [t(state, cache) for t in SERVICE_TYPES if t.name in wanted]
+        raise ValueError(f"unknown service(s): {', '.join(unknown)}; known: {', '.join(known)}")
+    return [t(state, cache) for t in SERVICE_TYPES + OPTIONAL_TYPES if t.name in wanted]
+
+
+def running_optional(state: Path, cache: Path) -> list[str]:
+    """Optional services started earlier (down and status include them by default)."""
+    return [t.name for t in OPTIONAL_TYPES if t(state, cache).pid() is not None]
 
 
 class Reporter:
