@@ -47,7 +47,9 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def workflow_document_format(content_type: str | None) -> DocumentFormat | None:
+def workflow_document_format(
+    content_type: str | None, what: str = "a workflow"
+) -> DocumentFormat | None:
     """The parser a Content-Type asks for; None (no header) = sniff; anything else → 415."""
     mt = media_type(content_type)
     if not mt:
@@ -57,8 +59,7 @@ def workflow_document_format(content_type: str | None) -> DocumentFormat | None:
     if mt in YAML_MEDIA_TYPES or mt.endswith("+yaml"):
         return "yaml"
     raise UnsupportedMediaType(
-        f"cannot read a workflow from {mt!r}: send application/yaml (or text/yaml) or "
-        "application/json",
+        f"cannot read {what} from {mt!r}: send application/yaml (or text/yaml) or application/json",
         accepted=sorted(JSON_MEDIA_TYPES | YAML_MEDIA_TYPES),
     )
 

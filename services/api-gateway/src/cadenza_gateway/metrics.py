@@ -30,6 +30,13 @@ RUNS_CANCELLED = Counter(
 WORKFLOW_VERSIONS = Counter(
     "cadenza_gateway_workflow_versions_total", "Workflow versions registered.", ["tenant"]
 )
+AGENT_VERSIONS = Counter(
+    "cadenza_gateway_agent_versions_total", "Agent versions registered.", ["tenant"]
+)
+AGENTS_PINNED = Counter(
+    "cadenza_gateway_agents_pinned_total",
+    "Agent versions pinned into new runs (tasks' agents plus those reachable by handoff).",
+)
 SPEC_ERRORS = Counter(
     "cadenza_gateway_spec_errors_total",
     "Problems found in submitted workflow specs and run inputs, by error code.",

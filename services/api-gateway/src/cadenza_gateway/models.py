@@ -9,6 +9,8 @@ from typing import Any, Literal
 from cadenza_state import TERMINAL_RUN_STATUSES, RunRecord, TaskRecord, WorkflowRecord
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .usage import RunUsage, UsageRollup, UsageTotals
+
 WORKFLOW_REF_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}(@[1-9][0-9]{0,8})?$"
 _REF_RE = re.compile(WORKFLOW_REF_PATTERN)
 
@@ -131,9 +133,13 @@ class TaskPublic(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime | None = None
+    usage: UsageTotals = Field(
+        default_factory=UsageTotals,
+        description="LLM turns, tokens, cost and tool calls of this task (all attempts).",
+    )
 
     @classmethod
-    def from_record(cls, task: TaskRecord) -> TaskPublic:
+    def from_record(cls, task: TaskRecord, usage: UsageTotals | None = None) -> TaskPublic:
         return cls(
             id=task.id,
             node_id=task.node_id,
@@ -149,6 +155,7 @@ class TaskPublic(BaseModel):
             started_at=task.started_at,
             finished_at=task.finished_at,
             updated_at=task.updated_at,
+            usage=usage or UsageTotals(),
         )
 
 
@@ -188,9 +195,19 @@ class RunPublic(RunSummary):
     tasks: list[TaskPublic] = Field(
         default_factory=list, description="Task instances in spec order, then fan-out index."
     )
+    agents: dict[str, int] = Field(
+        default_factory=dict,
+        description="The agent versions this run is pinned to (name → version).",
+    )
+    usage: RunUsage = Field(
+        default_factory=RunUsage,
+        description="LLM tokens, cost and tool calls: in total, per agent and per model.",
+    )
 
     @classmethod
-    def from_run(cls, run: RunRecord, tasks: list[TaskRecord]) -> RunPublic:
+    def from_run(
+        cls, run: RunRecord, tasks: list[TaskRecord], usage: UsageRollup | None = None
+    ) -> RunPublic:
         order = {
             t.get("id"): i for i, t in enumerate(run.spec.get("tasks", [])) if isinstance(t, dict)
         }
@@ -204,7 +221,12 @@ class RunPublic(RunSummary):
             output=run.output,
             error=run.error,
             idempotency_key=run.idempotency_key,
-            tasks=[TaskPublic.from_record(t) for t in ordered],
+            tasks=[
+                TaskPublic.from_record(t, usage.by_task.get(t.id) if usage else None)
+                for t in ordered
+            ],
+            agents=run.spec.get("agents", {}),
+            usage=usage.usage if usage else RunUsage(),
         )
 
 

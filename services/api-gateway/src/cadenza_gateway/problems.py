@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
 
-from cadenza_workflow import ErrorCode, SpecValidationError
+from cadenza_workflow import AgentValidationError, ErrorCode, SpecValidationError
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
@@ -103,6 +103,10 @@ class WorkflowNotFound(ProblemError):
     status, slug, title = 404, "workflow-not-found", "Workflow not found"
 
 
+class AgentNotFound(ProblemError):
+    status, slug, title = 404, "agent-not-found", "Agent not found"
+
+
 class RunNotFound(ProblemError):
     status, slug, title = 404, "run-not-found", "Run not found"
 
@@ -125,6 +129,10 @@ class InvalidRequest(ProblemError):
 
 class InvalidWorkflow(ProblemError):
     status, slug, title = 422, "invalid-workflow", "Invalid workflow spec"
+
+
+class InvalidAgent(ProblemError):
+    status, slug, title = 422, "invalid-agent", "Invalid agent spec"
 
 
 class InvalidInputs(ProblemError):
@@ -155,7 +163,7 @@ def spec_problem(
 ) -> ProblemError:
     """Map a workflow library error: an unparseable document that is the body → 400
     ``malformed-body``; a run's inputs (``inputs=True``) → ``invalid-inputs``; any other
-    spec problem → ``invalid-workflow``."""
+    spec problem → ``invalid-workflow`` (``invalid-agent`` for an agent definition)."""
     errors = [
         FieldProblem(
             field=_prefixed(field_prefix, e.field),
@@ -172,6 +180,8 @@ def spec_problem(
     if inputs:
         detail = str(exc).replace("invalid workflow spec", "invalid run inputs", 1)
         return InvalidInputs(detail, errors=errors)
+    if isinstance(exc, AgentValidationError):
+        return InvalidAgent(str(exc), errors=errors)
     return InvalidWorkflow(str(exc), errors=errors)
 
 

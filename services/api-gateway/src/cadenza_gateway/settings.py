@@ -43,6 +43,12 @@ class GatewaySettings(BaseSettings):
         description="Largest spec + inputs a run may carry: its plan.requested event must fit "
         "in one Kafka message (the broker's default limit is 1 MiB).",
     )
+    agent_tools: list[str] = Field(
+        default_factory=list,
+        description="Tool names agents may list in `tools` besides cadenza_workflow."
+        "BUILTIN_TOOLS: the extra tools your workers register (JSON list in the environment, "
+        "e.g. '[\"get_transaction\"]'). Any other name is refused when the agent is registered.",
+    )
     readiness_timeout_s: float = Field(
         default=2.0, gt=0, description="Time limit of each /readyz dependency check."
     )

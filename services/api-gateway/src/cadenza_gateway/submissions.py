@@ -4,13 +4,16 @@ for a different request."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cadenza_state import RunRecord, WorkflowRecord
 from cadenza_workflow import SpecValidationError, WorkflowSpec, parse_spec, resolve_inputs
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
+from . import metrics
+from .agent_pins import matches_pins, resolve_agents
 from .documents import MAX_VALUE_DEPTH, find_non_json, load_workflow_spec, nesting_depth
 from .models import RunCreate
 from .problems import FieldProblem, InvalidInputs, spec_problem
@@ -24,6 +27,7 @@ class RunSubmission:
     workflow_version: int | None
     spec: dict[str, Any]
     inputs: dict[str, Any]
+    parsed: WorkflowSpec
 
 
 async def _inline_spec(source: dict[str, Any] | str) -> tuple[WorkflowSpec, dict[str, Any]]:
@@ -64,6 +68,7 @@ async def prepare_submission(run_in: RunCreate, registered: WorkflowRecord | Non
             workflow_version=registered.version,
             spec=registered.spec,
             inputs=_resolve_inputs(spec, run_in.inputs),
+            parsed=spec,
         )
     assert run_in.spec is not None
     spec, data = await _inline_spec(run_in.spec)
@@ -72,7 +77,25 @@ async def prepare_submission(run_in: RunCreate, registered: WorkflowRecord | Non
         workflow_version=None,
         spec=data,
         inputs=_resolve_inputs(spec, run_in.inputs),
+        parsed=spec,
     )
+
+
+async def pin_agents(
+    submission: RunSubmission, *, session: AsyncSession, tenant_id: str
+) -> RunSubmission:
+    """The submission with its agents pinned (``agent: name@version`` on every agent task,
+    the ``agents`` map completed with handoff targets); 422 naming ``tasks[i].agent`` (under
+    ``spec.`` for an inline spec) when an agent or version is not registered."""
+    try:
+        pins = await resolve_agents(session=session, tenant_id=tenant_id, spec=submission.parsed)
+    except SpecValidationError as exc:
+        inline = submission.workflow_version is None
+        raise spec_problem(exc, field_prefix="spec" if inline else "") from None
+    if not pins.versions:
+        return submission
+    metrics.AGENTS_PINNED.inc(len(pins.versions))
+    return replace(submission, spec=pins.apply(submission.spec))
 
 
 async def replay_mismatch(run: RunRecord, run_in: RunCreate) -> str | None:
@@ -94,7 +117,7 @@ async def replay_mismatch(run: RunRecord, run_in: RunCreate) -> str | None:
             )
         except SpecValidationError:
             return "it sends a different (invalid) spec"
-        if data != run.spec:
+        if not matches_pins(data, run.spec):
             return "it sends a different inline spec"
     try:
         stored = await run_in_threadpool(parse_spec, run.spec)

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from .routes import cancel, events, health, runs, schemas, timeline, workflows
+from .routes import (
+    agents,
+    cancel,
+    datasets,
+    events,
+    health,
+    runs,
+    schemas,
+    timeline,
+    usage,
+    workflows,
+)
 
 api_router = APIRouter()
 api_router.include_router(workflows.router)
+api_router.include_router(agents.router)
 api_router.include_router(runs.router)
+api_router.include_router(usage.router)
 api_router.include_router(cancel.router)
 api_router.include_router(events.router)
 api_router.include_router(timeline.router)
+api_router.include_router(datasets.router)
 api_router.include_router(schemas.router)
 api_router.include_router(health.router)

@@ -15,12 +15,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ... import crud, metrics
+from ...crud import usage as usage_crud
 from ...documents import ensure_fits_in_event
 from ...models import RunCreate, RunPublic, RunsPublic, RunStatusPublic, RunSummary
 from ...pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_time_id_cursor, encode_cursor
 from ...problems import IdempotencyKeyReused, RunNotFound, WorkflowNotFound, problem_responses
 from ...settings import GatewaySettings
-from ...submissions import prepare_submission, replay_mismatch
+from ...submissions import pin_agents, prepare_submission, replay_mismatch
 from ..deps import (
     IdempotencyKeyHeader,
     ResourcesDep,
@@ -123,6 +124,8 @@ async def create_run(
             raise WorkflowNotFound(f"no {which}; register it with POST /v1/workflows")
     # Parsing and validation happen outside any transaction: no lock held while they run.
     submission = await prepare_submission(run_in, registered)
+    async with session.begin():
+        submission = await pin_agents(submission, session=session, tenant_id=tenant)
     ensure_fits_in_event(submission.spec, submission.inputs, settings.max_event_bytes)
     try:
         async with session.begin():
@@ -211,10 +214,12 @@ async def list_runs(
     responses=problem_responses(404),
 )
 async def get_run(run_id: RunIdPath, session: SessionDep, tenant: TenantDep) -> RunPublic:
+    """The run, its tasks, its pinned agents and its usage (per task, agent and model)."""
     run = await crud.get_run(session=session, tenant_id=tenant, run_id=run_id, with_tasks=True)
     if run is None:
         raise RunNotFound(f"no run {run_id!r}")
-    return RunPublic.from_run(run, run.tasks)
+    usage = await usage_crud.run_usage(session=session, tenant_id=tenant, run_id=run.id)
+    return RunPublic.from_run(run, run.tasks, usage)
 
 
 @router.get(

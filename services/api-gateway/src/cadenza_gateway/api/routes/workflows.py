@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy.exc import IntegrityError
 
 from ... import crud, metrics
+from ...agent_pins import resolve_agents
 from ...documents import ensure_fits_in_event, load_workflow_spec, workflow_document_format
 from ...models import WorkflowPublic, WorkflowsPublic, WorkflowSummary, WorkflowVersionsPublic
 from ...pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_name_cursor, encode_cursor
@@ -57,6 +58,12 @@ async def register_workflow(
     except SpecValidationError as exc:
         raise spec_problem(exc, malformed_is_400=True) from None
     ensure_fits_in_event(spec_dict, {}, settings.max_event_bytes)
+    # Agents must exist now (422 naming tasks[i].agent); runs pin their versions later.
+    async with session.begin():
+        try:
+            await resolve_agents(session=session, tenant_id=tenant, spec=spec)
+        except SpecValidationError as exc:
+            raise spec_problem(exc) from None
     for attempt in range(1, MAX_VERSION_ATTEMPTS + 1):
         try:
             async with session.begin():

@@ -1,0 +1,122 @@
+"""Usage queries: ``llm_calls`` and ``tool_calls`` grouped in the database, so a run with
+thousands of turns costs one small result set, not thousands of rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from cadenza_state import LLMCallRecord, ToolCallRecord
+from sqlalchemy import Integer, case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..usage import LLMUsageRow, RunUsage, ToolUsageRow, UsageRollup, roll_up
+
+TOOL_OK = "ok"
+
+
+def _window(column: Any, since: datetime | None, until: datetime | None) -> list[Any]:
+    where = []
+    if since is not None:
+        where.append(column >= since)
+    if until is not None:
+        where.append(column < until)
+    return where
+
+
+async def llm_usage(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    run_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[LLMUsageRow]:
+    """LLM turns of one run grouped by task, agent and model (``run_id`` given), else of
+    the whole tenant in [since, until) grouped by agent and model."""
+    per_task = run_id is not None
+    keys: list[Any] = [LLMCallRecord.agent, LLMCallRecord.provider, LLMCallRecord.model]
+    if per_task:
+        keys.insert(0, LLMCallRecord.task_id)
+    where = [LLMCallRecord.tenant_id == tenant_id]
+    if per_task:
+        where.append(LLMCallRecord.run_id == run_id)
+    where += _window(LLMCallRecord.created_at, since, until)
+    stmt = (
+        select(
+            *keys,
+            func.count(),
+            func.coalesce(func.sum(LLMCallRecord.input_tokens), 0),
+            func.coalesce(func.sum(LLMCallRecord.output_tokens), 0),
+            func.coalesce(func.sum(LLMCallRecord.cost_usd), 0.0),
+        )
+        .where(*where)
+        .group_by(*keys)
+    )
+    rows = []
+    for row in (await session.execute(stmt)).all():
+        task_id = row[0] if per_task else None
+        agent, provider, model, calls, tokens_in, tokens_out, cost = tuple(row)[-7:]
+        rows.append(
+            LLMUsageRow(
+                task_id=task_id,
+                agent=agent,
+                provider=provider,
+                model=model,
+                calls=int(calls),
+                input_tokens=int(tokens_in),
+                output_tokens=int(tokens_out),
+                cost_usd=float(cost),
+            )
+        )
+    return rows
+
+
+async def tool_usage(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    run_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[ToolUsageRow]:
+    """Tool calls of one run grouped by task and agent (``run_id`` given), else of the
+    whole tenant in [since, until) grouped by agent."""
+    per_task = run_id is not None
+    keys: list[Any] = [ToolCallRecord.agent]
+    if per_task:
+        keys.insert(0, ToolCallRecord.task_id)
+    where = [ToolCallRecord.tenant_id == tenant_id]
+    if per_task:
+        where.append(ToolCallRecord.run_id == run_id)
+    where += _window(ToolCallRecord.created_at, since, until)
+    failed = case((ToolCallRecord.status != TOOL_OK, 1), else_=0)
+    stmt = (
+        select(*keys, func.count(), func.coalesce(func.sum(failed), 0).cast(Integer))
+        .where(*where)
+        .group_by(*keys)
+    )
+    rows = []
+    for row in (await session.execute(stmt)).all():
+        task_id = row[0] if per_task else None
+        agent, calls, errors = tuple(row)[-3:]
+        rows.append(
+            ToolUsageRow(task_id=task_id, agent=agent, calls=int(calls), errors=int(errors))
+        )
+    return rows
+
+
+async def run_usage(*, session: AsyncSession, tenant_id: str, run_id: str) -> UsageRollup:
+    """One run's usage: per task instance, per agent, per model and in total."""
+    llm = await llm_usage(session=session, tenant_id=tenant_id, run_id=run_id)
+    tools = await tool_usage(session=session, tenant_id=tenant_id, run_id=run_id)
+    return roll_up(llm, tools)
+
+
+async def tenant_usage(
+    *, session: AsyncSession, tenant_id: str, since: datetime | None, until: datetime | None
+) -> RunUsage:
+    """The tenant's usage in [since, until): per agent, per model and in total."""
+    llm = await llm_usage(session=session, tenant_id=tenant_id, since=since, until=until)
+    tools = await tool_usage(session=session, tenant_id=tenant_id, since=since, until=until)
+    return roll_up(llm, tools).usage
