@@ -27,12 +27,17 @@ class Prometheus(Service):
     marker = "prometheus"
     start_timeout = 60.0
 
-    def __init__(self, state: Path, cache: Path, *, config: Path | None = None) -> None:
+    def __init__(
+        self, state: Path, cache: Path, *, config: Path | None = None, port: int | None = None
+    ) -> None:
         super().__init__(state, cache)
         self.config = config or default_config()
+        self._port = port
 
     @property
     def port(self) -> int:
+        if self._port is not None:
+            return self._port
         return int(os.environ.get("CADENZA_INFRA_PROMETHEUS_PORT") or DEFAULT_PORT)
 
     @property
