@@ -32,7 +32,7 @@ from pydantic import (
 
 from .errors import ErrorCode, SpecError, SpecValidationError
 from .loading import errors_from_pydantic, format_path, load_document
-from .schema import JSON_SCHEMA_DIALECT
+from .schema import published_schema
 from .spec import WORKFLOW_NAME_PATTERN
 
 AGENT_NAME_PATTERN = WORKFLOW_NAME_PATTERN
@@ -294,14 +294,4 @@ def agent_json_schema(schema_id: str = AGENT_SCHEMA_ID) -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of an agent document, generated from :class:`AgentSpec`.
     It checks shape; uniqueness, handoff targets and known tools are checked on registration."""
     generated = AgentSpec.model_json_schema(mode="validation")
-    schema: dict[str, Any] = {"$schema": JSON_SCHEMA_DIALECT, "$id": schema_id, **generated}
-    schema["title"] = "Cadenza agent"
-    schema["properties"] = {
-        "$schema": {
-            "type": "string",
-            "title": "$schema",
-            "description": "URI of this JSON Schema, for editors; ignored by Cadenza.",
-        },
-        **generated["properties"],
-    }
-    return schema
+    return published_schema(generated, schema_id, "Cadenza agent")

@@ -19,12 +19,14 @@ def workflow_json_schema(schema_id: str = WORKFLOW_SCHEMA_ID) -> dict[str, Any]:
     cycles and expressions. A top-level ``$schema`` key is allowed (editors use it).
     """
     generated = WorkflowSpec.model_json_schema(by_alias=True, mode="validation")
-    schema: dict[str, Any] = {
-        "$schema": JSON_SCHEMA_DIALECT,
-        "$id": schema_id,
-        **generated,
-    }
-    schema["title"] = "Cadenza workflow"
+    return published_schema(generated, schema_id, "Cadenza workflow")
+
+
+def published_schema(generated: dict[str, Any], schema_id: str, title: str) -> dict[str, Any]:
+    """A pydantic-generated schema as Cadenza publishes it: dialect, ``$id``, title, and an
+    optional top-level ``$schema`` property for editors."""
+    schema: dict[str, Any] = {"$schema": JSON_SCHEMA_DIALECT, "$id": schema_id, **generated}
+    schema["title"] = title
     schema["properties"] = {
         "$schema": {
             "type": "string",

@@ -15,13 +15,26 @@ from ..usage import LLMUsageRow, RunUsage, ToolUsageRow, UsageRollup, roll_up
 TOOL_OK = "ok"
 
 
-def _window(column: Any, since: datetime | None, until: datetime | None) -> list[Any]:
-    where = []
+def _scope(
+    model: type[LLMCallRecord] | type[ToolCallRecord],
+    keys: list[Any],
+    *,
+    tenant_id: str,
+    run_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> tuple[list[Any], list[Any]]:
+    """Group-by keys and filters: one run per task (``run_id`` given), else the tenant's
+    rows in [since, until)."""
+    where: list[Any] = [model.tenant_id == tenant_id]
+    if run_id is not None:
+        keys = [model.task_id, *keys]
+        where.append(model.run_id == run_id)
     if since is not None:
-        where.append(column >= since)
+        where.append(model.created_at >= since)
     if until is not None:
-        where.append(column < until)
-    return where
+        where.append(model.created_at < until)
+    return keys, where
 
 
 async def llm_usage(
@@ -34,14 +47,14 @@ async def llm_usage(
 ) -> list[LLMUsageRow]:
     """LLM turns of one run grouped by task, agent and model (``run_id`` given), else of
     the whole tenant in [since, until) grouped by agent and model."""
-    per_task = run_id is not None
-    keys: list[Any] = [LLMCallRecord.agent, LLMCallRecord.provider, LLMCallRecord.model]
-    if per_task:
-        keys.insert(0, LLMCallRecord.task_id)
-    where = [LLMCallRecord.tenant_id == tenant_id]
-    if per_task:
-        where.append(LLMCallRecord.run_id == run_id)
-    where += _window(LLMCallRecord.created_at, since, until)
+    keys, where = _scope(
+        LLMCallRecord,
+        [LLMCallRecord.agent, LLMCallRecord.provider, LLMCallRecord.model],
+        tenant_id=tenant_id,
+        run_id=run_id,
+        since=since,
+        until=until,
+    )
     stmt = (
         select(
             *keys,
@@ -55,7 +68,7 @@ async def llm_usage(
     )
     rows = []
     for row in (await session.execute(stmt)).all():
-        task_id = row[0] if per_task else None
+        task_id = row[0] if run_id is not None else None
         agent, provider, model, calls, tokens_in, tokens_out, cost = tuple(row)[-7:]
         rows.append(
             LLMUsageRow(
@@ -82,14 +95,14 @@ async def tool_usage(
 ) -> list[ToolUsageRow]:
     """Tool calls of one run grouped by task and agent (``run_id`` given), else of the
     whole tenant in [since, until) grouped by agent."""
-    per_task = run_id is not None
-    keys: list[Any] = [ToolCallRecord.agent]
-    if per_task:
-        keys.insert(0, ToolCallRecord.task_id)
-    where = [ToolCallRecord.tenant_id == tenant_id]
-    if per_task:
-        where.append(ToolCallRecord.run_id == run_id)
-    where += _window(ToolCallRecord.created_at, since, until)
+    keys, where = _scope(
+        ToolCallRecord,
+        [ToolCallRecord.agent],
+        tenant_id=tenant_id,
+        run_id=run_id,
+        since=since,
+        until=until,
+    )
     failed = case((ToolCallRecord.status != TOOL_OK, 1), else_=0)
     stmt = (
         select(*keys, func.count(), func.coalesce(func.sum(failed), 0).cast(Integer))
@@ -98,7 +111,7 @@ async def tool_usage(
     )
     rows = []
     for row in (await session.execute(stmt)).all():
-        task_id = row[0] if per_task else None
+        task_id = row[0] if run_id is not None else None
         agent, calls, errors = tuple(row)[-3:]
         rows.append(
             ToolUsageRow(task_id=task_id, agent=agent, calls=int(calls), errors=int(errors))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from cadenza_state import WorkflowRecord
 from cadenza_workflow import SpecValidationError
 from fastapi import APIRouter, Path, Query, Request, Response
-from sqlalchemy.exc import IntegrityError
 
 from ... import crud, metrics
 from ...agent_pins import resolve_agents
@@ -14,13 +14,10 @@ from ...documents import ensure_fits_in_event, load_workflow_spec, workflow_docu
 from ...models import WorkflowPublic, WorkflowsPublic, WorkflowSummary, WorkflowVersionsPublic
 from ...pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_name_cursor, encode_cursor
 from ...problems import WorkflowNotFound, problem_responses, spec_problem
+from ...versioning import insert_version
 from ..deps import SessionDep, SettingsDep, TenantDep
 
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"], responses=problem_responses(422))
-
-# Concurrent registrations of one name race for the next version number; each loser
-# retries with a fresh max(version). Enough for a burst of simultaneous registrations.
-MAX_VERSION_ATTEMPTS = 20
 
 _SPEC_BODY = {
     "requestBody": {
@@ -64,23 +61,20 @@ async def register_workflow(
             await resolve_agents(session=session, tenant_id=tenant, spec=spec)
         except SpecValidationError as exc:
             raise spec_problem(exc) from None
-    for attempt in range(1, MAX_VERSION_ATTEMPTS + 1):
-        try:
-            async with session.begin():
-                record = await crud.insert_next_version(
-                    session=session, tenant_id=tenant, name=spec.name, spec=spec_dict
-                )
-                crud.record_audit(
-                    session=session,
-                    tenant_id=tenant,
-                    action="workflow.registered",
-                    subject=f"workflow:{record.name}@{record.version}",
-                )
-            break
-        except IntegrityError:
-            metrics.WRITE_CONFLICTS.labels("workflow_version").inc()
-            if attempt == MAX_VERSION_ATTEMPTS:
-                raise
+
+    async def insert() -> WorkflowRecord:
+        record = await crud.insert_next_version(
+            session=session, tenant_id=tenant, name=spec.name, spec=spec_dict
+        )
+        crud.record_audit(
+            session=session,
+            tenant_id=tenant,
+            action="workflow.registered",
+            subject=f"workflow:{record.name}@{record.version}",
+        )
+        return record
+
+    record = await insert_version(session, insert, "workflow_version")
     metrics.WORKFLOW_VERSIONS.labels(tenant).inc()
     response.headers["Location"] = (
         f"{settings.public_url}/v1/workflows/{record.name}/versions/{record.version}"
