@@ -110,12 +110,22 @@ def describe(sse: SseEvent) -> str | None:
         detail.append(f"attempt {data['attempt']}")
     if kind == "task.finished" and "duration_s" in data:
         detail.append(f"{data['duration_s'] * 1000:.0f} ms")
+    if kind == "llm.call":
+        detail.append(
+            f"{data.get('model')} turn {data.get('turn')}: {data.get('input_tokens')} in / "
+            f"{data.get('output_tokens')} out tokens, ${data.get('cost_usd', 0):.4f}, "
+            f"{data.get('latency_ms', 0):.0f} ms"
+        )
+    if kind == "tool.call":
+        detail.append(
+            f"{data.get('tool')} {data.get('status')}, {data.get('latency_ms', 0):.0f} ms"
+        )
     if kind == "task.retrying":
         detail.append(f"try {data.get('try')} failed: {(data.get('error') or {}).get('code')}")
     error = data.get("error")
     if isinstance(error, dict) and kind in ("task.failed", "run.failed"):
         detail.append(str(error.get("message") or error.get("code") or error)[:120])
-    status = event.get("status") or ""
+    status = event.get("status") or data.get("status") or ""
     what = kind if not task else f"{task:<24} {kind}"
     suffix = f" ({', '.join(detail)})" if detail else ""
     return f"[{sse.id or '-':>4}] {at}  {what:<40} {status}{suffix}".rstrip()
