@@ -25,6 +25,7 @@ SUPPORT = {
         },
     ],
     "output": "${{ tasks.close.output.reply }}",
+    "agents": {"tier1": 1, "tier2": 4},  # what the gateway pinned when the run started
 }
 
 
@@ -42,7 +43,7 @@ def hand(to: str, by: str) -> dict[str, Any]:
 def tier_chain(ready: TaskReady, params: dict[str, Any]) -> Reply:
     if ready.node_id == "close":
         return {"output": params}
-    return {"tier1@1": hand("tier2", "tier1"), "tier2": {"output": "refunded"}}[ready.name]
+    return {"tier1@1": hand("tier2", "tier1"), "tier2@4": {"output": "refunded"}}[ready.name]
 
 
 async def test_a_handoff_dispatches_the_task_to_the_other_agent_with_the_conversation(
@@ -56,7 +57,7 @@ async def test_a_handoff_dispatches_the_task_to_the_other_agent_with_the_convers
 
     first, second = stack.worker.by_node("answer")
     assert (first.name, first.attempt) == ("tier1@1", 1)
-    assert (second.name, second.attempt) == ("tier2", 2)
+    assert (second.name, second.attempt) == ("tier2@4", 2)  # the run's pinned version
     handoff = stack.worker.params[(second.task_id, 2)]["handoff"]
     assert handoff["from"] == "tier1"
     assert handoff["depth"] == 1

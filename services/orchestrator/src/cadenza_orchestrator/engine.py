@@ -276,7 +276,7 @@ class Transition:
         name = spec.tool or spec.agent or ""
         handoff = (params or {}).get("handoff")
         if spec.kind == "agent" and isinstance(handoff, dict) and handoff.get("agent"):
-            name = str(handoff["agent"])  # handed to another agent: it runs the task now
+            name = self._pinned_agent(str(handoff["agent"]))  # handed over: it runs the task
         if params is not None:
             size, raw = _json_size(params)
             if size > self.settings.claim_check_bytes:
@@ -315,6 +315,13 @@ class Transition:
             data["item_index"] = row.item_index
         self.stage_run_event(Event("task.ready", row.id, d.node_id, "ready", data))
         self.effects.dispatched[d.reason] += 1
+
+    def _pinned_agent(self, name: str) -> str:
+        """``name@version`` as the gateway pinned it for this run (``spec.agents``)."""
+        if "@" in name:
+            return name
+        version = self.graph.spec.agents.get(name)
+        return f"{name}@{version}" if version is not None else name
 
     async def _change_run(self, status: str, output: Any, error: dict[str, Any] | None) -> None:
         self.run.status = status

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from cadenza_events import NonRetryableError
 from cadenza_state import AgentRecord
-from cadenza_workflow import AgentSpec
+from cadenza_workflow import AgentSpec, parse_agent_ref
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,12 +19,10 @@ class UnknownAgentError(NonRetryableError):
 
 def split_ref(ref: str) -> tuple[str, int | None]:
     """``"name@3"`` → ``("name", 3)``; ``"name"`` → ``("name", None)`` (latest)."""
-    name, sep, version = ref.partition("@")
-    if not sep:
-        return name, None
-    if not version.isdigit():
-        raise UnknownAgentError(f"agent reference {ref!r}: the version must be a number")
-    return name, int(version)
+    try:
+        return parse_agent_ref(ref)
+    except ValueError as exc:
+        raise UnknownAgentError(str(exc)) from exc
 
 
 class AgentDefinitions:

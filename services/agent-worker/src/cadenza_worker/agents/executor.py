@@ -31,7 +31,7 @@ from ..tools import ToolRegistry
 from . import metrics
 from .accounting import Accounting, CallSite
 from .checkpoints import open_checkpointer
-from .definitions import AgentDefinitions, split_ref
+from .definitions import AgentDefinitions
 from .loop import AgentLoop, AgentRun, LoopLimits
 from .state import AgentState
 
@@ -62,7 +62,7 @@ class AgentExecutor:
         self._saver_lock = asyncio.Lock()
 
     def label(self, task: TaskReady) -> str:
-        return split_ref(task.name)[0] if "@" in task.name else task.name
+        return task.name.partition("@")[0]  # bounded: agent names, never versions
 
     async def aclose(self) -> None:
         await self._stack.aclose()
