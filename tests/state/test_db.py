@@ -44,6 +44,8 @@ TABLES = {
     "llm_calls",
     "tool_calls",
     "reference_records",
+    "collections",
+    "documents",
 }
 
 

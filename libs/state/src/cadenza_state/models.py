@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Float,
     ForeignKey,
     Index,
@@ -359,3 +360,53 @@ class ReferenceRecord(Base):
     updated_at: Mapped[datetime] = mapped_column(
         default=utcnow, onupdate=utcnow, server_default=func.now()
     )
+
+
+class DocumentStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    INDEXED = "indexed"
+    FAILED = "failed"
+
+
+class CollectionRecord(Base):
+    """A tenant's named set of documents searched together (one Qdrant collection)."""
+
+    __tablename__ = "collections"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = _created_at()
+
+
+class DocumentRecord(Base):
+    """A document of a collection and where its ingestion stands.
+
+    ``content_hash`` is the sha256 of the latest content received; ``indexed_hash`` that of
+    the content whose chunks are in the vector store (equal hashes = nothing to embed).
+    """
+
+    __tablename__ = "documents"
+    __table_args__ = (Index(None, "tenant_id", "collection", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=_uuid_str)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    collection: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(512))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    object_ref: Mapped[str] = mapped_column(String(1024))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    indexed_hash: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32), default=DocumentStatus.QUEUED.value)
+    error: Mapped[str | None] = mapped_column(String(2048))
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=func.now()
+    )
+    indexed_at: Mapped[datetime | None]

@@ -1,0 +1,58 @@
+"""What goes into the index (chunks) and what comes out of a search (hits with citations).
+
+The hit shape is a contract: the gateway's search endpoint and the agents' ``rag_search``
+tool both return ``{"hits": [SearchHit...]}``, so an agent can quote the citation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Chunk(BaseModel):
+    """One passage of a document, with where it came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    position: int = Field(ge=0, description="0-based index of the chunk in its document.")
+    page: int | None = Field(default=None, ge=1, description="1-based page (PDFs).")
+    heading: str | None = Field(default=None, description="Nearest heading above the chunk.")
+
+
+class Citation(BaseModel):
+    """Where a hit comes from, precise enough to quote and to open."""
+
+    document_id: str
+    title: str = Field(description="The document's title or file name.")
+    collection: str
+    position: int = Field(description="0-based chunk index in the document.")
+    page: int | None = Field(default=None, description="1-based page, for paged documents.")
+    heading: str | None = Field(default=None, description="Nearest heading above the chunk.")
+
+
+class SearchHit(BaseModel):
+    """A matching chunk: its text, a relevance score (higher is better) and its citation."""
+
+    text: str
+    score: float = Field(
+        description="Cosine similarity (`vector` mode) or reciprocal-rank-fusion score "
+        "(`hybrid` mode); comparable only within one search."
+    )
+    citation: Citation
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="The document's metadata given at upload."
+    )
+
+
+class DocumentInfo(BaseModel):
+    """What every chunk of a document carries besides its own position."""
+
+    model_config = ConfigDict(frozen=True)
+
+    document_id: str
+    title: str
+    collection: str
+    metadata: dict[str, Any] = Field(default_factory=dict)

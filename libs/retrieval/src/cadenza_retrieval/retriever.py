@@ -1,0 +1,91 @@
+"""Embed-and-store in one object: what rag-ingest, the gateway and ``rag_search`` use."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+from opentelemetry import trace
+
+from .embedder import Embedder, get_embedder
+from .metrics import SEARCH_SECONDS
+from .models import Chunk, DocumentInfo, SearchHit
+from .settings import RetrievalSettings, SearchMode
+from .store import FilterValue, VectorStore, open_store, release_store
+
+tracer = trace.get_tracer("cadenza.retrieval")
+
+MAX_K = 50
+MAX_QUERY_CHARS = 2000
+
+
+class Retriever:
+    """``await index_document(...)``, ``await search(...)``; ``close()`` when done."""
+
+    def __init__(
+        self,
+        settings: RetrievalSettings | None = None,
+        *,
+        embedder: Embedder | None = None,
+        store: VectorStore | None = None,
+    ) -> None:
+        self.settings = settings or RetrievalSettings()
+        self._embedder = embedder
+        self._owns_store = store is None
+        self.store = store if store is not None else open_store(self.settings)
+
+    @property
+    def embedder(self) -> Embedder:
+        """Loaded on first use: a gateway that never searches never loads the model."""
+        if self._embedder is None:
+            self._embedder = get_embedder(self.settings)
+        return self._embedder
+
+    async def index_document(
+        self, tenant_id: str, info: DocumentInfo, chunks: Sequence[Chunk], generation: int
+    ) -> None:
+        """Embed ``chunks`` and make them the document's only chunks."""
+        vectors = await self.embedder.aencode([_embedded_text(c) for c in chunks])
+        await self.store.replace_document(tenant_id, info, chunks, vectors, generation)
+
+    async def delete_document(self, tenant_id: str, collection: str, document_id: str) -> None:
+        await self.store.delete_document(tenant_id, collection, document_id)
+
+    async def search(
+        self,
+        tenant_id: str,
+        collection: str,
+        query: str,
+        *,
+        k: int = 5,
+        mode: SearchMode | None = None,
+        filters: Mapping[str, FilterValue] | None = None,
+    ) -> list[SearchHit]:
+        """The ``k`` most relevant chunks of the tenant's ``collection`` for ``query``."""
+        if not query.strip():
+            raise ValueError("query: must not be empty")
+        if len(query) > MAX_QUERY_CHARS:
+            raise ValueError(f"query: longer than {MAX_QUERY_CHARS} characters")
+        if not 1 <= k <= MAX_K:
+            raise ValueError(f"k: must be between 1 and {MAX_K}")
+        mode = mode or self.settings.default_mode
+        with tracer.start_as_current_span(
+            "retrieval.search",
+            attributes={"cadenza.collection": collection, "cadenza.k": k, "cadenza.mode": mode},
+        ):
+            start = time.perf_counter()
+            (vector,) = await self.embedder.aencode([query], query=True)
+            hits = await self.store.search(
+                tenant_id, collection, vector, query, k=k, mode=mode, filters=filters
+            )
+            SEARCH_SECONDS.labels(mode).observe(time.perf_counter() - start)
+            return hits
+
+    def close(self) -> None:
+        if self._owns_store:
+            release_store(self.store)
+
+
+def _embedded_text(chunk: Chunk) -> str:
+    """The heading travels with its passage: it often names what the passage is about."""
+    return f"{chunk.heading}\n{chunk.text}" if chunk.heading else chunk.text

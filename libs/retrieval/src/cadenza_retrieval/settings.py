@@ -1,0 +1,58 @@
+"""Retrieval configuration (env prefix ``CADENZA_RETRIEVAL_``), shared by rag-ingest, the
+gateway and the worker's ``rag_search`` tool: they must agree on where vectors live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SearchMode = Literal["vector", "hybrid"]
+
+
+class RetrievalSettings(BaseSettings):
+    """Where the vector store is, how the embedding model runs, how searches rank."""
+
+    model_config = SettingsConfigDict(env_prefix="CADENZA_RETRIEVAL_", extra="ignore")
+
+    qdrant_url: str = Field(
+        default="",
+        description="Qdrant server URL (e.g. http://qdrant:6333). Empty = the client's "
+        "embedded local mode on `qdrant_path` (one process only: `cadenza dev`, tests).",
+    )
+    qdrant_api_key: str = Field(default="", description="API key of the Qdrant server, if any.")
+    qdrant_path: Path = Field(
+        default=Path(".cadenza/qdrant"),
+        description="Folder of the embedded local Qdrant (used when `qdrant_url` is empty); "
+        "':memory:' keeps it in memory.",
+    )
+    collection_prefix: str = Field(
+        default="cadenza",
+        pattern=r"^[A-Za-z0-9_-]{1,32}$",
+        description="Prefix of every Qdrant collection name (one per tenant and collection).",
+    )
+    embed_batch_size: int = Field(
+        default=32, ge=1, le=1024, description="Texts per model call (throughput vs latency)."
+    )
+    embed_threads: int = Field(
+        default=0,
+        ge=0,
+        description="onnxruntime intra-op threads per model call; 0 = one per CPU core.",
+    )
+    max_tokens: int = Field(
+        default=256,
+        ge=16,
+        le=512,
+        description="Word pieces per text the model reads (all-MiniLM-L6-v2 was trained on "
+        "256); longer chunks are truncated.",
+    )
+    upsert_batch_size: int = Field(
+        default=256, ge=1, description="Points per write to the vector store."
+    )
+    default_mode: SearchMode = Field(
+        default="hybrid",
+        description="Ranking when a search does not choose: `vector` (cosine) or `hybrid` "
+        "(vector and BM25 keyword ranks fused by reciprocal rank fusion).",
+    )
