@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -25,6 +29,7 @@ from cadenza_llm.constrained import (
     render_messages,
     uses_protocol,
 )
+from cadenza_llm.local import engine_for
 from cadenza_llm.types import ChatResponse
 
 pytestmark = pytest.mark.unit
@@ -233,3 +238,45 @@ def test_local_response_translation() -> None:
         request(tools=[], response_schema=ANSWER), False, structured, 0
     )
     assert response.content == '{"label": "x"}'
+
+
+class FakeServer:
+    """Stands in for xllamacpp.Server: records the thread and overlap of each call."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.max_active = 0
+        self.threads: set[str] = set()
+
+    def handle_chat_completions(self, payload: dict[str, Any]) -> dict[str, Any]:
+        if payload["messages"] == "bad":
+            raise ValueError("Expected 'messages' to be an array")
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        self.threads.add(threading.current_thread().name)
+        time.sleep(0.01)  # long enough for calls to overlap if they were not serialised
+        self.active -= 1
+        return {
+            "choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+        }
+
+
+async def test_local_engine_is_shared_and_serialises_calls(tmp_path: Path) -> None:
+    model = tmp_path / "fake.gguf"
+    model.write_bytes(b"GGUF")
+    settings = LLMSettings(local_models={"fake": model}, local_context_tokens=1024)
+    engine = engine_for(model, settings.local_threads, 1024)
+    assert engine_for(model, settings.local_threads, 1024) is engine
+    server = FakeServer()
+    engine._server = server  # skip loading a real model
+    provider = LocalProvider(settings)
+    assert provider.available_models()["fake"] == model
+    ask = ChatRequest(model="fake", messages=[{"role": "user", "content": "hi"}])
+    responses = await asyncio.gather(*(provider.chat(ask) for _ in range(5)))
+    assert [r.content for r in responses] == ["ok"] * 5
+    assert server.max_active == 1
+    assert len(server.threads) == 1
+    assert next(iter(server.threads)).startswith("cadenza-llm-local")
+    with pytest.raises(BadRequestError, match="array"):
+        engine.complete({"messages": "bad"})

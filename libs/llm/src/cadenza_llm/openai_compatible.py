@@ -12,7 +12,8 @@ import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -188,14 +189,8 @@ class OpenAICompatibleProvider:
         return payload
 
     async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        try:
+        with self._transport_errors("request"):
             response = await self._http().post("/chat/completions", json=payload)
-        except httpx.TimeoutException as exc:
-            raise ProviderUnavailableError(f"{self._name}: request timed out") from exc
-        except httpx.TransportError as exc:
-            raise ProviderUnavailableError(
-                f"{self._name}: connection failed ({type(exc).__name__})"
-            ) from exc
         if response.status_code >= 400:
             raise self._status_error(response)
         try:
@@ -208,24 +203,30 @@ class OpenAICompatibleProvider:
 
     async def _post_streaming(self, payload: dict[str, Any]) -> dict[str, Any]:
         assembler = StreamAssembler()
-        try:
+        with self._transport_errors("stream"):
             async with self._http().stream("POST", "/chat/completions", json=payload) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise self._status_error(response)
                 async for line in response.aiter_lines():
                     assembler.feed_line(line)
-        except httpx.TimeoutException as exc:
-            raise ProviderUnavailableError(f"{self._name}: stream timed out") from exc
-        except httpx.TransportError as exc:
-            raise ProviderUnavailableError(
-                f"{self._name}: stream failed ({type(exc).__name__})"
-            ) from exc
         if not assembler.done and assembler.finish_reason is None:
             raise ProviderUnavailableError(f"{self._name}: stream ended before it finished")
         return assembler.body()
 
     # -- errors -------------------------------------------------------------------------
+
+    @contextmanager
+    def _transport_errors(self, what: str) -> Iterator[None]:
+        """Timeouts and connection failures -> retryable ``ProviderUnavailableError``."""
+        try:
+            yield
+        except httpx.TimeoutException as exc:
+            raise ProviderUnavailableError(f"{self._name}: {what} timed out") from exc
+        except httpx.TransportError as exc:
+            raise ProviderUnavailableError(
+                f"{self._name}: {what} failed ({type(exc).__name__})"
+            ) from exc
 
     def _redact(self, text: str) -> str:
         return text.replace(self._key, "***") if self._key else text
