@@ -18,7 +18,8 @@ from cadenza_events import BusSettings
 from cadenza_runtime import Resources, open_resources, setup_logging, setup_tracing
 from cadenza_state import StateSettings
 
-from .client import ApiError, print_json, run_request, submit, wait_for_run
+from .bundles import BundleError, submit_run
+from .client import ApiError, print_json, wait_for_run
 from .inputs import parse_inputs
 
 
@@ -93,7 +94,7 @@ async def _dev(run: str | None, inputs: dict[str, Any], port: int, data_dir: Pat
             await stack.wait()
             return 0
         async with httpx.AsyncClient(base_url=stack.url, timeout=30) as client:
-            accepted = await submit(client, run_request(run, inputs))
+            accepted = await submit_run(client, run, inputs)
             typer.echo(f"run {accepted['id']} accepted; tasks:", err=True)
             done = await asyncio.wait_for(wait_for_run(client, accepted["id"]), timeout=300)
         print_json(
@@ -105,7 +106,7 @@ async def _dev(run: str | None, inputs: dict[str, Any], port: int, data_dir: Pat
             }
         )
         return 0 if done["status"] == "succeeded" else 1
-    except ApiError as exc:
+    except (ApiError, BundleError) as exc:
         typer.echo(str(exc), err=True)
         return 2
     finally:
@@ -117,7 +118,8 @@ def dev_command(
         str | None,
         typer.Option(
             "--run",
-            help="Run this workflow file (or registered name) end to end, print its result and exit.",
+            help="Run this workflow file, bundle directory (agents/, data/, workflow.yaml) or "
+            "registered name end to end, print its result and exit.",
         ),
     ] = None,
     inputs: Annotated[

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from .client import DEFAULT_URL, ApiError, get_run, print_json, run_request, submit, wait_for_run
+from .bundles import BundleError, submit_run
+from .client import DEFAULT_URL, ApiError, get_run, print_json, wait_for_run
 from .inputs import parse_inputs
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="CADENZA_URL", help="Gateway base URL.")]
@@ -19,14 +20,18 @@ def _client(url: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=url, timeout=30)
 
 
-def _fail(exc: ApiError | httpx.HTTPError) -> None:
+def _fail(exc: ApiError | BundleError | httpx.HTTPError) -> None:
     typer.echo(str(exc) or repr(exc), err=True)
     raise typer.Exit(2)
 
 
 def run_command(
     target: Annotated[
-        str, typer.Argument(help="A workflow file (YAML/JSON) or a registered name[@version].")
+        str,
+        typer.Argument(
+            help="A workflow file (YAML/JSON), a bundle directory (agents/, data/, "
+            "workflow.yaml) or a registered name[@version]."
+        ),
     ],
     inputs: Annotated[
         list[str] | None, typer.Option("--input", "-i", help="key=value (JSON values allowed).")
@@ -41,7 +46,7 @@ def run_command(
 
     async def go() -> dict[str, Any]:
         async with _client(url) as client:
-            run = await submit(client, run_request(target, parse_inputs(inputs)), idempotency_key)
+            run = await submit_run(client, target, parse_inputs(inputs), idempotency_key)
             typer.echo(f"run {run['id']} accepted", err=True)
             if wait:
                 run = await wait_for_run(client, run["id"])
@@ -49,7 +54,7 @@ def run_command(
 
     try:
         run = asyncio.run(go())
-    except (ApiError, httpx.HTTPError) as exc:
+    except (ApiError, BundleError, httpx.HTTPError) as exc:
         _fail(exc)
     if wait:
         print_json(
