@@ -56,6 +56,7 @@ MAY_BE_EMPTY: dict[tuple[str, str], str] = {
         "Chunks produced per second",
         "Documents ingested, last hour",
         "doc.ingest consumer lag",
+        "Document ingest time p95",
     )
 }
 
