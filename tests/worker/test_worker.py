@@ -144,16 +144,17 @@ async def test_non_retryable_failure_fails_at_once(stack: Stack, http_server: Ht
 async def test_unknown_tool_and_kind_are_task_failures(stack: Stack) -> None:
     await stack.start_worker()
     tool = await stack.add_task("no_such_tool", max_attempts=3)
-    agent = await stack.add_task("helper", kind="agent", max_attempts=3)
+    other = await stack.add_task("helper", kind="workflow", max_attempts=3)
     await stack.dispatch(tool)
-    await stack.dispatch(agent)
+    await stack.dispatch(other)
     result = await stack.result(tool)
     assert (result.status, result.tries) == ("failed", 1)
     assert result.error is not None
     assert result.error.code == "unknown_tool"
-    result = await stack.result(agent)
+    result = await stack.result(other)
     assert result.error is not None
     assert (result.status, result.error.code) == ("failed", "unknown_kind")
+    assert "'agent'" in result.error.message  # names the kinds this worker knows
 
 
 async def test_each_try_times_out(stack: Stack) -> None:
