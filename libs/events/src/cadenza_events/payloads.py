@@ -119,6 +119,12 @@ class DocIngest(Payload):
     content_type: str = "text/plain"
     collection: str = "default"
     metadata: dict[str, Any] = Field(default_factory=dict)
+    action: Literal["ingest", "delete"] = Field(
+        default="ingest",
+        description="`delete` removes the document's chunks (same key: ordered after its "
+        "ingests).",
+    )
+    title: str | None = Field(default=None, description="Title or file name, for citations.")
 
 
 class DeadLetter(Payload):

@@ -10,7 +10,9 @@ EMBED_SECONDS = Histogram(
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-EMBED_TEXTS = Counter("cadenza_retrieval_embedded_texts_total", "Texts embedded, by kind.", ["kind"])
+EMBED_TEXTS = Counter(
+    "cadenza_retrieval_embedded_texts_total", "Texts embedded, by kind.", ["kind"]
+)
 SEARCH_SECONDS = Histogram(
     "cadenza_retrieval_search_seconds",
     "Search latency (embedding the query included), by ranking mode.",

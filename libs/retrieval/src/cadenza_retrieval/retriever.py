@@ -7,11 +7,19 @@ from collections.abc import Mapping, Sequence
 
 from opentelemetry import trace
 
+from .catalog import GenerationLookup
 from .embedder import Embedder, get_embedder
 from .metrics import SEARCH_SECONDS
 from .models import Chunk, DocumentInfo, SearchHit
 from .settings import RetrievalSettings, SearchMode
-from .store import FilterValue, VectorStore, open_store, release_store
+from .store import (
+    FilterValue,
+    VectorStore,
+    newest_generations,
+    open_store,
+    release_store,
+    visible_hits,
+)
 
 tracer = trace.get_tracer("cadenza.retrieval")
 
@@ -41,12 +49,18 @@ class Retriever:
             self._embedder = get_embedder(self.settings)
         return self._embedder
 
-    async def index_document(
+    async def write_document(
         self, tenant_id: str, info: DocumentInfo, chunks: Sequence[Chunk], generation: int
     ) -> None:
-        """Embed ``chunks`` and make them the document's only chunks."""
+        """Embed ``chunks`` and write them as the document's ``generation`` (searches show
+        it once the catalog commits it; then :meth:`drop_other_generations`)."""
         vectors = await self.embedder.aencode([_embedded_text(c) for c in chunks])
-        await self.store.replace_document(tenant_id, info, chunks, vectors, generation)
+        await self.store.write_generation(tenant_id, info, chunks, vectors, generation)
+
+    async def drop_other_generations(
+        self, tenant_id: str, collection: str, document_id: str, generation: int
+    ) -> None:
+        await self.store.delete_other_generations(tenant_id, collection, document_id, generation)
 
     async def delete_document(self, tenant_id: str, collection: str, document_id: str) -> None:
         await self.store.delete_document(tenant_id, collection, document_id)
@@ -60,8 +74,12 @@ class Retriever:
         k: int = 5,
         mode: SearchMode | None = None,
         filters: Mapping[str, FilterValue] | None = None,
+        generations: GenerationLookup | None = None,
     ) -> list[SearchHit]:
-        """The ``k`` most relevant chunks of the tenant's ``collection`` for ``query``."""
+        """The ``k`` most relevant chunks of the tenant's ``collection`` for ``query``.
+
+        ``generations`` (see :func:`catalog.visible_generations`) says which generation of
+        each document readers may see; without it the newest one seen wins."""
         if not query.strip():
             raise ValueError("query: must not be empty")
         if len(query) > MAX_QUERY_CHARS:
@@ -75,9 +93,14 @@ class Retriever:
         ):
             start = time.perf_counter()
             (vector,) = await self.embedder.aencode([query], query=True)
-            hits = await self.store.search(
+            candidates = await self.store.search(
                 tenant_id, collection, vector, query, k=k, mode=mode, filters=filters
             )
+            if generations is None:
+                visible = newest_generations(candidates)
+            else:
+                visible = await generations({c.hit.citation.document_id for c in candidates})
+            hits = visible_hits(candidates, visible)[:k]
             SEARCH_SECONDS.labels(mode).observe(time.perf_counter() - start)
             return hits
 

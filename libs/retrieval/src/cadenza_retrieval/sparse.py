@@ -1,7 +1,7 @@
 """BM25 keyword vectors for hybrid search, as Qdrant sparse vectors.
 
 A chunk's vector holds the BM25 term-frequency part of each term, ``tf·(k1+1) / (tf +
-k1·(1−b+b·len/avglen))``; Qdrant multiplies in the IDF from its own collection statistics
+k1·(1-b+b·len/avglen))``; Qdrant multiplies in the IDF from its own collection statistics
 at query time (the sparse vector's ``Modifier.IDF``), so the score of a query — a vector of
 1s over its terms — is the chunk's BM25 score. Terms are lower-cased word tokens, with
 English stop words dropped and a light plural/verb-suffix folding, hashed to 31-bit ids.
@@ -19,7 +19,8 @@ AVERAGE_TERMS = 150.0
 """Typical terms per chunk (~1000 characters); BM25 length normalisation needs a corpus
 average, which an incremental index does not know, so a fixed, typical one stands in."""
 
-_WORD = re.compile(r"[0-9a-z]+(?:['’][a-z]+)?")
+# Words, with a possessive/contraction tail ("customer's", "don't") split off below.
+_WORD = re.compile(r"[0-9a-z]+(?:['\u2019][a-z]+)?")
 _STOP_WORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before
     being below between both but by can did do does doing down during each few for from
@@ -28,7 +29,7 @@ _STOP_WORDS = frozenset(
     ours ourselves out over own same she should so some such than that the their theirs them
     themselves then there these they this those through to too under until up very was we
     were what when where which while who whom why will with you your yours yourself
-    yourselves""".split()
+    yourselves""".split()  # noqa: SIM905 - a word list reads better as text
 )
 
 
@@ -46,7 +47,7 @@ def _fold(word: str) -> str:
 
 
 def terms(text: str) -> list[str]:
-    words = (w.replace("’", "'").split("'")[0] for w in _WORD.findall(text.lower()))
+    words = (w.replace("\u2019", "'").split("'")[0] for w in _WORD.findall(text.lower()))
     return [_fold(w) for w in words if w and w not in _STOP_WORDS]
 
 

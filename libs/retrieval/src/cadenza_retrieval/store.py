@@ -10,11 +10,11 @@ engine then skips re-normalising every stored vector on each query), a ``bm25`` 
 vector (IDF applied by Qdrant) and a payload with the text and the citation fields.
 
 Replacing a document is atomic for readers: the new version's points are written with a
-newer ``generation`` (all of them before any old one is removed), searches keep only the
-newest generation of each document they see, and then the old points are deleted. A
-reader therefore sees the whole old version or the whole new one, never a mix — provided
-the new points land in one write (always in local mode, where the whole replacement holds
-the lock; up to ``upsert_batch_size`` points on a server).
+new ``generation``; readers keep only hits of the generation the catalog (the
+``documents`` row) declares visible, and ingest flips that generation in one row update
+once every new point is written, then deletes the old points. A reader sees the whole
+old version or the whole new one, never a mix; a deleted document (no row) is hidden at
+once, before its points are gone. Without a catalog the newest generation seen wins.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any, NamedTuple, TypeVar
 
 from opentelemetry import trace
 from qdrant_client import QdrantClient
@@ -52,6 +53,11 @@ _INDEXED_FIELDS = {
     "page": qm.PayloadSchemaType.INTEGER,
 }
 FilterValue = str | int | float | bool | list[str] | list[int]
+
+
+class Candidate(NamedTuple):
+    hit: SearchHit
+    generation: int
 
 
 class StoreInUse(RuntimeError):
@@ -116,7 +122,7 @@ class VectorStore:
 
     # -- writes -------------------------------------------------------------------------
 
-    async def replace_document(
+    async def write_generation(
         self,
         tenant_id: str,
         info: DocumentInfo,
@@ -124,7 +130,8 @@ class VectorStore:
         vectors: Vectors,
         generation: int,
     ) -> None:
-        """Make ``chunks`` the document's only points (see the module docstring)."""
+        """Write ``chunks`` as the document's points of ``generation`` (invisible to
+        readers until the catalog commits that generation; see the module docstring)."""
         if len(chunks) != len(vectors):
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         name = await self.ensure_collection(tenant_id, info.collection)
@@ -133,26 +140,28 @@ class VectorStore:
         ]
         batch = self.settings.upsert_batch_size
 
-        def write() -> None:
-            for start in range(0, len(points), batch):
-                self.client.upsert(name, points[start : start + batch], wait=True)
-            self.client.delete(
-                name,
-                qm.FilterSelector(
-                    filter=qm.Filter(
-                        must=[_match("document_id", info.document_id)],
-                        must_not=[_match("generation", generation)],
-                    )
-                ),
-                wait=True,
-            )
-
         with tracer.start_as_current_span(
-            "retrieval.replace_document",
+            "retrieval.write_generation",
             attributes={"cadenza.document_id": info.document_id, "cadenza.chunks": len(points)},
         ):
-            await self._call(write)
+            # One lock hold per batch: searches interleave with a large document's writes.
+            for start in range(0, len(points), batch):
+                part = points[start : start + batch]
+                await self._call(partial(self.client.upsert, name, part, wait=True))
         INDEX_WRITES.inc(len(points))
+
+    async def delete_other_generations(
+        self, tenant_id: str, collection: str, document_id: str, generation: int
+    ) -> None:
+        """Remove the document's points of every generation but ``generation``."""
+        name = self.collection_name(tenant_id, collection)
+        selector = qm.FilterSelector(
+            filter=qm.Filter(
+                must=[_match("document_id", document_id)],
+                must_not=[_match("generation", generation)],
+            )
+        )
+        await self._call(lambda: self.client.delete(name, selector, wait=True))
 
     async def delete_document(self, tenant_id: str, collection: str, document_id: str) -> None:
         name = self.collection_name(tenant_id, collection)
@@ -160,7 +169,9 @@ class VectorStore:
         def delete() -> None:
             if not self.client.collection_exists(name):
                 return
-            selector = qm.FilterSelector(filter=qm.Filter(must=[_match("document_id", document_id)]))
+            selector = qm.FilterSelector(
+                filter=qm.Filter(must=[_match("document_id", document_id)])
+            )
             self.client.delete(name, selector, wait=True)
 
         await self._call(delete)
@@ -188,9 +199,9 @@ class VectorStore:
         k: int,
         mode: SearchMode,
         filters: Mapping[str, FilterValue] | None = None,
-    ) -> list[SearchHit]:
-        """The ``k`` best chunks. Over-fetches so that dropping superseded generations
-        (a replacement in flight) still leaves ``k``."""
+    ) -> list[Candidate]:
+        """Candidates for the ``k`` best chunks, best first: over-fetched, so that hiding
+        other generations (a replacement in flight, a deletion) still leaves ``k``."""
         name = self.collection_name(tenant_id, collection)
         flt = _filter(filters)
         limit = k * 2 + 8
@@ -217,8 +228,7 @@ class VectorStore:
                 )
             return list(response.points)
 
-        points = await self._call(query)
-        return _newest_generation_only(points)[:k]
+        return [_candidate(p) for p in await self._call(query)]
 
     # -- lifetime -----------------------------------------------------------------------
 
@@ -271,33 +281,42 @@ def _filter(filters: Mapping[str, FilterValue] | None) -> qm.Filter | None:
     return qm.Filter(must=conditions)
 
 
-def _newest_generation_only(points: Sequence[qm.ScoredPoint]) -> list[SearchHit]:
+def _candidate(point: qm.ScoredPoint) -> Candidate:
+    payload = point.payload or {}
+    hit = SearchHit(
+        text=str(payload.get("text", "")),
+        score=float(point.score),
+        citation=Citation(
+            document_id=str(payload.get("document_id")),
+            title=str(payload.get("title", "")),
+            collection=str(payload.get("collection", "")),
+            position=int(payload.get("position", 0)),
+            page=payload.get("page"),
+            heading=payload.get("heading"),
+        ),
+        metadata=dict(payload.get("metadata") or {}),
+    )
+    return Candidate(hit, int(payload.get("generation", 0)))
+
+
+def newest_generations(candidates: Sequence[Candidate]) -> dict[str, int]:
+    """Per document, the newest generation among ``candidates`` (the visibility rule when
+    no catalog says which generation is committed)."""
     newest: dict[str, int] = {}
-    for p in points:
-        payload = p.payload or {}
-        doc, gen = str(payload.get("document_id")), int(payload.get("generation", 0))
-        newest[doc] = max(gen, newest.get(doc, gen))
-    hits = []
-    for p in points:
-        payload = p.payload or {}
-        if int(payload.get("generation", 0)) != newest[str(payload.get("document_id"))]:
-            continue
-        hits.append(
-            SearchHit(
-                text=str(payload.get("text", "")),
-                score=float(p.score),
-                citation=Citation(
-                    document_id=str(payload.get("document_id")),
-                    title=str(payload.get("title", "")),
-                    collection=str(payload.get("collection", "")),
-                    position=int(payload.get("position", 0)),
-                    page=payload.get("page"),
-                    heading=payload.get("heading"),
-                ),
-                metadata=dict(payload.get("metadata") or {}),
-            )
-        )
-    return hits
+    for c in candidates:
+        doc = c.hit.citation.document_id
+        newest[doc] = max(c.generation, newest.get(doc, c.generation))
+    return newest
+
+
+def visible_hits(
+    candidates: Sequence[Candidate], generations: Mapping[str, int]
+) -> list[SearchHit]:
+    """Candidates whose generation is their document's visible one (documents missing from
+    ``generations`` — deleted, or never committed — are dropped)."""
+    return [
+        c.hit for c in candidates if generations.get(c.hit.citation.document_id) == c.generation
+    ]
 
 
 # -- one store per location per process -----------------------------------------------------

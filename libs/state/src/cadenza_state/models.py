@@ -404,6 +404,9 @@ class DocumentRecord(Base):
     status: Mapped[str] = mapped_column(String(32), default=DocumentStatus.QUEUED.value)
     error: Mapped[str | None] = mapped_column(String(2048))
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The vector-store generation readers may see (set when an ingest completes): chunks
+    # of any other generation are a replacement in flight or left-overs, hidden.
+    generation: Mapped[int | None] = mapped_column(BigInteger)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(

@@ -13,6 +13,8 @@ BUILTIN_TOOLS: frozenset[str] = frozenset(
         # for agents (and tool tasks): cadenza_worker/tools/agent_builtins.py
         "calculator",
         "current_time",
+        # document retrieval: cadenza_worker/tools/rag.py
+        "rag_search",
         # reference-data lookups: cadenza_worker/tools/reference.py
         "get_transaction",
         "get_psp_status",

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from .api import api_router
 from .middleware import BodyLimitMiddleware, RequestTelemetryMiddleware
 from .problems import PROBLEM_MEDIA_TYPE, handle_http_exception, handle_validation_error
+from .rag import DOCUMENT_UPLOAD_PATH
 from .settings import GatewaySettings
 
 API_VERSION = "1"
@@ -62,7 +63,12 @@ def create_app(
     app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     # Added last = outermost: telemetry sees every answer, including early 413s.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        # Document uploads: the file's own limit plus room for the multipart envelope.
+        larger={DOCUMENT_UPLOAD_PATH: settings.max_document_bytes + 64 * 1024},
+    )
     app.add_middleware(RequestTelemetryMiddleware)
     return app
 

@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import context, propagate, trace
@@ -116,23 +117,31 @@ class RequestTelemetryMiddleware:
 
 class BodyLimitMiddleware:
     """Refuses bodies over ``max_bytes``: at once when Content-Length says so, else while
-    the body streams in (a missing or lying Content-Length cannot get more through)."""
+    the body streams in (a missing or lying Content-Length cannot get more through).
+    ``larger`` gives paths (full-match regexes, e.g. document uploads) a limit of their own."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, larger: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = [(re.compile(p), n) for p, n in (larger or {}).items()]
+
+    def _limit(self, path: str) -> int:
+        return next((n for p, n in self.larger if p.fullmatch(path)), self.max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length")
+        limit = self._limit(scope.get("path", ""))
         if declared is not None:
             early: Any = None
             if not declared.strip().isdigit():
                 early = MalformedBody(f"invalid Content-Length header {declared[:40]!r}")
-            elif int(declared) > self.max_bytes:
-                early = self._too_large(int(declared))
+            elif int(declared) > limit:
+                early = self._too_large(int(declared), limit)
             if early is not None:
                 state = scope.get("state", {})
                 problem = early.to_problem(scope.get("path"), state.get("request_id"))
@@ -145,15 +154,15 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise self._too_large(received, at_least=True)
+                if received > limit:
+                    raise self._too_large(received, limit, at_least=True)
             return message
 
         await self.app(scope, limited_receive, send)
 
-    def _too_large(self, size: int, *, at_least: bool = False) -> PayloadTooLarge:
+    def _too_large(self, size: int, limit: int, *, at_least: bool = False) -> PayloadTooLarge:
         more = "more than " if at_least else ""
         return PayloadTooLarge(
-            f"request body of {more}{size} bytes exceeds the limit of {self.max_bytes} bytes",
-            limit_bytes=self.max_bytes,
+            f"request body of {more}{size} bytes exceeds the limit of {limit} bytes",
+            limit_bytes=limit,
         )

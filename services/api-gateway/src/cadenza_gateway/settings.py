@@ -25,6 +25,12 @@ class GatewaySettings(BaseSettings):
         gt=0,
         description="Largest request body accepted, counted while reading (413 beyond it).",
     )
+    max_document_bytes: int = Field(
+        default=25 * MIB,
+        gt=0,
+        description="Largest document accepted by `POST /v1/collections/{c}/documents` "
+        "(413 beyond it); uploads are exempt from `max_body_bytes`.",
+    )
     public_url: str = Field(
         default="",
         description="Base URL clients reach the gateway at (e.g. https://cadenza.example.com); "

@@ -1,7 +1,16 @@
 """cadenza_rag: document ingestion for retrieval-augmented agents."""
 
-from .chunking import chunk_text
-from .service import RagIngest, chunks_key
+from .chunking import chunk_sections, chunk_text
+from .parsing import DocumentError, Section, parse_document
+from .service import RagIngest
 from .settings import RagSettings
 
-__all__ = ["RagIngest", "RagSettings", "chunk_text", "chunks_key"]
+__all__ = [
+    "DocumentError",
+    "RagIngest",
+    "RagSettings",
+    "Section",
+    "chunk_sections",
+    "chunk_text",
+    "parse_document",
+]

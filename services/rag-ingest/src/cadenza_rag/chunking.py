@@ -1,6 +1,13 @@
-"""Split text into overlapping chunks on paragraph/sentence boundaries where possible."""
+"""Split sections into overlapping chunks on paragraph/sentence boundaries where possible;
+each chunk keeps its section's page and heading."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+
+from cadenza_retrieval import Chunk
+
+from .parsing import Section
 
 
 def chunk_text(text: str, size: int, overlap: int) -> list[str]:
@@ -23,4 +30,18 @@ def chunk_text(text: str, size: int, overlap: int) -> list[str]:
         if end >= len(text):
             break
         start = max(end - overlap, start + 1)
+        # Start the overlap on a word, not in the middle of one.
+        space = text.find(" ", start, end)
+        if space != -1 and space - start < overlap // 2:
+            start = space + 1
     return [c for c in chunks if c]
+
+
+def chunk_sections(sections: Iterable[Section], size: int, overlap: int) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    for section in sections:
+        for text in chunk_text(section.text, size, overlap):
+            chunks.append(
+                Chunk(text=text, position=len(chunks), page=section.page, heading=section.heading)
+            )
+    return chunks

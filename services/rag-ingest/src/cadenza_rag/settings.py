@@ -5,17 +5,28 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+MIB = 1024 * 1024
+
 
 class RagSettings(BaseSettings):
-    """Env prefix ``CADENZA_RAG_``."""
+    """Env prefix ``CADENZA_RAG_``. Where vectors live: ``CADENZA_RETRIEVAL_*``."""
 
     model_config = SettingsConfigDict(env_prefix="CADENZA_RAG_", extra="ignore")
 
-    chunk_chars: int = Field(default=1200, ge=100, description="Target chunk size in characters.")
+    chunk_chars: int = Field(default=1000, ge=100, description="Target chunk size in characters.")
     overlap_chars: int = Field(
-        default=200, ge=0, description="Characters shared by neighbouring chunks."
+        default=150, ge=0, description="Characters shared by neighbouring chunks."
     )
     concurrency: int = Field(default=4, ge=1, description="Documents ingested at once.")
+    max_document_bytes: int = Field(
+        default=25 * MIB,
+        gt=0,
+        description="Largest document ingested; larger ones (e.g. referenced by upstream "
+        "doc.ingest events) end `failed`.",
+    )
+    max_chunks: int = Field(
+        default=20_000, gt=0, description="Most chunks one document may produce."
+    )
     metrics_port: int = Field(
         default=9103, ge=0, description="Prometheus /metrics port (0 disables)."
     )

@@ -8,6 +8,7 @@ from .base import Tool, ToolContext, ToolRegistry, agent_tool_schema, has_side_e
 from .basic import FlakyTool, NoopTool, SleepTool, TransformTool
 from .http import HttpRequestTool, HttpStatusError, ResponseTooLargeError
 from .netguard import BlockedAddressError, blocked_reason, resolve_allowed
+from .rag import RagSearchTool
 from .reference import DatasetLookupTool, scenario_tools
 
 
@@ -22,6 +23,7 @@ def builtin_tools(settings: WorkerSettings) -> ToolRegistry:
             HttpRequestTool(settings),
             CalculatorTool(),
             CurrentTimeTool(),
+            RagSearchTool(),
             *scenario_tools(),
         ]
     )
@@ -36,6 +38,7 @@ __all__ = [
     "HttpRequestTool",
     "HttpStatusError",
     "NoopTool",
+    "RagSearchTool",
     "ResponseTooLargeError",
     "SleepTool",
     "Tool",

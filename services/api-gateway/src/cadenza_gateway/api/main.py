@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from .routes import (
     agents,
     cancel,
+    collections,
     datasets,
     events,
     health,
@@ -26,5 +27,6 @@ api_router.include_router(cancel.router)
 api_router.include_router(events.router)
 api_router.include_router(timeline.router)
 api_router.include_router(datasets.router)
+api_router.include_router(collections.router)
 api_router.include_router(schemas.router)
 api_router.include_router(health.router)

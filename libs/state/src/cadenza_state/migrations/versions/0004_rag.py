@@ -55,6 +55,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(32), nullable=False),
         sa.Column("error", sa.String(2048), nullable=True),
         sa.Column("chunk_count", sa.Integer(), nullable=False),
+        sa.Column("generation", sa.BigInteger(), nullable=True),
         sa.Column("metadata", JSON, nullable=False),
         _ts("created_at", nullable=False, now=True),
         _ts("updated_at", nullable=False, now=True),
