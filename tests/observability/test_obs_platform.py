@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,23 +34,20 @@ pytestmark = pytest.mark.e2e
 
 DASHBOARDS = infra_dir() / "grafana" / "dashboards"
 # Panels that need what this deployment does not run, and so may return no data here:
-# LLM panels need an agent task (an LLM provider); RAG panels need the rag-ingest service.
-NEEDS_AGENTS = "needs an agent run"
+# RAG panels need the rag-ingest service. (LLM panels get data: the deployment runs an
+# agent, replayed from the cassette recorded from the embedded model.)
 NEEDS_RAG = "needs the rag-ingest service"
+CASSETTE = Path(__file__).resolve().parents[1] / "worker" / "cassettes" / "agents.json"
+# Exactly the agent and prompt recorded in tests/worker/test_agents_replay.py.
+CALC_AGENT = {
+    "name": "calc",
+    "system_prompt": "You are a calculator assistant. Use the calculator tool for arithmetic.",
+    "model": "local:smollm2-135m",
+    "tools": ["calculator"],
+    "max_iterations": 3,
+}
+AGENT_RUN = {"name": "ask", "tasks": [{"id": "ask", "agent": "calc", "prompt": "What is 17 * 3?"}]}
 MAY_BE_EMPTY: dict[tuple[str, str], str] = {
-    ("cadenza-llm", title): NEEDS_AGENTS
-    for title in (
-        "Tokens per second by agent and direction",
-        "Cost (USD) by tenant, last hour",
-        "Cost (USD per hour) by agent and model",
-        "Tokens by tenant and model, last hour",
-        "LLM call latency p95 by model",
-        "LLM calls per second by outcome",
-        "Agent turns per second by outcome",
-        "Agent tool calls per second by status",
-        "Agent task duration p95 by agent",
-    )
-} | {
     ("cadenza-rag", title): NEEDS_RAG
     for title in (
         "Documents ingested per second by outcome",
@@ -108,6 +106,8 @@ def deployment(
             "OTEL_BSP_SCHEDULE_DELAY": "100",
             "CADENZA_ORCHESTRATOR_METRICS_PORT": str(free_port()),
             "CADENZA_WORKER_METRICS_PORT": str(free_port()),
+            "CADENZA_LLM_CASSETTE_MODE": "replay",
+            "CADENZA_LLM_CASSETTE_PATH": str(CASSETTE),
         },
     )
     try:
@@ -332,6 +332,10 @@ async def test_every_dashboard_panel_queries_real_data(
     async with httpx.AsyncClient(base_url=deployment.url, timeout=30) as api:
         await run_to_end(api, PIPELINE)
         await run_to_end(api, FAILING)
+        assert (await api.post("/v1/agents", json=CALC_AGENT)).status_code == 201
+        agent_run = await run_to_end(api, AGENT_RUN)
+        run = (await api.get(f"/v1/runs/{agent_run}")).json()
+        assert run["status"] == "succeeded", run
         assert (await api.get("/v1/runs/does-not-exist")).status_code == 404
     bus = KafkaBus(BusSettings(topic_prefix=f"{deployment.namespace}.", partitions=3))
     await bus.start()
@@ -348,10 +352,12 @@ async def test_every_dashboard_panel_queries_real_data(
         failed = await query(
             prometheus, 'cadenza_orchestrator_runs_finished_total{status="failed"}'
         )
+        tokens = await query(prometheus, "count_over_time(cadenza_agent_llm_tokens_total[1m]) >= 2")
         up = await query(prometheus, "min(up)")
         return bool(
             dlq["data"]["result"]
             and failed["data"]["result"]
+            and tokens["data"]["result"]
             and up["data"]["result"][0]["value"][1] == "1"
         )
 
