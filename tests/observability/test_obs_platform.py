@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
