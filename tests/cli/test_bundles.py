@@ -3,17 +3,16 @@ bad files refused naming the file and field."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from cadenza_cli.bundles import BundleError, load_bundle
-from cadenza_cli.dev import DevStack, dev_settings
-from cadenza_runtime import open_resources
+from cadenza_cli.dev import DevStack
+from test_run_commands import cadenza, stack  # the CLI as a subprocess; a dev stack
+
+__all__ = ["stack"]  # a fixture: used by name
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,29 +142,6 @@ def test_bad_bundles_name_the_file_and_field(
 
 
 # --------------------------------------------------------------------------- running
-
-
-async def cadenza(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cadenza_cli",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    return proc.returncode or 0, out.decode(), err.decode()
-
-
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[DevStack]:
-    resources = await open_resources(*dev_settings(tmp_path / "dev"))
-    dev = DevStack(resources, port=0)
-    await dev.start()
-    yield dev
-    await dev.stop()
 
 
 async def test_run_registers_loads_and_runs_a_bundle(stack: DevStack, tmp_path: Path) -> None:

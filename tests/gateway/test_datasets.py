@@ -161,3 +161,12 @@ async def test_many_records_in_one_request(client: httpx.AsyncClient) -> None:
         assert resp.status_code == 200, resp.text
         assert resp.json()["records"] == 1_200
     assert (await client.get("/v1/datasets/bulk/records/k1199")).json()["data"] == {"i": 1199}
+
+
+async def test_non_json_numbers_are_refused_naming_the_path(client: httpx.AsyncClient) -> None:
+    body = b'{"records": [{"key": "a", "data": {"rates": [1.0, NaN]}}]}'
+    resp = await client.put(
+        "/v1/datasets/fx/records", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert resp.status_code == 422
+    assert resp.json()["errors"][0]["field"] == "records[0].data.rates[1]"

@@ -117,7 +117,10 @@ def _handoff_order(agents: dict[str, BundleAgent], shown: Any) -> list[BundleAge
         if state.get(name) == "visiting":
             cycle = [*path[path.index(name) :], name]
             files = ", ".join(sorted({shown(agents[n].path) for n in cycle}))
-            raise BundleError(f"{files}: field handoffs: handoff cycle {' → '.join(cycle)}")
+            raise BundleError(
+                f"{files}: field handoffs: handoff cycle {' → '.join(cycle)} (a target must be "
+                "registered first: register one side without handoffs, see docs/agents.md)"
+            )
         state[name] = "visiting"
         for target in agents[name].spec.handoffs:
             if target in agents:

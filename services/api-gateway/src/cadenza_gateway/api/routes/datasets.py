@@ -4,7 +4,6 @@ dataset-backed tools look up by key. Records are upserted in bulk and read one a
 from __future__ import annotations
 
 import logging
-import math
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -19,20 +18,19 @@ from starlette.concurrency import run_in_threadpool
 from ... import crud
 from ...crud import datasets as data
 from ...documents import (
-    JSON_MEDIA_TYPES,
     MAX_VALUE_DEPTH,
-    YAML_MEDIA_TYPES,
+    DocumentFormat,
     check_yaml_aliases,
+    find_non_json,
     json_size,
-    media_type,
     nesting_depth,
+    workflow_document_format,
 )
 from ...problems import (
     FieldProblem,
     InvalidRequest,
     MalformedBody,
     ProblemError,
-    UnsupportedMediaType,
     problem_responses,
 )
 from ..deps import SessionDep, TenantDep
@@ -111,25 +109,13 @@ class RecordPublic(BaseModel):
 # --------------------------------------------------------------------------- parsing
 
 
-def _body_format(content_type: str | None) -> str | None:
-    mt = media_type(content_type)
-    if not mt:
-        return None
-    if mt in JSON_MEDIA_TYPES or mt.endswith("+json"):
-        return "application/json"
-    if mt in YAML_MEDIA_TYPES or mt.endswith("+yaml"):
-        return "application/yaml"
-    raise UnsupportedMediaType(
-        f"cannot read records from {mt!r}: send application/json or application/yaml",
-        accepted=sorted(JSON_MEDIA_TYPES | YAML_MEDIA_TYPES),
-    )
-
-
-def _parse(body: bytes, content_type: str | None) -> Any:
+def _parse(body: bytes, fmt: DocumentFormat | None) -> Any:
     try:
-        if content_type != "application/json":
+        if fmt != "json":
             check_yaml_aliases(body.decode("utf-8-sig", errors="replace"))
-        return load_document(body, content_type)
+        return load_document(
+            body, {"json": "application/json", "yaml": "application/yaml"}.get(fmt or "")
+        )
     except SpecValidationError as exc:
         detail = exc.errors[0].message if exc.errors else str(exc)
         raise MalformedBody(
@@ -187,9 +173,9 @@ def _record_problems(body: RecordsIn, dataset: str) -> list[FieldProblem]:
         if record.data is None:
             problems.append(_problem(field, "missing_field", "required, and must not be null"))
             continue
-        bad = _non_finite(record.data)
-        if bad:
-            problems.append(_problem(field, "invalid_field", "NaN and Infinity are not JSON"))
+        bad = find_non_json(record.data, field)
+        if bad is not None:
+            problems.append(_problem(bad, "invalid_field", "NaN and Infinity are not JSON"))
         elif nesting_depth(record.data) > MAX_VALUE_DEPTH:
             problems.append(
                 _problem(field, "invalid_field", f"nests deeper than {MAX_VALUE_DEPTH} levels")
@@ -201,19 +187,6 @@ def _record_problems(body: RecordsIn, dataset: str) -> list[FieldProblem]:
                 )
             )
     return problems
-
-
-def _non_finite(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            return True
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
 
 
 def _validate(document: Any, dataset: str) -> RecordsIn:
@@ -274,7 +247,7 @@ async def put_records(
 ) -> DatasetLoaded:
     """Insert or replace each record by key (one transaction); other records stay unless
     `replace=true`."""
-    fmt = _body_format(request.headers.get("content-type"))
+    fmt = workflow_document_format(request.headers.get("content-type"), what="records")
     raw = await request.body()
     with tracer.start_as_current_span("cadenza.gateway.load_dataset") as span:
         span.set_attribute("cadenza.dataset", dataset)
