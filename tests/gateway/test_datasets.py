@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -170,3 +171,11 @@ async def test_non_json_numbers_are_refused_naming_the_path(client: httpx.AsyncC
     )
     assert resp.status_code == 422
     assert resp.json()["errors"][0]["field"] == "records[0].data.rates[1]"
+
+
+async def test_openapi_documents_the_records_body(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    body = spec["paths"]["/v1/datasets/{dataset}/records"]["put"]["requestBody"]["content"]
+    assert set(body) >= {"application/json", "application/yaml"}
+    assert "$defs" not in json.dumps(body)  # every reference must resolve in the document
+    assert body["application/json"]["schema"]["required"] == ["records"]

@@ -217,12 +217,35 @@ DatasetPath = Annotated[
     ),
 ]
 
+# Written out (not RecordsIn.model_json_schema()): its `#/$defs/...` references would not
+# resolve inside the OpenAPI document.
+_RECORDS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "dataset": {"type": "string", "description": "Optional; must equal the path's."},
+        "records": {
+            "type": "array",
+            "maxItems": MAX_RECORDS,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "key": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+                    "data": {"description": "Any JSON value except null."},
+                },
+                "required": ["key", "data"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["records"],
+    "additionalProperties": False,
+}
 _RECORDS_BODY = {
     "requestBody": {
         "required": True,
         "description": "`{records: [{key, data}, ...]}` as JSON or YAML.",
         "content": {
-            "application/json": {"schema": RecordsIn.model_json_schema()},
+            "application/json": {"schema": _RECORDS_SCHEMA},
             "application/yaml": {"schema": {"type": "string"}},
         },
     }
