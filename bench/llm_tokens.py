@@ -1,7 +1,7 @@
 """Tokens/s of the embedded local model (SmolLM2-135M on llama.cpp, CPU) through the
 `local` provider, over a few plain, structured-output and tool-calling requests.
 
-    uv run python bench/llm_tokens.py [--requests 6] [--max-tokens 64] [--model smollm2-135m]
+    uv run python bench/llm_tokens.py [--requests 6] [--max-tokens 96] [--model smollm2-135m]
 
 `tokens_per_s` = output tokens / wall time of the chat calls (prompt processing, constrained
 decoding and our translation included; the one-off model load is reported apart).
@@ -35,7 +35,7 @@ TOOL = ToolSpec(
     description="Fetch a payment transaction by id",
     parameters={
         "type": "object",
-        "properties": {"transaction_id": {"type": "string"}},
+        "properties": {"transaction_id": {"type": "string", "maxLength": 24}},
         "required": ["transaction_id"],
     },
 )
@@ -65,7 +65,7 @@ def request(model: str, i: int, max_tokens: int) -> ChatRequest:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=6)
-    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument(
         "--budget-s", type=float, default=45.0, help="stop starting requests after this long"

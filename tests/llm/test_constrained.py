@@ -24,6 +24,7 @@ from cadenza_llm import (
     tool_message,
 )
 from cadenza_llm.constrained import (
+    cap_strings,
     parse_protocol_output,
     protocol_schema,
     render_messages,
@@ -100,6 +101,33 @@ def test_required_has_no_final_branch_and_schema_shapes_final() -> None:
     structured = protocol_schema(request(response_schema=ANSWER))
     assert valid(structured, {"final": {"label": "fraud"}})
     assert not valid(structured, {"final": "fraud"})
+
+
+def test_strings_are_capped_unless_bounded_already() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "free": {"type": "string"},
+            "short": {"type": "string", "maxLength": 5},
+            "kind": {"type": "string", "enum": ["a", "b"]},
+            "maybe": {"type": ["string", "null"]},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+        "$defs": {"X": {"type": "string"}},
+    }
+    capped = cap_strings(schema, 10)
+    props = capped["properties"]
+    assert props["free"]["maxLength"] == 10
+    assert props["short"]["maxLength"] == 5
+    assert "maxLength" not in props["kind"]
+    assert props["maybe"]["maxLength"] == 10
+    assert props["tags"]["items"]["maxLength"] == 10
+    assert capped["$defs"]["X"]["maxLength"] == 10
+    assert "maxLength" not in schema["properties"]["free"]  # the caller's schema is untouched
+    assert cap_strings(schema, None) is schema
+    protocol = protocol_schema(request(), 10)
+    assert not valid(protocol, {"tool": "calculator", "arguments": {"expression": "x" * 11}})
+    assert valid(protocol, {"final": "a free-text answer longer than ten characters"})
 
 
 def test_protocol_only_when_tools_may_be_called() -> None:
@@ -195,11 +223,11 @@ def test_local_payload_constrains_output() -> None:
     provider = LocalProvider(LLMSettings(local_max_tokens=99))
     payload = provider._payload(request(), protocol=True)
     assert payload["max_tokens"] == 99
-    assert payload["response_format"]["json_schema"]["schema"] == protocol_schema(request())
+    assert payload["response_format"]["json_schema"]["schema"] == protocol_schema(request(), 128)
     plain = provider._payload(
         request(tools=[], response_schema=ANSWER, max_tokens=5, seed=3), False
     )
-    assert plain["response_format"]["json_schema"]["schema"] == ANSWER
+    assert plain["response_format"]["json_schema"]["schema"] == cap_strings(ANSWER, 128)
     assert (plain["max_tokens"], plain["seed"]) == (5, 3)
     assert "response_format" not in provider._payload(request(tools=[]), protocol=False)
 

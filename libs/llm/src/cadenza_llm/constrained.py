@@ -59,19 +59,46 @@ def _branch(key: str, value: dict[str, Any], extra: dict[str, Any] | None = None
     }
 
 
-def protocol_schema(request: ChatRequest) -> dict[str, Any]:
-    """The JSON Schema the model's whole answer must match when tools are offered."""
+def cap_strings(schema: dict[str, Any], max_chars: int | None) -> dict[str, Any]:
+    """Give every string without a ``maxLength`` (and without ``enum``/``const``) one.
+
+    A tiny model under a grammar can run on inside a string ("1234567890123...") until
+    ``max_tokens`` cuts the JSON off; a length cap makes the grammar close the string."""
+    if not max_chars:
+        return schema
+
+    def cap(node: Any) -> Any:
+        if isinstance(node, list):
+            return [cap(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        out = {key: cap(value) for key, value in node.items()}
+        types = node.get("type")
+        is_string = types == "string" or (isinstance(types, list) and "string" in types)
+        if is_string and not {"maxLength", "enum", "const"} & node.keys():
+            out["maxLength"] = max_chars
+        return out
+
+    return cap(schema)
+
+
+def protocol_schema(request: ChatRequest, max_string_chars: int | None = None) -> dict[str, Any]:
+    """The JSON Schema the model's whole answer must match when tools are offered. Strings in
+    tool arguments and in a structured final answer are capped at ``max_string_chars``."""
     defs: dict[str, Any] = {}
     branches = [
         _branch(
             "arguments",
-            _hoist(tool.parameters, f"{tool.name}__", defs),
+            _hoist(cap_strings(tool.parameters, max_string_chars), f"{tool.name}__", defs),
             {"tool": {"const": tool.name}},
         )
         for tool in request.tools
     ]
     if request.tool_choice != "required":
-        answer = request.response_schema or STRING_ANSWER
+        if request.response_schema is not None:
+            answer = cap_strings(request.response_schema, max_string_chars)
+        else:
+            answer = STRING_ANSWER  # free text stays free
         branches.append(_branch("final", _hoist(answer, "final__", defs)))
     schema: dict[str, Any] = {"anyOf": branches}
     if defs:

@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .constrained import parse_protocol_output, protocol_schema, render_messages, uses_protocol
+from .constrained import (
+    cap_strings,
+    parse_protocol_output,
+    protocol_schema,
+    render_messages,
+    uses_protocol,
+)
 from .errors import BadRequestError, ProviderUnavailableError, UnknownModelError
 from .settings import LLMSettings
 from .types import ChatRequest, ChatResponse, ToolCall, Usage
@@ -160,7 +166,13 @@ class LocalProvider:
         }
         if request.seed is not None:
             payload["seed"] = request.seed
-        schema = protocol_schema(request) if protocol else request.response_schema
+        cap = self.settings.local_max_string_chars
+        if protocol:
+            schema: dict[str, Any] | None = protocol_schema(request, cap)
+        elif request.response_schema is not None:
+            schema = cap_strings(request.response_schema, cap)
+        else:
+            schema = None
         if schema is not None:
             payload["response_format"] = {
                 "type": "json_schema",

@@ -83,6 +83,13 @@ class LLMSettings(BaseSettings):
     local_max_tokens: int = Field(
         default=512, ge=1, description="Output cap of the embedded model when a request sets none."
     )
+    local_max_string_chars: int | None = Field(
+        default=128,
+        ge=1,
+        description="maxLength given to JSON strings without one in the embedded model's "
+        "constrained output (tool arguments, structured answers), so a tiny model cannot run "
+        "on inside a string until max_tokens cuts the JSON off. Empty/null: no cap.",
+    )
     cassette_mode: Literal["off", "record", "replay"] = Field(
         default="off",
         description="`record`: every provider's responses are written to the cassette; "
