@@ -25,7 +25,7 @@ from ...problems import RunNotFound, problem_responses
 from ..deps import SessionDep, TenantDep
 from .runs import RunIdPath
 
-router = APIRouter(prefix="/v1/runs", tags=["runs"])
+router = APIRouter(prefix="/v1/runs", tags=["runs"], responses=problem_responses(422))
 
 
 class Span(BaseModel):
