@@ -14,6 +14,7 @@ repeats the last one."""
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import hashlib
 import json
@@ -175,8 +176,9 @@ class ReplayProvider:
     """Provider ``replay``: answers only from the cassette; the recorded response is returned
     as it was (its ``provider``, ``model``, usage and latency are the recorded ones)."""
 
-    def __init__(self, cassette: Cassette | Path | str) -> None:
+    def __init__(self, cassette: Cassette | Path | str, delay_s: float = 0.0) -> None:
         self.cassette = _as_cassette(cassette)
+        self.delay_s = delay_s
 
     @property
     def name(self) -> str:
@@ -184,7 +186,9 @@ class ReplayProvider:
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         started = time.perf_counter()
-        response = self.cassette.replay(request)
+        response = self.cassette.replay(request)  # a miss fails at once, before any delay
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         log.debug("replayed %s in %.2fms", request.model, (time.perf_counter() - started) * 1000)
         return response
 

@@ -84,7 +84,7 @@ class ProviderRegistry:
         """Called under ``_lock``; constructing a provider is cheap (models load on first use)."""
         provider: Provider
         if name == "replay":
-            provider = ReplayProvider(self._cassette_unlocked())
+            provider = ReplayProvider(self._cassette_unlocked(), self.settings.replay_delay_s)
         else:
             if name == "local":
                 provider = LocalProvider(self.settings)

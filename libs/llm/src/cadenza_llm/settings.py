@@ -100,6 +100,13 @@ class LLMSettings(BaseSettings):
         description="Cassette file (JSON); a directory means `<dir>/cassette.json`. "
         "The `replay` provider and record mode use it.",
     )
+    replay_delay_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=600,
+        description="Seconds each replayed answer takes (0 = at once): a slow model on demand, "
+        "e.g. to stop a worker in the middle of an agent loop in crash tests.",
+    )
     prices: dict[str, Price] = Field(
         default_factory=dict,
         description='Price overrides, "provider:model" (or "provider:*") -> '
