@@ -189,12 +189,14 @@ async def upload_document(
 ) -> DocumentPublic:
     """Answers 202 with the `queued` document; poll `GET .../documents/{id}`. Identical
     content already in the collection answers 200 with that document instead."""
-    await _collection(session, tenant, collection)
     meta = _parse_metadata(metadata)
+    async with session.begin():
+        await _collection(session, tenant, collection)
     media, size, digest = await _receive(file, settings, content_type)
-    existing = await crud.find_by_content(
-        session=session, tenant_id=tenant, collection=collection, content_hash=digest
-    )
+    async with session.begin():
+        existing = await crud.find_by_content(
+            session=session, tenant_id=tenant, collection=collection, content_hash=digest
+        )
     if existing is not None:
         response.status_code = 200
         return DocumentPublic.from_record(existing)
@@ -244,7 +246,8 @@ async def replace_document(
 ) -> DocumentPublic:
     """Searches keep showing the old version until the new one is indexed, then only the
     new one. The same content again re-embeds nothing."""
-    record = await _document(session, tenant, collection, document_id)
+    async with session.begin():
+        record = await _document(session, tenant, collection, document_id)
     media, size, digest = await _receive(file, settings, content_type)
     await store_upload(resources.objects, record.object_ref, file.file, size, media)
     async with session.begin():
@@ -359,7 +362,8 @@ async def search(
     retriever: RetrieverDep,
 ) -> SearchResponse:
     """The `k` chunks most relevant to `query`, each with its score and citation."""
-    await _collection(session, tenant, collection)
+    async with session.begin():  # ended before the search: SQLite allows one writer-ish txn
+        await _collection(session, tenant, collection)
     hits = await retriever.search(
         tenant,
         collection,

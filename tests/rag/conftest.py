@@ -1,0 +1,145 @@
+"""RAG fixtures: the ingest service, the gateway and a retriever on one set of Resources,
+parametrized over two stacks like the gateway's tests.
+
+``unit``: SQLite + in-process bus + local objects. ``integration``: real PostgreSQL (fresh
+schema), MinIO (fresh bucket) and Kafka (fresh topic prefix). Qdrant runs in local mode in
+a temporary folder in both (one client per folder per process: the store is shared)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from cadenza_events import BusSettings, MemoryBroker
+from cadenza_gateway import GatewaySettings, create_app
+from cadenza_rag import RagIngest, RagSettings
+from cadenza_retrieval import Retriever, RetrievalSettings
+from cadenza_runtime import Resources, open_resources
+from cadenza_state import S3ObjectStore, StateSettings
+from support import assert_eventually
+from support.cleanup import drop_bucket, drop_schema
+
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE not in item.path.parents:
+            continue
+        callspec = getattr(item, "callspec", None)
+        stack = callspec.params.get("stack") if callspec is not None else None
+        item.add_marker(pytest.mark.integration if stack == "integration" else pytest.mark.unit)
+
+
+@pytest.fixture(params=["unit", "integration"])
+def stack(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest_asyncio.fixture
+async def resources(
+    stack: str, tmp_path: Path, unique_id: str, require_services: Callable[..., None]
+) -> AsyncIterator[Resources]:
+    if stack == "unit":
+        state = StateSettings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}",
+            redis_backend="memory",
+            redis_key_prefix=f"{unique_id}:",
+            object_store="local",
+            object_store_dir=tmp_path / "objects",
+        )
+        bus = BusSettings(backend="memory", topic_prefix=f"{unique_id}.", partitions=3)
+        res = await open_resources(bus, state, broker=MemoryBroker())
+    else:
+        require_services("kafka", "postgres", "redis", "minio")
+        state = StateSettings(
+            database_schema=unique_id, redis_key_prefix=f"{unique_id}:", s3_bucket=unique_id
+        )
+        bus = BusSettings(
+            backend="kafka", topic_prefix=f"{unique_id}.", partitions=3, commit_interval_s=0.05
+        )
+        res = await open_resources(bus, state)
+    try:
+        yield res
+    finally:
+        bus_impl = res.bus
+        await res.close()
+        if stack == "integration":
+            await drop_schema(state)
+            await bus_impl.delete_topics()  # type: ignore[attr-defined]
+            assert isinstance(res.objects, S3ObjectStore)
+            await asyncio.to_thread(drop_bucket, res.objects)
+
+
+@pytest.fixture
+def retrieval_settings(tmp_path: Path) -> RetrievalSettings:
+    return RetrievalSettings(qdrant_path=tmp_path / "qdrant", embed_threads=1)
+
+
+@pytest.fixture
+def retriever(retrieval_settings: RetrievalSettings) -> Any:
+    r = Retriever(retrieval_settings)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def rag_settings() -> RagSettings:
+    return RagSettings(chunk_chars=300, overlap_chars=50, max_document_bytes=64 * 1024)
+
+
+@pytest_asyncio.fixture
+async def ingest(
+    resources: Resources, rag_settings: RagSettings, retriever: Retriever
+) -> AsyncIterator[RagIngest]:
+    service = RagIngest(resources, rag_settings, retriever)
+    await service.start()
+    yield service
+    await service.stop()
+
+
+@pytest_asyncio.fixture
+async def client(
+    resources: Resources, retriever: Retriever, ingest: RagIngest
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway (with the relay publishing its outbox) next to a running ingest."""
+    settings = GatewaySettings(max_body_bytes=64 * 1024, max_document_bytes=32 * 1024)
+    app = create_app(resources, settings)
+    app.state.retriever = retriever
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as c:
+        yield c
+
+
+@pytest.fixture
+def upload(client: httpx.AsyncClient) -> Callable[..., Awaitable[httpx.Response]]:
+    async def post(
+        collection: str, name: str, content: bytes, content_type: str = "text/plain", **form: str
+    ) -> httpx.Response:
+        return await client.post(
+            f"/v1/collections/{collection}/documents",
+            files={"file": (name, content, content_type)},
+            data=form,
+        )
+
+    return post
+
+
+@pytest.fixture
+def wait_status(client: httpx.AsyncClient) -> Callable[..., Awaitable[dict[str, Any]]]:
+    async def wait(collection: str, doc_id: str, *statuses: str) -> dict[str, Any]:
+        async def check() -> dict[str, Any]:
+            resp = await client.get(f"/v1/collections/{collection}/documents/{doc_id}")
+            assert resp.status_code == 200, resp.text
+            body = dict(resp.json())
+            assert body["status"] in statuses, body
+            return body
+
+        return dict(await assert_eventually(check, timeout=60))
+
+    return wait
