@@ -1,0 +1,128 @@
+"""kill -9 a worker in the middle of an agent loop: the next worker resumes from the
+LangGraph checkpoint (PostgreSQL) and repeats neither the completed LLM turn nor the
+completed tool call.
+
+Services are separate OS processes on real Kafka/PostgreSQL/Redis/MinIO; the LLM is the
+replay provider answering from the cassette recorded from the embedded model
+(tests/worker/cassettes/agents.json), slowed to 2 s per answer so the worker can be killed
+while it waits for turn 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from cadenza_events import BusSettings
+from cadenza_events.kafka import KafkaBus
+from cadenza_state import LLMCallRecord, StateSettings, ToolCallRecord, create_engine
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
+from support import assert_eventually
+from support.cleanup import drop_schema
+from support.cluster import Cluster, free_port
+
+CASSETTE = Path(__file__).resolve().parents[1] / "worker" / "cassettes" / "agents.json"
+# Exactly the agent and prompt recorded in tests/worker/test_agents_replay.py: three turns,
+# the first two calling the calculator.
+CALC_AGENT = {
+    "name": "calc",
+    "system_prompt": "You are a calculator assistant. Use the calculator tool for arithmetic.",
+    "model": "local:smollm2-135m",
+    "tools": ["calculator"],
+    "max_iterations": 3,
+}
+ASK = {"name": "ask", "tasks": [{"id": "ask", "agent": "calc", "prompt": "What is 17 * 3?"}]}
+
+
+@pytest.fixture
+async def deployment(
+    unique_id: str, tmp_path: Path, require_services: Callable[..., None]
+) -> AsyncIterator[Cluster]:
+    require_services("kafka", "postgres", "redis", "minio")
+    cluster = Cluster(
+        namespace=unique_id,
+        log_dir=tmp_path,
+        env_overrides={
+            "CADENZA_LLM_CASSETTE_MODE": "replay",
+            "CADENZA_LLM_CASSETTE_PATH": str(CASSETTE),
+            "CADENZA_LLM_REPLAY_DELAY_S": "2",
+            "CADENZA_WORKER_METRICS_PORT": str(free_port()),
+        },
+    )
+    try:
+        cluster.start_gateway()
+        cluster.start_orchestrator()
+        cluster.start_worker()
+        yield cluster
+    finally:
+        cluster.stop()
+        print(cluster.logs())
+        await drop_schema(StateSettings(database_schema=unique_id))
+        await KafkaBus(BusSettings(topic_prefix=f"{unique_id}.")).delete_topics()
+
+
+def worker_metric(cluster: Cluster, name: str, **labels: str) -> float:
+    port = cluster.env_overrides["CADENZA_WORKER_METRICS_PORT"]
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+async def test_kill_9_mid_agent_loop_resumes_from_the_checkpoint(deployment: Cluster) -> None:
+    engine = create_engine(StateSettings(database_schema=deployment.namespace))
+    try:
+        async with httpx.AsyncClient(base_url=deployment.url, timeout=30) as api:
+            assert (await api.post("/v1/agents", json=CALC_AGENT)).status_code == 201
+            resp = await api.post("/v1/runs", json={"spec": ASK, "inputs": {}})
+            assert resp.status_code == 201, resp.text
+            run_id = resp.json()["id"]
+
+            async def first_tool_call_done() -> bool:
+                async with engine.connect() as conn:
+                    query = select(ToolCallRecord.call_index).where(ToolCallRecord.run_id == run_id)
+                    return 0 in (await conn.execute(query)).scalars().all()
+
+            # Turn 0 answered and its tool call made: the worker now waits for turn 1.
+            await assert_eventually(first_tool_call_done, timeout=60, interval=0.1)
+            worker = next(p for p in deployment.processes if p.name == "worker")
+            worker.kill()
+            deployment.start_worker()
+
+            async def finished() -> dict[str, object] | None:
+                run: dict[str, object] = (await api.get(f"/v1/runs/{run_id}")).json()
+                return run if run["status"] in {"succeeded", "failed", "cancelled"} else None
+
+            run = await assert_eventually(finished, timeout=120, interval=0.2)
+        assert run["status"] == "succeeded", run
+        async with engine.connect() as conn:
+            turns = (
+                await conn.execute(
+                    select(LLMCallRecord.turn, LLMCallRecord.status).where(
+                        LLMCallRecord.run_id == run_id
+                    )
+                )
+            ).all()
+            tool_calls = (
+                await conn.execute(
+                    select(ToolCallRecord.call_index).where(ToolCallRecord.run_id == run_id)
+                )
+            ).scalars()
+            indexes = sorted(tool_calls)
+    finally:
+        await engine.dispose()
+
+    # Every turn and tool call once, across attempts (a restart from scratch would record
+    # turn 0 again under the new attempt).
+    assert sorted(t for t, _ in turns) == [0, 1, 2]
+    assert indexes == [0, 1]
+    # The new worker resumed, asked only turns 1 and 2, and made only the second tool call.
+    assert worker_metric(deployment, "cadenza_agent_resumes_total", agent="calc") == 1
+    assert worker_metric(deployment, "cadenza_agent_turns_total", agent="calc") == 2
+    assert worker_metric(deployment, "cadenza_agent_tool_calls_total", agent="calc") == 1
