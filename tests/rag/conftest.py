@@ -18,7 +18,7 @@ import pytest_asyncio
 from cadenza_events import BusSettings, MemoryBroker
 from cadenza_gateway import GatewaySettings, create_app
 from cadenza_rag import RagIngest, RagSettings
-from cadenza_retrieval import Retriever, RetrievalSettings
+from cadenza_retrieval import RetrievalSettings, Retriever
 from cadenza_runtime import Resources, open_resources
 from cadenza_state import S3ObjectStore, StateSettings
 from support import assert_eventually

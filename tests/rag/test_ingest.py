@@ -24,7 +24,9 @@ async def _collection(resources: Resources, name: str = "kb", tenant: str = "acm
 
 
 async def _publish(resources: Resources, doc_id: str, ref: str, **kw: Any) -> None:
-    payload = DocIngest(document_id=doc_id, object_ref=ref, collection=kw.pop("collection", "kb"), **kw)
+    payload = DocIngest(
+        document_id=doc_id, object_ref=ref, collection=kw.pop("collection", "kb"), **kw
+    )
     env = Envelope(payload=payload, source="/tests", tenant_id="acme", subject=doc_id)
     await resources.publisher.publish(Topic.DOC_INGEST, env)
 
@@ -99,7 +101,9 @@ async def test_searches_proceed_while_a_large_document_ingests(
     await resources.objects.put("up/small.txt", b"The office coffee machine is on floor two.")
     await _publish(resources, "small", "up/small.txt")
     await _status(resources, "small", "indexed")
-    large = "\n\n".join(f"Paragraph {i} about warehouse logistics and pallets." * 5 for i in range(120))
+    large = "\n\n".join(
+        f"Paragraph {i} about warehouse logistics and pallets." * 5 for i in range(120)
+    )
     await resources.objects.put("up/large.txt", large.encode())
     await _publish(resources, "large", "up/large.txt")
     await _status(resources, "large", "processing")
