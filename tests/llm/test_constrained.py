@@ -211,6 +211,21 @@ def test_parse_final_plain_and_structured() -> None:
     assert calls == []
 
 
+def test_free_text_answer_cut_off_at_max_tokens_keeps_the_text_so_far() -> None:
+    cut = '{\n  "final": "The transaction failed because the card \\"'
+    assert parse_protocol_output(cut, request(), "length") == (
+        'The transaction failed because the card "',
+        [],
+    )
+    assert parse_protocol_output('{"final": "half an esc\\u00', request(), "length") == (
+        "half an esc",
+        [],
+    )
+    # a structured answer cut off cannot be salvaged
+    with pytest.raises(InvalidOutputError):
+        parse_protocol_output('{"final": {"label": "fr', request(response_schema=ANSWER), "length")
+
+
 def test_cut_off_output_is_invalid_with_a_hint() -> None:
     with pytest.raises(InvalidOutputError, match="raise max_tokens") as caught:
         parse_protocol_output('{"tool": "calc', request(), "length")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 from .errors import InvalidOutputError
@@ -187,6 +188,25 @@ def previous_tool_calls(request: ChatRequest) -> int:
     return sum(len(m.get("tool_calls") or []) for m in request.messages if m["role"] == "assistant")
 
 
+_FINAL_STRING = re.compile(r'\s*\{\s*"final"\s*:\s*"')
+
+
+def _truncated_text_answer(text: str) -> str | None:
+    """The text of a free-text ``{"final": "...`` answer cut off mid-string, if it is one."""
+    match = _FINAL_STRING.match(text)
+    if match is None:
+        return None
+    fragment = text[match.end() :]
+    # Drop a few trailing characters at most: a half-written escape, or the closing `"}`.
+    for end in range(len(fragment), max(len(fragment) - 8, -1), -1):
+        try:
+            value = json.loads(f'"{fragment[:end]}"')
+        except json.JSONDecodeError:
+            continue
+        return str(value)
+    return None
+
+
 def parse_protocol_output(
     text: str, request: ChatRequest, finish_reason: str | None
 ) -> tuple[str | None, list[ToolCall]]:
@@ -196,6 +216,9 @@ def parse_protocol_output(
     try:
         answer = json.loads(text)
     except json.JSONDecodeError as exc:
+        partial = _truncated_text_answer(text) if request.response_schema is None else None
+        if partial is not None and finish_reason == "length":
+            return partial, []  # like any model cut off at max_tokens: the text so far
         hint = " (cut off at max_tokens: raise max_tokens)" if finish_reason == "length" else ""
         raise InvalidOutputError(
             f"local model output is not the expected JSON{hint}: {text[:200]!r}"
