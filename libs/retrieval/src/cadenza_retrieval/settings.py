@@ -52,7 +52,8 @@ class RetrievalSettings(BaseSettings):
         default=256, ge=1, description="Points per write to the vector store."
     )
     default_mode: SearchMode = Field(
-        default="hybrid",
+        default="vector",
         description="Ranking when a search does not choose: `vector` (cosine) or `hybrid` "
-        "(vector and BM25 keyword ranks fused by reciprocal rank fusion).",
+        "(vector and BM25 keyword ranks fused by reciprocal rank fusion). `vector` by "
+        "default: hybrid did not beat it on examples/rag (bench/rag_eval.py, docs/rag.md).",
     )
