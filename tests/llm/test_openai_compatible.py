@@ -11,11 +11,15 @@ from cadenza_llm import (
     AuthError,
     BadRequestError,
     ChatRequest,
+    ChatResponse,
     InvalidOutputError,
     OpenAICompatibleProvider,
     ProviderUnavailableError,
     RateLimitedError,
+    ToolCall,
     ToolSpec,
+    assistant_message,
+    tool_message,
 )
 from cadenza_llm.openai_compatible import parse_retry_after
 from llm_support import SECRET, FakeOpenAI, SleepRecorder, completion, provider_settings, sse
@@ -113,6 +117,36 @@ async def test_tool_calls_and_response_schema_are_sent_and_parsed(
         "type": "json_schema",
         "json_schema": {"name": "response", "schema": schema},
     }
+
+
+async def test_tool_turns_are_sent_in_openai_shape(fake: FakeOpenAI, sleeps: SleepRecorder) -> None:
+    provider = make(fake, sleeps)
+    call = ToolCall(id="call_9", name="get_weather", arguments={"city": "Oslo"})
+    previous = ChatResponse(content=None, tool_calls=[call], model="m", provider="openai")
+    fake.script(completion("It is sunny."))
+    await provider.chat(
+        request(
+            tools=[WEATHER],
+            messages=[
+                {"role": "user", "content": "weather in Oslo?"},
+                assistant_message(previous),
+                tool_message(call, "sunny"),
+            ],
+        )
+    )
+    sent = fake.bodies()[0]["messages"]
+    assert sent[1] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_9",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
+            }
+        ],
+    }
+    assert sent[2] == {"role": "tool", "tool_call_id": "call_9", "content": "sunny"}
 
 
 async def test_tool_choice_none_sends_no_tools(fake: FakeOpenAI, sleeps: SleepRecorder) -> None:

@@ -158,7 +158,7 @@ class OpenAICompatibleProvider:
     def _payload(self, request: ChatRequest) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "model": request.model,
-            "messages": request.messages,
+            "messages": [_wire_message(m) for m in request.messages],
             "temperature": request.temperature,
         }
         if request.tools and request.tool_choice != "none":
@@ -267,6 +267,14 @@ class OpenAICompatibleProvider:
             finish_reason=choice.get("finish_reason"),
             raw=body,
         )
+
+
+def _wire_message(message: dict[str, Any]) -> dict[str, Any]:
+    """Tool results carry ``name`` for providers that render them as text (local); the OpenAI
+    schema of a ``tool`` message has no such field, so strict servers would refuse it."""
+    if message.get("role") == "tool" and "name" in message:
+        return {k: v for k, v in message.items() if k != "name"}
+    return message
 
 
 def _server_message(response: httpx.Response) -> str:
