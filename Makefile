@@ -10,9 +10,11 @@ bootstrap:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@$(UV) sync --frozen --quiet
 
-# 1. Cadenza's main job: run an example workflow end to end on `cadenza dev` and print its result.
+# 1. Cadenza's main job: a multi-agent workflow (payment failure triage: LLM agents on the
+#    embedded model, tools reading seeded reference data, a condition on the structured
+#    classification) end to end on `cadenza dev`, printing its result.
 demo: bootstrap
-	$(UV) run cadenza dev --fresh --run examples/hello.yaml --input customer=acme
+	$(UV) run cadenza dev --fresh --run examples/payment-triage
 
 lint: bootstrap
 	$(UV) run ruff check .

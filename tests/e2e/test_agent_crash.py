@@ -25,7 +25,7 @@ from support.cleanup import drop_schema
 from support.cluster import Cluster, free_port
 
 CASSETTE = Path(__file__).resolve().parents[1] / "worker" / "cassettes" / "agents.json"
-# Exactly the agent and prompt recorded in tests/worker/test_agents_replay.py: three turns,
+# Exactly the agent and prompt recorded in tests/worker/test_worker_agents_replay.py: three turns,
 # the first two calling the calculator.
 CALC_AGENT = {
     "name": "calc",

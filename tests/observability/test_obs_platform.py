@@ -38,7 +38,7 @@ DASHBOARDS = infra_dir() / "grafana" / "dashboards"
 # agent, replayed from the cassette recorded from the embedded model.)
 NEEDS_RAG = "needs the rag-ingest service"
 CASSETTE = Path(__file__).resolve().parents[1] / "worker" / "cassettes" / "agents.json"
-# Exactly the agent and prompt recorded in tests/worker/test_agents_replay.py.
+# Exactly the agent and prompt recorded in tests/worker/test_worker_agents_replay.py.
 CALC_AGENT = {
     "name": "calc",
     "system_prompt": "You are a calculator assistant. Use the calculator tool for arithmetic.",

@@ -96,7 +96,8 @@ async def _dev(run: str | None, inputs: dict[str, Any], port: int, data_dir: Pat
         async with httpx.AsyncClient(base_url=stack.url, timeout=30) as client:
             accepted = await submit_run(client, run, inputs)
             typer.echo(f"run {accepted['id']} accepted; tasks:", err=True)
-            done = await asyncio.wait_for(wait_for_run(client, accepted["id"]), timeout=300)
+            # Generous: agent tasks on the embedded CPU model can take minutes on a busy machine.
+            done = await asyncio.wait_for(wait_for_run(client, accepted["id"]), timeout=900)
         print_json(
             {
                 "id": done["id"],

@@ -2,7 +2,7 @@
 (`local:smollm2-135m`) into tests/worker/cassettes/agents.json, replayed exactly.
 
 Re-record (needs no network; the model ships in a package):
-    CADENZA_TEST_LLM=record uv run pytest tests/worker/test_agents_replay.py
+    CADENZA_TEST_LLM=record uv run pytest tests/worker/test_worker_agents_replay.py
 A request that is not in the cassette fails the test (CassetteMissError), never a made-up
 answer — so a change to prompts, tools or the loop shows up here.
 """
