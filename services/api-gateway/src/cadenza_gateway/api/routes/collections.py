@@ -37,7 +37,7 @@ from ...rag import (
 from ...uploads import measure, store_upload
 from ..deps import ResourcesDep, SessionDep, SettingsDep, TenantDep, require_json
 
-router = APIRouter(prefix="/v1/collections", tags=["collections"])
+router = APIRouter(prefix="/v1/collections", tags=["collections"], responses=problem_responses(422))
 tracer = trace.get_tracer("cadenza.gateway")
 
 CollectionPath = Annotated[str, Path(pattern=COLLECTION_NAME_PATTERN, description="Collection.")]
