@@ -121,8 +121,7 @@ class DocIngest(Payload):
     metadata: dict[str, Any] = Field(default_factory=dict)
     action: Literal["ingest", "delete"] = Field(
         default="ingest",
-        description="`delete` removes the document's chunks (same key: ordered after its "
-        "ingests).",
+        description="`delete` removes the document's chunks (same key: ordered after its ingests).",
     )
     title: str | None = Field(default=None, description="Title or file name, for citations.")
 
