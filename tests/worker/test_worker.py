@@ -499,6 +499,12 @@ async def test_spans_per_task_and_per_tool_call(
     task = await stack.add_task("flaky", {"failures": 1, "key": key()})
     await stack.dispatch(task)
     await stack.result(task)
+
+    async def task_span_ended() -> bool:
+        # The task span closes just after the result is published (markers, metrics).
+        return any(s.name == "task flaky" for s in exporter.get_finished_spans())
+
+    await assert_eventually(task_span_ended, message="the task span never ended")
     spans = {s.name: s for s in exporter.get_finished_spans()}
     tool_spans = [s for s in exporter.get_finished_spans() if s.name == "tool flaky"]
     assert [s.attributes["cadenza.try"] for s in tool_spans] == [1, 2]  # type: ignore[index]
