@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import sqlite3
 from pathlib import Path
@@ -14,6 +13,7 @@ from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from cadenza_state.settings import StateSettings
 
@@ -113,19 +113,18 @@ async def _prepare_sqlite(conn: Any) -> None:
     # needs an exclusive lock and SQLite answers "database is locked" at once, without
     # its busy handler, while another connection of a concurrent start-up holds one:
     # retry with an async sleep so that connection (maybe on this loop) can finish.
-    for delay in _WAL_RETRY_DELAYS:
-        async with conn.execute("PRAGMA journal_mode") as cursor:
-            row = await cursor.fetchone()
-        if row and str(row[0]).lower() == "wal":
-            return
-        try:
-            await conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc):
-                raise
-            await asyncio.sleep(delay)
-    await conn.execute("PRAGMA journal_mode=WAL")  # last try: let its error through
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception(_is_locked),
+        wait=wait_exponential(multiplier=0.01, max=2),
+        stop=stop_after_delay(10),
+        reraise=True,
+    ):
+        with attempt:
+            async with conn.execute("PRAGMA journal_mode") as cursor:
+                row = await cursor.fetchone()
+            if not (row and str(row[0]).lower() == "wal"):
+                await conn.execute("PRAGMA journal_mode=WAL")
 
 
-_WAL_RETRY_DELAYS = [0.01 * 2**i for i in range(10)]  # about 10 s in all
+def _is_locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
