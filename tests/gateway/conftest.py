@@ -8,7 +8,6 @@ uses ``@unit_only`` (below, as ``pytest.mark.parametrize(..., indirect=True)``).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,23 +15,17 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from cadenza_events import BusSettings, Envelope, MemoryBroker, Topic
+from cadenza_events import Envelope, Topic
 from cadenza_gateway import GatewaySettings, create_app
-from cadenza_runtime import Resources, open_resources
-from cadenza_state import S3ObjectStore, StateSettings
+from cadenza_runtime import Resources
 from fastapi import FastAPI
-from support.cleanup import drop_bucket, drop_schema
+from support.stacks import mark_by_stack, stack_resources
 
 HERE = Path(__file__).parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if HERE not in item.path.parents:
-            continue
-        callspec = getattr(item, "callspec", None)
-        stack = callspec.params.get("stack") if callspec is not None else None
-        item.add_marker(pytest.mark.integration if stack == "integration" else pytest.mark.unit)
+    mark_by_stack(items, HERE)
 
 
 @pytest.fixture(params=["unit", "integration"])
@@ -40,48 +33,12 @@ def stack(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def unit_state(tmp_path: Path, unique_id: str, **overrides: Any) -> StateSettings:
-    return StateSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}",
-        redis_backend="memory",
-        redis_key_prefix=f"{unique_id}:",
-        object_store="local",
-        object_store_dir=tmp_path / "objects",
-        **overrides,
-    )
-
-
 @pytest_asyncio.fixture
 async def resources(
     stack: str, tmp_path: Path, unique_id: str, require_services: Callable[..., None]
 ) -> AsyncIterator[Resources]:
-    if stack == "unit":
-        state = unit_state(tmp_path, unique_id)
-        bus = BusSettings(backend="memory", topic_prefix=f"{unique_id}.", partitions=3)
-        res = await open_resources(bus, state, broker=MemoryBroker())
-    else:
-        require_services("kafka", "postgres", "redis", "minio")
-        state = StateSettings(
-            database_schema=unique_id, redis_key_prefix=f"{unique_id}:", s3_bucket=unique_id
-        )
-        bus = BusSettings(
-            backend="kafka", topic_prefix=f"{unique_id}.", partitions=3, commit_interval_s=0.05
-        )
-        res = await open_resources(bus, state)
-    try:
+    async with stack_resources(stack, tmp_path, unique_id, require_services) as res:
         yield res
-    finally:
-        hot = res.hot
-        doomed = [k async for k in hot.redis.scan_iter(match=f"{hot.prefix}*")]
-        if doomed:
-            await hot.redis.delete(*doomed)
-        bus_impl = res.bus
-        await res.close()
-        if stack == "integration":
-            await drop_schema(state)
-            await bus_impl.delete_topics()  # type: ignore[attr-defined]
-            assert isinstance(res.objects, S3ObjectStore)
-            await asyncio.to_thread(drop_bucket, res.objects)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 
 import jsonschema
-import pytest
 from agent_support import llm_rows, register_agent, tool_rows
 from cadenza_llm import LLMSettings, ProviderRegistry
 from cadenza_worker import builtin_tools
@@ -36,8 +35,8 @@ CLASSIFICATION = {
 }
 
 
-def registry() -> ProviderRegistry:
-    return ProviderRegistry(LLMSettings(cassette_mode=MODE, cassette_path=CASSETTE))
+def registry(mode: str = MODE) -> ProviderRegistry:
+    return ProviderRegistry(LLMSettings(cassette_mode=mode, cassette_path=CASSETTE))
 
 
 async def run_agent(stack: Stack, ref: str, prompt: str) -> tuple[object, str]:
@@ -98,12 +97,13 @@ async def test_structured_output_from_the_embedded_model_matches_the_schema(
     assert call.request["response_schema"] == CLASSIFICATION
 
 
-@pytest.mark.skipif(MODE == "record", reason="checks a miss, nothing to record")
 async def test_a_request_missing_from_the_cassette_fails_the_task(stack: Stack) -> None:
     ref = await register_agent(
         stack, name="calc", model="local:smollm2-135m", tools=[], system_prompt="Unrecorded."
     )
-    await stack.start_worker(tools=builtin_tools(stack.settings()), llm=registry())
+    # Always replay here (even while re-recording the others): the point is the miss.
+    registry_ = registry("replay")
+    await stack.start_worker(tools=builtin_tools(stack.settings()), llm=registry_)
     task = await stack.add_task(ref, {"prompt": "never recorded"}, kind="agent")
     await stack.dispatch(task)
     result = await stack.result(task)
