@@ -178,6 +178,22 @@ async def test_max_iterations_forces_a_final_answer_on_the_last_turn(stack: Stac
     assert len(provider.requests) == 2
 
 
+async def test_tool_choice_required_forces_the_first_call_then_lets_the_model_answer(
+    stack: Stack,
+) -> None:
+    ref = await register_agent(stack, tool_choice="required")
+    provider = ScriptedProvider(
+        [calls(("echo", {"text": "x"})), calls(("echo", {"text": "y"})), answer("done")]
+    )
+    await start(stack, provider)
+    task = await stack.add_task(ref, {"prompt": "ground yourself first"}, kind="agent")
+    await stack.dispatch(task)
+
+    result = await stack.result(task)
+    assert result.status == "succeeded", result.error
+    assert [r.tool_choice for r in provider.requests] == ["required", "auto", "auto"]
+
+
 async def test_the_token_budget_stops_the_loop(stack: Stack) -> None:
     ref = await register_agent(stack, budget={"max_tokens": 100})
     provider = ScriptedProvider(

@@ -72,6 +72,7 @@ def test_stored_form_fills_defaults_and_omits_absent_optionals() -> None:
         "model": "local:m",
         "temperature": 0.0,
         "tools": [],
+        "tool_choice": "auto",
         "max_iterations": 8,
         "handoffs": [],
     }
@@ -161,6 +162,17 @@ def test_duplicate_tools_and_handoffs_and_self_handoff() -> None:
         "handoffs[2]": "invalid_field",
         "handoffs[1]": "self_dependency",
     }
+
+
+def test_tool_choice_required_needs_something_to_call() -> None:
+    assert errors_of(minimal(tool_choice="required")) == {"tool_choice": "invalid_field"}
+    assert load_agent(minimal(tool_choice="required", tools=["calculator"])).tool_choice == (
+        "required"
+    )
+    assert load_agent(minimal(tool_choice="required", handoffs=["b"])).tool_choice == "required"
+    with pytest.raises(AgentValidationError) as info:
+        load_agent(minimal(tool_choice="always"))
+    assert info.value.errors[0].field == "tool_choice"
 
 
 def test_unknown_tool_is_refused_only_when_the_known_set_is_given() -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Collection, Iterable, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
@@ -114,6 +114,12 @@ class AgentSpec(BaseModel):
         json_schema_extra={"uniqueItems": True},
         description="Tools the agent may call (an allowlist of names in the workers' "
         "registry; a call to any other tool is refused).",
+    )
+    tool_choice: Literal["auto", "required"] = Field(
+        default="auto",
+        description="'auto': the model decides whether to call a tool. 'required': its first "
+        "turn must call one (e.g. rag_search, to ground the answer); after the first tool "
+        "result it decides again, so the loop cannot spin on forced calls.",
     )
     max_iterations: int = Field(
         default=8,
@@ -262,6 +268,9 @@ def validate_agent(spec: AgentSpec, known_tools: Collection[str] | None = None) 
         if target == spec.name:
             detail = f"agent '{spec.name}' cannot hand off to itself"
             errors.append(_at(ErrorCode.SELF_DEPENDENCY, f"handoffs[{i}]", detail))
+    if spec.tool_choice == "required" and not (spec.tools or spec.handoffs):
+        detail = "'required' needs at least one tool (or handoff) to call"
+        errors.append(_at(ErrorCode.INVALID_FIELD, "tool_choice", detail))
     if known_tools is not None:
         for i, tool in enumerate(spec.tools):
             if tool not in known_tools:

@@ -29,6 +29,7 @@ from cadenza_llm import (
     PriceTable,
     Provider,
     ToolCall,
+    ToolChoice,
     ToolSpec,
     assistant_message,
     tool_message,
@@ -143,7 +144,7 @@ class AgentLoop:
             model=run.model,
             messages=state["messages"],
             tools=tools,
-            tool_choice="auto" if tools else "none",
+            tool_choice=self._tool_choice(state, tools),
             response_schema=spec.output_schema,
             temperature=spec.temperature,
             max_tokens=run.limits.max_tokens_per_turn,
@@ -204,6 +205,15 @@ class AgentLoop:
                 for e in errors[:5]
             )
         return value, None
+
+    def _tool_choice(self, state: AgentState, tools: list[ToolSpec]) -> ToolChoice:
+        """``required`` holds only until the first tool call (as OpenAI's Agents SDK resets
+        it): forcing every turn would never let the agent answer."""
+        if not tools:
+            return "none"
+        if self.run.spec.tool_choice == "required" and not state.get("tool_calls_made", 0):
+            return "required"
+        return "auto"
 
     def _check_budget(self, state: AgentState) -> None:
         budget = self.run.spec.budget
