@@ -74,8 +74,7 @@ async def client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The gateway (with the relay publishing its outbox) next to a running ingest."""
     settings = GatewaySettings(max_body_bytes=64 * 1024, max_document_bytes=32 * 1024)
-    app = create_app(resources, settings)
-    app.state.retriever = retriever
+    app = create_app(resources, settings, searcher=retriever)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as c:
         yield c

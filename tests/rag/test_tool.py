@@ -51,8 +51,7 @@ async def test_rag_search_returns_cited_hits_for_the_tasks_tenant(
         return record is not None and record.status == "indexed"
 
     await assert_eventually(indexed, timeout=30)
-    tool = RagSearchTool()
-    tool._retriever = retriever  # the test's store folder
+    tool = RagSearchTool(searcher=retriever)  # the test's store folder
     result = await tool(
         {"collection": "kb", "query": "how long is the warranty", "k": 2}, _ctx(resources)
     )

@@ -4,8 +4,25 @@ rag-ingest, the gateway and the agents' ``rag_search`` tool."""
 from .catalog import GenerationLookup, visible_generations
 from .embedder import DIMENSIONS, MODEL_ID, Embedder, EmbeddingModelMissing, get_embedder
 from .formats import EXTENSIONS, SUPPORTED_TYPES, resolve_content_type
-from .models import Chunk, Citation, DocumentInfo, SearchHit
-from .retriever import MAX_K, MAX_QUERY_CHARS, Retriever
+from .models import (
+    MAX_K,
+    MAX_QUERY_CHARS,
+    Chunk,
+    Citation,
+    DocumentInfo,
+    FilterScalar,
+    SearchHit,
+    SearchQuery,
+    SearchResults,
+)
+from .retriever import Retriever, check_search
+from .searching import (
+    RemoteSearcher,
+    Searcher,
+    SearchUnavailable,
+    UnknownCollection,
+    open_searcher,
+)
 from .settings import RetrievalSettings, SearchMode
 from .store import FilterValue, StoreInUse, VectorStore, open_store, release_store
 
@@ -21,15 +38,24 @@ __all__ = [
     "DocumentInfo",
     "Embedder",
     "EmbeddingModelMissing",
+    "FilterScalar",
     "FilterValue",
     "GenerationLookup",
+    "RemoteSearcher",
     "RetrievalSettings",
     "Retriever",
     "SearchHit",
     "SearchMode",
+    "SearchQuery",
+    "SearchResults",
+    "SearchUnavailable",
+    "Searcher",
     "StoreInUse",
+    "UnknownCollection",
     "VectorStore",
+    "check_search",
     "get_embedder",
+    "open_searcher",
     "open_store",
     "release_store",
     "resolve_content_type",

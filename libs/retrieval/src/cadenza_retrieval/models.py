@@ -10,6 +10,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .settings import SearchMode
+
+MAX_K = 50
+MAX_QUERY_CHARS = 2000
+
 
 class Chunk(BaseModel):
     """One passage of a document, with where it came from."""
@@ -56,3 +61,25 @@ class DocumentInfo(BaseModel):
     title: str
     collection: str
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+FilterScalar = str | int | float | bool
+
+
+class SearchQuery(BaseModel):
+    """A search's body, as the gateway and rag-ingest's search API take it."""
+
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    k: int = Field(default=5, ge=1, le=MAX_K, description="How many chunks to return.")
+    mode: SearchMode | None = Field(
+        default=None, description="`vector` or `hybrid` (default: the server's setting)."
+    )
+    filters: dict[str, FilterScalar | list[str] | list[int]] = Field(
+        default_factory=dict,
+        description="Equality filters: `document_id`, `page`, or a key of the documents' "
+        "metadata; a list matches any of its values.",
+    )
+
+
+class SearchResults(BaseModel):
+    hits: list[SearchHit]

@@ -10,7 +10,7 @@ from opentelemetry import trace
 from .catalog import GenerationLookup
 from .embedder import Embedder, get_embedder
 from .metrics import SEARCH_SECONDS
-from .models import Chunk, DocumentInfo, SearchHit
+from .models import MAX_K, MAX_QUERY_CHARS, Chunk, DocumentInfo, SearchHit
 from .settings import RetrievalSettings, SearchMode
 from .store import (
     FilterValue,
@@ -22,9 +22,6 @@ from .store import (
 )
 
 tracer = trace.get_tracer("cadenza.retrieval")
-
-MAX_K = 50
-MAX_QUERY_CHARS = 2000
 
 
 class Retriever:
@@ -80,12 +77,7 @@ class Retriever:
 
         ``generations`` (see :func:`catalog.visible_generations`) says which generation of
         each document readers may see; without it the newest one seen wins."""
-        if not query.strip():
-            raise ValueError("query: must not be empty")
-        if len(query) > MAX_QUERY_CHARS:
-            raise ValueError(f"query: longer than {MAX_QUERY_CHARS} characters")
-        if not 1 <= k <= MAX_K:
-            raise ValueError(f"k: must be between 1 and {MAX_K}")
+        check_search(query, k)
         mode = mode or self.settings.default_mode
         with tracer.start_as_current_span(
             "retrieval.search",
@@ -107,6 +99,20 @@ class Retriever:
     def close(self) -> None:
         if self._owns_store:
             release_store(self.store)
+
+    async def aclose(self) -> None:
+        """:meth:`close`, under the :class:`~cadenza_retrieval.searching.Searcher` name."""
+        self.close()
+
+
+def check_search(query: str, k: int) -> None:
+    """``ValueError`` naming the field for a query no search should run."""
+    if not query.strip():
+        raise ValueError("query: must not be empty")
+    if len(query) > MAX_QUERY_CHARS:
+        raise ValueError(f"query: longer than {MAX_QUERY_CHARS} characters")
+    if not 1 <= k <= MAX_K:
+        raise ValueError(f"k: must be between 1 and {MAX_K}")
 
 
 def _embedded_text(chunk: Chunk) -> str:

@@ -22,6 +22,15 @@ class RetrievalSettings(BaseSettings):
         description="Qdrant server URL (e.g. http://qdrant:6333). Empty = the client's "
         "embedded local mode on `qdrant_path` (one process only: `cadenza dev`, tests).",
     )
+    search_url: str = Field(
+        default="",
+        description="rag-ingest's search API (e.g. http://127.0.0.1:9113). When set, the "
+        "gateway and the rag_search tool search through it instead of opening the vector "
+        "store: needed when services run as separate processes on the embedded local mode.",
+    )
+    search_timeout_s: float = Field(
+        default=30.0, gt=0, description="Timeout of one call to the search API."
+    )
     qdrant_api_key: str = Field(default="", description="API key of the Qdrant server, if any.")
     qdrant_path: Path = Field(
         default=Path(".cadenza/qdrant"),

@@ -1,6 +1,7 @@
 """cadenza_runtime: what every Cadenza service process shares."""
 
 from . import keys
+from .http_server import HttpServer
 from .process import run_until_signal, wait_for_shutdown_signal
 from .relay import OutboxRelay
 from .resources import Resources, open_resources
@@ -9,6 +10,7 @@ from .staging import stage_event, stage_events
 from .telemetry import serve_metrics, setup_logging, setup_tracing
 
 __all__ = [
+    "HttpServer",
     "OutboxRelay",
     "Resources",
     "RunEventEntry",

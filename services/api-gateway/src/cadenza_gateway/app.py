@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from cadenza_retrieval import Searcher
 from cadenza_runtime import Resources, RunEventLog, RunEventRecorder
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -29,12 +30,17 @@ tenant until API keys exist (provisional). See docs/api.md.
 
 
 def create_app(
-    resources: Resources, settings: GatewaySettings, *, owns_resources: bool = False
+    resources: Resources,
+    settings: GatewaySettings,
+    *,
+    owns_resources: bool = False,
+    searcher: Searcher | None = None,
 ) -> FastAPI:
     """The gateway as an ASGI app on ``resources``.
 
-    ``cadenza dev`` passes resources shared with the other services; ``python -m
-    cadenza_gateway`` passes ``owns_resources=True`` so the app's shutdown closes them.
+    ``cadenza dev`` passes resources (and the searcher) shared with the other services;
+    ``python -m cadenza_gateway`` passes ``owns_resources=True`` so the app's shutdown
+    closes them. Without ``searcher`` one is opened on the first search (see `rag.py`).
     """
 
     @asynccontextmanager
@@ -46,6 +52,8 @@ def create_app(
             yield
         finally:
             await recorder.stop()
+            if app.state.owns_searcher:
+                await app.state.searcher.aclose()
             if owns_resources:
                 await resources.close()
 
@@ -59,6 +67,8 @@ def create_app(
     _problems_in_openapi(app)
     app.state.resources = resources
     app.state.settings = settings
+    app.state.searcher = searcher
+    app.state.owns_searcher = False
     app.include_router(api_router)
     app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_validation_error)

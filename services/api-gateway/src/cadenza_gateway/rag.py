@@ -1,17 +1,23 @@
 """Collections and documents in the API: request/response models, problems, and the
-process's retriever (searches embed the query here)."""
+process's searcher (in process, or rag-ingest's search API)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, cast
 
-from cadenza_retrieval import MAX_K, MAX_QUERY_CHARS, Retriever, SearchHit, SearchMode
+from cadenza_retrieval import (
+    Searcher,
+    SearchQuery,
+    SearchResults,
+    SearchUnavailable,
+    open_searcher,
+)
 from cadenza_state import CollectionRecord, DocumentRecord
 from fastapi import Depends, Request
 from pydantic import BaseModel, Field
 
-from .problems import ProblemError
+from .problems import InvalidRequest, ProblemError
 
 COLLECTION_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 DOCUMENT_UPLOAD_PATH = r"/v1/collections/[^/]+/documents(/[^/]+)?"
@@ -24,6 +30,10 @@ class CollectionNotFound(ProblemError):
 
 class DocumentNotFound(ProblemError):
     status, slug, title = 404, "document-not-found", "Document not found"
+
+
+class SearchServiceUnavailable(ProblemError):
+    status, slug, title = 503, "search-unavailable", "Search service unavailable"
 
 
 class CollectionExists(ProblemError):
@@ -101,34 +111,30 @@ class DocumentsPublic(BaseModel):
     next_cursor: str | None = None
 
 
-FilterScalar = str | int | float | bool
+class SearchRequest(SearchQuery):
+    """`POST /v1/collections/{c}/search`."""
 
 
-class SearchRequest(BaseModel):
-    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
-    k: int = Field(default=5, ge=1, le=MAX_K, description="How many chunks to return.")
-    mode: SearchMode | None = Field(
-        default=None, description="`vector` or `hybrid` (default: the server's setting)."
-    )
-    filters: dict[str, FilterScalar | list[str] | list[int]] = Field(
-        default_factory=dict,
-        description="Equality filters: `document_id`, `page`, or a key of the documents' "
-        "metadata; a list matches any of its values.",
-    )
+class SearchResponse(SearchResults):
+    pass
 
 
-class SearchResponse(BaseModel):
-    hits: list[SearchHit]
-
-
-def get_retriever(request: Request) -> Retriever:
-    """The app's retriever, opened on first use (a gateway that never searches never opens
-    the vector store nor loads the model)."""
+def get_searcher(request: Request) -> Searcher:
+    """The app's searcher (``create_app(searcher=...)``), else one opened on first use from
+    ``CADENZA_RETRIEVAL_*``: a gateway that never searches never opens the vector store
+    nor loads the model, and with ``search_url`` it never does (rag-ingest searches)."""
     state = request.app.state
-    retriever = getattr(state, "retriever", None)
-    if retriever is None:
-        retriever = state.retriever = Retriever()
-    return cast(Retriever, retriever)
+    if state.searcher is None:
+        state.searcher = open_searcher()
+        state.owns_searcher = True
+    return cast(Searcher, state.searcher)
 
 
-RetrieverDep = Annotated[Retriever, Depends(get_retriever)]
+SearcherDep = Annotated[Searcher, Depends(get_searcher)]
+
+
+def search_problem(exc: Exception) -> ProblemError:
+    """What a failed search means to an API caller."""
+    if isinstance(exc, SearchUnavailable):
+        return SearchServiceUnavailable(str(exc))
+    return InvalidRequest(str(exc))

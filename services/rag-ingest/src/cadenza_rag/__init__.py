@@ -2,6 +2,7 @@
 
 from .chunking import chunk_sections, chunk_text
 from .parsing import DocumentError, Section, parse_document
+from .search_api import create_search_app
 from .service import RagIngest
 from .settings import RagSettings
 
@@ -12,5 +13,6 @@ __all__ = [
     "Section",
     "chunk_sections",
     "chunk_text",
+    "create_search_app",
     "parse_document",
 ]

@@ -1,10 +1,13 @@
-"""`python -m cadenza_rag`: the rag-ingest service as its own process."""
+"""`python -m cadenza_rag`: the rag-ingest service as its own process: the `doc.ingest`
+consumer and, unless `CADENZA_RAG_SEARCH_PORT=0`, the search API on the same store."""
 
 from __future__ import annotations
 
 import asyncio
 
+from cadenza_retrieval import Retriever
 from cadenza_runtime import (
+    HttpServer,
     open_resources,
     run_until_signal,
     serve_metrics,
@@ -12,19 +15,39 @@ from cadenza_runtime import (
     setup_tracing,
 )
 
+from .search_api import create_search_app
 from .service import RagIngest
 from .settings import RagSettings
 
 
 async def serve(settings: RagSettings) -> None:
     resources = await open_resources(start_relay=False)
-    service = RagIngest(resources, settings)
+    retriever = Retriever()  # one store and one model for ingest and searches
+    service = RagIngest(resources, settings, retriever)
+    http = (
+        HttpServer(
+            create_search_app(retriever, resources.sessions),
+            settings.search_host,
+            settings.search_port,
+            name="rag-search",
+        )
+        if settings.search_port
+        else None
+    )
+
+    async def start() -> None:
+        await service.start()
+        if http is not None:
+            await http.start()
 
     async def stop() -> None:
+        if http is not None:
+            await http.stop()
         await service.stop()
+        await retriever.aclose()
         await resources.close()
 
-    await run_until_signal(service.start, stop)
+    await run_until_signal(start, stop)
 
 
 def main() -> None:

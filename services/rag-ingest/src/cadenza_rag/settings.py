@@ -30,3 +30,13 @@ class RagSettings(BaseSettings):
     metrics_port: int = Field(
         default=9103, ge=0, description="Prometheus /metrics port (0 disables)."
     )
+    search_port: int = Field(
+        default=9113,
+        ge=0,
+        description="Port of the search API (POST /v1/search) that gateways and workers "
+        "use through CADENZA_RETRIEVAL_SEARCH_URL; 0 disables it.",
+    )
+    search_host: str = Field(
+        default="127.0.0.1",
+        description="Address the search API binds to: internal only (it trusts X-Tenant-Id).",
+    )

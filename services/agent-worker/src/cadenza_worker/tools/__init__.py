@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cadenza_retrieval import Searcher
+
 from ..settings import WorkerSettings
 from .agent_builtins import CalculatorTool, CurrentTimeTool, calculate
 from .base import Tool, ToolContext, ToolRegistry, agent_tool_schema, has_side_effects
@@ -12,8 +14,9 @@ from .rag import RagSearchTool
 from .reference import DatasetLookupTool, scenario_tools
 
 
-def builtin_tools(settings: WorkerSettings) -> ToolRegistry:
-    """A registry with every built-in tool (the names in `cadenza_workflow.BUILTIN_TOOLS`)."""
+def builtin_tools(settings: WorkerSettings, *, searcher: Searcher | None = None) -> ToolRegistry:
+    """A registry with every built-in tool (the names in `cadenza_workflow.BUILTIN_TOOLS`);
+    ``searcher`` is what `rag_search` searches with (default: from the environment)."""
     return ToolRegistry(
         [
             TransformTool(),
@@ -23,7 +26,7 @@ def builtin_tools(settings: WorkerSettings) -> ToolRegistry:
             HttpRequestTool(settings),
             CalculatorTool(),
             CurrentTimeTool(),
-            RagSearchTool(),
+            RagSearchTool(searcher=searcher),
             *scenario_tools(),
         ]
     )

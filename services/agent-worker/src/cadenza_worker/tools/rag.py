@@ -4,9 +4,10 @@ Returns ``{"hits": [{text, score, citation: {document_id, title, collection, pos
 heading}, metadata}]}`` — the same shape as ``POST /v1/collections/{c}/search`` — so an
 answer can cite ``title`` (and page) of the passages it used.
 
-Vectors live where ``CADENZA_RETRIEVAL_*`` says (a Qdrant server, or the local folder —
-local mode serves one process, e.g. `cadenza dev`). The model and the store are opened on
-the first call, not when the worker starts.
+It searches in process on the store ``CADENZA_RETRIEVAL_*`` names (a Qdrant server, or the
+local folder, which serves one process, e.g. `cadenza dev`), or through rag-ingest's search
+API when ``CADENZA_RETRIEVAL_SEARCH_URL`` is set. The searcher is opened on the first call,
+not when the worker starts.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from cadenza_events import NonRetryableError
+from cadenza_events import NonRetryableError, RetryableError
 from cadenza_retrieval import (
     MAX_K,
     MAX_QUERY_CHARS,
     RetrievalSettings,
-    Retriever,
+    Searcher,
     SearchMode,
+    SearchUnavailable,
+    UnknownCollection,
+    open_searcher,
     visible_generations,
 )
 from cadenza_state import CollectionRecord
@@ -49,6 +53,12 @@ class UnknownCollectionError(NonRetryableError):
     code = "unknown_collection"
 
 
+class SearchUnavailableError(RetryableError):
+    """The search service is down or failing: the task's retries may outlast it."""
+
+    code = "search_unavailable"
+
+
 class RagSearchTool:
     """Search a document collection; each hit has a citation (document title, page,
     position) to quote in the answer."""
@@ -62,17 +72,22 @@ class RagSearchTool:
         "cite the title (and page) of every passage you use."
     )
 
-    def __init__(self, settings: RetrievalSettings | None = None) -> None:
+    def __init__(
+        self, settings: RetrievalSettings | None = None, *, searcher: Searcher | None = None
+    ) -> None:
+        """``searcher``: one shared with the process's other services (``cadenza dev``);
+        it is then not closed by :meth:`aclose`."""
         self._settings = settings
-        self._retriever: Retriever | None = None
+        self._searcher = searcher
+        self._owns_searcher = searcher is None
         self._lock = threading.Lock()
 
     @property
-    def retriever(self) -> Retriever:
+    def searcher(self) -> Searcher:
         with self._lock:
-            if self._retriever is None:
-                self._retriever = Retriever(self._settings)
-            return self._retriever
+            if self._searcher is None:
+                self._searcher = open_searcher(self._settings)
+            return self._searcher
 
     async def __call__(self, params: dict[str, Any], ctx: ToolContext) -> Any:
         p: RagSearchParams = parse_params(RagSearchParams, params, self.name)
@@ -90,12 +105,17 @@ class RagSearchTool:
                     f"rag_search: no collection named {p.collection!r} for this tenant"
                 )
             generations = visible_generations(ctx.sessions, ctx.tenant_id)
-        hits = await self.retriever.search(
-            ctx.tenant_id, p.collection, p.query, k=p.k, mode=p.mode, generations=generations
-        )
+        try:
+            hits = await self.searcher.search(
+                ctx.tenant_id, p.collection, p.query, k=p.k, mode=p.mode, generations=generations
+            )
+        except UnknownCollection as exc:
+            raise UnknownCollectionError(f"rag_search: {exc}") from None
+        except SearchUnavailable as exc:
+            raise SearchUnavailableError(f"rag_search: {exc}") from exc
         return {"hits": [hit.model_dump(mode="json") for hit in hits]}
 
     async def aclose(self) -> None:
-        if self._retriever is not None:
-            self._retriever.close()
-            self._retriever = None
+        if self._searcher is not None and self._owns_searcher:
+            await self._searcher.aclose()
+            self._searcher = None

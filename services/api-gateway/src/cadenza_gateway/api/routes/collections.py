@@ -10,7 +10,12 @@ import json
 import uuid
 from typing import Annotated, Any
 
-from cadenza_retrieval import resolve_content_type, visible_generations
+from cadenza_retrieval import (
+    SearchUnavailable,
+    UnknownCollection,
+    resolve_content_type,
+    visible_generations,
+)
 from cadenza_state import DocumentRecord, DocumentStatus
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
 from opentelemetry import trace
@@ -30,9 +35,10 @@ from ...rag import (
     DocumentPublic,
     DocumentsPublic,
     InvalidDocument,
-    RetrieverDep,
+    SearcherDep,
     SearchRequest,
     SearchResponse,
+    search_problem,
 )
 from ...uploads import measure, store_upload
 from ..deps import ResourcesDep, SessionDep, SettingsDep, TenantDep, require_json
@@ -350,7 +356,7 @@ async def delete_document(
     "/{collection}/search",
     response_model=SearchResponse,
     summary="Search a collection",
-    responses=problem_responses(404, 415, 422),
+    responses=problem_responses(404, 415, 422, 503),
     dependencies=[Depends(require_json)],
 )
 async def search(
@@ -359,18 +365,23 @@ async def search(
     session: SessionDep,
     tenant: TenantDep,
     resources: ResourcesDep,
-    retriever: RetrieverDep,
+    searcher: SearcherDep,
 ) -> SearchResponse:
     """The `k` chunks most relevant to `query`, each with its score and citation."""
     async with session.begin():  # ended before the search: SQLite allows one writer-ish txn
         await _collection(session, tenant, collection)
-    hits = await retriever.search(
-        tenant,
-        collection,
-        body.query,
-        k=body.k,
-        mode=body.mode,
-        filters=body.filters,
-        generations=visible_generations(resources.sessions, tenant),
-    )
+    try:
+        hits = await searcher.search(
+            tenant,
+            collection,
+            body.query,
+            k=body.k,
+            mode=body.mode,
+            filters=body.filters,
+            generations=visible_generations(resources.sessions, tenant),
+        )
+    except UnknownCollection:
+        raise CollectionNotFound(f"no collection named {collection!r}") from None
+    except (SearchUnavailable, ValueError) as exc:
+        raise search_problem(exc) from None
     return SearchResponse(hits=hits)
