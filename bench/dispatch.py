@@ -178,7 +178,7 @@ async def in_process(args: argparse.Namespace) -> float:
 
     with tempfile.TemporaryDirectory() as tmp:
         resources = await open_resources(*dev_settings(Path(tmp)))
-        stack = DevStack(resources, port=0)
+        stack = DevStack(resources, port=0, data_dir=Path(tmp))
         await stack.start()
         try:
             async with httpx.AsyncClient(base_url=stack.url, timeout=60) as api:

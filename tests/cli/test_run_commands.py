@@ -33,7 +33,7 @@ async def cadenza(*args: str) -> tuple[int, str, str]:
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[DevStack]:
     resources = await open_resources(*dev_settings(tmp_path))
-    dev = DevStack(resources, port=0)
+    dev = DevStack(resources, port=0, data_dir=tmp_path)
     await dev.start()
     yield dev
     await dev.stop()

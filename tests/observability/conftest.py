@@ -17,7 +17,7 @@ from cadenza_runtime import open_resources
 @pytest.fixture
 async def dev_stack(tmp_path: Path) -> AsyncIterator[DevStack]:
     resources = await open_resources(*dev_settings(tmp_path / "dev"))
-    stack = DevStack(resources, port=0)
+    stack = DevStack(resources, port=0, data_dir=tmp_path / "dev")
     await stack.start()
     try:
         yield stack

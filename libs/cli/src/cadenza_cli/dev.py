@@ -1,6 +1,6 @@
 """`cadenza dev`: every service in one process on the in-process bus, SQLite, an embedded
-Redis substitute and a local-folder object store. Same services, same handlers; only the
-adapters differ from a distributed deployment."""
+Redis substitute, a local-folder object store and Qdrant's embedded local mode. Same
+services, same handlers; only the adapters differ from a distributed deployment."""
 
 from __future__ import annotations
 
@@ -37,17 +37,27 @@ def dev_settings(data_dir: Path) -> tuple[BusSettings, StateSettings]:
 
 
 class DevStack:
-    """Gateway + orchestrator + worker sharing one set of dev resources."""
+    """Gateway + orchestrator + worker + rag-ingest sharing one set of dev resources and
+    one retriever (the local Qdrant folder serves one client per process)."""
 
-    def __init__(self, resources: Resources, port: int) -> None:
+    def __init__(self, resources: Resources, port: int, data_dir: Path) -> None:
         from cadenza_gateway import GatewaySettings, create_app
         from cadenza_orchestrator import Orchestrator, OrchestratorSettings
-        from cadenza_worker import Worker, WorkerSettings
+        from cadenza_rag import RagIngest, RagSettings
+        from cadenza_retrieval import RetrievalSettings, Retriever
+        from cadenza_worker import Worker, WorkerSettings, builtin_tools
 
         self.resources = resources
+        self.retriever = Retriever(RetrievalSettings(qdrant_path=data_dir / "qdrant"))
         self.orchestrator = Orchestrator(resources, OrchestratorSettings(metrics_port=0))
-        self.worker = Worker(resources, WorkerSettings(metrics_port=0))
-        app = create_app(resources, GatewaySettings(port=port))
+        worker_settings = WorkerSettings(metrics_port=0)
+        self.worker = Worker(
+            resources,
+            worker_settings,
+            tools=builtin_tools(worker_settings, searcher=self.retriever),
+        )
+        self.rag = RagIngest(resources, RagSettings(metrics_port=0), self.retriever)
+        app = create_app(resources, GatewaySettings(port=port), searcher=self.retriever)
         self.server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
         )
@@ -62,6 +72,7 @@ class DevStack:
     async def start(self) -> None:
         await self.orchestrator.start()
         await self.worker.start()
+        await self.rag.start()
         self._serve = asyncio.create_task(self.server.serve())
         while not self.server.started:
             if self._serve.done():
@@ -78,15 +89,17 @@ class DevStack:
         if self._serve is not None:
             with contextlib.suppress(Exception):
                 await self._serve
+        await self.rag.stop()
         await self.worker.stop()
         await self.orchestrator.stop()
+        await self.retriever.aclose()
         await self.resources.close()
 
 
 async def _dev(run: str | None, inputs: dict[str, Any], port: int, data_dir: Path) -> int:
     setup_tracing("cadenza-dev")
     resources = await open_resources(*dev_settings(data_dir))
-    stack = DevStack(resources, port)
+    stack = DevStack(resources, port, data_dir)
     await stack.start()
     try:
         if run is None:
@@ -135,7 +148,8 @@ def dev_command(
     fresh: Annotated[bool, typer.Option(help="Delete the dev state first.")] = False,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "WARNING",
 ) -> None:
-    """Run gateway, orchestrator and worker in one process (no external services needed)."""
+    """Run gateway, orchestrator, worker and rag-ingest in one process (no external
+    services needed)."""
     setup_logging(log_level)
     if fresh and data_dir.exists():
         shutil.rmtree(data_dir)
