@@ -1,10 +1,11 @@
 """Runnable example bundles: a directory with ``agents/*.yaml``, ``data/*.yaml``,
-``workflow.yaml`` and an optional ``inputs.json``.
+``collections/<name>/*``, ``workflow.yaml`` and an optional ``inputs.json``.
 
 ``cadenza run DIR`` (and ``cadenza dev --run DIR``) registers the agents — handoff targets
 before the agents that hand off to them, an unchanged agent is reused instead of getting a
-new version — loads each data file into its dataset, then starts the workflow as an inline
-spec, like ``cadenza run FILE``. Every problem names the file (and the field).
+new version — loads each data file into its dataset, uploads each collection's documents
+and waits until they are indexed (bundle_documents.py), then starts the workflow as an
+inline spec, like ``cadenza run FILE``. Every problem names the file (and the field).
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ import httpx
 from cadenza_workflow import AgentSpec, SpecValidationError, parse_agent
 from cadenza_workflow.loading import load_document
 
+from .bundle_documents import (
+    INDEX_TIMEOUT_S,
+    BundleCollection,
+    CollectionProblem,
+    deploy_collection,
+    load_collections,
+)
 from .client import ApiError, _check, run_request, submit
 
 WORKFLOW_FILES = ("workflow.yaml", "workflow.yml", "workflow.json")
@@ -53,6 +61,7 @@ class Bundle:
     datasets: list[BundleDataset]
     workflow_path: Path
     inputs: dict[str, Any] = field(default_factory=dict)
+    collections: list[BundleCollection] = field(default_factory=list)
 
     def shown(self, path: Path) -> str:
         """``path`` relative to the bundle's parent, as a user names it (``examples/x/...``)."""
@@ -175,12 +184,17 @@ def load_bundle(root: str | Path) -> Bundle:
         if not isinstance(loaded, dict):
             raise BundleError(f"{shown(inputs_path)}: must be an object of input values")
         inputs = loaded
+    try:
+        collections = load_collections(root, shown)
+    except CollectionProblem as exc:
+        raise BundleError(str(exc)) from None
     return Bundle(
         root,
         agents=_load_agents(root, shown),
         datasets=_load_datasets(root, shown),
         workflow_path=workflow,
         inputs=inputs,
+        collections=collections,
     )
 
 
@@ -212,8 +226,11 @@ async def deploy_bundle(
     bundle: Bundle,
     inputs: Mapping[str, Any],
     out: TextIO = sys.stderr,
+    *,
+    index_timeout_s: float = INDEX_TIMEOUT_S,
 ) -> dict[str, Any]:
-    """Register the agents and load the data, then return the ``POST /v1/runs`` body
+    """Register the agents, load the data and the documents (waiting up to
+    ``index_timeout_s`` until all are indexed), then return the ``POST /v1/runs`` body
     (the workflow inline; ``inputs`` override the bundle's inputs.json)."""
     for agent in bundle.agents:
         try:
@@ -231,6 +248,13 @@ async def deploy_bundle(
         except ApiError as exc:
             raise BundleError(f"{bundle.shown(data.path)}: {exc}") from None
         print(f"  dataset {data.dataset:<30} {loaded['records']} records", file=out)
+    for collection in bundle.collections:
+        try:
+            await deploy_collection(
+                client, collection, bundle.shown, out, timeout_s=index_timeout_s
+            )
+        except CollectionProblem as exc:
+            raise BundleError(str(exc)) from None
     return run_request(str(bundle.workflow_path), {**bundle.inputs, **inputs})
 
 
