@@ -36,7 +36,6 @@ DASHBOARDS = infra_dir() / "grafana" / "dashboards"
 # Panels that need what this deployment does not run, and so may return no data here:
 # RAG panels need the rag-ingest service. (LLM panels get data: the deployment runs an
 # agent, replayed from the cassette recorded from the embedded model.)
-NEEDS_RAG = "needs the rag-ingest service"
 CASSETTE = Path(__file__).resolve().parents[1] / "worker" / "cassettes" / "agents.json"
 # Exactly the agent and prompt recorded in tests/worker/test_worker_agents_replay.py.
 CALC_AGENT = {
@@ -47,16 +46,8 @@ CALC_AGENT = {
     "max_iterations": 3,
 }
 AGENT_RUN = {"name": "ask", "tasks": [{"id": "ask", "agent": "calc", "prompt": "What is 17 * 3?"}]}
-MAY_BE_EMPTY: dict[tuple[str, str], str] = {
-    ("cadenza-rag", title): NEEDS_RAG
-    for title in (
-        "Documents ingested per second by outcome",
-        "Chunks produced per second",
-        "Documents ingested, last hour",
-        "doc.ingest consumer lag",
-        "Document ingest time p95",
-    )
-}
+MAY_BE_EMPTY: dict[tuple[str, str], str] = {}
+"""(dashboard uid, panel title) → why the panel may show nothing after this test's load."""
 
 
 def tool(task_id: str, name: str, **fields: Any) -> dict[str, Any]:
@@ -106,6 +97,7 @@ def deployment(
             "OTEL_BSP_SCHEDULE_DELAY": "100",
             "CADENZA_ORCHESTRATOR_METRICS_PORT": str(free_port()),
             "CADENZA_WORKER_METRICS_PORT": str(free_port()),
+            "CADENZA_RAG_METRICS_PORT": str(free_port()),
             "CADENZA_LLM_CASSETTE_MODE": "replay",
             "CADENZA_LLM_CASSETTE_PATH": str(CASSETTE),
         },
@@ -114,6 +106,7 @@ def deployment(
         cluster.start_gateway()
         cluster.start_orchestrator()
         cluster.start_worker()
+        cluster.start_rag_ingest()
         yield cluster
     finally:
         cluster.stop()
@@ -132,6 +125,7 @@ def metrics_urls(cluster: Cluster) -> dict[str, str]:
         "gateway": f"{cluster.url}/metrics",
         "orchestrator": f"http://127.0.0.1:{env['CADENZA_ORCHESTRATOR_METRICS_PORT']}/metrics",
         "worker": f"http://127.0.0.1:{env['CADENZA_WORKER_METRICS_PORT']}/metrics",
+        "rag-ingest": f"http://127.0.0.1:{env['CADENZA_RAG_METRICS_PORT']}/metrics",
     }
 
 
@@ -337,6 +331,16 @@ async def test_every_dashboard_panel_queries_real_data(
         run = (await api.get(f"/v1/runs/{agent_run}")).json()
         assert run["status"] == "succeeded", run
         assert (await api.get("/v1/runs/does-not-exist")).status_code == 404
+        # Documents for the RAG dashboard: one that indexes, one that fails in ingest.
+        assert (await api.post("/v1/collections", json={"name": "obs"})).status_code == 201
+        for name, body, kind in (
+            ("ok.md", b"# Ok\n\nA document that indexes.", "text/markdown"),
+            ("broken.pdf", b"%PDF-1.4 not really a pdf", "application/pdf"),
+        ):
+            sent = await api.post(
+                "/v1/collections/obs/documents", files={"file": (name, body, kind)}
+            )
+            assert sent.status_code == 202, sent.text
     bus = KafkaBus(BusSettings(topic_prefix=f"{deployment.namespace}.", partitions=3))
     await bus.start()
     try:  # an undecodable task.ready: the worker dead-letters it
@@ -353,9 +357,11 @@ async def test_every_dashboard_panel_queries_real_data(
             prometheus, 'cadenza_orchestrator_runs_finished_total{status="failed"}'
         )
         tokens = await query(prometheus, "count_over_time(cadenza_agent_llm_tokens_total[1m]) >= 2")
+        docs = await query(prometheus, "count_over_time(cadenza_rag_documents_total[1m]) >= 2")
         up = await query(prometheus, "min(up)")
         return bool(
-            dlq["data"]["result"]
+            len(docs["data"]["result"]) >= 2  # indexed and failed
+            and dlq["data"]["result"]
             and failed["data"]["result"]
             and tokens["data"]["result"]
             and up["data"]["result"][0]["value"][1] == "1"

@@ -56,6 +56,7 @@ class Cluster:
     env_overrides: dict[str, str] = field(default_factory=dict)
     processes: list[ServiceProcess] = field(default_factory=list)
     gateway_port: int = field(default_factory=free_port)
+    search_port: int = field(default_factory=free_port)
 
     @property
     def env(self) -> dict[str, str]:
@@ -74,6 +75,12 @@ class Cluster:
                 "CADENZA_ORCHESTRATOR_SWEEP_INTERVAL_S": "0.5",
                 "CADENZA_WORKER_METRICS_PORT": "0",
                 "CADENZA_WORKER_LEASE_TTL_S": "3",
+                # Qdrant's local mode is one process's: rag-ingest owns it and serves
+                # searches to the gateway and workers.
+                "CADENZA_RETRIEVAL_QDRANT_PATH": str(self.log_dir / "qdrant"),
+                "CADENZA_RETRIEVAL_SEARCH_URL": self.search_url,
+                "CADENZA_RAG_SEARCH_PORT": str(self.search_port),
+                "CADENZA_RAG_METRICS_PORT": "0",
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -83,6 +90,10 @@ class Cluster:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def search_url(self) -> str:
+        return f"http://127.0.0.1:{self.search_port}"
 
     def start(self, name: str, module: str) -> ServiceProcess:
         log = self.log_dir / f"{name}-{len(self.processes)}.log"
@@ -99,18 +110,26 @@ class Cluster:
         return service
 
     def start_gateway(self) -> ServiceProcess:
-        service = self.start("gateway", "cadenza_gateway")
+        return self._wait_ready(self.start("gateway", "cadenza_gateway"), f"{self.url}/readyz")
+
+    def start_rag_ingest(self) -> ServiceProcess:
+        """rag-ingest with its search API (ready once it answers /healthz)."""
+        service = self.start("rag-ingest", "cadenza_rag")
+        return self._wait_ready(service, f"{self.search_url}/healthz")
+
+    @staticmethod
+    def _wait_ready(service: ServiceProcess, url: str) -> ServiceProcess:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if service.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited:\n{service.tail()}")
+                raise RuntimeError(f"{service.name} exited:\n{service.tail()}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                if httpx.get(url, timeout=1).status_code == 200:
                     return service
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"gateway never became ready:\n{service.tail()}")
+        raise RuntimeError(f"{service.name} never became ready:\n{service.tail()}")
 
     def start_orchestrator(self) -> ServiceProcess:
         return self.start("orchestrator", "cadenza_orchestrator")
