@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -10,6 +11,7 @@ import websockets
 from cadenza_cli.dev import DevStack
 from cadenza_runtime import RunEventLog
 from conftest import read_events, sleep_chain, start_run
+from prometheus_client import REGISTRY
 from support import assert_eventually
 
 pytestmark = pytest.mark.unit
@@ -60,6 +62,31 @@ async def test_a_client_connecting_early_gets_live_events_until_the_terminal_one
     assert ("s0", "task.started") in node_events
     assert ("s1", "task.succeeded") in node_events
     assert node_events.index(("s0", "task.succeeded")) < node_events.index(("s1", "task.ready"))
+
+
+async def test_a_long_stream_counts_as_fast_in_the_latency_histogram(
+    api: httpx.AsyncClient,
+) -> None:
+    """The latency histogram measures time to the first byte: a stream that stays open for
+    the whole run must not look like a slow request."""
+    labels = {"method": "GET", "route": "/v1/runs/{run_id}/events"}
+
+    def observed() -> tuple[float, float]:
+        total = REGISTRY.get_sample_value("cadenza_gateway_request_duration_seconds_sum", labels)
+        count = REGISTRY.get_sample_value("cadenza_gateway_request_duration_seconds_count", labels)
+        return total or 0.0, count or 0.0
+
+    before_sum, before_count = observed()
+    run_id = await start_run(api, sleep_chain("long", 4, 0.25))
+    opened = time.perf_counter()
+    events = await read_events(api, run_id)
+    streamed = time.perf_counter() - opened
+    assert events[-1].event == "run.succeeded"
+    assert streamed >= 0.9  # four 0.25 s tasks, one after the other
+    # The middleware observes once the app returns, just after the client saw the end.
+    await assert_eventually(lambda: observed()[1] - before_count == 1, timeout=5)
+    after_sum, _ = observed()
+    assert after_sum - before_sum < streamed / 2
 
 
 async def test_websocket_carries_the_same_events_and_resumes_with_after(

@@ -11,7 +11,8 @@ REQUESTS = Counter(
 )
 REQUEST_LATENCY = Histogram(
     "cadenza_gateway_request_duration_seconds",
-    "Time to answer an HTTP request, by method and route template.",
+    "Time to the first byte of the answer to an HTTP request (for an event stream: to "
+    "open it), by method and route template.",
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )

@@ -79,11 +79,14 @@ class RequestTelemetryMiddleware:
         status = 500
         response_started = False
 
+        first_byte: float | None = None
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status, response_started
+            nonlocal status, response_started, first_byte
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 response_started = True
+                first_byte = time.perf_counter()
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
             await send(message)
 
@@ -104,7 +107,10 @@ class RequestTelemetryMiddleware:
             metrics.IN_FLIGHT.dec()
             route = route_template(scope)
             metrics.REQUESTS.labels(method, route, str(status)).inc()
-            metrics.REQUEST_LATENCY.labels(method, route).observe(time.perf_counter() - start)
+            # Time to the response's first byte: what a caller waits for. For a stream
+            # (SSE, WebSocket-less long polls) its whole life would swamp the histogram.
+            answered = first_byte if first_byte is not None else time.perf_counter()
+            metrics.REQUEST_LATENCY.labels(method, route).observe(answered - start)
             if traced:
                 span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)
