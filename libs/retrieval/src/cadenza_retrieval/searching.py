@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import httpx
 from opentelemetry import propagate, trace
 from tenacity import (
-    AsyncRetrying,
+    retry,
     retry_if_exception_type,
     stop_after_attempt,
     wait_exponential,
@@ -101,7 +101,13 @@ class RemoteSearcher:
         ):
             headers = {TENANT_HEADER: tenant_id}
             propagate.inject(headers)  # rag-ingest's span joins the caller's trace
-            response = await self._post(body, headers)
+            try:
+                response = await self._post(body, headers)
+            except httpx.TransportError as exc:
+                raise SearchUnavailable(
+                    f"search service at {self.base_url} unreachable ({type(exc).__name__}); "
+                    "is rag-ingest running with its search API (CADENZA_RAG_SEARCH_PORT)?"
+                ) from exc
         if response.status_code == 200:
             return [SearchHit.model_validate(hit) for hit in response.json()["hits"]]
         detail = _detail(response)
@@ -113,24 +119,16 @@ class RemoteSearcher:
             f"search service at {self.base_url} answered {response.status_code}: {detail}"
         )
 
+    @retry(
+        retry=retry_if_exception_type(httpx.TransportError),
+        stop=stop_after_attempt(3),
+        wait=wait_exponential(multiplier=0.2, max=2),
+        reraise=True,
+    )
     async def _post(self, body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
         """Connection failures are retried briefly (a restarting rag-ingest); an answer,
         even an error, is not."""
-        try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(httpx.TransportError),
-                stop=stop_after_attempt(3),
-                wait=wait_exponential(multiplier=0.2, max=2),
-                reraise=True,
-            ):
-                with attempt:
-                    return await self._client.post(SEARCH_PATH, json=body, headers=headers)
-        except httpx.TransportError as exc:
-            raise SearchUnavailable(
-                f"search service at {self.base_url} unreachable ({type(exc).__name__}); "
-                "is rag-ingest running with its search API (CADENZA_RAG_SEARCH_PORT)?"
-            ) from exc
-        raise AssertionError("unreachable")  # pragma: no cover - AsyncRetrying reraises
+        return await self._client.post(SEARCH_PATH, json=body, headers=headers)
 
     async def aclose(self) -> None:
         await self._client.aclose()
