@@ -18,6 +18,7 @@ from cadenza_gateway import GatewaySettings, create_app
 from cadenza_rag import RagIngest, RagSettings
 from cadenza_retrieval import RetrievalSettings, Retriever
 from cadenza_runtime import Resources
+from cadenza_worker.tools import ToolContext
 from support import assert_eventually
 from support.stacks import mark_by_stack, stack_resources
 
@@ -107,3 +108,23 @@ def wait_status(client: httpx.AsyncClient) -> Callable[..., Awaitable[dict[str, 
         return dict(await assert_eventually(check, timeout=60))
 
     return wait
+
+
+@pytest.fixture
+def tool_context(resources: Resources) -> Callable[..., ToolContext]:
+    """A `rag_search` call's context for ``tenant`` on the stack's resources."""
+
+    def make(tenant: str = "acme") -> ToolContext:
+        return ToolContext(
+            tenant_id=tenant,
+            run_id="r",
+            task_id="r/t",
+            node_id="t",
+            attempt=1,
+            try_number=1,
+            hot=resources.hot,
+            objects=resources.objects,
+            sessions=resources.sessions,
+        )
+
+    return make

@@ -105,7 +105,7 @@ async def test_the_search_api_names_bad_fields(search_url: str, remote: RemoteSe
 
 @pytest.mark.parametrize("stack", ["unit"], indirect=True)
 async def test_an_unreachable_search_service_is_a_clear_retryable_failure(
-    resources: Resources, ingest: RagIngest
+    resources: Resources, ingest: RagIngest, tool_context: Callable[..., ToolContext]
 ) -> None:
     dead = RemoteSearcher(f"http://127.0.0.1:{free_port()}")
     try:
@@ -124,17 +124,7 @@ async def test_an_unreachable_search_service_is_a_clear_retryable_failure(
         assert "unreachable" in resp.json()["detail"]
 
         tool = RagSearchTool(searcher=dead)
-        ctx = ToolContext(
-            tenant_id="acme",
-            run_id="r",
-            task_id="r/t",
-            node_id="t",
-            attempt=1,
-            try_number=1,
-            hot=resources.hot,
-            objects=resources.objects,
-            sessions=resources.sessions,
-        )
+        ctx = tool_context()
         with pytest.raises(RetryableError, match="unreachable"):
             await tool({"collection": "handbook", "query": "refunds"}, ctx)
         with pytest.raises(NonRetryableError, match="no collection named 'nope'"):

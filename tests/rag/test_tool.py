@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from cadenza_events import DocIngest, Envelope, NonRetryableError, Topic
 from cadenza_rag import RagIngest
@@ -14,22 +16,11 @@ from support import assert_eventually
 pytestmark = pytest.mark.parametrize("stack", ["unit"], indirect=True)
 
 
-def _ctx(resources: Resources, tenant: str = "acme") -> ToolContext:
-    return ToolContext(
-        tenant_id=tenant,
-        run_id="r",
-        task_id="r/t",
-        node_id="t",
-        attempt=1,
-        try_number=1,
-        hot=resources.hot,
-        objects=resources.objects,
-        sessions=resources.sessions,
-    )
-
-
 async def test_rag_search_returns_cited_hits_for_the_tasks_tenant(
-    resources: Resources, ingest: RagIngest, retriever: Retriever
+    resources: Resources,
+    ingest: RagIngest,
+    retriever: Retriever,
+    tool_context: Callable[..., ToolContext],
 ) -> None:
     async with resources.sessions() as session, session.begin():
         session.add(CollectionRecord(tenant_id="acme", name="kb"))
@@ -53,7 +44,7 @@ async def test_rag_search_returns_cited_hits_for_the_tasks_tenant(
     await assert_eventually(indexed, timeout=30)
     tool = RagSearchTool(searcher=retriever)  # the test's store folder
     result = await tool(
-        {"collection": "kb", "query": "how long is the warranty", "k": 2}, _ctx(resources)
+        {"collection": "kb", "query": "how long is the warranty", "k": 2}, tool_context()
     )
     (hit,) = result["hits"]
     assert hit["citation"] == {
@@ -66,9 +57,9 @@ async def test_rag_search_returns_cited_hits_for_the_tasks_tenant(
     }
     assert "two-year" in hit["text"]
     with pytest.raises(NonRetryableError, match="no collection named 'kb'"):
-        await tool({"collection": "kb", "query": "warranty"}, _ctx(resources, tenant="other"))
+        await tool({"collection": "kb", "query": "warranty"}, tool_context(tenant="other"))
     with pytest.raises(NonRetryableError, match="k"):
-        await tool({"collection": "kb", "query": "warranty", "k": 0}, _ctx(resources))
+        await tool({"collection": "kb", "query": "warranty", "k": 0}, tool_context())
     schema = agent_tool_schema(tool)
     assert schema is not None
     assert set(schema["parameters"]["required"]) == {"collection", "query"}
