@@ -141,28 +141,31 @@ async def ingest_part(docs: int, tmp: Path) -> dict[str, float]:
     }
 
 
-async def search_part(points: int, queries: int) -> dict[str, float]:
-    retriever = Retriever(RetrievalSettings(qdrant_path=Path(":memory:")))
-    store = retriever.store
-    name = await store.ensure_collection("bench", "big")
-    rng = np.random.default_rng(11)
-    start = time.perf_counter()
+CHUNKS_PER_DOC = 10
+
+
+async def load_synthetic_points(
+    retriever: Retriever, tenant: str, collection: str, points: int, rng: np.random.Generator
+) -> None:
+    """``points`` random unit vectors as chunks of documents ``d0``, ``d1``, … (10 each,
+    generation 1) in the tenant's collection; the text does not matter to vector search."""
+    name = await retriever.store.ensure_collection(tenant, collection)
     batch = 5000
     for offset in range(0, points, batch):
         vectors = rng.standard_normal((min(batch, points - offset), DIMENSIONS)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        store.client.upload_points(
+        retriever.store.client.upload_points(
             name,
             [
                 qm.PointStruct(
                     id=str(uuid.uuid4()),
                     vector={DENSE: v.tolist()},
                     payload={
-                        "document_id": f"d{(offset + j) // 10}",
+                        "document_id": f"d{(offset + j) // CHUNKS_PER_DOC}",
                         "title": "synthetic",
-                        "collection": "big",
+                        "collection": collection,
                         "generation": 1,
-                        "position": (offset + j) % 10,
+                        "position": (offset + j) % CHUNKS_PER_DOC,
                         "text": "synthetic chunk",
                     },
                 )
@@ -170,6 +173,13 @@ async def search_part(points: int, queries: int) -> dict[str, float]:
             ],
             wait=True,
         )
+
+
+async def search_part(points: int, queries: int) -> dict[str, float]:
+    retriever = Retriever(RetrievalSettings(qdrant_path=Path(":memory:")))
+    rng = np.random.default_rng(11)
+    start = time.perf_counter()
+    await load_synthetic_points(retriever, "bench", "big", points, rng)
     load = time.perf_counter() - start
     questions = [
         f"where is the {w} for order {i}" for i, w in enumerate(rng.choice(WORDS, queries))

@@ -19,7 +19,6 @@ import json
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -28,45 +27,20 @@ import numpy as np
 from cadenza_cli.dev import dev_settings
 from cadenza_rag import create_search_app
 from cadenza_retrieval import (
-    DIMENSIONS,
     RemoteSearcher,
     RetrievalSettings,
     Retriever,
     visible_generations,
 )
-from cadenza_retrieval.store import DENSE
 from cadenza_runtime import HttpServer, open_resources
 from cadenza_state import CollectionRecord, DocumentRecord
-from qdrant_client import models as qm
+from rag_ingest import CHUNKS_PER_DOC, load_synthetic_points  # bench/ is on sys.path
 
-TENANT, COLLECTION, CHUNKS_PER_DOC = "bench", "big", 10
+TENANT, COLLECTION = "bench", "big"
 
 
 async def load(retriever: Retriever, resources: Any, points: int) -> None:
-    store = retriever.store
-    name = await store.ensure_collection(TENANT, COLLECTION)
-    rng = np.random.default_rng(7)
-    vectors = rng.standard_normal((points, DIMENSIONS)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    store.client.upload_points(
-        name,
-        [
-            qm.PointStruct(
-                id=str(uuid.uuid4()),
-                vector={DENSE: v.tolist()},
-                payload={
-                    "document_id": f"d{i // CHUNKS_PER_DOC}",
-                    "title": "synthetic",
-                    "collection": COLLECTION,
-                    "generation": 1,
-                    "position": i % CHUNKS_PER_DOC,
-                    "text": "synthetic chunk",
-                },
-            )
-            for i, v in enumerate(vectors)
-        ],
-        wait=True,
-    )
+    await load_synthetic_points(retriever, TENANT, COLLECTION, points, np.random.default_rng(7))
     async with resources.sessions() as session, session.begin():
         session.add(CollectionRecord(tenant_id=TENANT, name=COLLECTION))
         for d in range(points // CHUNKS_PER_DOC):
