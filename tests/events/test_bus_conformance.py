@@ -252,7 +252,7 @@ async def test_undecodable_and_invalid_messages_go_to_dlq_and_consumer_keeps_goi
     garbage = next(e.payload for e in letters if "not a CloudEvent" in e.payload.reason)
     assert base64.b64decode(garbage.value_b64) == b"\xff\x00 garbage"  # nothing is lost
     assert garbage.original_topic == topic
-    assert garbage.consumer_group == f"{unique_id}-g"
+    assert garbage.consumer_group == bus.registry.group(f"{unique_id}-g")
     invalid = next(e for e in letters if "invalid payload" in e.payload.reason)
     assert invalid.tenant_id == "acme"
 
@@ -293,3 +293,48 @@ async def test_failing_handler_is_retried_then_dead_lettered(bus: Bus, unique_id
 
 async def test_ping_round_trips_to_the_broker(bus: Bus) -> None:
     await bus.ping()  # raises when the broker is unreachable
+
+
+async def test_outage_errors_pause_the_message_instead_of_dead_lettering(
+    bus: Bus, unique_id: str
+) -> None:
+    """A store outage outlasting the retry policy holds the message (and what follows it
+    on its key) until the store is back; nothing is dead-lettered, order is kept."""
+    store_down = True
+    handled: list[int] = []
+    tries = 0
+
+    class StoreDown(Exception):
+        pass
+
+    async def handle(env: Envelope[Any]) -> None:
+        nonlocal tries
+        seq = env.payload.data["seq"]
+        if seq == 1:
+            tries += 1
+            if store_down:
+                raise StoreDown("database unreachable")
+        handled.append(seq)
+
+    letters, dlq = await collect_dlq(bus, f"{unique_id}-dlq")
+    consumer = bus.consumer(
+        [Topic.RUN_EVENTS],
+        f"{unique_id}-g",
+        handle,
+        ConsumerOptions(
+            retry=FAST_RETRY,
+            is_outage=lambda exc: isinstance(exc, StoreDown),
+            outage_max_backoff_s=0.05,
+        ),
+    )
+    await consumer.start()
+    await bus.publisher.publish_many([(Topic.RUN_EVENTS, run_event("plan-o", i)) for i in (1, 2)])
+    # Far more tries than the policy's 3, and the next event of the key still waits.
+    await assert_eventually(lambda: tries >= 3 * FAST_RETRY.max_attempts, timeout=30)
+    assert handled == []
+    assert letters == []
+    store_down = False
+    await assert_eventually(lambda: handled == [1, 2], timeout=30)
+    await consumer.stop()
+    await dlq.stop()
+    assert letters == []

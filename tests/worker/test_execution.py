@@ -117,3 +117,37 @@ def test_backoff_follows_the_spec_formula(attempt: int, low: float, high: float)
     state.attempt_number = attempt
     for _ in range(50):
         assert low <= wait(state) <= high
+
+
+async def test_spec_multiplier_and_jitter_set_the_delays() -> None:
+    """retry.multiplier 3 without jitter: exactly 0.001, 0.003, 0.009 s between tries."""
+    delays: list[float] = []
+
+    async def always(n: int) -> Any:
+        raise RetryableError(f"boom {n}", code="flaky_failure")
+
+    outcome = await run_with_retries(
+        task(
+            max_attempts=4,
+            initial_backoff_s=0.001,
+            max_backoff_s=1.0,
+            backoff_multiplier=3.0,
+            jitter=False,
+        ),
+        always,
+        Progress(),
+        lambda n, e, d: delays.append(d),
+    )
+    assert outcome.status == "failed"
+    assert delays == pytest.approx([0.001, 0.003, 0.009])
+
+
+def test_jitter_off_gives_the_exact_delay_and_on_varies_it() -> None:
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = 3
+    exact = wait_spec_backoff(initial_s=1.0, max_s=100.0, multiplier=4.0, jitter=False)
+    assert {exact(state) for _ in range(20)} == {16.0}
+    jittered = wait_spec_backoff(initial_s=1.0, max_s=100.0, multiplier=4.0, jitter=True)
+    seen = {jittered(state) for _ in range(50)}
+    assert len(seen) > 1
+    assert all(8.0 <= d <= 16.0 for d in seen)

@@ -1,8 +1,24 @@
 """cadenza_events: the one event contract every Cadenza service imports."""
 
-from .bus import Bus, Consumer, ConsumerOptions, Handler, Publisher, RawRecord, RetryPolicy
+from .bus import (
+    Bus,
+    Consumer,
+    ConsumerOptions,
+    Handler,
+    OutagePredicate,
+    Publisher,
+    RawRecord,
+    RetryPolicy,
+)
 from .envelope import Envelope, Message, decode, encode
-from .errors import CadenzaError, DecodeError, NonRetryableError, RetryableError, is_retryable
+from .errors import (
+    CadenzaError,
+    DecodeError,
+    NonRetryableError,
+    RetryableError,
+    Unavailable,
+    is_retryable,
+)
 from .factory import create_bus
 from .memory import MemoryBroker, MemoryBus
 from .payloads import (
@@ -39,6 +55,7 @@ __all__ = [
     "MemoryBus",
     "Message",
     "NonRetryableError",
+    "OutagePredicate",
     "Payload",
     "PlanRequested",
     "Publisher",
@@ -51,6 +68,7 @@ __all__ = [
     "TaskResult",
     "Topic",
     "TopicRegistry",
+    "Unavailable",
     "create_bus",
     "decode",
     "encode",

@@ -10,6 +10,8 @@ from .envelope import Envelope
 from .topics import Topic, TopicRegistry
 
 Handler = Callable[[Envelope[Any]], Awaitable[None]]
+OutagePredicate = Callable[[BaseException], bool]
+"""Tells a backing store being away (database, Redis, object store) from a bad message."""
 RawRecord = tuple[str, bytes | None, bytes, Sequence[tuple[str, bytes]]]
 """(physical topic, key, value, headers)"""
 
@@ -36,6 +38,12 @@ class ConsumerOptions:
     retry: RetryPolicy = RetryPolicy()
     shutdown_grace_s: float = 10.0
     """On stop (and on partition revocation): how long in-flight handlers may finish."""
+    is_outage: OutagePredicate | None = None
+    """Errors for which this returns true mean "a store is down", not "this message is bad":
+    the handler is retried until the store is back (no dead-lettering, no commit past the
+    message), so an outage pauses consumption and never discards healthy events."""
+    outage_max_backoff_s: float = 5.0
+    """Longest wait between two tries while a store is down."""
 
 
 class Publisher(Protocol):

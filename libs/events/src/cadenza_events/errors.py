@@ -39,6 +39,14 @@ class NonRetryableError(CadenzaError):
     retryable = False
 
 
+class Unavailable(RetryableError):
+    """A backing service (broker, database, Redis, object store) is away: wait for it.
+
+    Consumers never dead-letter a message for this (``ConsumerOptions.is_outage``)."""
+
+    code = "unavailable"
+
+
 class DecodeError(NonRetryableError):
     """A message that is not a valid Cadenza CloudEvent (bad headers, unknown type, bad payload)."""
 

@@ -16,6 +16,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 from . import metrics
 from .bus import ConsumerOptions, Handler, RawRecord
 from .envelope import Envelope, Message, encode
+from .errors import Unavailable
 from .offsets import TopicPartition as TP
 from .runner import ConsumerRunner, RebalanceListener
 from .settings import BusSettings
@@ -156,17 +157,29 @@ class KafkaPublisher:
 
     async def publish_raw_many(self, items: Sequence[RawRecord]) -> None:
         assert self._producer is not None, "publisher not started"
-        futures = []
-        for name, key, value, headers in items:
-            futures.append(await self._producer.send(name, value, key=key, headers=list(headers)))
-            metrics.PUBLISHED.labels(name).inc()
-        await asyncio.gather(*futures)
+        try:
+            futures = []
+            for name, key, value, headers in items:
+                futures.append(
+                    await self._producer.send(name, value, key=key, headers=list(headers))
+                )
+                metrics.PUBLISHED.labels(name).inc()
+            await asyncio.gather(*futures)
+        except KafkaError as exc:
+            raise Unavailable(
+                f"Kafka: {type(exc).__name__}: {exc}", code="bus_unavailable"
+            ) from exc
 
     async def publish_raw(
         self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]
     ) -> None:
         assert self._producer is not None, "publisher not started"
-        await self._producer.send_and_wait(topic, value, key=key, headers=list(headers))
+        try:
+            await self._producer.send_and_wait(topic, value, key=key, headers=list(headers))
+        except KafkaError as exc:
+            raise Unavailable(
+                f"Kafka: {type(exc).__name__}: {exc}", code="bus_unavailable"
+            ) from exc
         metrics.PUBLISHED.labels(topic).inc()
 
 
@@ -240,6 +253,7 @@ class KafkaBus:
         handler: Handler,
         options: ConsumerOptions | None = None,
     ) -> ConsumerRunner:
+        group = self.registry.group(group)
         transport = KafkaConsumerTransport(
             self.settings, [self.registry.name(t) for t in topics], group
         )

@@ -236,6 +236,7 @@ class MemoryBus:
         handler: Handler,
         options: ConsumerOptions | None = None,
     ) -> ConsumerRunner:
+        group = self.registry.group(group)
         transport = MemoryConsumerTransport(
             self.broker, [self.registry.name(t) for t in topics], group
         )

@@ -29,3 +29,14 @@ LAG = Gauge(
     ["topic", "partition", "group"],
 )
 PUBLISHED = Counter("cadenza_bus_published_total", "Messages published.", ["topic"])
+OUTAGE_RETRIES = Counter(
+    "cadenza_bus_outage_retries_total",
+    "Handler tries that failed because a backing store was down (the message waits; it is "
+    "never dead-lettered for that).",
+    ["topic", "group"],
+)
+PAUSED = Gauge(
+    "cadenza_bus_paused_messages",
+    "Messages waiting for a backing store to come back.",
+    ["group"],
+)

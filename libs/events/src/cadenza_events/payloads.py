@@ -52,6 +52,13 @@ class TaskReady(Payload):
     max_attempts: int = 3
     initial_backoff_s: float = 0.5
     max_backoff_s: float = 30.0
+    backoff_multiplier: float = Field(
+        default=2.0,
+        description="Factor applied to the delay after each retry (spec retry.multiplier)",
+    )
+    jitter: bool = Field(
+        default=True, description="Randomise each delay to 50-100% (spec retry.jitter)"
+    )
     ready_at: datetime = Field(default_factory=utcnow)
 
 

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception,
-    stop_after_attempt,
     stop_never,
     wait_random_exponential,
 )
@@ -241,6 +241,7 @@ class ConsumerRunner:
             return
         attempts = 0
         outcome = "handled"
+        paused = False
         try:
             with consume_span(env, record, self.group):
                 async for attempt in self._retrying():
@@ -248,7 +249,25 @@ class ConsumerRunner:
                         attempts += 1
                         if attempts > 1:
                             metrics.RETRIES.labels(record.topic, self.group).inc()
-                        await self._handler(env)
+                        try:
+                            await self._handler(env)
+                        except Exception as exc:
+                            if self._is_outage(exc):
+                                metrics.OUTAGE_RETRIES.labels(record.topic, self.group).inc()
+                                if not paused:
+                                    paused = True
+                                    metrics.PAUSED.labels(self.group).inc()
+                                    log.warning(
+                                        "group %s: a backing store is down (%s: %s); "
+                                        "%s@%s/%s waits for it",
+                                        self.group,
+                                        type(exc).__name__,
+                                        exc,
+                                        record.topic,
+                                        record.partition,
+                                        record.offset,
+                                    )
+                            raise
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -263,18 +282,43 @@ class ConsumerRunner:
                 exc,
             )
             await self._dead_letter(record, exc, attempts, env)
+        finally:
+            if paused:
+                metrics.PAUSED.labels(self.group).dec()
         metrics.MESSAGES.labels(record.topic, self.group, outcome).inc()
         metrics.HANDLE_SECONDS.labels(record.topic, self.group).observe(
             time.perf_counter() - started
         )
 
+    def _is_outage(self, exc: BaseException) -> bool:
+        predicate = self._options.is_outage
+        return predicate is not None and predicate(exc)
+
     def _retrying(self) -> AsyncRetrying:
         policy = self._options.retry
+        options = self._options
+
+        def stop(state: RetryCallState) -> bool:
+            # A store outage is not the message's fault: wait for the store, however long.
+            exc = state.outcome.exception() if state.outcome is not None else None
+            if exc is not None and self._is_outage(exc):
+                return False
+            return state.attempt_number >= policy.max_attempts
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            cap = (
+                options.outage_max_backoff_s
+                if exc is not None and self._is_outage(exc)
+                else policy.max_backoff_s
+            )
+            return float(
+                wait_random_exponential(multiplier=policy.initial_backoff_s, max=cap)(state)
+            )
+
         return AsyncRetrying(
-            stop=stop_after_attempt(policy.max_attempts),
-            wait=wait_random_exponential(
-                multiplier=policy.initial_backoff_s, max=policy.max_backoff_s
-            ),
+            stop=stop,
+            wait=wait,
             retry=retry_if_exception(_should_retry),
             reraise=True,
         )

@@ -52,6 +52,11 @@ class TopicRegistry:
     def name(self, topic: Topic) -> str:
         return f"{self.prefix}{topic.value}"
 
+    def group(self, name: str) -> str:
+        """The physical consumer group of ``name``: prefixed like the topics, so two
+        deployments sharing one Kafka cluster never join (and rebalance) each other's groups."""
+        return name if name.startswith(self.prefix) else f"{self.prefix}{name}"
+
     def partitions_for(self, topic: Topic) -> int:
         return self.overrides.get(topic, self.partitions)
 

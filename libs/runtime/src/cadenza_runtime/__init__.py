@@ -2,6 +2,7 @@
 
 from . import keys
 from .http_server import HttpServer
+from .outages import is_outage
 from .process import run_until_signal, wait_for_shutdown_signal
 from .relay import OutboxRelay
 from .resources import Resources, open_resources
@@ -16,6 +17,7 @@ __all__ = [
     "RunEventEntry",
     "RunEventLog",
     "RunEventRecorder",
+    "is_outage",
     "keys",
     "open_resources",
     "run_until_signal",

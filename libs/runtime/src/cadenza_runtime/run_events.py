@@ -21,6 +21,8 @@ from cadenza_state import HotState
 from opentelemetry import trace
 from prometheus_client import Counter
 
+from .outages import is_outage
+
 log = logging.getLogger("cadenza.run_events")
 tracer = trace.get_tracer("cadenza.run_events")
 
@@ -205,7 +207,9 @@ class RunEventRecorder:
         self._events = events
         # Per deployment (topic prefix): two deployments on one cluster never share a group.
         self.group = group or f"{bus.registry.prefix}run-events-recorder"
-        self._options = options or ConsumerOptions(concurrency=32, shutdown_grace_s=5.0)
+        self._options = options or ConsumerOptions(
+            concurrency=32, shutdown_grace_s=5.0, is_outage=is_outage
+        )
         self._consumer: Consumer | None = None
 
     async def handle(self, env: Envelope[Any]) -> None:

@@ -38,15 +38,18 @@ class Progress:
 
 class wait_spec_backoff(wait_base):  # tenacity names its waits in lower case
     """The delay the workflow spec documents (`RetryPolicy.delay_s`): after try n,
-    ``min(max_backoff_s, initial_backoff_s * 2 ** (n - 1))`` scaled to a random 50-100%."""
+    ``min(max_backoff_s, initial_backoff_s * multiplier ** (n - 1))``, scaled to a random
+    50-100% when ``jitter`` is on."""
 
-    def __init__(self, initial_s: float, max_s: float) -> None:
+    def __init__(
+        self, initial_s: float, max_s: float, multiplier: float = 2.0, jitter: bool = True
+    ) -> None:
         # model_construct: the values were validated with the spec; never refuse to retry here.
         self._policy = RetryPolicy.model_construct(
             initial_backoff_s=max(0.0, initial_s),
             max_backoff_s=max(0.0, initial_s, max_s),
-            multiplier=2.0,
-            jitter=True,
+            multiplier=max(1.0, multiplier),
+            jitter=jitter,
         )
 
     def __call__(self, retry_state: RetryCallState) -> float:
@@ -70,7 +73,9 @@ async def run_with_retries(
 
     retrying = AsyncRetrying(
         stop=stop_after_attempt(max(1, task.max_attempts)),
-        wait=wait_spec_backoff(task.initial_backoff_s, task.max_backoff_s),
+        wait=wait_spec_backoff(
+            task.initial_backoff_s, task.max_backoff_s, task.backoff_multiplier, task.jitter
+        ),
         # should_retry excludes CancelledError: `with attempt:` captures BaseException, and
         # only a predicate that refuses it makes tenacity re-raise the cancellation.
         retry=retry_if_exception(should_retry),

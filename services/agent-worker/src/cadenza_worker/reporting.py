@@ -11,11 +11,11 @@ from typing import Any
 from cadenza_events import (
     Envelope,
     Publisher,
-    RetryableError,
     RunEvent,
     TaskReady,
     TaskResult,
     Topic,
+    Unavailable,
 )
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
@@ -62,7 +62,8 @@ class Reporter:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            raise RetryableError(
+            # The broker is away: the task.ready waits (never dead-lettered) and is run again.
+            raise Unavailable(
                 f"could not publish the result of {task.task_id}#{task.attempt}: {exc}",
                 code="result_publish_failed",
             ) from exc

@@ -7,7 +7,7 @@ from typing import Any
 
 from cadenza_events import Consumer, ConsumerOptions, Envelope, RetryPolicy, Topic
 from cadenza_llm import ProviderRegistry
-from cadenza_runtime import Resources
+from cadenza_runtime import Resources, is_outage
 
 from .agents import AgentExecutor, LoopLimits
 from .handler import TaskHandler
@@ -80,6 +80,7 @@ class Worker:
                 concurrency=self.settings.concurrency,
                 retry=_HANDLER_RETRY,
                 shutdown_grace_s=self.settings.shutdown_grace_s,
+                is_outage=is_outage,
             ),
         )
         await consumer.start()

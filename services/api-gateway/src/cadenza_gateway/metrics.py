@@ -56,3 +56,8 @@ CANCEL_SIGNAL_FAILURES = Counter(
     "Cancelled runs whose Redis stop marker could not be set (workers keep running until a "
     "repeated cancel sets it).",
 )
+UNAVAILABLE = Counter(
+    "cadenza_gateway_unavailable_total",
+    "Requests answered 503 because a backing store (database, Redis, object store, broker) "
+    "was down.",
+)

@@ -14,13 +14,21 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from cadenza_runtime import is_outage
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import metrics
-from .problems import InternalError, MalformedBody, PayloadTooLarge, problem_response
+from .problems import (
+    RETRY_AFTER_S,
+    InternalError,
+    MalformedBody,
+    PayloadTooLarge,
+    StoreUnavailable,
+    problem_response,
+)
 
 log = logging.getLogger("cadenza.gateway")
 tracer = trace.get_tracer("cadenza.gateway")
@@ -95,10 +103,34 @@ class RequestTelemetryMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
-            log.exception("unhandled error in %s %s (request %s)", method, path, request_id)
             span.record_exception(exc)
             if response_started:
+                log.exception(
+                    "error in %s %s after the response began (request %s)", method, path, request_id
+                )
                 raise  # nothing left to say; the server closes the connection
+            if is_outage(exc):
+                # A backing store is away: nothing is wrong with the request, and nothing
+                # half-done was committed (the route's transaction rolled back). Try later.
+                log.warning(
+                    "%s %s (request %s): backing store unavailable: %s: %s",
+                    method,
+                    path,
+                    request_id,
+                    type(exc).__name__,
+                    exc,
+                )
+                metrics.UNAVAILABLE.inc()
+                unavailable = StoreUnavailable(
+                    "a backing store (database, Redis, object store or broker) is unavailable; "
+                    "nothing was changed, retry after the indicated delay",
+                    headers={"Retry-After": str(RETRY_AFTER_S)},
+                )
+                await problem_response(
+                    unavailable.to_problem(path, request_id), unavailable.headers
+                )(scope, receive, send_with_id)
+                return
+            log.exception("unhandled error in %s %s (request %s)", method, path, request_id)
             problem = InternalError(
                 "the server failed to handle this request; it is logged under the request id"
             ).to_problem(path, request_id)

@@ -147,6 +147,14 @@ class NotReady(ProblemError):
     status, slug, title = 503, "not-ready", "Service not ready"
 
 
+RETRY_AFTER_S = 5
+"""What a 503 tells a caller to wait before retrying (seconds)."""
+
+
+class StoreUnavailable(ProblemError):
+    status, slug, title = 503, "unavailable", "A backing store is unavailable"
+
+
 class InternalError(ProblemError):
     pass
 

@@ -305,6 +305,8 @@ class Transition:
             max_attempts=spec.retry.max_attempts,
             initial_backoff_s=spec.retry.initial_backoff_s,
             max_backoff_s=spec.retry.max_backoff_s,
+            backoff_multiplier=spec.retry.multiplier,
+            jitter=spec.retry.jitter,
             ready_at=self.now,
         )
         self._staged.append((Topic.TASK_READY, self._envelope(ready, row.id, d.attempt)))

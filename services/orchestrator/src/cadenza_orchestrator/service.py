@@ -7,7 +7,7 @@ import contextlib
 import logging
 
 from cadenza_events import Consumer, ConsumerOptions, RetryPolicy, Topic
-from cadenza_runtime import Resources
+from cadenza_runtime import Resources, is_outage
 
 from .graph import GraphCache
 from .handlers import RunHandlers
@@ -43,6 +43,7 @@ class Orchestrator:
                 initial_backoff_s=0.1,
                 max_backoff_s=5.0,
             ),
+            is_outage=is_outage,
         )
         self._consumer = self.resources.bus.consumer(
             [Topic.PLAN_REQUESTED, Topic.TASK_RESULT],

@@ -15,7 +15,7 @@ from typing import Any
 
 from cadenza_events import Consumer, ConsumerOptions, DocIngest, Envelope, Topic
 from cadenza_retrieval import DocumentInfo, Retriever, resolve_content_type
-from cadenza_runtime import Resources
+from cadenza_runtime import Resources, is_outage
 from cadenza_state import DocumentRecord, DocumentStatus, ObjectNotFound
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
@@ -56,7 +56,7 @@ class RagIngest:
             [Topic.DOC_INGEST],
             "cadenza-rag-ingest",
             self.handle,
-            ConsumerOptions(concurrency=self._settings.concurrency),
+            ConsumerOptions(concurrency=self._settings.concurrency, is_outage=is_outage),
         )
         await self._consumer.start()
 

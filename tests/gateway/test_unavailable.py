@@ -1,0 +1,34 @@
+"""A database that is down answers 503 with Retry-After (never 500) and changes nothing."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from cadenza_runtime import Resources
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+pytestmark = pytest.mark.parametrize("stack", ["unit"], indirect=True)
+
+
+@pytest.fixture
+def database_down(resources: Resources) -> None:
+    """Point the gateway's sessions at a port nothing listens on (a stopped PostgreSQL)."""
+    dead = create_async_engine("postgresql+asyncpg://cadenza@127.0.0.1:1/cadenza")
+    resources.state.sessions = async_sessionmaker(dead, expire_on_commit=False)
+
+
+@pytest.mark.usefixtures("database_down")
+async def test_reads_and_writes_answer_503_with_retry_after(client: httpx.AsyncClient) -> None:
+    spec = {"name": "w", "tasks": [{"id": "a", "kind": "tool", "tool": "noop"}]}
+    for method, path, body in [
+        ("GET", "/v1/runs", None),
+        ("POST", "/v1/runs", {"spec": spec, "inputs": {}}),
+        ("GET", "/v1/workflows", None),
+    ]:
+        resp = await client.request(method, path, json=body)
+        assert resp.status_code == 503, (method, path, resp.text)
+        assert resp.headers["retry-after"] == "5"
+        problem = resp.json()
+        assert problem["type"].endswith(":unavailable")
+        assert problem["status"] == 503
+        assert problem["instance"] == path
