@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -41,14 +42,16 @@ async def test_lost_worker_is_redispatched_with_the_next_attempt(stack: Stack) -
             return {"output": params}
         held[ready.node_id] = ready
         tid, n = ready.task_id, ready.attempt
-        if ready.node_id == "lost":  # started, then killed: the lease expired
+        if ready.node_id == "lost":  # started, then killed: its process stopped beating
             await stack.set_started_marker(tid, n)
-        elif ready.node_id == "alive":  # still heartbeating
+            await hot.acquire_lease(keys.task_lease(tid), f"w-dead:{n}", 60_000)
+        elif ready.node_id == "alive":  # its worker process still heartbeats
             await stack.set_started_marker(tid, n)
-            await hot.acquire_lease(keys.task_lease(tid), "w1", 60_000)
-        elif ready.node_id == "done":  # result published, lease released
+            await hot.acquire_lease(keys.task_lease(tid), f"w1:{n}", 60_000)
+            await hot.redis.set(hot.key(keys.worker_alive("w1")), "1", ex=600)
+        elif ready.node_id == "done":  # result published just now, lease released
             await stack.set_started_marker(tid, n)
-            await hot.redis.set(hot.key(keys.task_done(tid, n)), "1")
+            await hot.redis.set(hot.key(keys.task_done(tid, n)), f"succeeded:{int(time.time())}")
         return None  # "queued": no worker picked it up yet
 
     stack.worker.script = script
@@ -142,3 +145,54 @@ async def test_sweeper_leaves_finished_runs_alone(stack: Stack) -> None:
     assert await stack.orchestrator.sweep_once() == 0
     # A result published again after the sweep is still a duplicate.
     await publish_result(stack.resources, stack.worker.results[0])
+
+
+async def test_result_published_but_never_applied_is_redispatched(stack: Stack) -> None:
+    """A done marker says the result went out; if it was never applied (lost, e.g.
+    dead-lettered) the task must not wait forever: after result_timeout_s it runs again."""
+    await stack.restart_orchestrator(result_timeout_s=30)
+    hot = stack.resources.hot
+    published_at: dict[str, float] = {}
+
+    async def script(ready: TaskReady, params: dict[str, Any]) -> Reply:
+        if ready.attempt > 1:
+            return {"output": params}
+        await stack.set_started_marker(ready.task_id, ready.attempt)
+        done = hot.key(keys.task_done(ready.task_id, ready.attempt))
+        await hot.redis.set(done, f"succeeded:{int(published_at[ready.node_id])}")
+        return None  # the result never reaches the orchestrator
+
+    stack.worker.script = script
+    published_at.update({"recent": time.time() - 5, "old": time.time() - 60})
+    spec = {
+        "name": "lost-result",
+        "tasks": [
+            {"id": "recent", "tool": "transform", "with": {"x": 1}},
+            {"id": "old", "tool": "transform", "with": {"x": 2}},
+        ],
+    }
+    await stack.submit(spec)
+    await assert_eventually(lambda: len(stack.worker.received) == 2)
+    assert await stack.orchestrator.sweep_once() == 1  # only the old one
+    again = await assert_eventually(lambda: [r for r in stack.worker.received if r.attempt == 2])
+    assert [r.node_id for r in again] == ["old"]
+    events = await stack.run_events(again[0].run_id)
+    reasons = [e.data.get("reason") for e in events if e.kind == "task.ready"]
+    assert "result_lost" in reasons
+
+
+async def test_lease_of_a_live_worker_for_an_older_attempt_does_not_count(stack: Stack) -> None:
+    """A lease left by attempt 1 says nothing about attempt 2: started without its own
+    lease means the worker gave it back or died."""
+    hot = stack.resources.hot
+
+    async def script(ready: TaskReady, params: dict[str, Any]) -> Reply:
+        await stack.set_started_marker(ready.task_id, ready.attempt)
+        await hot.acquire_lease(keys.task_lease(ready.task_id), "w1:0", 60_000)
+        await hot.redis.set(hot.key(keys.worker_alive("w1")), "1", ex=600)
+        return None
+
+    stack.worker.script = script
+    await stack.submit({"name": "old-lease", "tasks": [{"id": "a", "tool": "transform"}]})
+    await assert_eventually(lambda: len(stack.worker.received) == 1)
+    assert await stack.orchestrator.sweep_once() == 1

@@ -61,16 +61,19 @@ async def test_happy_path(stack: Stack) -> None:
     assert result.started_at >= task.ready_at
 
     row = await stack.row(task.task_id)
-    assert row.status == "running"  # the orchestrator, not the worker, records the outcome
-    assert row.worker_id == result.worker_id
-    assert row.started_at == result.started_at
+    # The worker writes no task row: the orchestrator alone records start and outcome.
+    assert (row.status, row.worker_id, row.started_at) == ("ready", None, None)
     assert dispatches("transform") == dispatched + 1
 
     hot = stack.resources.hot
 
     async def done_and_released() -> bool:
         done = await hot.redis.get(hot.key(keys.task_done(task.task_id, 1)))
-        return done == b"succeeded" and await stack.lease_owner(task.task_id) is None
+        return (
+            done is not None
+            and done.startswith(b"succeeded:")
+            and await stack.lease_owner(task.task_id) is None
+        )
 
     await assert_eventually(done_and_released)  # marked done, then the lease released
     assert await hot.redis.exists(hot.key(keys.task_started(task.task_id, 1)))
@@ -176,7 +179,7 @@ async def test_cancellation_stops_a_running_tool(stack: Stack) -> None:
     await stack.dispatch(task)
 
     async def running() -> bool:
-        return (await stack.row(task.task_id)).status == "running"
+        return await stack.lease_owner(task.task_id) is not None
 
     await assert_eventually(running)
     await assert_eventually(lambda: metric("cadenza_worker_tasks_in_flight") >= 1)
@@ -281,17 +284,49 @@ async def test_done_marker_skips_the_message(stack: Stack) -> None:
     assert (await stack.row(task.task_id)).status == "ready"
 
 
-async def test_stale_attempt_is_skipped(stack: Stack) -> None:
-    skipped = metric("cadenza_worker_tasks_skipped_total", reason="stale")
+async def test_stale_attempt_is_skipped_while_a_newer_one_holds_the_lease(stack: Stack) -> None:
+    contended = metric("cadenza_worker_leases_contended_total")
     await stack.start_worker()
     k = key()
     task = await stack.add_task("flaky", {"failures": 0, "key": k}, attempt=2)
+    hot = stack.resources.hot
+    await hot.redis.set(hot.key(keys.task_lease(task.task_id)), "other-worker:2", ex=600)
     await stack.dispatch(task.model_copy(update={"attempt": 1}))  # superseded dispatch
     await assert_eventually(
-        lambda: metric("cadenza_worker_tasks_skipped_total", reason="stale") == skipped + 1
+        lambda: metric("cadenza_worker_leases_contended_total") == contended + 1
     )
     assert await stack.flaky_calls(k) == 0
     assert stack.results_for(task.task_id) == []
+    assert await stack.lease_owner(task.task_id) == "other-worker:2"
+
+
+async def test_newer_attempt_takes_the_lease_over_from_an_older_one(stack: Stack) -> None:
+    """A re-dispatch (attempt 2) runs although attempt 1's presumed-dead worker still
+    holds the lease: liveness is that worker's process heartbeat, not the lease."""
+    await stack.start_worker()
+    task = await stack.add_task("noop", attempt=2)
+    hot = stack.resources.hot
+    await hot.redis.set(hot.key(keys.task_lease(task.task_id)), "dead-worker:1", ex=600)
+    await stack.dispatch(task)
+    result = await stack.result(task)
+    assert (result.status, result.attempt) == ("succeeded", 2)
+
+
+async def test_one_heartbeat_per_worker_process(stack: Stack) -> None:
+    worker = await stack.start_worker()
+    hot = stack.resources.hot
+    alive = hot.key(keys.worker_alive(worker.settings.worker_id))
+    assert await hot.redis.exists(alive)  # beating before it claims anything
+    tasks = [await stack.add_task("sleep", {"seconds": 0.5}) for _ in range(3)]
+    for task in tasks:
+        await stack.dispatch(task)
+    for task in tasks:
+        assert (await stack.result(task)).status == "succeeded"
+    assert 0 < await hot.redis.pttl(alive) <= worker.settings.lease_ttl_s * 1000
+    workers = [k async for k in hot.redis.scan_iter(match=hot.key("worker:*"))]
+    assert workers == [alive.encode()]  # one key for the process, none per task
+    await worker.stop()
+    assert not await hot.redis.exists(alive)  # a stopped worker says so at once
 
 
 async def test_effect_journal_replays_a_recorded_call(stack: Stack) -> None:
@@ -435,7 +470,7 @@ async def test_lost_lease_abandons_the_task(stack: Stack) -> None:
     await stack.dispatch(task)
 
     async def running() -> bool:
-        return (await stack.row(task.task_id)).status == "running"
+        return await stack.lease_owner(task.task_id) is not None
 
     await assert_eventually(running)
     hot = stack.resources.hot
@@ -452,7 +487,7 @@ async def test_stop_hands_running_tasks_back_and_they_resume(stack: Stack) -> No
     await stack.dispatch(task)
 
     async def running() -> bool:
-        return (await stack.row(task.task_id)).status == "running"
+        return await stack.lease_owner(task.task_id) is not None
 
     await assert_eventually(running)
     await first.stop()  # grace runs out: the task is cancelled, its message left unacked

@@ -16,7 +16,7 @@ from .execution import Outcome, Progress, run_with_retries, wait_spec_backoff
 from .handler import TaskHandler
 from .journal import EffectJournal
 from .kinds import Executor, ExecutorRegistry, TaskCall, ToolExecutor, invoke_tool
-from .lease import Heartbeat, Lease, Markers, StopReason
+from .lease import Claim, Presence, StopReason, TaskClaims
 from .reporting import Reporter
 from .settings import CONSUMER_GROUP, WorkerSettings
 from .tools import (
@@ -33,23 +33,23 @@ from .worker import Worker
 __all__ = [
     "CONSUMER_GROUP",
     "BlockedAddressError",
+    "Claim",
     "ClaimCheck",
     "EffectJournal",
     "Executor",
     "ExecutorRegistry",
-    "Heartbeat",
     "HttpStatusError",
     "InvalidOutputError",
     "InvalidParamsError",
-    "Lease",
-    "Markers",
     "Outcome",
     "ParamsUnavailableError",
+    "Presence",
     "Progress",
     "Reporter",
     "ResponseTooLargeError",
     "StopReason",
     "TaskCall",
+    "TaskClaims",
     "TaskHandler",
     "TaskTimeoutError",
     "Tool",

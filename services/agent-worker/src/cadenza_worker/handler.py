@@ -1,12 +1,14 @@
 """The per-message protocol of `task.ready` (docs/execution.md, followed step by step):
 
-done marker? → skip · lease taken? → another worker runs it, ack · mark started ·
-run cancelled? → report `cancelled` · tasks row ready→running · heartbeat + execute
-(retries, timeouts) · claim-check the output · publish ONE task.result · done marker ·
-release the lease.
+claim (ONE Redis call: done already? → skip · another worker holds it? → ack · take the
+lease, mark started, run cancelled? → report `cancelled`) · execute under the process's
+one heartbeat (retries, timeouts, cancel watch) · claim-check the output · publish ONE
+task.result · finish (ONE Redis call: done marker + lease released).
 
-Task failures are results, never exceptions; only infrastructure trouble (database, object
-store, broker down) raises, so the bus retries the message and then dead-letters it.
+The worker writes no database row for a tool task: the orchestrator alone writes task
+state, from the result (which carries the worker, start time, tries and outcome).
+Task failures are results, never exceptions; only infrastructure trouble (Redis, object
+store, broker down) raises, and the bus then holds the message until the store is back.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import asyncio
 import logging
 import time
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from cadenza_events import (
@@ -27,17 +28,16 @@ from cadenza_events import (
     TaskResult,
 )
 from cadenza_runtime import Resources
-from cadenza_state import TERMINAL_TASK_STATUSES, TaskRecord, TaskStatus, utcnow
+from cadenza_state import utcnow
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
-from sqlalchemy import CursorResult, select, update
 
 from . import metrics
 from .claimcheck import ClaimCheck
 from .errors import InvalidOutputError, ParamsUnavailableError, to_task_error
 from .execution import Outcome, Progress, run_with_retries
 from .kinds import ExecutorRegistry, TaskCall
-from .lease import Heartbeat, Lease, Markers, StopReason, stop_task
+from .lease import Claim, Presence, StopReason, TaskClaims, stop_task
 from .reporting import Reporter
 from .settings import WorkerSettings
 from .tools import ToolContext
@@ -48,17 +48,6 @@ tracer = trace.get_tracer("cadenza.worker")
 _CANCELLED_ERROR = TaskError(code="cancelled", message="the run was cancelled", retryable=False)
 
 
-class Claim(StrEnum):
-    """What the tasks row says about running this attempt."""
-
-    STARTED = "started"  # ready → running: ours
-    RESUMED = "resumed"  # already running this attempt: an earlier delivery was interrupted
-    CANCELLED = "cancelled"  # the gateway cancelled it before it started
-    STALE = "stale"  # the task moved on to another attempt (re-dispatched)
-    FINISHED = "finished"  # already terminal
-    MISSING = "missing"  # no such task row
-
-
 class TaskHandler:
     def __init__(
         self, resources: Resources, settings: WorkerSettings, executors: ExecutorRegistry
@@ -66,7 +55,10 @@ class TaskHandler:
         self._resources = resources
         self._settings = settings
         self._executors = executors
-        self._markers = Markers(resources.hot, settings.marker_ttl_s)
+        self.claims = TaskClaims(resources.hot, settings.worker_id, settings.marker_ttl_s)
+        self.presence = Presence(resources.hot, settings.worker_id, settings.lease_ttl_s)
+        self._running: set[tuple[str, int]] = set()
+        """Attempts this process is handling now (the lease cannot tell our own apart)."""
         self._claims = ClaimCheck(resources.objects, settings.claim_check_bytes)
         self.reporter = Reporter(
             resources.publisher, settings.worker_id, settings.result_publish_timeout_s
@@ -78,45 +70,40 @@ class TaskHandler:
             raise NonRetryableError(
                 f"expected a task.ready event, got {env.type}", code="unexpected_event"
             )
-        if await self._markers.is_done(task.task_id, task.attempt):
+        attempt = (task.task_id, task.attempt)
+        if attempt in self._running:  # a duplicate delivery to this very process
+            metrics.LEASES_CONTENDED.inc()
+            return
+        self._running.add(attempt)
+        try:
+            await self._claim_and_run(env, task)
+        finally:
+            self._running.discard(attempt)
+
+    async def _claim_and_run(self, env: Envelope[Any], task: TaskReady) -> None:
+        await self.presence.ensure_started()  # our heartbeat covers the lease we take
+        claim = await self.claims.claim(task.task_id, task.attempt, task.run_id)
+        if claim is Claim.DONE:
             metrics.SKIPPED.labels("done").inc()
             return
-        lease = Lease(
-            self._resources.hot,
-            task.task_id,
-            f"{self._settings.worker_id}:{task.attempt}",
-            self._settings.lease_ttl_s,
-        )
-        if not await lease.acquire():
+        if claim is Claim.HELD:
             metrics.LEASES_CONTENDED.inc()
             log.debug("%s#%d is running elsewhere; ack", task.task_id, task.attempt)
             return
+        finished = False
         try:
-            # It may have finished between our first check and taking the lease.
-            if await self._markers.is_done(task.task_id, task.attempt):
-                metrics.SKIPPED.labels("done").inc()
-                return
-            await self._run(env, task, lease)
+            finished = await self._run(env, task, claim)
         finally:
-            await lease.release()
+            if not finished:
+                await self.claims.release(task.task_id, task.attempt)
 
-    async def _run(self, env: Envelope[Any], task: TaskReady, lease: Lease) -> None:
-        await self._markers.mark_started(task.task_id, task.attempt, lease.owner)
+    async def _run(self, env: Envelope[Any], task: TaskReady, claim: Claim) -> bool:
+        """Run a claimed attempt; True once its result is out (the lease went with it)."""
         label = self._executors.label(task)
-        if await self._markers.run_cancelled(task.run_id):
-            await self._report(env, task, Outcome("cancelled", 0), None, label, 0.0)
-            return
-        started_at = utcnow()
-        claim = await self._claim_row(task, started_at)
         if claim is Claim.CANCELLED:
             await self._report(env, task, Outcome("cancelled", 0), None, label, 0.0)
-            return
-        if claim not in (Claim.STARTED, Claim.RESUMED):
-            metrics.SKIPPED.labels(claim.value).inc()
-            # A re-dispatch makes older attempts stale (normal); a missing row is not.
-            level = logging.WARNING if claim is Claim.MISSING else logging.INFO
-            log.log(level, "skipping %s#%d: %s", task.task_id, task.attempt, claim.value)
-            return
+            return True
+        started_at = utcnow()
         if claim is Claim.STARTED:
             latency = (started_at - task.ready_at).total_seconds()
             metrics.DISPATCH_LATENCY.labels(task.kind, label).observe(max(0.0, latency))
@@ -136,69 +123,27 @@ class TaskHandler:
             clock = time.perf_counter()
             metrics.IN_FLIGHT.inc()
             try:
-                outcome = await self._execute_watched(env, task, lease, label)
+                outcome = await self._execute_watched(env, task, label)
             finally:
                 metrics.IN_FLIGHT.dec()
             span.set_attribute("cadenza.task.status", outcome.status if outcome else "abandoned")
             if outcome is None:
-                return  # lease lost: whoever holds it now reports this task
+                return False  # lease lost: whoever holds it now reports this task
             span.set_attribute("cadenza.task.tries", outcome.tries)
             if outcome.error is not None:
                 span.set_attribute("cadenza.error.code", outcome.error.code)
             await self._report(env, task, outcome, started_at, label, time.perf_counter() - clock)
-
-    async def _claim_row(self, task: TaskReady, now: datetime) -> Claim:
-        running = {"worker_id": self._settings.worker_id, "heartbeat_at": now}
-        async with self._resources.sessions() as session, session.begin():
-            result = await session.execute(
-                update(TaskRecord)
-                .where(
-                    TaskRecord.id == task.task_id,
-                    TaskRecord.attempt == task.attempt,
-                    TaskRecord.status == TaskStatus.READY.value,
-                )
-                .values(status=TaskStatus.RUNNING.value, started_at=now, **running)
-                .execution_options(synchronize_session=False)
-            )
-            assert isinstance(result, CursorResult)
-            if result.rowcount == 1:
-                return Claim.STARTED
-            row = (
-                await session.execute(
-                    select(TaskRecord.status, TaskRecord.attempt).where(
-                        TaskRecord.id == task.task_id
-                    )
-                )
-            ).one_or_none()
-            if row is None:
-                return Claim.MISSING
-            status, attempt = row
-            if attempt != task.attempt:
-                return Claim.STALE
-            if status == TaskStatus.RUNNING.value:
-                await session.execute(
-                    update(TaskRecord)
-                    .where(TaskRecord.id == task.task_id)
-                    .values(**running)
-                    .execution_options(synchronize_session=False)
-                )
-                return Claim.RESUMED
-            if status == TaskStatus.CANCELLED.value:
-                return Claim.CANCELLED
-            if status in TERMINAL_TASK_STATUSES or status == "recovered":
-                return Claim.FINISHED
-            return Claim.STALE  # pending: not dispatched as this attempt (yet)
+            return True
 
     async def _execute_watched(
-        self, env: Envelope[Any], task: TaskReady, lease: Lease, label: str
+        self, env: Envelope[Any], task: TaskReady, label: str
     ) -> Outcome | None:
-        """Run the attempt in its own asyncio task so the heartbeat can really stop it."""
+        """Run the attempt in its own asyncio task so the presence loop can really stop it."""
         progress = Progress()
         work = asyncio.create_task(self._execute(env, task, label, progress))
-        heartbeat = Heartbeat(
-            lease, self._markers, task.run_id, self._settings.heartbeat_interval_s
+        watched = self.presence.watch(
+            task.task_id, task.run_id, self.claims.owner(task.attempt), work
         )
-        watcher = asyncio.create_task(heartbeat.watch(work))
         try:
             await asyncio.wait({work})
         except asyncio.CancelledError:
@@ -207,9 +152,9 @@ class TaskHandler:
             await stop_task(work)
             raise
         finally:
-            await stop_task(watcher)
+            self.presence.unwatch(watched)
         if work.cancelled():
-            if heartbeat.reason is StopReason.CANCELLED:
+            if watched.reason is StopReason.CANCELLED:
                 return Outcome("cancelled", progress.tries, error=_CANCELLED_ERROR)
             return None
         return work.result()
@@ -292,7 +237,7 @@ class TaskHandler:
         )
         await self.reporter.result(env, task, result)
         try:
-            await self._markers.mark_done(task.task_id, task.attempt, status)
+            await self.claims.finish(task.task_id, task.attempt, status)
         except Exception:  # the result is out; a redelivery would only repeat it (deduped)
             log.warning("could not mark %s#%d done", task.task_id, task.attempt, exc_info=True)
         metrics.TASKS.labels(task.kind, label, status).inc()

@@ -1,8 +1,19 @@
-"""The task lease and its heartbeat, plus the attempt markers kept next to it in Redis.
+"""Who runs a task attempt, and whether its worker is alive — in Redis, two round trips per
+task and one heartbeat per worker PROCESS (docs/execution.md, Liveness).
 
-One executor per task at a time: the lease `lease:task:{id}` (owner `{worker_id}:{attempt}`)
-is renewed every ttl/3. The same heartbeat watches `run:{id}:cancelled`, so a cancelled run's
-task is stopped within one beat (docs/execution.md, Liveness).
+- ``claim`` (one Lua call): skip an attempt already done; take the task lease
+  ``lease:task:{id}`` (owner ``{worker_id}:{attempt}``; a newer attempt takes it over from an
+  older one, whose worker was presumed dead); set the started marker; say whether the run
+  was cancelled.
+- ``finish`` (one Lua call): the done marker (``{status}:{epoch seconds}``) and the lease
+  released together, once the result is published.
+- ``Presence``: the worker's ``worker:{id}:alive`` key, renewed every ``ttl/3`` by ONE loop
+  for all in-flight tasks; the same beat reads the cancel flags of their runs and their
+  leases, and stops a task whose run was cancelled or whose lease another worker took.
+
+Liveness no longer depends on a per-task timer started after the claim: a task is lost only
+when its lease holder's process stopped beating, so a busy (even CPU-starved) worker keeps
+its tasks as long as its one heartbeat gets through.
 """
 
 from __future__ import annotations
@@ -10,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from cadenza_runtime import keys
@@ -19,6 +32,50 @@ from . import metrics
 
 log = logging.getLogger("cadenza.worker.lease")
 
+# KEYS: done marker, lease, started marker, run-cancelled flag.
+# ARGV: owner ({worker}:{attempt}), attempt, marker ttl (s).
+_CLAIM = """
+if redis.call('exists', KEYS[1]) == 1 then return 'done' end
+local holder = redis.call('get', KEYS[2])
+local resumed = redis.call('exists', KEYS[3])
+if holder then
+  if holder ~= ARGV[1] then
+    local held = tonumber(string.match(holder, ':(%d+)$') or '0')
+    if held >= tonumber(ARGV[2]) then return 'held' end
+  end
+end
+redis.call('set', KEYS[2], ARGV[1], 'EX', ARGV[3])
+redis.call('set', KEYS[3], ARGV[1], 'EX', ARGV[3])
+if redis.call('exists', KEYS[4]) == 1 then return 'cancelled' end
+if resumed == 1 then return 'resumed' end
+return 'started'
+"""
+# KEYS: done marker, lease. ARGV: owner, done value, marker ttl (s).
+_FINISH = """
+redis.call('set', KEYS[1], ARGV[2], 'EX', ARGV[3])
+if redis.call('get', KEYS[2]) == ARGV[1] then redis.call('del', KEYS[2]) end
+return 1
+"""
+# KEYS: lease. ARGV: owner.
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+class Claim(StrEnum):
+    STARTED = "started"
+    """The lease is ours: run the attempt."""
+    RESUMED = "resumed"
+    """This attempt was started before (by us or a worker that stopped mid-task): run it
+    again; effects replay from the journal."""
+    CANCELLED = "cancelled"
+    """The run was cancelled: report ``cancelled`` without running."""
+    DONE = "done"
+    """Its result was published already: a redelivered ``task.ready``."""
+    HELD = "held"
+    """Another worker holds this attempt (or a newer one)."""
+
 
 class StopReason(StrEnum):
     CANCELLED = "cancelled"
@@ -27,83 +84,147 @@ class StopReason(StrEnum):
     """Another worker holds the lease now (we were presumed dead): abandon quietly."""
 
 
-class Markers:
-    """The started/done markers of an attempt and the run's cancel flag."""
+def done_value(status: str, at: float | None = None) -> str:
+    """The done marker's value: the status and when (the sweeper ages markers by it)."""
+    return f"{status}:{int(at if at is not None else time.time())}"
 
-    def __init__(self, hot: HotState, ttl_s: int) -> None:
+
+class TaskClaims:
+    """The per-task Redis protocol: one call to claim, one to finish."""
+
+    def __init__(self, hot: HotState, worker_id: str, marker_ttl_s: int) -> None:
         self._hot = hot
-        self._ttl_s = ttl_s
+        self.worker_id = worker_id
+        self._ttl_s = marker_ttl_s
+        self._claim = hot.redis.register_script(_CLAIM)
+        self._finish = hot.redis.register_script(_FINISH)
+        self._release = hot.redis.register_script(_RELEASE)
 
-    async def is_done(self, task_id: str, attempt: int) -> bool:
-        return bool(await self._hot.redis.exists(self._hot.key(keys.task_done(task_id, attempt))))
+    def owner(self, attempt: int) -> str:
+        return f"{self.worker_id}:{attempt}"
 
-    async def mark_started(self, task_id: str, attempt: int, owner: str) -> None:
-        key = self._hot.key(keys.task_started(task_id, attempt))
-        await self._hot.redis.set(key, owner, ex=self._ttl_s)
+    async def claim(self, task_id: str, attempt: int, run_id: str) -> Claim:
+        k = self._hot.key
+        answer = await self._claim(
+            keys=[
+                k(keys.task_done(task_id, attempt)),
+                k(keys.task_lease(task_id)),
+                k(keys.task_started(task_id, attempt)),
+                k(keys.run_cancelled(run_id)),
+            ],
+            args=[self.owner(attempt), attempt, self._ttl_s],
+        )
+        return Claim(answer.decode() if isinstance(answer, bytes) else str(answer))
 
-    async def mark_done(self, task_id: str, attempt: int, status: str) -> None:
-        key = self._hot.key(keys.task_done(task_id, attempt))
-        await self._hot.redis.set(key, status, ex=self._ttl_s)
+    async def finish(self, task_id: str, attempt: int, status: str) -> None:
+        k = self._hot.key
+        await self._finish(
+            keys=[k(keys.task_done(task_id, attempt)), k(keys.task_lease(task_id))],
+            args=[self.owner(attempt), done_value(status), self._ttl_s],
+        )
 
-    async def run_cancelled(self, run_id: str) -> bool:
-        return bool(await self._hot.redis.exists(self._hot.key(keys.run_cancelled(run_id))))
-
-
-class Lease:
-    def __init__(self, hot: HotState, task_id: str, owner: str, ttl_s: float) -> None:
-        self._hot = hot
-        self.key = keys.task_lease(task_id)
-        self.owner = owner
-        self._ttl_ms = max(1, int(ttl_s * 1000))
-
-    async def acquire(self) -> bool:
-        return await self._hot.acquire_lease(self.key, self.owner, self._ttl_ms)
-
-    async def renew(self) -> bool:
-        """Extend the lease. If it vanished (e.g. Redis restarted empty) take it again; only
-        a lease now held by someone else counts as lost."""
-        if await self._hot.renew_lease(self.key, self.owner, self._ttl_ms):
-            return True
-        return await self.acquire()
-
-    async def release(self) -> None:
+    async def release(self, task_id: str, attempt: int) -> None:
+        """Give the lease back without a result (the task was interrupted): the sweeper then
+        sees a started attempt with no holder and dispatches it again at once."""
         try:
-            await self._hot.release_lease(self.key, self.owner)
-        except Exception:  # it expires on its own; never mask the task's outcome
-            log.warning("releasing %s failed", self.key, exc_info=True)
+            await self._release(
+                keys=[self._hot.key(keys.task_lease(task_id))], args=[self.owner(attempt)]
+            )
+        except Exception:  # the holder's heartbeat stops anyway; never mask the outcome
+            log.warning("releasing the lease of %s failed", task_id, exc_info=True)
 
 
-class Heartbeat:
-    """Renews the lease and watches for cancellation until ``target`` finishes; cancels
-    ``target`` and records why when the run is cancelled or the lease is lost."""
+@dataclass(eq=False)
+class Watched:
+    """An in-flight attempt the presence loop watches."""
 
-    def __init__(self, lease: Lease, markers: Markers, run_id: str, interval_s: float) -> None:
-        self._lease = lease
-        self._markers = markers
-        self._run_id = run_id
-        self._interval_s = interval_s
-        self.reason: StopReason | None = None
+    task_id: str
+    run_id: str
+    owner: str
+    target: asyncio.Task[object]
+    reason: StopReason | None = field(default=None)
 
-    async def watch(self, target: asyncio.Task[object]) -> None:
-        while not target.done():
-            await asyncio.sleep(self._interval_s)
+
+class Presence:
+    """One heartbeat for the whole worker process, and the cancel/lease watch of every
+    in-flight attempt in the same round trip."""
+
+    def __init__(self, hot: HotState, worker_id: str, ttl_s: float) -> None:
+        self._hot = hot
+        self.worker_id = worker_id
+        self._ttl_ms = max(1, int(ttl_s * 1000))
+        self.interval_s = ttl_s / 3
+        self._watched: set[Watched] = set()
+        self._loop: asyncio.Task[None] | None = None
+
+    @property
+    def key(self) -> str:
+        return self._hot.key(keys.worker_alive(self.worker_id))
+
+    async def ensure_started(self) -> None:
+        """Beat once and keep beating (idempotent; a worker starts it before consuming)."""
+        if self._loop is None or self._loop.done():
+            await self._beat()
+            self._loop = asyncio.create_task(self._run(), name=f"presence:{self.worker_id}")
+
+    async def stop(self) -> None:
+        """Stop beating and say so (the sweeper re-dispatches what is left at once)."""
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+        with contextlib.suppress(Exception):
+            await self._hot.redis.delete(self.key)
+
+    def watch(self, task_id: str, run_id: str, owner: str, target: asyncio.Task[object]) -> Watched:
+        watched = Watched(task_id, run_id, owner, target)
+        self._watched.add(watched)
+        return watched
+
+    def unwatch(self, watched: Watched) -> None:
+        self._watched.discard(watched)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
             try:
-                if await self._markers.run_cancelled(self._run_id):
-                    self._stop(target, StopReason.CANCELLED)
-                    return
-                if not await self._lease.renew():
-                    metrics.LEASES_LOST.inc()
-                    log.warning("lost lease %s: abandoning the task", self._lease.key)
-                    self._stop(target, StopReason.LEASE_LOST)
-                    return
+                await self._beat()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # Redis hiccup: keep working; the lease may still hold
-                log.warning("heartbeat of %s failed", self._lease.key, exc_info=True)
+            except Exception:  # Redis hiccup: keep working; the key may still hold
+                metrics.HEARTBEAT_FAILURES.inc()
+                log.warning("heartbeat of %s failed", self.worker_id, exc_info=True)
 
-    def _stop(self, target: asyncio.Task[object], reason: StopReason) -> None:
-        self.reason = reason
-        target.cancel()
+    async def _beat(self) -> None:
+        watched = [w for w in self._watched if not w.target.done()]
+        runs = sorted({w.run_id for w in watched})
+        k = self._hot.key
+        async with self._hot.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.key, str(time.time()), px=self._ttl_ms)
+            for run_id in runs:
+                pipe.exists(k(keys.run_cancelled(run_id)))
+            for w in watched:
+                pipe.get(k(keys.task_lease(w.task_id)))
+            replies = await pipe.execute()
+        cancelled = {
+            run for run, flag in zip(runs, replies[1 : 1 + len(runs)], strict=True) if flag
+        }
+        holders = replies[1 + len(runs) :]
+        for w, holder in zip(watched, holders, strict=True):
+            if w.run_id in cancelled:
+                self._stop(w, StopReason.CANCELLED)
+                continue
+            text = holder.decode() if isinstance(holder, bytes) else holder
+            if text is not None and text != w.owner:
+                metrics.LEASES_LOST.inc()
+                log.warning("lost the lease of %s to %s: abandoning the task", w.task_id, text)
+                self._stop(w, StopReason.LEASE_LOST)
+
+    @staticmethod
+    def _stop(watched: Watched, reason: StopReason) -> None:
+        watched.reason = reason
+        watched.target.cancel()
 
 
 async def stop_task(task: asyncio.Task[object]) -> None:

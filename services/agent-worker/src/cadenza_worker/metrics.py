@@ -37,7 +37,7 @@ RETRIES = Counter(
 SKIPPED = Counter(
     "cadenza_worker_tasks_skipped_total",
     "task.ready messages acknowledged without running the task, by reason "
-    "(done, stale, finished, missing).",
+    "(done: its result was published already).",
     ["reason"],
 )
 LEASES_CONTENDED = Counter(
@@ -47,6 +47,10 @@ LEASES_CONTENDED = Counter(
 LEASES_LOST = Counter(
     "cadenza_worker_leases_lost_total",
     "Running tasks abandoned because their lease was taken over (worker presumed lost).",
+)
+HEARTBEAT_FAILURES = Counter(
+    "cadenza_worker_heartbeat_failures_total",
+    "Process heartbeats that could not reach Redis (tasks are presumed lost after the TTL).",
 )
 IN_FLIGHT = Gauge("cadenza_worker_tasks_in_flight", "Tasks running on this worker now.")
 TOOL_CALLS = Counter(

@@ -38,8 +38,9 @@ class WorkerSettings(BaseSettings):
     lease_ttl_s: float = Field(
         default=6.0,
         gt=0,
-        description="Task lease lifetime; renewed every ttl/3 (the heartbeat, which also "
-        "watches for cancellation). A worker silent this long is considered lost.",
+        description="Lifetime of this worker process's heartbeat key, renewed every ttl/3 by "
+        "one loop for all its tasks (which also watches their runs for cancellation). A "
+        "worker silent this long is considered lost, and its tasks are dispatched again.",
     )
     claim_check_bytes: int = Field(
         default=262_144,
@@ -67,8 +68,8 @@ class WorkerSettings(BaseSettings):
     marker_ttl_s: int = Field(
         default=86_400,
         ge=60,
-        description="Lifetime of the Redis started/done markers of an attempt (must outlast "
-        "any redelivery of its task.ready).",
+        description="Lifetime of the Redis lease and started/done markers of an attempt "
+        "(must outlast any redelivery of its task.ready).",
     )
     result_publish_timeout_s: float = Field(
         default=30.0,

@@ -72,6 +72,7 @@ class Worker:
     async def start(self) -> None:
         if self._consumer is not None:
             return
+        await self._handler.presence.ensure_started()  # beating before the first claim
         consumer = self.resources.bus.consumer(
             [Topic.TASK_READY],
             self.settings.consumer_group,
@@ -101,6 +102,7 @@ class Worker:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             await consumer.stop()
+        await self._handler.presence.stop()
         await self._handler.reporter.drain()
         await self.tools.aclose()
         await self.agents.aclose()

@@ -54,6 +54,13 @@ class OrchestratorSettings(BaseSettings):
         "for this long is dispatched again (belt and braces: the outbox already guarantees "
         "delivery).",
     )
+    result_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A task whose worker published its result (done marker) this long ago but "
+        "whose result was never applied is dispatched again (reason result_lost), so a lost "
+        "result cannot leave a run running forever.",
+    )
     claim_check_bytes: int = Field(
         default=262_144,
         ge=1,

@@ -3,9 +3,12 @@
 Every ``sweep_interval_s`` it looks at dispatched (``ready``/``running``) tasks of running
 runs and asks Redis about each current attempt:
 
-- lease ``lease:task:{id}`` present → a worker holds it: alive;
-- ``task:{id}:{attempt}:done`` present → the result is on its way: leave it;
-- ``task:{id}:{attempt}:started`` present, no lease → the worker died: **worker_lost**;
+- ``task:{id}:{attempt}:done`` present → the result is on its way: leave it, unless the
+  marker is older than ``result_timeout_s`` — then the result was lost: **result_lost**;
+- lease ``lease:task:{id}`` held for this attempt by a worker whose process heartbeat
+  ``worker:{id}:alive`` is present → alive; its heartbeat gone → **worker_lost**;
+- ``task:{id}:{attempt}:started`` present, no lease → the worker gave it back (stopped
+  mid-task) or died: **worker_lost**;
 - none of them and dispatched longer than ``requeue_after_s`` ago → no worker ever started
   it (a dead-lettered ``task.ready``, Redis lost its keys…): **not_started**. Belt and
   braces: the outbox already guarantees the event was published.
@@ -20,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from cadenza_runtime import Resources, keys
@@ -39,6 +44,35 @@ tracer = trace.get_tracer("cadenza.orchestrator")
 
 WORKER_LOST = "worker_lost"
 NOT_STARTED = "not_started"
+RESULT_LOST = "result_lost"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a task lease: the value ``{worker_id}:{attempt}``."""
+
+    worker: str
+    attempt: int
+
+    @classmethod
+    def parse(cls, raw: bytes | str | None) -> Holder | None:
+        if raw is None:
+            return None
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        worker, _, attempt = text.rpartition(":")
+        try:
+            return cls(worker, int(attempt))
+        except ValueError:
+            return cls(text, 0)
+
+
+def done_at(raw: bytes | str) -> float:
+    """When a done marker (``{status}:{epoch s}``) was set; 0 when it says no time."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    try:
+        return float(text.rpartition(":")[2])
+    except ValueError:
+        return 0.0
 
 
 class Sweeper:
@@ -91,18 +125,37 @@ class Sweeper:
         hot = self.resources.hot
         async with hot.redis.pipeline(transaction=False) as pipe:
             for c in candidates:
-                pipe.exists(hot.key(keys.task_lease(c.task_id)))
-                pipe.exists(hot.key(keys.task_done(c.task_id, c.attempt)))
+                pipe.get(hot.key(keys.task_lease(c.task_id)))
+                pipe.get(hot.key(keys.task_done(c.task_id, c.attempt)))
                 pipe.exists(hot.key(keys.task_started(c.task_id, c.attempt)))
             flags = await pipe.execute()
+        # The lease names its worker; that worker's ONE process heartbeat says it lives.
+        holders: list[Holder | None] = [Holder.parse(flags[3 * i]) for i in range(len(candidates))]
+        workers = sorted({h.worker for h in holders if h is not None})
+        alive: set[str] = set()
+        if workers:
+            async with hot.redis.pipeline(transaction=False) as pipe:
+                for worker in workers:
+                    pipe.exists(hot.key(keys.worker_alive(worker)))
+                alive = {w for w, up in zip(workers, await pipe.execute(), strict=True) if up}
+        now = time.time()
         stale_before = utcnow() - timedelta(seconds=self.settings.requeue_after_s)
         lost = []
         for i, c in enumerate(candidates):
-            lease, done, started = flags[3 * i : 3 * i + 3]
-            if lease or done:
+            holder, done, started = holders[i], flags[3 * i + 1], flags[3 * i + 2]
+            if done is not None:
+                # The result was published. Normally it is applied within moments; one
+                # still unapplied long after was lost (e.g. dead-lettered): run it again
+                # rather than leave the run waiting forever.
+                if now - done_at(done) > self.settings.result_timeout_s:
+                    lost.append((c, RESULT_LOST))
+                continue
+            if holder is not None and holder.attempt == c.attempt:
+                if holder.worker not in alive:
+                    lost.append((c, WORKER_LOST))
                 continue
             if started:
-                lost.append((c, WORKER_LOST))
+                lost.append((c, WORKER_LOST))  # started, then the lease was given back
             elif c.ready_at is not None and c.ready_at < stale_before:
                 lost.append((c, NOT_STARTED))
         return lost
