@@ -6,6 +6,7 @@ import asyncio
 import base64
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from cadenza_events import (
@@ -338,3 +339,46 @@ async def test_outage_errors_pause_the_message_instead_of_dead_lettering(
     await consumer.stop()
     await dlq.stop()
     assert letters == []
+
+
+async def test_batch_consumer_gets_partition_batches_in_order(bus: Bus, unique_id: str) -> None:
+    batches: list[list[tuple[str | None, int]]] = []
+
+    async def handle(envs: Sequence[Envelope[Any]]) -> None:
+        batches.append([(e.plan_id, e.payload.data["seq"]) for e in envs])
+
+    consumer = bus.batch_consumer([Topic.RUN_EVENTS], f"{unique_id}-g", handle)
+    sent = [(f"plan-{i % 3}", i) for i in range(60)]
+    await bus.publisher.publish_many([(Topic.RUN_EVENTS, run_event(p, i)) for p, i in sent])
+    await consumer.start()
+    await assert_eventually(lambda: sum(len(b) for b in batches) == 60, timeout=30)
+    await consumer.stop()
+    assert any(len(b) > 1 for b in batches)  # fetched together, handed over together
+    for plan in ("plan-0", "plan-1", "plan-2"):  # a key's events keep their order
+        seqs = [seq for b in batches for p, seq in b if p == plan]
+        assert seqs == sorted(seqs)
+        assert len(seqs) == 20
+
+
+async def test_batch_with_a_poison_message_dead_letters_only_it(bus: Bus, unique_id: str) -> None:
+    handled: list[int] = []
+    calls: list[int] = []
+
+    async def handle(envs: Sequence[Envelope[Any]]) -> None:
+        calls.append(len(envs))
+        if any(e.payload.data["seq"] == 3 for e in envs):
+            raise NonRetryableError("cannot apply 3", code="poison")
+        handled.extend(e.payload.data["seq"] for e in envs)
+
+    letters, dlq = await collect_dlq(bus, f"{unique_id}-dlq")
+    consumer = bus.batch_consumer(
+        [Topic.RUN_EVENTS], f"{unique_id}-g", handle, ConsumerOptions(retry=FAST_RETRY)
+    )
+    await bus.publisher.publish_many([(Topic.RUN_EVENTS, run_event("plan-p", i)) for i in range(6)])
+    await consumer.start()
+    await assert_eventually(lambda: len(handled) == 5 and len(letters) == 1, timeout=30)
+    await consumer.stop()
+    await dlq.stop()
+    assert sorted(handled) == [0, 1, 2, 4, 5]
+    assert letters[0].payload.error_code == "poison"
+    assert letters[0].payload.offset == 3

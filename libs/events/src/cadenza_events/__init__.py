@@ -1,6 +1,7 @@
 """cadenza_events: the one event contract every Cadenza service imports."""
 
 from .bus import (
+    BatchHandler,
     Bus,
     Consumer,
     ConsumerOptions,
@@ -40,6 +41,7 @@ from .topics import Topic, TopicRegistry
 __all__ = [
     "DEFAULT_TENANT",
     "PAYLOAD_TYPES",
+    "BatchHandler",
     "Bus",
     "BusSettings",
     "CadenzaError",

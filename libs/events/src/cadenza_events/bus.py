@@ -10,6 +10,8 @@ from .envelope import Envelope
 from .topics import Topic, TopicRegistry
 
 Handler = Callable[[Envelope[Any]], Awaitable[None]]
+BatchHandler = Callable[[Sequence[Envelope[Any]]], Awaitable[None]]
+"""Handles what one fetch brought for ONE partition, in offset order, as one unit."""
 OutagePredicate = Callable[[BaseException], bool]
 """Tells a backing store being away (database, Redis, object store) from a bad message."""
 RawRecord = tuple[str, bytes | None, bytes, Sequence[tuple[str, bytes]]]
@@ -106,3 +108,16 @@ class Bus(Protocol):
         handler: Handler,
         options: ConsumerOptions | None = None,
     ) -> Consumer: ...
+
+    def batch_consumer(
+        self,
+        topics: Sequence[Topic],
+        group: str,
+        handler: BatchHandler,
+        options: ConsumerOptions | None = None,
+    ) -> Consumer:
+        """Like ``consumer``, but ``handler`` gets each partition's fetched records at once
+        (one retry, one span per batch; offsets committed in order after it returns). When
+        a batch keeps failing, its envelopes are retried one by one so only a poison
+        message is dead-lettered."""
+        ...

@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from . import metrics
-from .bus import ConsumerOptions, Handler, RawRecord
+from .bus import BatchHandler, ConsumerOptions, Handler, RawRecord
 from .envelope import Envelope, Message, encode
 from .errors import Unavailable
 from .offsets import TopicPartition as TP
@@ -252,6 +252,8 @@ class KafkaBus:
         group: str,
         handler: Handler,
         options: ConsumerOptions | None = None,
+        *,
+        batch_handler: BatchHandler | None = None,
     ) -> ConsumerRunner:
         group = self.registry.group(group)
         transport = KafkaConsumerTransport(
@@ -265,4 +267,17 @@ class KafkaBus:
             publisher=self.publisher,
             options=options or ConsumerOptions(),
             commit_interval_s=self.settings.commit_interval_s,
+            batch_handler=batch_handler,
         )
+
+    def batch_consumer(
+        self,
+        topics: Sequence[Topic],
+        group: str,
+        handler: BatchHandler,
+        options: ConsumerOptions | None = None,
+    ) -> ConsumerRunner:
+        async def one(env: Envelope[Any]) -> None:
+            await handler([env])
+
+        return self.consumer(topics, group, one, options, batch_handler=handler)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import metrics
-from .bus import ConsumerOptions, Handler, RawRecord
+from .bus import BatchHandler, ConsumerOptions, Handler, RawRecord
 from .envelope import Envelope, Message, encode
 from .offsets import TopicPartition
 from .runner import ConsumerRunner, RebalanceListener
@@ -235,6 +235,8 @@ class MemoryBus:
         group: str,
         handler: Handler,
         options: ConsumerOptions | None = None,
+        *,
+        batch_handler: BatchHandler | None = None,
     ) -> ConsumerRunner:
         group = self.registry.group(group)
         transport = MemoryConsumerTransport(
@@ -248,4 +250,17 @@ class MemoryBus:
             publisher=self.publisher,
             options=options or ConsumerOptions(),
             commit_interval_s=self.settings.commit_interval_s,
+            batch_handler=batch_handler,
         )
+
+    def batch_consumer(
+        self,
+        topics: Sequence[Topic],
+        group: str,
+        handler: BatchHandler,
+        options: ConsumerOptions | None = None,
+    ) -> ConsumerRunner:
+        async def one(env: Envelope[Any]) -> None:
+            await handler([env])
+
+        return self.consumer(topics, group, one, options, batch_handler=handler)

@@ -40,3 +40,9 @@ PAUSED = Gauge(
     "Messages waiting for a backing store to come back.",
     ["group"],
 )
+BATCH_SIZE = Histogram(
+    "cadenza_bus_batch_size_messages",
+    "Messages handed to a batch handler at once (one partition's fetch).",
+    ["group"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Protocol
 
@@ -24,13 +25,13 @@ from tenacity import (
 )
 
 from . import metrics
-from .bus import ConsumerOptions, Handler, Publisher
+from .bus import BatchHandler, ConsumerOptions, Handler, Publisher
 from .envelope import Envelope, Message, decode
 from .errors import CadenzaError, DecodeError, is_retryable
 from .offsets import OffsetTracker, TopicPartition
 from .payloads import DEFAULT_TENANT, DeadLetter
 from .topics import Topic, TopicRegistry
-from .tracing import consume_span
+from .tracing import batch_span, consume_span
 
 log = logging.getLogger("cadenza.events.consumer")
 
@@ -73,6 +74,7 @@ class ConsumerRunner:
         options: ConsumerOptions,
         commit_interval_s: float,
         source: str = "/cadenza/consumer",
+        batch_handler: BatchHandler | None = None,
     ) -> None:
         self.group = group
         self._transport = transport
@@ -83,8 +85,12 @@ class ConsumerRunner:
         self._commit_interval_s = commit_interval_s
         self._source = source
         self._tracker = OffsetTracker()
+        self._batch_handler = batch_handler
         self._inflight: dict[asyncio.Task[None], Message] = {}
-        self._tails: dict[tuple[TopicPartition, bytes], asyncio.Task[None]] = {}
+        """Per-message mode: the task handling each message."""
+        self._batches: dict[asyncio.Task[None], list[Message]] = {}
+        """Batch mode: the task handling each partition's fetched batch."""
+        self._tails: dict[tuple[TopicPartition, bytes | None], asyncio.Task[None]] = {}
         self._slot_freed = asyncio.Event()
         self._commit_lock = asyncio.Lock()
         self._stopping = False
@@ -108,7 +114,7 @@ class ConsumerRunner:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        await self._drain(set(self._inflight), grace)
+        await self._drain(set(self._inflight) | set(self._batches), grace)
         await self._commit()
         with contextlib.suppress(Exception):
             await self._transport.close()
@@ -122,6 +128,7 @@ class ConsumerRunner:
     async def on_revoked(self, partitions: set[TopicPartition]) -> None:
         """Finish (or abandon) work on partitions we lose, commit it, then forget them."""
         tasks = {t for t, m in self._inflight.items() if (m.topic, m.partition) in partitions}
+        tasks |= {t for t, b in self._batches.items() if (b[0].topic, b[0].partition) in partitions}
         await self._drain(tasks, self._options.shutdown_grace_s)
         await self._commit(only=partitions)
         self._tracker.drop(partitions)
@@ -147,7 +154,7 @@ class ConsumerRunner:
     async def _fetch_loop(self) -> None:
         failures = 0
         while not self._stopping:
-            free = self._options.concurrency - len(self._inflight)
+            free = self._options.concurrency - self._pending_records()
             if free <= 0:
                 self._slot_freed.clear()
                 with contextlib.suppress(TimeoutError):
@@ -166,8 +173,15 @@ class ConsumerRunner:
                 )
                 await asyncio.sleep(min(0.1 * 2**failures, 5.0))
                 continue
-            for record in records:
-                self._schedule(record)
+            if self._batch_handler is not None:
+                by_partition: dict[TopicPartition, list[Message]] = {}
+                for record in records:
+                    by_partition.setdefault((record.topic, record.partition), []).append(record)
+                for batch in by_partition.values():
+                    self._schedule_batch(batch)
+            else:
+                for record in records:
+                    self._schedule(record)
 
     async def _commit_loop(self) -> None:
         while True:
@@ -204,6 +218,147 @@ class ConsumerRunner:
                 metrics.LAG.remove(topic, str(partition), self.group)
         self._lag_series = set(ends)
 
+    def _pending_records(self) -> int:
+        return len(self._inflight) + sum(len(b) for b in self._batches.values())
+
+    # -- per partition batch ---------------------------------------------------------------
+    def _schedule_batch(self, batch: list[Message]) -> None:
+        tp = (batch[0].topic, batch[0].partition)
+        for record in batch:
+            self._tracker.begin(tp, record.offset)
+        chain = (tp, None)  # one partition's batches run one after another: order is kept
+        previous = self._tails.get(chain)
+        task = asyncio.create_task(self._process_batch(batch, previous))
+        self._batches[task] = batch
+        self._tails[chain] = task
+        task.add_done_callback(partial(self._on_batch_done, batch, chain))
+        metrics.INFLIGHT.labels(self.group).set(self._pending_records())
+
+    def _on_batch_done(
+        self,
+        batch: list[Message],
+        chain: tuple[TopicPartition, bytes | None],
+        task: asyncio.Task[None],
+    ) -> None:
+        self._batches.pop(task, None)
+        if self._tails.get(chain) is task:
+            del self._tails[chain]
+        if not task.cancelled():
+            for record in batch:
+                self._tracker.finish((record.topic, record.partition), record.offset)
+        self._slot_freed.set()
+
+    async def _process_batch(
+        self, batch: list[Message], previous: asyncio.Task[None] | None
+    ) -> None:
+        """Decode every record (dead-lettering the undecodable), then hand the rest to the
+        batch handler as ONE call, retried as one. If it still fails (and not because a
+        store is down), each envelope is retried alone, so only a poison message is
+        dead-lettered and its neighbours are not."""
+        if previous is not None and not previous.done():
+            await asyncio.wait({previous})
+        assert self._batch_handler is not None
+        handler = self._batch_handler
+        started = time.perf_counter()
+        decoded: list[tuple[Message, Envelope[Any]]] = []
+        for record in batch:
+            try:
+                decoded.append((record, decode(record)))
+            except DecodeError as exc:
+                await self._dead_letter(record, exc, attempts=0)
+        if not decoded:
+            return
+        topic = decoded[0][0].topic
+        metrics.BATCH_SIZE.labels(self.group).observe(len(decoded))
+        try:
+            with batch_span(self.group, topic, decoded):
+                await self._call_retrying(topic, lambda: handler([e for _, e in decoded]))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if len(decoded) == 1:
+                record, env = decoded[0]
+                await self._failed(record, env, exc, self._options.retry.max_attempts)
+            else:
+                log.warning(
+                    "group %s: a batch of %d from %s failed (%r); retrying one by one",
+                    self.group,
+                    len(decoded),
+                    topic,
+                    exc,
+                )
+                for record, env in decoded:
+                    await self._process_one(record, env, partial(handler, [env]))
+                return
+        metrics.MESSAGES.labels(topic, self.group, "handled").inc(len(decoded))
+        metrics.HANDLE_SECONDS.labels(topic, self.group).observe(time.perf_counter() - started)
+
+    async def _call_retrying(
+        self, topic: str, call: Callable[[], Awaitable[None]], tries: list[int] | None = None
+    ) -> None:
+        """Run ``call`` under the retry policy (outages retried until they end); raises the
+        last error when it gives up. ``tries[0]`` counts the tries made."""
+        tries = tries if tries is not None else [0]
+        paused = False
+        try:
+            async for attempt in self._retrying():
+                with attempt:
+                    tries[0] += 1
+                    if tries[0] > 1:
+                        metrics.RETRIES.labels(topic, self.group).inc()
+                    try:
+                        await call()
+                    except Exception as exc:
+                        if self._is_outage(exc):
+                            metrics.OUTAGE_RETRIES.labels(topic, self.group).inc()
+                            if not paused:
+                                paused = True
+                                metrics.PAUSED.labels(self.group).inc()
+                                log.warning(
+                                    "group %s: a backing store is down (%s: %s); %s waits for it",
+                                    self.group,
+                                    type(exc).__name__,
+                                    exc,
+                                    topic,
+                                )
+                        raise
+        finally:
+            if paused:
+                metrics.PAUSED.labels(self.group).dec()
+
+    async def _process_one(
+        self, record: Message, env: Envelope[Any], call: Callable[[], Awaitable[None]]
+    ) -> None:
+        started = time.perf_counter()
+        tries = [0]
+        outcome = "handled"
+        try:
+            with consume_span(env, record, self.group):
+                await self._call_retrying(record.topic, call, tries)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            outcome = "dead_lettered"
+            await self._failed(record, env, exc, max(tries[0], 1))
+        metrics.MESSAGES.labels(record.topic, self.group, outcome).inc()
+        metrics.HANDLE_SECONDS.labels(record.topic, self.group).observe(
+            time.perf_counter() - started
+        )
+
+    async def _failed(
+        self, record: Message, env: Envelope[Any], exc: Exception, attempts: int
+    ) -> None:
+        log.warning(
+            "group %s: %s@%s/%s failed after %d attempt(s): %r",
+            self.group,
+            record.topic,
+            record.partition,
+            record.offset,
+            attempts,
+            exc,
+        )
+        await self._dead_letter(record, exc, attempts, env)
+
     # -- per message -----------------------------------------------------------------------
     def _schedule(self, record: Message) -> None:
         tp = (record.topic, record.partition)
@@ -233,62 +388,13 @@ class ConsumerRunner:
     async def _process(self, record: Message, previous: asyncio.Task[None] | None) -> None:
         if previous is not None and not previous.done():
             await asyncio.wait({previous})  # same key: keep the partition's order
-        started = time.perf_counter()
         try:
             env = decode(record)
         except DecodeError as exc:
             await self._dead_letter(record, exc, attempts=0)
             return
-        attempts = 0
-        outcome = "handled"
-        paused = False
-        try:
-            with consume_span(env, record, self.group):
-                async for attempt in self._retrying():
-                    with attempt:
-                        attempts += 1
-                        if attempts > 1:
-                            metrics.RETRIES.labels(record.topic, self.group).inc()
-                        try:
-                            await self._handler(env)
-                        except Exception as exc:
-                            if self._is_outage(exc):
-                                metrics.OUTAGE_RETRIES.labels(record.topic, self.group).inc()
-                                if not paused:
-                                    paused = True
-                                    metrics.PAUSED.labels(self.group).inc()
-                                    log.warning(
-                                        "group %s: a backing store is down (%s: %s); "
-                                        "%s@%s/%s waits for it",
-                                        self.group,
-                                        type(exc).__name__,
-                                        exc,
-                                        record.topic,
-                                        record.partition,
-                                        record.offset,
-                                    )
-                            raise
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            outcome = "dead_lettered"
-            log.warning(
-                "group %s: %s@%s/%s failed after %d attempt(s): %r",
-                self.group,
-                record.topic,
-                record.partition,
-                record.offset,
-                attempts,
-                exc,
-            )
-            await self._dead_letter(record, exc, attempts, env)
-        finally:
-            if paused:
-                metrics.PAUSED.labels(self.group).dec()
-        metrics.MESSAGES.labels(record.topic, self.group, outcome).inc()
-        metrics.HANDLE_SECONDS.labels(record.topic, self.group).observe(
-            time.perf_counter() - started
-        )
+        handler = self._handler
+        await self._process_one(record, env, lambda: handler(env))
 
     def _is_outage(self, exc: BaseException) -> bool:
         predicate = self._options.is_outage

@@ -7,6 +7,7 @@ from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
 
 from .envelope import Envelope, Message
 
@@ -46,4 +47,56 @@ def consume_span(env: Envelope[Any], msg: Message, group: str) -> AbstractContex
             "cadenza.plan_id": env.plan_id or "",
             "cadenza.task_id": env.task_id or "",
         },
+    )
+
+
+def context_of(env: Envelope[Any]) -> Any:
+    """The producer's trace context carried in ``env`` (None when it carries none)."""
+    if not env.traceparent:
+        return None
+    carrier = {"traceparent": env.traceparent}
+    if env.tracestate:
+        carrier["tracestate"] = env.tracestate
+    return propagate.extract(carrier)
+
+
+def batch_span(
+    group: str, topic: str, items: list[tuple[Message, Envelope[Any]]]
+) -> AbstractContextManager[Any]:
+    """ONE CONSUMER span for a partition's batch. A batch of one continues its producer's
+    trace as before; a larger batch links every producer's context (OpenTelemetry's
+    messaging conventions for batch receive), and handlers start per-item spans as
+    children of each envelope's own context, so every run's trace stays whole."""
+    first_msg, first_env = items[0]
+    attributes: dict[str, AttributeValue] = {
+        "messaging.system": "kafka",
+        "messaging.destination.name": topic,
+        "messaging.consumer.group.name": group,
+        "messaging.kafka.destination.partition": first_msg.partition,
+        "messaging.kafka.offset": first_msg.offset,
+        "messaging.batch.message_count": len(items),
+    }
+    if len(items) == 1:
+        attributes |= {
+            "messaging.message.id": first_env.id,
+            "cloudevents.event_type": first_env.type,
+            "cadenza.tenant_id": first_env.tenant_id,
+            "cadenza.plan_id": first_env.plan_id or "",
+            "cadenza.task_id": first_env.task_id or "",
+        }
+        return tracer.start_as_current_span(
+            f"process {topic}",
+            context=context_of(first_env),
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+        )
+    links = []
+    for _, env in items[:128]:  # enough to follow; a span with thousands of links is noise
+        ctx = context_of(env)
+        if ctx is not None:
+            span_ctx = trace.get_current_span(ctx).get_span_context()
+            if span_ctx.is_valid:
+                links.append(trace.Link(span_ctx))
+    return tracer.start_as_current_span(
+        f"process {topic}", context=None, kind=SpanKind.CONSUMER, attributes=attributes, links=links
     )
