@@ -227,7 +227,7 @@ class Stack:
 
     async def run_events(self, run_id: str) -> list[RunEvent]:
         """Run events staged in the outbox for this run, in order."""
-        from cadenza_events import Message, decode
+        from cadenza_events import Message, decode, unbatch
 
         async with self.resources.sessions() as session:
             stmt = (
@@ -251,8 +251,9 @@ class Stack:
                     tuple(r.kafka_headers()),
                 )
             )
-            assert isinstance(env.payload, RunEvent)
-            out.append(env.payload)
+            events = unbatch(env)
+            assert events, env.type
+            out.extend(e.payload for e in events)
         return out
 
     async def set_started_marker(self, task_id: str, attempt: int) -> None:

@@ -11,7 +11,7 @@ from .bus import (
     RawRecord,
     RetryPolicy,
 )
-from .envelope import Envelope, Message, decode, encode
+from .envelope import Envelope, Message, decode, encode, unbatch
 from .errors import (
     CadenzaError,
     DecodeError,
@@ -31,6 +31,7 @@ from .payloads import (
     Payload,
     PlanRequested,
     RunEvent,
+    RunEventBatch,
     TaskError,
     TaskReady,
     TaskResult,
@@ -65,6 +66,7 @@ __all__ = [
     "RetryPolicy",
     "RetryableError",
     "RunEvent",
+    "RunEventBatch",
     "TaskError",
     "TaskReady",
     "TaskResult",
@@ -75,4 +77,5 @@ __all__ = [
     "decode",
     "encode",
     "is_retryable",
+    "unbatch",
 ]

@@ -17,7 +17,7 @@ from cloudevents.core.v1.event import CloudEvent
 from pydantic import ValidationError
 
 from .errors import DecodeError
-from .payloads import DEFAULT_TENANT, PAYLOAD_TYPES, Payload, utcnow
+from .payloads import DEFAULT_TENANT, PAYLOAD_TYPES, Payload, RunEvent, RunEventBatch, utcnow
 
 P = TypeVar("P", bound=Payload)
 
@@ -142,3 +142,25 @@ def decode(message: Message) -> Envelope[Payload]:
         traceparent=event.get_extension("traceparent"),
         tracestate=event.get_extension("tracestate"),
     )
+
+
+def unbatch(env: Envelope[Any]) -> list[Envelope[RunEvent]]:
+    """The run events an envelope carries: itself for a ``RunEvent``; each event of a
+    ``RunEventBatch`` as its own envelope, with a stable id (``{batch id}.{n}``) so a
+    redelivered batch dedupes event by event; nothing for other payloads."""
+    payload = env.payload
+    if isinstance(payload, RunEvent):
+        return [env]
+    if not isinstance(payload, RunEventBatch):
+        return []
+    return [
+        replace(
+            env,
+            payload=event,
+            id=f"{env.id}.{n}",
+            task_id=event.task_id,
+            attempt=event.data.get("attempt") if event.task_id else None,
+            subject=event.task_id or event.run_id,
+        )
+        for n, event in enumerate(payload.events)
+    ]

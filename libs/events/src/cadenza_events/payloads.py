@@ -117,6 +117,16 @@ class RunEvent(Payload):
     at: datetime = Field(default_factory=utcnow)
 
 
+class RunEventBatch(Payload):
+    """Several events of one run travelling as ONE record (what one orchestrator transaction
+    or one worker flush produced), so a run's timeline costs the bus one message per batch,
+    not one per event. Readers unpack it with ``unbatch`` into ordinary ``RunEvent``s."""
+
+    EVENT_TYPE: ClassVar[str] = "cadenza.run.events.v1"
+    run_id: str
+    events: list[RunEvent] = Field(min_length=1)
+
+
 class DocIngest(Payload):
     """A document landed in the object store and should be chunked and embedded."""
 
@@ -152,5 +162,13 @@ class DeadLetter(Payload):
 
 PAYLOAD_TYPES: dict[str, type[Payload]] = {
     cls.EVENT_TYPE: cls
-    for cls in (PlanRequested, TaskReady, TaskResult, RunEvent, DocIngest, DeadLetter)
+    for cls in (
+        PlanRequested,
+        TaskReady,
+        TaskResult,
+        RunEvent,
+        RunEventBatch,
+        DocIngest,
+        DeadLetter,
+    )
 }

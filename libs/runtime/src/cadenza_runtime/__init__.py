@@ -7,7 +7,7 @@ from .process import run_until_signal, wait_for_shutdown_signal
 from .relay import OutboxRelay
 from .resources import Resources, open_resources
 from .run_events import RunEventEntry, RunEventLog, RunEventRecorder
-from .staging import stage_event, stage_events
+from .staging import stage_event, stage_events, stage_outbox
 from .telemetry import serve_metrics, setup_logging, setup_tracing
 
 __all__ = [
@@ -26,5 +26,6 @@ __all__ = [
     "setup_tracing",
     "stage_event",
     "stage_events",
+    "stage_outbox",
     "wait_for_shutdown_signal",
 ]

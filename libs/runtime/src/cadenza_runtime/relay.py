@@ -1,7 +1,10 @@
 """The outbox relay: publishes committed outbox rows to the bus, then marks them published.
 
-Writers call ``notify()`` after commit so events leave at once; a slow poll catches rows
-left behind by a crash (at-least-once; every consumer is idempotent).
+The hot path publishes its own rows: a writer that just committed hands them to
+``publish_committed`` (one claim by id, the publish, one update — per transaction, not per
+event). Low-rate writers call ``notify()`` after commit instead. A slow poll catches rows
+left behind by a crash; published rows are purged after ``retention_s`` (at-least-once;
+every consumer is idempotent).
 """
 
 from __future__ import annotations
@@ -10,15 +13,30 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
+from datetime import timedelta
 
 from cadenza_events import Publisher
-from cadenza_state import claim_unpublished, mark_published
+from cadenza_state import (
+    OutboxMessage,
+    claim_ids,
+    claim_unpublished,
+    mark_published,
+    purge_published,
+    utcnow,
+)
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 log = logging.getLogger("cadenza.relay")
 
 RELAYED = Counter("cadenza_outbox_relayed_total", "Outbox rows published to the bus.")
+DIRECT = Counter(
+    "cadenza_outbox_published_directly_total",
+    "Outbox rows published by the process that committed them, right after the commit "
+    "(the rest went through the relay's pass: notified writers, crash recovery).",
+)
+PURGED = Counter("cadenza_outbox_purged_total", "Published outbox rows deleted after retention.")
 RELAY_LAG = Histogram(
     "cadenza_outbox_relay_lag_seconds",
     "Time from outbox insert to publication.",
@@ -34,7 +52,12 @@ class OutboxRelay:
         *,
         batch_size: int = 500,
         poll_interval_s: float = 1.0,
+        retention_s: float = 600.0,
+        purge_interval_s: float = 60.0,
     ) -> None:
+        self._retention_s = retention_s
+        self._purge_interval_s = purge_interval_s
+        self._next_purge = time.monotonic() + purge_interval_s
         self._sessions = sessions
         self._publisher = publisher
         self._batch_size = batch_size
@@ -68,6 +91,55 @@ class OutboxRelay:
         with contextlib.suppress(Exception):
             while await self.relay_once():
                 pass
+
+    async def publish_committed(self, rows: Sequence[OutboxMessage]) -> int:
+        """Publish rows this process just committed, right away; returns how many it sent.
+
+        Rows a concurrent relay pass locked first are left to it (no duplicate). A failure
+        leaves the rows unpublished for the relay's next pass, which it wakes."""
+        by_id = {r.id: r for r in rows if r.id is not None}
+        if not by_id:
+            return 0
+        started = time.perf_counter()
+        try:
+            async with self._sessions() as session, session.begin():
+                ids = await claim_ids(session, sorted(by_id))
+                if not ids:
+                    return 0
+                mine = [by_id[i] for i in ids]
+                await self._publisher.publish_raw_many(
+                    [
+                        (
+                            r.topic,
+                            r.key.encode() if r.key is not None else None,
+                            r.payload,
+                            r.kafka_headers(),
+                        )
+                        for r in mine
+                    ]
+                )
+                await mark_published(session, ids)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning(
+                "publishing %d committed outbox rows failed; the relay retries",
+                len(by_id),
+                exc_info=True,
+            )
+            self.notify()
+            return 0
+        RELAY_LAG.observe(time.perf_counter() - started)
+        RELAYED.inc(len(ids))
+        DIRECT.inc(len(ids))
+        return len(ids)
+
+    async def purge_once(self) -> int:
+        """Delete rows published more than ``retention_s`` ago; returns how many."""
+        async with self._sessions() as session, session.begin():
+            return await purge_published(
+                session, older_than=utcnow() - timedelta(seconds=self._retention_s)
+            )
 
     async def relay_once(self) -> int:
         """Publish one batch; returns how many rows it published."""
@@ -108,6 +180,9 @@ class OutboxRelay:
             try:
                 while await self.relay_once() >= self._batch_size and not self._stopping:
                     pass
+                if time.monotonic() >= self._next_purge:
+                    self._next_purge = time.monotonic() + self._purge_interval_s
+                    PURGED.inc(await self.purge_once())
                 failures = 0
             except asyncio.CancelledError:
                 raise

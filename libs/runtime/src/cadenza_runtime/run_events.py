@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cadenza_events import Bus, Consumer, ConsumerOptions, Envelope, RunEvent, Topic
+from cadenza_events import Bus, Consumer, ConsumerOptions, Envelope, RunEvent, Topic, unbatch
 from cadenza_state import HotState
 from opentelemetry import trace
 from prometheus_client import Counter
@@ -213,14 +213,21 @@ class RunEventRecorder:
         self._consumer: Consumer | None = None
 
     async def handle(self, env: Envelope[Any]) -> None:
-        if not isinstance(env.payload, RunEvent):
+        events = unbatch(env)
+        if not events:
             log.warning("ignoring %s on %s", env.type, Topic.RUN_EVENTS.value)
             return
         with tracer.start_as_current_span(
             "run_events.append",
-            attributes={"cadenza.run_id": env.payload.run_id, "cadenza.event": env.payload.kind},
+            attributes={
+                "cadenza.run_id": events[0].payload.run_id,
+                "cadenza.event": events[0].payload.kind,
+                "cadenza.run_events.count": len(events),
+            },
         ) as span:
-            seq = await self._events.append(env)
+            seq = None
+            for event in events:  # in order: the stream's numbering follows the run
+                seq = await self._events.append(event)
             span.set_attribute("cadenza.run_events.seq", seq or 0)
 
     async def start(self) -> None:

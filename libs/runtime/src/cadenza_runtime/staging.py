@@ -14,16 +14,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 def stage_events(
     session: AsyncSession, registry: TopicRegistry, items: Iterable[tuple[Topic, Envelope[Any]]]
 ) -> int:
-    """Queue events in ``session``'s transaction, encoded exactly as a publisher would.
+    """Queue events in ``session``'s transaction; returns how many were staged."""
+    return len(stage_outbox(session, registry, items))
+
+
+def stage_outbox(
+    session: AsyncSession, registry: TopicRegistry, items: Iterable[tuple[Topic, Envelope[Any]]]
+) -> list[OutboxMessage]:
+    """Queue events in ``session``'s transaction, encoded exactly as a publisher would, and
+    return the rows (they have ids once the transaction committed), so the committing
+    process can publish them at once (``OutboxRelay.publish_committed``).
 
     No flush per row (a fan-out stages thousands); insertion order gives the outbox ids and
-    so the publication order. Returns how many were staged.
+    so the publication order.
     """
-    count = 0
+    rows = []
     for topic, env in items:
         env = inject(env)  # the trace context of the request/handler that caused the event
         raw_key, value, headers = encode(env, registry.key_for(topic, env))
-        session.add(
+        rows.append(
             OutboxMessage(
                 topic=registry.name(topic),
                 key=raw_key.decode() if raw_key is not None else None,
@@ -31,8 +40,8 @@ def stage_events(
                 payload=value,
             )
         )
-        count += 1
-    return count
+    session.add_all(rows)
+    return rows
 
 
 async def stage_event(

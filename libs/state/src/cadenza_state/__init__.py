@@ -35,6 +35,7 @@ from cadenza_state.objects import (
 )
 from cadenza_state.outbox import (
     add_to_outbox,
+    claim_ids,
     claim_unpublished,
     mark_published,
     purge_published,
@@ -76,6 +77,7 @@ __all__ = [
     "WorkflowRecord",
     "add_to_outbox",
     "alembic_config",
+    "claim_ids",
     "claim_unpublished",
     "create_engine",
     "create_object_store",

@@ -62,6 +62,22 @@ async def claim_unpublished(session: AsyncSession, limit: int = 100) -> list[Out
     return list((await session.scalars(stmt)).all())
 
 
+async def claim_ids(session: AsyncSession, ids: Sequence[int]) -> list[int]:
+    """Lock the still-unpublished messages among ``ids`` (``SKIP LOCKED``: a relay that
+    claimed one first publishes it instead), in id order. For the process that just
+    committed them and publishes them itself, without reading their bodies back."""
+    if not ids:
+        return []
+    stmt = (
+        select(OutboxMessage.id)
+        .where(OutboxMessage.id.in_(ids), OutboxMessage.published_at.is_(None))
+        .order_by(OutboxMessage.id)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list((await session.scalars(stmt)).all())
+
+
 async def mark_published(
     session: AsyncSession, ids: Sequence[int], *, at: datetime | None = None
 ) -> int:

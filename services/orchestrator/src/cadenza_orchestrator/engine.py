@@ -15,9 +15,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from cadenza_events import Envelope, RunEvent, TaskReady, Topic, TopicRegistry
-from cadenza_runtime import stage_events
-from cadenza_state import ObjectNotFound, ObjectStore, RunRecord, RunStatus, TaskRecord, utcnow
+from cadenza_events import Envelope, RunEvent, RunEventBatch, TaskReady, Topic, TopicRegistry
+from cadenza_runtime import stage_outbox
+from cadenza_state import (
+    ObjectNotFound,
+    ObjectStore,
+    OutboxMessage,
+    RunRecord,
+    RunStatus,
+    TaskRecord,
+    utcnow,
+)
 from cadenza_workflow import build_context
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -57,6 +65,8 @@ class Effects:
     """Tasks that reached a terminal status, by status."""
     run_finished: bool = False
     events: int = 0
+    outbox: list[OutboxMessage] = field(default_factory=list)
+    """The outbox rows staged; published by the committing process right after commit."""
 
 
 def _json_size(value: Any) -> tuple[int, bytes]:
@@ -91,6 +101,7 @@ class Transition:
         self._queue: deque[Step] = deque()
         self._outputs: dict[str, Any] = {}
         self._staged: list[tuple[Topic, Envelope[Any]]] = []
+        self._timeline: list[RunEvent] = []
         # Only a spec task's own row finishing can finish the run (a fan-out instance
         # finishing cannot while its task's row is open), so only then is the run checked.
         self._node_finished = False
@@ -113,16 +124,28 @@ class Transition:
     async def execute(self, outcome: Outcome) -> Effects:
         """Apply ``outcome``, run every follow-up step, close the run when nothing is left,
         and stage the events. The caller commits."""
+        await self.run_outcome(outcome)
+        return await self.close()
+
+    async def run_outcome(self, outcome: Outcome) -> None:
+        """Apply ``outcome`` and every follow-up step it causes (one event of a batch)."""
         await self.apply(outcome)
         while self._queue and self.run.status == RunStatus.RUNNING:
             await self._step(self._queue.popleft())
+
+    async def close(self) -> Effects:
+        """After the batch's outcomes: close the run when nothing is left, and stage the
+        events (the task.ready records, and the run's timeline events as ONE record)."""
         if (
             self.run.status == RunStatus.RUNNING
             and self._node_finished
             and not await store.has_open_tasks(self.session, self.run.id)
         ):
             await self._step(FinishRun())
-        self.effects.events += stage_events(self.session, self.registry, self._staged)
+        self._stage_timeline()
+        rows = stage_outbox(self.session, self.registry, self._staged)
+        self.effects.outbox.extend(rows)
+        self.effects.events += len(rows)
         self._staged.clear()
         self.effects.run_status = self.run.status
         return self.effects
@@ -356,14 +379,28 @@ class Transition:
         )
 
     def stage_run_event(self, event: Event) -> None:
-        payload = RunEvent(
-            run_id=self.run.id,
-            kind=event.kind,
-            task_id=event.task_id,
-            node_id=event.node_id,
-            status=event.status,
-            data=event.data,
-            at=self.now,
+        self._timeline.append(
+            RunEvent(
+                run_id=self.run.id,
+                kind=event.kind,
+                task_id=event.task_id,
+                node_id=event.node_id,
+                status=event.status,
+                data=event.data,
+                at=self.now,
+            )
         )
-        attempt = event.data.get("attempt") if event.task_id else None
-        self._staged.append((Topic.RUN_EVENTS, self._envelope(payload, event.task_id, attempt)))
+
+    def _stage_timeline(self) -> None:
+        """The transition's run events as ONE `run.events` record: a fan-out of 500 adds
+        one record to the bus, not 500 (a lone event travels as itself)."""
+        events, self._timeline = self._timeline, []
+        if len(events) == 1:
+            event = events[0]
+            attempt = event.data.get("attempt") if event.task_id else None
+            env = self._envelope(event, event.task_id, attempt)
+        elif events:
+            env = self._envelope(RunEventBatch(run_id=self.run.id, events=events), None, None)
+        else:
+            return
+        self._staged.append((Topic.RUN_EVENTS, env))

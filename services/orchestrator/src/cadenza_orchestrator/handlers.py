@@ -1,22 +1,30 @@
 """Consumers' handlers: ``plan.requested`` expands a run, ``task.result`` moves it on.
 
-Each handler is one transaction on a locked run row (state changes + staged events commit
-together), then after-commit work: wake the outbox relay, update the Redis hot status, tell
-workers to stop when the run failed, count metrics. Handlers are idempotent: a redelivered
-event finds the run no longer ``pending`` or the attempt already recorded.
+The consumer hands over one partition's fetch at a time. The whole batch is ONE
+transaction: each run's events are applied in order on its row, locked once (the lock also
+fences a stale owner during a rebalance); the attempts of all its results are recorded in
+one bulk insert. After the commit this process publishes the outbox rows the batch wrote
+(the relay only recovers what a crash left), updates the Redis hot status once per run and
+counts metrics. Handlers are idempotent: a redelivered event finds the run no longer
+``pending`` or the attempt already recorded.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 
 from cadenza_events import Envelope, PlanRequested, TaskResult
+from cadenza_events.tracing import context_of
 from cadenza_runtime import Resources
-from cadenza_state import RunRecord, RunStatus
+from cadenza_state import RunRecord, RunStatus, TaskRecord
 from cadenza_workflow import ExpressionError, SpecValidationError
 from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import hot_status, machine, metrics, store
@@ -26,6 +34,14 @@ from .settings import OrchestratorSettings
 
 log = logging.getLogger("cadenza.orchestrator")
 tracer = trace.get_tracer("cadenza.orchestrator")
+
+
+@dataclass(frozen=True)
+class Applied:
+    """One run's share of a committed batch."""
+
+    effects: Effects
+    planned: bool
 
 
 class RunHandlers:
@@ -39,116 +55,188 @@ class RunHandlers:
         self.graphs = graphs
 
     async def handle(self, env: Envelope[Any]) -> None:
-        """The consumer's entry point."""
-        payload = env.payload
-        if isinstance(payload, PlanRequested):
-            await self.on_plan(payload)
-        elif isinstance(payload, TaskResult):
-            await self.on_result(payload)
-        else:
-            log.warning("ignoring unexpected event %s (%s)", env.type, env.id)
+        """One event (tests, tools): a batch of one."""
+        await self.handle_batch([env])
+
+    async def handle_batch(self, envs: Sequence[Envelope[Any]]) -> None:
+        """The consumer's entry point: what one fetch brought for one partition.
+
+        ONE transaction for the whole batch: each run's events are applied in order on its
+        row, locked once; then, after the commit, the batch's outbox rows are published by
+        this process and the hot status updated once per run."""
+        by_run: dict[str, list[Envelope[Any]]] = {}
+        for env in envs:
+            payload = env.payload
+            if isinstance(payload, (PlanRequested, TaskResult)):
+                by_run.setdefault(payload.run_id, []).append(env)
+            else:
+                log.warning("ignoring unexpected event %s (%s)", env.type, env.id)
+        if not by_run:
+            return
+        started = time.perf_counter()
+        with tracer.start_as_current_span(
+            "orchestrator.batch",
+            attributes={"cadenza.events": len(envs), "cadenza.runs": len(by_run)},
+        ):
+            async with self.resources.sessions() as session, session.begin():
+                applied = [
+                    await self._apply_run(session, run_id, items)
+                    for run_id, items in by_run.items()
+                ]
+            elapsed = time.perf_counter() - started
+            metrics.BATCH_SECONDS.observe(elapsed)
+            metrics.BATCH_EVENTS.observe(len(envs))
+            done = [a for a in applied if a is not None]
+            await self.resources.relay.publish_committed(
+                [row for a in done for row in a.effects.outbox]
+            )
+            for a in done:
+                await self.after_commit(a.effects, planned=a.planned)
+
+    async def _apply_run(
+        self, session: AsyncSession, run_id: str, items: list[Envelope[Any]]
+    ) -> Applied | None:
+        """Apply one run's events of the batch, in order, on its row locked once."""
+        plans = [e for e in items if isinstance(e.payload, PlanRequested)]
+        graph = self.graphs.get(run_id)
+        run = await store.lock_run(session, run_id, with_spec=graph is None or bool(plans))
+        if run is None:
+            for env in items:
+                self._ignored(env, "unknown_run")
+            return None
+        transition: Transition | None = None
+        planned = False
+        results: list[Envelope[Any]] = []
+        for env in items:
+            if isinstance(env.payload, TaskResult):
+                results.append(env)
+                continue
+            if run.status != RunStatus.PENDING:  # a redelivered plan.requested
+                self._ignored(env, "duplicate")
+                continue
+            with self._item_span("orchestrator.plan", env):
+                plan_started = time.perf_counter()
+                transition = await self._plan(session, run)
+                metrics.PLAN_SECONDS.observe(time.perf_counter() - plan_started)
+                metrics.RUNS_STARTED.inc()
+                planned = True
+        if results:
+            transition = await self._results(session, run, transition, results)
+        if transition is None:
+            return None
+        effects = await transition.close()
+        return Applied(effects, planned)
 
     # -- plan.requested -------------------------------------------------------------------
 
-    async def on_plan(self, plan: PlanRequested) -> None:
-        started = time.perf_counter()
-        with tracer.start_as_current_span(
-            "orchestrator.plan", attributes={"cadenza.run_id": plan.run_id}
-        ) as span:
-            async with self.resources.sessions() as session, session.begin():
-                run = await store.lock_run(session, plan.run_id)
-                if run is None or run.status != RunStatus.PENDING:
-                    # Unknown run, or planned already: a redelivered plan.requested.
-                    reason = "unknown_run" if run is None else "duplicate"
-                    span.set_attribute("cadenza.ignored", reason)
-                    metrics.PLANS_IGNORED.labels(reason).inc()
-                    log.info("plan.requested for run %s ignored: %s", plan.run_id, reason)
-                    return
-                effects = await self._plan(session, run)
-            elapsed = time.perf_counter() - started
-            metrics.PLAN_SECONDS.observe(elapsed)
-            metrics.TRANSITION_SECONDS.labels("plan.requested").observe(elapsed)
-            metrics.RUNS_STARTED.inc()
-            span.set_attribute("cadenza.tasks", effects.tasks_added)
-            await self.after_commit(effects, planned=True)
-
-    async def _plan(self, session: AsyncSession, run: RunRecord) -> Effects:
+    async def _plan(self, session: AsyncSession, run: RunRecord) -> Transition:
         try:
             graph = self.graphs.put(RunGraph.build(run.id, run.spec, run.inputs))
         except (SpecValidationError, ExpressionError) as exc:
-            return await self._reject(session, run, exc.to_dict())
+            # A run whose stored spec does not validate fails without a plan.
+            transition = self._transition(session, run, None)
+            await transition.run_outcome(machine.reject_plan(exc.to_dict()))
+            return transition
         transition = self._transition(session, run, graph)
-        return await transition.execute(machine.plan(graph))
-
-    async def _reject(
-        self, session: AsyncSession, run: RunRecord, error: dict[str, Any]
-    ) -> Effects:
-        """A run whose stored spec does not validate fails without a plan."""
-        return await self._transition(session, run, None).execute(machine.reject_plan(error))
+        await transition.run_outcome(machine.plan(graph))
+        return transition
 
     # -- task.result ----------------------------------------------------------------------
 
-    async def on_result(self, result: TaskResult) -> None:
-        started = time.perf_counter()
-        attributes: dict[str, str | int] = {
-            "cadenza.run_id": result.run_id,
-            "cadenza.task_id": result.task_id,
-            "cadenza.attempt": result.attempt,
-            "cadenza.status": result.status,
-        }
-        with tracer.start_as_current_span("orchestrator.result", attributes=attributes) as span:
-            async with self.resources.sessions() as session, session.begin():
-                outcome = await self._result(session, result)
-            if isinstance(outcome, str):
-                span.set_attribute("cadenza.ignored", outcome)
-                metrics.RESULTS_IGNORED.labels(outcome).inc()
-                log.debug(
-                    "result %s attempt %d ignored: %s", result.task_id, result.attempt, outcome
-                )
-                return
-            metrics.TRANSITION_SECONDS.labels("task.result").observe(time.perf_counter() - started)
-            await self.after_commit(outcome)
-
-    async def _result(self, session: AsyncSession, result: TaskResult) -> Effects | str:
-        """Apply one result; returns the effects, or why the result changed nothing."""
-        graph = self.graphs.get(result.run_id)
-        run = await store.lock_run(session, result.run_id, with_spec=graph is None)
-        if run is None:
-            return "unknown_run"
-        row = await store.load_task(session, result.task_id)
-        if row is None or row.run_id != run.id:
-            return "unknown_task"
-        if not 1 <= result.attempt <= row.attempt:
-            return "unknown_attempt"  # never dispatched: nothing to record it against
-        recorded = await store.insert_attempt(
+    async def _results(
+        self,
+        session: AsyncSession,
+        run: RunRecord,
+        transition: Transition | None,
+        envs: list[Envelope[Any]],
+    ) -> Transition | None:
+        """Record each result's attempt once (one bulk insert), then apply those that
+        change something, in order. Returns the transition, if any result applied."""
+        results: list[tuple[Envelope[Any], TaskResult]] = [(e, e.payload) for e in envs]
+        rows = await store.load_tasks(session, run.id, {r.task_id for _, r in results})
+        fresh: list[tuple[Envelope[Any], TaskResult, TaskRecord]] = []
+        seen: set[tuple[str, int]] = set()
+        for env, result in results:
+            row = rows.get(result.task_id)
+            if row is None:
+                self._ignored(env, "unknown_task")
+            elif not 1 <= result.attempt <= row.attempt:
+                self._ignored(env, "unknown_attempt")  # never dispatched: nothing to record
+            elif (result.task_id, result.attempt) in seen:
+                self._ignored(env, "duplicate")
+            else:
+                seen.add((result.task_id, result.attempt))
+                fresh.append((env, result, row))
+        recorded = await store.insert_attempts(
             session,
-            task_id=row.id,
-            attempt=result.attempt,
-            status="handed_off" if result.handoff is not None else result.status,
-            worker_id=result.worker_id,
-            started_at=result.started_at,
-            finished_at=result.finished_at,
-            error=result.error.model_dump() if result.error is not None else None,
+            [
+                {
+                    "task_id": row.id,
+                    "attempt": result.attempt,
+                    "status": "handed_off" if result.handoff is not None else result.status,
+                    "worker_id": result.worker_id,
+                    "started_at": result.started_at,
+                    "finished_at": result.finished_at,
+                    "error": result.error.model_dump() if result.error is not None else None,
+                }
+                for _, result, row in fresh
+            ],
         )
-        if not recorded:
-            return "duplicate"
-        reason = machine.ignore_reason(run.status, row, result)
-        if reason is not None:
-            return reason  # the attempt stays recorded (history), nothing else changes
-        if graph is None:
-            graph = self.graphs.put(RunGraph.build(run.id, run.spec, run.inputs))
-        transition = self._transition(session, run, graph)
-        transition.track(row)
-        if run.status == RunStatus.CANCELLED:
-            aggregate = None
-            if row.item_index is not None:
-                nodes = await store.load_nodes(session, run.id, [row.node_id])
-                aggregate = nodes[0] if nodes else None
-            return await transition.execute(machine.cancelled_result(row.node_id, row, aggregate))
-        outcome = machine.apply_result(
-            row.node_id, row, result, max_handoffs=self.settings.max_handoffs
-        )
-        return await transition.execute(outcome)
+        graph = self.graphs.get(run.id)
+        for env, result, row in fresh:
+            if (row.id, result.attempt) not in recorded:
+                self._ignored(env, "duplicate")
+                continue
+            reason = machine.ignore_reason(run.status, row, result)
+            if reason is not None:
+                self._ignored(env, reason)  # the attempt stays recorded (history)
+                continue
+            if result.started_at is not None and result.attempt == row.attempt:
+                latency = (
+                    (result.started_at - row.ready_at).total_seconds() if row.ready_at else None
+                )
+                if latency is not None:
+                    metrics.DISPATCH_LATENCY.observe(max(0.0, latency))
+            if graph is None:
+                graph = self.graphs.put(RunGraph.build(run.id, run.spec, run.inputs))
+            if transition is None:
+                transition = self._transition(session, run, graph)
+            transition.track(row)
+            with self._item_span("orchestrator.result", env):
+                if run.status == RunStatus.CANCELLED:
+                    aggregate = None
+                    if row.item_index is not None:
+                        nodes = await store.load_nodes(session, run.id, [row.node_id])
+                        aggregate = nodes[0] if nodes else None
+                    outcome = machine.cancelled_result(row.node_id, row, aggregate)
+                else:
+                    outcome = machine.apply_result(
+                        row.node_id, row, result, max_handoffs=self.settings.max_handoffs
+                    )
+                await transition.run_outcome(outcome)
+        return transition
+
+    def _ignored(self, env: Envelope[Any], reason: str) -> None:
+        payload = env.payload
+        if isinstance(payload, PlanRequested):
+            metrics.PLANS_IGNORED.labels(reason).inc()
+            log.info("plan.requested for run %s ignored: %s", payload.run_id, reason)
+        else:
+            metrics.RESULTS_IGNORED.labels(reason).inc()
+            log.debug("result %s attempt %s ignored: %s", payload.task_id, payload.attempt, reason)
+
+    @staticmethod
+    def _item_span(name: str, env: Envelope[Any]) -> AbstractContextManager[Any]:
+        """A span per event of the batch, in that event's own trace (its producer's)."""
+        payload = env.payload
+        attributes: dict[str, AttributeValue] = {"cadenza.run_id": payload.run_id}
+        if isinstance(payload, TaskResult):
+            attributes |= {
+                "cadenza.task_id": payload.task_id,
+                "cadenza.attempt": payload.attempt,
+                "cadenza.status": payload.status,
+            }
+        return tracer.start_as_current_span(name, context=context_of(env), attributes=attributes)
 
     # -- shared ---------------------------------------------------------------------------
 
@@ -167,8 +255,6 @@ class RunHandlers:
     async def after_commit(self, effects: Effects, *, planned: bool = False) -> None:
         """Work that must follow the commit; failures here are logged, never retried (the
         database already holds the truth and a redelivery would be a no-op)."""
-        if effects.events:
-            self.resources.relay.notify()
         metrics.TASKS_DISPATCHED.inc(sum(effects.dispatched.values()))
         for reason, n in effects.dispatched.items():
             if reason != "first":

@@ -44,3 +44,18 @@ PLAN_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 SWEEPS = Counter("cadenza_orchestrator_sweeps_total", "Sweeper passes.", ["outcome"])
+BATCH_SECONDS = Histogram(
+    "cadenza_orchestrator_batch_seconds",
+    "Time to apply one consumer batch (all its runs' events) up to the commit.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+BATCH_EVENTS = Histogram(
+    "cadenza_orchestrator_batch_events",
+    "Events (plan.requested, task.result) applied in one transaction.",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+DISPATCH_LATENCY = Histogram(
+    "cadenza_orchestrator_dispatch_latency_seconds",
+    "Task dispatch latency, staged task.ready → a worker started it (from the result).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)

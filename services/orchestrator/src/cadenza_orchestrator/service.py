@@ -45,10 +45,10 @@ class Orchestrator:
             ),
             is_outage=is_outage,
         )
-        self._consumer = self.resources.bus.consumer(
+        self._consumer = self.resources.bus.batch_consumer(
             [Topic.PLAN_REQUESTED, Topic.TASK_RESULT],
             self.settings.group,
-            self.handlers.handle,
+            self.handlers.handle_batch,
             options,
         )
         await self._consumer.start()

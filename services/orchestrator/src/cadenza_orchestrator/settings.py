@@ -18,9 +18,11 @@ class OrchestratorSettings(BaseSettings):
         description="Consumer group of the plan.requested and task.result consumer.",
     )
     consumer_concurrency: int = Field(
-        default=16,
+        default=1000,
         ge=1,
-        description="Events handled at once (events of one run are still handled in order).",
+        description="Events fetched and being applied at once, over all partitions; one "
+        "partition's fetched events are applied as one batch in one transaction (a run's "
+        "events stay in order).",
     )
     handler_max_attempts: int = Field(
         default=8,

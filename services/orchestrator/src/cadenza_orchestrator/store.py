@@ -38,10 +38,16 @@ async def lock_run(
     return (await session.scalars(stmt)).one_or_none()
 
 
-async def load_task(session: AsyncSession, task_id: str) -> TaskRecord | None:
-    """One task row, locked (workers update task rows too)."""
-    stmt = select(TaskRecord).where(TaskRecord.id == task_id).with_for_update()
-    return (await session.scalars(stmt)).one_or_none()
+async def load_tasks(
+    session: AsyncSession, run_id: str, task_ids: Iterable[str]
+) -> dict[str, TaskRecord]:
+    """Task rows of one run by id, in one query. No row lock: only the orchestrator writes
+    task rows, and the run row's lock already serialises every writer of a run."""
+    ids = sorted(set(task_ids))
+    if not ids:
+        return {}
+    stmt = select(TaskRecord).where(TaskRecord.run_id == run_id, TaskRecord.id.in_(ids))
+    return {row.id: row for row in (await session.scalars(stmt)).all()}
 
 
 async def load_nodes(
@@ -103,6 +109,23 @@ async def insert_attempt(
     )
     result = await session.execute(stmt)
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def insert_attempts(
+    session: AsyncSession, values: Sequence[dict[str, Any]]
+) -> set[tuple[str, int]]:
+    """Record many attempts' results in ONE statement; returns the ``(task_id, attempt)``
+    pairs inserted now — the others were recorded before (duplicate deliveries)."""
+    if not values:
+        return set()
+    dialect = postgresql if _is_postgres(session) else sqlite
+    stmt = (
+        dialect.insert(TaskAttemptRecord)
+        .values(list(values))
+        .on_conflict_do_nothing(index_elements=["task_id", "attempt"])
+        .returning(TaskAttemptRecord.task_id, TaskAttemptRecord.attempt)
+    )
+    return {(task_id, attempt) for task_id, attempt in (await session.execute(stmt)).all()}
 
 
 async def cancel_open_tasks(

@@ -199,5 +199,6 @@ class Sweeper:
                 log.warning("task %s attempt %d: %s, dispatching again", row.id, attempt, reason)
                 handled += 1
             effects = await transition.execute(Outcome())
+        await self.resources.relay.publish_committed(effects.outbox)
         await self.after_commit(effects)
         return handled
