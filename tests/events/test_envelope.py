@@ -107,3 +107,79 @@ def test_key_rules() -> None:
         registry.key_for(
             Topic.TASK_READY, Envelope(payload=RunEvent(run_id="p", kind="k"), source="/s")
         )
+
+
+def test_the_cloudevents_sdk_reads_what_we_write() -> None:
+    """The codec writes headers directly; the reference SDK must still read it exactly."""
+    from cloudevents.core.bindings import kafka as ce_kafka
+    from cloudevents.core.formats.json import JSONFormat
+    from cloudevents.core.v1.event import CloudEvent
+
+    env = Envelope(
+        payload=TaskResult(run_id="r", task_id="t", attempt=2, status="succeeded", output=[1]),
+        source="/cadenza/agent-worker",
+        tenant_id="acme",
+        plan_id="r",
+        task_id="t",
+        attempt=2,
+        subject="node",
+        traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    )
+    raw_key, value, headers = encode(env, "r")
+    event = ce_kafka.from_binary(
+        ce_kafka.KafkaMessage(headers=dict(headers), key=raw_key, value=value),
+        JSONFormat(),
+        CloudEvent,
+    )
+    assert event.get_id() == env.id
+    assert event.get_source() == env.source
+    assert event.get_type() == "cadenza.task.result.v1"
+    assert event.get_subject() == "node"
+    assert event.get_time() == env.time
+    for name, expected in [
+        ("tenantid", "acme"),
+        ("planid", "r"),
+        ("taskid", "t"),
+        ("attempt", "2"),
+        ("traceparent", env.traceparent),
+    ]:
+        assert event.get_extension(name) == expected
+    data = event.get_data()
+    assert isinstance(data, dict)
+    assert TaskResult.model_validate(data) == env.payload
+
+
+def test_we_read_what_the_cloudevents_sdk_writes() -> None:
+    from datetime import UTC, datetime
+
+    from cloudevents.core.bindings import kafka as ce_kafka
+    from cloudevents.core.formats.json import JSONFormat
+    from cloudevents.core.v1.event import CloudEvent
+
+    event = CloudEvent(
+        attributes={
+            "id": "evt-1",
+            "source": "/upstream",
+            "type": "cadenza.run.event.v1",
+            "specversion": "1.0",
+            "time": datetime(2026, 12, 4, 1, 2, 3, 456789, tzinfo=UTC),
+            "datacontenttype": "application/json",
+            "tenantid": "acme",
+            "planid": "p9",
+            "attempt": "4",
+        },
+        data=b'{"run_id": "p9", "kind": "run.started"}',
+    )
+    msg = ce_kafka.to_binary(event, JSONFormat(), key_mapper=lambda _e: "p9")
+    key = msg.key.encode() if isinstance(msg.key, str) else msg.key
+    env = decode(Message("t", 0, 0, key, msg.value, tuple(msg.headers.items())))
+    assert isinstance(env.payload, RunEvent)
+    assert (env.id, env.source, env.tenant_id, env.plan_id, env.attempt) == (
+        "evt-1",
+        "/upstream",
+        "acme",
+        "p9",
+        4,
+    )
+    assert env.time == datetime(2026, 12, 4, 1, 2, 3, 456789, tzinfo=UTC)
+    assert env.payload.kind == "run.started"

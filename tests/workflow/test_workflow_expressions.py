@@ -147,8 +147,8 @@ def test_item_and_index(ctx: dict[str, Any]) -> None:
     assert evaluate_for_each(["${{ inputs.id }}", "b"], ctx) == ["ord-7", "b"]
     with pytest.raises(ExpressionError, match="must produce a list, got integer"):
         evaluate_for_each("inputs.amount", ctx)
-    with pytest.raises(ExpressionError, match="max 1000"):
-        evaluate_for_each("list(range(1001))", ctx)
+    with pytest.raises(ExpressionError, match="max 10000"):
+        evaluate_for_each("list(range(5001)) + list(range(5000))", ctx)
 
 
 def test_conditions(ctx: dict[str, Any]) -> None:

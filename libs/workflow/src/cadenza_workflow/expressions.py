@@ -50,8 +50,9 @@ TASK_STATUSES = ("succeeded", "recovered", "failed", "skipped")
 ``on_failure`` fallback succeeded; its ``output`` is the fallback's output)."""
 MAX_EXPRESSION_LENGTH = 10_000
 _MAX_CLOSE_CANDIDATES = 64  # '}}' positions tried when looking for the end of a block
-MAX_FAN_OUT = 1_000
-"""Most elements a ``for_each`` may produce."""
+MAX_FAN_OUT = 10_000
+"""Most elements a ``for_each`` may produce (the engine plans 10,000 tasks in well under a
+second; see docs/benchmarks.md)."""
 
 _ALLOWED_NODES: frozenset[type[ast.AST]] = frozenset(
     {
