@@ -17,9 +17,11 @@ from cadenza_events import (
     DeadLetter,
     Envelope,
     RunEvent,
+    RunEventBatch,
     TaskReady,
     TaskResult,
     Topic,
+    unbatch,
 )
 from cadenza_runtime import Resources, keys
 from cadenza_state import (
@@ -211,8 +213,8 @@ class Stack:
     async def _collect(self, env: Envelope[Any]) -> None:
         if isinstance(env.payload, TaskResult):
             self.results.append(env)
-        elif isinstance(env.payload, RunEvent):
-            self.events.append(env)
+        elif isinstance(env.payload, (RunEvent, RunEventBatch)):
+            self.events.extend(unbatch(env))
         elif isinstance(env.payload, DeadLetter):
             self.dead.append(env)
 

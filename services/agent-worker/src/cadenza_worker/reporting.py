@@ -1,10 +1,13 @@
 """What the worker tells the rest of the system: ONE `task.result` per attempt (published
 directly — the worker has no database transaction to stage it in; the orchestrator dedupes
-duplicates) and best-effort `run.events` for the run's timeline."""
+duplicates) and best-effort `run.events` for the run's timeline, gathered for a few
+milliseconds and sent as one record per run, so a fan-out's timeline costs the bus a
+handful of messages, not two per task."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -12,6 +15,7 @@ from cadenza_events import (
     Envelope,
     Publisher,
     RunEvent,
+    RunEventBatch,
     TaskReady,
     TaskResult,
     Topic,
@@ -29,11 +33,19 @@ def _not_cancelled(exc: BaseException) -> bool:
 
 
 class Reporter:
-    def __init__(self, publisher: Publisher, worker_id: str, publish_timeout_s: float) -> None:
+    def __init__(
+        self,
+        publisher: Publisher,
+        worker_id: str,
+        publish_timeout_s: float,
+        linger_s: float = 0.02,
+    ) -> None:
         self._publisher = publisher
         self._worker_id = worker_id
         self._publish_timeout_s = publish_timeout_s
-        self._pending: set[asyncio.Task[None]] = set()
+        self._linger_s = linger_s
+        self._queued: dict[str, list[Envelope[RunEvent]]] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
     def _envelope(self, incoming: Envelope[Any], task: TaskReady, payload: Any) -> Envelope[Any]:
         return Envelope(
@@ -76,7 +88,8 @@ class Reporter:
         status: str | None = None,
         data: dict[str, Any] | None = None,
     ) -> None:
-        """Publish a run event in the background: the timeline must not slow the task."""
+        """Queue a run event for the timeline; the timeline must not slow the task. Queued
+        events leave every ``linger_s`` as ONE record per run (a ``RunEventBatch``)."""
         payload = RunEvent(
             run_id=task.run_id,
             kind=kind,
@@ -85,17 +98,49 @@ class Reporter:
             status=status,
             data={"attempt": task.attempt, "worker_id": self._worker_id, **(data or {})},
         )
-        job = asyncio.create_task(self._publish_event(self._envelope(incoming, task, payload)))
-        self._pending.add(job)
-        job.add_done_callback(self._pending.discard)
+        self._queued.setdefault(task.run_id, []).append(self._envelope(incoming, task, payload))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_soon())
 
-    async def _publish_event(self, env: Envelope[Any]) -> None:
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(self._linger_s)  # gather what the other tasks report meanwhile
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Publish the queued events now: one record per run, in the order they happened."""
+        queued, self._queued = self._queued, {}
+        if not queued:
+            return
+        items: list[tuple[Topic, Envelope[Any]]] = []
+        for envs in queued.values():
+            if len(envs) == 1:
+                items.append((Topic.RUN_EVENTS, envs[0]))
+                continue
+            first = envs[0]
+            batch = RunEventBatch(run_id=first.payload.run_id, events=[e.payload for e in envs])
+            items.append(
+                (
+                    Topic.RUN_EVENTS,
+                    Envelope(
+                        payload=batch,
+                        source=SOURCE,
+                        tenant_id=first.tenant_id,
+                        plan_id=first.plan_id,
+                        subject=first.plan_id,
+                    ),
+                )
+            )
         try:
-            await self._publisher.publish(Topic.RUN_EVENTS, env)
+            await self._publisher.publish_many(items)
         except Exception:
-            log.warning("run event %s of %s lost", env.payload.kind, env.task_id, exc_info=True)
+            count = sum(len(envs) for envs in queued.values())
+            log.warning("%d run events lost (the broker refused them)", count, exc_info=True)
 
     async def drain(self, timeout_s: float = 5.0) -> None:
-        """Wait for background events (on stop)."""
-        if self._pending:
-            await asyncio.wait(set(self._pending), timeout=timeout_s)
+        """Publish what is queued (on stop)."""
+        flusher = self._flusher
+        if flusher is not None and not flusher.done():
+            await asyncio.wait({flusher}, timeout=timeout_s)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(timeout_s):
+                await self.flush()
