@@ -1,0 +1,261 @@
+"""The run state machine's transition rules, called directly: plain rows in, an Outcome
+out — no database, no bus (machine.py is pure; the engine applies what it decides)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from cadenza_events import Handoff, TaskError, TaskResult
+from cadenza_orchestrator import machine
+from cadenza_orchestrator.graph import RunGraph, task_id_for
+from cadenza_orchestrator.outcome import (
+    Advance,
+    CancelInstances,
+    Failed,
+    FanIn,
+    InstanceFinished,
+    Recover,
+    Settled,
+    Start,
+)
+from cadenza_state import TaskRecord
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 12, 4, tzinfo=UTC)
+RUN = "run-1"
+
+
+def graph(tasks: list[dict[str, Any]], output: Any = None, inputs: Any = None) -> RunGraph:
+    spec: dict[str, Any] = {"name": "m", "tasks": tasks}
+    if inputs:
+        spec["inputs"] = {name: {"type": "boolean"} for name in inputs}
+    if output is not None:
+        spec["output"] = output
+    return RunGraph.build(RUN, spec, inputs or {})
+
+
+def row(node: str, status: str = "pending", attempt: int = 0, **values: Any) -> TaskRecord:
+    return TaskRecord(
+        id=task_id_for(RUN, node, values.get("item_index")),
+        run_id=RUN,
+        node_id=node,
+        status=status,
+        attempt=attempt,
+        max_attempts=3,
+        **values,
+    )
+
+
+def result(r: TaskRecord, status: str = "succeeded", **values: Any) -> TaskResult:
+    return TaskResult(run_id=RUN, task_id=r.id, attempt=r.attempt, status=status, **values)
+
+
+CHAIN = [
+    {"id": "a", "tool": "noop"},
+    {"id": "b", "tool": "transform", "needs": ["a"], "with": {"v": "${{ tasks.a.output.x }}"}},
+]
+
+
+def test_plan_creates_a_pending_row_per_task_and_advances_the_roots() -> None:
+    g = graph(CHAIN)
+    out = machine.plan(g)
+    assert sorted((t.node_id, t.status) for t in out.new_tasks) == [
+        ("a", "pending"),
+        ("b", "pending"),
+    ]
+    assert out.run is not None
+    assert out.run.status == "running"
+    assert out.steps == [Advance("a")]
+
+
+def test_advance_waits_for_needs_then_starts() -> None:
+    g = graph(CHAIN)
+    rows = {"a": row("a", "running", 1), "b": row("b")}
+    assert machine.advance(g.node("b"), rows["b"], rows, g).steps == []
+    rows["a"] = row("a", "succeeded", 1)
+    assert machine.advance(g.node("b"), rows["b"], rows, g).steps == [Start("b")]
+
+
+def test_a_skipped_need_skips_the_dependant() -> None:
+    g = graph(CHAIN)
+    rows = {"a": row("a", "skipped"), "b": row("b")}
+    out = machine.advance(g.node("b"), rows["b"], rows, g)
+    assert [u.values["status"] for u in out.updates] == ["skipped"]
+    assert out.steps == [Settled("b")]
+
+
+def test_start_renders_params_and_dispatches_the_first_attempt() -> None:
+    g = graph(CHAIN)
+    ctx = {"inputs": {}, "tasks": {"a": {"output": {"x": 7}}}}
+    out = machine.start(g.node("b"), row("b"), ctx, g, NOW)
+    assert [(d.attempt, d.params) for d in out.dispatches] == [(1, {"v": 7})]
+
+
+def test_start_with_a_false_condition_skips() -> None:
+    g = graph([{"id": "a", "tool": "noop", "when": "inputs.go"}], inputs={"go": False})
+    out = machine.start(g.node("a"), row("a"), {"inputs": {"go": False}, "tasks": {}}, g, NOW)
+    assert out.dispatches == []
+    assert out.updates[0].values["status"] == "skipped"
+
+
+def test_start_with_a_failing_expression_fails_the_task_naming_it() -> None:
+    g = graph([{"id": "a", "tool": "transform", "with": {"v": "${{ 1 / 0 }}"}}])
+    out = machine.start(g.node("a"), row("a"), {"inputs": {}, "tasks": {}}, g, NOW)
+    error = out.updates[0].values["error"]
+    assert out.updates[0].values["status"] == "failed"
+    assert "task 'a'" in error["message"]
+    assert out.steps == [Failed("a")]
+
+
+def test_fan_out_expands_one_instance_per_item() -> None:
+    g = graph([{"id": "each", "tool": "noop", "for_each": "list(range(3))"}])
+    out = machine.start(g.node("each"), row("each"), {"inputs": {}, "tasks": {}}, g, NOW)
+    assert [t.item_index for t in out.new_tasks] == [0, 1, 2]
+    assert [d.attempt for d in out.dispatches] == [1, 1, 1]
+    assert out.updates[0].values["input"] == {"items": 3, "open": 3}
+
+
+def test_apply_result_succeeded_stores_output_and_settles() -> None:
+    r = row("a", "ready", 1)
+    out = machine.apply_result("a", r, result(r, output={"x": 1}, worker_id="w1"))
+    values = out.updates[0].values
+    assert (values["status"], values["output"], values["worker_id"]) == (
+        "succeeded",
+        {"x": 1},
+        "w1",
+    )
+    assert out.steps == [Settled("a")]
+
+
+def test_apply_result_failed_fails_the_task() -> None:
+    r = row("a", "ready", 1)
+    error = TaskError(code="boom", message="it broke")
+    out = machine.apply_result("a", r, result(r, "failed", error=error))
+    assert out.updates[0].values["status"] == "failed"
+    assert out.updates[0].values["error"]["code"] == "boom"
+    assert out.steps == [Failed("a")]
+
+
+def test_a_handoff_dispatches_the_next_attempt_until_the_depth_limit() -> None:
+    r = row("a", "ready", 1, input={"prompt": "hi"})
+    handoff = Handoff(agent="billing", from_agent="triage", reason="money")
+    out = machine.apply_result("a", r, result(r, handoff=handoff), max_handoffs=1)
+    assert [(d.attempt, d.reason) for d in out.dispatches] == [(2, "handoff")]
+    assert out.dispatches[0].params is not None
+    assert out.dispatches[0].params["handoff"]["depth"] == 1
+    deep = row("a", "ready", 2, input=out.dispatches[0].params)
+    again = machine.apply_result("a", deep, result(deep, handoff=handoff), max_handoffs=1)
+    assert again.updates[0].values["error"]["code"] == "handoff_depth_exceeded"
+
+
+@pytest.mark.parametrize(
+    ("run_status", "row_status", "attempt", "status", "reason"),
+    [
+        ("running", "ready", 2, "succeeded", "stale_attempt"),
+        ("running", "succeeded", 1, "succeeded", "task_finished"),
+        ("succeeded", "ready", 1, "succeeded", "run_finished"),
+        ("cancelled", "ready", 1, "succeeded", "run_cancelled"),
+        ("cancelled", "ready", 1, "cancelled", None),
+        ("running", "ready", 1, "succeeded", None),
+    ],
+)
+def test_ignore_reason(
+    run_status: str, row_status: str, attempt: int, status: str, reason: str | None
+) -> None:
+    r = row("a", row_status, 1)
+    res = TaskResult(run_id=RUN, task_id=r.id, attempt=attempt, status=status)  # type: ignore[arg-type]
+    assert machine.ignore_reason(run_status, r, res) == reason
+
+
+def test_instances_count_down_and_the_last_triggers_the_fan_in() -> None:
+    agg = row("each", "running", 1, input={"items": 2, "open": 2})
+    first = row("each", "succeeded", 1, item_index=0)
+    out = machine.instance_finished("each", agg, first)
+    assert out.updates[0].values["input"] == {"items": 2, "open": 1}
+    assert out.steps == []
+    agg.input = out.updates[0].values["input"]
+    last = machine.instance_finished("each", agg, row("each", "succeeded", 1, item_index=1))
+    assert last.steps == [FanIn("each")]
+
+
+def test_a_failed_instance_fails_the_task_and_cancels_the_others() -> None:
+    agg = row("each", "running", 1, input={"items": 3, "open": 3})
+    bad = row("each", "failed", 1, item_index=1, error={"code": "boom", "message": "x"})
+    out = machine.instance_finished("each", agg, bad)
+    assert out.updates[0].values["status"] == "failed"
+    assert out.updates[0].values["error"]["item_index"] == 1
+    assert out.cancel_instances == [CancelInstances("each")]
+    assert [(a.status, a.attempt) for a in out.attempts] == [("failed", 1)]
+
+
+def test_fan_in_collects_outputs_in_order_or_skips_when_all_skipped() -> None:
+    agg = row("each", "running", 1)
+    out = machine.fan_in("each", agg, [1, None, 3], ["succeeded", "skipped", "succeeded"])
+    assert out.updates[0].values == {"status": "succeeded", "output": [1, None, 3]}
+    assert out.steps == [Settled("each")]
+    skipped = machine.fan_in("each", agg, [None], ["skipped"])
+    assert skipped.updates[0].values["status"] == "skipped"
+
+
+def test_a_failed_task_goes_to_its_fallback_or_fails_the_run() -> None:
+    g = graph(
+        [
+            {"id": "a", "tool": "noop", "on_failure": "fix"},
+            {"id": "fix", "tool": "noop", "fallback": True},
+            {"id": "b", "tool": "noop"},
+        ]
+    )
+    failed_a = row("a", "failed", 1, error={"message": "boom"})
+    assert machine.failed(g.node("a"), failed_a, row("fix")).steps == [Advance("fix")]
+    done_fix = row("fix", "succeeded", 1, output={"ok": True})
+    recovered = machine.failed(g.node("a"), failed_a, done_fix)
+    assert recovered.updates[0].values["status"] == "recovered"
+    assert recovered.steps == [Settled("a")]
+    no_fallback = machine.failed(g.node("b"), row("b", "failed", 1, error={"message": "x"}), None)
+    assert no_fallback.run is not None
+    assert no_fallback.run.status == "failed"
+    assert no_fallback.run.error is not None
+    assert no_fallback.run.error["task"] == "b"
+
+
+def test_a_settled_fallback_recovers_its_triggers() -> None:
+    g = graph(
+        [
+            {"id": "a", "tool": "noop", "on_failure": "fix"},
+            {"id": "fix", "tool": "noop", "fallback": True},
+        ]
+    )
+    fix = row("fix", "succeeded", 1)
+    out = machine.settled(g.node("fix"), fix, {"a": row("a", "failed", 1)})
+    assert Recover("fix") in out.steps
+
+
+def test_finish_run_renders_the_output_or_fails_naming_the_expression() -> None:
+    g = graph(CHAIN, output="${{ tasks.b.output.v }}")
+    ok = machine.finish_run(g, {"inputs": {}, "tasks": {"b": {"output": {"v": 3}}}})
+    assert ok.run is not None
+    assert (ok.run.status, ok.run.output) == ("succeeded", 3)
+    bad = machine.finish_run(g, {"inputs": {}, "tasks": {"b": {"output": None}}})
+    assert bad.run is not None
+    assert bad.run.status == "failed"
+    assert bad.run.error is not None
+    assert bad.run.error["code"] == "output_expression"
+
+
+def test_redispatch_bumps_the_attempt_then_fails_with_worker_lost() -> None:
+    r = row("a", "running", 1, input={"v": 1})
+    out = machine.redispatch("a", r, max_dispatches=2, reason="worker_lost")
+    assert [(d.attempt, d.params, d.reason) for d in out.dispatches] == [
+        (2, {"v": 1}, "worker_lost")
+    ]
+    assert [(a.attempt, a.status) for a in out.attempts] == [(1, "lost")]
+    last = row("a", "running", 2, input={"v": 1})
+    final = machine.redispatch("a", last, max_dispatches=2, reason="worker_lost")
+    assert final.dispatches == []
+    assert final.updates[0].values["error"]["code"] == "worker_lost"
+    instance = row("each", "running", 2, item_index=0, input={})
+    lost = machine.redispatch("each", instance, max_dispatches=2, reason="worker_lost")
+    assert lost.steps == [InstanceFinished(instance.id)]
