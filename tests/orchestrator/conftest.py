@@ -43,7 +43,7 @@ async def stack(
     )
     resources = await open_resources(bus, state)
     # The sweeper loop stays out of the way; tests call sweep_once() when they mean it.
-    settings = OrchestratorSettings(sweep_interval_s=3600, metrics_port=0)
+    settings = OrchestratorSettings(sweep_interval_s=3600, sweep_min_age_s=0, metrics_port=0)
     orchestrator = Orchestrator(resources, settings)
     worker = FakeWorker(resources)
     stack = Stack(kind, resources, orchestrator, worker)

@@ -73,6 +73,7 @@ class Cluster:
                 "CADENZA_GATEWAY_PORT": str(self.gateway_port),
                 "CADENZA_ORCHESTRATOR_METRICS_PORT": "0",
                 "CADENZA_ORCHESTRATOR_SWEEP_INTERVAL_S": "0.5",
+                "CADENZA_ORCHESTRATOR_SWEEP_MIN_AGE_S": "1",
                 "CADENZA_WORKER_METRICS_PORT": "0",
                 "CADENZA_WORKER_LEASE_TTL_S": "3",
                 # Qdrant's local mode is one process's: rag-ingest owns it and serves

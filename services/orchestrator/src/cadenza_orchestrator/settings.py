@@ -33,6 +33,13 @@ class OrchestratorSettings(BaseSettings):
     sweep_interval_s: float = Field(
         default=1.0, gt=0, description="Seconds between two sweeps for lost or stuck tasks."
     )
+    sweep_min_age_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="Only tasks dispatched at least this long ago are examined: a worker "
+        "cannot be presumed lost before its heartbeat TTL passed, and skipping the fresh "
+        "ones keeps a sweep cheap while thousands of tasks are in flight.",
+    )
     sweep_batch_size: int = Field(
         default=500, ge=1, description="Dispatched tasks examined per sweep, oldest first."
     )

@@ -167,9 +167,11 @@ class DispatchedTask:
     ready_at: datetime | None
 
 
-async def dispatched_tasks(session: AsyncSession, *, limit: int) -> list[DispatchedTask]:
+async def dispatched_tasks(
+    session: AsyncSession, *, limit: int, before: datetime | None = None
+) -> list[DispatchedTask]:
     """Tasks dispatched to workers (``ready``/``running``, attempt ≥ 1) of running runs,
-    oldest dispatch first."""
+    oldest dispatch first; only those dispatched before ``before`` when given."""
     stmt = (
         select(
             TaskRecord.id,
@@ -183,6 +185,7 @@ async def dispatched_tasks(session: AsyncSession, *, limit: int) -> list[Dispatc
             TaskRecord.status.in_(_DISPATCHED),
             TaskRecord.attempt >= 1,
             TaskRecord.ready_at.is_not(None),  # fan-out rows are never dispatched themselves
+            *([TaskRecord.ready_at <= before] if before is not None else []),
             RunRecord.status == RunStatus.RUNNING.value,
         )
         .order_by(TaskRecord.ready_at)

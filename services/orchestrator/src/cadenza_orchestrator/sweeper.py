@@ -103,7 +103,11 @@ class Sweeper:
     async def sweep_once(self) -> int:
         """One pass; returns how many tasks were dispatched again or failed."""
         async with self.resources.sessions() as session:
-            candidates = await store.dispatched_tasks(session, limit=self.settings.sweep_batch_size)
+            candidates = await store.dispatched_tasks(
+                session,
+                limit=self.settings.sweep_batch_size,
+                before=utcnow() - timedelta(seconds=self.settings.sweep_min_age_s),
+            )
         if not candidates:
             return 0
         lost = await self._lost(candidates)
