@@ -26,7 +26,7 @@ from .reactflow import from_react_flow, is_react_flow
 WORKFLOW_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 TASK_ID_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 INPUT_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,62}$"
-MAX_TASKS = 500
+MAX_TASKS = 10_000
 
 InputType = Literal["string", "integer", "number", "boolean", "array", "object"]
 TaskKind = Literal["tool", "agent"]

@@ -56,7 +56,13 @@ class TaskHandler:
         self._settings = settings
         self._executors = executors
         self.claims = TaskClaims(resources.hot, settings.worker_id, settings.marker_ttl_s)
-        self.presence = Presence(resources.hot, settings.worker_id, settings.lease_ttl_s)
+        state = resources.state.settings
+        self.presence = Presence(
+            resources.hot,
+            settings.worker_id,
+            settings.lease_ttl_s,
+            redis_url=state.redis_url if state.redis_backend == "redis" else None,
+        )
         self._running: set[tuple[str, int]] = set()
         """Attempts this process is handling now (the lease cannot tell our own apart)."""
         self._claims = ClaimCheck(resources.objects, settings.claim_check_bytes)

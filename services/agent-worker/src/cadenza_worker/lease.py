@@ -21,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import redis as redis_sync
 from cadenza_runtime import keys
 from cadenza_state import HotState
 
@@ -147,15 +149,27 @@ class Watched:
 
 class Presence:
     """One heartbeat for the whole worker process, and the cancel/lease watch of every
-    in-flight attempt in the same round trip."""
+    in-flight attempt.
 
-    def __init__(self, hot: HotState, worker_id: str, ttl_s: float) -> None:
+    With a Redis server (``redis_url``) the heartbeat key is renewed from a THREAD with its
+    own connection: the process is alive as long as it runs, even when its event loop is
+    slow — a CPU-starved machine, a model turn or a tool hogging the loop — so no live
+    worker's task is ever taken for lost. (The in-process fakeredis of ``cadenza dev`` is
+    one event loop's: there the loop renews it.) The watch stays on the loop, which is
+    where the tasks it cancels run."""
+
+    def __init__(
+        self, hot: HotState, worker_id: str, ttl_s: float, redis_url: str | None = None
+    ) -> None:
         self._hot = hot
         self.worker_id = worker_id
         self._ttl_ms = max(1, int(ttl_s * 1000))
         self.interval_s = ttl_s / 3
+        self._redis_url = redis_url
         self._watched: set[Watched] = set()
         self._loop: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @property
     def key(self) -> str:
@@ -164,8 +178,17 @@ class Presence:
     async def ensure_started(self) -> None:
         """Beat once and keep beating (idempotent; a worker starts it before consuming)."""
         if self._loop is None or self._loop.done():
-            await self._beat()
+            await self._beat(alive=True)
             self._loop = asyncio.create_task(self._run(), name=f"presence:{self.worker_id}")
+        if self._redis_url is not None and (self._thread is None or not self._thread.is_alive()):
+            self._stopping.clear()
+            self._thread = threading.Thread(
+                target=self._beat_forever,
+                args=(self._redis_url,),
+                name=f"heartbeat:{self.worker_id}",
+                daemon=True,
+            )
+            self._thread.start()
 
     async def stop(self) -> None:
         """Stop beating and say so (the sweeper re-dispatches what is left at once)."""
@@ -174,8 +197,28 @@ class Presence:
             loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stopping.set()
+            await asyncio.to_thread(thread.join, 5.0)
         with contextlib.suppress(Exception):
             await self._hot.redis.delete(self.key)
+
+    def _beat_forever(self, url: str) -> None:
+        """The heartbeat thread: SET the key every interval on its own connection."""
+        timeout = max(0.5, self.interval_s)
+        client = redis_sync.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        try:
+            while not self._stopping.wait(self.interval_s):
+                try:
+                    client.set(self.key, str(time.time()), px=self._ttl_ms)
+                except Exception:  # Redis away: the next beat tries again
+                    metrics.HEARTBEAT_FAILURES.inc()
+                    log.warning("heartbeat of %s failed", self.worker_id, exc_info=True)
+        finally:
+            client.close()
 
     def watch(self, task_id: str, run_id: str, owner: str, target: asyncio.Task[object]) -> Watched:
         watched = Watched(task_id, run_id, owner, target)
@@ -196,21 +239,27 @@ class Presence:
                 metrics.HEARTBEAT_FAILURES.inc()
                 log.warning("heartbeat of %s failed", self.worker_id, exc_info=True)
 
-    async def _beat(self) -> None:
+    async def _beat(self, alive: bool | None = None) -> None:
         watched = [w for w in self._watched if not w.target.done()]
         runs = sorted({w.run_id for w in watched})
         k = self._hot.key
+        if alive is None:
+            alive = self._redis_url is None  # else the thread keeps the key
+        if not alive and not watched:
+            return
         async with self._hot.redis.pipeline(transaction=False) as pipe:
-            pipe.set(self.key, str(time.time()), px=self._ttl_ms)
+            if alive:
+                pipe.set(self.key, str(time.time()), px=self._ttl_ms)
             for run_id in runs:
                 pipe.exists(k(keys.run_cancelled(run_id)))
             for w in watched:
                 pipe.get(k(keys.task_lease(w.task_id)))
             replies = await pipe.execute()
-        cancelled = {
-            run for run, flag in zip(runs, replies[1 : 1 + len(runs)], strict=True) if flag
-        }
-        holders = replies[1 + len(runs) :]
+        if alive:
+            replies = replies[1:]
+        flags = replies[: len(runs)]
+        cancelled = {run for run, flag in zip(runs, flags, strict=True) if flag}
+        holders = replies[len(runs) :]
         for w, holder in zip(watched, holders, strict=True):
             if w.run_id in cancelled:
                 self._stop(w, StopReason.CANCELLED)

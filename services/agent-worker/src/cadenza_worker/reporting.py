@@ -26,6 +26,8 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_r
 log = logging.getLogger("cadenza.worker.reporting")
 
 SOURCE = "/cadenza/agent-worker"
+TIMELINE_CHUNK = 250
+"""Most run events in one `run.events` record (well under Kafka's 1 MB message limit)."""
 
 
 def _not_cancelled(exc: BaseException) -> bool:
@@ -103,8 +105,11 @@ class Reporter:
             self._flusher = asyncio.create_task(self._flush_soon())
 
     async def _flush_soon(self) -> None:
-        await asyncio.sleep(self._linger_s)  # gather what the other tasks report meanwhile
-        await self.flush()
+        # Events queued while a flush is publishing are sent by the next round of this
+        # loop, never left behind waiting for another event to schedule a flusher.
+        while self._queued:
+            await asyncio.sleep(self._linger_s)  # gather what other tasks report meanwhile
+            await self.flush()
 
     async def flush(self) -> None:
         """Publish the queued events now: one record per run, in the order they happened."""
@@ -112,7 +117,12 @@ class Reporter:
         if not queued:
             return
         items: list[tuple[Topic, Envelope[Any]]] = []
-        for envs in queued.values():
+        chunks = [
+            envs[i : i + TIMELINE_CHUNK]
+            for envs in queued.values()
+            for i in range(0, len(envs), TIMELINE_CHUNK)
+        ]
+        for envs in chunks:
             if len(envs) == 1:
                 items.append((Topic.RUN_EVENTS, envs[0]))
                 continue

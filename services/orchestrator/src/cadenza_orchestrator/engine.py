@@ -49,6 +49,9 @@ from .outcome import (
 )
 from .settings import OrchestratorSettings
 
+TIMELINE_CHUNK = 250
+"""Most run events in one `run.events` record (~250 bytes each: well under 1 MB)."""
+
 
 @dataclass
 class Effects:
@@ -392,15 +395,17 @@ class Transition:
         )
 
     def _stage_timeline(self) -> None:
-        """The transition's run events as ONE `run.events` record: a fan-out of 500 adds
-        one record to the bus, not 500 (a lone event travels as itself)."""
+        """The transition's run events as few `run.events` records: up to
+        ``TIMELINE_CHUNK`` events per record, so a fan-out of 500 adds one record to the bus,
+        not 500, and a fan-out of 10,000 stays far below Kafka's 1 MB message limit (a lone
+        event travels as itself)."""
         events, self._timeline = self._timeline, []
-        if len(events) == 1:
-            event = events[0]
-            attempt = event.data.get("attempt") if event.task_id else None
-            env = self._envelope(event, event.task_id, attempt)
-        elif events:
-            env = self._envelope(RunEventBatch(run_id=self.run.id, events=events), None, None)
-        else:
-            return
-        self._staged.append((Topic.RUN_EVENTS, env))
+        for start in range(0, len(events), TIMELINE_CHUNK):
+            chunk = events[start : start + TIMELINE_CHUNK]
+            if len(chunk) == 1:
+                event = chunk[0]
+                attempt = event.data.get("attempt") if event.task_id else None
+                env = self._envelope(event, event.task_id, attempt)
+            else:
+                env = self._envelope(RunEventBatch(run_id=self.run.id, events=chunk), None, None)
+            self._staged.append((Topic.RUN_EVENTS, env))

@@ -1,0 +1,61 @@
+"""The worker's timeline reporter: events batched per run, none left behind."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from cadenza_events import Envelope, RunEvent, RunEventBatch, TaskReady, Topic, unbatch
+from cadenza_worker.reporting import Reporter
+from support import assert_eventually
+
+pytestmark = pytest.mark.unit
+
+
+class SlowPublisher:
+    """Records what is published; each publish takes a while (a busy broker)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Topic, Envelope[Any]]] = []
+
+    async def publish_many(self, items: Sequence[tuple[Topic, Envelope[Any]]]) -> None:
+        await asyncio.sleep(0.05)
+        self.sent.extend(items)
+
+
+def ready(run_id: str, task_id: str) -> TaskReady:
+    return TaskReady(run_id=run_id, task_id=task_id, node_id=task_id, name="noop")
+
+
+def incoming(task: TaskReady) -> Envelope[Any]:
+    return Envelope(payload=task, source="/t", tenant_id="acme", plan_id=task.run_id)
+
+
+async def test_events_are_batched_per_run_and_none_is_left_behind() -> None:
+    publisher = SlowPublisher()
+    reporter = Reporter(publisher, "w1", 5.0, linger_s=0.01)  # type: ignore[arg-type]
+    a1, a2, b1 = ready("run-a", "a1"), ready("run-a", "a2"), ready("run-b", "b1")
+    for task in (a1, a2, b1):
+        reporter.event(incoming(task), task, "task.started", "running")
+    await asyncio.sleep(0.03)  # the first flush is publishing now
+    reporter.event(incoming(a1), a1, "task.finished", "succeeded")  # queued meanwhile
+
+    def kinds() -> list[tuple[str, str]]:
+        return [
+            (e.payload.task_id, e.payload.kind) for _, env in publisher.sent for e in unbatch(env)
+        ]
+
+    await assert_eventually(lambda: len(kinds()) == 4, timeout=5)
+    assert kinds() == [
+        ("a1", "task.started"),
+        ("a2", "task.started"),
+        ("b1", "task.started"),
+        ("a1", "task.finished"),
+    ]
+    first = publisher.sent[0][1]
+    assert isinstance(first.payload, RunEventBatch)  # run-a's two events: ONE record
+    assert (first.plan_id, first.tenant_id) == ("run-a", "acme")
+    assert isinstance(publisher.sent[1][1].payload, RunEvent)  # run-b's lone event as itself
+    assert all(topic is Topic.RUN_EVENTS for topic, _ in publisher.sent)
