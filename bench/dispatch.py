@@ -104,9 +104,11 @@ def fanout_spec(width: int) -> dict[str, Any]:
     }
 
 
-def layered_spec(tasks: int, width: int = 100, fan_in: int = 2) -> tuple[dict[str, Any], int]:
-    """A layered DAG of ``tasks`` no-op tasks, ``width`` per layer, each task after it needing
-    ``fan_in`` tasks of the layer before. Returns (spec, edges)."""
+def layered_spec(tasks: int, fan_in: int = 2) -> tuple[dict[str, Any], int]:
+    """A layered DAG of ``tasks`` no-op tasks, √tasks per layer (100 layers of 100 for 10,000), each
+    task after the first layer needing ``fan_in`` tasks of the layer before. Returns (spec,
+    edges)."""
+    width = max(fan_in, math.isqrt(tasks))
     out: list[dict[str, Any]] = []
     edges = 0
     for i in range(tasks):
@@ -155,6 +157,29 @@ async def runs_finished(db: AsyncEngine, run_ids: list[str]) -> float:
             text("SELECT max(finished_at) FROM runs WHERE id = ANY(:ids)"), {"ids": run_ids}
         )
     return float(last.timestamp())
+
+
+async def wait_runs(db: AsyncEngine, run_ids: list[str], timeout: float) -> None:
+    """Wait until the runs are closed, reading ``runs.status`` (one query per poll, so
+    waiting costs the services next to nothing; polling the gateway per run would load it
+    and show in its CPU)."""
+    deadline = time.monotonic() + timeout
+    pending = set(run_ids)
+    async with db.connect() as conn:
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(pending)} runs unfinished after {timeout}s")
+            rows = await conn.execute(
+                text("SELECT id, status FROM runs WHERE id = ANY(:ids) AND status = ANY(:done)"),
+                {"ids": sorted(pending), "done": sorted(TERMINAL)},
+            )
+            await conn.rollback()  # a fresh snapshot next time
+            for run_id, status in rows:
+                if status != "succeeded":
+                    raise RuntimeError(f"run {run_id} {status}")
+                pending.discard(run_id)
+            if pending:
+                await asyncio.sleep(0.1)
 
 
 async def task_times(db: AsyncEngine, run_ids: list[str]) -> list[tuple[float, float, float]]:
@@ -272,16 +297,20 @@ def listening_pid(port: int) -> int | None:
 class CpuMeter:
     """CPU seconds (user + system) per component; a component is a set of root pids, each
     counted with all its descendants alive at sampling time, plus the CPU of its reaped
-    children (cutime + cstime of the roots: PostgreSQL backends that disconnected)."""
+    children (cutime + cstime of the roots: PostgreSQL backends that disconnected).
+    Roots are looked up at every sample: a server restarted by someone else between two
+    samples shows up in ``warnings`` (its delta is then not comparable)."""
 
     roots: dict[str, Callable[[], list[int]]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
-    def sample(self) -> dict[str, float]:
+    def sample(self) -> dict[str, tuple[float, frozenset[int]]]:
         children = _children_map()
-        out: dict[str, float] = {}
+        out: dict[str, tuple[float, frozenset[int]]] = {}
         for name, roots_of in self.roots.items():
             ticks = 0
-            for root in roots_of():
+            roots = roots_of()
+            for root in roots:
                 for pid in _tree(root, children):
                     fields = _stat_fields(pid)
                     if fields is None:
@@ -289,23 +318,36 @@ class CpuMeter:
                     ticks += int(fields[11]) + int(fields[12])  # utime, stime
                     if pid == root:
                         ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
-            out[name] = ticks / CLK_TCK
+            out[name] = (ticks / CLK_TCK, frozenset(roots))
         return out
 
-    @staticmethod
-    def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-        return {k: max(0.0, after[k] - before.get(k, 0.0)) for k in after}
+    def delta(
+        self,
+        before: dict[str, tuple[float, frozenset[int]]],
+        after: dict[str, tuple[float, frozenset[int]]],
+    ) -> dict[str, float]:
+        used: dict[str, float] = {}
+        for name, (seconds, roots) in after.items():
+            was, old_roots = before.get(name, (0.0, frozenset()))
+            if roots != old_roots:
+                self.warnings.append(f"{name}: processes changed during a row (restart?)")
+            used[name] = max(0.0, seconds - was)
+        return used
 
 
 def server_roots() -> dict[str, Callable[[], list[int]]]:
-    roots: dict[str, Callable[[], list[int]]] = {}
-    for name, port in SERVER_PORTS.items():
-        pid = listening_pid(port)
-        if pid is None:
-            print(f"cpu: no process found listening on {port} ({name})", file=sys.stderr)
-            continue
-        roots[name] = lambda pid=pid: [pid]  # type: ignore[misc]
-    return roots
+    """The Kafka, PostgreSQL and Redis server processes, by their listening ports."""
+
+    def of(name: str, port: int) -> Callable[[], list[int]]:
+        def roots() -> list[int]:
+            pid = listening_pid(port)
+            if pid is None:
+                print(f"cpu: nothing listens on {port} ({name})", file=sys.stderr)
+            return [] if pid is None else [pid]
+
+        return roots
+
+    return {name: of(name, port) for name, port in SERVER_PORTS.items()}
 
 
 def cluster_roots(cluster: Cluster) -> dict[str, Callable[[], list[int]]]:
@@ -357,7 +399,7 @@ class Engine:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # until a fan-out lands on all n (rebalance over)
             run_id = await submit(self.api, fanout_spec(12 * n))
-            await wait_all(self.api, [run_id], timeout=120)
+            await wait_runs(self.db, [run_id], timeout=120)
             if len(await worker_ids(self.db, run_id)) == n:
                 return
             await asyncio.sleep(0.5)
@@ -370,11 +412,11 @@ class Engine:
         progress(f"{label}: start")
         before = self.meter.sample()
         runs = [await submit(self.api, spec) for spec in specs]
-        await wait_all(self.api, runs, timeout=1800)
+        await wait_runs(self.db, runs, timeout=1800)
         after = self.meter.sample()
         row = Row(runs, await task_times(self.db, runs), await runs_finished(self.db, runs))
         if metered:
-            self.cpu.add(CpuMeter.delta(before, after), len(row.times))
+            self.cpu.add(self.meter.delta(before, after), len(row.times))
         progress(f"{label}: {len(row.times)} tasks, {row.rate:.1f} tasks/s")
         return row
 
@@ -393,6 +435,61 @@ class Row:
     @property
     def rate(self) -> float:
         return len(self.times) / self.span
+
+
+async def engine_rows(engine: Engine, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """Chain, fan-out, both, big fan-out (CPU metered), then the latency row."""
+    # Throughput rows, one after the other.
+    chain = await engine.measure("chain", [chain_spec(args.chain)])
+    out["chain"] = args.chain
+    out["chain_step_ms"] = round(chain.span / len(chain.times) * 1000, 2)
+
+    fan = await engine.measure("fan-out", [fanout_spec(args.fanout)])
+    out["fanout"] = args.fanout
+    out["fanout_tasks_per_s"] = round(fan.rate, 1)
+    out["fanout_run_s"] = round(await run_seconds(engine.db, fan.runs[0]), 3)
+
+    both = await engine.measure(
+        "chain + fan-out", [chain_spec(args.chain), fanout_spec(args.fanout)]
+    )
+    out["tasks"] = len(both.times)
+    out["tasks_per_s"] = round(both.rate, 1)
+    burst = percentiles_ms([s - r for r, s, _ in both.times])
+    out["burst_dispatch_p50_ms"] = burst["p50"]
+    out["burst_dispatch_p99_ms"] = burst["p99"]
+
+    if args.big_fanout:
+        spec = fanout_spec(args.big_fanout)
+        big = await engine.measure("big fan-out", [spec])
+        out["bigfanout"] = len(big.times)
+        out["bigfanout_nodes"] = len(spec["tasks"])
+        out["bigfanout_tasks_per_s"] = round(big.rate, 1)
+        out["bigfanout_run_s"] = round(await run_seconds(engine.db, big.runs[0]), 3)
+
+    out["cpu_ms_per_task"] = engine.cpu.total_ms()
+    out["cpu_ms_per_task_by"] = engine.cpu.per_task_ms()
+    out["cpu_tasks"] = engine.cpu.tasks
+    if engine.meter.warnings:
+        out["cpu_warnings"] = sorted(set(engine.meter.warnings))
+
+    # Dispatch latency at a fixed offered load.
+    progress(f"latency at {args.rate} tasks/s offered: start")
+    load_runs: list[str] = []
+    interval = args.batch / args.rate
+    started = time.monotonic()
+    while time.monotonic() - started < args.duration:
+        tick = time.monotonic()
+        load_runs.append(await submit(engine.api, fanout_spec(args.batch)))
+        await asyncio.sleep(max(0.0, interval - (time.monotonic() - tick)))
+    offered = len(load_runs) * args.batch / (time.monotonic() - started)
+    await wait_runs(engine.db, load_runs, timeout=600)
+    phase2 = await task_times(engine.db, load_runs)
+    load = percentiles_ms([s - r for r, s, _ in phase2])
+    out["offered_tasks_per_s"] = round(offered, 1)
+    out["load_tasks"] = len(phase2)
+    out["dispatch_p50_ms"] = load["p50"]
+    out["dispatch_p95_ms"] = load["p95"]
+    out["dispatch_p99_ms"] = load["p99"]
 
 
 async def distributed(args: argparse.Namespace, servers: dict[str, Any]) -> dict[str, Any]:
@@ -415,68 +512,24 @@ async def distributed(args: argparse.Namespace, servers: dict[str, Any]) -> dict
         meter = CpuMeter({**cluster_roots(cluster), **servers})
         async with httpx.AsyncClient(base_url=cluster.url, timeout=60) as api:
             engine = Engine(cluster, api, db, meter)
-            await engine.set_workers(args.workers)  # warm-up included
-
-            # Throughput rows, one after the other.
-            chain = await engine.measure("chain", [chain_spec(args.chain)])
-            out["chain"] = args.chain
-            out["chain_step_ms"] = round(chain.span / len(chain.times) * 1000, 2)
-
-            fan = await engine.measure("fan-out", [fanout_spec(args.fanout)])
-            out["fanout"] = args.fanout
-            out["fanout_tasks_per_s"] = round(fan.rate, 1)
-            out["fanout_run_s"] = round(await run_seconds(db, fan.runs[0]), 3)
-
-            both = await engine.measure(
-                "chain + fan-out", [chain_spec(args.chain), fanout_spec(args.fanout)]
-            )
-            out["tasks"] = len(both.times)
-            out["tasks_per_s"] = round(both.rate, 1)
-            burst = percentiles_ms([s - r for r, s, _ in both.times])
-            out["burst_dispatch_p50_ms"] = burst["p50"]
-            out["burst_dispatch_p99_ms"] = burst["p99"]
-
-            if args.big_fanout:
-                spec = fanout_spec(args.big_fanout)
-                big = await engine.measure("big fan-out", [spec])
-                out["bigfanout"] = len(big.times)
-                out["bigfanout_nodes"] = len(spec["tasks"])
-                out["bigfanout_tasks_per_s"] = round(big.rate, 1)
-                out["bigfanout_run_s"] = round(await run_seconds(db, big.runs[0]), 3)
-
-            out["cpu_ms_per_task"] = engine.cpu.total_ms()
-            out["cpu_ms_per_task_by"] = engine.cpu.per_task_ms()
-            out["cpu_tasks"] = engine.cpu.tasks
-
-            # Dispatch latency at a fixed offered load.
-            progress(f"latency at {args.rate} tasks/s offered: start")
-            load_runs: list[str] = []
-            interval = args.batch / args.rate
-            started = time.monotonic()
-            while time.monotonic() - started < args.duration:
-                tick = time.monotonic()
-                load_runs.append(await submit(api, fanout_spec(args.batch)))
-                await asyncio.sleep(max(0.0, interval - (time.monotonic() - tick)))
-            offered = len(load_runs) * args.batch / (time.monotonic() - started)
-            await wait_all(api, load_runs, timeout=600)
-            phase2 = await task_times(db, load_runs)
-            load = percentiles_ms([s - r for r, s, _ in phase2])
-            out["offered_tasks_per_s"] = round(offered, 1)
-            out["load_tasks"] = len(phase2)
-            out["dispatch_p50_ms"] = load["p50"]
-            out["dispatch_p95_ms"] = load["p95"]
-            out["dispatch_p99_ms"] = load["p99"]
-
-            # Scaling: the same fan-out with 1, 2, 4… workers.
+            # Workers are started once, all together (importing a worker is slow on a busy
+            # machine), then stopped one count after the other: scaling 4, 2, then the
+            # main rows at --workers, then 1.
+            counts = sorted(set(args.scaling) | {args.workers}, reverse=True)
             scaling: dict[str, float] = {}
-            for n in args.scaling:
-                await engine.set_workers(n)
-                row = await engine.measure(
-                    f"scaling {n} workers", [fanout_spec(args.fanout)], metered=False
-                )
-                scaling[str(n)] = round(row.rate, 1)
+            for n in counts:
+                await engine.set_workers(n)  # warm-up included
+                if n in args.scaling:
+                    row = await engine.measure(
+                        f"scaling {n} workers", [fanout_spec(args.fanout)], metered=False
+                    )
+                    scaling[str(n)] = round(row.rate, 1)
+                if n == args.workers:
+                    await engine_rows(engine, args, out)
             if scaling:
-                out["scaling_fanout_tasks_per_s"] = scaling
+                out["scaling_fanout_tasks_per_s"] = dict(
+                    sorted(scaling.items(), key=lambda kv: int(kv[0]))
+                )
     except Exception:
         print(cluster.logs(), file=sys.stderr)
         raise
@@ -550,7 +603,7 @@ async def ceiling(args: argparse.Namespace, servers: dict[str, Any], impl: str) 
             if not line:
                 raise RuntimeError("the ceiling orchestrator exited")
             if metered:
-                tally.add(CpuMeter.delta(before, meter.sample()), n)
+                tally.add(meter.delta(before, meter.sample()), n)
             answer: dict[str, Any] = json.loads(line)
             return answer
 
@@ -572,6 +625,8 @@ async def ceiling(args: argparse.Namespace, servers: dict[str, Any], impl: str) 
             out[f"{row}_bigfanout_tasks_per_s"] = round(args.big_fanout / big["seconds"], 1)
         out[f"{row}_cpu_ms_per_task"] = tally.total_ms()
         out[f"{row}_cpu_ms_per_task_by"] = tally.per_task_ms()
+        if meter.warnings:
+            out[f"{row}_cpu_warnings"] = sorted(set(meter.warnings))
         assert orch.stdin is not None
         orch.stdin.write(b"quit\n")
         await orch.stdin.drain()
@@ -645,11 +700,14 @@ async def planning(sizes: list[int]) -> dict[str, Any]:
     resources = await open_resources(bus, state, start_relay=False)
     out: dict[str, Any] = {}
     cap = spec_task_cap()
-    dag_sizes = sorted({min(n, cap) for n in sizes} | set(sizes)) if cap else sorted(sizes)
+    dag_sizes = set(sizes)
+    if cap and max(sizes) > cap:  # the engine caps spec tasks: measure below the cap too
+        dag_sizes |= {cap // 10, cap}
+    dag_sizes = {n for n in dag_sizes if n > 0}
     try:
         warm_spec, _ = layered_spec(min(200, *sizes))
         await engine_plan(resources, warm_spec)  # imports, caches, connection pool
-        shapes: list[tuple[str, int]] = [("dag", n) for n in dag_sizes]
+        shapes: list[tuple[str, int]] = [("dag", n) for n in sorted(dag_sizes)]
         shapes += [("fanout", n) for n in sorted(sizes)]
         for kind, n in shapes:
             edges = 0
@@ -673,7 +731,7 @@ async def planning(sizes: list[int]) -> dict[str, Any]:
             if status != "running" or rows < n:
                 # e.g. more spec tasks than the engine accepts: say so, keep going
                 reason = (error or {}).get("message") or f"{rows} task rows"
-                out[name] = f"run {status}: {str(reason)[:160]}"
+                out[name] = f"run {status}: {str(reason).split(' (got ')[0][:160]}"
                 continue
             out[f"{name}_ms"] = round(seconds * 1000, 1)
             out[f"{name}_us_per_task_edge"] = round(seconds * 1e6 / (n + edges), 1)
