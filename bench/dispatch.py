@@ -474,18 +474,34 @@ async def engine_rows(engine: Engine, args: argparse.Namespace, out: dict[str, A
 
     # Dispatch latency at a fixed offered load.
     progress(f"latency at {args.rate} tasks/s offered: start")
-    load_runs: list[str] = []
+    # Open loop: a run of --batch tasks every batch/rate seconds, whether or not earlier
+    # submissions have returned (at most 64 in flight: past that the generator falls behind
+    # and offered_tasks_per_s says so).
     interval = args.batch / args.rate
+    slots = asyncio.Semaphore(64)
+
+    async def one() -> str:
+        try:
+            return await submit(engine.api, fanout_spec(args.batch))
+        finally:
+            slots.release()
+
+    submissions: list[asyncio.Task[str]] = []
     started = time.monotonic()
-    while time.monotonic() - started < args.duration:
-        tick = time.monotonic()
-        load_runs.append(await submit(engine.api, fanout_spec(args.batch)))
-        await asyncio.sleep(max(0.0, interval - (time.monotonic() - tick)))
-    offered = len(load_runs) * args.batch / (time.monotonic() - started)
+    while (now := time.monotonic()) - started < args.duration:
+        await slots.acquire()
+        submissions.append(asyncio.create_task(one()))
+        due = started + len(submissions) * interval
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+    offered = len(submissions) * args.batch / (now - started)
+    load_runs = list(await asyncio.gather(*submissions))
+    accepted_s = time.monotonic() - started  # the gateway answered the last submission
     await wait_runs(engine.db, load_runs, timeout=600)
     phase2 = await task_times(engine.db, load_runs)
     load = percentiles_ms([s - r for r, s, _ in phase2])
     out["offered_tasks_per_s"] = round(offered, 1)
+    out["offered_for_s"] = round(now - started, 2)
+    out["accepted_in_s"] = round(accepted_s, 2)
     out["load_tasks"] = len(phase2)
     out["dispatch_p50_ms"] = load["p50"]
     out["dispatch_p95_ms"] = load["p95"]
