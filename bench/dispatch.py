@@ -11,20 +11,22 @@ Rows, all measured in the same run, one after the other (never two at once):
 - fan-out: a fan-out of `--fanout` alone; fanout_tasks_per_s = tasks / span; fanout_run_s =
   the run's created_at → finished_at (gateway insert, plan, tasks, close).
 - combined: the chain and the fan-out submitted together (tasks_per_s, as before).
-- big fan-out: a fan-out of `--big-fanout` (0 disables). A for_each is capped at
-  cadenza_workflow.MAX_FAN_OUT items, so a wider fan-out is split into sibling for_each
-  tasks of at most that many (`bigfanout_nodes` says how many).
+- big fan-out: a fan-out of `--big-fanout` (0 disables). When the engine caps a for_each
+  below that (cadenza_workflow.MAX_FAN_OUT), the fan-out is split into sibling for_each
+  tasks of at most that many items (`bigfanout_nodes` says how many).
 - CPU: utime+stime from /proc of every process — gateway, orchestrator, workers, the Kafka
   broker, PostgreSQL (the postmaster and all its children, reaped ones through its cutime)
   and Redis — before and after each throughput row; cpu_ms_per_task over the four rows and
   per component. The servers are found by their listening ports; on a shared machine they
   also serve others' work, which lands in these figures.
-- latency: an offered load of `--rate` tasks/s (runs of `--batch` parallel tasks) for
-  `--duration` s; dispatch = ready in the orchestrator → started in a worker, p50/p95/p99.
-- scaling: the fan-out of `--fanout` with each worker count of `--scaling`.
-- ceiling: the same four Kafka hops with no state (bench/dispatch_ceiling.py: separate
-  processes on cadenza_events' KafkaBus) for the chain and the fan-outs, and the ratios
-  engine / ceiling.
+- latency: an open-loop offered load of `--rate` tasks/s (a run of `--batch` parallel
+  tasks every batch/rate s) for `--duration` s; dispatch = ready in the orchestrator →
+  started in a worker, p50/p95/p99.
+- scaling: the fan-out of `--fanout` with each worker count of `--scaling`. Workers start
+  once, all together, and are stopped count by count (4, 2 + the rows above, 1).
+- ceiling: the same four Kafka hops with no state (bench/dispatch_ceiling.py: one process
+  per role, `--workers` workers) for the chain and the fan-outs, on cadenza_events' KafkaBus
+  (`ceiling_*`) and on bare aiokafka (`ceiling_raw_*`), and the ratios engine / ceiling.
 - planning: plan.requested handled in this process by the orchestrator's handler against
   the real PostgreSQL (a fresh schema) for layered DAGs and fan-outs of `--plan-sizes`
   tasks; ms to the commit and µs per task+edge (linearity: compare the sizes).
