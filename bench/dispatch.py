@@ -39,9 +39,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -73,6 +75,9 @@ BUS_OVERRIDES = {
     "CADENZA_BUS_COMMIT_INTERVAL_S": "0.2",
 }
 SERVER_PORTS = {"kafka": 19092, "postgres": 15432, "redis": 16379}
+STARTED_CLUSTERS: list[Cluster] = []
+STARTED_PIDS: list[int] = []
+"""Everything this script started, stopped again in main() whatever happens."""
 
 # -- specs ----------------------------------------------------------------------------------
 
@@ -161,12 +166,16 @@ async def runs_finished(db: AsyncEngine, run_ids: list[str]) -> float:
     return float(last.timestamp())
 
 
-async def wait_runs(db: AsyncEngine, run_ids: list[str], timeout: float) -> None:
+async def wait_runs(
+    db: AsyncEngine, run_ids: list[str], timeout: float, stall_s: float = 120.0
+) -> None:
     """Wait until the runs are closed, reading ``runs.status`` (one query per poll, so
     waiting costs the services next to nothing; polling the gateway per run would load it
-    and show in its CPU)."""
+    and show in its CPU). Fails when no task of these runs has finished for ``stall_s``
+    (a stuck engine: see the services' logs printed with the error)."""
     deadline = time.monotonic() + timeout
     pending = set(run_ids)
+    progress_at, last, polls = time.monotonic(), (-1, -1), 0
     async with db.connect() as conn:
         while pending:
             if time.monotonic() > deadline:
@@ -175,11 +184,25 @@ async def wait_runs(db: AsyncEngine, run_ids: list[str], timeout: float) -> None
                 text("SELECT id, status FROM runs WHERE id = ANY(:ids) AND status = ANY(:done)"),
                 {"ids": sorted(pending), "done": sorted(TERMINAL)},
             )
-            await conn.rollback()  # a fresh snapshot next time
             for run_id, status in rows:
                 if status != "succeeded":
                     raise RuntimeError(f"run {run_id} {status}")
                 pending.discard(run_id)
+            polls += 1
+            if pending and polls % 50 == 0:  # every ~5 s: is anything still moving?
+                done = await conn.scalar(
+                    text(
+                        "SELECT count(*) FROM tasks WHERE run_id = ANY(:ids) AND status = ANY(:done)"
+                    ),
+                    {"ids": run_ids, "done": sorted(TERMINAL)},
+                )
+                if (done, len(pending)) != last:
+                    progress_at, last = time.monotonic(), (done, len(pending))
+                elif time.monotonic() - progress_at > stall_s:
+                    raise TimeoutError(
+                        f"stalled: {len(pending)} runs pending, no task finished for {stall_s:.0f}s"
+                    )
+            await conn.rollback()  # a fresh snapshot next time
             if pending:
                 await asyncio.sleep(0.1)
 
@@ -521,6 +544,7 @@ async def distributed(args: argparse.Namespace, servers: dict[str, Any]) -> dict
             **BUS_OVERRIDES,
         },
     )
+    STARTED_CLUSTERS.append(cluster)
     db = create_engine(StateSettings(database_schema=namespace))
     out: dict[str, Any] = {}
     try:
@@ -608,6 +632,7 @@ async def ceiling(args: argparse.Namespace, servers: dict[str, Any], impl: str) 
             env=env,
         )
         procs.append(orch)
+        STARTED_PIDS.extend(p.pid for p in procs)
         meter = CpuMeter({row: lambda: [p.pid for p in procs], **servers})
         tally = CpuTally()
 
@@ -865,11 +890,18 @@ def main() -> None:
     if not set(args.ceiling) <= {"bus", "raw"}:
         parser.error("--ceiling takes bus, raw or both")
     started = time.monotonic()
-    result = asyncio.run(run_all(args))
-    if not args.no_baseline:
-        baseline = asyncio.run(in_process(args))
-        result["inprocess_tasks_per_s"] = round(baseline, 1)
-        result["ratio_vs_inprocess"] = round(result["tasks_per_s"] / baseline, 2)
+    try:
+        result = asyncio.run(run_all(args))
+        if not args.no_baseline:
+            baseline = asyncio.run(in_process(args))
+            result["inprocess_tasks_per_s"] = round(baseline, 1)
+            result["ratio_vs_inprocess"] = round(result["tasks_per_s"] / baseline, 2)
+    finally:  # interrupted or failed: leave no service running on the shared machine
+        for cluster in STARTED_CLUSTERS:
+            cluster.stop()
+        for pid in STARTED_PIDS:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
     result["bench_s"] = round(time.monotonic() - started, 1)
     print(json.dumps(result))
 
