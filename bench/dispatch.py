@@ -1,30 +1,63 @@
 """Dispatch benchmark: no-op tool tasks through real Kafka, PostgreSQL and Redis with the
 gateway, orchestrator and workers as separate processes.
 
-    uv run python bench/dispatch.py [--chain 200] [--fanout 1000] [--workers 2] [--rate 500]
+    uv run python bench/dispatch.py --quick              # every row, small sizes, ~2-3 min
+    uv run python bench/dispatch.py                      # the issue's sizes
 
-Phase 1 (throughput): a long chain and a wide fan-out submitted together; tasks/s is the
-number of tasks over the span from the first `ready` to the last `finished`.
-Phase 2 (latency): an offered load of `--rate` tasks/s (runs of `--batch` parallel tasks)
-for `--duration` seconds; dispatch = ready in the orchestrator → started in a worker.
-Baseline: phase 1 again on the in-process stack (`cadenza dev`: memory bus, SQLite) in this
-process, so the JSON line carries the ratio. The LAST line printed is the JSON result.
+Rows, all measured in the same run, one after the other (never two at once):
+- chain: a chain of `--chain` no-op tasks alone; chain_step_ms = span / length. A row's span
+  runs from its first task's `ready` to the later of its last task's `finished` and its
+  runs' `finished_at` (the engine has applied every result by then), database timestamps.
+- fan-out: a fan-out of `--fanout` alone; fanout_tasks_per_s = tasks / span; fanout_run_s =
+  the run's created_at → finished_at (gateway insert, plan, tasks, close).
+- combined: the chain and the fan-out submitted together (tasks_per_s, as before).
+- big fan-out: a fan-out of `--big-fanout` (0 disables). When the engine caps a for_each
+  below that (cadenza_workflow.MAX_FAN_OUT), the fan-out is split into sibling for_each
+  tasks of at most that many items (`bigfanout_nodes` says how many).
+- CPU: utime+stime from /proc of every process — gateway, orchestrator, workers, the Kafka
+  broker, PostgreSQL (the postmaster and all its children, reaped ones through its cutime)
+  and Redis — before and after each throughput row; cpu_ms_per_task over the four rows and
+  per component. The servers are found by their listening ports; on a shared machine they
+  also serve others' work, which lands in these figures.
+- latency: an open-loop offered load of `--rate` tasks/s (a run of `--batch` parallel
+  tasks every batch/rate s) for `--duration` s; dispatch = ready in the orchestrator →
+  started in a worker, p50/p95/p99.
+- scaling: the fan-out of `--fanout` with each worker count of `--scaling`. Workers start
+  once, all together, and are stopped count by count (4, 2 + the rows above, 1).
+- ceiling: the same four Kafka hops with no state (bench/dispatch_ceiling.py: one process
+  per role, `--workers` workers) for the chain and the fan-outs, on cadenza_events' KafkaBus
+  (`ceiling_*`) and on bare aiokafka (`ceiling_raw_*`), and the ratios engine / ceiling.
+- planning: plan.requested handled in this process by the orchestrator's handler against
+  the real PostgreSQL (a fresh schema) for layered DAGs and fan-outs of `--plan-sizes`
+  tasks; ms to the commit and µs per task+edge (linearity: compare the sizes).
+- baseline: the combined row on the in-process stack (`cadenza dev`: memory bus, SQLite)
+  in this process (`--no-baseline` skips it).
+The LAST line printed is the JSON result.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
+import os
+import signal
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cadenza_workflow
 import httpx
+from cadenza_events import BusSettings
+from cadenza_events.kafka import KafkaBus
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,9 +66,20 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from cadenza_state import StateSettings, create_engine  # noqa: E402
 from support.cleanup import drop_schema  # noqa: E402
-from support.cluster import Cluster  # noqa: E402
+from support.cluster import Cluster, ServiceProcess  # noqa: E402
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
+BUS_OVERRIDES = {
+    "CADENZA_BUS_PARTITIONS": "6",
+    "CADENZA_BUS_LINGER_MS": "1",
+    "CADENZA_BUS_COMMIT_INTERVAL_S": "0.2",
+}
+SERVER_PORTS = {"kafka": 19092, "postgres": 15432, "redis": 16379}
+STARTED_CLUSTERS: list[Cluster] = []
+STARTED_PIDS: list[int] = []
+"""Everything this script started, stopped again in main() whatever happens."""
+
+# -- specs ----------------------------------------------------------------------------------
 
 
 def chain_spec(length: int) -> dict[str, Any]:
@@ -48,12 +92,45 @@ def chain_spec(length: int) -> dict[str, Any]:
 
 
 def fanout_spec(width: int) -> dict[str, Any]:
+    """A fan-out of ``width`` instances: one for_each, or sibling for_each tasks of at most
+    ``MAX_FAN_OUT`` items each when the engine caps a for_each below ``width``."""
+    cap = getattr(cadenza_workflow, "MAX_FAN_OUT", None) or width
+    nodes = max(1, math.ceil(width / cap))
+    sizes = [min(cap, width - k * cap) for k in range(nodes)]
     return {
         "name": f"bench-fanout-{width}",
         "tasks": [
-            {"id": "each", "kind": "tool", "tool": "noop", "for_each": f"list(range({width}))"}
+            {
+                "id": "each" if nodes == 1 else f"each{k}",
+                "kind": "tool",
+                "tool": "noop",
+                "for_each": f"list(range({n}))",
+            }
+            for k, n in enumerate(sizes)
         ],
     }
+
+
+def layered_spec(tasks: int, fan_in: int = 2) -> tuple[dict[str, Any], int]:
+    """A layered DAG of ``tasks`` no-op tasks, √tasks per layer (100 layers of 100 for 10,000), each
+    task after the first layer needing ``fan_in`` tasks of the layer before. Returns (spec,
+    edges)."""
+    width = max(fan_in, math.isqrt(tasks))
+    out: list[dict[str, Any]] = []
+    edges = 0
+    for i in range(tasks):
+        layer, pos = divmod(i, width)
+        task: dict[str, Any] = {"id": f"n{i}", "kind": "tool", "tool": "noop"}
+        if layer:
+            prev = (layer - 1) * width
+            needs = sorted({f"n{prev + (pos + k) % width}" for k in range(fan_in)})
+            task["needs"] = needs
+            edges += len(needs)
+        out.append(task)
+    return {"name": f"bench-dag-{tasks}", "tasks": out}, edges
+
+
+# -- the gateway and the database -----------------------------------------------------------
 
 
 async def submit(api: httpx.AsyncClient, spec: dict[str, Any]) -> str:
@@ -75,7 +152,59 @@ async def wait_all(api: httpx.AsyncClient, run_ids: list[str], timeout: float) -
                 if status != "succeeded":
                     raise RuntimeError(f"run {run_id} {status}")
                 pending.discard(run_id)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.1)
+
+
+async def runs_finished(db: AsyncEngine, run_ids: list[str]) -> float:
+    """When the engine closed the last of these runs (epoch seconds): the orchestrator has
+    applied every result by then, which a task's ``finished_at`` (the worker's clock when
+    the task returned) does not say."""
+    async with db.connect() as conn:
+        last = await conn.scalar(
+            text("SELECT max(finished_at) FROM runs WHERE id = ANY(:ids)"), {"ids": run_ids}
+        )
+    return float(last.timestamp())
+
+
+async def wait_runs(
+    db: AsyncEngine, run_ids: list[str], timeout: float, stall_s: float = 120.0
+) -> None:
+    """Wait until the runs are closed, reading ``runs.status`` (one query per poll, so
+    waiting costs the services next to nothing; polling the gateway per run would load it
+    and show in its CPU). Fails when no task of these runs has finished for ``stall_s``
+    (a stuck engine: see the services' logs printed with the error)."""
+    deadline = time.monotonic() + timeout
+    pending = set(run_ids)
+    progress_at, last, polls = time.monotonic(), (-1, -1), 0
+    async with db.connect() as conn:
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(pending)} runs unfinished after {timeout}s")
+            rows = await conn.execute(
+                text("SELECT id, status FROM runs WHERE id = ANY(:ids) AND status = ANY(:done)"),
+                {"ids": sorted(pending), "done": sorted(TERMINAL)},
+            )
+            for run_id, status in rows:
+                if status != "succeeded":
+                    raise RuntimeError(f"run {run_id} {status}")
+                pending.discard(run_id)
+            polls += 1
+            if pending and polls % 50 == 0:  # every ~5 s: is anything still moving?
+                done = await conn.scalar(
+                    text(
+                        "SELECT count(*) FROM tasks WHERE run_id = ANY(:ids) AND status = ANY(:done)"
+                    ),
+                    {"ids": run_ids, "done": sorted(TERMINAL)},
+                )
+                if (done, len(pending)) != last:
+                    progress_at, last = time.monotonic(), (done, len(pending))
+                elif time.monotonic() - progress_at > stall_s:
+                    raise TimeoutError(
+                        f"stalled: {len(pending)} runs pending, no task finished for {stall_s:.0f}s"
+                    )
+            await conn.rollback()  # a fresh snapshot next time
+            if pending:
+                await asyncio.sleep(0.1)
 
 
 async def task_times(db: AsyncEngine, run_ids: list[str]) -> list[tuple[float, float, float]]:
@@ -92,6 +221,26 @@ async def task_times(db: AsyncEngine, run_ids: list[str]) -> list[tuple[float, f
         return [(r.timestamp(), s.timestamp(), f.timestamp()) for r, s, f in rows]
 
 
+async def worker_ids(db: AsyncEngine, run_id: str) -> set[str]:
+    async with db.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT DISTINCT worker_id FROM tasks WHERE run_id = :id AND worker_id <> ''"),
+            {"id": run_id},
+        )
+        return {r for (r,) in rows if r}
+
+
+async def run_seconds(db: AsyncEngine, run_id: str) -> float:
+    """The run's created_at → finished_at (gateway insert → the engine closing it)."""
+    async with db.connect() as conn:
+        created, finished = (
+            await conn.execute(
+                text("SELECT created_at, finished_at FROM runs WHERE id = :id"), {"id": run_id}
+            )
+        ).one()
+    return float((finished - created).total_seconds())
+
+
 def percentiles_ms(values: list[float]) -> dict[str, float]:
     qs = statistics.quantiles(values, n=100, method="inclusive")
     return {
@@ -101,12 +250,290 @@ def percentiles_ms(values: list[float]) -> dict[str, float]:
     }
 
 
-def throughput(times: list[tuple[float, float, float]]) -> float:
-    span = max(f for _, _, f in times) - min(r for r, _, _ in times)
-    return len(times) / span
+def span(times: list[tuple[float, float, float]], closed: float = 0.0) -> float:
+    """First ``ready`` → the later of the last ``finished`` and the runs' close."""
+    return max(closed, *(f for _, _, f in times)) - min(r for r, _, _ in times)
 
 
-async def distributed(args: argparse.Namespace) -> dict[str, Any]:
+STARTED = time.monotonic()
+
+
+def progress(message: str) -> None:
+    print(f"[{time.monotonic() - STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+# -- CPU accounting from /proc --------------------------------------------------------------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2 :].split()  # fields from 3 (state) on
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    return children
+
+
+def _tree(root: int, children: dict[int, list[int]]) -> list[int]:
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, ()))
+    return out
+
+
+def listening_pid(port: int) -> int | None:
+    """The process holding the listening TCP socket of ``port`` (needs to read its fds)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{cols[9]}]")
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            for fd in os.scandir(f"/proc/{entry.name}/fd"):
+                if os.readlink(fd.path) in inodes:
+                    return int(entry.name)
+        except OSError:
+            continue
+    return None
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds (user + system) per component; a component is a set of root pids, each
+    counted with all its descendants alive at sampling time, plus the CPU of its reaped
+    children (cutime + cstime of the roots: PostgreSQL backends that disconnected).
+    Roots are looked up at every sample: a server restarted by someone else between two
+    samples shows up in ``warnings`` (its delta is then not comparable)."""
+
+    roots: dict[str, Callable[[], list[int]]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def sample(self) -> dict[str, tuple[float, frozenset[int]]]:
+        children = _children_map()
+        out: dict[str, tuple[float, frozenset[int]]] = {}
+        for name, roots_of in self.roots.items():
+            ticks = 0
+            roots = roots_of()
+            for root in roots:
+                for pid in _tree(root, children):
+                    fields = _stat_fields(pid)
+                    if fields is None:
+                        continue
+                    ticks += int(fields[11]) + int(fields[12])  # utime, stime
+                    if pid == root:
+                        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+            out[name] = (ticks / CLK_TCK, frozenset(roots))
+        return out
+
+    def delta(
+        self,
+        before: dict[str, tuple[float, frozenset[int]]],
+        after: dict[str, tuple[float, frozenset[int]]],
+    ) -> dict[str, float]:
+        used: dict[str, float] = {}
+        for name, (seconds, roots) in after.items():
+            was, old_roots = before.get(name, (0.0, frozenset()))
+            if roots != old_roots:
+                self.warnings.append(f"{name}: processes changed during a row (restart?)")
+            used[name] = max(0.0, seconds - was)
+        return used
+
+
+def server_roots() -> dict[str, Callable[[], list[int]]]:
+    """The Kafka, PostgreSQL and Redis server processes, by their listening ports."""
+
+    def of(name: str, port: int) -> Callable[[], list[int]]:
+        def roots() -> list[int]:
+            pid = listening_pid(port)
+            if pid is None:
+                print(f"cpu: nothing listens on {port} ({name})", file=sys.stderr)
+            return [] if pid is None else [pid]
+
+        return roots
+
+    return {name: of(name, port) for name, port in SERVER_PORTS.items()}
+
+
+def cluster_roots(cluster: Cluster) -> dict[str, Callable[[], list[int]]]:
+    def of(name: str) -> Callable[[], list[int]]:
+        return lambda: [
+            p.proc.pid for p in cluster.processes if p.name == name and p.proc.poll() is None
+        ]
+
+    return {"gateway": of("gateway"), "orchestrator": of("orchestrator"), "workers": of("worker")}
+
+
+@dataclass
+class CpuTally:
+    seconds: dict[str, float] = field(default_factory=dict)
+    tasks: int = 0
+
+    def add(self, used: dict[str, float], tasks: int) -> None:
+        for k, v in used.items():
+            self.seconds[k] = self.seconds.get(k, 0.0) + v
+        self.tasks += tasks
+
+    def per_task_ms(self) -> dict[str, float]:
+        return {k: round(v * 1000 / max(1, self.tasks), 3) for k, v in self.seconds.items()}
+
+    def total_ms(self) -> float:
+        return round(sum(self.seconds.values()) * 1000 / max(1, self.tasks), 3)
+
+
+# -- the distributed engine -----------------------------------------------------------------
+
+
+@dataclass
+class Engine:
+    cluster: Cluster
+    api: httpx.AsyncClient
+    db: AsyncEngine
+    meter: CpuMeter
+    cpu: CpuTally = field(default_factory=CpuTally)
+
+    def workers(self) -> list[ServiceProcess]:
+        return [p for p in self.cluster.processes if p.name == "worker" and p.proc.poll() is None]
+
+    async def set_workers(self, n: int) -> None:
+        """Start or stop workers until ``n`` run, then wait until ``n`` take tasks."""
+        while len(self.workers()) < n:
+            self.cluster.start_worker()
+        for extra in self.workers()[n:]:
+            await asyncio.to_thread(extra.stop)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # until a fan-out lands on all n (rebalance over)
+            run_id = await submit(self.api, fanout_spec(12 * n))
+            await wait_runs(self.db, [run_id], timeout=120)
+            if len(await worker_ids(self.db, run_id)) == n:
+                return
+            await asyncio.sleep(0.5)
+        raise TimeoutError(f"{n} workers never all took tasks")
+
+    async def measure(
+        self, label: str, specs: list[dict[str, Any]], *, metered: bool = True
+    ) -> Row:
+        """Submit the specs together and wait for their runs; CPU of the whole row."""
+        progress(f"{label}: start")
+        before = self.meter.sample()
+        runs = [await submit(self.api, spec) for spec in specs]
+        await wait_runs(self.db, runs, timeout=1800)
+        after = self.meter.sample()
+        row = Row(runs, await task_times(self.db, runs), await runs_finished(self.db, runs))
+        if metered:
+            self.cpu.add(self.meter.delta(before, after), len(row.times))
+        progress(f"{label}: {len(row.times)} tasks, {row.rate:.1f} tasks/s")
+        return row
+
+
+@dataclass
+class Row:
+    runs: list[str]
+    times: list[tuple[float, float, float]]
+    closed: float
+    """When the last run was closed by the engine (epoch seconds)."""
+
+    @property
+    def span(self) -> float:
+        return span(self.times, self.closed)
+
+    @property
+    def rate(self) -> float:
+        return len(self.times) / self.span
+
+
+async def engine_rows(engine: Engine, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """Chain, fan-out, both, big fan-out (CPU metered), then the latency row."""
+    # Throughput rows, one after the other.
+    chain = await engine.measure("chain", [chain_spec(args.chain)])
+    out["chain"] = args.chain
+    out["chain_step_ms"] = round(chain.span / len(chain.times) * 1000, 2)
+
+    fan = await engine.measure("fan-out", [fanout_spec(args.fanout)])
+    out["fanout"] = args.fanout
+    out["fanout_tasks_per_s"] = round(fan.rate, 1)
+    out["fanout_run_s"] = round(await run_seconds(engine.db, fan.runs[0]), 3)
+
+    both = await engine.measure(
+        "chain + fan-out", [chain_spec(args.chain), fanout_spec(args.fanout)]
+    )
+    out["tasks"] = len(both.times)
+    out["tasks_per_s"] = round(both.rate, 1)
+    burst = percentiles_ms([s - r for r, s, _ in both.times])
+    out["burst_dispatch_p50_ms"] = burst["p50"]
+    out["burst_dispatch_p99_ms"] = burst["p99"]
+
+    if args.big_fanout:
+        spec = fanout_spec(args.big_fanout)
+        big = await engine.measure("big fan-out", [spec])
+        out["bigfanout"] = len(big.times)
+        out["bigfanout_nodes"] = len(spec["tasks"])
+        out["bigfanout_tasks_per_s"] = round(big.rate, 1)
+        out["bigfanout_run_s"] = round(await run_seconds(engine.db, big.runs[0]), 3)
+
+    out["cpu_ms_per_task"] = engine.cpu.total_ms()
+    out["cpu_ms_per_task_by"] = engine.cpu.per_task_ms()
+    out["cpu_tasks"] = engine.cpu.tasks
+    if engine.meter.warnings:
+        out["cpu_warnings"] = sorted(set(engine.meter.warnings))
+
+    # Dispatch latency at a fixed offered load.
+    progress(f"latency at {args.rate} tasks/s offered: start")
+    # Open loop: a run of --batch tasks every batch/rate seconds, whether or not earlier
+    # submissions have returned (at most 64 in flight: past that the generator falls behind
+    # and offered_tasks_per_s says so).
+    interval = args.batch / args.rate
+    slots = asyncio.Semaphore(64)
+
+    async def one() -> str:
+        try:
+            return await submit(engine.api, fanout_spec(args.batch))
+        finally:
+            slots.release()
+
+    submissions: list[asyncio.Task[str]] = []
+    started = time.monotonic()
+    while (now := time.monotonic()) - started < args.duration:
+        await slots.acquire()
+        submissions.append(asyncio.create_task(one()))
+        due = started + len(submissions) * interval
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+    offered = len(submissions) * args.batch / (now - started)
+    load_runs = list(await asyncio.gather(*submissions))
+    accepted_s = time.monotonic() - started  # the gateway answered the last submission
+    await wait_runs(engine.db, load_runs, timeout=600)
+    phase2 = await task_times(engine.db, load_runs)
+    load = percentiles_ms([s - r for r, s, _ in phase2])
+    out["offered_tasks_per_s"] = round(offered, 1)
+    out["offered_for_s"] = round(now - started, 2)
+    out["accepted_in_s"] = round(accepted_s, 2)
+    out["load_tasks"] = len(phase2)
+    out["dispatch_p50_ms"] = load["p50"]
+    out["dispatch_p95_ms"] = load["p95"]
+    out["dispatch_p99_ms"] = load["p99"]
+
+
+async def distributed(args: argparse.Namespace, servers: dict[str, Any]) -> dict[str, Any]:
     namespace = "bench" + uuid.uuid4().hex[:8]
     cluster = Cluster(
         namespace=namespace,
@@ -114,39 +541,37 @@ async def distributed(args: argparse.Namespace) -> dict[str, Any]:
         env_overrides={
             "CADENZA_WORKER_CONCURRENCY": str(args.worker_concurrency),
             "CADENZA_ORCHESTRATOR_CONCURRENCY": "32",
-            "CADENZA_BUS_PARTITIONS": "6",
-            "CADENZA_BUS_LINGER_MS": "1",
-            "CADENZA_BUS_COMMIT_INTERVAL_S": "0.2",
+            **BUS_OVERRIDES,
         },
     )
+    STARTED_CLUSTERS.append(cluster)
     db = create_engine(StateSettings(database_schema=namespace))
+    out: dict[str, Any] = {}
     try:
+        progress(f"engine: starting the services ({namespace})")
         cluster.start_gateway()
         cluster.start_orchestrator()
-        for _ in range(args.workers):
-            cluster.start_worker()
+        meter = CpuMeter({**cluster_roots(cluster), **servers})
         async with httpx.AsyncClient(base_url=cluster.url, timeout=60) as api:
-            await wait_all(api, [await submit(api, fanout_spec(20))], timeout=120)  # warm-up
-
-            # Phase 1: throughput.
-            runs = [
-                await submit(api, chain_spec(args.chain)),
-                await submit(api, fanout_spec(args.fanout)),
-            ]
-            await wait_all(api, runs, timeout=600)
-            phase1 = await task_times(db, runs)
-
-            # Phase 2: dispatch latency at a fixed offered load.
-            load_runs: list[str] = []
-            interval = args.batch / args.rate
-            started = time.monotonic()
-            while time.monotonic() - started < args.duration:
-                tick = time.monotonic()
-                load_runs.append(await submit(api, fanout_spec(args.batch)))
-                await asyncio.sleep(max(0.0, interval - (time.monotonic() - tick)))
-            offered = len(load_runs) * args.batch / (time.monotonic() - started)
-            await wait_all(api, load_runs, timeout=600)
-            phase2 = await task_times(db, load_runs)
+            engine = Engine(cluster, api, db, meter)
+            # Workers are started once, all together (importing a worker is slow on a busy
+            # machine), then stopped one count after the other: scaling 4, 2, then the
+            # main rows at --workers, then 1.
+            counts = sorted(set(args.scaling) | {args.workers}, reverse=True)
+            scaling: dict[str, float] = {}
+            for n in counts:
+                await engine.set_workers(n)  # warm-up included
+                if n in args.scaling:
+                    row = await engine.measure(
+                        f"scaling {n} workers", [fanout_spec(args.fanout)], metered=False
+                    )
+                    scaling[str(n)] = round(row.rate, 1)
+                if n == args.workers:
+                    await engine_rows(engine, args, out)
+            if scaling:
+                out["scaling_fanout_tasks_per_s"] = dict(
+                    sorted(scaling.items(), key=lambda kv: int(kv[0]))
+                )
     except Exception:
         print(cluster.logs(), file=sys.stderr)
         raise
@@ -154,25 +579,220 @@ async def distributed(args: argparse.Namespace) -> dict[str, Any]:
         cluster.stop()
         await db.dispose()
         await drop_schema(StateSettings(database_schema=namespace))
-    dispatch_load = percentiles_ms([s - r for r, s, _ in phase2])
-    dispatch_burst = percentiles_ms([s - r for r, s, _ in phase1])
-    return {
-        "tasks": len(phase1),
-        "tasks_per_s": round(throughput(phase1), 1),
-        "chain": args.chain,
-        "fanout": args.fanout,
-        "burst_dispatch_p50_ms": dispatch_burst["p50"],
-        "burst_dispatch_p99_ms": dispatch_burst["p99"],
-        "offered_tasks_per_s": round(offered, 1),
-        "load_tasks": len(phase2),
-        "dispatch_p50_ms": dispatch_load["p50"],
-        "dispatch_p95_ms": dispatch_load["p95"],
-        "dispatch_p99_ms": dispatch_load["p99"],
-    }
+        await delete_topics(f"{namespace}.")
+    return out
+
+
+async def delete_topics(prefix: str) -> None:
+    try:
+        await KafkaBus(BusSettings(topic_prefix=prefix)).delete_topics()
+    except Exception as exc:  # clean-up is best effort
+        print(f"could not delete topics {prefix}*: {exc}", file=sys.stderr)
+
+
+# -- the no-state ceiling -------------------------------------------------------------------
+
+
+async def ceiling(args: argparse.Namespace, servers: dict[str, Any], impl: str) -> dict[str, Any]:
+    """The chain and the fan-outs through bench/dispatch_ceiling.py's processes; ``impl``
+    ``bus`` = cadenza_events' KafkaBus and codec, ``raw`` = bare aiokafka."""
+    prefix = "benchceil" + uuid.uuid4().hex[:8] + "."
+    row = "ceiling" if impl == "bus" else "ceiling_raw"
+    script = str(Path(__file__).with_name("dispatch_ceiling.py"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CADENZA_BUS_")}
+    await KafkaBus(BusSettings(topic_prefix=prefix, partitions=6)).ensure_topics()
+    procs: list[asyncio.subprocess.Process] = []
+    out: dict[str, Any] = {}
+    try:
+        for _ in range(args.workers):
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    script,
+                    "worker",
+                    "--prefix",
+                    prefix,
+                    "--concurrency",
+                    str(args.worker_concurrency),
+                    "--impl",
+                    impl,
+                    env=env,
+                )
+            )
+        orch = await asyncio.create_subprocess_exec(
+            sys.executable,
+            script,
+            "orchestrator",
+            "--prefix",
+            prefix,
+            "--impl",
+            impl,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        procs.append(orch)
+        STARTED_PIDS.extend(p.pid for p in procs)
+        meter = CpuMeter({row: lambda: [p.pid for p in procs], **servers})
+        tally = CpuTally()
+
+        async def ask(command: str, n: int, *, metered: bool = True) -> dict[str, Any]:
+            assert orch.stdin is not None
+            assert orch.stdout is not None
+            before = meter.sample()
+            orch.stdin.write(f"{command} {n}\n".encode())
+            await orch.stdin.drain()
+            line = await asyncio.wait_for(orch.stdout.readline(), timeout=600)
+            if not line:
+                raise RuntimeError("the ceiling orchestrator exited")
+            if metered:
+                tally.add(meter.delta(before, meter.sample()), n)
+            answer: dict[str, Any] = json.loads(line)
+            return answer
+
+        # Warm-up until a fan-out lands on every worker (the group's rebalance is over).
+        progress(f"{row}: warming up")
+        deadline = time.monotonic() + 120
+        while (await ask("fanout", 12 * args.workers, metered=False))["workers"] < args.workers:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{row}: {args.workers} workers never all took tasks")
+            await asyncio.sleep(0.5)
+        progress(f"{row}: measuring")
+
+        chain = await ask("chain", args.chain)
+        out[f"{row}_chain_step_ms"] = round(chain["seconds"] / args.chain * 1000, 2)
+        fan = await ask("fanout", args.fanout)
+        out[f"{row}_fanout_tasks_per_s"] = round(args.fanout / fan["seconds"], 1)
+        if args.big_fanout:
+            big = await ask("fanout", args.big_fanout)
+            out[f"{row}_bigfanout_tasks_per_s"] = round(args.big_fanout / big["seconds"], 1)
+        out[f"{row}_cpu_ms_per_task"] = tally.total_ms()
+        out[f"{row}_cpu_ms_per_task_by"] = tally.per_task_ms()
+        if meter.warnings:
+            out[f"{row}_cpu_warnings"] = sorted(set(meter.warnings))
+        assert orch.stdin is not None
+        orch.stdin.write(b"quit\n")
+        await orch.stdin.drain()
+        await asyncio.wait_for(orch.wait(), timeout=30)
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        await delete_topics(prefix)
+    return out
+
+
+# -- planning, in process -------------------------------------------------------------------
+
+
+async def engine_plan(resources: Any, spec: dict[str, Any]) -> tuple[str, float]:
+    """THE one place that calls orchestrator internals: insert a pending run the way the
+    gateway does, hand its plan.requested to the orchestrator's consumer entry point, and
+    return (run id, seconds from handling start to return — the plan's commit, plus the
+    after-commit hot-status write on in-memory Redis)."""
+    from cadenza_events import Envelope, PlanRequested
+    from cadenza_orchestrator import Orchestrator, OrchestratorSettings
+    from cadenza_state import RunRecord
+
+    run_id = str(uuid.uuid4())
+    async with resources.sessions() as session, session.begin():
+        session.add(
+            RunRecord(
+                id=run_id,
+                tenant_id="bench",
+                workflow_name=spec["name"],
+                spec=spec,
+                inputs={},
+                status="pending",
+            )
+        )
+    plan = PlanRequested(run_id=run_id, workflow_name=spec["name"], spec=spec, inputs={})
+    env = Envelope(payload=plan, source="/bench/gateway", tenant_id="bench", plan_id=run_id)
+    orchestrator = Orchestrator(resources, OrchestratorSettings())
+    started = time.perf_counter()
+    await orchestrator.handlers.handle(env)
+    return run_id, time.perf_counter() - started
+
+
+def spec_task_cap() -> int | None:
+    """How many spec tasks the engine's spec validator accepts (None: no known cap)."""
+    try:
+        from cadenza_workflow.spec import MAX_TASKS
+    except ImportError:
+        return None
+    return int(MAX_TASKS)
+
+
+async def planning(sizes: list[int]) -> dict[str, Any]:
+    from cadenza_runtime import open_resources
+
+    schema = "benchplan" + uuid.uuid4().hex[:8]
+    state = StateSettings(
+        database_schema=schema,
+        redis_backend="memory",
+        object_store="local",
+        object_store_dir=Path(tempfile.mkdtemp(prefix="cadenza-bench-plan-")),
+    )
+    bus = BusSettings(backend="memory", topic_prefix=f"{schema}.")
+    resources = await open_resources(bus, state, start_relay=False)
+    out: dict[str, Any] = {}
+    cap = spec_task_cap()
+    dag_sizes = set(sizes)
+    if cap and max(sizes) > cap:  # the engine caps spec tasks: measure below the cap too
+        dag_sizes |= {cap // 10, cap}
+    dag_sizes = {n for n in dag_sizes if n > 0}
+    try:
+        warm_spec, _ = layered_spec(min(200, *sizes))
+        await engine_plan(resources, warm_spec)  # imports, caches, connection pool
+        shapes: list[tuple[str, int]] = [("dag", n) for n in sorted(dag_sizes)]
+        shapes += [("fanout", n) for n in sorted(sizes)]
+        for kind, n in shapes:
+            edges = 0
+            if kind == "dag":
+                spec, edges = layered_spec(n)
+            else:
+                spec = fanout_spec(n)
+            run_id, seconds = await engine_plan(resources, spec)
+            progress(f"planned {kind} of {n}: {seconds * 1000:.0f} ms")
+            async with resources.sessions() as session:
+                rows, status, error = (
+                    await session.execute(
+                        text(
+                            "SELECT (SELECT count(*) FROM tasks WHERE run_id = :id), "
+                            "status, error FROM runs WHERE id = :id"
+                        ),
+                        {"id": run_id},
+                    )
+                ).one()
+            name = f"plan_{kind}_{n}"
+            if status != "running" or rows < n:
+                # e.g. more spec tasks than the engine accepts: say so, keep going
+                reason = (error or {}).get("message") or f"{rows} task rows"
+                out[name] = f"run {status}: {str(reason).split(' (got ')[0][:160]}"
+                continue
+            out[f"{name}_ms"] = round(seconds * 1000, 1)
+            out[f"{name}_us_per_task_edge"] = round(seconds * 1e6 / (n + edges), 1)
+            if kind == "dag":
+                out[f"{name}_edges"] = edges
+            else:
+                out[f"{name}_nodes"] = len(spec["tasks"])
+    finally:
+        await resources.close()
+        await drop_schema(StateSettings(database_schema=schema))
+    return out
+
+
+# -- the in-process baseline ----------------------------------------------------------------
 
 
 async def in_process(args: argparse.Namespace) -> float:
-    """The same phase-1 workload on `cadenza dev`'s stack, in this process."""
+    """The same combined workload on `cadenza dev`'s stack, in this process."""
     from cadenza_cli.dev import DevStack, dev_settings
     from cadenza_runtime import open_resources
 
@@ -193,24 +813,96 @@ async def in_process(args: argparse.Namespace) -> float:
             await stack.stop()
 
 
+# -- main -----------------------------------------------------------------------------------
+
+QUICK = {
+    "chain": 20,
+    "fanout": 150,
+    "big_fanout": 300,
+    "rate": 100.0,
+    "batch": 5,
+    "duration": 3.0,
+    "scaling": "1,2,4",
+    "plan_sizes": "1000,10000",
+}
+
+
+def ints(value: str) -> list[int]:
+    return [int(v) for v in value.split(",") if v.strip() and int(v)]
+
+
+async def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    servers = server_roots()
+    result = await distributed(args, servers)
+    for impl in args.ceiling:
+        row = "ceiling" if impl == "bus" else "ceiling_raw"
+        result.update(await ceiling(args, servers, impl))
+        # engine / ceiling: < 1 for rates (the engine is slower), > 1 for step times
+        result[f"ratio_fanout_vs_{row}"] = round(
+            result["fanout_tasks_per_s"] / result[f"{row}_fanout_tasks_per_s"], 3
+        )
+        result[f"ratio_chain_step_vs_{row}"] = round(
+            result["chain_step_ms"] / result[f"{row}_chain_step_ms"], 2
+        )
+        if args.big_fanout:
+            result[f"ratio_bigfanout_vs_{row}"] = round(
+                result["bigfanout_tasks_per_s"] / result[f"{row}_bigfanout_tasks_per_s"], 3
+            )
+    if args.plan_sizes:
+        progress("planning")
+        result.update(await planning(args.plan_sizes))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--chain", type=int, default=200)
-    parser.add_argument("--fanout", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true", help=f"small sizes: {QUICK}")
+    parser.add_argument("--chain", type=int, default=100)
+    parser.add_argument("--fanout", type=int, default=500)
+    parser.add_argument("--big-fanout", type=int, default=5000, help="0 disables")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--worker-concurrency", type=int, default=64)
     parser.add_argument("--rate", type=float, default=500.0, help="offered load, tasks/s")
     parser.add_argument("--batch", type=int, default=10, help="parallel tasks per load run")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of offered load")
+    parser.add_argument("--scaling", default="1,2,4", help="worker counts; '' disables")
+    parser.add_argument(
+        "--plan-sizes", default="1000,10000", help="tasks of the planned DAGs; '' disables"
+    )
+    parser.add_argument(
+        "--ceiling",
+        default="bus,raw",
+        help="no-state ceilings: bus (cadenza_events.KafkaBus), raw (aiokafka); '' disables",
+    )
     parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args()
-    result = asyncio.run(distributed(args))
-    if not args.no_baseline:
-        baseline = asyncio.run(in_process(args))
-        result["inprocess_tasks_per_s"] = round(baseline, 1)
-        result["ratio_vs_inprocess"] = round(result["tasks_per_s"] / baseline, 2)
+    if args.quick:
+        defaults = {a.dest: a.default for a in parser._actions}
+        for name, value in QUICK.items():
+            if getattr(args, name) == defaults[name]:  # explicit flags still win
+                setattr(args, name, value)
+        args.no_baseline = True
+    args.scaling = ints(args.scaling)
+    args.plan_sizes = ints(args.plan_sizes)
+    args.ceiling = [c for c in args.ceiling.split(",") if c.strip()]
+    if not set(args.ceiling) <= {"bus", "raw"}:
+        parser.error("--ceiling takes bus, raw or both")
+    started = time.monotonic()
+    try:
+        result = asyncio.run(run_all(args))
+        if not args.no_baseline:
+            baseline = asyncio.run(in_process(args))
+            result["inprocess_tasks_per_s"] = round(baseline, 1)
+            result["ratio_vs_inprocess"] = round(result["tasks_per_s"] / baseline, 2)
+    finally:  # interrupted or failed: leave no service running on the shared machine
+        for cluster in STARTED_CLUSTERS:
+            cluster.stop()
+        for pid in STARTED_PIDS:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+    result["bench_s"] = round(time.monotonic() - started, 1)
     print(json.dumps(result))
 
 
