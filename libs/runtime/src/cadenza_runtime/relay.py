@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from cadenza_events import Publisher
 from cadenza_state import (
-    OutboxMessage,
+    StagedMessage,
     claim_ids,
     claim_unpublished,
     mark_published,
@@ -92,7 +92,7 @@ class OutboxRelay:
             while await self.relay_once():
                 pass
 
-    async def publish_committed(self, rows: Sequence[OutboxMessage]) -> int:
+    async def publish_committed(self, rows: Sequence[StagedMessage]) -> int:
         """Publish rows this process just committed, right away; returns how many it sent.
 
         Rows a concurrent relay pass locked first are left to it (no duplicate). A failure

@@ -7,32 +7,20 @@ from typing import Any
 
 from cadenza_events import Envelope, Topic, TopicRegistry, encode
 from cadenza_events.tracing import inject
-from cadenza_state import OutboxMessage
+from cadenza_state import OutboxMessage, StagedMessage, insert_outbox
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
 def stage_events(
     session: AsyncSession, registry: TopicRegistry, items: Iterable[tuple[Topic, Envelope[Any]]]
 ) -> int:
-    """Queue events in ``session``'s transaction; returns how many were staged."""
-    return len(stage_outbox(session, registry, items))
-
-
-def stage_outbox(
-    session: AsyncSession, registry: TopicRegistry, items: Iterable[tuple[Topic, Envelope[Any]]]
-) -> list[OutboxMessage]:
-    """Queue events in ``session``'s transaction, encoded exactly as a publisher would, and
-    return the rows (they have ids once the transaction committed), so the committing
-    process can publish them at once (``OutboxRelay.publish_committed``).
-
-    No flush per row (a fan-out stages thousands); insertion order gives the outbox ids and
-    so the publication order.
-    """
-    rows = []
+    """Queue events in ``session``'s transaction (ORM rows, flushed with the caller's
+    changes: for low-rate writers); returns how many were staged."""
+    count = 0
     for topic, env in items:
         env = inject(env)  # the trace context of the request/handler that caused the event
         raw_key, value, headers = encode(env, registry.key_for(topic, env))
-        rows.append(
+        session.add(
             OutboxMessage(
                 topic=registry.name(topic),
                 key=raw_key.decode() if raw_key is not None else None,
@@ -40,8 +28,24 @@ def stage_outbox(
                 payload=value,
             )
         )
-    session.add_all(rows)
-    return rows
+        count += 1
+    return count
+
+
+async def stage_outbox(
+    session: AsyncSession, registry: TopicRegistry, items: Iterable[tuple[Topic, Envelope[Any]]]
+) -> list[StagedMessage]:
+    """Queue events in ``session``'s transaction with ONE bulk insert, encoded exactly as a
+    publisher would, and return them with their ids, so the committing process can publish
+    them right after the commit (``OutboxRelay.publish_committed``). Insertion order gives
+    the ids and so the publication order."""
+    rows = []
+    for topic, env in items:
+        env = inject(env)  # the trace context of the request/handler that caused the event
+        raw_key, value, headers = encode(env, registry.key_for(topic, env))
+        key = raw_key.decode() if raw_key is not None else None
+        rows.append((registry.name(topic), key, headers, value))
+    return await insert_outbox(session, rows)
 
 
 async def stage_event(

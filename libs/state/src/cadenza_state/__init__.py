@@ -34,9 +34,11 @@ from cadenza_state.objects import (
     validate_key,
 )
 from cadenza_state.outbox import (
+    StagedMessage,
     add_to_outbox,
     claim_ids,
     claim_unpublished,
+    insert_outbox,
     mark_published,
     purge_published,
 )
@@ -66,6 +68,7 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "S3ObjectStore",
+    "StagedMessage",
     "StateRuntime",
     "StateSettings",
     "TaskAttemptRecord",
@@ -82,6 +85,7 @@ __all__ = [
     "create_engine",
     "create_object_store",
     "create_redis",
+    "insert_outbox",
     "mark_published",
     "migrate",
     "open_state",

@@ -5,9 +5,12 @@ together (DESIGN §4 "no lost work")."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import BigInteger, any_, bindparam, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cadenza_state.models import OutboxMessage
@@ -36,6 +39,55 @@ async def add_to_outbox(
     session.add(message)
     await session.flush()  # assigns the id, which orders publication
     return message
+
+
+@dataclass(frozen=True, slots=True)
+class StagedMessage:
+    """An outbox row inserted in bulk: what its writer needs to publish it after commit."""
+
+    id: int
+    topic: str
+    key: str | None
+    headers: list[tuple[str, bytes]]
+    payload: bytes
+
+    def kafka_headers(self) -> list[tuple[str, bytes]]:
+        return self.headers
+
+
+async def insert_outbox(
+    session: AsyncSession, rows: Sequence[tuple[str, str | None, list[tuple[str, bytes]], bytes]]
+) -> list[StagedMessage]:
+    """Queue many events in ONE statement (no ORM objects: a plan of 10,000 tasks stages
+    10,000 events); returns them with their ids, in the given order (the publication
+    order). Rows are ``(topic, key, headers, payload)``."""
+    if not rows:
+        return []
+    table: Any = OutboxMessage.__table__
+    values = [
+        {
+            "topic": topic,
+            "key": key,
+            "headers": [[name, value.decode()] for name, value in headers],
+            "payload": payload,
+        }
+        for topic, key, headers, payload in rows
+    ]
+    result = await session.execute(
+        insert(table).returning(table.c.id, sort_by_parameter_order=True), values
+    )
+    ids = [row[0] for row in result.all()]
+    return [
+        StagedMessage(i, topic, key, list(headers), payload)
+        for i, (topic, key, headers, payload) in zip(ids, rows, strict=True)
+    ]
+
+
+def _ids_clause(session: AsyncSession, ids: Sequence[int]) -> Any:
+    """``id IN ids``; on PostgreSQL as ``= ANY(:array)``: one bind, not thousands."""
+    if session.get_bind().dialect.name == "postgresql":
+        return OutboxMessage.id == any_(bindparam("outbox_ids", list(ids), type_=ARRAY(BigInteger)))
+    return OutboxMessage.id.in_(list(ids))
 
 
 def _text(value: str | bytes) -> str:
@@ -70,7 +122,7 @@ async def claim_ids(session: AsyncSession, ids: Sequence[int]) -> list[int]:
         return []
     stmt = (
         select(OutboxMessage.id)
-        .where(OutboxMessage.id.in_(ids), OutboxMessage.published_at.is_(None))
+        .where(_ids_clause(session, ids), OutboxMessage.published_at.is_(None))
         .order_by(OutboxMessage.id)
     )
     if session.get_bind().dialect.name == "postgresql":
@@ -86,7 +138,7 @@ async def mark_published(
         return 0
     result = await session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id.in_(ids), OutboxMessage.published_at.is_(None))
+        .where(_ids_clause(session, ids), OutboxMessage.published_at.is_(None))
         .values(published_at=at or utcnow())
     )
     return int(result.rowcount)  # type: ignore[attr-defined]

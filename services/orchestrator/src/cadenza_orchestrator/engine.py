@@ -20,9 +20,9 @@ from cadenza_runtime import stage_outbox
 from cadenza_state import (
     ObjectNotFound,
     ObjectStore,
-    OutboxMessage,
     RunRecord,
     RunStatus,
+    StagedMessage,
     TaskRecord,
     utcnow,
 )
@@ -68,7 +68,7 @@ class Effects:
     """Tasks that reached a terminal status, by status."""
     run_finished: bool = False
     events: int = 0
-    outbox: list[OutboxMessage] = field(default_factory=list)
+    outbox: list[StagedMessage] = field(default_factory=list)
     """The outbox rows staged; published by the committing process right after commit."""
 
 
@@ -146,7 +146,7 @@ class Transition:
         ):
             await self._step(FinishRun())
         self._stage_timeline()
-        rows = stage_outbox(self.session, self.registry, self._staged)
+        rows = await stage_outbox(self.session, self.registry, self._staged)
         self.effects.outbox.extend(rows)
         self.effects.events += len(rows)
         self._staged.clear()
