@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -299,8 +300,25 @@ class ConsumerRunner:
         """Run ``call`` under the retry policy (outages retried until they end); raises the
         last error when it gives up. ``tries[0]`` counts the tries made."""
         tries = tries if tries is not None else [0]
+        # The first try outside tenacity: the happy path (nearly every message) pays for no
+        # retry machinery. A failure goes through the policy below as its try number 1.
+        tries[0] += 1
+        try:
+            await call()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not _should_retry(exc) or (
+                self._options.retry.max_attempts <= 1 and not self._is_outage(exc)
+            ):
+                raise
+            first_failure = exc
         paused = False
         try:
+            if self._is_outage(first_failure):
+                paused = self._pause(topic, first_failure)
+            await asyncio.sleep(self._backoff(1, first_failure))
             async for attempt in self._retrying():
                 with attempt:
                     tries[0] += 1
@@ -310,21 +328,27 @@ class ConsumerRunner:
                         await call()
                     except Exception as exc:
                         if self._is_outage(exc):
-                            metrics.OUTAGE_RETRIES.labels(topic, self.group).inc()
-                            if not paused:
-                                paused = True
-                                metrics.PAUSED.labels(self.group).inc()
-                                log.warning(
-                                    "group %s: a backing store is down (%s: %s); %s waits for it",
-                                    self.group,
-                                    type(exc).__name__,
-                                    exc,
-                                    topic,
-                                )
+                            paused = self._pause(topic, exc, paused) or paused
                         raise
         finally:
             if paused:
                 metrics.PAUSED.labels(self.group).dec()
+
+    def _pause(self, topic: str, exc: BaseException, paused: bool = False) -> bool:
+        """Count an outage try; the first one of a message logs and raises the gauge.
+        Returns True when this call raised the gauge (the caller lowers it at the end)."""
+        metrics.OUTAGE_RETRIES.labels(topic, self.group).inc()
+        if paused:
+            return False
+        metrics.PAUSED.labels(self.group).inc()
+        log.warning(
+            "group %s: a backing store is down (%s: %s); %s waits for it",
+            self.group,
+            type(exc).__name__,
+            exc,
+            topic,
+        )
+        return True
 
     async def _process_one(
         self, record: Message, env: Envelope[Any], call: Callable[[], Awaitable[None]]
@@ -400,27 +424,28 @@ class ConsumerRunner:
         predicate = self._options.is_outage
         return predicate is not None and predicate(exc)
 
-    def _retrying(self) -> AsyncRetrying:
+    def _backoff(self, tries: int, exc: BaseException | None) -> float:
+        """Full-jitter exponential backoff after ``tries`` failed tries (capped longer while a
+        store is down)."""
         policy = self._options.retry
-        options = self._options
+        outage = exc is not None and self._is_outage(exc)
+        cap = self._options.outage_max_backoff_s if outage else policy.max_backoff_s
+        return random.uniform(0, min(cap, policy.initial_backoff_s * 2 ** (tries - 1)))
+
+    def _retrying(self) -> AsyncRetrying:
+        """The policy for the tries after a failed first one (made outside tenacity)."""
+        policy = self._options.retry
 
         def stop(state: RetryCallState) -> bool:
             # A store outage is not the message's fault: wait for the store, however long.
             exc = state.outcome.exception() if state.outcome is not None else None
             if exc is not None and self._is_outage(exc):
                 return False
-            return state.attempt_number >= policy.max_attempts
+            return state.attempt_number + 1 >= policy.max_attempts
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome is not None else None
-            cap = (
-                options.outage_max_backoff_s
-                if exc is not None and self._is_outage(exc)
-                else policy.max_backoff_s
-            )
-            return float(
-                wait_random_exponential(multiplier=policy.initial_backoff_s, max=cap)(state)
-            )
+            return self._backoff(state.attempt_number + 1, exc)
 
         return AsyncRetrying(
             stop=stop,
