@@ -86,6 +86,11 @@ class RunHandlers:
             elapsed = time.perf_counter() - started
             metrics.BATCH_SECONDS.observe(elapsed)
             metrics.BATCH_EVENTS.observe(len(envs))
+            per_event = elapsed / len(envs)  # the batch's cost, shared by its events
+            for env in envs:
+                metrics.TRANSITION_SECONDS.labels(
+                    "plan.requested" if isinstance(env.payload, PlanRequested) else "task.result"
+                ).observe(per_event)
             done = [a for a in applied if a is not None]
             await self.resources.relay.publish_committed(
                 [row for a in done for row in a.effects.outbox]

@@ -34,7 +34,8 @@ PLANS_IGNORED = Counter(
 )
 TRANSITION_SECONDS = Histogram(
     "cadenza_orchestrator_transition_seconds",
-    "Time to handle one event, from receipt to commit, by event.",
+    "Time to handle one event, from receipt to commit, by event (a batch's time shared "
+    "by its events).",
     ["event"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
