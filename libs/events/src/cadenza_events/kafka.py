@@ -18,7 +18,7 @@ from .bus import BatchHandler, ConsumerOptions, Handler, RawRecord
 from .envelope import Envelope, Message, encode
 from .errors import Unavailable
 from .offsets import TopicPartition as TP
-from .runner import ConsumerRunner, RebalanceListener
+from .runner import ConsumerRunner, RebalanceListener, one_by_one
 from .settings import BusSettings
 from .topics import Topic, TopicRegistry
 from .tracing import inject
@@ -277,7 +277,4 @@ class KafkaBus:
         handler: BatchHandler,
         options: ConsumerOptions | None = None,
     ) -> ConsumerRunner:
-        async def one(env: Envelope[Any]) -> None:
-            await handler([env])
-
-        return self.consumer(topics, group, one, options, batch_handler=handler)
+        return self.consumer(topics, group, one_by_one(handler), options, batch_handler=handler)

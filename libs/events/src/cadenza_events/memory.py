@@ -19,7 +19,7 @@ from . import metrics
 from .bus import BatchHandler, ConsumerOptions, Handler, RawRecord
 from .envelope import Envelope, Message, encode
 from .offsets import TopicPartition
-from .runner import ConsumerRunner, RebalanceListener
+from .runner import ConsumerRunner, RebalanceListener, one_by_one
 from .settings import BusSettings
 from .topics import Topic, TopicRegistry
 from .tracing import inject
@@ -260,7 +260,4 @@ class MemoryBus:
         handler: BatchHandler,
         options: ConsumerOptions | None = None,
     ) -> ConsumerRunner:
-        async def one(env: Envelope[Any]) -> None:
-            await handler([env])
-
-        return self.consumer(topics, group, one, options, batch_handler=handler)
+        return self.consumer(topics, group, one_by_one(handler), options, batch_handler=handler)

@@ -46,6 +46,15 @@ def _not_cancelled(exc: BaseException) -> bool:
     return not isinstance(exc, asyncio.CancelledError)
 
 
+def one_by_one(handler: BatchHandler) -> Handler:
+    """A batch handler as a per-message handler (batches of one)."""
+
+    async def one(env: Envelope[Any]) -> None:
+        await handler([env])
+
+    return one
+
+
 class RebalanceListener(Protocol):
     async def on_revoked(self, partitions: set[TopicPartition]) -> None: ...
     async def on_assigned(self, partitions: set[TopicPartition]) -> None: ...

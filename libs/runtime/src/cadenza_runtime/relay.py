@@ -16,8 +16,9 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 
-from cadenza_events import Publisher
+from cadenza_events import Publisher, RawRecord
 from cadenza_state import (
+    OutboxMessage,
     StagedMessage,
     claim_ids,
     claim_unpublished,
@@ -42,6 +43,14 @@ RELAY_LAG = Histogram(
     "Time from outbox insert to publication.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
+
+
+def _records(rows: Sequence[StagedMessage | OutboxMessage]) -> list[RawRecord]:
+    """Outbox rows as the publisher's raw records, in the given (id) order."""
+    return [
+        (r.topic, r.key.encode() if r.key is not None else None, r.payload, r.kafka_headers())
+        for r in rows
+    ]
 
 
 class OutboxRelay:
@@ -107,17 +116,7 @@ class OutboxRelay:
                 if not ids:
                     return 0
                 mine = [by_id[i] for i in ids]
-                await self._publisher.publish_raw_many(
-                    [
-                        (
-                            r.topic,
-                            r.key.encode() if r.key is not None else None,
-                            r.payload,
-                            r.kafka_headers(),
-                        )
-                        for r in mine
-                    ]
-                )
+                await self._publisher.publish_raw_many(_records(mine))
                 await mark_published(session, ids)
         except asyncio.CancelledError:
             raise
@@ -148,17 +147,7 @@ class OutboxRelay:
             if not rows:
                 return 0
             # Pipelined, in id order: rows with one key keep their order on its partition.
-            await self._publisher.publish_raw_many(
-                [
-                    (
-                        r.topic,
-                        r.key.encode() if r.key is not None else None,
-                        r.payload,
-                        r.kafka_headers(),
-                    )
-                    for r in rows
-                ]
-            )
+            await self._publisher.publish_raw_many(_records(rows))
             await mark_published(session, [r.id for r in rows])
         now = time.time()
         for row in rows:
