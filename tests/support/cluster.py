@@ -96,12 +96,15 @@ class Cluster:
     def search_url(self) -> str:
         return f"http://127.0.0.1:{self.search_port}"
 
-    def start(self, name: str, module: str) -> ServiceProcess:
+    def start(
+        self, name: str, module: str, extra_env: dict[str, str] | None = None
+    ) -> ServiceProcess:
+        """``extra_env``: settings for this one process (e.g. its own metrics port)."""
         log = self.log_dir / f"{name}-{len(self.processes)}.log"
         handle = log.open("wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", module],
-            env=self.env,
+            env={**self.env, **(extra_env or {})},
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -132,11 +135,11 @@ class Cluster:
             time.sleep(0.1)
         raise RuntimeError(f"{service.name} never became ready:\n{service.tail()}")
 
-    def start_orchestrator(self) -> ServiceProcess:
-        return self.start("orchestrator", "cadenza_orchestrator")
+    def start_orchestrator(self, extra_env: dict[str, str] | None = None) -> ServiceProcess:
+        return self.start("orchestrator", "cadenza_orchestrator", extra_env)
 
-    def start_worker(self) -> ServiceProcess:
-        return self.start("worker", "cadenza_worker")
+    def start_worker(self, extra_env: dict[str, str] | None = None) -> ServiceProcess:
+        return self.start("worker", "cadenza_worker", extra_env)
 
     def logs(self) -> str:
         return "\n\n".join(f"== {p.name} ({p.log.name})\n{p.tail()}" for p in self.processes)

@@ -1,0 +1,147 @@
+"""PostgreSQL, Redis and Kafka restarted mid-run (`cadenza infra down --only X`, a timed
+outage, `up`): every run finishes, each effect once, and while the store is down the
+gateway answers 503 with Retry-After — never 500.
+
+Each drill runs on a PRIVATE instance of the restarted store (the others are the shared
+ones): a fan-out of 200 no-op tasks and a chain of 20 (sleeps and journaled side effects)
+are in flight when the store goes down; one more run is accepted just before the outage,
+and the gateway is probed with a database-backed read (GET /v1/runs/{id}) and a write
+(POST /v1/runs) throughout it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from support import assert_eventually
+from support.drills import (
+    Probe,
+    assert_exactly_once,
+    deployment,
+    effect_chain,
+    effect_fan_out,
+    fan_out,
+    finished,
+    probe_while_down,
+    redispatches,
+    start_run,
+    succeeded_count,
+    task_facts,
+)
+from support.infra import PrivateService
+
+# Generous: on a loaded shared 2-core machine the services alone take seconds to start.
+pytestmark = pytest.mark.timeout(240)
+
+FAN_OUT = 200
+CHAIN_PAIRS = 10  # 20 tasks: sleep, side effect, sleep, side effect, …
+PROBE_BODY = {"spec": effect_fan_out("probe", 5), "inputs": {}}
+UNAVAILABLE = "urn:cadenza:problem:unavailable"
+
+
+async def _drill(
+    private: PrivateService,
+    namespace: str,
+    log_dir: Path,
+    down_s: float,
+    require_services: Callable[..., None],
+) -> tuple[list[Probe], list[str]]:
+    """Run the workload through a restart of ``private``; returns the gateway's answers
+    while it was down and the ids of every run that must have finished exactly once."""
+    require_services(*({"kafka", "postgres", "redis", "minio"} - {private.name}))
+    async with deployment(namespace, log_dir, private.overrides(), workers=2) as (_, api, db):
+        fan = await start_run(api, fan_out("fan", FAN_OUT))
+        chain = await start_run(api, effect_chain("chain", CHAIN_PAIRS, 0.4))
+
+        async def mid_run() -> bool:
+            done_fan, done_chain = await succeeded_count(db, fan), await succeeded_count(db, chain)
+            assert done_fan < FAN_OUT, "the fan-out finished before the outage: too fast"
+            return done_fan >= 20 and done_chain >= 3
+
+        await assert_eventually(mid_run, timeout=45, interval=0.05)
+        before = await start_run(api, effect_fan_out("before", 10))  # accepted, not yet planned
+
+        took_down = await asyncio.to_thread(private.down)
+        outage_started = time.monotonic()
+        probes = await probe_while_down(
+            api,
+            down_s,
+            [("GET", f"/v1/runs/{fan}", None), ("POST", "/v1/runs", PROBE_BODY)],
+        )
+        took_up = await asyncio.to_thread(private.up)
+        outage_s = time.monotonic() - outage_started
+        print(
+            f"{private.name} down in {took_down:.1f}s, outage {outage_s:.1f}s "
+            f"(up took {took_up:.1f}s); {len(probes)} probes: "
+            + ", ".join(sorted({str(p.status) for p in probes}))
+        )
+        accepted_while_down = [
+            p.run_id for p in probes if p.method == "POST" and p.status == 201 and p.run_id
+        ]
+
+        async def submitted_after() -> str | None:
+            resp = await api.post("/v1/runs", json=PROBE_BODY)
+            assert resp.status_code in (201, 503), resp.text  # 503 only while it warms up
+            return str(resp.json()["id"]) if resp.status_code == 201 else None
+
+        after = await assert_eventually(submitted_after, timeout=30, interval=0.5)
+        runs = [fan, chain, before, after, *accepted_while_down]
+        for run_id in runs:
+            run = await finished(api, run_id, timeout=75)
+            assert_exactly_once(run, await task_facts(db, run_id))
+        fan_run = await finished(api, fan)
+        assert {t["status"] for t in fan_run["tasks"]} == {"succeeded"}
+        assert len([t for t in fan_run["tasks"] if t["node_id"] == "fan"]) == FAN_OUT + 1
+        lost = await redispatches(db, runs)
+        print(f"re-dispatched during the {private.name} drill: {len(lost)}", *lost, sep="\n  ")
+        return probes, runs
+
+
+def _assert_never_500(probes: list[Probe]) -> None:
+    assert probes, "no request reached the gateway during the outage"
+    bad = [str(p) for p in probes if p.status >= 500 and p.status != 503]
+    assert not bad, f"the gateway failed instead of answering 503: {bad[:5]}"
+    for p in probes:
+        if p.status == 503:
+            assert p.retry_after == "5", str(p)
+            assert p.problem_type == UNAVAILABLE, str(p)
+
+
+async def test_postgres_restart_mid_run(
+    private_postgres: PrivateService,
+    unique_id: str,
+    tmp_path: Path,
+    require_services: Callable[..., None],
+) -> None:
+    probes, _ = await _drill(private_postgres, unique_id, tmp_path, 7.0, require_services)
+    _assert_never_500(probes)
+    # Both the read and the write need PostgreSQL: nothing but 503 while it is away.
+    assert {(p.method, p.status) for p in probes} == {("GET", 503), ("POST", 503)}, [
+        str(p) for p in probes
+    ]
+
+
+async def test_redis_restart_mid_run(
+    private_redis: PrivateService,
+    unique_id: str,
+    tmp_path: Path,
+    require_services: Callable[..., None],
+) -> None:
+    probes, _ = await _drill(private_redis, unique_id, tmp_path, 7.0, require_services)
+    _assert_never_500(probes)
+    assert {p.status for p in probes} <= {200, 201, 503}, [str(p) for p in probes]
+
+
+async def test_kafka_restart_mid_run(
+    private_kafka: PrivateService,
+    unique_id: str,
+    tmp_path: Path,
+    require_services: Callable[..., None],
+) -> None:
+    probes, _ = await _drill(private_kafka, unique_id, tmp_path, 5.0, require_services)
+    _assert_never_500(probes)
+    assert {p.status for p in probes} <= {200, 201, 503}, [str(p) for p in probes]
