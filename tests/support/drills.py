@@ -337,3 +337,30 @@ async def _clean(state: StateSettings, bus: BusSettings) -> None:
             await client.aclose()
     except Exception as exc:
         print(f"could not delete redis keys {state.redis_key_prefix}*: {exc!r}")
+
+
+async def attempts_above_one(db: AsyncEngine, run_ids: list[str]) -> list[str]:
+    """Tasks dispatched more than once (``tasks.attempt`` > 1)."""
+    async with db.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT run_id, node_id, item_index, attempt FROM tasks "
+                "WHERE run_id = ANY(:runs) AND attempt > 1 ORDER BY run_id, node_id, item_index"
+            ),
+            {"runs": run_ids},
+        )
+        return [f"{run} {node}[{index}] attempt {attempt}" for run, node, index, attempt in rows]
+
+
+async def scrape_total(url: str, metric: str) -> float:
+    """Sum of every sample of ``metric`` (a counter, all labels) at a /metrics endpoint."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with httpx.AsyncClient(timeout=5) as client:
+        body = (await client.get(url)).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+        if sample.name in (metric, f"{metric}_total")
+    )

@@ -1,0 +1,79 @@
+"""Two orchestrator processes share the partitions of plan.requested and task.result; one
+is killed with SIGKILL in the middle of a 500-wide fan-out of journaled side effects (and
+five short chains, so both own runs). The survivor takes the partitions over: every run
+finishes, no task is lost, none is dispatched or executed twice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from support import assert_eventually
+from support.cluster import free_port
+from support.drills import (
+    assert_exactly_once,
+    attempts_above_one,
+    deployment,
+    effect_chain,
+    effect_fan_out,
+    finished,
+    redispatches,
+    scrape_total,
+    start_run,
+    succeeded_count,
+    task_facts,
+)
+
+pytestmark = pytest.mark.timeout(240)
+
+WIDTH = 500
+# Task rows each orchestrator moved to a terminal status (it applied their results).
+APPLIED = "cadenza_orchestrator_tasks_finished_total"
+
+
+async def test_kill_9_one_of_two_orchestrators_mid_fan_out(
+    unique_id: str, tmp_path: Path, require_services: Callable[..., None]
+) -> None:
+    require_services("kafka", "postgres", "redis", "minio")
+    ports = [free_port(), free_port()]
+    metrics = [f"http://127.0.0.1:{port}/metrics" for port in ports]
+    async with deployment(
+        unique_id,
+        tmp_path,
+        orchestrators=2,
+        workers=2,
+        orchestrator_env=lambda i: {"CADENZA_ORCHESTRATOR_METRICS_PORT": str(ports[i])},
+    ) as (cluster, api, db):
+        big = await start_run(api, effect_fan_out("big", WIDTH))
+        chains = [await start_run(api, effect_chain(f"chain{i}", 3, 0.3)) for i in range(5)]
+        runs = [big, *chains]
+
+        async def mid_run() -> bool:
+            done = await succeeded_count(db, big)
+            assert done < WIDTH, "the fan-out finished before the kill: too fast"
+            return done >= 50
+
+        await assert_eventually(mid_run, timeout=90, interval=0.05)
+        orchestrators = [p for p in cluster.processes if p.name == "orchestrator"]
+        applied = [await scrape_total(url, APPLIED) for url in metrics]
+        # Kill the one that applied more results: it owns the runs in flight right now.
+        victim = max(range(2), key=lambda i: applied[i])
+        survivor = 1 - victim
+        orchestrators[victim].kill()
+        print(f"applied before the kill {applied}; killed orchestrator {victim}")
+
+        for run_id in runs:
+            run = await finished(api, run_id, timeout=120)
+            assert_exactly_once(run, await task_facts(db, run_id))
+        big_run = await finished(api, big)
+        assert big_run["status"] == "succeeded"
+        fan_in = next(t for t in big_run["tasks"] if t["node_id"] == "fan_in")
+        assert fan_in["output"] == {"calls": WIDTH}  # every effect ran exactly once
+
+        # Nothing was dispatched twice: the survivor took over, the sweeper had no reason.
+        assert await redispatches(db, runs) == []
+        assert await attempts_above_one(db, runs) == []
+        after = await scrape_total(metrics[survivor], APPLIED)
+        assert after > applied[survivor], "the survivor applied nothing after the kill"
+        print(f"survivor applied {after - applied[survivor]:.0f} task results after the kill")
