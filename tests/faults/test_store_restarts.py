@@ -6,7 +6,8 @@ Each drill runs on a PRIVATE instance of the restarted store (the others are the
 ones): a fan-out of 200 no-op tasks and a chain of 20 (sleeps and journaled side effects)
 are in flight when the store goes down; one more run is accepted just before the outage,
 and the gateway is probed with a database-backed read (GET /v1/runs/{id}) and a write
-(POST /v1/runs) throughout it.
+(POST /v1/runs) throughout it, and with a finished run's event stream (GET
+/v1/runs/{id}/events: the Redis event log).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ async def _drill(
     while it was down and the ids of every run that must have finished exactly once."""
     require_services(*({"kafka", "postgres", "redis", "minio"} - {private.name}))
     async with deployment(namespace, log_dir, private.overrides(), workers=2) as (_, api, db):
+        # A finished run whose event stream (Redis log + PostgreSQL status) is probed too.
+        done = await start_run(api, fan_out("done", 2))
+        assert (await finished(api, done))["status"] == "succeeded"
         fan = await start_run(api, fan_out("fan", FAN_OUT))
         chain = await start_run(api, effect_chain("chain", CHAIN_PAIRS, 0.4))
 
@@ -70,7 +74,11 @@ async def _drill(
         probes = await probe_while_down(
             api,
             down_s,
-            [("GET", f"/v1/runs/{fan}", None), ("POST", "/v1/runs", PROBE_BODY)],
+            [
+                ("GET", f"/v1/runs/{fan}", None),
+                ("POST", "/v1/runs", PROBE_BODY),
+                ("GET", f"/v1/runs/{done}/events", None),
+            ],
         )
         took_up = await asyncio.to_thread(private.up)
         outage_s = time.monotonic() - outage_started

@@ -121,6 +121,9 @@ async def stream_run_events(
     over but its log holds no terminal event (expired), a final `end` event says so."""
     start = _after(last_event_id, after)
     await _require_run(resources, tenant, run_id)
+    # Touch the event log (Redis) before the response starts: while Redis is down the
+    # client then gets 503 + Retry-After from the middleware, not a 200 cut off mid-stream.
+    await RunEventLog(resources.hot).read(run_id, start, count=1)
     trace.get_current_span().set_attribute("cadenza.run_id", run_id)
 
     async def body() -> AsyncIterator[ServerSentEvent]:
