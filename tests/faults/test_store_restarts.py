@@ -43,6 +43,8 @@ pytestmark = pytest.mark.timeout(240)
 
 FAN_OUT = 200
 CHAIN_PAIRS = 10  # 20 tasks: sleep, side effect, sleep, side effect, …
+# Long enough that the chain is still going when the store goes down, on a fast engine too.
+CHAIN_SLEEP_S = 1.0
 PROBE_BODY = {"spec": effect_fan_out("probe", 5), "inputs": {}}
 UNAVAILABLE = "urn:cadenza:problem:unavailable"
 
@@ -61,15 +63,17 @@ async def _drill(
         # A finished run whose event stream (Redis log + PostgreSQL status) is probed too.
         done = await start_run(api, fan_out("done", 2))
         assert (await finished(api, done))["status"] == "succeeded"
-        chain = await start_run(api, effect_chain("chain", CHAIN_PAIRS, 0.4))
-        await assert_eventually(
-            lambda: _at_least(db, chain, 2), timeout=60, interval=0.05, message="chain stuck"
-        )
         stopper = private.prepare_down()
         try:
+            # The fan-out first (a fast engine may finish it within the stop: reported only),
+            # then the chain, which is surely in mid-run when the store goes down.
             fan = await start_run(api, fan_out("fan", FAN_OUT))
             await assert_eventually(
                 lambda: _at_least(db, fan, 20), timeout=60, interval=0.02, message="fan stuck"
+            )
+            chain = await start_run(api, effect_chain("chain", CHAIN_PAIRS, CHAIN_SLEEP_S))
+            await assert_eventually(
+                lambda: _at_least(db, chain, 2), timeout=60, interval=0.05, message="chain stuck"
             )
             before = await start_run(api, effect_fan_out("before", 10))  # not yet planned
             stopping = datetime.now(UTC)
