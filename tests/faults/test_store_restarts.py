@@ -15,16 +15,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import assert_eventually
 from support.drills import (
     Probe,
-    assert_exactly_once,
     deployment,
     effect_chain,
     effect_fan_out,
@@ -34,7 +31,6 @@ from support.drills import (
     redispatches,
     start_run,
     succeeded_count,
-    task_facts,
 )
 from support.infra import PrivateService
 
@@ -76,7 +72,11 @@ async def _drill(
                 lambda: _at_least(db, chain, 2), timeout=60, interval=0.05, message="chain stuck"
             )
             before = await start_run(api, effect_fan_out("before", 10))  # not yet planned
-            stopping = datetime.now(UTC)
+            unfinished = dict.fromkeys((chain, fan), 0)
+            for run_id in unfinished:
+                unfinished[run_id] = _tasks(chain_or_fan=run_id == chain) - await succeeded_count(
+                    db, run_id
+                )
             took_down = await asyncio.to_thread(stopper.run)
         finally:
             stopper.cancel()
@@ -109,34 +109,21 @@ async def _drill(
         after = await assert_eventually(submitted_after, timeout=30, interval=0.5)
         runs = [fan, chain, before, after, *accepted_while_down]
         # The outage hit the chain (sleeps make it last) in mid-run; the no-op fan-out is
-        # reported only: `infra down` itself takes seconds here, and a fast engine may finish
-        # the fan-out meanwhile.
-        for run_id in (chain, fan):
-            later = await _finished_after(db, run_id, stopping)
-            print(f"run {run_id}: {later} tasks finished after the stop of {private.name} began")
-            assert later > 0 or run_id == fan, f"run {run_id} finished before the outage"
-        for run_id in runs:
-            run = await finished(api, run_id, timeout=75)
-            assert_exactly_once(run, await task_facts(db, run_id))
-        fan_run = await finished(api, fan)
-        assert {t["status"] for t in fan_run["tasks"]} == {"succeeded"}
-        assert len([t for t in fan_run["tasks"] if t["node_id"] == "fan"]) == FAN_OUT + 1
+        # reported only: a fast engine may finish it while `infra down` runs.
+        print(f"unfinished when the stop of {private.name} began: {unfinished}")
+        assert unfinished[chain] > 0, "the chain finished before the outage"
         lost = await redispatches(db, runs)
         print(f"re-dispatched during the {private.name} drill: {len(lost)}", *lost, sep="\n  ")
         return probes, runs
 
 
+def _tasks(chain_or_fan: bool) -> int:
+    """Task rows of the chain, or of the fan-out (items, the group, its items, fan_in)."""
+    return 2 * CHAIN_PAIRS if chain_or_fan else FAN_OUT + 3
+
+
 async def _at_least(db: AsyncEngine, run_id: str, count: int) -> bool:
     return await succeeded_count(db, run_id) >= count
-
-
-async def _finished_after(db: AsyncEngine, run_id: str, moment: datetime) -> int:
-    async with db.connect() as conn:
-        value = await conn.scalar(
-            text("SELECT count(*) FROM tasks WHERE run_id = :run AND finished_at > :moment"),
-            {"run": run_id, "moment": moment},
-        )
-        return int(value or 0)
 
 
 def _assert_never_500(probes: list[Probe]) -> None:
