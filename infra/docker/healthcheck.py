@@ -42,7 +42,7 @@ def service_of(argv: list[str]) -> str | None:
 def running_service() -> str | None:
     if name := os.environ.get("CADENZA_SERVICE"):
         return name
-    pids = ["1"] + sorted(p.name for p in Path("/proc").iterdir() if p.name.isdigit())
+    pids = ["1", *sorted(p.name for p in Path("/proc").iterdir() if p.name.isdigit())]
     for pid in pids:
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
