@@ -141,10 +141,10 @@ async def test_compose_runs_a_workflow_and_an_agent_and_stops_gracefully(
     assert time.monotonic() - started < 60
 
 
-def test_image_has_no_build_tools_and_runs_every_entry_point(running: ComposeDeployment) -> None:
+def test_image_has_no_build_tools_and_runs_every_entry_point(image: str) -> None:
     """The runtime image: no uv, no compiler; `cadenza --help` lists every service."""
     out = subprocess.run(
-        ["docker", "run", "--rm", "--entrypoint", "sh", running.image, "-c",
+        ["docker", "run", "--rm", "--read-only", "--entrypoint", "sh", image, "-c",
          "command -v uv gcc cc pip || true; id -u; cadenza --help"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
