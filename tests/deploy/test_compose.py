@@ -158,3 +158,47 @@ def test_dockerfile_base_is_a_build_argument() -> None:
     text = (REPO / "Dockerfile").read_text()
     assert "ARG BASE_IMAGE=python:3.11-slim-bookworm" in text
     assert Path(REPO / "infra/docker/base-image.sh").stat().st_mode & 0o111
+
+
+def test_the_full_platform_file_is_complete(compose_bin: Path) -> None:
+    """docker-compose.yml alone (what `docker compose up` runs on a laptop), as compose
+    resolves it: every service, official infra images, health-checked start order, named
+    volumes. (Its infra images need a registry, so only the host-network variant runs here.)"""
+    proc = subprocess.run(
+        [str(compose_bin), "-f", str(REPO / "docker-compose.yml"), "config", "--format", "json"],
+        capture_output=True, text=True, check=False, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads(proc.stdout)
+    services = config["services"]
+    infra = {"kafka", "postgres", "redis", "minio", "prometheus", "grafana", "otel-collector"}
+    assert set(services) == SERVICES | infra
+    official = ("apache/kafka:", "postgres:", "redis:", "minio/minio:", "prom/prometheus:",
+                "grafana/grafana:", "otel/opentelemetry-collector:")  # fmt: skip
+    assert sorted(services[name]["image"].split(":")[0] + ":" for name in infra) == sorted(official)
+    for name in ("kafka", "postgres", "redis", "minio", "prometheus"):
+        assert services[name]["healthcheck"]["test"], name
+        assert any(v["type"] == "volume" for v in services[name]["volumes"]), name
+    for name in SERVICES:
+        assert services[name]["image"] == "cadenza:dev"
+        assert services[name]["read_only"] is True
+        assert services[name]["command"] == [name]
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("gateway", "orchestrator", "worker", "rag-ingest"):
+        deps = services[name]["depends_on"]
+        assert deps["migrate"]["condition"] == "service_completed_successfully", name
+        assert deps["kafka"]["condition"] == "service_healthy", name
+    assert services["worker"]["deploy"]["replicas"] == 2
+    # Grafana gets the repo's dashboards; Prometheus a config scraping every service.
+    mounts = {
+        v["source"]: v["target"] for v in services["grafana"]["volumes"] if v["type"] == "bind"
+    }
+    assert mounts[str(REPO / "infra/grafana/dashboards")] == "/var/lib/grafana/dashboards/cadenza"
+    scrape = yaml.safe_load((REPO / "infra/compose/prometheus.yml").read_text())
+    jobs = {job["job_name"] for job in scrape["scrape_configs"]}
+    assert {
+        "cadenza-gateway",
+        "cadenza-orchestrator",
+        "cadenza-worker",
+        "cadenza-rag-ingest",
+    } <= jobs
