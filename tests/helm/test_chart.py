@@ -7,16 +7,14 @@ the rendered objects. helm is built from the Go module proxy once and cached
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import kubernetes_validate
 import pytest
-import yaml
-from cadenza_cli.infra import tools
+
+from .conftest import Render, helm_run
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "cadenza"
@@ -28,29 +26,6 @@ KEDA_API = "keda.sh/v1alpha1/ScaledObject"
 
 # A cold Go build of helm takes minutes; afterwards these checks take seconds.
 pytestmark = pytest.mark.timeout(1800)
-
-Render = Callable[..., list[dict[str, Any]]]
-
-
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    return tools.ensure("helm")
-
-
-def helm_run(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(helm), *args], capture_output=True, text=True, check=False, timeout=120
-    )
-
-
-@pytest.fixture(scope="module")
-def render(helm: Path) -> Render:
-    def render(*args: str) -> list[dict[str, Any]]:
-        proc = helm_run(helm, "template", "rel", str(CHART), "--namespace", "cadenza", *args)
-        assert proc.returncode == 0, proc.stderr
-        return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
-
-    return render
 
 
 def values(name: str) -> list[str]:
