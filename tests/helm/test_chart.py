@@ -119,6 +119,13 @@ def test_defaults_every_service_hardened_and_probed(render: Render) -> None:
     assert by_kind(docs, "PersistentVolumeClaim")
     pdbs = {d["metadata"]["name"] for d in by_kind(docs, "PodDisruptionBudget")}
     assert pdbs == {"rel-cadenza-gateway", "rel-cadenza-orchestrator", "rel-cadenza-worker"}
+    # Only this release's pods reach rag-ingest's search API (it trusts X-Tenant-Id).
+    policy = one(docs, "NetworkPolicy", "rel-cadenza-rag-ingest")
+    search_rule, metrics_rule = policy["spec"]["ingress"]
+    assert search_rule["ports"] == [{"port": "search", "protocol": "TCP"}]
+    assert search_rule["from"] == [{"podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "cadenza", "app.kubernetes.io/instance": "rel"}}}]  # fmt: skip
+    assert "from" not in metrics_rule
     # The gateway's Service and no Ingress unless asked for.
     assert one(docs, "Service", "rel-cadenza-gateway")["spec"]["ports"][0]["port"] == 8080
     assert not by_kind(docs, "Ingress")
