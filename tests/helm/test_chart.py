@@ -180,7 +180,7 @@ def test_keda_scales_workers_on_the_task_ready_lag(render: Render) -> None:
     for path in repo_dashboards:
         assert json.loads(dashboards["data"][f"cadenza-{path.name}"]) == json.loads(
             path.read_text()
-        ), f"helm/cadenza/dashboards/{path.name} differs from infra/grafana/dashboards"
+        ), f"the chart's {path.name} differs from infra/grafana/dashboards"
     (ingress,) = by_kind(docs, "Ingress")
     assert ingress["spec"]["rules"][0]["host"] == "cadenza.example.com"
     gateway = one(docs, "Deployment", "rel-cadenza-gateway")
