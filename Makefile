@@ -3,7 +3,7 @@ SHELL := /bin/bash
 # uv from PATH, else the PyPI package's module entry point (works right after `pip install uv`).
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
-.PHONY: demo test lint typecheck bootstrap
+.PHONY: demo test test-deploy lint typecheck bootstrap
 
 # Install uv (from PyPI) and the locked Python environment.
 bootstrap:
@@ -28,3 +28,13 @@ typecheck: bootstrap
 test: bootstrap lint typecheck
 	$(UV) run cadenza infra up --with prometheus
 	$(UV) run pytest
+
+# Not part of `make test` (minutes, needs dockerd): builds the image on the Debian base
+# (infra/docker/base-image.sh, cached), runs the services as containers with
+# docker-compose.yml + docker-compose.host.yml against `cadenza infra up`, submits a
+# workflow and an agent run, stops everything. Run it before submitting changes to the
+# Dockerfile, compose files, infra/docker or the services' entry points (docs/deploy.md).
+test-deploy: bootstrap
+	@docker info >/dev/null 2>&1 || { echo "dockerd is not running (start it as root: dockerd &)"; exit 1; }
+	$(UV) run cadenza infra up
+	$(UV) run pytest -m deploy tests/deploy

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 
 from pydantic import AliasChoices, Field
@@ -12,7 +13,9 @@ CONSUMER_GROUP = "cadenza-workers"
 
 
 def _default_worker_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+    # The random part keeps ids apart where host name and pid repeat: replicas of one
+    # container image on the host's network all run as the same pid on the same host name.
+    return f"{socket.gethostname()}-{secrets.token_hex(3)}-{os.getpid()}"
 
 
 class WorkerSettings(BaseSettings):
@@ -25,7 +28,7 @@ class WorkerSettings(BaseSettings):
     worker_id: str = Field(
         default_factory=_default_worker_id,
         min_length=1,
-        description="Identity written on leases, task rows and results (default hostname-pid).",
+        description="Identity written on leases, task rows and results (default hostname-random-pid).",
     )
     consumer_group: str = Field(
         default=CONSUMER_GROUP,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cadenza_cli.infra import ops
+from cadenza_cli.infra import ops, tools
 from cadenza_cli.infra.base import Service
 from cadenza_cli.infra.paths import cache_dir, state_dir
 from cadenza_cli.infra.postgres import dsn
@@ -97,3 +97,19 @@ def status(only: Only = None) -> None:
     typer.echo(f"state: {state_dir()}  ({time.monotonic() - t:.1f}s)")
     if not ops.all_healthy(rows):
         raise typer.Exit(1)
+
+
+@infra_app.command()
+def tool(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(tools.TOOLS)}.")],
+) -> None:
+    """Print the path of a deployment tool (helm, compose), building it with Go first if it
+    is not cached (minutes on a cold Go cache)."""
+    if name not in tools.TOOLS:
+        raise typer.BadParameter(f"unknown tool {name!r}; one of: {', '.join(tools.TOOLS)}")
+    try:
+        path = tools.ensure(name)
+    except tools.ToolError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(1) from e
+    typer.echo(str(path))
