@@ -14,6 +14,7 @@ from cadenza_runtime import Resources
 from cadenza_state import RunRecord, WorkflowRecord
 from fastapi import FastAPI
 from sqlalchemy import func, select
+from support.auth import TenantKeys, issue_key
 
 pytestmark = pytest.mark.parametrize("stack", ["unit"], indirect=True)
 
@@ -196,8 +197,9 @@ async def test_body_over_the_limit_is_413_while_streaming(
 
 
 async def test_a_lying_content_length_does_not_get_a_big_body_through(
-    app: FastAPI, settings: GatewaySettings
+    app: FastAPI, settings: GatewaySettings, resources: Resources
 ) -> None:
+    key = await issue_key(resources, "default")
     sent: list[dict[str, Any]] = []
     body = b"name: x\n" + b"#" * (settings.max_body_bytes + 10)
     chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
@@ -221,7 +223,11 @@ async def test_a_lying_content_length_does_not_get_a_big_body_through(
         "root_path": "",
         "server": ("test", 80),
         "client": ("c", 1),
-        "headers": [(b"content-type", b"application/yaml"), (b"content-length", b"20")],
+        "headers": [
+            (b"content-type", b"application/yaml"),
+            (b"content-length", b"20"),
+            (b"authorization", f"Bearer {key}".encode()),
+        ],
     }
     await app(scope, receive, send)
     assert sent[0]["type"] == "http.response.start"
@@ -234,7 +240,8 @@ async def test_payload_that_cannot_fit_in_one_event_is_413(
     settings = GatewaySettings(max_body_bytes=1 << 20, max_event_bytes=10_000)
     app = create_app(resources, settings)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    auth = TenantKeys(resources)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t", auth=auth) as client:
         spec = {
             "name": "big",
             "inputs": {"blob": {"type": "string"}},

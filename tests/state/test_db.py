@@ -41,6 +41,7 @@ TABLES = {
     "tool_effects",
     "audit_log",
     "agents",
+    "api_keys",
     "llm_calls",
     "tool_calls",
     "reference_records",

@@ -268,6 +268,26 @@ class AuditLogEntry(Base):
     created_at: Mapped[datetime] = _created_at()
 
 
+class ApiKeyRecord(Base):
+    """An API key: bound to one tenant, with scopes. Only a hash of its secret is stored;
+    ``id`` is the public part shown in listings (``cdz_<id>_…``)."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index(None, "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(255))
+    scopes: Mapped[list[str]] = mapped_column(JSONType)
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = _created_at()
+    expires_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    # The key this one replaced (rotation keeps the chain for the audit trail).
+    rotated_from: Mapped[str | None] = mapped_column(String(32))
+
+
 class AgentRecord(Base):
     """One immutable version of an agent definition (prompt, model, tools, limits)."""
 

@@ -24,8 +24,10 @@ DESCRIPTION = """\
 Register workflow specs, start and cancel runs, and follow them.
 
 Every error is an RFC 9457 problem (`application/problem+json`); spec and input problems
-list each issue in `errors: [{field, task, code, message}]`. `X-Tenant-Id` selects the
-tenant until API keys exist (provisional). See docs/api.md.
+list each issue in `errors: [{field, task, code, message}]`.
+
+Every /v1 operation needs a credential, `Authorization: Bearer <API key or OIDC token>`,
+holding the scope the operation lists; the credential decides the tenant. See docs/api.md.
 """
 
 

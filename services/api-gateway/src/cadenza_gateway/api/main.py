@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from .routes import (
     agents,
+    api_keys,
     cancel,
     collections,
     datasets,
@@ -28,5 +29,6 @@ api_router.include_router(events.router)
 api_router.include_router(timeline.router)
 api_router.include_router(datasets.router)
 api_router.include_router(collections.router)
+api_router.include_router(api_keys.router)
 api_router.include_router(schemas.router)
 api_router.include_router(health.router)
