@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from .api import api_router
+from .auth.jwt import JwtVerifier
 from .middleware import BodyLimitMiddleware, RequestTelemetryMiddleware
 from .problems import PROBLEM_MEDIA_TYPE, handle_http_exception, handle_validation_error
 from .rag import DOCUMENT_UPLOAD_PATH
@@ -54,6 +55,8 @@ def create_app(
             yield
         finally:
             await recorder.stop()
+            if app.state.jwt_verifier is not None:
+                await app.state.jwt_verifier.aclose()
             if app.state.owns_searcher:
                 await app.state.searcher.aclose()
             if owns_resources:
@@ -71,6 +74,7 @@ def create_app(
     app.state.settings = settings
     app.state.searcher = searcher
     app.state.owns_searcher = False
+    app.state.jwt_verifier = JwtVerifier(settings.auth) if settings.auth.jwt_enabled else None
     app.include_router(api_router)
     app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_validation_error)

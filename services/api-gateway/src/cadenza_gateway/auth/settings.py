@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -76,6 +76,14 @@ class AuthSettings(BaseSettings):
         description="Bearer token an operator's scraper sends to read `/metrics` (its labels "
         "name tenants). Empty = `/metrics` answers only in dev mode (`anonymous_access`).",
     )
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        symmetric = [a for a in value if not a.startswith(("RS", "PS", "ES", "EdDSA"))]
+        if symmetric or not value:
+            raise ValueError(f"only asymmetric algorithms (RS*, PS*, ES*, EdDSA): {symmetric}")
+        return value
 
     @property
     def jwt_enabled(self) -> bool:
