@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 
 from .api import api_router
 from .auth.jwt import JwtVerifier
+from .auth.ratelimit import RateLimiter, RateLimitHeadersMiddleware
 from .middleware import BodyLimitMiddleware, RequestTelemetryMiddleware
 from .problems import PROBLEM_MEDIA_TYPE, handle_http_exception, handle_validation_error
 from .rag import DOCUMENT_UPLOAD_PATH
@@ -75,6 +76,9 @@ def create_app(
     app.state.searcher = searcher
     app.state.owns_searcher = False
     app.state.jwt_verifier = JwtVerifier(settings.auth) if settings.auth.jwt_enabled else None
+    app.state.rate_limiter = (
+        RateLimiter(settings.auth, resources.hot) if RateLimiter.enabled(settings.auth) else None
+    )
     app.include_router(api_router)
     app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
@@ -85,6 +89,7 @@ def create_app(
         # Document uploads: the file's own limit plus room for the multipart envelope.
         larger={DOCUMENT_UPLOAD_PATH: settings.max_document_bytes + 64 * 1024},
     )
+    app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(RequestTelemetryMiddleware)
     return app
 

@@ -70,7 +70,7 @@ async def authenticate(conn: HTTPConnection, token: str | None) -> Principal:
     span.set_attribute("enduser.id", principal.subject)
     limiter = getattr(conn.app.state, "rate_limiter", None)
     if limiter is not None:
-        await limiter.check(principal)
+        await limiter.check(principal, conn.scope)
     return principal
 
 
