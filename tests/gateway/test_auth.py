@@ -37,8 +37,9 @@ def secured_operations(app: FastAPI) -> list[tuple[str, str, str]]:
         path = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: PATH_VALUES[m.group(1)], template)
         for method, operation in operations.items():
             for requirement in operation.get("security", []):
-                (scope,) = requirement["bearer"]
-                out.append((method.upper(), path, scope))
+                if "bearer" in requirement:
+                    (scope,) = requirement["bearer"]
+                    out.append((method.upper(), path, scope))
     return out
 
 
