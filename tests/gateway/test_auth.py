@@ -304,3 +304,32 @@ def test_dev_mode_is_refused_on_a_network_address() -> None:
     with pytest.raises(ValueError, match="anonymous access"):
         GatewaySettings(host="0.0.0.0", auth=AuthSettings(anonymous_access=True))
     assert GatewaySettings(host="::1", auth=AuthSettings(anonymous_access=True)).auth
+
+
+async def test_the_audit_log_pages_newest_first_and_filters_by_action(
+    anonymous: httpx.AsyncClient, resources: Resources
+) -> None:
+    admin = bearer(await issue_key(resources, "acme", [Scope.ADMIN]))
+    ids = []
+    for name in ("a", "b", "c"):
+        resp = await anonymous.post(
+            "/v1/api-keys", json={"name": name, "scopes": ["runs:read"]}, headers=admin
+        )
+        ids.append(resp.json()["id"])
+    await anonymous.delete(f"/v1/api-keys/{ids[0]}", headers=admin)
+    first = (await anonymous.get("/v1/audit", params={"limit": 3}, headers=admin)).json()
+    assert [e["action"] for e in first["items"]] == [
+        "api_key.revoked",
+        "api_key.created",
+        "api_key.created",
+    ]
+    assert first["items"][0]["subject"] == f"api_key:{ids[0]}"
+    rest = await anonymous.get(
+        "/v1/audit", params={"limit": 3, "cursor": first["next_cursor"]}, headers=admin
+    )
+    assert [e["subject"] for e in rest.json()["items"]] == [f"api_key:{ids[0]}"]
+    assert rest.json()["next_cursor"] is None
+    revoked = await anonymous.get("/v1/audit", params={"action": "api_key.revoked"}, headers=admin)
+    assert len(revoked.json()["items"]) == 1
+    bad = await anonymous.get("/v1/audit", params={"cursor": "x"}, headers=admin)
+    assert bad.status_code == 400

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from .routes import (
     agents,
     api_keys,
+    audit,
     cancel,
     collections,
     datasets,
@@ -30,5 +31,6 @@ api_router.include_router(timeline.router)
 api_router.include_router(datasets.router)
 api_router.include_router(collections.router)
 api_router.include_router(api_keys.router)
+api_router.include_router(audit.router)
 api_router.include_router(schemas.router)
 api_router.include_router(health.router)
