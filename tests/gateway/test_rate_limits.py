@@ -10,6 +10,8 @@ import pytest_asyncio
 from cadenza_gateway import GatewaySettings, create_app
 from cadenza_gateway.auth import AuthSettings
 from cadenza_runtime import Resources
+from cadenza_state import RunRecord
+from sqlalchemy import update
 from support.auth import issue_key
 
 
@@ -102,3 +104,37 @@ async def test_unauthenticated_requests_do_not_spend_a_tenants_budget(
         assert resp.status_code == 401
     key = await issue_key(resources, "acme")
     assert (await api.get("/v1/runs", headers=bearer(key))).status_code == 200
+
+
+async def test_a_tenant_at_its_active_run_quota_gets_429_until_one_finishes(
+    gateways: Callable[..., httpx.AsyncClient], resources: Resources
+) -> None:
+    api = gateways(max_active_runs=2, tenant_max_active_runs={"big": 0})
+    key = bearer(await issue_key(resources, "acme"))
+    spec = {"name": "w", "tasks": [{"id": "a", "tool": "noop"}]}
+    first = await api.post("/v1/runs", json={"spec": spec}, headers=key)
+    second = await api.post(
+        "/v1/runs", json={"spec": spec}, headers={**key, "Idempotency-Key": "k2"}
+    )
+    assert (first.status_code, second.status_code) == (201, 201)
+    third = await api.post("/v1/runs", json={"spec": spec}, headers=key)
+    assert third.status_code == 429
+    assert third.json()["type"] == "urn:cadenza:problem:run-quota-exceeded"
+    assert third.json()["active"] == 2
+    assert third.headers["retry-after"] == "5"
+    # A replay of an existing run is an answer, not a new run.
+    replay = await api.post(
+        "/v1/runs", json={"spec": spec}, headers={**key, "Idempotency-Key": "k2"}
+    )
+    assert replay.status_code == 200
+    assert replay.json()["id"] == second.json()["id"]
+    # Once a run finishes (the orchestrator writes its status), a new one fits.
+    async with resources.sessions() as session, session.begin():
+        await session.execute(
+            update(RunRecord).where(RunRecord.id == first.json()["id"]).values(status="succeeded")
+        )
+    assert (await api.post("/v1/runs", json={"spec": spec}, headers=key)).status_code == 201
+    # Other tenants have their own count; "big" is unlimited.
+    big = bearer(await issue_key(resources, "big"))
+    for _ in range(3):
+        assert (await api.post("/v1/runs", json={"spec": spec}, headers=big)).status_code == 201

@@ -71,6 +71,16 @@ class AuthSettings(BaseSettings):
         description="Per-tenant overrides of `rate_limit_per_minute` (JSON object in the "
         "environment, e.g. '{\"acme\": 6000}'); 0 = unlimited for that tenant.",
     )
+    max_active_runs: int = Field(
+        default=0,
+        ge=0,
+        description="Unfinished (pending + running) runs a tenant may have at once; a new run "
+        "beyond it is a 429. 0 = unlimited.",
+    )
+    tenant_max_active_runs: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per-tenant overrides of `max_active_runs` (JSON object); 0 = unlimited.",
+    )
     metrics_token: SecretStr = Field(
         default=SecretStr(""),
         description="Bearer token an operator's scraper sends to read `/metrics` (its labels "

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ... import crud, metrics
 from ...auth import CanReadRuns, CanWriteRuns
+from ...auth.quotas import check_run_quota
 from ...crud import usage as usage_crud
 from ...documents import ensure_fits_in_event
 from ...models import RunCreate, RunPublic, RunsPublic, RunStatusPublic, RunSummary
@@ -81,10 +82,10 @@ async def _replay(
     status_code=201,
     response_model=RunPublic,
     summary="Start a run",
-    dependencies=[Depends(require_json)],
+    dependencies=[Depends(require_json), Depends(check_run_quota)],
     responses={
         200: {"model": RunPublic, "description": "Idempotent replay: the key's existing run"},
-        **problem_responses(400, 404, 413, 415, 422),
+        **problem_responses(400, 404, 413, 415, 422, 429),
     },
 )
 async def create_run(
