@@ -42,6 +42,7 @@ TABLES = {
     "audit_log",
     "agents",
     "api_keys",
+    "provider_keys",
     "llm_calls",
     "tool_calls",
     "reference_records",

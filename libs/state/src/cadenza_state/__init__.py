@@ -14,6 +14,7 @@ from cadenza_state.models import (
     DocumentStatus,
     LLMCallRecord,
     OutboxMessage,
+    ProviderKeyRecord,
     ReferenceRecord,
     RunRecord,
     RunStatus,
@@ -43,7 +44,20 @@ from cadenza_state.outbox import (
     mark_published,
     purge_published,
 )
+from cadenza_state.provider_keys import (
+    ProviderCredentials,
+    delete_provider_key,
+    list_provider_keys,
+    provider_credentials,
+    put_provider_key,
+)
 from cadenza_state.runtime import StateRuntime, open_state
+from cadenza_state.secrets import (
+    EnvelopeCipher,
+    SecretCorrupted,
+    SecretsSettings,
+    SecretsUnavailable,
+)
 from cadenza_state.settings import StateSettings
 from cadenza_state.types import JSONType, UTCDateTime, utcnow
 
@@ -57,6 +71,7 @@ __all__ = [
     "CollectionRecord",
     "DocumentRecord",
     "DocumentStatus",
+    "EnvelopeCipher",
     "HotState",
     "InvalidObjectKey",
     "JSONType",
@@ -66,10 +81,15 @@ __all__ = [
     "ObjectStore",
     "ObjectStoreError",
     "OutboxMessage",
+    "ProviderCredentials",
+    "ProviderKeyRecord",
     "ReferenceRecord",
     "RunRecord",
     "RunStatus",
     "S3ObjectStore",
+    "SecretCorrupted",
+    "SecretsSettings",
+    "SecretsUnavailable",
     "StagedMessage",
     "StateRuntime",
     "StateSettings",
@@ -87,11 +107,15 @@ __all__ = [
     "create_engine",
     "create_object_store",
     "create_redis",
+    "delete_provider_key",
     "insert_outbox",
+    "list_provider_keys",
     "mark_published",
     "migrate",
     "open_state",
+    "provider_credentials",
     "purge_published",
+    "put_provider_key",
     "session_factory",
     "utcnow",
     "validate_key",

@@ -288,6 +288,26 @@ class ApiKeyRecord(Base):
     rotated_from: Mapped[str | None] = mapped_column(String(32))
 
 
+class ProviderKeyRecord(Base):
+    """A tenant's own OpenAI-compatible endpoint and key (BYOK). The key is stored only
+    envelope-encrypted (see ``cadenza_state.secrets``) and is never returned by the API."""
+
+    __tablename__ = "provider_keys"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(64))
+    base_url: Mapped[str] = mapped_column(String(1024))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    master_key_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=func.now()
+    )
+
+
 class AgentRecord(Base):
     """One immutable version of an agent definition (prompt, model, tools, limits)."""
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from cadenza_retrieval import Searcher
 from cadenza_runtime import Resources, RunEventLog, RunEventRecorder
+from cadenza_state import EnvelopeCipher
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -75,6 +76,7 @@ def create_app(
     app.state.settings = settings
     app.state.searcher = searcher
     app.state.owns_searcher = False
+    app.state.cipher = EnvelopeCipher(settings.auth.secrets)
     app.state.jwt_verifier = JwtVerifier(settings.auth) if settings.auth.jwt_enabled else None
     app.state.rate_limiter = (
         RateLimiter(settings.auth, resources.hot) if RateLimiter.enabled(settings.auth) else None

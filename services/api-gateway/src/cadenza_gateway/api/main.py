@@ -13,6 +13,7 @@ from .routes import (
     datasets,
     events,
     health,
+    provider_keys,
     runs,
     schemas,
     timeline,
@@ -32,5 +33,6 @@ api_router.include_router(datasets.router)
 api_router.include_router(collections.router)
 api_router.include_router(api_keys.router)
 api_router.include_router(audit.router)
+api_router.include_router(provider_keys.router)
 api_router.include_router(schemas.router)
 api_router.include_router(health.router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cadenza_state import SecretsSettings
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -80,6 +81,11 @@ class AuthSettings(BaseSettings):
     tenant_max_active_runs: dict[str, int] = Field(
         default_factory=dict,
         description="Per-tenant overrides of `max_active_runs` (JSON object); 0 = unlimited.",
+    )
+    secrets: SecretsSettings = Field(
+        default_factory=SecretsSettings,
+        description="Master key of tenants' provider keys (env prefix CADENZA_SECRETS_, "
+        "shared with the workers that decrypt them).",
     )
     metrics_token: SecretStr = Field(
         default=SecretStr(""),
