@@ -221,7 +221,7 @@ async def list_agent_versions(
 )
 async def get_agent_version(
     name: NamePath,
-    version: Annotated[int, Path(ge=1, description="Version number.")],
+    version: Annotated[int, Path(ge=1, le=2_147_483_647, description="Version number.")],
     session: SessionDep,
     tenant: CanReadAgents,
 ) -> AgentPublic:

@@ -150,7 +150,7 @@ async def list_versions(
 )
 async def get_workflow_version(
     name: NamePath,
-    version: Annotated[int, Path(ge=1, description="Version number.")],
+    version: Annotated[int, Path(ge=1, le=2_147_483_647, description="Version number.")],
     session: SessionDep,
     tenant: CanReadWorkflows,
 ) -> WorkflowPublic:
