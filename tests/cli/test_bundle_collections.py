@@ -20,6 +20,7 @@ from cadenza_gateway import GatewaySettings, create_app
 from cadenza_rag import RagIngest, RagSettings
 from cadenza_retrieval import EXTENSIONS, RetrievalSettings, Retriever, visible_generations
 from cadenza_runtime import Resources
+from support.auth import TenantKeys
 from support.stacks import stack_resources
 
 pytestmark = pytest.mark.unit
@@ -157,7 +158,10 @@ async def client(resources: Resources) -> AsyncIterator[httpx.AsyncClient]:
     """The gateway app alone; tests that need indexing also request ``ingest``."""
     app = create_app(resources, GatewaySettings())
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as c:
+    auth = TenantKeys(resources)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://gateway.test", auth=auth
+    ) as c:
         yield c
 
 

@@ -19,6 +19,7 @@ from cadenza_events import Envelope, Topic
 from cadenza_gateway import GatewaySettings, create_app
 from cadenza_runtime import Resources
 from fastapi import FastAPI
+from support.auth import TenantKeys
 from support.stacks import mark_by_stack, stack_resources
 
 HERE = Path(__file__).parent
@@ -59,8 +60,20 @@ def app(resources: Resources, settings: GatewaySettings) -> FastAPI:
 
 
 @pytest_asyncio.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def client(app: FastAPI, resources: Resources) -> AsyncIterator[httpx.AsyncClient]:
+    """Authenticated with an all-scope API key of tenant ``default``; a request's
+    ``X-Tenant-Id`` header picks another tenant's key instead (see support.auth)."""
     # raise_app_exceptions=False: a server error must reach the test as a 500 response.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://gateway.test", auth=TenantKeys(resources)
+    ) as c:
+        yield c
+
+
+@pytest_asyncio.fixture
+async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The same app without a credential."""
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as c:
         yield c

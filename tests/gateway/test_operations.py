@@ -9,8 +9,10 @@ import httpx
 import pytest
 from cadenza_events import BusSettings, MemoryBroker
 from cadenza_gateway import Gateway, GatewaySettings, create_app
+from cadenza_gateway.auth import AuthSettings
 from cadenza_runtime import Resources, open_resources
 from cadenza_state import StateSettings
+from pydantic import SecretStr
 
 unit_only = pytest.mark.parametrize("stack", ["unit"], indirect=True)
 
@@ -103,9 +105,27 @@ async def test_openapi_documents_routes_and_problem_responses(client: httpx.Asyn
 
 
 @unit_only
-async def test_metrics_endpoint_exposes_gateway_metrics(client: httpx.AsyncClient) -> None:
-    await client.get("/healthz")
-    resp = await client.get("/metrics")
+async def test_metrics_endpoint_exposes_gateway_metrics(
+    resources: Resources, client: httpx.AsyncClient
+) -> None:
+    settings = GatewaySettings(auth=AuthSettings(metrics_token=SecretStr("scrape-me")))
+    transport = httpx.ASGITransport(app=create_app(resources, settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as ops:
+        await ops.get("/healthz")
+        resp = await ops.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+        # Tenants' credentials do not read the operators' metrics (labels name tenants).
+        tenant_key = (await client.get("/metrics")).request.headers["authorization"]
+        for refused in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": tenant_key}):
+            denied = await ops.get("/metrics", headers=refused)
+            assert denied.status_code == 401
+            assert denied.json()["type"] == "urn:cadenza:problem:unauthenticated"
+            assert "cadenza_gateway" not in denied.text
+    # No token configured: only a dev-mode gateway serves them.
+    assert (await client.get("/metrics")).status_code == 401
+    dev = GatewaySettings(auth=AuthSettings(anonymous_access=True))
+    transport = httpx.ASGITransport(app=create_app(resources, dev))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as local:
+        assert (await local.get("/metrics")).status_code == 200
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/plain")
     assert 'cadenza_gateway_requests_total{method="GET",route="/healthz",status="200"}' in resp.text

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import pytest_asyncio
 from cadenza_runtime import Resources
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 pytestmark = pytest.mark.parametrize("stack", ["unit"], indirect=True)
 
 
-@pytest.fixture
-def database_down(resources: Resources) -> None:
+@pytest_asyncio.fixture
+async def database_down(resources: Resources, client: httpx.AsyncClient) -> None:
     """Point the gateway's sessions at a port nothing listens on (a stopped PostgreSQL)."""
+    await client.auth.key("default")  # type: ignore[attr-defined]  # exists before the outage
     dead = create_async_engine("postgresql+asyncpg://cadenza@127.0.0.1:1/cadenza")
     resources.state.sessions = async_sessionmaker(dead, expire_on_commit=False)
 

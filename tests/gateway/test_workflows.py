@@ -133,3 +133,13 @@ async def test_workflows_are_per_tenant(client: httpx.AsyncClient, register) -> 
     resp = await client.get("/v1/workflows/greet", headers={"X-Tenant-Id": "acme"})
     assert resp.status_code == 200
     assert (await register())["version"] == 1  # numbering is per tenant too
+
+
+async def test_a_version_beyond_int32_is_a_422_not_a_database_error(
+    client: httpx.AsyncClient,
+) -> None:
+    for path in ("/v1/workflows/hello/versions/2147483648", "/v1/agents/a/versions/2147483648"):
+        resp = await client.get(path)
+        assert resp.status_code == 422, resp.text
+        assert resp.json()["errors"][0]["field"] == "path.version"
+    assert (await client.get("/v1/workflows/hello/versions/2147483647")).status_code == 404

@@ -13,6 +13,7 @@ from cadenza_runtime import RunEventLog
 from conftest import read_events, sleep_chain, start_run
 from prometheus_client import REGISTRY
 from support import assert_eventually
+from support.auth import issue_key
 
 pytestmark = pytest.mark.unit
 
@@ -112,9 +113,16 @@ async def test_unknown_run_and_bad_last_event_id_are_problems(
     bad = await api.get(f"/v1/runs/{run_id}/events", headers={"Last-Event-ID": "abc"})
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == "header.Last-Event-ID"
-    other_tenant = await api.get(f"/v1/runs/{run_id}/events", headers={"X-Tenant-Id": "other"})
+    other = {"Authorization": f"Bearer {await issue_key(dev_stack.resources, 'other')}"}
+    other_tenant = await api.get(f"/v1/runs/{run_id}/events", headers=other)
     assert other_tenant.status_code == 404
     ws_url = dev_stack.url.replace("http://", "ws://") + "/v1/runs/nope/events"
     with pytest.raises(websockets.exceptions.InvalidStatus):
         async with websockets.connect(ws_url):
             pass
+    # The WebSocket checks the credential like every route: another tenant's run is unknown.
+    ws_run = dev_stack.url.replace("http://", "ws://") + f"/v1/runs/{run_id}/events"
+    for refused in (other, {"Authorization": "Bearer cdz_0123456789ab_nope"}):
+        with pytest.raises(websockets.exceptions.InvalidStatus):
+            async with websockets.connect(ws_run, additional_headers=refused):
+                pass

@@ -20,6 +20,7 @@ from cadenza_retrieval import RetrievalSettings, Retriever
 from cadenza_runtime import Resources
 from cadenza_worker.tools import ToolContext
 from support import assert_eventually
+from support.auth import TenantKeys
 from support.stacks import mark_by_stack, stack_resources
 
 HERE = Path(__file__).parent
@@ -77,7 +78,10 @@ async def client(
     settings = GatewaySettings(max_body_bytes=64 * 1024, max_document_bytes=32 * 1024)
     app = create_app(resources, settings, searcher=retriever)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as c:
+    auth = TenantKeys(resources)  # all scopes of tenant default; X-Tenant-Id picks another
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://gateway.test", auth=auth
+    ) as c:
         yield c
 
 

@@ -22,6 +22,7 @@ from cadenza_retrieval import (
 )
 from cadenza_runtime import HttpServer, Resources
 from cadenza_worker.tools import RagSearchTool, ToolContext
+from support.auth import TenantKeys
 from support.cluster import free_port
 
 Upload = Callable[..., Awaitable[httpx.Response]]
@@ -114,7 +115,10 @@ async def test_an_unreachable_search_service_is_a_clear_retryable_failure(
 
         app = create_app(resources, GatewaySettings(), searcher=dead)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as gateway:
+        auth = TenantKeys(resources)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://gw", auth=auth
+        ) as gateway:
             await gateway.post("/v1/collections", json={"name": "handbook"}, headers=TENANT)
             resp = await gateway.post(
                 "/v1/collections/handbook/search", json={"query": "refunds"}, headers=TENANT

@@ -41,6 +41,8 @@ TABLES = {
     "tool_effects",
     "audit_log",
     "agents",
+    "api_keys",
+    "provider_keys",
     "llm_calls",
     "tool_calls",
     "reference_records",

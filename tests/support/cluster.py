@@ -71,6 +71,9 @@ class Cluster:
                 "CADENZA_REDIS_KEY_PREFIX": f"{self.namespace}:",
                 "CADENZA_S3_BUCKET": self.namespace.replace("_", "-"),
                 "CADENZA_GATEWAY_PORT": str(self.gateway_port),
+                # Dev-mode auth (the gateway listens on loopback): the suites' clients send
+                # no credential; tests/gateway covers keys, tokens and scopes.
+                "CADENZA_GATEWAY_AUTH_ANONYMOUS_ACCESS": "true",
                 "CADENZA_ORCHESTRATOR_METRICS_PORT": "0",
                 "CADENZA_ORCHESTRATOR_SWEEP_INTERVAL_S": "0.5",
                 "CADENZA_ORCHESTRATOR_SWEEP_MIN_AGE_S": "1",

@@ -13,6 +13,17 @@ import httpx
 import yaml
 
 DEFAULT_URL = os.environ.get("CADENZA_URL", "http://127.0.0.1:8080")
+API_KEY_ENV = "CADENZA_API_KEY"
+
+
+def api_client(url: str, *, timeout: Any = 30, api_key: str | None = None) -> httpx.AsyncClient:
+    """A client of the gateway at ``url``, sending ``api_key`` (default: $CADENZA_API_KEY)
+    as its bearer credential; without one, only a dev-mode gateway answers."""
+    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.AsyncClient(base_url=url, timeout=timeout, headers=headers)
+
+
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 

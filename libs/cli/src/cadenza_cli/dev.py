@@ -42,6 +42,7 @@ class DevStack:
 
     def __init__(self, resources: Resources, port: int, data_dir: Path) -> None:
         from cadenza_gateway import GatewaySettings, create_app
+        from cadenza_gateway.auth import AuthSettings
         from cadenza_orchestrator import Orchestrator, OrchestratorSettings
         from cadenza_rag import RagIngest, RagSettings
         from cadenza_retrieval import RetrievalSettings, Retriever
@@ -57,7 +58,12 @@ class DevStack:
             tools=builtin_tools(worker_settings, searcher=self.retriever),
         )
         self.rag = RagIngest(resources, RagSettings(metrics_port=0), self.retriever)
-        app = create_app(resources, GatewaySettings(port=port), searcher=self.retriever)
+        # Dev mode: requests without a credential act as the default tenant with every
+        # scope (loopback only; a key that is sent is still checked).
+        gateway_settings = GatewaySettings(
+            host="127.0.0.1", port=port, auth=AuthSettings(anonymous_access=True)
+        )
+        app = create_app(resources, gateway_settings, searcher=self.retriever)
         self.server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
         )

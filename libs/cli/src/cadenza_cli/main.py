@@ -7,6 +7,7 @@ import typer
 from cadenza_cli import services
 from cadenza_cli.dev import dev_command
 from cadenza_cli.infra import infra_app
+from cadenza_cli.keys import keys_app
 from cadenza_cli.migrate import migrate_command
 from cadenza_cli.runs import run_command, runs_app
 from cadenza_cli.watch import watch_command
@@ -18,4 +19,5 @@ app.command("migrate")(migrate_command)
 runs_app.command("watch")(watch_command)
 app.add_typer(runs_app, name="runs")
 app.add_typer(infra_app, name="infra")
+app.add_typer(keys_app, name="keys")
 services.register(app)

@@ -9,7 +9,7 @@ import httpx
 import typer
 
 from .bundles import BundleError, submit_run
-from .client import DEFAULT_URL, ApiError, get_run, print_json, wait_for_run
+from .client import DEFAULT_URL, ApiError, api_client, get_run, print_json, wait_for_run
 from .inputs import parse_inputs
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="CADENZA_URL", help="Gateway base URL.")]
@@ -17,7 +17,7 @@ runs_app = typer.Typer(help="List, show and cancel runs.", no_args_is_help=True)
 
 
 def _client(url: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=url, timeout=30)
+    return api_client(url)
 
 
 def _fail(exc: ApiError | BundleError | httpx.HTTPError) -> None:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, TextIO
 import httpx
 import typer
 
-from .client import DEFAULT_URL, ApiError, get_run, print_json
+from .client import DEFAULT_URL, ApiError, api_client, get_run, print_json
 
 TERMINAL_EVENTS = frozenset({"run.succeeded", "run.failed", "run.cancelled", "end"})
 RECONNECTS = 20
@@ -149,7 +149,7 @@ def watch_command(
     """Follow a run live, task by task, then print its result (exit 1 unless it succeeded)."""
 
     async def go() -> dict[str, Any]:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        async with api_client(url) as client:
             return await watch(client, run_id, sys.stderr)
 
     try:

@@ -268,6 +268,46 @@ class AuditLogEntry(Base):
     created_at: Mapped[datetime] = _created_at()
 
 
+class ApiKeyRecord(Base):
+    """An API key: bound to one tenant, with scopes. Only a hash of its secret is stored;
+    ``id`` is the public part shown in listings (``cdz_<id>_…``)."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index(None, "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(255))
+    scopes: Mapped[list[str]] = mapped_column(JSONType)
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = _created_at()
+    expires_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    # The key this one replaced (rotation keeps the chain for the audit trail).
+    rotated_from: Mapped[str | None] = mapped_column(String(32))
+
+
+class ProviderKeyRecord(Base):
+    """A tenant's own OpenAI-compatible endpoint and key (BYOK). The key is stored only
+    envelope-encrypted (see ``cadenza_state.secrets``) and is never returned by the API."""
+
+    __tablename__ = "provider_keys"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(64))
+    base_url: Mapped[str] = mapped_column(String(1024))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    master_key_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=func.now()
+    )
+
+
 class AgentRecord(Base):
     """One immutable version of an agent definition (prompt, model, tools, limits)."""
 

@@ -9,11 +9,14 @@ from typing import Any
 
 from cadenza_retrieval import Searcher
 from cadenza_runtime import Resources, RunEventLog, RunEventRecorder
+from cadenza_state import EnvelopeCipher
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from .api import api_router
+from .auth.jwt import JwtVerifier
+from .auth.ratelimit import RateLimiter, RateLimitHeadersMiddleware
 from .middleware import BodyLimitMiddleware, RequestTelemetryMiddleware
 from .problems import PROBLEM_MEDIA_TYPE, handle_http_exception, handle_validation_error
 from .rag import DOCUMENT_UPLOAD_PATH
@@ -24,8 +27,10 @@ DESCRIPTION = """\
 Register workflow specs, start and cancel runs, and follow them.
 
 Every error is an RFC 9457 problem (`application/problem+json`); spec and input problems
-list each issue in `errors: [{field, task, code, message}]`. `X-Tenant-Id` selects the
-tenant until API keys exist (provisional). See docs/api.md.
+list each issue in `errors: [{field, task, code, message}]`.
+
+Every /v1 operation needs a credential, `Authorization: Bearer <API key or OIDC token>`,
+holding the scope the operation lists; the credential decides the tenant. See docs/api.md.
 """
 
 
@@ -52,6 +57,8 @@ def create_app(
             yield
         finally:
             await recorder.stop()
+            if app.state.jwt_verifier is not None:
+                await app.state.jwt_verifier.aclose()
             if app.state.owns_searcher:
                 await app.state.searcher.aclose()
             if owns_resources:
@@ -69,6 +76,11 @@ def create_app(
     app.state.settings = settings
     app.state.searcher = searcher
     app.state.owns_searcher = False
+    app.state.cipher = EnvelopeCipher(settings.auth.secrets)
+    app.state.jwt_verifier = JwtVerifier(settings.auth) if settings.auth.jwt_enabled else None
+    app.state.rate_limiter = (
+        RateLimiter(settings.auth, resources.hot) if RateLimiter.enabled(settings.auth) else None
+    )
     app.include_router(api_router)
     app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
@@ -79,6 +91,7 @@ def create_app(
         # Document uploads: the file's own limit plus room for the multipart envelope.
         larger={DOCUMENT_UPLOAD_PATH: settings.max_document_bytes + 64 * 1024},
     )
+    app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(RequestTelemetryMiddleware)
     return app
 

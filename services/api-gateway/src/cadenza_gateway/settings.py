@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from ipaddress import ip_address
+
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .auth.settings import AuthSettings
 
 MIB = 1024 * 1024
 # Tenant ids travel in events, Redis keys and logs: keep them to a safe alphabet.
@@ -40,8 +44,8 @@ class GatewaySettings(BaseSettings):
     default_tenant: str = Field(
         default="default",
         pattern=TENANT_ID_PATTERN,
-        description="Tenant of requests without an X-Tenant-Id header (provisional, until "
-        "API keys carry the tenant).",
+        description="Tenant of requests without a credential, in dev mode only "
+        "(`CADENZA_GATEWAY_AUTH_ANONYMOUS_ACCESS`); otherwise the credential decides.",
     )
     max_event_bytes: int = Field(
         default=900 * 1024,
@@ -64,7 +68,31 @@ class GatewaySettings(BaseSettings):
         description="How long the Redis `run:{id}:cancelled` marker that stops workers lives.",
     )
 
+    auth: AuthSettings = Field(
+        default_factory=AuthSettings,
+        description="Credentials, JWT and rate limits (env prefix CADENZA_GATEWAY_AUTH_).",
+    )
+
     @field_validator("public_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _no_anonymous_on_the_network(self) -> GatewaySettings:
+        if self.auth.anonymous_access and not _is_loopback(self.host):
+            raise ValueError(
+                f"anonymous access (dev mode) on {self.host}: it would give anyone who can "
+                "reach the gateway every scope of the default tenant; listen on 127.0.0.1 or "
+                "turn CADENZA_GATEWAY_AUTH_ANONYMOUS_ACCESS off"
+            )
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False

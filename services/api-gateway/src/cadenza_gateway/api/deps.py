@@ -7,12 +7,11 @@ from typing import Annotated, cast
 
 from cadenza_runtime import Resources
 from fastapi import Depends, Header, Request
-from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..documents import is_json_media_type, media_type
 from ..problems import UnsupportedMediaType
-from ..settings import TENANT_ID_PATTERN, GatewaySettings
+from ..settings import GatewaySettings
 
 
 def get_resources(request: Request) -> Resources:
@@ -34,25 +33,6 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
-
-
-async def get_tenant(
-    settings: SettingsDep,
-    x_tenant_id: Annotated[
-        str | None,
-        Header(
-            pattern=TENANT_ID_PATTERN,
-            description="PROVISIONAL: the tenant to act as, until API keys carry it. "
-            "Omitted = the gateway's default tenant.",
-        ),
-    ] = None,
-) -> str:
-    tenant = x_tenant_id or settings.default_tenant
-    trace.get_current_span().set_attribute("cadenza.tenant_id", tenant)
-    return tenant
-
-
-TenantDep = Annotated[str, Depends(get_tenant)]
 
 
 IdempotencyKeyHeader = Annotated[

@@ -6,11 +6,14 @@ from fastapi import APIRouter
 
 from .routes import (
     agents,
+    api_keys,
+    audit,
     cancel,
     collections,
     datasets,
     events,
     health,
+    provider_keys,
     runs,
     schemas,
     timeline,
@@ -28,5 +31,8 @@ api_router.include_router(events.router)
 api_router.include_router(timeline.router)
 api_router.include_router(datasets.router)
 api_router.include_router(collections.router)
+api_router.include_router(api_keys.router)
+api_router.include_router(audit.router)
+api_router.include_router(provider_keys.router)
 api_router.include_router(schemas.router)
 api_router.include_router(health.router)

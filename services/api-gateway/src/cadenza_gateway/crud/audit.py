@@ -7,8 +7,7 @@ from typing import Any
 from cadenza_state import AuditLogEntry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-# Until API keys exist every caller is anonymous; the tenant comes from X-Tenant-Id.
-ANONYMOUS = "anonymous"
+from ..auth.principal import current_actor
 
 
 def record_audit(
@@ -18,8 +17,16 @@ def record_audit(
     action: str,
     subject: str,
     data: dict[str, Any] | None = None,
-    actor: str = ANONYMOUS,
+    actor: str | None = None,
 ) -> None:
+    """Stage an audit entry; ``actor`` defaults to the request's credential (``key:<id>``,
+    ``jwt:<sub>``, or ``anonymous`` in dev mode)."""
     session.add(
-        AuditLogEntry(tenant_id=tenant_id, actor=actor, action=action, subject=subject, data=data)
+        AuditLogEntry(
+            tenant_id=tenant_id,
+            actor=actor or current_actor(),
+            action=action,
+            subject=subject,
+            data=data,
+        )
     )

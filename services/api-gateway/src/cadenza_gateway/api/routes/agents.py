@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ... import crud, metrics
 from ...agent_models import AgentPublic, AgentsPublic, AgentSummary, AgentVersionsPublic
+from ...auth import CanReadAgents, CanWriteAgents
 from ...crud import agents as agents_crud
 from ...documents import (
     MAX_VALUE_DEPTH,
@@ -33,7 +34,7 @@ from ...pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_name_cursor, 
 from ...problems import AgentNotFound, problem_responses, spec_problem
 from ...settings import GatewaySettings
 from ...versioning import insert_version
-from ..deps import SessionDep, SettingsDep, TenantDep
+from ..deps import SessionDep, SettingsDep
 
 log = logging.getLogger("cadenza.gateway")
 tracer = trace.get_tracer("cadenza.gateway")
@@ -117,7 +118,7 @@ async def register_agent(
     request: Request,
     response: Response,
     session: SessionDep,
-    tenant: TenantDep,
+    tenant: CanWriteAgents,
     settings: SettingsDep,
 ) -> AgentPublic:
     """Validate the definition (tools known, handoff targets registered, output_schema a
@@ -161,7 +162,7 @@ async def register_agent(
 )
 async def list_agents(
     session: SessionDep,
-    tenant: TenantDep,
+    tenant: CanReadAgents,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = (
         DEFAULT_PAGE_SIZE
     ),
@@ -188,7 +189,9 @@ NamePath = Annotated[str, Path(description="Agent name.")]
     summary="Get an agent's latest version",
     responses=problem_responses(404),
 )
-async def get_latest_agent(name: NamePath, session: SessionDep, tenant: TenantDep) -> AgentPublic:
+async def get_latest_agent(
+    name: NamePath, session: SessionDep, tenant: CanReadAgents
+) -> AgentPublic:
     record = await agents_crud.get_agent(session=session, tenant_id=tenant, name=name)
     if record is None:
         raise AgentNotFound(f"no agent named {name!r}")
@@ -202,7 +205,7 @@ async def get_latest_agent(name: NamePath, session: SessionDep, tenant: TenantDe
     responses=problem_responses(404),
 )
 async def list_agent_versions(
-    name: NamePath, session: SessionDep, tenant: TenantDep
+    name: NamePath, session: SessionDep, tenant: CanReadAgents
 ) -> AgentVersionsPublic:
     records = await agents_crud.list_agent_versions(session=session, tenant_id=tenant, name=name)
     if not records:
@@ -218,9 +221,9 @@ async def list_agent_versions(
 )
 async def get_agent_version(
     name: NamePath,
-    version: Annotated[int, Path(ge=1, description="Version number.")],
+    version: Annotated[int, Path(ge=1, le=2_147_483_647, description="Version number.")],
     session: SessionDep,
-    tenant: TenantDep,
+    tenant: CanReadAgents,
 ) -> AgentPublic:
     record = await agents_crud.get_agent(
         session=session, tenant_id=tenant, name=name, version=version

@@ -12,10 +12,11 @@ from fastapi import APIRouter
 from opentelemetry import trace
 
 from ... import crud, metrics
+from ...auth import CanWriteRuns
 from ...models import RunPublic
 from ...problems import RunFinished, RunNotFound, problem_responses
 from ...settings import GatewaySettings
-from ..deps import ResourcesDep, SessionDep, SettingsDep, TenantDep
+from ..deps import ResourcesDep, SessionDep, SettingsDep
 from .runs import RunIdPath
 
 log = logging.getLogger("cadenza.gateway")
@@ -49,7 +50,7 @@ async def cancel_run(
     session: SessionDep,
     resources: ResourcesDep,
     settings: SettingsDep,
-    tenant: TenantDep,
+    tenant: CanWriteRuns,
 ) -> RunPublic:
     """202: the run is cancelled; running tasks stop within a worker heartbeat."""
     async with session.begin():

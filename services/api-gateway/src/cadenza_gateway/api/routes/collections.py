@@ -22,6 +22,7 @@ from opentelemetry import trace
 from sqlalchemy.exc import IntegrityError
 
 from ... import crud
+from ...auth import CanReadDocuments, CanWriteDocuments
 from ...pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_time_id_cursor, encode_cursor
 from ...problems import FieldProblem, PayloadTooLarge, UnsupportedMediaType, problem_responses
 from ...rag import (
@@ -41,7 +42,7 @@ from ...rag import (
     search_problem,
 )
 from ...uploads import measure, store_upload
-from ..deps import ResourcesDep, SessionDep, SettingsDep, TenantDep, require_json
+from ..deps import ResourcesDep, SessionDep, SettingsDep, require_json
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"], responses=problem_responses(422))
 tracer = trace.get_tracer("cadenza.gateway")
@@ -60,7 +61,7 @@ MAX_METADATA_BYTES = 16 * 1024
     dependencies=[Depends(require_json)],
 )
 async def create_collection(
-    body: CollectionCreate, session: SessionDep, tenant: TenantDep
+    body: CollectionCreate, session: SessionDep, tenant: CanWriteDocuments
 ) -> CollectionPublic:
     try:
         async with session.begin():
@@ -79,7 +80,7 @@ async def create_collection(
 
 
 @router.get("", response_model=CollectionsPublic, summary="List collections")
-async def list_collections(session: SessionDep, tenant: TenantDep) -> CollectionsPublic:
+async def list_collections(session: SessionDep, tenant: CanReadDocuments) -> CollectionsPublic:
     records = await crud.list_collections(session=session, tenant_id=tenant)
     counts = await crud.count_documents(
         session=session, tenant_id=tenant, collections=[r.name for r in records]
@@ -96,7 +97,7 @@ async def list_collections(session: SessionDep, tenant: TenantDep) -> Collection
     responses=problem_responses(404),
 )
 async def get_collection(
-    collection: CollectionPath, session: SessionDep, tenant: TenantDep
+    collection: CollectionPath, session: SessionDep, tenant: CanReadDocuments
 ) -> CollectionPublic:
     record = await _collection(session, tenant, collection)
     counts = await crud.count_documents(session=session, tenant_id=tenant, collections=[collection])
@@ -182,7 +183,7 @@ async def upload_document(
     file: Annotated[UploadFile, File(description="The document: txt, md, html, json or pdf.")],
     response: Response,
     session: SessionDep,
-    tenant: TenantDep,
+    tenant: CanWriteDocuments,
     settings: SettingsDep,
     resources: ResourcesDep,
     title: Annotated[str | None, Form(max_length=512, description="Default: file name.")] = None,
@@ -245,7 +246,7 @@ async def replace_document(
     document_id: DocumentPath,
     file: Annotated[UploadFile, File(description="The new content.")],
     session: SessionDep,
-    tenant: TenantDep,
+    tenant: CanWriteDocuments,
     settings: SettingsDep,
     resources: ResourcesDep,
     content_type: Annotated[str | None, Form()] = None,
@@ -285,7 +286,10 @@ async def _document(
     responses=problem_responses(404),
 )
 async def get_document(
-    collection: CollectionPath, document_id: DocumentPath, session: SessionDep, tenant: TenantDep
+    collection: CollectionPath,
+    document_id: DocumentPath,
+    session: SessionDep,
+    tenant: CanReadDocuments,
 ) -> DocumentPublic:
     return DocumentPublic.from_record(await _document(session, tenant, collection, document_id))
 
@@ -299,7 +303,7 @@ async def get_document(
 async def list_documents(
     collection: CollectionPath,
     session: SessionDep,
-    tenant: TenantDep,
+    tenant: CanReadDocuments,
     status: Annotated[
         DocumentStatus | None, Query(description="Only documents in this status.")
     ] = None,
@@ -334,7 +338,7 @@ async def delete_document(
     collection: CollectionPath,
     document_id: DocumentPath,
     session: SessionDep,
-    tenant: TenantDep,
+    tenant: CanWriteDocuments,
     resources: ResourcesDep,
 ) -> Response:
     """Searches stop showing it at once; rag-ingest removes its vectors shortly after."""
@@ -363,7 +367,7 @@ async def search(
     collection: CollectionPath,
     body: SearchRequest,
     session: SessionDep,
-    tenant: TenantDep,
+    tenant: CanReadDocuments,
     resources: ResourcesDep,
     searcher: SearcherDep,
 ) -> SearchResponse:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from ... import crud
+from ...auth import CanReadDatasets, CanWriteDatasets
 from ...crud import datasets as data
 from ...documents import (
     MAX_VALUE_DEPTH,
@@ -33,7 +34,7 @@ from ...problems import (
     ProblemError,
     problem_responses,
 )
-from ..deps import SessionDep, TenantDep
+from ..deps import SessionDep
 
 log = logging.getLogger("cadenza.gateway")
 tracer = trace.get_tracer("cadenza.gateway")
@@ -263,7 +264,7 @@ async def put_records(
     dataset: DatasetPath,
     request: Request,
     session: SessionDep,
-    tenant: TenantDep,
+    tenant: CanWriteDatasets,
     replace: Annotated[
         bool, Query(description="Also delete the dataset's records this body leaves out.")
     ] = False,
@@ -302,7 +303,7 @@ async def put_records(
 
 
 @router.get("", response_model=DatasetsPublic, summary="List datasets with record counts")
-async def list_datasets(session: SessionDep, tenant: TenantDep) -> DatasetsPublic:
+async def list_datasets(session: SessionDep, tenant: CanReadDatasets) -> DatasetsPublic:
     async with session.begin():
         found = await data.list_datasets(session=session, tenant_id=tenant)
     return DatasetsPublic(
@@ -323,7 +324,7 @@ async def get_record(
     dataset: DatasetPath,
     key: Annotated[str, Path(min_length=1, max_length=MAX_KEY_LENGTH, description="Record key.")],
     session: SessionDep,
-    tenant: TenantDep,
+    tenant: CanReadDatasets,
 ) -> RecordPublic:
     async with session.begin():
         record = await data.get_record(session=session, tenant_id=tenant, dataset=dataset, key=key)
@@ -340,7 +341,9 @@ async def get_record(
     summary="Delete a dataset and all its records",
     responses=problem_responses(404),
 )
-async def delete_dataset(dataset: DatasetPath, session: SessionDep, tenant: TenantDep) -> Response:
+async def delete_dataset(
+    dataset: DatasetPath, session: SessionDep, tenant: CanWriteDatasets
+) -> Response:
     async with session.begin():
         deleted = await data.delete_dataset(session=session, tenant_id=tenant, dataset=dataset)
         if deleted:

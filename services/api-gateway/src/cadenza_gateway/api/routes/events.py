@@ -20,9 +20,15 @@ from prometheus_client import Gauge
 from sqlalchemy import select
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from ...problems import FieldProblem, InvalidRequest, RunNotFound, problem_responses
-from ...settings import TENANT_ID_PATTERN, GatewaySettings
-from ..deps import ResourcesDep, TenantDep
+from ...auth import CanReadRuns, Scope, authenticate, authorize, bearer_token
+from ...problems import (
+    FieldProblem,
+    InvalidRequest,
+    ProblemError,
+    RunNotFound,
+    problem_responses,
+)
+from ..deps import ResourcesDep
 from .runs import RunIdPath
 
 log = logging.getLogger("cadenza.gateway.events")
@@ -112,7 +118,7 @@ async def _require_run(resources: Resources, tenant: str, run_id: str) -> None:
 async def stream_run_events(
     run_id: RunIdPath,
     resources: ResourcesDep,
-    tenant: TenantDep,
+    tenant: CanReadRuns,
     after: AfterQuery = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
@@ -149,14 +155,20 @@ async def websocket_run_events(
     websocket: WebSocket,
     run_id: str,
     after: AfterQuery = None,
-    x_tenant_id: Annotated[str | None, Header(pattern=TENANT_ID_PATTERN)] = None,
 ) -> None:
     """The same events as the SSE stream, one JSON text message each:
     ``{"id": n, "event": kind, "data": {...}}``; closes (1000) after the terminal event.
-    A run that does not exist closes the socket with 4404."""
+    A run that does not exist closes the socket with 4404; a missing or bad credential
+    (`Authorization: Bearer`) with 4401, one without `runs:read` with 4403."""
     resources = cast(Resources, websocket.app.state.resources)
-    settings = cast(GatewaySettings, websocket.app.state.settings)
-    tenant = x_tenant_id or settings.default_tenant
+    try:
+        principal = authorize(
+            await authenticate(websocket, bearer_token(websocket)), [Scope.RUNS_READ]
+        )
+    except ProblemError as exc:
+        await websocket.close(code=4000 + exc.status, reason=str(exc.detail)[:120])
+        return
+    tenant = principal.tenant
     if await _run_status(resources, tenant, run_id) is None:
         await websocket.close(code=4404, reason=f"no run {run_id!r}")
         return

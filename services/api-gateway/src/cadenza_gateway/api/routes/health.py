@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from ...auth.operator import require_operator
 from ...models import HealthPublic, ReadinessPublic
 from ...problems import NotReady, problem_responses
 from ...readiness import run_checks
@@ -41,7 +42,12 @@ async def readyz(resources: ResourcesDep, settings: SettingsDep) -> ReadinessPub
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Metrics"}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Metrics"},
+        **problem_responses(401),
+    },
+    dependencies=[Depends(require_operator)],
 )
 async def metrics_endpoint() -> Response:
+    """Operators only (labels name tenants): the metrics token, or dev mode."""
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

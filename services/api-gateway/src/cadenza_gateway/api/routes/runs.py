@@ -15,6 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ... import crud, metrics
+from ...auth import CanReadRuns, CanWriteRuns
+from ...auth.quotas import check_run_quota
 from ...crud import usage as usage_crud
 from ...documents import ensure_fits_in_event
 from ...models import RunCreate, RunPublic, RunsPublic, RunStatusPublic, RunSummary
@@ -27,7 +29,6 @@ from ..deps import (
     ResourcesDep,
     SessionDep,
     SettingsDep,
-    TenantDep,
     require_json,
 )
 
@@ -81,10 +82,10 @@ async def _replay(
     status_code=201,
     response_model=RunPublic,
     summary="Start a run",
-    dependencies=[Depends(require_json)],
+    dependencies=[Depends(require_json), Depends(check_run_quota)],
     responses={
         200: {"model": RunPublic, "description": "Idempotent replay: the key's existing run"},
-        **problem_responses(400, 404, 413, 415, 422),
+        **problem_responses(400, 404, 413, 415, 422, 429),
     },
 )
 async def create_run(
@@ -93,7 +94,7 @@ async def create_run(
     session: SessionDep,
     resources: ResourcesDep,
     settings: SettingsDep,
-    tenant: TenantDep,
+    tenant: CanWriteRuns,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> RunPublic:
     """Validate the inputs against the workflow, then write the pending run, its
@@ -182,7 +183,7 @@ async def create_run(
 )
 async def list_runs(
     session: SessionDep,
-    tenant: TenantDep,
+    tenant: CanReadRuns,
     status: Annotated[RunStatus | None, Query(description="Only runs in this status.")] = None,
     workflow: Annotated[str | None, Query(description="Only runs of this workflow name.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = (
@@ -213,7 +214,7 @@ async def list_runs(
     summary="Get a run and its tasks",
     responses=problem_responses(404),
 )
-async def get_run(run_id: RunIdPath, session: SessionDep, tenant: TenantDep) -> RunPublic:
+async def get_run(run_id: RunIdPath, session: SessionDep, tenant: CanReadRuns) -> RunPublic:
     """The run, its tasks, its pinned agents and its usage (per task, agent and model)."""
     run = await crud.get_run(session=session, tenant_id=tenant, run_id=run_id, with_tasks=True)
     if run is None:
@@ -229,7 +230,7 @@ async def get_run(run_id: RunIdPath, session: SessionDep, tenant: TenantDep) -> 
     responses=problem_responses(404),
 )
 async def get_run_status(
-    run_id: RunIdPath, session: SessionDep, resources: ResourcesDep, tenant: TenantDep
+    run_id: RunIdPath, session: SessionDep, resources: ResourcesDep, tenant: CanReadRuns
 ) -> RunStatusPublic:
     """The Redis hot status when present (and not another tenant's), else PostgreSQL."""
     try:

@@ -21,8 +21,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ...auth import CanReadRuns
 from ...problems import RunNotFound, problem_responses
-from ..deps import SessionDep, TenantDep
+from ..deps import SessionDep
 from .runs import RunIdPath
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"], responses=problem_responses(422))
@@ -229,7 +230,7 @@ async def build_timeline(session: AsyncSession, run: RunRecord) -> RunTimeline:
     responses=problem_responses(404),
 )
 async def get_run_timeline(
-    run_id: RunIdPath, session: SessionDep, tenant: TenantDep
+    run_id: RunIdPath, session: SessionDep, tenant: CanReadRuns
 ) -> RunTimeline:
     async with session.begin():
         run = await session.scalar(

@@ -7,10 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from ...auth import CanReadUsage
 from ...crud import usage as usage_crud
 from ...problems import FieldProblem, InvalidRequest, problem_responses
 from ...usage import TenantUsage
-from ..deps import SessionDep, TenantDep
+from ..deps import SessionDep
 
 router = APIRouter(prefix="/v1/usage", tags=["usage"], responses=problem_responses(422))
 
@@ -30,7 +31,7 @@ def _utc(at: datetime | None) -> datetime | None:
 )
 async def get_usage(
     session: SessionDep,
-    tenant: TenantDep,
+    tenant: CanReadUsage,
     since: Annotated[
         datetime | None, Query(description="Only calls recorded at or after this time (ISO 8601).")
     ] = None,

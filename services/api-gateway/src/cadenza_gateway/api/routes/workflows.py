@@ -10,12 +10,13 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from ... import crud, metrics
 from ...agent_pins import resolve_agents
+from ...auth import CanReadWorkflows, CanWriteWorkflows
 from ...documents import ensure_fits_in_event, load_workflow_spec, workflow_document_format
 from ...models import WorkflowPublic, WorkflowsPublic, WorkflowSummary, WorkflowVersionsPublic
 from ...pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_name_cursor, encode_cursor
 from ...problems import WorkflowNotFound, problem_responses, spec_problem
 from ...versioning import insert_version
-from ..deps import SessionDep, SettingsDep, TenantDep
+from ..deps import SessionDep, SettingsDep
 
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"], responses=problem_responses(422))
 
@@ -44,7 +45,7 @@ async def register_workflow(
     request: Request,
     response: Response,
     session: SessionDep,
-    tenant: TenantDep,
+    tenant: CanWriteWorkflows,
     settings: SettingsDep,
 ) -> WorkflowPublic:
     """Parse and validate the spec; registering an existing name adds version N+1."""
@@ -90,7 +91,7 @@ async def register_workflow(
 )
 async def list_workflows(
     session: SessionDep,
-    tenant: TenantDep,
+    tenant: CanReadWorkflows,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = (
         DEFAULT_PAGE_SIZE
     ),
@@ -118,7 +119,7 @@ NamePath = Annotated[str, Path(description="Workflow name.")]
     responses=problem_responses(404),
 )
 async def get_latest_workflow(
-    name: NamePath, session: SessionDep, tenant: TenantDep
+    name: NamePath, session: SessionDep, tenant: CanReadWorkflows
 ) -> WorkflowPublic:
     record = await crud.get_workflow(session=session, tenant_id=tenant, name=name)
     if record is None:
@@ -133,7 +134,7 @@ async def get_latest_workflow(
     responses=problem_responses(404),
 )
 async def list_versions(
-    name: NamePath, session: SessionDep, tenant: TenantDep
+    name: NamePath, session: SessionDep, tenant: CanReadWorkflows
 ) -> WorkflowVersionsPublic:
     records = await crud.list_workflow_versions(session=session, tenant_id=tenant, name=name)
     if not records:
@@ -149,9 +150,9 @@ async def list_versions(
 )
 async def get_workflow_version(
     name: NamePath,
-    version: Annotated[int, Path(ge=1, description="Version number.")],
+    version: Annotated[int, Path(ge=1, le=2_147_483_647, description="Version number.")],
     session: SessionDep,
-    tenant: TenantDep,
+    tenant: CanReadWorkflows,
 ) -> WorkflowPublic:
     record = await crud.get_workflow(session=session, tenant_id=tenant, name=name, version=version)
     if record is None:
