@@ -151,3 +151,34 @@ def test_jitter_off_gives_the_exact_delay_and_on_varies_it() -> None:
     seen = {jittered(state) for _ in range(50)}
     assert len(seen) > 1
     assert all(8.0 <= d <= 16.0 for d in seen)
+
+
+async def test_the_journal_being_away_is_not_a_task_failure() -> None:
+    """The effect journal's database down: the attempt is not failed nor retried inside —
+    the error escapes so the bus holds the task.ready until the database is back."""
+    from cadenza_worker.errors import JournalUnavailable
+
+    calls = 0
+
+    async def once(n: int) -> Any:
+        nonlocal calls
+        calls += 1
+        raise JournalUnavailable("effect journal unreachable: connection refused")
+
+    with pytest.raises(JournalUnavailable):
+        await run_with_retries(task(max_attempts=5), once, Progress())
+    assert calls == 1
+
+
+async def test_journal_turns_a_database_outage_into_journal_unavailable() -> None:
+    from cadenza_worker.errors import JournalUnavailable
+    from cadenza_worker.journal import EffectJournal
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    dead = create_async_engine("postgresql+asyncpg://cadenza@127.0.0.1:1/cadenza")
+    journal = EffectJournal(async_sessionmaker(dead))
+    with pytest.raises(JournalUnavailable):
+        await journal.lookup("t", 0)
+    with pytest.raises(JournalUnavailable):
+        await journal.record("t", 0, "flaky", {"calls": 1})
+    await dead.dispose()

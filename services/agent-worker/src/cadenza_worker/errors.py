@@ -6,7 +6,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from cadenza_events import NonRetryableError, RetryableError, TaskError, is_retryable
+from cadenza_events import (
+    NonRetryableError,
+    RetryableError,
+    TaskError,
+    Unavailable,
+    is_retryable,
+)
 from pydantic import BaseModel, ValidationError
 
 _MAX_MESSAGE = 2000
@@ -54,10 +60,18 @@ def parse_params(model: type[BaseModel], params: dict[str, Any], tool: str) -> A
         raise InvalidParamsError(f"{tool}: invalid params: {problems}") from exc
 
 
+class JournalUnavailable(Unavailable):
+    """The effect journal's database is away: the attempt must wait for it, not fail — the
+    task.ready is held by the bus and run again (recorded effects replay) once it is back."""
+
+    code = "journal_unavailable"
+
+
 def should_retry(exc: BaseException) -> bool:
     """Retry errors that say they are retryable; never a cancellation (tenacity sees
-    BaseException too, and a cancelled task must stop, not run again)."""
-    return not isinstance(exc, asyncio.CancelledError) and is_retryable(exc)
+    BaseException too, and a cancelled task must stop, not run again), nor our own store
+    being away (that pauses the whole message instead)."""
+    return not isinstance(exc, (asyncio.CancelledError, JournalUnavailable)) and is_retryable(exc)
 
 
 def to_task_error(exc: BaseException) -> TaskError:

@@ -14,7 +14,7 @@ from cadenza_workflow import RetryPolicy
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_base
 
-from .errors import TaskTimeoutError, should_retry, to_task_error
+from .errors import JournalUnavailable, TaskTimeoutError, should_retry, to_task_error
 
 Status = Literal["succeeded", "failed", "cancelled"]
 RetryHook = Callable[[int, BaseException, float], None]
@@ -88,8 +88,8 @@ async def run_with_retries(
             with attempt:
                 progress.tries += 1
                 output = await _one_try(try_once, progress.tries, timeout_s)
-    except asyncio.CancelledError:
-        raise
+    except (asyncio.CancelledError, JournalUnavailable):
+        raise  # our own store away: the message waits for it (the bus retries it)
     except Exception as exc:
         return Outcome("failed", progress.tries, error=to_task_error(exc))
     return Outcome("succeeded", progress.tries, output=output)

@@ -55,7 +55,9 @@ class TaskHandler:
         self._resources = resources
         self._settings = settings
         self._executors = executors
-        self.claims = TaskClaims(resources.hot, settings.worker_id, settings.marker_ttl_s)
+        self.claims = TaskClaims(
+            resources.hot, settings.worker_id, settings.marker_ttl_s, settings.lease_ttl_s
+        )
         state = resources.state.settings
         self.presence = Presence(
             resources.hot,

@@ -14,11 +14,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cadenza_runtime import is_outage
 from cadenza_state import ToolEffectRecord
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from .errors import InvalidOutputError
+from .errors import InvalidOutputError, JournalUnavailable
 
 log = logging.getLogger("cadenza.worker.journal")
 
@@ -37,9 +38,14 @@ class EffectJournal:
         self._sessions = sessions
 
     async def lookup(self, task_id: str, call_index: int) -> Recorded | None:
-        async with self._sessions() as session:
-            row = await session.get(ToolEffectRecord, (task_id, JOURNAL_ATTEMPT, call_index))
-            return None if row is None else Recorded(row.result)
+        try:
+            async with self._sessions() as session:
+                row = await session.get(ToolEffectRecord, (task_id, JOURNAL_ATTEMPT, call_index))
+                return None if row is None else Recorded(row.result)
+        except Exception as exc:
+            if is_outage(exc):
+                raise JournalUnavailable(f"effect journal unreachable: {exc}") from exc
+            raise
 
     async def record(self, task_id: str, call_index: int, tool: str, result: Any) -> Any:
         """Store ``result``; if another executor recorded this call first, its result wins
@@ -56,7 +62,14 @@ class EffectJournal:
                         result=result,
                     )
                 )
-        except IntegrityError:
+        except Exception as exc:
+            if is_outage(exc):
+                # The call happened but could not be recorded: an effect in doubt. The
+                # message waits for the database; its re-run finds no record and calls again.
+                log.error("effect %s#%d made but not recorded: %s", task_id, call_index, exc)
+                raise JournalUnavailable(f"effect journal unreachable: {exc}") from exc
+            if not isinstance(exc, IntegrityError):
+                raise
             existing = await self.lookup(task_id, call_index)
             if existing is None:  # the conflict was something else (e.g. no such task row)
                 raise

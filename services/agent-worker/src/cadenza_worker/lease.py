@@ -34,10 +34,13 @@ from . import metrics
 
 log = logging.getLogger("cadenza.worker.lease")
 
-# KEYS: done marker, lease, started marker, run-cancelled flag.
-# ARGV: owner ({worker}:{attempt}), attempt, marker ttl (s).
+# KEYS: done marker, lease, started marker, run-cancelled flag, this worker's heartbeat.
+# ARGV: owner ({worker}:{attempt}), attempt, marker ttl (s), heartbeat ttl (ms).
+# The heartbeat is renewed with the claim, so no lease ever names a worker without a fresh
+# heartbeat (e.g. just after a Redis outage that outlived the heartbeat's TTL).
 _CLAIM = """
 if redis.call('exists', KEYS[1]) == 1 then return 'done' end
+redis.call('set', KEYS[5], ARGV[1], 'PX', ARGV[4])
 local holder = redis.call('get', KEYS[2])
 local resumed = redis.call('exists', KEYS[3])
 if holder then
@@ -94,10 +97,13 @@ def done_value(status: str, at: float | None = None) -> str:
 class TaskClaims:
     """The per-task Redis protocol: one call to claim, one to finish."""
 
-    def __init__(self, hot: HotState, worker_id: str, marker_ttl_s: int) -> None:
+    def __init__(
+        self, hot: HotState, worker_id: str, marker_ttl_s: int, heartbeat_ttl_s: float
+    ) -> None:
         self._hot = hot
         self.worker_id = worker_id
         self._ttl_s = marker_ttl_s
+        self._heartbeat_ttl_ms = max(1, int(heartbeat_ttl_s * 1000))
         self._claim = hot.redis.register_script(_CLAIM)
         self._finish = hot.redis.register_script(_FINISH)
         self._release = hot.redis.register_script(_RELEASE)
@@ -113,8 +119,9 @@ class TaskClaims:
                 k(keys.task_lease(task_id)),
                 k(keys.task_started(task_id, attempt)),
                 k(keys.run_cancelled(run_id)),
+                k(keys.worker_alive(self.worker_id)),
             ],
-            args=[self.owner(attempt), attempt, self._ttl_s],
+            args=[self.owner(attempt), attempt, self._ttl_s, self._heartbeat_ttl_ms],
         )
         return Claim(answer.decode() if isinstance(answer, bytes) else str(answer))
 
