@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from cadenza_events import BusSettings
+from cadenza_gateway.auth import AuthSettings
 from cadenza_gateway.settings import GatewaySettings
 from cadenza_llm.settings import LLMSettings
 from cadenza_orchestrator.settings import OrchestratorSettings
@@ -26,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(1800)  # the first test may build helm
 SETTINGS: list[type[BaseSettings]] = [
     BusSettings, StateSettings, GatewaySettings, OrchestratorSettings, WorkerSettings,
-    RagSettings, RetrievalSettings, LLMSettings,
+    RagSettings, RetrievalSettings, LLMSettings, AuthSettings,
 ]  # fmt: skip
 # Read straight from the environment (cadenza_runtime.telemetry, the services' __main__).
 RAW = {"CADENZA_METRICS_HOST", "CADENZA_LOG_LEVEL"}
