@@ -88,6 +88,24 @@ async def finished(api: httpx.AsyncClient, run_id: str, timeout: float = 60) -> 
     return result
 
 
+async def wait_until_a_worker_runs(
+    cluster: Cluster, api: httpx.AsyncClient, run_id: str, node: str
+) -> None:
+    """Workers write no task state (the orchestrator does, from results): a task runs once
+    a worker holds its lease in Redis."""
+    hot = HotState.from_settings(StateSettings(redis_key_prefix=f"{cluster.namespace}:"))
+
+    async def running() -> bool:
+        run = (await api.get(f"/v1/runs/{run_id}")).json()
+        task = next((t for t in run["tasks"] if t["node_id"] == node), None)
+        return task is not None and await hot.lease_owner(keys.task_lease(task["id"])) is not None
+
+    try:
+        await assert_eventually(running, timeout=30)
+    finally:
+        await hot.redis.aclose()
+
+
 async def effects(db: AsyncEngine, run_id: str) -> dict[str, tuple[str, int, int, int]]:
     """node[index] → (status, attempt, recorded tool effects, recorded attempt results)."""
     async with db.connect() as conn:
@@ -274,16 +292,7 @@ async def test_cancellation_stops_running_tasks(
 ) -> None:
     run_id = await start_run(api, chain("long", 2, 30))
     started = time.monotonic()
-    hot = HotState.from_settings(StateSettings(redis_key_prefix=f"{cluster.namespace}:"))
-
-    async def running() -> bool:
-        # Workers write no task state: s0 runs once a worker holds its lease.
-        run = (await api.get(f"/v1/runs/{run_id}")).json()
-        s0 = next((t for t in run["tasks"] if t["node_id"] == "s0"), None)
-        return s0 is not None and await hot.lease_owner(keys.task_lease(s0["id"])) is not None
-
-    await assert_eventually(running, timeout=30)
-    await hot.redis.aclose()
+    await wait_until_a_worker_runs(cluster, api, run_id, "s0")
     resp = await api.post(f"/v1/runs/{run_id}/cancel")
     assert resp.status_code in (200, 202), resp.text
     run = await finished(api, run_id, timeout=15)
@@ -390,11 +399,7 @@ async def test_kill_9_worker_mid_task(
 ) -> None:
     run_id = await start_run(api, effect_chain("nap", 2, 2.0))
 
-    async def first_running() -> bool:
-        fx = await effects(db, run_id)
-        return fx.get("s0", ("",))[0] == "running"
-
-    await assert_eventually(first_running, timeout=30)
+    await wait_until_a_worker_runs(cluster, api, run_id, "s0")
     worker = next(p for p in cluster.processes if p.name == "worker")
     worker.kill()  # mid-sleep: no result, no effect recorded, lease left to expire
     cluster.start_worker()
