@@ -186,7 +186,10 @@ async def test_one_trace_spans_gateway_orchestrator_worker_and_tool(
         names = {s.name for s in spans}
         wanted = {"tool flaky", "orchestrator.result", "task flaky"}
         done = sum(1 for s in spans if s.name == "orchestrator.result") >= 2
-        return spans if wanted <= names and done else None
+        # Enclosing spans (a consumer batch's) end, and are exported, after their children.
+        ids = {s.span_id for s in spans}
+        whole = sum(1 for s in spans if s.parent_id not in ids) <= 1
+        return spans if wanted <= names and done and whole else None
 
     spans: list[ReceivedSpan] = await assert_eventually(complete, timeout=30, interval=0.2)
     by_id = {s.span_id: s for s in spans}
@@ -218,8 +221,9 @@ async def test_one_trace_spans_gateway_orchestrator_worker_and_tool(
         ("cadenza-worker", f"process {prefix}task.ready"),
         ("cadenza-orchestrator", "orchestrator.result"),
     ]
-    assert ancestry(tool_span)[-3:] == [
+    assert ancestry(tool_span)[-4:] == [
         ("cadenza-orchestrator", "orchestrator.plan"),
+        ("cadenza-orchestrator", "orchestrator.batch"),  # the consumer batch it came in
         ("cadenza-orchestrator", f"process {prefix}plan.requested"),
         ("cadenza-gateway", "POST /v1/runs"),
     ]

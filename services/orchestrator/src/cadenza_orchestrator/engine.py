@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from cadenza_events import Envelope, RunEvent, RunEventBatch, TaskReady, Topic, TopicRegistry
+from cadenza_events.tracing import inject
 from cadenza_runtime import stage_outbox
 from cadenza_state import (
     ObjectNotFound,
@@ -335,7 +336,9 @@ class Transition:
             jitter=spec.retry.jitter,
             ready_at=self.now,
         )
-        self._staged.append((Topic.TASK_READY, self._envelope(ready, row.id, d.attempt)))
+        # Stamped now, inside the span of the event that caused it (the batch stages it
+        # later): each task's trace runs through the result that released it.
+        self._staged.append((Topic.TASK_READY, inject(self._envelope(ready, row.id, d.attempt))))
         data: dict[str, Any] = {"attempt": d.attempt}
         if d.reason != "first":
             data["reason"] = d.reason

@@ -241,7 +241,15 @@ class RunHandlers:
                 "cadenza.attempt": payload.attempt,
                 "cadenza.status": payload.status,
             }
-        return tracer.start_as_current_span(name, context=context_of(env), attributes=attributes)
+        # Inside a batch of one, the consumer span already continues this event's trace:
+        # nest under it. In a larger batch, start from the event's own producer context.
+        ctx = context_of(env)
+        current = trace.get_current_span().get_span_context()
+        if ctx is not None:
+            producer = trace.get_current_span(ctx).get_span_context()
+            if current.is_valid and current.trace_id == producer.trace_id:
+                ctx = None
+        return tracer.start_as_current_span(name, context=ctx, attributes=attributes)
 
     # -- shared ---------------------------------------------------------------------------
 
