@@ -19,6 +19,7 @@ from agent_support import (
     tool_rows,
 )
 from cadenza_worker import ToolRegistry
+from support import assert_eventually
 from worker_support import BOTH_STACKS, Stack, metric
 
 CLASSIFICATION = {
@@ -80,9 +81,12 @@ async def test_tool_loop_runs_tools_then_answers_and_accounts_every_turn(stack: 
     assert [(t.tool, t.status, t.call_index, t.result) for t in tools] == [
         ("echo", "ok", 0, {"echo": "hi"})
     ]
-    kinds = [e.payload.kind for e in stack.events if e.payload.task_id == task.task_id]
-    assert kinds.count("llm.call") == 2
-    assert kinds.count("tool.call") == 1
+
+    def kinds() -> list[str]:  # the timeline leaves in batches, a few ms after the result
+        return [e.payload.kind for e in stack.events if e.payload.task_id == task.task_id]
+
+    await assert_eventually(lambda: kinds().count("llm.call") == 2, message=f"{kinds()}")
+    assert kinds().count("tool.call") == 1
 
 
 async def test_structured_answer_is_validated_and_a_bad_one_sent_back(stack: Stack) -> None:
