@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+from support import service_missing
 
 # Addresses the project's own infra listens on (see `cadenza infra status`).
 SERVICE_ADDRESSES: dict[str, tuple[str, int]] = {
@@ -58,10 +59,9 @@ def require_services() -> Callable[..., None]:
             _infra_up()
             missing = [n for n in names if not _reachable(n)]
         if missing:
-            msg = f"services not reachable: {', '.join(missing)} (run `cadenza infra up`)"
-            if os.environ.get("CI") == "true":
-                pytest.fail(msg)
-            pytest.skip(msg)
+            service_missing(
+                f"services not reachable: {', '.join(missing)} (run `cadenza infra up`)"
+            )
 
     return ensure
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from cadenza_cli.infra import tools
+from support import service_missing
 from support.cluster import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,21 +32,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.deploy)
 
 
-def _missing(message: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def docker() -> str:
     found = shutil.which("docker")
     if found is None:
-        _missing("docker CLI not found (apt-get install docker.io)")
+        service_missing("docker CLI not found (apt-get install docker.io)")
         raise AssertionError  # unreachable: _missing raised
     probe = subprocess.run([found, "info"], capture_output=True, text=True, check=False)
     if probe.returncode != 0:
-        _missing(f"dockerd not reachable (start it: dockerd &): {probe.stderr.strip()[-300:]}")
+        service_missing(
+            f"dockerd not reachable (start it: dockerd &): {probe.stderr.strip()[-300:]}"
+        )
     return found
 
 

@@ -8,11 +8,11 @@ cannot be started fails the test under ``CI=true`` and skips it elsewhere, like
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 
 import pytest
+from support import service_missing
 from support.infra import InfraUnavailable, PrivateService
 
 
@@ -28,10 +28,7 @@ def _private(name: str) -> Iterator[PrivateService]:
         service.up()
     except (InfraUnavailable, subprocess.TimeoutExpired) as exc:
         service.remove()
-        msg = f"could not start a private {name}: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        service_missing(f"could not start a private {name}: {exc}")
     try:
         yield service
     finally:
