@@ -3,6 +3,7 @@
 from cadenza_state.db import alembic_config, create_engine, migrate, session_factory
 from cadenza_state.hot import HotState, create_redis
 from cadenza_state.models import (
+    STOPPED_RUN_STATUSES,
     TERMINAL_RUN_STATUSES,
     TERMINAL_TASK_STATUSES,
     AgentRecord,
@@ -21,6 +22,7 @@ from cadenza_state.models import (
     TaskAttemptRecord,
     TaskRecord,
     TaskStatus,
+    TenantBudgetRecord,
     ToolCallRecord,
     ToolEffectRecord,
     WorkflowRecord,
@@ -62,6 +64,7 @@ from cadenza_state.settings import StateSettings
 from cadenza_state.types import JSONType, UTCDateTime, utcnow
 
 __all__ = [
+    "STOPPED_RUN_STATUSES",
     "TERMINAL_RUN_STATUSES",
     "TERMINAL_TASK_STATUSES",
     "AgentRecord",
@@ -96,6 +99,7 @@ __all__ = [
     "TaskAttemptRecord",
     "TaskRecord",
     "TaskStatus",
+    "TenantBudgetRecord",
     "ToolCallRecord",
     "ToolEffectRecord",
     "UTCDateTime",

@@ -21,7 +21,13 @@ from typing import Any
 from cadenza_events import Envelope, PlanRequested, TaskResult
 from cadenza_events.tracing import context_of
 from cadenza_runtime import Resources
-from cadenza_state import RunRecord, RunStatus, TaskRecord
+from cadenza_state import (
+    STOPPED_RUN_STATUSES,
+    TERMINAL_RUN_STATUSES,
+    RunRecord,
+    RunStatus,
+    TaskRecord,
+)
 from cadenza_workflow import ExpressionError, SpecValidationError
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
@@ -276,11 +282,11 @@ class RunHandlers:
             metrics.TASKS_FINISHED.labels(status).inc(n)
         if effects.run_finished:
             metrics.RUNS_FINISHED.labels(effects.run_status).inc()
-            if effects.run_status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+            if effects.run_status in TERMINAL_RUN_STATUSES - {RunStatus.CANCELLED}:
                 self.graphs.forget(effects.run_id)
         hot, ttl = self.resources.hot, self.settings.status_ttl_s
         try:
-            if effects.run_status == RunStatus.FAILED:
+            if effects.run_status in STOPPED_RUN_STATUSES:
                 await hot_status.mark_cancelled(hot, effects.run_id, ttl_s=ttl)
             if effects.run_finished:
                 async with self.resources.sessions() as session:
