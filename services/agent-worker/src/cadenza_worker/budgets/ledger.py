@@ -33,7 +33,7 @@ local n = tonumber(ARGV[4])
 local ask_t, ask_u = tonumber(ARGV[5]), tonumber(ARGV[6])
 local missing = {}
 for i = 1, n do
-  local key, base = KEYS[2 + i], 7 + (i - 1) * 5
+  local key, base = KEYS[2 + i], 8 + (i - 1) * 5
   if redis.call('exists', key) == 0 then
     local seed_t = tonumber(ARGV[base + 3])
     if seed_t < 0 then
@@ -46,7 +46,7 @@ for i = 1, n do
 end
 if #missing > 0 then return {'missing', unpack(missing)} end
 for i = 1, n do
-  local key, base = KEYS[2 + i], 7 + (i - 1) * 5
+  local key, base = KEYS[2 + i], 8 + (i - 1) * 5
   local used_t = tonumber(redis.call('hget', key, 'tokens') or '0')
   local used_u = tonumber(redis.call('hget', key, 'micros') or '0')
   local lim_t, lim_u = tonumber(ARGV[base]), tonumber(ARGV[base + 1])

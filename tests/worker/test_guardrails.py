@@ -1,0 +1,120 @@
+"""PII output checks: detection with offline validators, and the block / redact / flag
+actions on agent answers and tool arguments (scripted provider)."""
+
+from __future__ import annotations
+
+import pytest
+from agent_support import (
+    EchoTool,
+    ScriptedProvider,
+    ScriptedRegistry,
+    answer,
+    calls,
+    register_agent,
+)
+from cadenza_worker import ToolRegistry
+from cadenza_worker.guardrails import detect, redact
+from support import assert_eventually
+from worker_support import BOTH_STACKS, Stack, metric
+
+ALL = ["email", "phone", "credit_card", "iban", "national_id"]
+LEAK = "Reach alice@example.com, card 4111 1111 1111 1111."
+
+
+@pytest.mark.unit
+def test_detection_confirms_candidates_with_checksums() -> None:
+    text = (
+        "Mail alice@example.com or call +1 415-555-2671, card 4111 1111 1111 1111, "
+        "IBAN DE89 3704 0044 0532 0130 00, SSN 536-90-4399."
+    )
+    found = detect(text, ALL, ["US"])
+    assert [f.entity for f in found] == ["email", "phone", "credit_card", "iban", "national_id"]
+    assert redact(text, found) == (
+        "Mail <EMAIL> or call <PHONE>, card <CREDIT_CARD>, IBAN <IBAN>, SSN <NATIONAL_ID>."
+    )
+    assert all("alice" not in f.preview and "4111 1111" not in f.preview for f in found)
+
+
+@pytest.mark.unit
+def test_numbers_that_fail_their_checksum_are_not_pii() -> None:
+    text = "Order 4111 1111 1111 1112, IBAN DE00 3704 0044 0532 0130 00, ref 000-00-0000."
+    assert detect(text, ALL, ["US"]) == []
+    assert detect("call 020 7946 0958", ["phone"], ["GB"])[0].entity == "phone"
+    assert detect("alice@example.com", ["phone"], ["US"]) == []  # only what was asked for
+
+
+async def start(stack: Stack, provider: ScriptedProvider) -> EchoTool:
+    echo = EchoTool()
+    await stack.start_worker(tools=ToolRegistry([echo]), llm=ScriptedRegistry(provider))  # type: ignore[list-item, arg-type]
+    return echo
+
+
+def guardrail_events(stack: Stack, task_id: str) -> list[dict[str, object]]:
+    return [
+        e.payload.data
+        for e in stack.events
+        if e.payload.task_id == task_id and e.payload.kind == "guardrail.check"
+    ]
+
+
+@BOTH_STACKS
+async def test_block_fails_the_task_with_guardrail_violated(stack: Stack) -> None:
+    ref = await register_agent(stack, tools=[], guardrails={"pii": {"action": "block"}})
+    await start(stack, ScriptedProvider([answer(LEAK)]))
+    blocked = metric(
+        "cadenza_guardrail_findings_total", check="pii", entity="email", action="block"
+    )
+    task = await stack.add_task(ref, {"prompt": "who?"}, kind="agent")
+    await stack.dispatch(task)
+
+    result = await stack.result(task)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error.code == "guardrail_violated"
+    assert result.error.details is not None
+    assert [f["entity"] for f in result.error.details["findings"]] == ["email", "credit_card"]
+    assert "alice@example.com" not in str(result.error.model_dump())
+    after = metric("cadenza_guardrail_findings_total", check="pii", entity="email", action="block")
+    assert after == blocked + 1
+    await assert_eventually(lambda: len(guardrail_events(stack, task.task_id)) == 1)
+    event = guardrail_events(stack, task.task_id)[0]
+    assert (event["check"], event["action"], event["target"]) == ("pii", "block", "output")
+
+
+async def test_redact_replaces_pii_in_the_answer(stack: Stack) -> None:
+    ref = await register_agent(
+        stack, tools=[], guardrails={"pii": {"action": "redact", "entities": ["email"]}}
+    )
+    await start(stack, ScriptedProvider([answer(LEAK)]))
+    task = await stack.add_task(ref, {"prompt": "who?"}, kind="agent")
+    await stack.dispatch(task)
+    result = await stack.result(task)
+    assert result.status == "succeeded", result.error
+    assert result.output == "Reach <EMAIL>, card 4111 1111 1111 1111."
+
+
+async def test_redact_applies_to_tool_arguments_before_the_call(stack: Stack) -> None:
+    ref = await register_agent(stack, guardrails={"pii": {"action": "redact"}})
+    provider = ScriptedProvider([calls(("echo", {"text": "mail bob@example.org"})), answer("ok")])
+    echo = await start(stack, provider)
+    task = await stack.add_task(ref, {"prompt": "echo"}, kind="agent")
+    await stack.dispatch(task)
+    result = await stack.result(task)
+    assert result.status == "succeeded", result.error
+    assert echo.calls == [{"text": "mail <EMAIL>"}]
+    await assert_eventually(lambda: len(guardrail_events(stack, task.task_id)) == 1)
+    assert guardrail_events(stack, task.task_id)[0]["target"] == "tool_arguments"
+
+
+async def test_flag_records_and_lets_the_answer_through(stack: Stack) -> None:
+    ref = await register_agent(stack, tools=[], guardrails={"pii": {"action": "flag"}})
+    await start(stack, ScriptedProvider([answer(LEAK)]))
+    task = await stack.add_task(ref, {"prompt": "who?"}, kind="agent")
+    await stack.dispatch(task)
+    result = await stack.result(task)
+    assert result.status == "succeeded", result.error
+    assert result.output == LEAK
+    await assert_eventually(lambda: len(guardrail_events(stack, task.task_id)) == 1)
+    event = guardrail_events(stack, task.task_id)[0]
+    assert event["action"] == "flag"
+    assert "alice@example.com" not in str(event)
