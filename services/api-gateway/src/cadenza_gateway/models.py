@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from cadenza_state import TERMINAL_RUN_STATUSES, RunRecord, TaskRecord, WorkflowRecord
+from cadenza_workflow import Budget
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .usage import RunUsage, UsageRollup, UsageTotals
@@ -97,6 +98,11 @@ class RunCreate(BaseModel):
     inputs: dict[str, Any] = Field(
         default_factory=dict, description="Input values by name; defaults fill the rest."
     )
+    budget: Budget | None = Field(
+        default=None,
+        description="Token and USD limits of this run, applied with the workflow's own "
+        "`budget` (the tighter of the two wins). See docs/guardrails.md.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> RunCreate:
@@ -166,7 +172,9 @@ class RunSummary(BaseModel):
     tenant_id: str = Field(description="Tenant owning the run.")
     workflow_name: str = Field(description="Workflow name.")
     workflow_version: int | None = Field(description="Registered version; null = inline spec.")
-    status: str = Field(description="pending, running, succeeded, failed or cancelled.")
+    status: str = Field(
+        description="pending, running, succeeded, failed, cancelled or budget_exceeded."
+    )
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None
@@ -243,7 +251,9 @@ class RunStatusPublic(BaseModel):
     """A run's status for cheap polling (Redis hot status, else PostgreSQL)."""
 
     id: str
-    status: str = Field(description="pending, running, succeeded, failed or cancelled.")
+    status: str = Field(
+        description="pending, running, succeeded, failed, cancelled or budget_exceeded."
+    )
     terminal: bool = Field(description="True once the status can no longer change.")
     source: Literal["hot", "database"] = Field(
         description="`hot` = the Redis cache the orchestrator keeps; `database` = PostgreSQL."
