@@ -46,6 +46,11 @@ async def test_a_tenant_budget_is_set_listed_with_spend_and_removed(
         )
     listed = (await client.get("/v1/budgets")).json()["items"]
     assert [(b["period"], b["spent_tokens"], b["spent_usd"]) for b in listed] == [("day", 44, 0.25)]
+    usage = (await client.get("/v1/usage")).json()
+    assert usage["by_workflow"]["b"]["total_tokens"] == 44
+    assert [(b["period"], b["max_tokens"], b["spent_tokens"]) for b in usage["budgets"]] == [
+        ("day", 1000, 44)
+    ]
     other = await client.get("/v1/budgets", headers={"X-Tenant-Id": "globex"})
     assert other.json()["items"] == []  # the tenant is the credential's
     assert (await client.delete("/v1/budgets/day")).status_code == 204

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ... import crud
 from ...auth import AdminPrincipal
 from ...problems import ProblemError, problem_responses
+from ...usage import BudgetStatus
 from ..deps import SessionDep, require_json
 
 router = APIRouter(
@@ -78,6 +79,16 @@ async def _public(session: AsyncSession, record: TenantBudgetRecord) -> TenantBu
         period_start=start,
         updated_at=record.updated_at,
     )
+
+
+async def budget_statuses(session: AsyncSession, tenant_id: str) -> list[BudgetStatus]:
+    """The tenant's budgets against their current period's spend (for /v1/usage)."""
+    query = select(TenantBudgetRecord).where(TenantBudgetRecord.tenant_id == tenant_id)
+    out = []
+    for record in (await session.execute(query.order_by(TenantBudgetRecord.period))).scalars():
+        public = await _public(session, record)
+        out.append(BudgetStatus(**public.model_dump(exclude={"on_exceeded", "updated_at"})))
+    return out
 
 
 @router.put(
