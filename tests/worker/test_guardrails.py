@@ -3,6 +3,9 @@ actions on agent answers and tool arguments (scripted provider)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from agent_support import (
     EchoTool,
@@ -12,6 +15,8 @@ from agent_support import (
     calls,
     register_agent,
 )
+from cadenza_llm import LLMSettings, ProviderRegistry
+from cadenza_state import RunRecord
 from cadenza_worker import ToolRegistry
 from cadenza_worker.guardrails import detect, redact
 from support import assert_eventually
@@ -118,3 +123,61 @@ async def test_flag_records_and_lets_the_answer_through(stack: Stack) -> None:
     event = guardrail_events(stack, task.task_id)[0]
     assert event["action"] == "flag"
     assert "alice@example.com" not in str(event)
+
+
+# -- the embedded model (replayed) -------------------------------------------------------
+
+CASSETTE = Path(__file__).parent / "cassettes" / "guardrails.json"
+MODE = "record" if os.environ.get("CADENZA_TEST_LLM") == "record" else "replay"
+
+
+@pytest.mark.parametrize("action", ["block", "redact", "flag"])
+async def test_pii_policy_on_the_embedded_model(stack: Stack, action: str) -> None:
+    """The answer of `local:smollm2-135m` (recorded into tests/worker/cassettes/
+    guardrails.json; re-record with CADENZA_TEST_LLM=record) repeats the customer's email."""
+    ref = await register_agent(
+        stack,
+        name="support",
+        system_prompt="You are a support assistant. Answer with the customer's email address.",
+        model="local:smollm2-135m",
+        tools=[],
+        max_iterations=1,
+        guardrails={"pii": {"action": action}},
+    )
+    llm = ProviderRegistry(LLMSettings(cassette_mode=MODE, cassette_path=CASSETTE))
+    await stack.start_worker(tools=ToolRegistry([]), llm=llm)
+    task = await stack.add_task(
+        ref,
+        {"prompt": "The customer is Alice Smith, alice.smith@example.com. What is her email?"},
+        kind="agent",
+        timeout_s=600,
+    )
+    await stack.dispatch(task)
+    result = await stack.result(task, timeout=600)
+    if action == "block":
+        assert result.status == "failed"
+        assert result.error is not None
+        assert result.error.code == "guardrail_violated"
+        return
+    assert result.status == "succeeded", result.error
+    assert isinstance(result.output, str)
+    if action == "redact":
+        assert "<EMAIL>" in result.output
+        assert "@example.com" not in result.output
+    else:
+        assert "alice.smith@example.com" in result.output
+    await assert_eventually(lambda: len(guardrail_events(stack, task.task_id)) == 1)
+
+
+async def test_a_workflow_policy_applies_to_agents_without_their_own(stack: Stack) -> None:
+    ref = await register_agent(stack, tools=[])
+    await start(stack, ScriptedProvider([answer(LEAK)]))
+    task = await stack.add_task(ref, {"prompt": "who?"}, kind="agent")
+    async with stack.resources.sessions() as session, session.begin():
+        run = await session.get(RunRecord, task.run_id)
+        assert run is not None
+        run.spec = {"guardrails": {"pii": {"action": "redact", "entities": ["credit_card"]}}}
+    await stack.dispatch(task)
+    result = await stack.result(task)
+    assert result.status == "succeeded", result.error
+    assert result.output == "Reach alice@example.com, card <CREDIT_CARD>."
