@@ -61,6 +61,7 @@ from cadenza_state.secrets import (
     SecretsUnavailable,
 )
 from cadenza_state.settings import StateSettings
+from cadenza_state.spend import llm_spend
 from cadenza_state.types import JSONType, UTCDateTime, utcnow
 
 __all__ = [
@@ -114,6 +115,7 @@ __all__ = [
     "delete_provider_key",
     "insert_outbox",
     "list_provider_keys",
+    "llm_spend",
     "mark_published",
     "migrate",
     "open_state",

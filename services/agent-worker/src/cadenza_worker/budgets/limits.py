@@ -11,9 +11,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from cadenza_state import LLMCallRecord, RunRecord, TenantBudgetRecord
+from cadenza_state import RunRecord, TenantBudgetRecord, llm_spend
 from cadenza_workflow import AgentBudget, Budget, GuardrailPolicy, tighter
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .ledger import Level
@@ -122,22 +122,14 @@ class BudgetLimits:
     async def spent(self, level: Level) -> tuple[int, float]:
         """What the ledger (``llm_calls``) says a level has spent: seeds a missing counter."""
         parts = level.key.split(":")
-        c = LLMCallRecord
-        query = select(
-            func.coalesce(func.sum(c.input_tokens + c.output_tokens), 0),
-            func.coalesce(func.sum(c.cost_usd), 0.0),
-        )
-        if level.scope == "task":
-            query = query.where(c.task_id == ":".join(parts[2:-1]), c.agent == parts[-1])
-        elif level.scope == "run":
-            query = query.where(c.run_id == ":".join(parts[2:]))
-        else:
+        async with self._sessions() as session:
+            if level.scope == "task":
+                return await llm_spend(session, task_id=":".join(parts[2:-1]), agent=parts[-1])
+            if level.scope == "run":
+                return await llm_spend(session, run_id=":".join(parts[2:]))
             tenant, period, stamp = ":".join(parts[2:-2]), parts[-2], parts[-1]
             start = datetime.strptime(stamp + ("-01" if period == "month" else ""), "%Y-%m-%d")
-            query = query.where(c.tenant_id == tenant, c.created_at >= start.replace(tzinfo=UTC))
-        async with self._sessions() as session:
-            tokens, usd = (await session.execute(query)).one()
-        return int(tokens), float(usd)
+            return await llm_spend(session, tenant_id=tenant, since=start.replace(tzinfo=UTC))
 
 
 def _budget(data: Any) -> Budget | None:

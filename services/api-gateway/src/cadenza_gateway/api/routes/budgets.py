@@ -8,11 +8,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from cadenza_state import LLMCallRecord, TenantBudgetRecord
+from cadenza_state import TenantBudgetRecord, llm_spend
 from cadenza_workflow import Budget
 from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ... import crud
@@ -56,19 +56,9 @@ def period_start(period: str, now: datetime | None = None) -> datetime:
     return day if period == "day" else day.replace(day=1)
 
 
-async def _spent(session: AsyncSession, tenant_id: str, since: datetime) -> tuple[int, float]:
-    c = LLMCallRecord
-    query = select(
-        func.coalesce(func.sum(c.input_tokens + c.output_tokens), 0),
-        func.coalesce(func.sum(c.cost_usd), 0.0),
-    ).where(c.tenant_id == tenant_id, c.created_at >= since)
-    tokens, usd = (await session.execute(query)).one()
-    return int(tokens), round(float(usd), 9)
-
-
 async def _public(session: AsyncSession, record: TenantBudgetRecord) -> TenantBudget:
     start = period_start(record.period)
-    tokens, usd = await _spent(session, record.tenant_id, start)
+    tokens, usd = await llm_spend(session, tenant_id=record.tenant_id, since=start)
     return TenantBudget(
         period="day" if record.period == "day" else "month",
         max_tokens=record.max_tokens,

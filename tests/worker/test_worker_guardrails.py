@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 from agent_support import (
-    EchoTool,
     ScriptedProvider,
-    ScriptedRegistry,
     answer,
     calls,
     register_agent,
+    start_agent_worker,
 )
 from cadenza_llm import LLMSettings, ProviderRegistry
 from cadenza_state import RunRecord
@@ -48,12 +47,6 @@ def test_numbers_that_fail_their_checksum_are_not_pii() -> None:
     assert detect("alice@example.com", ["phone"], ["US"]) == []  # only what was asked for
 
 
-async def start(stack: Stack, provider: ScriptedProvider) -> EchoTool:
-    echo = EchoTool()
-    await stack.start_worker(tools=ToolRegistry([echo]), llm=ScriptedRegistry(provider))  # type: ignore[list-item, arg-type]
-    return echo
-
-
 def guardrail_events(stack: Stack, task_id: str) -> list[dict[str, object]]:
     return [
         e.payload.data
@@ -65,7 +58,7 @@ def guardrail_events(stack: Stack, task_id: str) -> list[dict[str, object]]:
 @BOTH_STACKS
 async def test_block_fails_the_task_with_guardrail_violated(stack: Stack) -> None:
     ref = await register_agent(stack, tools=[], guardrails={"pii": {"action": "block"}})
-    await start(stack, ScriptedProvider([answer(LEAK)]))
+    await start_agent_worker(stack, ScriptedProvider([answer(LEAK)]))
     blocked = metric(
         "cadenza_guardrail_findings_total", check="pii", entity="email", action="block"
     )
@@ -90,7 +83,7 @@ async def test_redact_replaces_pii_in_the_answer(stack: Stack) -> None:
     ref = await register_agent(
         stack, tools=[], guardrails={"pii": {"action": "redact", "entities": ["email"]}}
     )
-    await start(stack, ScriptedProvider([answer(LEAK)]))
+    await start_agent_worker(stack, ScriptedProvider([answer(LEAK)]))
     task = await stack.add_task(ref, {"prompt": "who?"}, kind="agent")
     await stack.dispatch(task)
     result = await stack.result(task)
@@ -101,7 +94,7 @@ async def test_redact_replaces_pii_in_the_answer(stack: Stack) -> None:
 async def test_redact_applies_to_tool_arguments_before_the_call(stack: Stack) -> None:
     ref = await register_agent(stack, guardrails={"pii": {"action": "redact"}})
     provider = ScriptedProvider([calls(("echo", {"text": "mail bob@example.org"})), answer("ok")])
-    echo = await start(stack, provider)
+    echo = await start_agent_worker(stack, provider)
     task = await stack.add_task(ref, {"prompt": "echo"}, kind="agent")
     await stack.dispatch(task)
     result = await stack.result(task)
@@ -113,7 +106,7 @@ async def test_redact_applies_to_tool_arguments_before_the_call(stack: Stack) ->
 
 async def test_flag_records_and_lets_the_answer_through(stack: Stack) -> None:
     ref = await register_agent(stack, tools=[], guardrails={"pii": {"action": "flag"}})
-    await start(stack, ScriptedProvider([answer(LEAK)]))
+    await start_agent_worker(stack, ScriptedProvider([answer(LEAK)]))
     task = await stack.add_task(ref, {"prompt": "who?"}, kind="agent")
     await stack.dispatch(task)
     result = await stack.result(task)
@@ -171,7 +164,7 @@ async def test_pii_policy_on_the_embedded_model(stack: Stack, action: str) -> No
 
 async def test_a_workflow_policy_applies_to_agents_without_their_own(stack: Stack) -> None:
     ref = await register_agent(stack, tools=[])
-    await start(stack, ScriptedProvider([answer(LEAK)]))
+    await start_agent_worker(stack, ScriptedProvider([answer(LEAK)]))
     task = await stack.add_task(ref, {"prompt": "who?"}, kind="agent")
     async with stack.resources.sessions() as session, session.begin():
         run = await session.get(RunRecord, task.run_id)

@@ -11,16 +11,14 @@ from dataclasses import dataclass, field
 
 import pytest
 from agent_support import (
-    EchoTool,
     ScriptedProvider,
-    ScriptedRegistry,
     answer,
     calls,
     register_agent,
+    start_agent_worker,
 )
 from cadenza_llm import ChatRequest, ChatResponse, Usage
 from cadenza_state import RunRecord, TenantBudgetRecord
-from cadenza_worker import ToolRegistry
 from cadenza_worker.budgets import BudgetLedger, Level, Refusal, Reservation, estimate_prompt_tokens
 from support import assert_eventually
 from worker_support import BOTH_STACKS, Stack, metric
@@ -104,23 +102,13 @@ async def test_concurrent_reservations_never_overspend(stack: Stack) -> None:
 # -- the agent loop ---------------------------------------------------------------------
 
 
-async def start(stack: Stack, provider: object, **settings: object) -> EchoTool:
-    echo = EchoTool()
-    await stack.start_worker(
-        tools=ToolRegistry([echo]),  # type: ignore[list-item]
-        llm=ScriptedRegistry(provider),  # type: ignore[arg-type]
-        **settings,
-    )
-    return echo
-
-
 @BOTH_STACKS
 async def test_a_budget_smaller_than_one_call_fails_before_the_call(stack: Stack) -> None:
     """The issue's example: a 10-token budget let a one-turn agent spend 44 tokens and
     succeed. Now the call's worst case does not fit, so it is never made."""
     ref = await register_agent(stack, budget={"max_tokens": 10}, tools=[])
     provider = ScriptedProvider([answer("expensive", tokens=(30, 14))])
-    await start(stack, provider)
+    await start_agent_worker(stack, provider)
     task = await stack.add_task(ref, {"prompt": "hi"}, kind="agent")
     await stack.dispatch(task)
 
@@ -146,7 +134,7 @@ async def test_the_token_budget_stops_the_loop_after_the_call_that_used_it(stack
     provider = ScriptedProvider(
         [calls(("echo", {"text": "a"}), tokens=(300, 20)), answer("never reached")]
     )
-    await start(stack, provider, agent_max_tokens_per_turn=50)
+    await start_agent_worker(stack, provider, agent_max_tokens_per_turn=50)
     task = await stack.add_task(ref, {"prompt": "spend"}, kind="agent")
     await stack.dispatch(task)
 
@@ -189,8 +177,10 @@ class WorstCaseProvider:
 async def test_twenty_concurrent_tasks_against_a_run_budget_that_fits_five(stack: Stack) -> None:
     ref = await register_agent(stack, tools=[])
     provider = WorstCaseProvider()
-    await start(stack, provider, concurrency=20)
-    await start(stack, provider, concurrency=20)  # two workers share the budget through Redis
+    await start_agent_worker(stack, provider, concurrency=20)
+    await start_agent_worker(
+        stack, provider, concurrency=20
+    )  # two workers share the budget through Redis
     # Probe: one call of the same agent and prompt in another run says what a call reserves.
     probe = await stack.add_task(ref, {"prompt": "go"}, kind="agent")
     await stack.dispatch(probe)
@@ -231,7 +221,7 @@ async def test_a_tenant_day_budget_applies_to_every_run(stack: Stack) -> None:
     async with stack.resources.sessions() as session, session.begin():
         session.add(TenantBudgetRecord(tenant_id="acme", period="day", max_usd=0.000001))
     provider = ScriptedProvider([answer("never")])
-    await start(stack, provider)
+    await start_agent_worker(stack, provider)
     task = await stack.add_task(ref, {"prompt": "hi"}, kind="agent")
     await stack.dispatch(task)
     result = await stack.result(task)
