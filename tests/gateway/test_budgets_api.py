@@ -84,6 +84,13 @@ async def test_a_run_request_carries_its_budget(
         run = await session.get(RunRecord, created.json()["id"])
     assert run is not None
     assert run.budget == {"max_tokens": 500, "max_usd": 0.1, "on_exceeded": "stop"}
+    # The workflow's own budget and the request's: the tighter of each limit applies.
+    spec = {**SPEC, "budget": {"max_tokens": 300, "max_usd": 1.0}}
+    both = await client.post("/v1/runs", json={"spec": spec, "budget": {"max_usd": 0.2}})
+    assert both.status_code == 201, both.text
+    shown = (await client.get(f"/v1/runs/{both.json()['id']}")).json()
+    assert (shown["budget"]["max_tokens"], shown["budget"]["max_usd"]) == (300, 0.2)
+    assert shown["usage"]["total"]["total_tokens"] == 0
     bad = await client.post("/v1/runs", json={"spec": SPEC, "budget": {"max_usd": -1}})
     assert bad.status_code == 422
     assert "budget.max_usd" in bad.text

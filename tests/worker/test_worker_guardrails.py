@@ -13,6 +13,7 @@ from agent_support import (
     calls,
     register_agent,
     start_agent_worker,
+    tool_rows,
 )
 from cadenza_llm import LLMSettings, ProviderRegistry
 from cadenza_state import RunRecord
@@ -100,6 +101,7 @@ async def test_redact_applies_to_tool_arguments_before_the_call(stack: Stack) ->
     result = await stack.result(task)
     assert result.status == "succeeded", result.error
     assert echo.calls == [{"text": "mail <EMAIL>"}]
+    assert [t.arguments for t in await tool_rows(stack, task.task_id)] == [{"text": "mail <EMAIL>"}]
     await assert_eventually(lambda: len(guardrail_events(stack, task.task_id)) == 1)
     assert guardrail_events(stack, task.task_id)[0]["target"] == "tool_arguments"
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from cadenza_state import TERMINAL_RUN_STATUSES, RunRecord, TaskRecord, WorkflowRecord
-from cadenza_workflow import Budget
+from cadenza_workflow import Budget, tighter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .usage import RunUsage, UsageRollup, UsageTotals
@@ -211,6 +211,11 @@ class RunPublic(RunSummary):
         default_factory=RunUsage,
         description="LLM tokens, cost and tool calls: in total, per agent and per model.",
     )
+    budget: Budget | None = Field(
+        default=None,
+        description="The run's limits (the workflow's budget and the request's, the tighter "
+        "of the two); compare with usage.total.total_tokens and usage.total.cost_usd.",
+    )
 
     @classmethod
     def from_run(
@@ -235,7 +240,17 @@ class RunPublic(RunSummary):
             ],
             agents=run.spec.get("agents", {}),
             usage=usage.usage if usage else RunUsage(),
+            budget=run_budget(run),
         )
+
+
+def run_budget(run: RunRecord) -> Budget | None:
+    """The limits the workers apply to ``run`` (same rule as theirs: the tighter wins)."""
+
+    def parse(data: Any) -> Budget | None:
+        return Budget.model_validate(data) if isinstance(data, dict) and data else None
+
+    return tighter(parse(run.spec.get("budget")), parse(run.budget))
 
 
 class RunsPublic(BaseModel):

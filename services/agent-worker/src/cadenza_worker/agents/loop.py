@@ -363,9 +363,11 @@ class AgentLoop:
             target_id=call.id,
             emit=run.emit,
         )
+        if arguments is not call.arguments:  # redacted: record what the tool really got
+            call = call.model_copy(update={"arguments": arguments})
         try:
             async with asyncio.timeout(run.limits.tool_timeout_s):
-                result = await invoke_tool(tool, arguments, run.ctx, run.journal, index)
+                result = await invoke_tool(tool, call.arguments, run.ctx, run.journal, index)
         except TimeoutError:
             reason = f"tool {call.name!r} timed out after {run.limits.tool_timeout_s:g}s"
             await self._record_tool(turn, index, call, None, "timeout", reason, _ms(started))
