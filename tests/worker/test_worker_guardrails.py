@@ -18,7 +18,11 @@ from agent_support import (
 from cadenza_llm import LLMSettings, ProviderRegistry
 from cadenza_state import RunRecord
 from cadenza_worker import ToolRegistry
-from cadenza_worker.guardrails import detect, redact
+from cadenza_worker.guardrails import PiiGuard, detect, enforce, redact
+from cadenza_workflow import PiiPolicy
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from support import assert_eventually
 from worker_support import BOTH_STACKS, Stack, metric
 
@@ -176,3 +180,53 @@ async def test_a_workflow_policy_applies_to_agents_without_their_own(stack: Stac
     result = await stack.result(task)
     assert result.status == "succeeded", result.error
     assert result.output == "Reach alice@example.com, card <CREDIT_CARD>."
+
+
+@pytest.mark.unit
+def test_a_finding_is_an_apply_guardrail_span_with_finding_events(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr("cadenza_worker.guardrails.check.tracer", provider.get_tracer("test"))
+    events: list[tuple[str, dict[str, object]]] = []
+    guard = PiiGuard(PiiPolicy(action="redact"))
+
+    out = enforce(
+        guard,
+        {"to": "bob@example.org", "note": "ok"},
+        target="tool_arguments",
+        agent="helper",
+        where="the arguments of tool 'mail'",
+        target_id="call_1",
+        emit=lambda kind, data: events.append((kind, data)),
+    )
+    assert out == {"to": "<EMAIL>", "note": "ok"}
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "apply_guardrail cadenza.pii"
+    attrs = dict(span.attributes or {})
+    assert attrs["gen_ai.operation.name"] == "apply_guardrail"
+    assert attrs["gen_ai.security.target.type"] == "tool_call"
+    assert attrs["gen_ai.security.target.id"] == "call_1"
+    assert attrs["gen_ai.security.decision.type"] == "modify"
+    (finding,) = span.events
+    assert finding.name == "gen_ai.security.finding"
+    assert dict(finding.attributes or {})["gen_ai.security.risk.category"] == "pii"
+    assert "bob@example.org" not in str(finding.attributes)
+    assert [kind for kind, _ in events] == ["guardrail.check"]
+    # Nothing found: no span, no event, the value itself goes on.
+    clean = {"note": "ok"}
+    assert (
+        enforce(
+            guard,
+            clean,
+            target="output",
+            agent="helper",
+            where="x",
+            target_id=None,
+            emit=events.append,  # type: ignore[arg-type]
+        )
+        is clean
+    )
+    assert len(exporter.get_finished_spans()) == 1
