@@ -42,7 +42,7 @@ from langgraph.graph.state import CompiledStateGraph
 from opentelemetry import trace
 from pydantic import ValidationError
 
-from ..budgets import CallBudget
+from ..budgets import CallBudget, Reservation
 from ..guardrails import PiiGuard, enforce
 from ..journal import EffectJournal
 from ..kinds import invoke_tool
@@ -232,7 +232,7 @@ class AgentLoop:
             return "required"
         return "auto"
 
-    async def _reserve(self, request: ChatRequest, turn: int) -> Any:
+    async def _reserve(self, request: ChatRequest, turn: int) -> Reservation | None:
         """Reserve the call's worst case on every budget that applies, or stop the agent
         (BudgetExceededError, recorded on the timeline) without making the call."""
         run = self.run
