@@ -309,3 +309,19 @@ def test_a_budget_failed_result_keeps_its_details_on_the_task() -> None:
         "a", r, result(r, "failed", error=TaskError(code="x", message="y"))
     )
     assert "details" not in plain.updates[0].values["error"]
+
+
+def test_a_cancel_cancels_the_run_and_names_who_asked() -> None:
+    out = machine.cancel_run(requested_by="key:k1", reason="duplicate order")
+    assert out.run is not None
+    assert out.run.status == "cancelled"
+    assert [(e.kind, e.status, e.data) for e in out.events] == [
+        ("run.cancelled", "cancelled", {"requested_by": "key:k1", "reason": "duplicate order"})
+    ]
+    assert not out.dispatches
+    assert not out.new_tasks
+
+
+def test_a_cancel_without_a_reason_records_none() -> None:
+    (event,) = machine.cancel_run(requested_by=None, reason=None).events
+    assert event.data == {"requested_by": None}

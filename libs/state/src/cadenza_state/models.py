@@ -61,8 +61,9 @@ class TaskStatus(StrEnum):
 TERMINAL_RUN_STATUSES = frozenset(
     {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.BUDGET_EXCEEDED}
 )
-STOPPED_RUN_STATUSES = frozenset({RunStatus.FAILED, RunStatus.BUDGET_EXCEEDED})
-"""Terminal statuses reached before every task finished: open tasks are cancelled."""
+STOPPED_RUN_STATUSES = frozenset({RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.BUDGET_EXCEEDED})
+"""Terminal statuses reached before every task finished: open tasks are cancelled and
+running workers told to stop."""
 TERMINAL_TASK_STATUSES = frozenset(
     {
         TaskStatus.SUCCEEDED,
