@@ -19,6 +19,8 @@ from cadenza_events import Envelope, RunEvent, RunEventBatch, TaskReady, Topic, 
 from cadenza_events.tracing import inject
 from cadenza_runtime import stage_outbox
 from cadenza_state import (
+    STOPPED_RUN_STATUSES,
+    TERMINAL_RUN_STATUSES,
     ObjectNotFound,
     ObjectStore,
     RunRecord,
@@ -401,12 +403,12 @@ class Transition:
 
     async def _change_run(self, status: str, output: Any, error: dict[str, Any] | None) -> None:
         self.run.status = status
-        if status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
+        if status in TERMINAL_RUN_STATUSES:
             self.run.finished_at = self.now
             self.run.output = output
             self.run.error = error
             self.effects.run_finished = True
-        if status in (RunStatus.FAILED, RunStatus.CANCELLED):
+        if status in STOPPED_RUN_STATUSES:
             await self._insert_new()
             n = await store.cancel_open_tasks(self.session, self.run.id, now=self.now)
             self._finished("cancelled", n, node=False)

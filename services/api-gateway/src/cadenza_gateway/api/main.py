@@ -8,6 +8,7 @@ from .routes import (
     agents,
     api_keys,
     audit,
+    budgets,
     cancel,
     collections,
     datasets,
@@ -34,5 +35,6 @@ api_router.include_router(collections.router)
 api_router.include_router(api_keys.router)
 api_router.include_router(audit.router)
 api_router.include_router(provider_keys.router)
+api_router.include_router(budgets.router)
 api_router.include_router(schemas.router)
 api_router.include_router(health.router)
