@@ -3,18 +3,18 @@ causes (staged in the outbox) commit together or not at all."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
-from cadenza_events import Envelope, PlanRequested, RunEvent, Topic, TopicRegistry
-from cadenza_runtime import stage_event
-from cadenza_state import RunRecord, RunStatus, TaskRecord, TaskStatus, utcnow
-from sqlalchemy import and_, or_, select, update
+from cadenza_events import TopicRegistry
+from cadenza_runtime.runs import cancel_run as runtime_cancel_run
+from cadenza_runtime.runs import create_run as runtime_create_run
+from cadenza_state import RunRecord, TaskRecord, TaskStatus
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from .audit import record_audit
+from ..auth.principal import current_actor
 
 EVENT_SOURCE = "/cadenza/api-gateway"
 CANCELLABLE_TASK_STATUSES = (TaskStatus.PENDING.value, TaskStatus.READY.value)
@@ -56,55 +56,23 @@ async def create_run(
     inputs: dict[str, Any],
     idempotency_key: str | None,
 ) -> RunRecord:
-    """Insert a pending run and stage its ``plan.requested`` and ``run.accepted`` events.
+    """Insert a pending run and stage its ``plan.requested`` and ``run.accepted`` events
+    (the shared path, ``cadenza_runtime.create_run``), audited as the request's caller.
 
     Raises IntegrityError at once (the insert is flushed first) when another request took
     the same idempotency key."""
-    run = RunRecord(
-        id=str(uuid.uuid4()),
-        tenant_id=tenant_id,
-        workflow_name=workflow_name,
-        workflow_version=workflow_version,
-        spec=spec,
-        inputs=inputs,
-        status=RunStatus.PENDING.value,
-        idempotency_key=idempotency_key,
-    )
-    session.add(run)
-    await session.flush()
-    plan = PlanRequested(
-        run_id=run.id,
-        workflow_name=workflow_name,
-        workflow_version=workflow_version,
-        spec=spec,
-        inputs=inputs,
-    )
-    await stage_event(
-        session,
-        registry,
-        Topic.PLAN_REQUESTED,
-        Envelope(plan, source=EVENT_SOURCE, tenant_id=tenant_id, plan_id=run.id),
-    )
-    accepted = RunEvent(
-        run_id=run.id,
-        kind="run.accepted",
-        status=RunStatus.PENDING.value,
-        data={"workflow_name": workflow_name, "workflow_version": workflow_version},
-    )
-    await stage_event(
-        session,
-        registry,
-        Topic.RUN_EVENTS,
-        Envelope(accepted, source=EVENT_SOURCE, tenant_id=tenant_id, plan_id=run.id),
-    )
-    record_audit(
+    return await runtime_create_run(
         session=session,
+        registry=registry,
         tenant_id=tenant_id,
-        action="run.created",
-        subject=f"run:{run.id}",
-        data={"workflow_name": workflow_name, "workflow_version": workflow_version},
+        workflow_name=workflow_name,
+        workflow_version=workflow_version,
+        spec=spec,
+        inputs=inputs,
+        idempotency_key=idempotency_key,
+        actor=current_actor(),
+        source=EVENT_SOURCE,
     )
-    return run
 
 
 async def list_runs(
@@ -142,36 +110,8 @@ async def list_tasks(*, session: AsyncSession, run_id: str) -> list[TaskRecord]:
 
 async def cancel_run(*, session: AsyncSession, registry: TopicRegistry, run: RunRecord) -> int:
     """Mark a locked, non-terminal run and its not-yet-running tasks ``cancelled`` and stage
-    ``run.cancelled``; returns how many tasks were cancelled. Running tasks are stopped by
-    their workers, which watch the Redis marker the caller sets after commit."""
-    now = utcnow()
-    run.status = RunStatus.CANCELLED.value
-    run.finished_at = now
-    run.updated_at = now
-    result = await session.execute(
-        update(TaskRecord)
-        .where(TaskRecord.run_id == run.id, TaskRecord.status.in_(CANCELLABLE_TASK_STATUSES))
-        .values(status=TaskStatus.CANCELLED.value, finished_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
+    ``run.cancelled`` (the shared ``cadenza_runtime.runs.cancel_run``), audited as the
+    request's caller; returns how many tasks were cancelled."""
+    return await runtime_cancel_run(
+        session=session, registry=registry, run=run, actor=current_actor(), source=EVENT_SOURCE
     )
-    cancelled_tasks = int(result.rowcount)  # type: ignore[attr-defined]
-    event = RunEvent(
-        run_id=run.id,
-        kind="run.cancelled",
-        status=RunStatus.CANCELLED.value,
-        data={"cancelled_tasks": cancelled_tasks},
-    )
-    await stage_event(
-        session,
-        registry,
-        Topic.RUN_EVENTS,
-        Envelope(event, source=EVENT_SOURCE, tenant_id=run.tenant_id, plan_id=run.id),
-    )
-    record_audit(
-        session=session,
-        tenant_id=run.tenant_id,
-        action="run.cancelled",
-        subject=f"run:{run.id}",
-        data={"cancelled_tasks": cancelled_tasks},
-    )
-    return cancelled_tasks

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import logging
 
-from cadenza_runtime import Resources, keys
-from cadenza_state import TERMINAL_RUN_STATUSES, RunStatus, utcnow
+from cadenza_runtime import Resources
+from cadenza_runtime.runs import signal_cancelled as runtime_signal_cancelled
+from cadenza_state import TERMINAL_RUN_STATUSES, RunStatus
 from fastapi import APIRouter
 from opentelemetry import trace
 
@@ -26,11 +27,8 @@ router = APIRouter(prefix="/v1/runs", tags=["runs"], responses=problem_responses
 async def signal_cancelled(resources: Resources, settings: GatewaySettings, run_id: str) -> bool:
     """Set the marker workers watch and the hot status pollers read; False if Redis failed
     (the run is cancelled in PostgreSQL regardless; cancelling again re-sends the signal)."""
-    ttl = settings.cancel_marker_ttl_s
-    hot = resources.hot
     try:
-        await hot.redis.set(hot.key(keys.run_cancelled(run_id)), utcnow().isoformat(), ex=ttl)
-        await hot.set_run_status(run_id, {"status": RunStatus.CANCELLED.value}, ttl_s=ttl)
+        await runtime_signal_cancelled(resources.hot, run_id, settings.cancel_marker_ttl_s)
     except Exception:
         metrics.CANCEL_SIGNAL_FAILURES.inc()
         log.exception("run %s is cancelled but its Redis stop marker could not be set", run_id)
