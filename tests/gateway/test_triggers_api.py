@@ -162,7 +162,8 @@ async def test_bad_events_are_problems_and_start_nothing(
         content=json.dumps({"specversion": "1.0", "id": "x", "type": "t"}),
         headers={"content-type": "application/cloudevents+json"},
     )
-    assert missing.status_code == 400 and "source" in missing.json()["detail"]
+    assert missing.status_code == 400
+    assert "source" in missing.json()["detail"]
     # The mapping gives a string where the workflow wants a number: 422 naming the trigger.
     bad = await client.post("/v1/events", **binary("e-9", {"amount": "lots"}))
     assert bad.status_code == 422, bad.text
@@ -225,7 +226,8 @@ async def test_schedules_crud_pause_resume_and_next_fires(
     paused = (await client.post("/v1/schedules/nightly/pause")).json()
     assert (paused["paused"], paused["next_fires"]) == (True, [])
     resumed = (await client.post("/v1/schedules/nightly/resume")).json()
-    assert resumed["paused"] is False and len(resumed["next_fires"]) == 5
+    assert resumed["paused"] is False
+    assert len(resumed["next_fires"]) == 5
     assert [s["name"] for s in (await client.get("/v1/schedules")).json()["items"]] == ["nightly"]
     for field, bad in (("cron", "61 * * * *"), ("timezone", "Mars/Olympus")):
         resp = await client.post("/v1/schedules", json={**spec, "name": "x", field: bad})
