@@ -2,7 +2,9 @@
 
 Each pass claims due schedules with ``SELECT … FOR UPDATE SKIP LOCKED`` (a schedule is
 handled by one process at a time; the others skip it instead of waiting), and writes, in
-ONE transaction per pass: each tick's ``schedule_fires`` row (primary key (schedule, fire
+ONE transaction per pass: each tick's ``schedule_fires`` row (outcome ``started``,
+``caught_up`` — a missed tick fired by the catch-up policy —, ``skipped_overlap`` or
+``failed``) (primary key (schedule, fire
 time): a tick fires once even if a stale process got there), the run it starts (the shared
 ``cadenza_runtime.create_run``, outbox included) and the schedule's next fire time. A
 crash before the commit leaves nothing behind; the next pass (of any process) fires the
@@ -44,6 +46,8 @@ class PassReport:
 
     started: list[tuple[str, str]] = field(default_factory=list)
     """(schedule name, run id)"""
+    caught_up: int = 0
+    """How many of ``started`` were missed ticks fired by the catch-up policy."""
     skipped: dict[str, int] = field(default_factory=dict)
     """reason → ticks: missed (catch-up policy), overlap, failed (workflow or inputs)."""
     cancelled: list[str] = field(default_factory=list)
@@ -85,7 +89,8 @@ async def fire_due(
             ticks, missed, following = due_ticks(spec, row.next_fire_at, now, grace)
             report.skip("missed", missed)
             for tick in ticks:
-                await _fire(session, registry, row, spec, tick, cache, report)
+                late = now - tick > grace  # fired by the catch-up policy
+                await _fire(session, registry, row, spec, tick, cache, report, late)
             row.next_fire_at = following
     return report
 
@@ -98,8 +103,9 @@ async def _fire(
     tick: datetime,
     cache: SpecCache,
     report: PassReport,
+    late: bool,
 ) -> None:
-    outcome, run_id = "started", None
+    outcome, run_id = ("caught_up" if late else "started"), None
     previous = await _unfinished_previous(session, row)
     if previous is not None and spec.overlap is Overlap.SKIP:
         outcome = "skipped_overlap"
@@ -155,6 +161,7 @@ async def _fire(
     row.last_fire_at = tick
     row.last_run_id = run_id
     report.started.append((row.name, run_id))
+    report.caught_up += late
 
 
 async def _unfinished_previous(session: AsyncSession, row: ScheduleRecord) -> RunRecord | None:

@@ -148,9 +148,8 @@ async def start_for_event(
         async with session.begin():
             # The cheap path for a replay: no spec work when the event is known.
             known = await existing_run(session, trigger, key)
-        if known is not None:
-            return Started(trigger.name, known, duplicate=True)
-        async with session.begin():
+            if known is not None:
+                return Started(trigger.name, known, duplicate=True)
             prepared = await prepare_run(
                 session=session,
                 tenant_id=trigger.tenant_id,
@@ -171,7 +170,7 @@ async def start_for_event(
                         event_id=event.id[:512],
                     )
                 )
-                await session.flush()  # the unique constraint speaks before the run exists
+                # Flushed with the run: a duplicate key fails the whole transaction.
                 await create_run(
                     session=session,
                     registry=registry,

@@ -10,7 +10,8 @@ __all__ = ["BACKPRESSURE", "EVENTS", "TICKS", "TRIGGERS"]
 
 TICKS = Counter(
     "cadenza_schedule_ticks_total",
-    "Schedule ticks by outcome: fired, skipped_missed, skipped_overlap, skipped_failed.",
+    "Schedule ticks by outcome: fired (on time), caught_up (missed, fired by the catch-up "
+    "policy), skipped_missed, skipped_overlap, skipped_failed.",
     ["outcome"],
 )
 BACKPRESSURE = Gauge(

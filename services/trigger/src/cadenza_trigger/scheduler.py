@@ -51,7 +51,8 @@ class Scheduler:
             span.set_attribute("cadenza.schedule.fired", len(report.started))
         if report.started or report.cancelled:
             self._resources.relay.notify()
-        metrics.TICKS.labels("fired").inc(len(report.started))
+        metrics.TICKS.labels("fired").inc(len(report.started) - report.caught_up)
+        metrics.TICKS.labels("caught_up").inc(report.caught_up)
         for reason, count in report.skipped.items():
             metrics.TICKS.labels(f"skipped_{reason}").inc(count)
         for run_id in report.cancelled:
