@@ -118,6 +118,8 @@ async def test_events_start_one_run_each_and_duplicates_start_none(
     assert run["started_by"]["kind"] == "trigger"
     assert run["started_by"]["event_id"] == "e-1"
     assert run["started_by"]["via"] == "http"
+    timeline = (await client.get(f"/v1/runs/{run_id}/timeline")).json()
+    assert timeline["started_by"] == run["started_by"]
 
     again = await client.post("/v1/events", **binary("e-1", {"amount": 250}))
     assert again.status_code == 200
