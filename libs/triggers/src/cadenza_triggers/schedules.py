@@ -9,11 +9,10 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cadenza_workflow import parse_agent_ref
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .spec import NAME_PATTERN
+from .spec import NAME_PATTERN, check_workflow_ref
 
 MAX_CATCH_UP = 1000
 
@@ -72,13 +71,7 @@ class ScheduleSpec(BaseModel):
     @field_validator("workflow")
     @classmethod
     def _workflow(cls, ref: str) -> str:
-        try:
-            parse_agent_ref(ref)
-        except ValueError:
-            raise ValueError(
-                f"{ref!r} is not a workflow reference: use 'name' or 'name@version'"
-            ) from None
-        return ref
+        return check_workflow_ref(ref)
 
     @field_validator("start_at", "end_at")
     @classmethod
@@ -86,6 +79,10 @@ class ScheduleSpec(BaseModel):
         if at is not None and at.tzinfo is None:
             raise ValueError("give a time zone (e.g. 2027-01-01T00:00:00Z)")
         return at
+
+    def workflow_ref(self) -> tuple[str, int | None]:
+        name, _, version = self.workflow.partition("@")
+        return name, int(version) if version else None
 
     @model_validator(mode="after")
     def _window(self) -> ScheduleSpec:

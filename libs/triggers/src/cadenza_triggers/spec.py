@@ -40,6 +40,17 @@ def check_expression(text: str, field: str) -> None:
         )
 
 
+def check_workflow_ref(ref: str) -> str:
+    """``ref`` if it is ``name`` or ``name@version``; ValueError otherwise."""
+    try:
+        parse_agent_ref(ref)  # workflows and agents share the reference syntax
+    except ValueError:
+        raise ValueError(
+            f"{ref!r} is not a workflow reference: use 'name' or 'name@version'"
+        ) from None
+    return ref
+
+
 class EventFilter(BaseModel):
     """Which events a trigger takes: every attribute given must equal (or be one of) the
     event's, and ``expression``, when given, must be true."""
@@ -109,13 +120,7 @@ class TriggerSpec(BaseModel):
     @field_validator("workflow")
     @classmethod
     def _workflow(cls, ref: str) -> str:
-        try:
-            parse_agent_ref(ref)
-        except ValueError:
-            raise ValueError(
-                f"{ref!r} is not a workflow reference: use 'name' or 'name@version'"
-            ) from None
-        return ref
+        return check_workflow_ref(ref)
 
     @field_validator("dedupe_key")
     @classmethod

@@ -13,15 +13,10 @@ from sqlalchemy.exc import IntegrityError
 
 from ... import crud
 from ...auth import CanReadTriggers, CanWriteTriggers
-from ...problems import (
-    FieldProblem,
-    InvalidRequest,
-    ScheduleExists,
-    ScheduleNotFound,
-    problem_responses,
-)
+from ...problems import ScheduleExists, ScheduleNotFound, problem_responses
 from ...trigger_models import SchedulePublic, SchedulesPublic
 from ..deps import SessionDep, SettingsDep, require_json
+from .triggers import require_workflow
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], responses=problem_responses(422))
 NamePath = Annotated[str, Path(max_length=128, description="Schedule name.")]
@@ -55,17 +50,7 @@ async def create_schedule(
 ) -> SchedulePublic:
     """The workflow must be registered (422 naming `workflow`); the inputs are checked at
     each tick (a tick whose run is refused is skipped and counted)."""
-    name, _, version = spec.workflow.partition("@")
-    async with session.begin():
-        workflow = await crud.get_workflow(
-            session=session, tenant_id=tenant, name=name, version=int(version) if version else None
-        )
-    if workflow is None:
-        message = f"field workflow: no workflow {spec.workflow!r} is registered"
-        raise InvalidRequest(
-            message,
-            errors=[FieldProblem(field="workflow", code="unknown_workflow", message=message)],
-        )
+    await require_workflow(session, tenant, spec.workflow_ref())
     record = ScheduleRecord(
         tenant_id=tenant,
         name=spec.name,

@@ -23,6 +23,23 @@ router = APIRouter(prefix="/v1/triggers", tags=["triggers"], responses=problem_r
 NamePath = Annotated[str, Path(max_length=128, description="Trigger name.")]
 
 
+async def require_workflow(session: SessionDep, tenant: str, ref: tuple[str, int | None]) -> None:
+    """422 naming `workflow` unless the workflow (version) is registered: triggers and
+    schedules start registered workflows."""
+    name, version = ref
+    async with session.begin():
+        workflow = await crud.get_workflow(
+            session=session, tenant_id=tenant, name=name, version=version
+        )
+    if workflow is None:
+        which = f"{name}@{version}" if version else name
+        message = f"field workflow: no workflow {which!r} is registered"
+        raise InvalidRequest(
+            message,
+            errors=[FieldProblem(field="workflow", code="unknown_workflow", message=message)],
+        )
+
+
 async def _register(
     session: SessionDep, tenant: str, spec: dict[str, Any], action: str
 ) -> TriggerRecord:
@@ -58,17 +75,7 @@ async def register_trigger(
 ) -> TriggerPublic:
     """Registering an existing name adds version N+1, which takes over at once. The
     workflow must be registered (422 naming `workflow`); its inputs are checked per event."""
-    name, version = spec.workflow_ref()
-    async with session.begin():
-        workflow = await crud.get_workflow(
-            session=session, tenant_id=tenant, name=name, version=version
-        )
-    if workflow is None:
-        message = f"field workflow: no workflow {spec.workflow!r} is registered"
-        raise InvalidRequest(
-            message,
-            errors=[FieldProblem(field="workflow", code="unknown_workflow", message=message)],
-        )
+    await require_workflow(session, tenant, spec.workflow_ref())
     record = await _register(session, tenant, spec.model_dump(mode="json"), "trigger.registered")
     response.headers["Location"] = f"{settings.public_url}/v1/triggers/{record.name}"
     return TriggerPublic.from_record(record)
