@@ -231,6 +231,11 @@ async def test_schedules_crud_pause_resume_and_next_fires(
     assert resumed["paused"] is False
     assert len(resumed["next_fires"]) == 5
     assert [s["name"] for s in (await client.get("/v1/schedules")).json()["items"]] == ["nightly"]
+    hourly = (await client.put("/v1/schedules/nightly", json={**spec, "cron": "0 * * * *"})).json()
+    assert hourly["spec"]["cron"] == "0 * * * *"
+    assert all(f.endswith(":00:00Z") for f in hourly["next_fires"])
+    renamed = await client.put("/v1/schedules/nightly", json={**spec, "name": "other"})
+    assert (renamed.status_code, renamed.json()["errors"][0]["field"]) == (422, "name")
     for field, bad in (("cron", "61 * * * *"), ("timezone", "Mars/Olympus")):
         resp = await client.post("/v1/schedules", json={**spec, "name": "x", field: bad})
         assert resp.status_code == 422

@@ -16,7 +16,15 @@ import contextlib
 import logging
 from typing import Any
 
-from cadenza_events import CadenzaError, Consumer, ConsumerOptions, Envelope
+from cadenza_events import (
+    CadenzaError,
+    Consumer,
+    ConsumerOptions,
+    DecodeError,
+    Envelope,
+    Message,
+)
+from cadenza_events.bus import Decoder
 from cadenza_runtime import Resources, is_outage
 from cadenza_state import RunRecord, RunStatus
 from cadenza_triggers import CloudEvent, SpecCache, Trigger, kafka_decoder, load_triggers
@@ -99,7 +107,7 @@ class TriggerConsumer:
                 list(topics),
                 self._settings.group,
                 self.handle,
-                kafka_decoder(self._plain_type),
+                self._decoder(),
                 ConsumerOptions(concurrency=self._settings.concurrency, is_outage=is_outage),
             )
             await self._consumer.start()
@@ -108,8 +116,20 @@ class TriggerConsumer:
         for trigger in self._by_topic.get(topic, []):
             if trigger.spec.plain_type:
                 return trigger.spec.plain_type
-        metrics.EVENTS.labels("*", "*", "dead_lettered").inc()  # the decoder will refuse it
         return None
+
+    def _decoder(self) -> Decoder:
+        """The CloudEvents decoder, counting what it refuses (the runner dead-letters it)."""
+        decode = kafka_decoder(self._plain_type)
+
+        def counting(message: Message) -> Envelope[Any]:
+            try:
+                return decode(message)
+            except DecodeError:
+                metrics.EVENTS.labels("*", "*", "dead_lettered").inc()
+                raise
+
+        return counting
 
     async def handle(self, env: Envelope[Any]) -> None:
         event: CloudEvent = env.payload

@@ -4,9 +4,8 @@ trigger service's Kafka consumer (``cadenza_triggers``)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from cadenza_events import NonRetryableError
+from cadenza_runtime import Resources
 from cadenza_triggers import (
     BATCH,
     STRUCTURED,
@@ -132,7 +131,7 @@ async def send_events(
 
 
 async def _apply(
-    resources: Any, trigger: Trigger, event: CloudEvent, index: int | None
+    resources: Resources, trigger: Trigger, event: CloudEvent, index: int | None
 ) -> EventOutcome | None:
     labels = (trigger.tenant_id, trigger.name)
     try:

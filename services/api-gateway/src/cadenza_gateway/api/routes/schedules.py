@@ -13,7 +13,13 @@ from sqlalchemy.exc import IntegrityError
 
 from ... import crud
 from ...auth import CanReadTriggers, CanWriteTriggers
-from ...problems import ScheduleExists, ScheduleNotFound, problem_responses
+from ...problems import (
+    FieldProblem,
+    InvalidRequest,
+    ScheduleExists,
+    ScheduleNotFound,
+    problem_responses,
+)
 from ...trigger_models import SchedulePublic, SchedulesPublic
 from ..deps import SessionDep, SettingsDep, require_json
 from .triggers import require_workflow
@@ -99,6 +105,38 @@ async def get_schedule(
     name: NamePath, session: SessionDep, tenant: CanReadTriggers
 ) -> SchedulePublic:
     return SchedulePublic.from_record(await _get(session, tenant, name))
+
+
+@router.put(
+    "/{name}",
+    response_model=SchedulePublic,
+    summary="Replace a schedule's definition",
+    dependencies=[Depends(require_json)],
+    responses=problem_responses(400, 404, 415, 422),
+)
+async def replace_schedule(
+    name: NamePath, spec: ScheduleSpec, session: SessionDep, tenant: CanWriteTriggers
+) -> SchedulePublic:
+    """The body's `name` must be the path's. The next tick is computed afresh from now
+    (ticks of the old definition that are due are not fired); pause state is kept."""
+    if spec.name != name:
+        message = f"field name: {spec.name!r} is not this schedule's name {name!r}"
+        raise InvalidRequest(
+            message, errors=[FieldProblem(field="name", code="invalid_field", message=message)]
+        )
+    await require_workflow(session, tenant, spec.workflow_ref())
+    async with session.begin():
+        record = await _get(session, tenant, name)
+        record.spec = spec.model_dump(mode="json")
+        record.next_fire_at = next_fire(spec, utcnow())
+        crud.record_audit(
+            session=session,
+            tenant_id=tenant,
+            action="schedule.replaced",
+            subject=f"schedule:{name}",
+        )
+    await session.refresh(record)
+    return SchedulePublic.from_record(record)
 
 
 async def _set_paused(session: SessionDep, tenant: str, name: str, paused: bool) -> SchedulePublic:
