@@ -26,7 +26,7 @@ from .conftest import REPO, ComposeDeployment
 # The image build (minutes when the lock changed) runs in the first test's setup.
 pytestmark = pytest.mark.timeout(1800)
 
-SERVICES = {"migrate", "gateway", "orchestrator", "worker", "rag-ingest"}
+SERVICES = {"migrate", "gateway", "orchestrator", "worker", "rag-ingest", "trigger"}
 GREETER = {
     "name": "greeter",
     "system_prompt": "You greet people in one short sentence.",
@@ -150,7 +150,7 @@ def test_image_has_no_build_tools_and_runs_every_entry_point(image: str) -> None
     ).stdout  # fmt: skip
     lines = out.splitlines()
     assert lines[0] == "10001", out  # no uv/gcc/pip printed before the uid
-    for command in ("gateway", "orchestrator", "worker", "rag-ingest", "migrate"):
+    for command in ("gateway", "orchestrator", "worker", "rag-ingest", "trigger", "migrate"):
         assert command in out
 
 
@@ -184,7 +184,7 @@ def test_the_full_platform_file_is_complete(compose_bin: Path) -> None:
         assert services[name]["read_only"] is True
         assert services[name]["command"] == [name]
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in ("gateway", "orchestrator", "worker", "rag-ingest"):
+    for name in ("gateway", "orchestrator", "worker", "rag-ingest", "trigger"):
         deps = services[name]["depends_on"]
         assert deps["migrate"]["condition"] == "service_completed_successfully", name
         assert deps["kafka"]["condition"] == "service_healthy", name
@@ -201,4 +201,5 @@ def test_the_full_platform_file_is_complete(compose_bin: Path) -> None:
         "cadenza-orchestrator",
         "cadenza-worker",
         "cadenza-rag-ingest",
+        "cadenza-trigger",
     } <= jobs

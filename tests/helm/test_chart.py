@@ -90,7 +90,7 @@ def test_defaults_every_service_hardened_and_probed(render: Render) -> None:
     docs = render(*values("default"))
     deployments = {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment")}
     assert set(deployments) == {f"rel-cadenza-{s}" for s in
-                                ("gateway", "orchestrator", "worker", "rag-ingest")}  # fmt: skip
+                                ("gateway", "orchestrator", "worker", "rag-ingest", "trigger")}  # fmt: skip
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
@@ -118,7 +118,7 @@ def test_defaults_every_service_hardened_and_probed(render: Render) -> None:
     assert (rag["replicas"], rag["strategy"]["type"]) == (1, "Recreate")
     assert by_kind(docs, "PersistentVolumeClaim")
     pdbs = {d["metadata"]["name"] for d in by_kind(docs, "PodDisruptionBudget")}
-    assert pdbs == {"rel-cadenza-gateway", "rel-cadenza-orchestrator", "rel-cadenza-worker"}
+    assert pdbs == {f"rel-cadenza-{s}" for s in ("gateway", "orchestrator", "worker", "trigger")}
     # Only this release's pods reach rag-ingest's search API (it trusts X-Tenant-Id).
     policy = one(docs, "NetworkPolicy", "rel-cadenza-rag-ingest")
     search_rule, metrics_rule = policy["spec"]["ingress"]

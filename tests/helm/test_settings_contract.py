@@ -16,6 +16,7 @@ from cadenza_orchestrator.settings import OrchestratorSettings
 from cadenza_rag.settings import RagSettings
 from cadenza_retrieval.settings import RetrievalSettings
 from cadenza_state import StateSettings
+from cadenza_trigger.settings import TriggerSettings
 from cadenza_worker.settings import WorkerSettings
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(1800)  # the first test may build helm
 SETTINGS: list[type[BaseSettings]] = [
     BusSettings, StateSettings, GatewaySettings, OrchestratorSettings, WorkerSettings,
-    RagSettings, RetrievalSettings, LLMSettings, AuthSettings,
+    RagSettings, RetrievalSettings, LLMSettings, AuthSettings, TriggerSettings,
 ]  # fmt: skip
 # Read straight from the environment (cadenza_runtime.telemetry, the services' __main__).
 RAW = {"CADENZA_METRICS_HOST", "CADENZA_LOG_LEVEL"}

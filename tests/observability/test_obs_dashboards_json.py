@@ -31,6 +31,7 @@ def test_dashboards_are_valid_grafana_json() -> None:
         "cadenza-llm",
         "cadenza-kafka",
         "cadenza-rag",
+        "cadenza-triggers",
     }
     provisioning = infra_dir() / "grafana" / "provisioning"
     datasources = yaml.safe_load((provisioning / "datasources" / "cadenza.yml").read_text())
@@ -45,4 +46,5 @@ def test_prometheus_scrapes_every_service() -> None:
     assert jobs["cadenza-gateway"] == ["127.0.0.1:8080"]
     assert jobs["cadenza-orchestrator"] == ["127.0.0.1:9101"]
     assert jobs["cadenza-worker"] == ["127.0.0.1:9102"]
+    assert jobs["cadenza-trigger"] == ["127.0.0.1:9106"]
     assert jobs["cadenza-rag-ingest"] == ["127.0.0.1:9103"]

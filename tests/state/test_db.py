@@ -49,6 +49,10 @@ TABLES = {
     "reference_records",
     "collections",
     "documents",
+    "triggers",
+    "triggered_events",
+    "schedules",
+    "schedule_fires",
 }
 
 

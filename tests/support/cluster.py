@@ -85,6 +85,9 @@ class Cluster:
                 "CADENZA_RETRIEVAL_SEARCH_URL": self.search_url,
                 "CADENZA_RAG_SEARCH_PORT": str(self.search_port),
                 "CADENZA_RAG_METRICS_PORT": "0",
+                "CADENZA_TRIGGER_METRICS_PORT": "0",
+                "CADENZA_TRIGGER_RELOAD_INTERVAL_S": "0.5",
+                "CADENZA_TRIGGER_SCHEDULE_POLL_S": "0.2",
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -143,6 +146,10 @@ class Cluster:
 
     def start_worker(self, extra_env: dict[str, str] | None = None) -> ServiceProcess:
         return self.start("worker", "cadenza_worker", extra_env)
+
+    def start_trigger(self, extra_env: dict[str, str] | None = None) -> ServiceProcess:
+        """The trigger service (upstream-topic consumer + scheduler)."""
+        return self.start("trigger", "cadenza_trigger", extra_env)
 
     def logs(self) -> str:
         return "\n\n".join(f"== {p.name} ({p.log.name})\n{p.tail()}" for p in self.processes)

@@ -1,11 +1,13 @@
 """Runnable example bundles: a directory with ``agents/*.yaml``, ``data/*.yaml``,
-``collections/<name>/*``, ``workflow.yaml`` and an optional ``inputs.json``.
+``collections/<name>/*``, ``triggers/*.yaml``, ``workflow.yaml`` and an optional
+``inputs.json``.
 
 ``cadenza run DIR`` (and ``cadenza dev --run DIR``) registers the agents — handoff targets
 before the agents that hand off to them, an unchanged agent is reused instead of getting a
 new version — loads each data file into its dataset, uploads each collection's documents
 and waits until they are indexed (bundle_documents.py), then starts the workflow as an
-inline spec, like ``cadenza run FILE``. Every problem names the file (and the field).
+inline spec, like ``cadenza run FILE``. A bundle with triggers also registers its workflow
+(triggers start registered workflows) and each trigger (an unchanged one is reused). Every problem names the file (and the field).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
+from cadenza_triggers import TriggerSpec
 from cadenza_workflow import AgentSpec, SpecValidationError, parse_agent
 from cadenza_workflow.loading import load_document
 
@@ -55,6 +58,12 @@ class BundleDataset:
 
 
 @dataclass(frozen=True)
+class BundleTrigger:
+    path: Path
+    spec: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Bundle:
     root: Path
     agents: list[BundleAgent]  # in registration order: handoff targets first
@@ -62,6 +71,7 @@ class Bundle:
     workflow_path: Path
     inputs: dict[str, Any] = field(default_factory=dict)
     collections: list[BundleCollection] = field(default_factory=list)
+    triggers: list[BundleTrigger] = field(default_factory=list)
 
     def shown(self, path: Path) -> str:
         """``path`` relative to the bundle's parent, as a user names it (``examples/x/...``)."""
@@ -190,12 +200,57 @@ def load_bundle(root: str | Path) -> Bundle:
         raise BundleError(str(exc)) from None
     return Bundle(
         root,
+        triggers=_load_triggers(root, shown),
         agents=_load_agents(root, shown),
         datasets=_load_datasets(root, shown),
         workflow_path=workflow,
         inputs=inputs,
         collections=collections,
     )
+
+
+def _load_triggers(bundle_root: Path, shown: Any) -> list[BundleTrigger]:
+    triggers = []
+    for path in _documents(bundle_root / "triggers"):
+        _text, data = _read(path, shown(path))
+        if not isinstance(data, dict):
+            raise BundleError(f"{shown(path)}: a trigger is a mapping (name, topics, workflow…)")
+        triggers.append(BundleTrigger(path, data))
+    return triggers
+
+
+def _normalized(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The trigger as the gateway stores it (defaults filled in), None when invalid (the
+    gateway then answers with the problem)."""
+    try:
+        return TriggerSpec.model_validate(spec).model_dump(mode="json")
+    except ValueError:
+        return None
+
+
+async def _register_triggers(client: httpx.AsyncClient, bundle: Bundle, out: TextIO) -> None:
+    """Register the workflow (triggers start registered workflows), then each trigger
+    unless its version in force is the same document."""
+    text = bundle.workflow_path.read_bytes()
+    resp = await client.post(
+        "/v1/workflows", content=text, headers={"Content-Type": _yaml_or_json(bundle.workflow_path)}
+    )
+    try:
+        workflow = _check(resp)
+    except ApiError as exc:
+        raise BundleError(f"{bundle.shown(bundle.workflow_path)}: {exc}") from None
+    print(f"  workflow {workflow['name']}@{workflow['version']:<24} registered", file=out)
+    for trigger in bundle.triggers:
+        name = trigger.spec.get("name")
+        latest = await client.get(f"/v1/triggers/{name}")
+        if latest.status_code == 200 and latest.json()["spec"] == _normalized(trigger.spec):
+            print(f"  trigger {name}@{latest.json()['version']:<25} unchanged", file=out)
+            continue
+        try:
+            created = _check(await client.post("/v1/triggers", json=trigger.spec))
+        except ApiError as exc:
+            raise BundleError(f"{bundle.shown(trigger.path)}: {exc}") from None
+        print(f"  trigger {created['name']}@{created['version']:<25} registered", file=out)
 
 
 def _yaml_or_json(path: Path) -> str:
@@ -255,6 +310,8 @@ async def deploy_bundle(
             )
         except CollectionProblem as exc:
             raise BundleError(str(exc)) from None
+    if bundle.triggers:
+        await _register_triggers(client, bundle, out)
     return run_request(str(bundle.workflow_path), {**bundle.inputs, **inputs})
 
 

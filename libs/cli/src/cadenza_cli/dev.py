@@ -37,8 +37,8 @@ def dev_settings(data_dir: Path) -> tuple[BusSettings, StateSettings]:
 
 
 class DevStack:
-    """Gateway + orchestrator + worker + rag-ingest sharing one set of dev resources and
-    one retriever (the local Qdrant folder serves one client per process)."""
+    """Gateway + orchestrator + worker + rag-ingest + trigger service (in-memory topics and
+    schedules) sharing one set of dev resources and one retriever (the local Qdrant folder serves one client per process)."""
 
     def __init__(self, resources: Resources, port: int, data_dir: Path) -> None:
         from cadenza_gateway import GatewaySettings, create_app
@@ -46,6 +46,7 @@ class DevStack:
         from cadenza_orchestrator import Orchestrator, OrchestratorSettings
         from cadenza_rag import RagIngest, RagSettings
         from cadenza_retrieval import RetrievalSettings, Retriever
+        from cadenza_trigger import TriggerService, TriggerSettings
         from cadenza_worker import Worker, WorkerSettings, builtin_tools
 
         self.resources = resources
@@ -58,6 +59,7 @@ class DevStack:
             tools=builtin_tools(worker_settings, searcher=self.retriever),
         )
         self.rag = RagIngest(resources, RagSettings(metrics_port=0), self.retriever)
+        self.triggers = TriggerService(resources, TriggerSettings(metrics_port=0))
         # Dev mode: requests without a credential act as the default tenant with every
         # scope (loopback only; a key that is sent is still checked).
         gateway_settings = GatewaySettings(
@@ -79,6 +81,7 @@ class DevStack:
         await self.orchestrator.start()
         await self.worker.start()
         await self.rag.start()
+        await self.triggers.start()
         self._serve = asyncio.create_task(self.server.serve())
         while not self.server.started:
             if self._serve.done():
@@ -95,6 +98,7 @@ class DevStack:
         if self._serve is not None:
             with contextlib.suppress(Exception):
                 await self._serve
+        await self.triggers.stop()
         await self.rag.stop()
         await self.worker.stop()
         await self.orchestrator.stop()

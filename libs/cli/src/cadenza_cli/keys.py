@@ -4,6 +4,7 @@ writes a tenant's first admin key straight into the database (operators only).""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Annotated, Any
 
 import httpx
@@ -23,10 +24,19 @@ ScopesOption = Annotated[
 ]
 
 
-def _call(method: str, path: str, url: str, body: dict[str, Any] | None = None) -> Any:
+def _call(
+    method: str,
+    path: str,
+    url: str,
+    body: dict[str, Any] | None = None,
+    *,
+    content_type: str = "application/json",
+) -> Any:
     async def go() -> Any:
         async with api_client(url) as client:
-            resp = await client.request(method, path, json=body)
+            content = json.dumps(body).encode() if body is not None else None
+            headers = {"Content-Type": content_type} if body is not None else {}
+            resp = await client.request(method, path, content=content, headers=headers)
         if resp.status_code >= 400:
             try:
                 problem = resp.json()

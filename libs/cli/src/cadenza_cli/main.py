@@ -10,6 +10,7 @@ from cadenza_cli.infra import infra_app
 from cadenza_cli.keys import keys_app
 from cadenza_cli.migrate import migrate_command
 from cadenza_cli.runs import run_command, runs_app
+from cadenza_cli.triggers import events_app, schedules_app, triggers_app
 from cadenza_cli.watch import watch_command
 
 app = typer.Typer(help="Cadenza: event-driven multi-agent workflows.", no_args_is_help=True)
@@ -20,4 +21,7 @@ runs_app.command("watch")(watch_command)
 app.add_typer(runs_app, name="runs")
 app.add_typer(infra_app, name="infra")
 app.add_typer(keys_app, name="keys")
+app.add_typer(triggers_app, name="triggers")
+app.add_typer(schedules_app, name="schedules")
+app.add_typer(events_app, name="events")
 services.register(app)

@@ -1,4 +1,4 @@
-"""`cadenza gateway|orchestrator|worker|rag-ingest`: each service as its own process
+"""`cadenza gateway|orchestrator|worker|rag-ingest|trigger`: each service as its own process
 (identical to `python -m <package>`)."""
 
 from __future__ import annotations
@@ -12,6 +12,10 @@ SERVICES = {
     "orchestrator": ("cadenza_orchestrator.__main__", "Plans runs and drives their state machine."),
     "worker": ("cadenza_worker.__main__", "Runs tasks (tools, agents) idempotently."),
     "rag-ingest": ("cadenza_rag.__main__", "Ingests documents for retrieval."),
+    "trigger": (
+        "cadenza_trigger.__main__",
+        "Starts runs from upstream Kafka events (triggers) and cron schedules.",
+    ),
 }
 
 

@@ -6,12 +6,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .envelope import Envelope
+from .envelope import Envelope, Message
 from .topics import Topic, TopicRegistry
 
 Handler = Callable[[Envelope[Any]], Awaitable[None]]
 BatchHandler = Callable[[Sequence[Envelope[Any]]], Awaitable[None]]
 """Handles what one fetch brought for ONE partition, in offset order, as one unit."""
+Decoder = Callable[[Message], Envelope[Any]]
+"""Turns a raw record into an envelope; raises DecodeError for a record it cannot read (the
+runner dead-letters it). Cadenza's own topics use ``envelope.decode``; a consumer of
+foreign topics (upstream CloudEvents, plain JSON) brings its own."""
 OutagePredicate = Callable[[BaseException], bool]
 """Tells a backing store being away (database, Redis, object store) from a bad message."""
 RawRecord = tuple[str, bytes | None, bytes, Sequence[tuple[str, bytes]]]
@@ -108,6 +112,19 @@ class Bus(Protocol):
         handler: Handler,
         options: ConsumerOptions | None = None,
     ) -> Consumer: ...
+
+    def topic_consumer(
+        self,
+        names: Sequence[str],
+        group: str,
+        handler: Handler,
+        decoder: Decoder,
+        options: ConsumerOptions | None = None,
+    ) -> Consumer:
+        """A consumer of topics that are not Cadenza's (physical ``names``, no prefix, e.g.
+        an upstream system's ``payments``), reading records with ``decoder``. Undecodable
+        records go to Cadenza's dead-letter topic like any poison message."""
+        ...
 
     def batch_consumer(
         self,

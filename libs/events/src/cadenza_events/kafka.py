@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from . import metrics
-from .bus import BatchHandler, ConsumerOptions, Handler, RawRecord
+from .bus import BatchHandler, ConsumerOptions, Decoder, Handler, RawRecord
 from .envelope import Envelope, Message, encode
 from .errors import Unavailable
 from .offsets import TopicPartition as TP
@@ -268,6 +268,26 @@ class KafkaBus:
             options=options or ConsumerOptions(),
             commit_interval_s=self.settings.commit_interval_s,
             batch_handler=batch_handler,
+        )
+
+    def topic_consumer(
+        self,
+        names: Sequence[str],
+        group: str,
+        handler: Handler,
+        decoder: Decoder,
+        options: ConsumerOptions | None = None,
+    ) -> ConsumerRunner:
+        group = self.registry.group(group)
+        return ConsumerRunner(
+            KafkaConsumerTransport(self.settings, list(names), group),
+            group=group,
+            handler=handler,
+            registry=self.registry,
+            publisher=self.publisher,
+            options=options or ConsumerOptions(),
+            commit_interval_s=self.settings.commit_interval_s,
+            decoder=decoder,
         )
 
     def batch_consumer(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import metrics
-from .bus import BatchHandler, ConsumerOptions, Handler, RawRecord
+from .bus import BatchHandler, ConsumerOptions, Decoder, Handler, RawRecord
 from .envelope import Envelope, Message, encode
 from .offsets import TopicPartition
 from .runner import ConsumerRunner, RebalanceListener, one_by_one
@@ -251,6 +251,28 @@ class MemoryBus:
             options=options or ConsumerOptions(),
             commit_interval_s=self.settings.commit_interval_s,
             batch_handler=batch_handler,
+        )
+
+    def topic_consumer(
+        self,
+        names: Sequence[str],
+        group: str,
+        handler: Handler,
+        decoder: Decoder,
+        options: ConsumerOptions | None = None,
+    ) -> ConsumerRunner:
+        group = self.registry.group(group)
+        for name in names:  # the in-process broker has no auto-creation: upstream topics appear
+            self.broker.create_topic(name, self.settings.partitions)
+        return ConsumerRunner(
+            MemoryConsumerTransport(self.broker, list(names), group),
+            group=group,
+            handler=handler,
+            registry=self.registry,
+            publisher=self.publisher,
+            options=options or ConsumerOptions(),
+            commit_interval_s=self.settings.commit_interval_s,
+            decoder=decoder,
         )
 
     def batch_consumer(

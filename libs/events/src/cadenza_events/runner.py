@@ -26,7 +26,7 @@ from tenacity import (
 )
 
 from . import metrics
-from .bus import BatchHandler, ConsumerOptions, Handler, Publisher
+from .bus import BatchHandler, ConsumerOptions, Decoder, Handler, Publisher
 from .envelope import Envelope, Message, decode
 from .errors import CadenzaError, DecodeError, is_retryable
 from .offsets import OffsetTracker, TopicPartition
@@ -85,8 +85,10 @@ class ConsumerRunner:
         commit_interval_s: float,
         source: str = "/cadenza/consumer",
         batch_handler: BatchHandler | None = None,
+        decoder: Decoder = decode,
     ) -> None:
         self.group = group
+        self._decode = decoder
         self._transport = transport
         self._handler = handler
         self._registry = registry
@@ -273,7 +275,7 @@ class ConsumerRunner:
         decoded: list[tuple[Message, Envelope[Any]]] = []
         for record in batch:
             try:
-                decoded.append((record, decode(record)))
+                decoded.append((record, self._decode(record)))
             except DecodeError as exc:
                 await self._dead_letter(record, exc, attempts=0)
         if not decoded:
@@ -422,7 +424,7 @@ class ConsumerRunner:
         if previous is not None and not previous.done():
             await asyncio.wait({previous})  # same key: keep the partition's order
         try:
-            env = decode(record)
+            env = self._decode(record)
         except DecodeError as exc:
             await self._dead_letter(record, exc, attempts=0)
             return

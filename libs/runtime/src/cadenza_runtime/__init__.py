@@ -7,6 +7,7 @@ from .process import run_until_signal, wait_for_shutdown_signal
 from .relay import OutboxRelay
 from .resources import Resources, open_resources
 from .run_events import RunEventEntry, RunEventLog, RunEventRecorder
+from .runs import create_run
 from .staging import stage_event, stage_events, stage_outbox
 from .telemetry import serve_metrics, setup_logging, setup_tracing
 
@@ -17,6 +18,7 @@ __all__ = [
     "RunEventEntry",
     "RunEventLog",
     "RunEventRecorder",
+    "create_run",
     "is_outage",
     "keys",
     "open_resources",

@@ -125,6 +125,9 @@ class RunRecord(Base):
     # Limits given with the run request ({max_tokens, max_usd, on_exceeded}); the workers
     # apply them with the workflow's own `budget` (the tighter of the two wins).
     budget: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # What started the run when it was not an API call: a trigger's event (trigger, topic,
+    # partition, offset, event id…) or a schedule's tick (schedule, fire time). NULL = API.
+    started_by: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(
         default=utcnow, onupdate=utcnow, server_default=func.now()
@@ -480,3 +483,74 @@ class DocumentRecord(Base):
         default=utcnow, onupdate=utcnow, server_default=func.now()
     )
     indexed_at: Mapped[datetime | None]
+
+
+class TriggerRecord(Base):
+    """One immutable version of a trigger: which upstream events start which workflow. The
+    latest version of a name is the one in force; the tenant is the one that registered it."""
+
+    __tablename__ = "triggers"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", "version"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class TriggeredEventRecord(Base):
+    """The dedupe ledger: one row per (tenant, trigger name, dedupe key), inserted in the
+    transaction that creates the run, so a redelivered or replayed event never starts a
+    second run (the unique constraint refuses it)."""
+
+    __tablename__ = "triggered_events"
+    __table_args__ = (UniqueConstraint("tenant_id", "trigger_name", "dedupe_key"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    trigger_name: Mapped[str] = mapped_column(String(255))
+    dedupe_key: Mapped[str] = mapped_column(String(512))
+    run_id: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime] = _created_at()
+
+
+class ScheduleRecord(Base):
+    """A cron schedule of a workflow. ``next_fire_at`` is the next tick a scheduler claims
+    (``SELECT … FOR UPDATE SKIP LOCKED``); NULL once it has ended."""
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "name"),
+        Index(None, "next_fire_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=_uuid_str)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(255))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    paused: Mapped[bool] = mapped_column(default=False)
+    next_fire_at: Mapped[datetime | None] = mapped_column()
+    last_fire_at: Mapped[datetime | None] = mapped_column()
+    last_run_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=func.now()
+    )
+
+
+class ScheduleFireRecord(Base):
+    """One tick of a schedule, written in the transaction that starts its run (or records
+    why it was skipped): the primary key (schedule, fire time) makes a tick fire once."""
+
+    __tablename__ = "schedule_fires"
+
+    schedule_id: Mapped[str] = mapped_column(
+        ForeignKey("schedules.id", ondelete="CASCADE"), primary_key=True
+    )
+    fire_time: Mapped[datetime] = mapped_column(primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _created_at()

@@ -178,6 +178,12 @@ class RunSummary(BaseModel):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None
+    started_by: dict[str, Any] | None = Field(
+        default=None,
+        description="What started the run when not an API call: a trigger's event "
+        "(`kind: trigger`, trigger, event id/source/type, topic, partition, offset) or a "
+        "schedule's tick (`kind: schedule`, schedule, fire_time).",
+    )
 
     @classmethod
     def from_record(cls, run: RunRecord) -> RunSummary:
@@ -190,6 +196,7 @@ class RunSummary(BaseModel):
             created_at=run.created_at,
             updated_at=run.updated_at,
             finished_at=run.finished_at,
+            started_by=run.started_by,
         )
 
 

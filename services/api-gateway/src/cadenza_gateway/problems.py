@@ -107,6 +107,26 @@ class AgentNotFound(ProblemError):
     status, slug, title = 404, "agent-not-found", "Agent not found"
 
 
+class TriggerNotFound(ProblemError):
+    status, slug, title = 404, "trigger-not-found", "Trigger not found"
+
+
+class ScheduleNotFound(ProblemError):
+    status, slug, title = 404, "schedule-not-found", "Schedule not found"
+
+
+class ScheduleExists(ProblemError):
+    status, slug, title = 409, "schedule-exists", "Schedule already exists"
+
+
+class MalformedEvent(ProblemError):
+    status, slug, title = 400, "malformed-event", "Not a readable CloudEvent"
+
+
+class EventRejected(ProblemError):
+    status, slug, title = 422, "event-rejected", "Event rejected by a trigger"
+
+
 class RunNotFound(ProblemError):
     status, slug, title = 404, "run-not-found", "Run not found"
 

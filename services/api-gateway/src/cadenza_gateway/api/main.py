@@ -14,10 +14,13 @@ from .routes import (
     datasets,
     events,
     health,
+    ingest,
     provider_keys,
     runs,
+    schedules,
     schemas,
     timeline,
+    triggers,
     usage,
     workflows,
 )
@@ -36,5 +39,8 @@ api_router.include_router(api_keys.router)
 api_router.include_router(audit.router)
 api_router.include_router(provider_keys.router)
 api_router.include_router(budgets.router)
+api_router.include_router(triggers.router)
+api_router.include_router(schedules.router)
+api_router.include_router(ingest.router)
 api_router.include_router(schemas.router)
 api_router.include_router(health.router)

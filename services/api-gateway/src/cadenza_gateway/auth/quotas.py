@@ -28,11 +28,16 @@ async def check_run_quota(
 ) -> None:
     """429 when the tenant already has its maximum of pending + running runs (a replay of
     an existing Idempotency-Key is an answer, not a new run, so it always passes)."""
+    await enforce_run_quota(request, tenant, request.headers.get("idempotency-key"))
+
+
+async def enforce_run_quota(request: Request, tenant: str, idempotency_key: str | None) -> None:
+    """429 when ``tenant`` is at its limit of pending + running runs (also for events sent
+    to POST /v1/events, which may start runs)."""
     settings = cast(AuthSettings, request.app.state.settings.auth)
     limit = settings.tenant_max_active_runs.get(tenant, settings.max_active_runs)
     if not limit:
         return
-    idempotency_key = request.headers.get("idempotency-key")  # declared (and checked) by the route
     resources = cast(Resources, request.app.state.resources)
     async with resources.sessions() as session:
         if idempotency_key is not None:

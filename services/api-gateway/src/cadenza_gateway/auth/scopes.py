@@ -21,6 +21,9 @@ class Scope(StrEnum):
     DOCUMENTS_WRITE = "documents:write"
     USAGE_READ = "usage:read"
     APPROVALS_WRITE = "approvals:write"
+    TRIGGERS_READ = "triggers:read"
+    TRIGGERS_WRITE = "triggers:write"
+    EVENTS_WRITE = "events:write"
     ADMIN = "admin"
 
 
@@ -39,6 +42,9 @@ SCOPE_DESCRIPTIONS: dict[str, str] = {
     Scope.DOCUMENTS_WRITE: "Create collections; upload, replace and delete documents.",
     Scope.USAGE_READ: "Read the tenant's usage.",
     Scope.APPROVALS_WRITE: "Answer approval requests of runs.",
+    Scope.TRIGGERS_READ: "Read triggers and schedules.",
+    Scope.TRIGGERS_WRITE: "Register, enable, disable and delete triggers; manage schedules.",
+    Scope.EVENTS_WRITE: "Send events (POST /v1/events) to the tenant's triggers.",
     Scope.ADMIN: "Everything above, plus API keys and the audit log of the tenant.",
 }
 

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import Any
 
+from cadenza_runtime.agent_pins import get_agent_versions, latest_agent_versions
 from cadenza_state import AgentRecord
-from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import versions
+
+__all__ = [
+    "get_agent",
+    "get_agent_versions",
+    "insert_next_agent_version",
+    "latest_agent_versions",
+    "list_agent_versions",
+    "list_latest_agents",
+]
 
 
 async def insert_next_agent_version(
@@ -46,30 +54,3 @@ async def list_agent_versions(
     return await versions.list_versions(
         AgentRecord, session=session, tenant_id=tenant_id, name=name
     )
-
-
-async def latest_agent_versions(
-    *, session: AsyncSession, tenant_id: str, names: Collection[str]
-) -> dict[str, int]:
-    """name → latest version, for those of ``names`` that are registered."""
-    if not names:
-        return {}
-    stmt = (
-        select(AgentRecord.name, func.max(AgentRecord.version))
-        .where(AgentRecord.tenant_id == tenant_id, AgentRecord.name.in_(sorted(names)))
-        .group_by(AgentRecord.name)
-    )
-    return {name: int(version) for name, version in (await session.execute(stmt)).all()}
-
-
-async def get_agent_versions(
-    *, session: AsyncSession, tenant_id: str, refs: Collection[tuple[str, int]]
-) -> dict[tuple[str, int], AgentRecord]:
-    """The registered ones of ``refs`` ((name, version) pairs), keyed by pair."""
-    if not refs:
-        return {}
-    stmt = select(AgentRecord).where(
-        AgentRecord.tenant_id == tenant_id,
-        tuple_(AgentRecord.name, AgentRecord.version).in_(sorted(refs)),
-    )
-    return {(r.name, r.version): r for r in (await session.scalars(stmt)).all()}

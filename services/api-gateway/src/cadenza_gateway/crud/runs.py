@@ -3,26 +3,18 @@ causes (staged in the outbox) commit together or not at all."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
-from cadenza_events import (
-    Envelope,
-    PlanRequested,
-    RunCancelRequested,
-    RunEvent,
-    Topic,
-    TopicRegistry,
-)
-from cadenza_runtime import stage_event
-from cadenza_state import RunRecord, RunStatus, TaskRecord
+from cadenza_events import TopicRegistry
+from cadenza_runtime.runs import create_run as runtime_create_run
+from cadenza_runtime.runs import request_cancel as runtime_request_cancel
+from cadenza_state import RunRecord, TaskRecord
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from ..auth.principal import current_actor
-from .audit import record_audit
 
 EVENT_SOURCE = "/cadenza/api-gateway"
 
@@ -64,56 +56,24 @@ async def create_run(
     idempotency_key: str | None,
     budget: dict[str, Any] | None = None,
 ) -> RunRecord:
-    """Insert a pending run and stage its ``plan.requested`` and ``run.accepted`` events.
+    """Insert a pending run and stage its ``plan.requested`` and ``run.accepted`` events
+    (the shared path, ``cadenza_runtime.create_run``), audited as the request's caller.
 
     Raises IntegrityError at once (the insert is flushed first) when another request took
     the same idempotency key."""
-    run = RunRecord(
-        id=str(uuid.uuid4()),
+    return await runtime_create_run(
+        session=session,
+        registry=registry,
         tenant_id=tenant_id,
         workflow_name=workflow_name,
         workflow_version=workflow_version,
         spec=spec,
         inputs=inputs,
-        status=RunStatus.PENDING.value,
         idempotency_key=idempotency_key,
+        actor=current_actor(),
+        source=EVENT_SOURCE,
         budget=budget,
     )
-    session.add(run)
-    await session.flush()
-    plan = PlanRequested(
-        run_id=run.id,
-        workflow_name=workflow_name,
-        workflow_version=workflow_version,
-        spec=spec,
-        inputs=inputs,
-    )
-    await stage_event(
-        session,
-        registry,
-        Topic.PLAN_REQUESTED,
-        Envelope(plan, source=EVENT_SOURCE, tenant_id=tenant_id, plan_id=run.id),
-    )
-    accepted = RunEvent(
-        run_id=run.id,
-        kind="run.accepted",
-        status=RunStatus.PENDING.value,
-        data={"workflow_name": workflow_name, "workflow_version": workflow_version},
-    )
-    await stage_event(
-        session,
-        registry,
-        Topic.RUN_EVENTS,
-        Envelope(accepted, source=EVENT_SOURCE, tenant_id=tenant_id, plan_id=run.id),
-    )
-    record_audit(
-        session=session,
-        tenant_id=tenant_id,
-        action="run.created",
-        subject=f"run:{run.id}",
-        data={"workflow_name": workflow_name, "workflow_version": workflow_version},
-    )
-    return run
 
 
 async def list_runs(
@@ -152,21 +112,13 @@ async def list_tasks(*, session: AsyncSession, run_id: str) -> list[TaskRecord]:
 async def request_cancel(
     *, session: AsyncSession, registry: TopicRegistry, run: RunRecord, reason: str | None
 ) -> None:
-    """Stage the ``run.cancel_requested`` command for the orchestrator, the one writer of run
-    and task state: it cancels the run and its open tasks and tells the workers to stop.
-    Keyed by run on ``plan.requested``, so it follows the run's plan in order."""
-    actor = current_actor()
-    command = RunCancelRequested(run_id=run.id, requested_by=actor, reason=reason)
-    await stage_event(
-        session,
-        registry,
-        Topic.PLAN_REQUESTED,
-        Envelope(command, source=EVENT_SOURCE, tenant_id=run.tenant_id, plan_id=run.id),
-    )
-    record_audit(
+    """Stage the ``run.cancel_requested`` command for the orchestrator (the shared
+    ``cadenza_runtime.runs.request_cancel``), audited as the request's caller."""
+    await runtime_request_cancel(
         session=session,
-        tenant_id=run.tenant_id,
-        action="run.cancel_requested",
-        subject=f"run:{run.id}",
-        data={"reason": reason} if reason else None,
+        registry=registry,
+        run=run,
+        actor=current_actor(),
+        source=EVENT_SOURCE,
+        reason=reason,
     )

@@ -1,4 +1,4 @@
-"""Immutable, numbered versions of named documents (workflows, agents): one set of queries
+"""Immutable, numbered versions of named documents (workflows, agents, triggers): one set of queries
 for every table with (tenant_id, name, version, spec) and a unique (tenant_id, name,
 version); the caller owns the transaction."""
 
@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from cadenza_state import AgentRecord, WorkflowRecord
+from cadenza_state import AgentRecord, TriggerRecord, WorkflowRecord
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-V = TypeVar("V", WorkflowRecord, AgentRecord)
+V = TypeVar("V", WorkflowRecord, AgentRecord, TriggerRecord)
 
 
 async def insert_next(

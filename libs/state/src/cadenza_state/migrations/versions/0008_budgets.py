@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql
 JSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 
 revision: str = "0008_budgets"
-down_revision: str | None = "0006_provider_keys"
+down_revision: str | None = "0007_triggers"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -93,6 +93,11 @@ class RunTimeline(Span):
     status: str
     workflow_name: str
     workflow_version: int | None = None
+    started_by: dict[str, Any] | None = Field(
+        default=None,
+        description="The upstream event (trigger: topic, partition, offset, event id) or "
+        "schedule tick that started the run; null for an API call.",
+    )
     tasks: list[TaskTimeline]
     totals: Totals
 
@@ -209,6 +214,7 @@ async def build_timeline(session: AsyncSession, run: RunRecord) -> RunTimeline:
         status=run.status,
         workflow_name=run.workflow_name,
         workflow_version=run.workflow_version,
+        started_by=run.started_by,
         **_span(origin, origin, run.finished_at),
         tasks=out,
         totals=Totals(

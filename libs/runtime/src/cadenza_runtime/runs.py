@@ -1,0 +1,127 @@
+"""Creating a run: the one code path every way a run starts goes through (the gateway's
+POST /v1/runs, a trigger's event, a schedule's tick). The caller owns the transaction, so
+the run, its ``plan.requested`` and ``run.accepted`` events (staged in the outbox), its
+audit entry and whatever the caller adds (a trigger's dedupe row, a schedule's fire row)
+commit together or not at all."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from cadenza_events import (
+    Envelope,
+    PlanRequested,
+    RunCancelRequested,
+    RunEvent,
+    Topic,
+    TopicRegistry,
+)
+from cadenza_state import AuditLogEntry, RunRecord, RunStatus
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .staging import stage_event
+
+
+async def create_run(
+    *,
+    session: AsyncSession,
+    registry: TopicRegistry,
+    tenant_id: str,
+    workflow_name: str,
+    workflow_version: int | None,
+    spec: dict[str, Any],
+    inputs: dict[str, Any],
+    idempotency_key: str | None,
+    actor: str,
+    source: str,
+    started_by: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    budget: dict[str, Any] | None = None,
+) -> RunRecord:
+    """Insert a pending run and stage its ``plan.requested`` and ``run.accepted`` events.
+
+    ``started_by`` (a trigger's event, a schedule's tick) is stored on the run and carried
+    by ``run.accepted``, so the timeline shows what started it. ``budget``: the run
+    request's limits (the workers apply them with the workflow's own). Raises IntegrityError at
+    once (the insert is flushed first) when another request took the same idempotency key."""
+    run = RunRecord(
+        id=run_id or str(uuid.uuid4()),
+        tenant_id=tenant_id,
+        workflow_name=workflow_name,
+        workflow_version=workflow_version,
+        spec=spec,
+        inputs=inputs,
+        status=RunStatus.PENDING.value,
+        idempotency_key=idempotency_key,
+        started_by=started_by,
+        budget=budget,
+    )
+    session.add(run)
+    await session.flush()
+    plan = PlanRequested(
+        run_id=run.id,
+        workflow_name=workflow_name,
+        workflow_version=workflow_version,
+        spec=spec,
+        inputs=inputs,
+    )
+    await stage_event(
+        session,
+        registry,
+        Topic.PLAN_REQUESTED,
+        Envelope(plan, source=source, tenant_id=tenant_id, plan_id=run.id),
+    )
+    data: dict[str, Any] = {"workflow_name": workflow_name, "workflow_version": workflow_version}
+    if started_by is not None:
+        data["started_by"] = started_by
+    accepted = RunEvent(
+        run_id=run.id, kind="run.accepted", status=RunStatus.PENDING.value, data=data
+    )
+    await stage_event(
+        session,
+        registry,
+        Topic.RUN_EVENTS,
+        Envelope(accepted, source=source, tenant_id=tenant_id, plan_id=run.id),
+    )
+    session.add(
+        AuditLogEntry(
+            tenant_id=tenant_id,
+            actor=actor,
+            action="run.created",
+            subject=f"run:{run.id}",
+            data=data,
+        )
+    )
+    return run
+
+
+async def request_cancel(
+    *,
+    session: AsyncSession,
+    registry: TopicRegistry,
+    run: RunRecord,
+    actor: str,
+    source: str,
+    reason: str | None = None,
+) -> None:
+    """Stage the ``run.cancel_requested`` command for the orchestrator, the one writer of run
+    and task state: it cancels the run and its open tasks and sets the marker that stops
+    the workers. Keyed by run on ``plan.requested``, so it follows the run's plan in order.
+    Audited as ``run.cancel_requested`` by ``actor``."""
+    command = RunCancelRequested(run_id=run.id, requested_by=actor, reason=reason)
+    await stage_event(
+        session,
+        registry,
+        Topic.PLAN_REQUESTED,
+        Envelope(command, source=source, tenant_id=run.tenant_id, plan_id=run.id),
+    )
+    session.add(
+        AuditLogEntry(
+            tenant_id=run.tenant_id,
+            actor=actor,
+            action="run.cancel_requested",
+            subject=f"run:{run.id}",
+            data={"reason": reason} if reason else None,
+        )
+    )
