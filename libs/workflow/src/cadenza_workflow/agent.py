@@ -30,6 +30,7 @@ from pydantic import (
     field_validator,
 )
 
+from .approval import ApprovalPolicy
 from .errors import ErrorCode, SpecError, SpecValidationError
 from .loading import errors_from_pydantic, format_path, load_document
 from .schema import published_schema
@@ -135,6 +136,11 @@ class AgentSpec(BaseModel):
     budget: AgentBudget | None = Field(
         default=None, description="Optional token and cost limits per task attempt."
     )
+    approval: ApprovalPolicy | None = Field(
+        default=None,
+        description="Which tool calls wait for a person's approval (docs/guardrails.md); "
+        "without it, http_request writes to hosts not allowlisted on the workers do.",
+    )
     handoffs: list[AgentName] = Field(
         default_factory=list,
         max_length=MAX_HANDOFFS,
@@ -196,6 +202,7 @@ def _as_agent_errors(errors: Iterable[SpecError]) -> AgentValidationError:
 _AGENT_FIELDS = [
     *AgentSpec.model_fields,
     *AgentBudget.model_fields,
+    *ApprovalPolicy.model_fields,
 ]
 
 

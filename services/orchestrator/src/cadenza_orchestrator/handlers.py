@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from cadenza_events import Envelope, PlanRequested, TaskResult
+from cadenza_events import Envelope, HoldResolved, PlanRequested, TaskResult
 from cadenza_events.tracing import context_of
 from cadenza_runtime import Resources
 from cadenza_state import RunRecord, RunStatus, TaskRecord
@@ -67,7 +67,7 @@ class RunHandlers:
         by_run: dict[str, list[Envelope[Any]]] = {}
         for env in envs:
             payload = env.payload
-            if isinstance(payload, (PlanRequested, TaskResult)):
+            if isinstance(payload, (PlanRequested, TaskResult, HoldResolved)):
                 by_run.setdefault(payload.run_id, []).append(env)
             else:
                 log.warning("ignoring unexpected event %s (%s)", env.type, env.id)
@@ -88,9 +88,7 @@ class RunHandlers:
             metrics.BATCH_EVENTS.observe(len(envs))
             per_event = elapsed / len(envs)  # the batch's cost, shared by its events
             for env in envs:
-                metrics.TRANSITION_SECONDS.labels(
-                    "plan.requested" if isinstance(env.payload, PlanRequested) else "task.result"
-                ).observe(per_event)
+                metrics.TRANSITION_SECONDS.labels(_kind_of(env)).observe(per_event)
             done = [a for a in applied if a is not None]
             await self.resources.relay.publish_committed(
                 [row for a in done for row in a.effects.outbox]
@@ -112,9 +110,13 @@ class RunHandlers:
         transition: Transition | None = None
         planned = False
         results: list[Envelope[Any]] = []
+        answers: list[Envelope[Any]] = []
         for env in items:
             if isinstance(env.payload, TaskResult):
                 results.append(env)
+                continue
+            if isinstance(env.payload, HoldResolved):
+                answers.append(env)
                 continue
             if run.status != RunStatus.PENDING:  # a redelivered plan.requested
                 self._ignored(env, "duplicate")
@@ -127,6 +129,8 @@ class RunHandlers:
                 planned = True
         if results:
             transition = await self._results(session, run, transition, results)
+        if answers:
+            transition = await self._answers(session, run, transition, answers)
         if transition is None:
             return None
         effects = await transition.close()
@@ -221,6 +225,40 @@ class RunHandlers:
                 await transition.run_outcome(outcome)
         return transition
 
+    # -- hold.resolved (a person answered a held task) ------------------------------------
+
+    async def _answers(
+        self,
+        session: AsyncSession,
+        run: RunRecord,
+        transition: Transition | None,
+        envs: list[Envelope[Any]],
+    ) -> Transition | None:
+        """Apply each answer to a held task whose held attempt is still current; anything
+        else (a redelivery, a run that ended meanwhile) changes nothing."""
+        commands: list[HoldResolved] = [e.payload for e in envs]
+        rows = await store.load_tasks(session, run.id, {c.task_id for c in commands})
+        graph = self.graphs.get(run.id)
+        for env, command in zip(envs, commands, strict=True):
+            row = rows.get(command.task_id)
+            reason = (
+                "unknown_task"
+                if row is None
+                else machine.hold_ignore_reason(run.status, row, command)
+            )
+            if reason is not None or row is None:
+                self._ignored(env, reason or "unknown_task")
+                continue
+            if graph is None:
+                graph = self.graphs.put(RunGraph.build(run.id, run.spec, run.inputs))
+            if transition is None:
+                transition = self._transition(session, run, graph)
+            transition.track(row)
+            with self._item_span("orchestrator.hold_resolved", env):
+                await transition.run_outcome(machine.resolve_hold(row.node_id, row, command))
+            metrics.HOLDS_RESOLVED.labels(command.kind, command.decision).inc()
+        return transition
+
     def _ignored(self, env: Envelope[Any], reason: str) -> None:
         payload = env.payload
         if isinstance(payload, PlanRequested):
@@ -235,11 +273,13 @@ class RunHandlers:
         """A span per event of the batch, in that event's own trace (its producer's)."""
         payload = env.payload
         attributes: dict[str, AttributeValue] = {"cadenza.run_id": payload.run_id}
-        if isinstance(payload, TaskResult):
+        if isinstance(payload, (TaskResult, HoldResolved)):
             attributes |= {
                 "cadenza.task_id": payload.task_id,
                 "cadenza.attempt": payload.attempt,
-                "cadenza.status": payload.status,
+                "cadenza.status": payload.status
+                if isinstance(payload, TaskResult)
+                else payload.decision,
             }
         # Inside a batch of one, the consumer span already continues this event's trace:
         # nest under it. In a larger batch, start from the event's own producer context.
@@ -269,6 +309,8 @@ class RunHandlers:
         """Work that must follow the commit; failures here are logged, never retried (the
         database already holds the truth and a redelivery would be a no-op)."""
         metrics.TASKS_DISPATCHED.inc(sum(effects.dispatched.values()))
+        for kind, n in effects.held.items():
+            metrics.HOLDS.labels(kind).inc(n)
         for reason, n in effects.dispatched.items():
             if reason != "first":
                 metrics.REDISPATCHES.labels(reason).inc(n)
@@ -317,3 +359,13 @@ class RunHandlers:
             log.exception(
                 "run %s: hot status update failed (database is up to date)", effects.run_id
             )
+
+
+def _kind_of(env: Envelope[Any]) -> str:
+    """A bounded label for the transition metric."""
+    payload = env.payload
+    if isinstance(payload, PlanRequested):
+        return "plan.requested"
+    if isinstance(payload, HoldResolved):
+        return "hold.resolved"
+    return "task.result"

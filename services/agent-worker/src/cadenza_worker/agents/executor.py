@@ -25,6 +25,7 @@ from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ..holds import ApprovalGate, HoldRequested
 from ..journal import EffectJournal
 from ..kinds import TaskCall
 from ..tools import ToolRegistry
@@ -48,6 +49,7 @@ class AgentExecutor:
         llm: ProviderRegistry,
         prices: PriceTable,
         limits: LoopLimits | None = None,
+        gate: ApprovalGate | None = None,
     ) -> None:
         self._definitions = AgentDefinitions(sessions)
         self._accounting = Accounting(sessions)
@@ -57,6 +59,7 @@ class AgentExecutor:
         self._llm = llm
         self._prices = prices
         self._limits = limits or LoopLimits()
+        self._gate = gate or ApprovalGate()
         self._stack = AsyncExitStack()
         self._saver: BaseCheckpointSaver[str] | None = None
         self._saver_lock = asyncio.Lock()
@@ -95,6 +98,7 @@ class AgentExecutor:
             prices=self._prices,
             limits=self._limits,
             emit=call.emit,
+            gate=self._gate,
         )
         graph = AgentLoop(run).compile(await self.checkpointer())
         config: RunnableConfig = {
@@ -110,7 +114,12 @@ class AgentExecutor:
             "cadenza.attempt": task.attempt,
         }
         with tracer.start_as_current_span(f"agent {spec.name}", attributes=attributes) as span:
-            values, how = await self._run(graph, config, call, spec)
+            try:
+                values, how = await self._run(graph, config, call, spec)
+            except HoldRequested as held:
+                # Checkpointed with the call pending: the next attempt resumes right there.
+                span.set_attribute("cadenza.agent.held", held.hold.kind)
+                return held.hold
             span.set_attribute("cadenza.agent.start", how)
             span.set_attribute("cadenza.agent.turns", values.get("turns", 0))
         return _output(values)

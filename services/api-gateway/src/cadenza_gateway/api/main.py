@@ -7,10 +7,12 @@ from fastapi import APIRouter
 from .routes import (
     agents,
     api_keys,
+    approvals,
     audit,
     cancel,
     collections,
     datasets,
+    dead_letters,
     events,
     health,
     provider_keys,
@@ -27,6 +29,8 @@ api_router.include_router(agents.router)
 api_router.include_router(runs.router)
 api_router.include_router(usage.router)
 api_router.include_router(cancel.router)
+api_router.include_router(approvals.router)
+api_router.include_router(dead_letters.router)
 api_router.include_router(events.router)
 api_router.include_router(timeline.router)
 api_router.include_router(datasets.router)

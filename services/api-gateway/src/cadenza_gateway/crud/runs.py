@@ -9,15 +9,29 @@ from typing import Any
 
 from cadenza_events import Envelope, PlanRequested, RunEvent, Topic, TopicRegistry
 from cadenza_runtime import stage_event
-from cadenza_state import RunRecord, RunStatus, TaskRecord, TaskStatus, utcnow
+from cadenza_state import (
+    ApprovalRecord,
+    HoldStatus,
+    RunRecord,
+    RunStatus,
+    TaskRecord,
+    TaskStatus,
+    utcnow,
+)
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from ..auth.principal import current_actor
 from .audit import record_audit
 
 EVENT_SOURCE = "/cadenza/api-gateway"
-CANCELLABLE_TASK_STATUSES = (TaskStatus.PENDING.value, TaskStatus.READY.value)
+CANCELLABLE_TASK_STATUSES = (
+    TaskStatus.PENDING.value,
+    TaskStatus.READY.value,
+    TaskStatus.AWAITING_APPROVAL.value,
+    TaskStatus.IN_DOUBT.value,
+)
 
 
 async def get_run(
@@ -155,6 +169,13 @@ async def cancel_run(*, session: AsyncSession, registry: TopicRegistry, run: Run
         .execution_options(synchronize_session=False)
     )
     cancelled_tasks = int(result.rowcount)  # type: ignore[attr-defined]
+    # Calls held for a person need no answer any more.
+    await session.execute(
+        update(ApprovalRecord)
+        .where(ApprovalRecord.run_id == run.id, ApprovalRecord.status == HoldStatus.PENDING)
+        .values(status=HoldStatus.CANCELLED.value, decided_at=now, decided_by=current_actor())
+        .execution_options(synchronize_session=False)
+    )
     event = RunEvent(
         run_id=run.id,
         kind="run.cancelled",
