@@ -130,7 +130,36 @@ def task_of(run: dict[str, Any], node: str) -> dict[str, Any]:
     return next(t for t in run["tasks"] if t["node_id"] == node)
 
 
-async def test_approval_is_held_across_a_restart_of_every_service_then_made_once(
+async def reject_then_expire(api: httpx.AsyncClient, target: Target, llm: ScriptedLLM) -> None:
+    """The same deployment, two more runs: a rejected call, and one nobody answers."""
+    deletes = target.count("DELETE /orders/7")
+    rejected_run = (await api.post("/v1/runs", json=AGENT_RUN)).json()["id"]
+    hold = await pending_hold(api, rejected_run, "approval")
+    resp = await api.post(
+        f"/v1/approvals/{hold['id']}/reject", json={"comment": "order 7 is not a duplicate"}
+    )
+    assert resp.status_code == 200, resp.text
+    run = await finished_run(api, rejected_run)
+    assert run["status"] == "succeeded", run
+    # The rejection reached the model as the call's observation; nothing was sent.
+    observation = llm.tool_observations()[-1]
+    assert "rejected by anonymous" in observation
+    assert "order 7 is not a duplicate" in observation
+    assert target.count("DELETE /orders/7") == deletes
+
+    # A policy that fails the task when nobody answers within a second.
+    strict = agent(approval={"timeout_s": 1, "on_timeout": "fail"})
+    assert (await api.post("/v1/agents", json=strict)).status_code == 201
+    expired_run = (await api.post("/v1/runs", json=AGENT_RUN)).json()["id"]
+    run = await finished_run(api, expired_run)
+    assert run["status"] == "failed", run
+    assert task_of(run, "act")["error"]["code"] == "approval_timeout"
+    expired = (await api.get("/v1/approvals", params={"run_id": expired_run})).json()["items"]
+    assert [(a["status"], a["decided_by"]) for a in expired] == [("expired", "system:timeout")]
+    assert target.count("DELETE /orders/7") == deletes
+
+
+async def test_approval_held_across_restarts_made_once_then_rejected_and_expired(
     deployment: Cluster, target: Target, llm: ScriptedLLM
 ) -> None:
     start_all(deployment)
@@ -196,40 +225,10 @@ async def test_approval_is_held_across_a_restart_of_every_service_then_made_once
             ).all()
         assert sorted(calls) == [(1, "held"), (2, "ok")]
         assert audit == [("approval.approved", "anonymous")]
+        async with httpx.AsyncClient(base_url=deployment.url, timeout=30) as api:
+            await reject_then_expire(api, target, llm)
     finally:
         await engine.dispose()
-
-
-async def test_rejected_and_expired_approvals(
-    deployment: Cluster, target: Target, llm: ScriptedLLM
-) -> None:
-    start_all(deployment)
-    async with httpx.AsyncClient(base_url=deployment.url, timeout=30) as api:
-        assert (await api.post("/v1/agents", json=agent())).status_code == 201
-        rejected_run = (await api.post("/v1/runs", json=AGENT_RUN)).json()["id"]
-        hold = await pending_hold(api, rejected_run, "approval")
-        resp = await api.post(
-            f"/v1/approvals/{hold['id']}/reject", json={"comment": "order 7 is not a duplicate"}
-        )
-        assert resp.status_code == 200, resp.text
-        run = await finished_run(api, rejected_run)
-        assert run["status"] == "succeeded", run
-        # The rejection reached the model as the call's observation; nothing was sent.
-        observation = llm.tool_observations()[-1]
-        assert "rejected by anonymous" in observation
-        assert "order 7 is not a duplicate" in observation
-        assert target.count("DELETE /orders/7") == 0
-
-        # A policy that fails the task when nobody answers within a second.
-        strict = agent(approval={"timeout_s": 1, "on_timeout": "fail"})
-        assert (await api.post("/v1/agents", json=strict)).status_code == 201
-        expired_run = (await api.post("/v1/runs", json=AGENT_RUN)).json()["id"]
-        run = await finished_run(api, expired_run)
-        assert run["status"] == "failed", run
-        assert task_of(run, "act")["error"]["code"] == "approval_timeout"
-        expired = (await api.get("/v1/approvals", params={"run_id": expired_run})).json()["items"]
-        assert [(a["status"], a["decided_by"]) for a in expired] == [("expired", "system:timeout")]
-        assert target.count("DELETE /orders/7") == 0
 
 
 async def test_an_effect_in_doubt_after_kill_9_is_resolved_by_a_person(
@@ -330,7 +329,7 @@ async def test_replaying_a_dead_lettered_result_completes_the_stuck_run(
                 attempts=5,
                 consumer_group=f"{deployment.namespace}.cadenza-orchestrator",
             )
-            await bus.publisher().publish(
+            await bus.publisher.publish(
                 Topic.DLQ,
                 Envelope(
                     letter,
