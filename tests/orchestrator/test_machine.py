@@ -284,7 +284,8 @@ def held(r: TaskRecord, kind: str = "approval", **values: Any) -> TaskResult:
 def test_a_held_call_parks_the_task_and_records_the_request(kind: str, status: str) -> None:
     r = row("a", "ready", 1, input={"prompt": "clean up"})
     out = machine.apply_result("a", r, held(r, kind))
-    assert out.dispatches == [] and out.steps == []  # no worker, nothing downstream
+    assert out.dispatches == []
+    assert out.steps == []
     assert [(u.task_id, u.values["status"]) for u in out.updates] == [(r.id, status)]
     [request] = out.holds
     assert (request.task_id, request.attempt, request.hold.kind) == (r.id, 1, kind)
