@@ -100,7 +100,7 @@ class EffectJournal:
             fresh = (
                 answer is not None
                 and answer.decided_at is not None
-                and (existing.created_at is None or answer.decided_at >= existing.created_at)
+                and (existing.created_at is None or answer.decided_at > existing.created_at)
             )
             if answer is None or not fresh:
                 log.warning("effect %s#%d is in doubt (sent, never recorded)", task_id, call_index)
