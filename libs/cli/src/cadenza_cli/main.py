@@ -6,6 +6,7 @@ import typer
 
 from cadenza_cli import services
 from cadenza_cli.dev import dev_command
+from cadenza_cli.guardrails import approvals_app, dead_letters_app
 from cadenza_cli.infra import infra_app
 from cadenza_cli.keys import keys_app
 from cadenza_cli.migrate import migrate_command
@@ -20,4 +21,6 @@ runs_app.command("watch")(watch_command)
 app.add_typer(runs_app, name="runs")
 app.add_typer(infra_app, name="infra")
 app.add_typer(keys_app, name="keys")
+app.add_typer(approvals_app, name="approvals")
+app.add_typer(dead_letters_app, name="dead-letters")
 services.register(app)
