@@ -43,6 +43,21 @@ async def answer(
         )
 
 
+async def sent_long_ago(stack: Stack, task_id: str, at: Any) -> None:
+    """A `sent` journal entry without its result: a worker died between the two."""
+    async with stack.resources.sessions() as session, session.begin():
+        session.add(
+            ToolEffectRecord(
+                task_id=task_id,
+                attempt=0,
+                call_index=0,
+                tool="http_request",
+                status="sent",
+                created_at=at,
+            )
+        )
+
+
 async def test_a_write_waits_for_approval_then_is_made_once(
     stack: Stack, http_server: HttpServer
 ) -> None:
@@ -97,17 +112,7 @@ async def test_an_effect_sent_but_not_recorded_is_in_doubt_until_answered(stack:
         return {"status": 201}
 
     long_ago = utcnow() - timedelta(hours=1)
-    async with stack.resources.sessions() as session, session.begin():
-        session.add(
-            ToolEffectRecord(
-                task_id=task.task_id,
-                attempt=0,
-                call_index=0,
-                tool="http_request",
-                status="sent",
-                created_at=long_ago,
-            )
-        )
+    await sent_long_ago(stack, task.task_id, long_ago)
     with pytest.raises(HoldRequested) as held:
         await journal.run_once(task.task_id, 0, "http_request", {"method": "POST"}, call)
     assert (held.value.hold.kind, held.value.hold.arguments) == ("in_doubt", {"method": "POST"})
@@ -145,17 +150,7 @@ async def test_an_effect_in_doubt_resolved_done_takes_the_operator_output(stack:
     task = await stack.add_task("http_request", {})
     journal = EffectJournal(stack.resources.sessions)
     long_ago = utcnow() - timedelta(hours=1)
-    async with stack.resources.sessions() as session, session.begin():
-        session.add(
-            ToolEffectRecord(
-                task_id=task.task_id,
-                attempt=0,
-                call_index=0,
-                tool="http_request",
-                status="sent",
-                created_at=long_ago,
-            )
-        )
+    await sent_long_ago(stack, task.task_id, long_ago)
     await answer(
         stack, task.task_id, task.run_id, kind="in_doubt", status="done", output={"id": "p-1"}
     )

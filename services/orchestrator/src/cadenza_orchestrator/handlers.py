@@ -191,7 +191,6 @@ class RunHandlers:
                 for _, result, row in fresh
             ],
         )
-        graph = self.graphs.get(run.id)
         for env, result, row in fresh:
             if (row.id, result.attempt) not in recorded:
                 self._ignored(env, "duplicate")
@@ -206,10 +205,7 @@ class RunHandlers:
                 )
                 if latency is not None:
                     metrics.DISPATCH_LATENCY.observe(max(0.0, latency))
-            if graph is None:
-                graph = self.graphs.put(RunGraph.build(run.id, run.spec, run.inputs))
-            if transition is None:
-                transition = self._transition(session, run, graph)
+            transition = self._joined(transition, session, run)
             transition.track(row)
             with self._item_span("orchestrator.result", env):
                 if run.status == RunStatus.CANCELLED:
@@ -238,7 +234,6 @@ class RunHandlers:
         else (a redelivery, a run that ended meanwhile) changes nothing."""
         commands: list[HoldResolved] = [e.payload for e in envs]
         rows = await store.load_tasks(session, run.id, {c.task_id for c in commands})
-        graph = self.graphs.get(run.id)
         for env, command in zip(envs, commands, strict=True):
             row = rows.get(command.task_id)
             reason = (
@@ -249,10 +244,7 @@ class RunHandlers:
             if reason is not None or row is None:
                 self._ignored(env, reason or "unknown_task")
                 continue
-            if graph is None:
-                graph = self.graphs.put(RunGraph.build(run.id, run.spec, run.inputs))
-            if transition is None:
-                transition = self._transition(session, run, graph)
+            transition = self._joined(transition, session, run)
             transition.track(row)
             with self._item_span("orchestrator.hold_resolved", env):
                 await transition.run_outcome(machine.resolve_hold(row.node_id, row, command))
@@ -292,6 +284,17 @@ class RunHandlers:
         return tracer.start_as_current_span(name, context=ctx, attributes=attributes)
 
     # -- shared ---------------------------------------------------------------------------
+
+    def _joined(
+        self, transition: Transition | None, session: AsyncSession, run: RunRecord
+    ) -> Transition:
+        """The batch's transition of this run, started (graph built and cached) if none yet."""
+        if transition is not None:
+            return transition
+        graph = self.graphs.get(run.id)
+        if graph is None:
+            graph = self.graphs.put(RunGraph.build(run.id, run.spec, run.inputs))
+        return self._transition(session, run, graph)
 
     def _transition(
         self, session: AsyncSession, run: RunRecord, graph: RunGraph | None

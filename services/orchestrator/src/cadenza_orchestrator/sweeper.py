@@ -35,9 +35,17 @@ from datetime import timedelta
 
 from cadenza_events import HoldResolved
 from cadenza_runtime import Resources, keys
-from cadenza_state import ApprovalRecord, AuditLogEntry, HoldStatus, RunStatus, utcnow
+from cadenza_state import (
+    ApprovalRecord,
+    AuditLogEntry,
+    HoldStatus,
+    RunRecord,
+    RunStatus,
+    utcnow,
+)
 from opentelemetry import trace
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import machine, metrics, store
 from .engine import Effects, Transition
@@ -172,16 +180,7 @@ class Sweeper:
             rows = await store.lock_tasks(session, [approval.task_id])
             if not rows or machine.hold_ignore_reason(run.status, rows[0], command) is not None:
                 return 0
-            if graph is None:
-                graph = self.graphs.put(RunGraph.build(run.id, run.spec, run.inputs))
-            transition = Transition(
-                session,
-                run,
-                graph,
-                objects=self.resources.objects,
-                registry=self.resources.registry,
-                settings=self.settings,
-            )
+            transition = self._transition(session, run, graph)
             transition.track(rows[0])
             effects = await transition.execute(
                 machine.resolve_hold(rows[0].node_id, rows[0], command)
@@ -255,23 +254,29 @@ class Sweeper:
                 lost.append((c, NOT_STARTED))
         return lost
 
+    def _transition(
+        self, session: AsyncSession, run: RunRecord, graph: RunGraph | None
+    ) -> Transition:
+        """A transition on a locked run (its graph built and cached when not yet known)."""
+        if graph is None:
+            graph = self.graphs.put(RunGraph.build(run.id, run.spec, run.inputs))
+        return Transition(
+            session,
+            run,
+            graph,
+            objects=self.resources.objects,
+            registry=self.resources.registry,
+            settings=self.settings,
+        )
+
     async def _redispatch(self, run_id: str, tasks: dict[str, tuple[int, str]]) -> int:
         async with self.resources.sessions() as session, session.begin():
             graph = self.graphs.get(run_id)
             run = await store.lock_run(session, run_id, with_spec=graph is None, skip_locked=True)
             if run is None or run.status != RunStatus.RUNNING:
                 return 0  # another orchestrator holds the run, or it finished meanwhile
-            if graph is None:
-                graph = self.graphs.put(RunGraph.build(run.id, run.spec, run.inputs))
             rows = await store.lock_tasks(session, sorted(tasks))
-            transition = Transition(
-                session,
-                run,
-                graph,
-                objects=self.resources.objects,
-                registry=self.resources.registry,
-                settings=self.settings,
-            )
+            transition = self._transition(session, run, graph)
             transition.track(*rows)
             handled = 0
             for row in sorted(rows, key=lambda r: r.id):

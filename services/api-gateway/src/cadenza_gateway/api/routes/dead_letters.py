@@ -109,14 +109,20 @@ async def list_dead_letters(
     )
 
 
-async def _pending(session: SessionDep, tenant: str, letter_id: int) -> DeadLetterRecord:
-    row = await session.scalar(
-        select(DeadLetterRecord)
-        .where(DeadLetterRecord.id == letter_id, DeadLetterRecord.tenant_id == tenant)
-        .with_for_update()
+async def _letter(
+    session: SessionDep, tenant: str, letter_id: int, *, for_update: bool = False
+) -> DeadLetterRecord:
+    stmt = select(DeadLetterRecord).where(
+        DeadLetterRecord.id == letter_id, DeadLetterRecord.tenant_id == tenant
     )
+    row = await session.scalar(stmt.with_for_update() if for_update else stmt)
     if row is None:
         raise DeadLetterNotFound(f"no dead letter {letter_id}")
+    return row
+
+
+async def _pending(session: SessionDep, tenant: str, letter_id: int) -> DeadLetterRecord:
+    row = await _letter(session, tenant, letter_id, for_update=True)
     if row.status != DeadLetterStatus.PENDING:
         raise DeadLetterHandled(f"dead letter {letter_id} was already {row.status}")
     return row
@@ -138,14 +144,7 @@ async def get_dead_letter(
     letter_id: DeadLetterIdPath, session: SessionDep, principal: AdminPrincipal
 ) -> DeadLetterPublic:
     async with session.begin():
-        row = await session.scalar(
-            select(DeadLetterRecord).where(
-                DeadLetterRecord.id == letter_id, DeadLetterRecord.tenant_id == principal.tenant
-            )
-        )
-    if row is None:
-        raise DeadLetterNotFound(f"no dead letter {letter_id}")
-    return DeadLetterPublic.of(row)
+        return DeadLetterPublic.of(await _letter(session, principal.tenant, letter_id))
 
 
 @router.post(
