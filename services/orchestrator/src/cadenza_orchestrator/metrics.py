@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RUNS_FINISHED = Counter(
     "cadenza_orchestrator_runs_finished_total", "Runs that reached a terminal status.", ["status"]
@@ -75,4 +75,10 @@ DEAD_LETTERS_RECORDED = Counter(
     "cadenza_orchestrator_dead_letters_recorded_total",
     "Dead letters stored in the dead-letter inbox (PostgreSQL), by original topic.",
     ["topic"],
+)
+HOLDS_PENDING = Gauge(
+    "cadenza_orchestrator_holds_pending",
+    "Held tool calls waiting for a person now (the approvals inbox), by kind; counted by the "
+    "sweeper on each pass.",
+    ["kind"],
 )

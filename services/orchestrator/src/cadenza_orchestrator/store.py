@@ -267,3 +267,13 @@ async def lock_tasks(session: AsyncSession, task_ids: Sequence[str]) -> list[Tas
         .with_for_update(skip_locked=True)
     )
     return list((await session.scalars(stmt)).all())
+
+
+async def count_pending_holds(session: AsyncSession) -> dict[str, int]:
+    """Pending held calls by kind (for the inbox gauge)."""
+    stmt = (
+        select(ApprovalRecord.kind, func.count())
+        .where(ApprovalRecord.status == HoldStatus.PENDING)
+        .group_by(ApprovalRecord.kind)
+    )
+    return {str(kind): int(n) for kind, n in (await session.execute(stmt)).all()}

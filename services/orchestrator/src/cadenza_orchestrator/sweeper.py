@@ -124,6 +124,9 @@ class Sweeper:
             expired = await store.expired_holds(
                 session, now=utcnow(), limit=self.settings.sweep_batch_size
             )
+            pending = await store.count_pending_holds(session)
+        for kind in ("approval", "in_doubt"):
+            metrics.HOLDS_PENDING.labels(kind).set(pending.get(kind, 0))
         handled = 0
         for approval in expired:
             with tracer.start_as_current_span(
