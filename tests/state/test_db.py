@@ -48,6 +48,8 @@ TABLES = {
     "reference_records",
     "collections",
     "documents",
+    "approvals",
+    "dead_letters",
 }
 
 
