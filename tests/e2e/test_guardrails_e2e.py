@@ -101,9 +101,13 @@ async def deployment(
         await KafkaBus(BusSettings(topic_prefix=f"{unique_id}.")).delete_topics()
 
 
-def start_all(cluster: Cluster, worker_env: dict[str, str] | None = None) -> None:
+def start_all(
+    cluster: Cluster,
+    worker_env: dict[str, str] | None = None,
+    orchestrator_env: dict[str, str] | None = None,
+) -> None:
     cluster.start_gateway()
-    cluster.start_orchestrator()
+    cluster.start_orchestrator(orchestrator_env)
     cluster.start_worker(worker_env)
 
 
@@ -231,13 +235,14 @@ async def test_approval_held_across_restarts_made_once_then_rejected_and_expired
         await engine.dispose()
 
 
-async def test_an_effect_in_doubt_after_kill_9_is_resolved_by_a_person(
+async def test_in_doubt_after_kill_9_then_a_dead_letter_replayed(
     deployment: Cluster, target: Target
 ) -> None:
     # A workflow tool task POSTs a payment; the target is allowlisted (no approval needed)
-    # and never answers, so the worker is killed between sending and recording.
+    # and never answers, so the worker is killed between sending and recording. (A task
+    # never started is not re-dispatched soon: the dead-letter part needs its run stuck.)
     worker_env = {"CADENZA_WORKER_APPROVAL_ALLOW_HOSTS": '["127.0.0.1"]'}
-    start_all(deployment, worker_env)
+    start_all(deployment, worker_env, {"CADENZA_ORCHESTRATOR_REQUEUE_AFTER_S": "600"})
     spec = {
         "name": "pay",
         "tasks": [
@@ -279,14 +284,16 @@ async def test_an_effect_in_doubt_after_kill_9_is_resolved_by_a_person(
     assert run["output"] == receipt
     assert target.count("POST /payments") == 1
 
+    # The same deployment without workers, for a run that gets stuck.
+    for process in deployment.processes:
+        if process.name == "worker":
+            process.stop()
+    await replaying_a_dead_lettered_result_completes_the_stuck_run(deployment)
 
-async def test_replaying_a_dead_lettered_result_completes_the_stuck_run(
-    deployment: Cluster,
-) -> None:
-    # No worker: the task stays dispatched until its result arrives — here, from the
-    # dead-letter inbox, where a consumer that failed on it had put it.
-    deployment.start_gateway()
-    deployment.start_orchestrator({"CADENZA_ORCHESTRATOR_REQUEUE_AFTER_S": "600"})
+
+async def replaying_a_dead_lettered_result_completes_the_stuck_run(deployment: Cluster) -> None:
+    """No worker: the task stays dispatched until its result arrives — here, from the
+    dead-letter inbox, where a consumer that failed on it had put it."""
     spec = {
         "name": "one",
         "tasks": [{"id": "only", "tool": "noop"}],
