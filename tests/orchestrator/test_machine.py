@@ -261,6 +261,22 @@ def test_redispatch_bumps_the_attempt_then_fails_with_worker_lost() -> None:
     assert lost.steps == [InstanceFinished(instance.id)]
 
 
+def test_a_cancel_cancels_the_run_and_names_who_asked() -> None:
+    out = machine.cancel_run(requested_by="key:k1", reason="duplicate order")
+    assert out.run is not None
+    assert out.run.status == "cancelled"
+    assert [(e.kind, e.status, e.data) for e in out.events] == [
+        ("run.cancelled", "cancelled", {"requested_by": "key:k1", "reason": "duplicate order"})
+    ]
+    assert not out.dispatches
+    assert not out.new_tasks
+
+
+def test_a_cancel_without_a_reason_records_none() -> None:
+    (event,) = machine.cancel_run(requested_by=None, reason=None).events
+    assert event.data == {"requested_by": None}
+
+
 # -- held tool calls (docs/guardrails.md) ------------------------------------------------------
 
 

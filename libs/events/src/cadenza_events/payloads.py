@@ -36,6 +36,17 @@ class PlanRequested(Payload):
     inputs: dict[str, Any] = Field(default_factory=dict)
 
 
+class RunCancelRequested(Payload):
+    """Someone asked to cancel a run. A command on the ``plan.requested`` topic (keyed by
+    run, so it follows the run's plan in order): the orchestrator, the one writer of run
+    state, cancels the run and its open tasks and tells the workers to stop."""
+
+    EVENT_TYPE: ClassVar[str] = "cadenza.run.cancel_requested.v1"
+    run_id: str
+    requested_by: str | None = Field(default=None, description="Credential subject, for audit")
+    reason: str | None = None
+
+
 class TaskReady(Payload):
     """A task instance is ready to run; workers compete for it (keyed by task id)."""
 
@@ -199,6 +210,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
     cls.EVENT_TYPE: cls
     for cls in (
         PlanRequested,
+        RunCancelRequested,
         TaskReady,
         TaskResult,
         HoldResolved,

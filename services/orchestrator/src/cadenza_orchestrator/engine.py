@@ -372,7 +372,7 @@ class Transition:
             self.run.output = output
             self.run.error = error
             self.effects.run_finished = True
-        if status == RunStatus.FAILED:
+        if status in (RunStatus.FAILED, RunStatus.CANCELLED):
             n = await store.cancel_open_tasks(self.session, self.run.id, now=self.now)
             self._finished("cancelled", n, node=False)
             await store.cancel_pending_holds(self.session, self.run.id, now=self.now)

@@ -510,6 +510,18 @@ def fail_run(error: dict[str, Any]) -> Outcome:
     )
 
 
+def cancel_run(*, requested_by: str | None, reason: str | None) -> Outcome:
+    """Someone cancelled the run: every open task is cancelled and running workers are told
+    to stop (their late ``cancelled`` results change nothing)."""
+    data: dict[str, Any] = {"requested_by": requested_by}
+    if reason:
+        data["reason"] = reason
+    return Outcome(
+        run=RunChange(RunStatus.CANCELLED),
+        events=[Event("run.cancelled", status=RunStatus.CANCELLED, data=data)],
+    )
+
+
 def finish_run(graph: RunGraph, context: Mapping[str, Any]) -> Outcome:
     """Every task finished: render the workflow ``output`` (null without one). An output
     expression that fails fails the run, naming the expression."""

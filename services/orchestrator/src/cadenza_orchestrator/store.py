@@ -127,13 +127,27 @@ async def insert_attempts(
     if not values:
         return set()
     dialect = postgresql if _is_postgres(session) else sqlite
+    table: Any = TaskAttemptRecord.__table__
+    # executemany on the Core table, not ``.values([...])``: one statement compiled once and
+    # cached (a multi-VALUES statement compiles anew for every batch size), sent as batched
+    # INSERT … VALUES … RETURNING by SQLAlchemy's insertmanyvalues.
     stmt = (
-        dialect.insert(TaskAttemptRecord)
-        .values(list(values))
+        dialect.insert(table)
         .on_conflict_do_nothing(index_elements=["task_id", "attempt"])
-        .returning(TaskAttemptRecord.task_id, TaskAttemptRecord.attempt)
+        .returning(table.c.task_id, table.c.attempt)
     )
-    return {(task_id, attempt) for task_id, attempt in (await session.execute(stmt)).all()}
+    rows = [{**_ATTEMPT_DEFAULTS, **v} for v in values]
+    return {(task_id, attempt) for task_id, attempt in (await session.execute(stmt, rows)).all()}
+
+
+# Every column an attempt row may set: executemany needs the same keys in every row.
+_ATTEMPT_DEFAULTS: dict[str, Any] = {
+    "status": None,
+    "worker_id": None,
+    "started_at": None,
+    "finished_at": None,
+    "error": None,
+}
 
 
 async def cancel_open_tasks(
