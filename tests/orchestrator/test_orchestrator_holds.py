@@ -107,3 +107,27 @@ async def test_an_unanswered_approval_expires_by_its_policy(stack: Stack, on_tim
     events = [e.kind for e in await stack.run_events(run_id)]
     assert "task.awaiting_approval" in events
     assert "task.hold_resolved" in events
+
+
+async def test_cancelling_the_run_cancels_its_held_task_and_pending_approval(
+    stack: Stack,
+) -> None:
+    stack.worker.script = held_first
+    run_id = await stack.submit(ONE, {})
+    await hold(stack, run_id, "reject")
+
+    async def parked() -> bool:
+        return (await stack.tasks(run_id))["act"].status == "awaiting_approval"
+
+    await assert_eventually(parked, timeout=30)
+    await stack.cancel(run_id, reason="not needed")
+    run = await stack.wait_run(run_id)
+    assert run.status == "cancelled"
+    assert (await stack.tasks(run_id))["act"].status == "cancelled"
+    async with stack.resources.sessions() as session:
+        approval = await session.scalar(
+            select(ApprovalRecord).where(ApprovalRecord.run_id == run_id)
+        )
+    assert approval is not None
+    assert (approval.status, approval.decided_by) == ("cancelled", "system:run_finished")
+    assert [r.attempt for r in stack.worker.by_node("act")] == [1]
