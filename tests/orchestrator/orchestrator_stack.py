@@ -107,7 +107,9 @@ class FakeWorker:
         if "error" in reply:
             status = "failed"
             error: TaskError | None = TaskError(
-                code=reply["error"], message=reply.get("message", "scripted failure")
+                code=reply["error"],
+                message=reply.get("message", "scripted failure"),
+                details=reply.get("details"),
             )
         else:
             status = reply.get("status", "succeeded")

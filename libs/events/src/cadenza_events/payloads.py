@@ -80,6 +80,11 @@ class TaskError(BaseModel):
     code: str
     message: str
     retryable: bool = False
+    details: dict[str, Any] | None = Field(
+        default=None,
+        description="Structured facts of the failure, e.g. which budget ran out and how much "
+        "was spent (budget_exceeded) or what a guardrail found (guardrail_violated)",
+    )
 
 
 class Handoff(BaseModel):

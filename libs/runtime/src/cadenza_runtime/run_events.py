@@ -26,7 +26,7 @@ from .outages import is_outage
 log = logging.getLogger("cadenza.run_events")
 tracer = trace.get_tracer("cadenza.run_events")
 
-TERMINAL_KINDS = frozenset({"run.succeeded", "run.failed", "run.cancelled"})
+TERMINAL_KINDS = frozenset({"run.succeeded", "run.failed", "run.cancelled", "run.budget_exceeded"})
 DEFAULT_TTL_S = 7 * 86_400
 DEFAULT_ENDED_TTL_S = 86_400
 

@@ -6,6 +6,7 @@ from cadenza_state.models import (
     EFFECT_DONE,
     EFFECT_SENT,
     HELD_TASK_STATUSES,
+    STOPPED_RUN_STATUSES,
     TERMINAL_RUN_STATUSES,
     TERMINAL_TASK_STATUSES,
     AgentRecord,
@@ -29,6 +30,7 @@ from cadenza_state.models import (
     TaskAttemptRecord,
     TaskRecord,
     TaskStatus,
+    TenantBudgetRecord,
     ToolCallRecord,
     ToolEffectRecord,
     WorkflowRecord,
@@ -67,12 +69,14 @@ from cadenza_state.secrets import (
     SecretsUnavailable,
 )
 from cadenza_state.settings import StateSettings
+from cadenza_state.spend import llm_spend
 from cadenza_state.types import JSONType, UTCDateTime, utcnow
 
 __all__ = [
     "EFFECT_DONE",
     "EFFECT_SENT",
     "HELD_TASK_STATUSES",
+    "STOPPED_RUN_STATUSES",
     "TERMINAL_RUN_STATUSES",
     "TERMINAL_TASK_STATUSES",
     "AgentRecord",
@@ -112,6 +116,7 @@ __all__ = [
     "TaskAttemptRecord",
     "TaskRecord",
     "TaskStatus",
+    "TenantBudgetRecord",
     "ToolCallRecord",
     "ToolEffectRecord",
     "UTCDateTime",
@@ -126,6 +131,7 @@ __all__ = [
     "delete_provider_key",
     "insert_outbox",
     "list_provider_keys",
+    "llm_spend",
     "mark_published",
     "migrate",
     "open_state",

@@ -10,6 +10,7 @@ from cadenza_llm import ProviderRegistry
 from cadenza_runtime import Resources, is_outage
 
 from .agents import AgentExecutor, LoopLimits
+from .budgets import BudgetLedger, Reconciler
 from .handler import TaskHandler
 from .holds import ApprovalGate
 from .journal import EffectJournal
@@ -50,6 +51,10 @@ class Worker:
             timeout_s=self.settings.approval_timeout_s,
         )
         self.llm = llm if llm is not None else ProviderRegistry()
+        self.budgets = BudgetLedger(
+            resources.hot, reservation_ttl_s=self.settings.budget_reservation_ttl_s
+        )
+        self._reconciler = Reconciler(self.budgets, self.settings.budget_reconcile_interval_s)
         self.agents = AgentExecutor(
             resources.sessions,
             resources.state.settings,
@@ -64,6 +69,7 @@ class Worker:
                 max_tokens_per_turn=self.settings.agent_max_tokens_per_turn,
             ),
             gate=gate,
+            ledger=self.budgets,
         )
         self.executors = executors or ExecutorRegistry(
             {"tool": ToolExecutor(self.tools, self.journal, gate), "agent": self.agents}
@@ -92,6 +98,7 @@ class Worker:
         )
         await consumer.start()
         self._consumer = consumer
+        self._reconciler.start()
         log.info(
             "worker %s consuming %s (group %s, concurrency %d, kinds %s, tools %s)",
             self.settings.worker_id,
@@ -108,6 +115,7 @@ class Worker:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             await consumer.stop()
+        await self._reconciler.stop()
         await self._handler.presence.stop()
         await self._handler.reporter.drain()
         await self.tools.aclose()

@@ -28,7 +28,13 @@ from cadenza_events import (
 )
 from cadenza_events.tracing import context_of
 from cadenza_runtime import Resources
-from cadenza_state import TERMINAL_RUN_STATUSES, RunRecord, RunStatus, TaskRecord
+from cadenza_state import (
+    STOPPED_RUN_STATUSES,
+    TERMINAL_RUN_STATUSES,
+    RunRecord,
+    RunStatus,
+    TaskRecord,
+)
 from cadenza_workflow import ExpressionError, SpecValidationError
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
@@ -365,7 +371,7 @@ class RunHandlers:
             self.graphs.forget(effects.run_id)
         hot, ttl = self.resources.hot, self.settings.status_ttl_s
         try:
-            if effects.run_status in (RunStatus.FAILED, RunStatus.CANCELLED):
+            if effects.run_status in STOPPED_RUN_STATUSES:
                 await hot_status.mark_cancelled(hot, effects.run_id, ttl_s=ttl)
             if effects.run_finished:
                 async with self.resources.sessions() as session:

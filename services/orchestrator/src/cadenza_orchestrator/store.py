@@ -16,7 +16,7 @@ from cadenza_state import (
     TaskAttemptRecord,
     TaskRecord,
 )
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
@@ -117,6 +117,13 @@ async def insert_attempt(
     )
     result = await session.execute(stmt)
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def insert_tasks(session: AsyncSession, values: Sequence[dict[str, Any]]) -> None:
+    """Insert new task rows (every column given) in ONE executemany on the Core table."""
+    if values:
+        table: Any = TaskRecord.__table__
+        await session.execute(insert(table), list(values))
 
 
 async def insert_attempts(

@@ -62,6 +62,7 @@ async def create_run(
     spec: dict[str, Any],
     inputs: dict[str, Any],
     idempotency_key: str | None,
+    budget: dict[str, Any] | None = None,
 ) -> RunRecord:
     """Insert a pending run and stage its ``plan.requested`` and ``run.accepted`` events.
 
@@ -76,6 +77,7 @@ async def create_run(
         inputs=inputs,
         status=RunStatus.PENDING.value,
         idempotency_key=idempotency_key,
+        budget=budget,
     )
     session.add(run)
     await session.flush()

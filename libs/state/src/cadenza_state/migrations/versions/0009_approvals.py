@@ -2,7 +2,7 @@
 journal's ``sent``/``done`` status.
 
 Revision ID: 0009_approvals
-Revises: 0006_provider_keys
+Revises: 0008_budgets
 Create Date: 2026-12-04 04:10:00
 
 Self-contained on purpose (no model imports). Additive only.
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0009_approvals"
-down_revision: str | None = "0006_provider_keys"
+down_revision: str | None = "0008_budgets"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
