@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from cadenza_events import Handoff, TaskError, TaskResult
+from cadenza_events import Handoff, Hold, HoldResolved, TaskError, TaskResult
 from cadenza_orchestrator import machine
 from cadenza_orchestrator.graph import RunGraph, task_id_for
 from cadenza_orchestrator.outcome import (
@@ -325,3 +325,119 @@ def test_a_cancel_cancels_the_run_and_names_who_asked() -> None:
 def test_a_cancel_without_a_reason_records_none() -> None:
     (event,) = machine.cancel_run(requested_by=None, reason=None).events
     assert event.data == {"requested_by": None}
+
+
+# -- held tool calls (docs/guardrails.md) ------------------------------------------------------
+
+
+def held(r: TaskRecord, kind: str = "approval", **values: Any) -> TaskResult:
+    hold = Hold(
+        kind=kind,
+        call_index=2,
+        tool="http_request",
+        arguments={"url": "https://shop.example/orders/7", "method": "DELETE"},
+        reason="a duplicate",
+        rule="http_request DELETE to a host not allowlisted (shop.example)",
+        timeout_s=60,
+    )
+    status = "awaiting_approval" if kind == "approval" else "in_doubt"
+    return result(r, status, hold=hold, worker_id="w1", **values)
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"), [("approval", "awaiting_approval"), ("in_doubt", "in_doubt")]
+)
+def test_a_held_call_parks_the_task_and_records_the_request(kind: str, status: str) -> None:
+    r = row("a", "ready", 1, input={"prompt": "clean up"})
+    out = machine.apply_result("a", r, held(r, kind))
+    assert out.dispatches == []
+    assert out.steps == []
+    assert [(u.task_id, u.values["status"]) for u in out.updates] == [(r.id, status)]
+    [request] = out.holds
+    assert (request.task_id, request.attempt, request.hold.kind) == (r.id, 1, kind)
+    assert request.approval_id == machine.approval_id(r.id, 1, 2, kind)  # same on redelivery
+    [event] = out.events
+    assert event.kind == f"task.{status}"
+    assert event.data["approval_id"] == request.approval_id
+    assert event.data["tool"] == "http_request"
+
+
+def test_a_held_status_without_the_call_fails_the_task() -> None:
+    r = row("a", "ready", 1)
+    out = machine.apply_result("a", r, result(r, "awaiting_approval"))
+    assert out.updates[0].values["status"] == "failed"
+    assert out.updates[0].values["error"]["code"] == "invalid_result"
+
+
+def answer(
+    r: TaskRecord, decision: str, *, kind: str = "approval", fail: bool = False
+) -> HoldResolved:
+    return HoldResolved(
+        run_id=RUN,
+        task_id=r.id,
+        attempt=r.attempt,
+        approval_id="ap-1",
+        kind=kind,
+        decision=decision,
+        fail=fail,
+        comment="ok by me",
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "decision"),
+    [
+        ("approval", "approved"),
+        ("approval", "rejected"),
+        ("approval", "expired"),
+        ("in_doubt", "done"),
+        ("in_doubt", "retry"),
+    ],
+)
+def test_an_answer_dispatches_the_task_again_to_hear_it(kind: str, decision: str) -> None:
+    r = row("a", "awaiting_approval", 1, input={"prompt": "clean up"})
+    out = machine.resolve_hold("a", r, answer(r, decision, kind=kind))
+    [dispatch] = out.dispatches
+    assert (dispatch.attempt, dispatch.params, dispatch.reason) == (
+        2,
+        {"prompt": "clean up"},
+        decision,
+    )
+    assert dispatch.params_ref is None
+    assert [e.kind for e in out.events] == ["task.hold_resolved"]
+    assert out.events[0].data["decision"] == decision
+    assert out.events[0].data["comment"] == "ok by me"
+
+
+def test_an_answer_to_claim_checked_params_dispatches_the_reference() -> None:
+    r = row("a", "in_doubt", 3, input=None)
+    [dispatch] = machine.resolve_hold("a", r, answer(r, "retry", kind="in_doubt")).dispatches
+    assert dispatch.params is None
+    assert dispatch.params_ref == machine.params_key(RUN, r.id)
+
+
+def test_an_expired_approval_with_on_timeout_fail_fails_the_task() -> None:
+    r = row("a", "awaiting_approval", 1)
+    out = machine.resolve_hold("a", r, answer(r, "expired", fail=True))
+    assert out.dispatches == []
+    assert out.updates[0].values["error"]["code"] == machine.APPROVAL_TIMEOUT
+    assert out.steps == [Failed("a")]
+    instance = row("f", "awaiting_approval", 1, item_index=0)
+    assert machine.resolve_hold("f", instance, answer(instance, "expired", fail=True)).steps == [
+        InstanceFinished(instance.id)
+    ]
+
+
+def test_answers_that_no_longer_apply_are_ignored() -> None:
+    r = row("a", "awaiting_approval", 2)
+    assert machine.hold_ignore_reason("running", r, answer(r, "approved")) is None
+    assert machine.hold_ignore_reason("cancelled", r, answer(r, "approved")) == "run_finished"
+    stale = answer(row("a", "awaiting_approval", 1), "approved")
+    assert machine.hold_ignore_reason("running", r, stale) == "not_held"
+    redispatched = row("a", "ready", 3)
+    assert machine.hold_ignore_reason("running", redispatched, answer(r, "approved")) == "not_held"
+
+
+def test_a_result_for_a_held_task_changes_nothing() -> None:
+    r = row("a", "awaiting_approval", 1)
+    assert machine.ignore_reason("running", r, result(r)) == "task_finished"

@@ -53,6 +53,8 @@ TABLES = {
     "triggered_events",
     "schedules",
     "schedule_fires",
+    "approvals",
+    "dead_letters",
 }
 
 

@@ -409,7 +409,8 @@ async def test_missing_claim_checked_params_fail_the_task(stack: Stack) -> None:
 
 
 async def test_http_request_through_the_worker(stack: Stack, http_server: HttpServer) -> None:
-    await stack.start_worker(http_allow_private=True)
+    # 127.0.0.1 allowlisted for writes (else the POST waits for approval: test_holds.py).
+    await stack.start_worker(http_allow_private=True, approval_allow_hosts=["127.0.0.1"])
     echo = await stack.add_task(
         "http_request", {"url": http_server.url("/echo"), "method": "POST", "json": {"x": 1}}
     )

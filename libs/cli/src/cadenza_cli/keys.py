@@ -24,7 +24,7 @@ ScopesOption = Annotated[
 ]
 
 
-def _call(
+def call_gateway(
     method: str,
     path: str,
     url: str,
@@ -73,7 +73,7 @@ def create_key(
     body: dict[str, Any] = {"name": name, "scopes": scopes}
     if expires_in is not None:
         body["expires_in_s"] = expires_in
-    _show_created(_call("POST", "/v1/api-keys", url, body))
+    _show_created(call_gateway("POST", "/v1/api-keys", url, body))
 
 
 @keys_app.command("list")
@@ -82,7 +82,7 @@ def list_keys(
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON.")] = False,
 ) -> None:
     """List your tenant's keys (prefixes only: secrets are never shown again)."""
-    items = _call("GET", "/v1/api-keys", url)["items"]
+    items = call_gateway("GET", "/v1/api-keys", url)["items"]
     if as_json:
         print_json(items)
         return
@@ -97,7 +97,7 @@ def rotate_key(
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Replace a key by a new one with the same scopes; the old one stops working now."""
-    _show_created(_call("POST", f"/v1/api-keys/{_id(key_id)}/rotate", url))
+    _show_created(call_gateway("POST", f"/v1/api-keys/{_id(key_id)}/rotate", url))
 
 
 @keys_app.command("revoke")
@@ -106,7 +106,7 @@ def revoke_key(
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Revoke a key at once."""
-    _call("DELETE", f"/v1/api-keys/{_id(key_id)}", url)
+    call_gateway("DELETE", f"/v1/api-keys/{_id(key_id)}", url)
     typer.echo(f"revoked cdz_{_id(key_id)}")
 
 

@@ -6,6 +6,7 @@ import typer
 
 from cadenza_cli import services
 from cadenza_cli.dev import dev_command
+from cadenza_cli.guardrails import approvals_app, dead_letters_app
 from cadenza_cli.infra import infra_app
 from cadenza_cli.keys import keys_app
 from cadenza_cli.migrate import migrate_command
@@ -24,4 +25,6 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(triggers_app, name="triggers")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(events_app, name="events")
+app.add_typer(approvals_app, name="approvals")
+app.add_typer(dead_letters_app, name="dead-letters")
 services.register(app)

@@ -14,7 +14,7 @@ import typer
 import yaml
 
 from .client import DEFAULT_URL, print_json
-from .keys import UrlOption, _call
+from .keys import UrlOption, call_gateway
 
 triggers_app = typer.Typer(
     help="Triggers: which upstream events (Kafka topics, POST /v1/events) start which "
@@ -41,65 +41,65 @@ def read_document(path: Path) -> dict[str, Any]:
 @triggers_app.command("register")
 def register_trigger(path: FileArg, url: UrlOption = DEFAULT_URL) -> None:
     """Register a trigger (a new version when the name exists)."""
-    print_json(_call("POST", "/v1/triggers", url, read_document(path)))
+    print_json(call_gateway("POST", "/v1/triggers", url, read_document(path)))
 
 
 @triggers_app.command("list")
 def list_triggers(url: UrlOption = DEFAULT_URL) -> None:
-    print_json(_call("GET", "/v1/triggers", url))
+    print_json(call_gateway("GET", "/v1/triggers", url))
 
 
 @triggers_app.command("show")
 def show_trigger(name: NameArg, url: UrlOption = DEFAULT_URL) -> None:
-    print_json(_call("GET", f"/v1/triggers/{name}", url))
+    print_json(call_gateway("GET", f"/v1/triggers/{name}", url))
 
 
 @triggers_app.command("enable")
 def enable_trigger(name: NameArg, url: UrlOption = DEFAULT_URL) -> None:
-    print_json(_call("POST", f"/v1/triggers/{name}/enable", url))
+    print_json(call_gateway("POST", f"/v1/triggers/{name}/enable", url))
 
 
 @triggers_app.command("disable")
 def disable_trigger(name: NameArg, url: UrlOption = DEFAULT_URL) -> None:
-    print_json(_call("POST", f"/v1/triggers/{name}/disable", url))
+    print_json(call_gateway("POST", f"/v1/triggers/{name}/disable", url))
 
 
 @triggers_app.command("delete")
 def delete_trigger(name: NameArg, url: UrlOption = DEFAULT_URL) -> None:
-    _call("DELETE", f"/v1/triggers/{name}", url)
+    call_gateway("DELETE", f"/v1/triggers/{name}", url)
     typer.echo(f"trigger {name} deleted", err=True)
 
 
 @schedules_app.command("create")
 def create_schedule(path: FileArg, url: UrlOption = DEFAULT_URL) -> None:
     """Create a schedule from a document (name, cron, timezone, workflow, inputs, …)."""
-    print_json(_call("POST", "/v1/schedules", url, read_document(path)))
+    print_json(call_gateway("POST", "/v1/schedules", url, read_document(path)))
 
 
 @schedules_app.command("list")
 def list_schedules(url: UrlOption = DEFAULT_URL) -> None:
-    print_json(_call("GET", "/v1/schedules", url))
+    print_json(call_gateway("GET", "/v1/schedules", url))
 
 
 @schedules_app.command("show")
 def show_schedule(name: NameArg, url: UrlOption = DEFAULT_URL) -> None:
     """The schedule with its next fire times."""
-    print_json(_call("GET", f"/v1/schedules/{name}", url))
+    print_json(call_gateway("GET", f"/v1/schedules/{name}", url))
 
 
 @schedules_app.command("pause")
 def pause_schedule(name: NameArg, url: UrlOption = DEFAULT_URL) -> None:
-    print_json(_call("POST", f"/v1/schedules/{name}/pause", url))
+    print_json(call_gateway("POST", f"/v1/schedules/{name}/pause", url))
 
 
 @schedules_app.command("resume")
 def resume_schedule(name: NameArg, url: UrlOption = DEFAULT_URL) -> None:
-    print_json(_call("POST", f"/v1/schedules/{name}/resume", url))
+    print_json(call_gateway("POST", f"/v1/schedules/{name}/resume", url))
 
 
 @schedules_app.command("delete")
 def delete_schedule(name: NameArg, url: UrlOption = DEFAULT_URL) -> None:
-    _call("DELETE", f"/v1/schedules/{name}", url)
+    call_gateway("DELETE", f"/v1/schedules/{name}", url)
     typer.echo(f"schedule {name} deleted", err=True)
 
 
@@ -178,4 +178,6 @@ def send_event(
         asyncio.run(produce(topic, event, bootstrap))
         typer.echo(f"event {event['id']} produced to {topic}", err=True)
         return
-    print_json(_call("POST", "/v1/events", url, event, content_type="application/cloudevents+json"))
+    print_json(
+        call_gateway("POST", "/v1/events", url, event, content_type="application/cloudevents+json")
+    )

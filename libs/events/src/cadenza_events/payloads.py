@@ -100,6 +100,22 @@ class Handoff(BaseModel):
     )
 
 
+class Hold(BaseModel):
+    """A tool call a worker did not make (or cannot tell whether it made): the task waits for
+    a person. ``approval``: the call needs a yes or no; ``in_doubt``: a non-idempotent call
+    was sent but its result never recorded (docs/guardrails.md)."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["approval", "in_doubt"]
+    call_index: int = Field(ge=0, description="The call's index in the task (effect journal key)")
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    reason: str = Field(default="", description="The agent's message with the call, or why")
+    rule: str = Field(default="", description="What made the call need approval")
+    timeout_s: float | None = Field(default=None, description="Answer within (None: forever)")
+    on_timeout: Literal["reject", "fail"] = "reject"
+
+
 class TaskResult(Payload):
     """The outcome of one task attempt, published once per (task_id, attempt)."""
 
@@ -107,7 +123,7 @@ class TaskResult(Payload):
     run_id: str
     task_id: str
     attempt: int
-    status: Literal["succeeded", "failed", "cancelled"]
+    status: Literal["succeeded", "failed", "cancelled", "awaiting_approval", "in_doubt"]
     output: Any = None
     output_ref: str | None = None
     error: TaskError | None = None
@@ -115,9 +131,28 @@ class TaskResult(Payload):
     handoff: Handoff | None = Field(
         default=None, description="Set when an agent handed the task to another agent"
     )
+    hold: Hold | None = Field(
+        default=None, description="Set with status awaiting_approval / in_doubt: the held call"
+    )
     worker_id: str | None = None
     started_at: datetime | None = None
     finished_at: datetime = Field(default_factory=utcnow)
+
+
+class HoldResolved(Payload):
+    """A person (or the approval timeout) answered a held task: a command to the
+    orchestrator, which owns the task's state. Travels on ``task.result`` (keyed by run, so
+    the run's owner sees it in order with the run's results)."""
+
+    EVENT_TYPE: ClassVar[str] = "cadenza.task.hold_resolved.v1"
+    run_id: str
+    task_id: str
+    attempt: int = Field(description="The held attempt")
+    approval_id: str
+    kind: Literal["approval", "in_doubt"]
+    decision: Literal["approved", "rejected", "expired", "done", "retry"]
+    fail: bool = Field(default=False, description="Fail the task (an expired `fail` policy)")
+    comment: str | None = None
 
 
 class RunEvent(Payload):
@@ -183,6 +218,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         RunCancelRequested,
         TaskReady,
         TaskResult,
+        HoldResolved,
         RunEvent,
         RunEventBatch,
         DocIngest,

@@ -56,6 +56,13 @@ class TaskStatus(StrEnum):
     CANCELLED = "cancelled"
     # Failed, but its on_failure fallback succeeded: dependants see the fallback's output.
     RECOVERED = "recovered"
+    # Held for a person (docs/guardrails.md): no worker runs it until the hold is answered.
+    AWAITING_APPROVAL = "awaiting_approval"
+    IN_DOUBT = "in_doubt"
+
+
+HELD_TASK_STATUSES = frozenset({TaskStatus.AWAITING_APPROVAL, TaskStatus.IN_DOUBT})
+"""Open tasks waiting for a person (an approval, or an effect left in doubt)."""
 
 
 TERMINAL_RUN_STATUSES = frozenset(
@@ -251,8 +258,15 @@ class OutboxMessage(Base):
         return [(name, value.encode()) for name, value in self.headers]
 
 
+EFFECT_SENT = "sent"
+"""A non-idempotent call about to be made (or made, its result not yet recorded)."""
+EFFECT_DONE = "done"
+
+
 class ToolEffectRecord(Base):
-    """A tool side effect, recorded once per (task, attempt, call index)."""
+    """A tool side effect, recorded once per (task, attempt, call index). A non-idempotent
+    call is journaled ``sent`` before it is made and ``done`` with its result after: a
+    ``sent`` row found later means the effect is in doubt."""
 
     __tablename__ = "tool_effects"
 
@@ -263,6 +277,101 @@ class ToolEffectRecord(Base):
     call_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     tool: Mapped[str] = mapped_column(String(255))
     result: Mapped[Any | None] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(16), default=EFFECT_DONE, server_default="done")
+    created_at: Mapped[datetime] = _created_at()
+
+
+class HoldKind(StrEnum):
+    APPROVAL = "approval"  # a risky tool call waiting for a person's yes or no
+    IN_DOUBT = "in_doubt"  # a non-idempotent call that may or may not have happened
+
+
+class HoldStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"  # approval: make the call
+    REJECTED = "rejected"  # approval: the model is told no
+    EXPIRED = "expired"  # approval: nobody answered in time (its on_timeout applies)
+    DONE = "done"  # in doubt: it happened; ``output`` is its result
+    RETRY = "retry"  # in doubt: it did not happen; make the call again
+    CANCELLED = "cancelled"  # the run was cancelled while it waited
+
+
+class ApprovalRecord(Base):
+    """A held tool call (approval or in doubt): what was asked, and who answered what.
+
+    The orchestrator writes the request (with the task's status, from the worker's result);
+    the decision is written by the gateway (a person) or the orchestrator's sweeper (the
+    timeout), each only while ``status`` is ``pending`` under the row's lock."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        UniqueConstraint("task_id", "attempt", "call_index", "kind"),
+        Index(None, "tenant_id", "status", "created_at"),
+        Index(
+            "ix_approvals_pending_expiry",
+            "expires_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[str] = mapped_column(String(255), index=True)
+    node_id: Mapped[str] = mapped_column(String(255))
+    attempt: Mapped[int] = mapped_column(Integer)
+    call_index: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=HoldStatus.PENDING.value)
+    tool: Mapped[str] = mapped_column(String(255))
+    arguments: Mapped[Any | None] = mapped_column(JSONType)
+    reason: Mapped[str | None] = mapped_column(String(4000))
+    rule: Mapped[str | None] = mapped_column(String(1000))
+    on_timeout: Mapped[str] = mapped_column(String(16), default="reject")
+    expires_at: Mapped[datetime | None]
+    comment: Mapped[str | None] = mapped_column(String(4000))
+    output: Mapped[Any | None] = mapped_column(JSONType)
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    decided_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created_at()
+
+
+class DeadLetterStatus(StrEnum):
+    PENDING = "pending"
+    REPLAYED = "replayed"
+    DISCARDED = "discarded"
+
+
+class DeadLetterRecord(Base):
+    """A message a consumer gave up on, kept from the ``dlq`` topic for inspection and
+    replay (the original record: topic, key, headers and bytes)."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        UniqueConstraint("original_topic", "partition", "offset", "consumer_group"),
+        Index(None, "tenant_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    original_topic: Mapped[str] = mapped_column(String(255))
+    partition: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    consumer_group: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str | None] = mapped_column(String(1024))
+    headers: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    reason: Mapped[str] = mapped_column(String(4000))
+    error_code: Mapped[str] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(Integer)
+    event_type: Mapped[str | None] = mapped_column(String(255))
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    task_id: Mapped[str | None] = mapped_column(String(255))
+    failed_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default=DeadLetterStatus.PENDING.value)
+    resolved_by: Mapped[str | None] = mapped_column(String(255))
+    resolved_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _created_at()
 
 

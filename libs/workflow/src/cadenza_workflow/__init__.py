@@ -22,6 +22,7 @@ from .agent import (
     parse_agent_ref,
     validate_agent,
 )
+from .approval import ApprovalPolicy, ApprovalRule, approval_rule
 from .errors import ErrorCode, ExpressionError, SpecError, SpecValidationError
 from .expressions import (
     CONTEXT_NAMES,
@@ -79,6 +80,8 @@ __all__ = [
     "AgentBudget",
     "AgentSpec",
     "AgentValidationError",
+    "ApprovalPolicy",
+    "ApprovalRule",
     "Budget",
     "ErrorCode",
     "Expression",
@@ -95,6 +98,7 @@ __all__ = [
     "Template",
     "WorkflowSpec",
     "agent_json_schema",
+    "approval_rule",
     "build_context",
     "coerce_input",
     "combine",

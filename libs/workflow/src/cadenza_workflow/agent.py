@@ -30,6 +30,7 @@ from pydantic import (
     field_validator,
 )
 
+from .approval import ApprovalPolicy
 from .errors import ErrorCode, SpecError, SpecValidationError
 from .guardrails import GuardrailPolicy, PiiPolicy
 from .loading import errors_from_pydantic, format_path, load_document
@@ -143,6 +144,11 @@ class AgentSpec(BaseModel):
         default=None,
         description="Output checks (PII) on the agent's answers and tool-call arguments.",
     )
+    approval: ApprovalPolicy | None = Field(
+        default=None,
+        description="Which tool calls wait for a person's approval (docs/guardrails.md); "
+        "without it, http_request writes to hosts not allowlisted on the workers do.",
+    )
     handoffs: list[AgentName] = Field(
         default_factory=list,
         max_length=MAX_HANDOFFS,
@@ -204,6 +210,7 @@ def _as_agent_errors(errors: Iterable[SpecError]) -> AgentValidationError:
 _AGENT_FIELDS = [
     *AgentSpec.model_fields,
     *AgentBudget.model_fields,
+    *ApprovalPolicy.model_fields,
     *GuardrailPolicy.model_fields,
     *PiiPolicy.model_fields,
 ]

@@ -17,11 +17,12 @@ import asyncio
 import logging
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from cadenza_events import (
     Envelope,
     Handoff,
+    Hold,
     NonRetryableError,
     TaskError,
     TaskReady,
@@ -44,6 +45,8 @@ from .tools import ToolContext
 
 log = logging.getLogger("cadenza.worker")
 tracer = trace.get_tracer("cadenza.worker")
+
+ResultStatus = Literal["succeeded", "failed", "cancelled", "awaiting_approval", "in_doubt"]
 
 _CANCELLED_ERROR = TaskError(code="cancelled", message="the run was cancelled", retryable=False)
 
@@ -219,10 +222,16 @@ class TaskHandler:
         label: str,
         duration_s: float,
     ) -> None:
-        status, output, output_ref, error = outcome.status, outcome.output, None, outcome.error
+        status: ResultStatus = outcome.status
+        output, output_ref, error = outcome.output, None, outcome.error
         handoff = output if isinstance(output, Handoff) else None
+        hold = output if isinstance(output, Hold) else None
         if handoff is not None:
             output = None  # the task goes on with another agent; it has no output yet
+        elif hold is not None:
+            # A tool call waits for a person: the lease goes back, no worker waits with it.
+            status = "awaiting_approval" if hold.kind == "approval" else "in_doubt"
+            output = None
         elif status == "succeeded":
             try:
                 output, output_ref = await self._claims.store_output(task, output)
@@ -231,6 +240,7 @@ class TaskHandler:
         if status == "cancelled" and error is None:
             error = _CANCELLED_ERROR
         result = TaskResult(
+            hold=hold,
             run_id=task.run_id,
             task_id=task.task_id,
             attempt=task.attempt,

@@ -12,15 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from cadenza_events import TaskReady
+from cadenza_events import NonRetryableError, TaskReady
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from . import metrics
 from .errors import UnknownKindError, UnknownToolError
+from .holds import ApprovalGate, HoldRequested
 from .journal import EffectJournal, ensure_json
-from .tools import Tool, ToolContext, ToolRegistry, has_side_effects
+from .tools import Tool, ToolContext, ToolRegistry, has_side_effects, is_idempotent
 
 tracer = trace.get_tracer("cadenza.worker")
 
@@ -101,10 +102,18 @@ async def invoke_tool(
                 async def call() -> Any:
                     return await tool(params, ctx)
 
-                result, replayed = await journal.run(ctx.task_id, call_index, tool.name, call)
+                if is_idempotent(tool, params):
+                    result, replayed = await journal.run(ctx.task_id, call_index, tool.name, call)
+                else:
+                    result, replayed = await journal.run_once(
+                        ctx.task_id, call_index, tool.name, params, call
+                    )
             else:
                 result, replayed = await tool(params, ctx), False
                 ensure_json(result, tool.name)
+        except HoldRequested:
+            metrics.TOOL_CALLS.labels(tool.name, "held").inc()
+            raise
         except Exception as exc:
             metrics.TOOL_CALLS.labels(tool.name, "error").inc()
             span.record_exception(exc)
@@ -117,12 +126,22 @@ async def invoke_tool(
         return result
 
 
-class ToolExecutor:
-    """kind=tool: look the tool up by the task's `name` and call it once."""
+class ApprovalRejectedError(NonRetryableError):
+    """A `tool` task's call was not approved (rejected, or no answer in time)."""
 
-    def __init__(self, tools: ToolRegistry, journal: EffectJournal) -> None:
+    code = "approval_rejected"
+
+
+class ToolExecutor:
+    """kind=tool: look the tool up by the task's `name` and call it once — unless the call
+    needs approval or its effect is in doubt: then the task is held (a ``Hold`` output)."""
+
+    def __init__(
+        self, tools: ToolRegistry, journal: EffectJournal, gate: ApprovalGate | None = None
+    ) -> None:
         self._tools = tools
         self._journal = journal
+        self._gate = gate or ApprovalGate()
 
     def label(self, task: TaskReady) -> str:
         return task.name if task.name in self._tools else "unknown"
@@ -134,4 +153,18 @@ class ToolExecutor:
                 f"no tool named {call.task.name!r} on this worker "
                 f"(known: {', '.join(sorted(self._tools.names()))})"
             )
-        return await invoke_tool(tool, call.params, call.context, self._journal)
+        task = call.task
+        try:
+            answer = await self._gate.check(
+                tool,
+                call.params,
+                call_index=0,
+                task_id=task.task_id,
+                decisions=self._journal.decisions,
+                reason=f"workflow task {task.node_id!r} calls {tool.name}",
+            )
+            if answer is not None and not answer.approved:
+                raise ApprovalRejectedError(f"{tool.name}: {answer.refusal()}")
+            return await invoke_tool(tool, call.params, call.context, self._journal)
+        except HoldRequested as held:
+            return held.hold

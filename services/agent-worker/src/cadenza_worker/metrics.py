@@ -69,3 +69,13 @@ CLAIM_CHECKS = Counter(
     "Payloads moved through the object store (params_in, output_out).",
     ["direction"],
 )
+HOLDS = Counter(
+    "cadenza_worker_holds_total",
+    "Tool calls held for a person instead of being made, by kind (approval, in_doubt) and tool.",
+    ["kind", "tool"],
+)
+HELD_CALLS_RESUMED = Counter(
+    "cadenza_worker_held_calls_resumed_total",
+    "Held tool calls picked up again after a person answered, by kind and answer.",
+    ["kind", "decision"],
+)

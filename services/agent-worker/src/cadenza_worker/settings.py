@@ -54,6 +54,17 @@ class WorkerSettings(BaseSettings):
         description="Outputs whose JSON is larger than this go to the object store and the "
         "result carries `output_ref` (also read from CADENZA_CLAIM_CHECK_BYTES).",
     )
+    approval_allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts (globs) `http_request` may write to (POST/PUT/PATCH/DELETE) "
+        "without a person's approval; writes elsewhere wait in the approvals inbox.",
+    )
+    approval_timeout_s: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        description="How long a held tool call of a `tool` task waits for an answer "
+        "(agents set theirs in `approval.timeout_s`); then it is rejected.",
+    )
     http_allow_private: bool = Field(
         default=False,
         description="Let `http_request` reach private, loopback, link-local and other "

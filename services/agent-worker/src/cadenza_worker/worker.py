@@ -12,6 +12,7 @@ from cadenza_runtime import Resources, is_outage
 from .agents import AgentExecutor, LoopLimits
 from .budgets import BudgetLedger, Reconciler
 from .handler import TaskHandler
+from .holds import ApprovalGate
 from .journal import EffectJournal
 from .kinds import ExecutorRegistry, ToolExecutor
 from .settings import WorkerSettings
@@ -45,6 +46,10 @@ class Worker:
         self.resources = resources
         self.tools = tools if tools is not None else builtin_tools(self.settings)
         self.journal = EffectJournal(resources.sessions)
+        gate = ApprovalGate(
+            allow_hosts=tuple(self.settings.approval_allow_hosts),
+            timeout_s=self.settings.approval_timeout_s,
+        )
         self.llm = llm if llm is not None else ProviderRegistry()
         self.budgets = BudgetLedger(
             resources.hot, reservation_ttl_s=self.settings.budget_reservation_ttl_s
@@ -63,10 +68,11 @@ class Worker:
                 tool_timeout_s=self.settings.agent_tool_timeout_s,
                 max_tokens_per_turn=self.settings.agent_max_tokens_per_turn,
             ),
+            gate=gate,
             ledger=self.budgets,
         )
         self.executors = executors or ExecutorRegistry(
-            {"tool": ToolExecutor(self.tools, self.journal), "agent": self.agents}
+            {"tool": ToolExecutor(self.tools, self.journal, gate), "agent": self.agents}
         )
         self._handler = TaskHandler(resources, self.settings, self.executors)
         self._consumer: Consumer | None = None

@@ -56,3 +56,13 @@ UNAVAILABLE = Counter(
     "Requests answered 503 because a backing store (database, Redis, object store, broker) "
     "was down.",
 )
+HOLD_DECISIONS = Counter(
+    "cadenza_gateway_hold_decisions_total",
+    "Answers to held tool calls, by kind (approval, in_doubt) and decision.",
+    ["kind", "decision"],
+)
+DEAD_LETTER_ACTIONS = Counter(
+    "cadenza_gateway_dead_letter_actions_total",
+    "Dead letters replayed or discarded by operators.",
+    ["action"],
+)

@@ -135,6 +135,26 @@ class RunFinished(ProblemError):
     status, slug, title = 409, "run-finished", "Run already finished"
 
 
+class ApprovalNotFound(ProblemError):
+    status, slug, title = 404, "approval-not-found", "Approval not found"
+
+
+class ApprovalAnswered(ProblemError):
+    status, slug, title = 409, "approval-answered", "Approval already answered"
+
+
+class WrongHoldKind(ProblemError):
+    status, slug, title = 409, "wrong-hold-kind", "Wrong kind of held call"
+
+
+class DeadLetterNotFound(ProblemError):
+    status, slug, title = 404, "dead-letter-not-found", "Dead letter not found"
+
+
+class DeadLetterHandled(ProblemError):
+    status, slug, title = 409, "dead-letter-handled", "Dead letter already handled"
+
+
 class PayloadTooLarge(ProblemError):
     status, slug, title = 413, "payload-too-large", "Payload too large"
 

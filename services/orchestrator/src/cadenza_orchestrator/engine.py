@@ -74,6 +74,8 @@ class Effects:
     finished: Counter[str] = field(default_factory=Counter)
     """Tasks that reached a terminal status, by status."""
     run_finished: bool = False
+    held: Counter[str] = field(default_factory=Counter)
+    """Tool calls held for a person, by kind (approval, in_doubt)."""
     events: int = 0
     outbox: list[StagedMessage] = field(default_factory=list)
     """The outbox rows staged; published by the committing process right after commit."""
@@ -313,6 +315,15 @@ class Transition:
                 finished_at=self.now,
                 error=attempt.error,
             )
+        for held in outcome.holds:
+            await store.insert_hold(
+                self.session,
+                held,
+                tenant_id=self.run.tenant_id,
+                run_id=self.run.id,
+                now=self.now,
+            )
+            self.effects.held[held.hold.kind] += 1
         for cancel in outcome.cancel_instances:
             n = await store.cancel_open_tasks(
                 self.session, self.run.id, now=self.now, node_id=cancel.node_id
@@ -412,6 +423,7 @@ class Transition:
             await self._insert_new()
             n = await store.cancel_open_tasks(self.session, self.run.id, now=self.now)
             self._finished("cancelled", n, node=False)
+            await store.cancel_pending_holds(self.session, self.run.id, now=self.now)
 
     def _finished(self, status: str, count: int = 1, *, node: bool) -> None:
         if count:

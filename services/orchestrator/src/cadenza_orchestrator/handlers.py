@@ -19,7 +19,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from cadenza_events import Envelope, PlanRequested, RunCancelRequested, TaskResult
+from cadenza_events import (
+    Envelope,
+    HoldResolved,
+    PlanRequested,
+    RunCancelRequested,
+    TaskResult,
+)
 from cadenza_events.tracing import context_of
 from cadenza_runtime import Resources
 from cadenza_state import (
@@ -74,7 +80,7 @@ class RunHandlers:
         by_run: dict[str, list[Envelope[Any]]] = {}
         for env in envs:
             payload = env.payload
-            if isinstance(payload, (PlanRequested, RunCancelRequested, TaskResult)):
+            if isinstance(payload, (PlanRequested, RunCancelRequested, TaskResult, HoldResolved)):
                 by_run.setdefault(payload.run_id, []).append(env)
             else:
                 log.warning("ignoring unexpected event %s (%s)", env.type, env.id)
@@ -126,6 +132,9 @@ class RunHandlers:
                 results = []
             if isinstance(env.payload, RunCancelRequested):
                 transition = await self._cancel(session, run, transition, env)
+                continue
+            if isinstance(env.payload, HoldResolved):
+                transition = await self._answers(session, run, transition, [env])
                 continue
             if run.status != RunStatus.PENDING:  # a redelivered plan.requested
                 self._ignored(env, "duplicate")
@@ -227,7 +236,6 @@ class RunHandlers:
                 for _, result, row in fresh
             ],
         )
-        graph = self.graphs.get(run.id)
         for env, result, row in fresh:
             if (row.id, result.attempt) not in recorded:
                 self._ignored(env, "duplicate")
@@ -242,10 +250,7 @@ class RunHandlers:
                 )
                 if latency is not None:
                     metrics.DISPATCH_LATENCY.observe(max(0.0, latency))
-            if graph is None:
-                graph = self.graphs.put(RunGraph.build(run.id, run.spec, run.inputs))
-            if transition is None:
-                transition = self._transition(session, run, graph)
+            transition = self._joined(transition, session, run)
             transition.track(row)
             with self._item_span("orchestrator.result", env):
                 if run.status == RunStatus.CANCELLED:
@@ -259,6 +264,36 @@ class RunHandlers:
                         row.node_id, row, result, max_handoffs=self.settings.max_handoffs
                     )
                 await transition.run_outcome(outcome)
+        return transition
+
+    # -- hold.resolved (a person answered a held task) ------------------------------------
+
+    async def _answers(
+        self,
+        session: AsyncSession,
+        run: RunRecord,
+        transition: Transition | None,
+        envs: list[Envelope[Any]],
+    ) -> Transition | None:
+        """Apply each answer to a held task whose held attempt is still current; anything
+        else (a redelivery, a run that ended meanwhile) changes nothing."""
+        commands: list[HoldResolved] = [e.payload for e in envs]
+        rows = await store.load_tasks(session, run.id, {c.task_id for c in commands})
+        for env, command in zip(envs, commands, strict=True):
+            row = rows.get(command.task_id)
+            reason = (
+                "unknown_task"
+                if row is None
+                else machine.hold_ignore_reason(run.status, row, command)
+            )
+            if reason is not None or row is None:
+                self._ignored(env, reason or "unknown_task")
+                continue
+            transition = self._joined(transition, session, run)
+            transition.track(row)
+            with self._item_span("orchestrator.hold_resolved", env):
+                await transition.run_outcome(machine.resolve_hold(row.node_id, row, command))
+            metrics.HOLDS_RESOLVED.labels(command.kind, command.decision).inc()
         return transition
 
     def _ignored(self, env: Envelope[Any], reason: str) -> None:
@@ -277,11 +312,13 @@ class RunHandlers:
         """A span per event of the batch, in that event's own trace (its producer's)."""
         payload = env.payload
         attributes: dict[str, AttributeValue] = {"cadenza.run_id": payload.run_id}
-        if isinstance(payload, TaskResult):
+        if isinstance(payload, (TaskResult, HoldResolved)):
             attributes |= {
                 "cadenza.task_id": payload.task_id,
                 "cadenza.attempt": payload.attempt,
-                "cadenza.status": payload.status,
+                "cadenza.status": payload.status
+                if isinstance(payload, TaskResult)
+                else payload.decision,
             }
         # Inside a batch of one, the consumer span already continues this event's trace:
         # nest under it. In a larger batch, start from the event's own producer context.
@@ -294,6 +331,17 @@ class RunHandlers:
         return tracer.start_as_current_span(name, context=ctx, attributes=attributes)
 
     # -- shared ---------------------------------------------------------------------------
+
+    def _joined(
+        self, transition: Transition | None, session: AsyncSession, run: RunRecord
+    ) -> Transition:
+        """The batch's transition of this run, started (graph built and cached) if none yet."""
+        if transition is not None:
+            return transition
+        graph = self.graphs.get(run.id)
+        if graph is None:
+            graph = self.graphs.put(RunGraph.build(run.id, run.spec, run.inputs))
+        return self._transition(session, run, graph)
 
     def _transition(
         self, session: AsyncSession, run: RunRecord, graph: RunGraph | None
@@ -311,6 +359,8 @@ class RunHandlers:
         """Work that must follow the commit; failures here are logged, never retried (the
         database already holds the truth and a redelivery would be a no-op)."""
         metrics.TASKS_DISPATCHED.inc(sum(effects.dispatched.values()))
+        for kind, n in effects.held.items():
+            metrics.HOLDS.labels(kind).inc(n)
         for reason, n in effects.dispatched.items():
             if reason != "first":
                 metrics.REDISPATCHES.labels(reason).inc(n)
@@ -367,4 +417,6 @@ def _kind(env: Envelope[Any]) -> str:
         return "plan.requested"
     if isinstance(payload, RunCancelRequested):
         return "run.cancel_requested"
+    if isinstance(payload, HoldResolved):
+        return "hold.resolved"
     return "task.result"

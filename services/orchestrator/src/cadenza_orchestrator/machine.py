@@ -12,16 +12,18 @@ of their outputs, its one attempt result recorded at the fan-in.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from cadenza_events import TaskResult
+from cadenza_events import HoldResolved, TaskResult
 from cadenza_state import RunStatus, TaskRecord, TaskStatus
 from cadenza_workflow import ExpressionError, evaluate_condition, evaluate_for_each, render
 
 from .graph import Node, RunGraph, task_id_for
 from .outcome import (
+    HELD,
     OPEN,
     SETTLED,
     Advance,
@@ -31,6 +33,7 @@ from .outcome import (
     Event,
     Failed,
     FanIn,
+    HoldRequest,
     InstanceFinished,
     NewTask,
     Outcome,
@@ -48,6 +51,7 @@ WORKER_LOST = "worker_lost"
 BUDGET_EXCEEDED = "budget_exceeded"  # produced by workers; ends the run with its own status
 TASK_FAILED = "task_failed"
 OUTPUT_FAILED = "output_expression"
+APPROVAL_TIMEOUT = "approval_timeout"
 
 
 def error_dict(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -230,6 +234,8 @@ def apply_result(
     a handoff sends the task on to another agent (:func:`hand_off`)."""
     if result.status == "succeeded" and result.handoff is not None:
         return hand_off(node_id, row, result, max_handoffs)
+    if result.status in ("awaiting_approval", "in_doubt"):
+        return hold_task(node_id, row, result)
     base: dict[str, Any] = {"finished_at": result.finished_at, "worker_id": result.worker_id}
     if result.started_at is not None and row.started_at is None:
         base["started_at"] = result.started_at
@@ -287,6 +293,75 @@ def hand_off(node_id: str, row: TaskRecord, result: TaskResult, max_handoffs: in
         events=[Event("task.handoff", row.id, node_id, S.RUNNING, data | {"depth": depth})],
         dispatches=[Dispatch(row.id, node_id, row.attempt + 1, params=params, reason="handoff")],
     )
+
+
+def approval_id(task_id: str, attempt: int, call_index: int, kind: str) -> str:
+    """The same id for every delivery of one hold (results are at-least-once)."""
+    return str(
+        uuid.uuid5(uuid.NAMESPACE_URL, f"cadenza:hold:{task_id}:{attempt}:{call_index}:{kind}")
+    )
+
+
+def hold_task(node_id: str, row: TaskRecord, result: TaskResult) -> Outcome:
+    """A worker held a tool call instead of making it: the task waits for a person
+    (``awaiting_approval``, or ``in_doubt`` for an effect that may have happened) and the
+    call goes to the approvals inbox. No worker keeps it; an answer dispatches it again."""
+    hold = result.hold
+    if hold is None:  # a worker bug: a held status without the call
+        error = error_dict("invalid_result", f"task reported {result.status} without a hold")
+        return fail_task(node_id, row, error)
+    status = S.AWAITING_APPROVAL if hold.kind == "approval" else S.IN_DOUBT
+    aid = approval_id(row.id, result.attempt, hold.call_index, hold.kind)
+    values: dict[str, Any] = {"status": status, "worker_id": result.worker_id}
+    if result.started_at is not None and row.started_at is None:
+        values["started_at"] = result.started_at
+    data = {
+        "approval_id": aid,
+        "kind": hold.kind,
+        "tool": hold.tool,
+        "call_index": hold.call_index,
+        "rule": hold.rule,
+        "attempt": result.attempt,
+    }
+    return Outcome(
+        updates=[TaskUpdate(row.id, values)],
+        events=[Event(f"task.{status}", row.id, node_id, status, data)],
+        holds=[HoldRequest(aid, row.id, node_id, result.attempt, hold)],
+    )
+
+
+def resolve_hold(node_id: str, row: TaskRecord, command: HoldResolved) -> Outcome:
+    """Someone answered a held task (or its approval timed out): dispatch it again — a new
+    attempt that reads the answer and resumes at the held call (made, refused, or given the
+    operator's output) — or, for an expired approval whose policy says so, fail it."""
+    data = {
+        "approval_id": command.approval_id,
+        "kind": command.kind,
+        "decision": command.decision,
+        **({"comment": command.comment} if command.comment else {}),
+    }
+    event = Event("task.hold_resolved", row.id, node_id, S.READY, data)
+    if command.fail:
+        message = f"the held call was not answered in time (approval {command.approval_id})"
+        out = fail_task(node_id, row, error_dict(APPROVAL_TIMEOUT, message))
+        out.events.insert(0, Event("task.hold_resolved", row.id, node_id, S.FAILED, data))
+        if row.item_index is not None:
+            out.steps = [InstanceFinished(row.id)]
+        return out
+    ref = None if row.input is not None else params_key(row.run_id, row.id)
+    dispatch = Dispatch(
+        row.id, node_id, row.attempt + 1, params=row.input, params_ref=ref, reason=command.decision
+    )
+    return Outcome(events=[event], dispatches=[dispatch])
+
+
+def hold_ignore_reason(run_status: str, row: TaskRecord, command: HoldResolved) -> str | None:
+    """Why an answer changes nothing (a duplicate, a stale attempt, a finished run)."""
+    if run_status != RunStatus.RUNNING:
+        return "run_finished"
+    if row.status not in HELD or row.attempt != command.attempt:
+        return "not_held"
+    return None
 
 
 def fail_task(

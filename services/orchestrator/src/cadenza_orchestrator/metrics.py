@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RUNS_FINISHED = Counter(
     "cadenza_orchestrator_runs_finished_total", "Runs that reached a terminal status.", ["status"]
@@ -65,4 +65,26 @@ DISPATCH_LATENCY = Histogram(
     "cadenza_orchestrator_dispatch_latency_seconds",
     "Task dispatch latency, staged task.ready → a worker started it (from the result).",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+HOLDS = Counter(
+    "cadenza_orchestrator_holds_total",
+    "Tasks parked for a person, by kind: approval (a risky tool call) or in_doubt (an effect "
+    "that may have happened).",
+    ["kind"],
+)
+HOLDS_RESOLVED = Counter(
+    "cadenza_orchestrator_holds_resolved_total",
+    "Held tasks answered, by kind and decision (approved, rejected, expired, done, retry).",
+    ["kind", "decision"],
+)
+DEAD_LETTERS_RECORDED = Counter(
+    "cadenza_orchestrator_dead_letters_recorded_total",
+    "Dead letters stored in the dead-letter inbox (PostgreSQL), by original topic.",
+    ["topic"],
+)
+HOLDS_PENDING = Gauge(
+    "cadenza_orchestrator_holds_pending",
+    "Held tool calls waiting for a person now (the approvals inbox), by kind; counted by the "
+    "sweeper on each pass.",
+    ["kind"],
 )

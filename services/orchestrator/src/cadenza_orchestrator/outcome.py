@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from cadenza_events import Hold
 from cadenza_state import TaskStatus
 
 OPEN = frozenset({TaskStatus.PENDING.value, TaskStatus.READY.value, TaskStatus.RUNNING.value})
@@ -16,6 +17,9 @@ SETTLED = frozenset(
 )
 """Finished so that dependants may go on (a failed task is not: it awaits its fallback)."""
 TERMINAL = SETTLED | {TaskStatus.FAILED.value, TaskStatus.CANCELLED.value}
+HELD = frozenset({TaskStatus.AWAITING_APPROVAL.value, TaskStatus.IN_DOUBT.value})
+"""Open, but waiting for a person: no worker has them (not in ``OPEN``, whose index serves
+the hot path; ``store.has_open_tasks`` checks both)."""
 
 
 # -- follow-up steps (the engine's work queue) ---------------------------------------------
@@ -155,6 +159,17 @@ class CancelInstances:
     node_id: str
 
 
+@dataclass(frozen=True)
+class HoldRequest:
+    """Record a held tool call in the approvals inbox (once per task attempt and call)."""
+
+    approval_id: str
+    task_id: str
+    node_id: str
+    attempt: int
+    hold: Hold
+
+
 @dataclass
 class Outcome:
     """Everything one rule decided."""
@@ -167,3 +182,4 @@ class Outcome:
     events: list[Event] = field(default_factory=list)
     run: RunChange | None = None
     steps: list[Step] = field(default_factory=list)
+    holds: list[HoldRequest] = field(default_factory=list)

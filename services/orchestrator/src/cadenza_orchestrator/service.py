@@ -9,6 +9,7 @@ import logging
 from cadenza_events import Consumer, ConsumerOptions, RetryPolicy, Topic
 from cadenza_runtime import Resources, is_outage
 
+from .dead_letters import DeadLetterRecorder
 from .graph import GraphCache
 from .handlers import RunHandlers
 from .settings import OrchestratorSettings
@@ -23,7 +24,8 @@ class Orchestrator:
 
     ``Orchestrator(resources, settings)``; ``await start()`` joins the consumer group
     ``settings.group`` on ``plan.requested`` + ``task.result`` and starts the sweeper;
-    ``await stop()`` stops both (in-flight events finish first).
+    joins ``<prefix>dead-letter-recorder`` on ``dlq`` (the dead-letter inbox);
+    ``await stop()`` stops them (in-flight events finish first).
     """
 
     def __init__(self, resources: Resources, settings: OrchestratorSettings | None = None) -> None:
@@ -32,6 +34,7 @@ class Orchestrator:
         self.graphs = GraphCache()
         self.handlers = RunHandlers(resources, self.settings, self.graphs)
         self.sweeper = Sweeper(resources, self.settings, self.graphs, self.handlers.after_commit)
+        self.dead_letters = DeadLetterRecorder(resources)
         self._consumer: Consumer | None = None
         self._sweeping: asyncio.Task[None] | None = None
 
@@ -52,6 +55,7 @@ class Orchestrator:
             options,
         )
         await self._consumer.start()
+        await self.dead_letters.start()
         self._sweeping = asyncio.create_task(
             self.sweeper.run_forever(), name="orchestrator-sweeper"
         )
@@ -63,6 +67,7 @@ class Orchestrator:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeping
             self._sweeping = None
+        await self.dead_letters.stop()
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None

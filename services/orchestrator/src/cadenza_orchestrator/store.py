@@ -5,18 +5,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from cadenza_state import RunRecord, RunStatus, TaskAttemptRecord, TaskRecord
+from cadenza_state import (
+    ApprovalRecord,
+    HoldStatus,
+    RunRecord,
+    RunStatus,
+    TaskAttemptRecord,
+    TaskRecord,
+)
 from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
-from .outcome import OPEN, TERMINAL
+from .outcome import HELD, OPEN, TERMINAL, HoldRequest
 
 _OPEN = sorted(OPEN)
+_HELD = sorted(HELD)
 _DISPATCHED = ["ready", "running"]
 
 
@@ -153,7 +161,7 @@ async def cancel_open_tasks(
     session: AsyncSession, run_id: str, *, now: datetime, node_id: str | None = None
 ) -> int:
     """Cancel a run's open tasks (or one fan-out task's open instances); returns how many."""
-    criteria = [TaskRecord.run_id == run_id, TaskRecord.status.in_(_OPEN)]
+    criteria = [TaskRecord.run_id == run_id, TaskRecord.status.in_([*_OPEN, *_HELD])]
     if node_id is not None:
         criteria += [TaskRecord.node_id == node_id, TaskRecord.item_index.is_not(None)]
     result = await session.execute(
@@ -163,9 +171,66 @@ async def cancel_open_tasks(
 
 
 async def has_open_tasks(session: AsyncSession, run_id: str) -> bool:
-    """Whether any task of the run still has work ahead (served by a partial index)."""
+    """Whether any task of the run still has work ahead (served by a partial index), or
+    waits for a person (checked only when nothing else is open: the run's last moments)."""
     stmt = select(exists().where(TaskRecord.run_id == run_id, TaskRecord.status.in_(_OPEN)))
-    return bool(await session.scalar(stmt))
+    if await session.scalar(stmt):
+        return True
+    held = select(exists().where(TaskRecord.run_id == run_id, TaskRecord.status.in_(_HELD)))
+    return bool(await session.scalar(held))
+
+
+async def insert_hold(
+    session: AsyncSession, held: HoldRequest, *, tenant_id: str, run_id: str, now: datetime
+) -> None:
+    """Record a held call in the approvals inbox; a redelivered result inserts nothing."""
+    hold = held.hold
+    values = {
+        "id": held.approval_id,
+        "tenant_id": tenant_id,
+        "run_id": run_id,
+        "task_id": held.task_id,
+        "node_id": held.node_id,
+        "attempt": held.attempt,
+        "call_index": hold.call_index,
+        "kind": hold.kind,
+        "status": HoldStatus.PENDING.value,
+        "tool": hold.tool,
+        "arguments": hold.arguments,
+        "reason": hold.reason or None,
+        "rule": hold.rule or None,
+        "on_timeout": hold.on_timeout,
+        "expires_at": now + timedelta(seconds=hold.timeout_s) if hold.timeout_s else None,
+        "created_at": now,
+    }
+    table: Any = ApprovalRecord.__table__
+    if _is_postgres(session):
+        stmt: Any = postgresql.insert(table).values(values).on_conflict_do_nothing()
+    else:
+        stmt = sqlite.insert(table).values(values).on_conflict_do_nothing()
+    await session.execute(stmt)
+
+
+async def cancel_pending_holds(session: AsyncSession, run_id: str, *, now: datetime) -> None:
+    """The run ended while calls waited for a person: nobody needs to answer them now."""
+    await session.execute(
+        update(ApprovalRecord)
+        .where(ApprovalRecord.run_id == run_id, ApprovalRecord.status == HoldStatus.PENDING)
+        .values(status=HoldStatus.CANCELLED, decided_at=now, decided_by="system:run_finished")
+    )
+
+
+async def expired_holds(
+    session: AsyncSession, *, now: datetime, limit: int
+) -> list[ApprovalRecord]:
+    """Pending approvals past their deadline (served by a partial index)."""
+    stmt = (
+        select(ApprovalRecord)
+        .where(ApprovalRecord.status == HoldStatus.PENDING, ApprovalRecord.expires_at < now)
+        .order_by(ApprovalRecord.expires_at)
+        .limit(limit)
+    )
+    return list((await session.scalars(stmt)).all())
 
 
 async def count_tasks(session: AsyncSession, run_id: str) -> tuple[int, int]:
@@ -223,3 +288,13 @@ async def lock_tasks(session: AsyncSession, task_ids: Sequence[str]) -> list[Tas
         .with_for_update(skip_locked=True)
     )
     return list((await session.scalars(stmt)).all())
+
+
+async def count_pending_holds(session: AsyncSession) -> dict[str, int]:
+    """Pending held calls by kind (for the inbox gauge)."""
+    stmt = (
+        select(ApprovalRecord.kind, func.count())
+        .where(ApprovalRecord.status == HoldStatus.PENDING)
+        .group_by(ApprovalRecord.kind)
+    )
+    return {str(kind): int(n) for kind, n in (await session.execute(stmt)).all()}

@@ -13,6 +13,10 @@ runs and asks Redis about each current attempt:
   it (a dead-lettered ``task.ready``, Redis lost its keys…): **not_started**. Belt and
   braces: the outbox already guarantees the event was published.
 
+It also expires approvals nobody answered in time (``expires_at``): the approval becomes
+``expired`` (audited as ``system:timeout``) and the task is dispatched again to hear it
+(``on_timeout: reject``) or fails with ``approval_timeout`` (``on_timeout: fail``).
+
 A lost task goes back to ``ready`` with ``attempt + 1`` (same params) until
 ``max_dispatches``, then fails with ``worker_lost``. Each run is handled in its own
 transaction on its row locked ``FOR UPDATE SKIP LOCKED``, and the task rows are re-checked
@@ -29,9 +33,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from cadenza_events import HoldResolved
 from cadenza_runtime import Resources, keys
-from cadenza_state import RunStatus, utcnow
+from cadenza_state import (
+    ApprovalRecord,
+    AuditLogEntry,
+    HoldStatus,
+    RunRecord,
+    RunStatus,
+    utcnow,
+)
 from opentelemetry import trace
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import machine, metrics, store
 from .engine import Effects, Transition
@@ -102,6 +116,85 @@ class Sweeper:
 
     async def sweep_once(self) -> int:
         """One pass; returns how many tasks were dispatched again or failed."""
+        return await self.expire_holds() + await self._sweep_dispatched()
+
+    async def expire_holds(self) -> int:
+        """Answer the approvals whose deadline passed with their ``on_timeout`` policy."""
+        async with self.resources.sessions() as session:
+            expired = await store.expired_holds(
+                session, now=utcnow(), limit=self.settings.sweep_batch_size
+            )
+            pending = await store.count_pending_holds(session)
+        for kind in ("approval", "in_doubt"):
+            metrics.HOLDS_PENDING.labels(kind).set(pending.get(kind, 0))
+        handled = 0
+        for approval in expired:
+            with tracer.start_as_current_span(
+                "orchestrator.expire_hold",
+                attributes={"cadenza.run_id": approval.run_id, "cadenza.task_id": approval.task_id},
+            ):
+                handled += await self._expire(approval.id, approval.run_id)
+        return handled
+
+    async def _expire(self, approval_id: str, run_id: str) -> int:
+        async with self.resources.sessions() as session, session.begin():
+            graph = self.graphs.get(run_id)
+            run = await store.lock_run(session, run_id, with_spec=graph is None, skip_locked=True)
+            if run is None:
+                return 0  # another orchestrator holds the run (it will see it next pass)
+            approval = await session.scalar(
+                select(ApprovalRecord).where(ApprovalRecord.id == approval_id).with_for_update()
+            )
+            now = utcnow()
+            if (
+                approval is None
+                or approval.status != HoldStatus.PENDING
+                or approval.expires_at is None
+                or approval.expires_at > now
+            ):
+                return 0  # answered meanwhile
+            approval.status = HoldStatus.EXPIRED.value
+            approval.decided_at = now
+            approval.decided_by = "system:timeout"
+            approval.comment = f"no answer in time; on_timeout={approval.on_timeout}"
+            session.add(
+                AuditLogEntry(
+                    tenant_id=approval.tenant_id,
+                    actor="system:timeout",
+                    action="approval.expired",
+                    subject=f"approval:{approval.id}",
+                    data={
+                        "run_id": run_id,
+                        "task_id": approval.task_id,
+                        "on_timeout": approval.on_timeout,
+                    },
+                )
+            )
+            command = HoldResolved(
+                run_id=run_id,
+                task_id=approval.task_id,
+                attempt=approval.attempt,
+                approval_id=approval.id,
+                kind=approval.kind,
+                decision="expired",
+                fail=approval.on_timeout == "fail",
+                comment=approval.comment,
+            )
+            rows = await store.lock_tasks(session, [approval.task_id])
+            if not rows or machine.hold_ignore_reason(run.status, rows[0], command) is not None:
+                return 0
+            transition = self._transition(session, run, graph)
+            transition.track(rows[0])
+            effects = await transition.execute(
+                machine.resolve_hold(rows[0].node_id, rows[0], command)
+            )
+        metrics.HOLDS_RESOLVED.labels(command.kind, "expired").inc()
+        log.warning("approval %s expired (fail task: %s)", approval_id, command.fail)
+        await self.resources.relay.publish_committed(effects.outbox)
+        await self.after_commit(effects)
+        return 1
+
+    async def _sweep_dispatched(self) -> int:
         async with self.resources.sessions() as session:
             candidates = await store.dispatched_tasks(
                 session,
@@ -168,23 +261,29 @@ class Sweeper:
                 lost.append((c, NOT_STARTED))
         return lost
 
+    def _transition(
+        self, session: AsyncSession, run: RunRecord, graph: RunGraph | None
+    ) -> Transition:
+        """A transition on a locked run (its graph built and cached when not yet known)."""
+        if graph is None:
+            graph = self.graphs.put(RunGraph.build(run.id, run.spec, run.inputs))
+        return Transition(
+            session,
+            run,
+            graph,
+            objects=self.resources.objects,
+            registry=self.resources.registry,
+            settings=self.settings,
+        )
+
     async def _redispatch(self, run_id: str, tasks: dict[str, tuple[int, str]]) -> int:
         async with self.resources.sessions() as session, session.begin():
             graph = self.graphs.get(run_id)
             run = await store.lock_run(session, run_id, with_spec=graph is None, skip_locked=True)
             if run is None or run.status != RunStatus.RUNNING:
                 return 0  # another orchestrator holds the run, or it finished meanwhile
-            if graph is None:
-                graph = self.graphs.put(RunGraph.build(run.id, run.spec, run.inputs))
             rows = await store.lock_tasks(session, sorted(tasks))
-            transition = Transition(
-                session,
-                run,
-                graph,
-                objects=self.resources.objects,
-                registry=self.resources.registry,
-                settings=self.settings,
-            )
+            transition = self._transition(session, run, graph)
             transition.track(*rows)
             handled = 0
             for row in sorted(rows, key=lambda r: r.id):

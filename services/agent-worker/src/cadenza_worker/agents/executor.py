@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..budgets import BudgetLedger, BudgetLimits, CallBudget
 from ..guardrails import PiiGuard
+from ..holds import ApprovalGate, HoldRequested
 from ..journal import EffectJournal
 from ..kinds import TaskCall
 from ..tools import ToolRegistry
@@ -50,6 +51,7 @@ class AgentExecutor:
         llm: ProviderRegistry,
         prices: PriceTable,
         limits: LoopLimits | None = None,
+        gate: ApprovalGate | None = None,
         *,
         ledger: BudgetLedger | None = None,
     ) -> None:
@@ -61,6 +63,7 @@ class AgentExecutor:
         self._llm = llm
         self._prices = prices
         self._limits = limits or LoopLimits()
+        self._gate = gate or ApprovalGate()
         self._ledger = ledger
         self._budget_limits = BudgetLimits(sessions)
         self._stack = AsyncExitStack()
@@ -103,6 +106,7 @@ class AgentExecutor:
             prices=self._prices,
             limits=self._limits,
             emit=call.emit,
+            gate=self._gate,
             budget=await self._call_budget(ctx.tenant_id, task, spec, provider.name),
             pii=PiiGuard(guardrails.pii) if guardrails and guardrails.pii else None,
         )
@@ -120,7 +124,12 @@ class AgentExecutor:
             "cadenza.attempt": task.attempt,
         }
         with tracer.start_as_current_span(f"agent {spec.name}", attributes=attributes) as span:
-            values, how = await self._run(graph, config, call, spec)
+            try:
+                values, how = await self._run(graph, config, call, spec)
+            except HoldRequested as held:
+                # Checkpointed with the call pending: the next attempt resumes right there.
+                span.set_attribute("cadenza.agent.held", held.hold.kind)
+                return held.hold
             span.set_attribute("cadenza.agent.start", how)
             span.set_attribute("cadenza.agent.turns", values.get("turns", 0))
         return _output(values)

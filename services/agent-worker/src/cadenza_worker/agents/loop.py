@@ -44,6 +44,7 @@ from pydantic import ValidationError
 
 from ..budgets import CallBudget, Reservation
 from ..guardrails import PiiGuard, enforce
+from ..holds import ApprovalGate, HoldRequested
 from ..journal import EffectJournal
 from ..kinds import invoke_tool
 from ..tools import Tool, ToolContext, agent_tool_schema
@@ -90,6 +91,7 @@ class AgentRun:
     prices: PriceTable
     limits: LoopLimits = field(default_factory=LoopLimits)
     emit: EventSink = lambda _kind, _data: None
+    gate: ApprovalGate = field(default_factory=ApprovalGate)
     budget: CallBudget | None = None  # reserve-before / settle-after each LLM call
     pii: PiiGuard | None = None  # output checks of answers and tool arguments
 
@@ -321,13 +323,15 @@ class AgentLoop:
                     "tool_calls_made": index + 1,
                     "handoff": {"agent": target, "reason": reason, "from": run.agent},
                 }
-            reply = await self._call_tool(turn, index, call)
+            reply = await self._call_tool(turn, index, call, _said(messages))
             replies.append(tool_message(call, reply))
             index += 1
         return {"messages": replies, "tool_calls_made": index}
 
-    async def _call_tool(self, turn: int, index: int, call: ToolCall) -> str:
-        """Run one tool call; whatever happens, the model gets a bounded observation."""
+    async def _call_tool(self, turn: int, index: int, call: ToolCall, said: str = "") -> str:
+        """Run one tool call; whatever happens, the model gets a bounded observation —
+        except a hold (approval needed, effect in doubt), which stops the loop here: its
+        checkpoint has this call pending, so the next attempt resumes exactly at it."""
         run = self.run
         started = time.perf_counter()
         tool = run.tools.get(call.name)
@@ -366,8 +370,28 @@ class AgentLoop:
         if arguments is not call.arguments:  # redacted: record what the tool really got
             call = call.model_copy(update={"arguments": arguments})
         try:
+            answer = await run.gate.check(
+                tool,
+                call.arguments,
+                call_index=index,
+                task_id=run.site.task_id,
+                decisions=run.journal.decisions,
+                policy=run.spec.approval,
+                reason=said,
+            )
+        except HoldRequested as held:
+            await self._record_tool(turn, index, call, None, "held", held.hold.rule, 0.0)
+            raise
+        if answer is not None and not answer.approved:
+            refusal = answer.refusal()
+            await self._record_tool(turn, index, call, None, "rejected", refusal, 0.0)
+            return self._observation({"error": refusal})
+        try:
             async with asyncio.timeout(run.limits.tool_timeout_s):
                 result = await invoke_tool(tool, call.arguments, run.ctx, run.journal, index)
+        except HoldRequested as held:  # its effect is in doubt
+            await self._record_tool(turn, index, call, None, "in_doubt", held.hold.reason, 0.0)
+            raise
         except TimeoutError:
             reason = f"tool {call.name!r} timed out after {run.limits.tool_timeout_s:g}s"
             await self._record_tool(turn, index, call, None, "timeout", reason, _ms(started))
@@ -465,6 +489,14 @@ def _pending_tool_calls(messages: list[dict[str, Any]]) -> list[ToolCall]:
             calls.append(ToolCall(id=raw["id"], name=function["name"], arguments=parsed))
         return calls
     return []
+
+
+def _said(messages: list[dict[str, Any]]) -> str:
+    """What the model said with its tool calls (shown to whoever approves them)."""
+    for message in reversed(messages):
+        if message.get("role") == "assistant":
+            return str(message.get("content") or "")
+    return ""
 
 
 def _response_record(response: ChatResponse | None) -> dict[str, Any] | None:

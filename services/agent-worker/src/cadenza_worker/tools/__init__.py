@@ -6,7 +6,15 @@ from cadenza_retrieval import Searcher
 
 from ..settings import WorkerSettings
 from .agent_builtins import CalculatorTool, CurrentTimeTool, calculate
-from .base import Tool, ToolContext, ToolRegistry, agent_tool_schema, has_side_effects
+from .base import (
+    Tool,
+    ToolContext,
+    ToolRegistry,
+    agent_tool_schema,
+    has_side_effects,
+    is_idempotent,
+    requires_approval,
+)
 from .basic import FlakyTool, NoopTool, SleepTool, TransformTool
 from .http import HttpRequestTool, HttpStatusError, ResponseTooLargeError
 from .netguard import BlockedAddressError, blocked_reason, resolve_allowed
@@ -53,6 +61,8 @@ __all__ = [
     "builtin_tools",
     "calculate",
     "has_side_effects",
+    "is_idempotent",
+    "requires_approval",
     "resolve_allowed",
     "scenario_tools",
 ]

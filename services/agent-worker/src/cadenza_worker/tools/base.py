@@ -39,6 +39,12 @@ class Tool(Protocol):
     their result recorded in the effect journal and replayed on re-dispatch instead of being
     called twice. Pure tools set it False and are simply re-run.
 
+    Optional ``idempotent: bool`` (or a method ``is_idempotent(params) -> bool``): whether
+    making the call twice is harmless. A side-effecting call that is NOT idempotent is
+    journaled before it is made; if its worker dies before recording the result, the task
+    goes ``in_doubt`` for a person instead of being retried blindly. Undeclared: False.
+    Optional ``requires_approval: bool``: every call waits for a person (docs/guardrails.md).
+
     Tools an agent may call also carry ``description: str`` and ``params_model`` (a pydantic
     model of their arguments): the model is shown its JSON Schema (see `agent_tool_schema`).
     """
@@ -50,6 +56,20 @@ class Tool(Protocol):
 
 def has_side_effects(tool: Tool) -> bool:
     return bool(getattr(tool, "side_effects", True))
+
+
+def is_idempotent(tool: Tool, params: dict[str, Any]) -> bool:
+    """Whether calling ``tool`` with ``params`` twice is harmless (pure tools always are)."""
+    if not has_side_effects(tool):
+        return True
+    check = getattr(tool, "is_idempotent", None)
+    if callable(check):
+        return bool(check(params))
+    return bool(getattr(tool, "idempotent", False))
+
+
+def requires_approval(tool: Tool) -> bool:
+    return bool(getattr(tool, "requires_approval", False))
 
 
 def agent_tool_schema(tool: Tool) -> dict[str, Any] | None:

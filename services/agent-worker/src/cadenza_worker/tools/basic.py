@@ -65,6 +65,7 @@ class FlakyTool:
 
     name = "flaky"
     side_effects = True
+    idempotent = True  # its only effect is a counter of tries
 
     async def __call__(self, params: dict[str, Any], ctx: ToolContext) -> Any:
         p: FlakyParams = parse_params(FlakyParams, params, self.name)

@@ -22,6 +22,9 @@ from .base import ToolContext
 from .netguard import IPAddress, resolve_allowed
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Reads. Writes count as not idempotent — even PUT and DELETE, which HTTP calls idempotent:
+# "delete the newest order" twice deletes two (an effect in doubt is for a person to judge).
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Overloaded or throttled servers ask to be retried; other client errors are final.
 _RETRYABLE_4XX = frozenset({408, 425, 429})
@@ -64,6 +67,10 @@ class HttpRequestTool:
         "and body (JSON parsed when the response is JSON)."
     )
     params_model = HttpRequestParams
+
+    @staticmethod
+    def is_idempotent(params: dict[str, Any]) -> bool:
+        return str(params.get("method", "GET")).upper() in _READ_METHODS
 
     def __init__(self, settings: WorkerSettings) -> None:
         self._allow_private = settings.http_allow_private

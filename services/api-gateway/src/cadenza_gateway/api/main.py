@@ -7,11 +7,13 @@ from fastapi import APIRouter
 from .routes import (
     agents,
     api_keys,
+    approvals,
     audit,
     budgets,
     cancel,
     collections,
     datasets,
+    dead_letters,
     events,
     health,
     ingest,
@@ -31,6 +33,8 @@ api_router.include_router(agents.router)
 api_router.include_router(runs.router)
 api_router.include_router(usage.router)
 api_router.include_router(cancel.router)
+api_router.include_router(approvals.router)
+api_router.include_router(dead_letters.router)
 api_router.include_router(events.router)
 api_router.include_router(timeline.router)
 api_router.include_router(datasets.router)

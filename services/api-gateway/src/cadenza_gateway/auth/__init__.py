@@ -2,6 +2,7 @@
 
 from .deps import (
     AdminPrincipal,
+    CanAnswerApprovals,
     CanReadAgents,
     CanReadDatasets,
     CanReadDocuments,
@@ -30,6 +31,7 @@ __all__ = [
     "ALL_SCOPES",
     "AdminPrincipal",
     "AuthSettings",
+    "CanAnswerApprovals",
     "CanReadAgents",
     "CanReadDatasets",
     "CanReadDocuments",

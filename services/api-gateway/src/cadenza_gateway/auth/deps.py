@@ -137,6 +137,7 @@ CanWriteDatasets = Annotated[str, _tenant_with(Scope.DATASETS_WRITE)]
 CanReadDocuments = Annotated[str, _tenant_with(Scope.DOCUMENTS_READ)]
 CanWriteDocuments = Annotated[str, _tenant_with(Scope.DOCUMENTS_WRITE)]
 CanReadUsage = Annotated[str, _tenant_with(Scope.USAGE_READ)]
+CanAnswerApprovals = Annotated[str, _tenant_with(Scope.APPROVALS_WRITE)]
 # The whole principal (admin routes record who acted).
 AdminPrincipal = Annotated[Principal, Security(get_principal, scopes=[Scope.ADMIN.value])]
 
