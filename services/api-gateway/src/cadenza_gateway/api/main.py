@@ -11,6 +11,7 @@ from .routes import (
     cancel,
     collections,
     datasets,
+    evaluations,
     events,
     health,
     provider_keys,
@@ -29,6 +30,7 @@ api_router.include_router(usage.router)
 api_router.include_router(cancel.router)
 api_router.include_router(events.router)
 api_router.include_router(timeline.router)
+api_router.include_router(evaluations.router)
 api_router.include_router(datasets.router)
 api_router.include_router(collections.router)
 api_router.include_router(api_keys.router)
