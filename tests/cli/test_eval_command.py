@@ -7,7 +7,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import typer
 from cadenza_cli.dev import DevStack
+from cadenza_cli.evaluate import pinned_request
 from test_run_commands import ROOT, cadenza, stack
 
 __all__ = ["stack"]  # a fixture: used by name
@@ -73,3 +75,14 @@ async def test_eval_names_the_field_of_a_bad_suite(tmp_path: Path) -> None:
     assert code == 2
     assert "bad.yaml: invalid suite" in err
     assert "cases.0.criteria.0" in err
+
+
+def test_agent_under_test_is_pinned_through_the_spec_agents_map() -> None:
+    body = {"spec": "name: w\nagents: {other: 1}\ntasks: []\n", "inputs": {"a": 1}}
+    pinned = pinned_request(body, {"b": 2}, "classifier@3")
+    assert pinned["spec"]["agents"] == {"other": 1, "classifier": 3}
+    assert pinned["inputs"] == {"a": 1, "b": 2}
+    assert body["spec"].startswith("name: w")  # the shared base is not modified
+    assert pinned_request(body, {}, None)["spec"] == body["spec"]
+    with pytest.raises(typer.BadParameter, match="name@version"):
+        pinned_request(body, {}, "classifier")

@@ -42,7 +42,9 @@ async def _base_body(client: httpx.AsyncClient, suite: Suite) -> dict[str, Any]:
     return run_request(str(target), {})
 
 
-def _pinned(body: dict[str, Any], inputs: dict[str, Any], agent: str | None) -> dict[str, Any]:
+def pinned_request(
+    body: dict[str, Any], inputs: dict[str, Any], agent: str | None
+) -> dict[str, Any]:
     """The case's run request: its inputs, and the agent version under test pinned through
     the spec's `agents` map (the gateway's pinning rules do the rest)."""
     out = {**copy.deepcopy(body), "inputs": {**body.get("inputs", {}), **inputs}}
@@ -74,7 +76,7 @@ async def _run_case(
         if case.run is not None:
             run = _check(await client.get(f"/v1/runs/{case.run}"))
         else:
-            accepted = await submit(client, _pinned(base, case.inputs, agent))
+            accepted = await submit(client, pinned_request(base, case.inputs, agent))
             run = await wait_for_run(client, accepted["id"], interval_s=0.3, out=sys.stderr)
         timeline = _check(await client.get(f"/v1/runs/{run['id']}/timeline"))
     except ApiError as exc:

@@ -191,16 +191,11 @@ class AgentLoop:
                 f"a tool {retries + 1} time(s) (the provider does not enforce tool_choice)"
             )
         names = ", ".join(t.name for t in self._tool_specs)
-        feedback = {
-            "role": "user",
-            "content": f"You must call one of the tools ({names}) before answering. "
-            "Reply with a tool call.",
-        }
-        return {
-            **update,
-            "messages": [*update["messages"], feedback],
-            "tool_choice_retries": retries + 1,
-        }
+        return _sent_back(
+            update,
+            f"You must call one of the tools ({names}) before answering. Reply with a tool call.",
+            tool_choice_retries=retries + 1,
+        )
 
     def _rejected_answer(
         self,
@@ -222,17 +217,14 @@ class AgentLoop:
                 f"agent {run.agent!r}: the final answer does not match its output_schema "
                 f"after {retries + 1} answer(s): {problem}"
             )
-        feedback = {
-            "role": "user",
-            "content": f"Your answer is invalid: {problem}. Reply again with only JSON that "
-            "matches the required schema.",
-        }
-        return {
-            **update,
-            "messages": [*update["messages"], feedback],
-            "schema_retries": retries + 1,
-            **({"answering": True} if offered_tools and self.run.spec.output_schema else {}),
-        }
+        answering = offered_tools and self.run.spec.output_schema is not None
+        return _sent_back(
+            update,
+            f"Your answer is invalid: {problem}. Reply again with only JSON that matches the "
+            "required schema.",
+            schema_retries=retries + 1,
+            **({"answering": True} if answering else {}),
+        )
 
     def _final_answer(self, content: str | None) -> tuple[Any, str | None]:
         """The accepted answer, or why it is not acceptable."""
@@ -460,6 +452,12 @@ class AgentLoop:
                 )
             )
         return specs
+
+
+def _sent_back(update: dict[str, Any], feedback: str, **counters: Any) -> dict[str, Any]:
+    """The turn's update plus a user message telling the model why its answer is refused."""
+    messages = [*update["messages"], {"role": "user", "content": feedback}]
+    return {**update, "messages": messages, **counters}
 
 
 def _pending_tool_calls(messages: list[dict[str, Any]]) -> list[ToolCall]:
