@@ -10,6 +10,7 @@ import pytest
 import typer
 from cadenza_cli.dev import DevStack
 from cadenza_cli.evaluate import pinned_request
+from prometheus_client import REGISTRY
 from test_run_commands import ROOT, cadenza, stack
 
 __all__ = ["stack"]  # a fixture: used by name
@@ -63,6 +64,16 @@ async def test_eval_scores_stores_and_fails_on_a_failed_case(
         assert results["capitalises"]["run_id"]
         run = (await client.get(f"/v1/runs/{results['capitalises']['run_id']}")).json()
         assert run["output"]["customer"] == "Grace Hopper"
+        stored_metric = [
+            sample.value
+            for metric in REGISTRY.collect()
+            if metric.name == "cadenza_gateway_evaluations"
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+            and sample.labels.get("suite") == "hello-suite"
+            and sample.labels.get("outcome") == "failed"
+        ]
+        assert stored_metric == [1.0]
         missing = await client.get("/v1/evaluations/00000000-0000-0000-0000-000000000000")
         assert missing.status_code == 404
         assert missing.json()["title"] == "Evaluation not found"

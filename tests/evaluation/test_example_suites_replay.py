@@ -71,7 +71,10 @@ async def test_example_suite_runs_on_the_cassette(stack: DevStack, name: str) ->
         assert [e["id"] for e in listed] == [stored["id"]]
         for result in tested:
             assert result.error is None, result  # no cassette miss, no failed submission
-            assert result.status == "succeeded", result
+            if result.status != "succeeded":
+                run = (await client.get(f"/v1/runs/{result.run_id}")).json()
+                errors = [t.get("error") for t in run.get("tasks", []) if t.get("error")]
+                raise AssertionError(f"run {result.run_id} {result.status}: {errors}")
             timeline = (await client.get(f"/v1/runs/{result.run_id}/timeline")).json()
             turns = {t["node_id"]: len(t["llm_calls"]) for t in timeline["tasks"]}
             assert sum(turns.values()) > 0  # agents ran (answered from the cassette)

@@ -61,3 +61,9 @@ UNAVAILABLE = Counter(
     "Requests answered 503 because a backing store (database, Redis, object store, broker) "
     "was down.",
 )
+EVALUATIONS = Counter(
+    "cadenza_gateway_evaluations_total",
+    "Evaluation results stored (`cadenza eval`), by suite and outcome: passed, failed (a case "
+    "failed) or regressed (worse than the baseline version).",
+    ["tenant", "suite", "outcome"],
+)

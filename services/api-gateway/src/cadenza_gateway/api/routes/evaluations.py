@@ -15,6 +15,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from ... import metrics
 from ...auth import CanReadRuns, CanWriteRuns
 from ...problems import EvaluationNotFound, problem_responses
 from ..deps import SessionDep
@@ -111,6 +112,8 @@ async def create_evaluation(
     )
     async with session.begin():
         session.add(row)
+    outcome = "regressed" if body.regressions else ("passed" if row.passed else "failed")
+    metrics.EVALUATIONS.labels(tenant, body.suite, outcome).inc()
     return _public(row)
 
 
