@@ -6,12 +6,11 @@ so the whole module takes seconds; what is asserted is the wire behaviour, not t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from cadenza_llm import ChatRequest, ToolSpec
 from cadenza_llm.llama_server import LlamaServer
-from support.llama import llama_provider, start_llama_server
+from support.llama import llama_provider
 
 pytestmark = pytest.mark.integration
 
@@ -27,17 +26,10 @@ FEE = ToolSpec(
 QUESTION = [{"role": "user", "content": "What is the fee of transaction tx_1?"}]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[LlamaServer]:
-    server = start_llama_server()
-    yield server
-    server.stop()
-
-
 async def test_tools_reach_the_prompt_and_tool_calls_come_back_parsed(
-    server: LlamaServer,
+    llama_server: LlamaServer,
 ) -> None:
-    provider = llama_provider(server)
+    provider = llama_provider(llama_server)
     try:
         bare = await provider.chat(ChatRequest(model="m", messages=QUESTION, max_tokens=1))
         offered = await provider.chat(
@@ -65,14 +57,14 @@ async def test_tools_reach_the_prompt_and_tool_calls_come_back_parsed(
     assert response.tool_calls[0].id
 
 
-async def test_structured_output_matches_the_schema(server: LlamaServer) -> None:
+async def test_structured_output_matches_the_schema(llama_server: LlamaServer) -> None:
     schema = {
         "type": "object",
         "properties": {"fee": {"type": "number"}},
         "required": ["fee"],
         "additionalProperties": False,
     }
-    provider = llama_provider(server)
+    provider = llama_provider(llama_server)
     try:
         response = await provider.chat(
             ChatRequest(model="m", messages=QUESTION, response_schema=schema, max_tokens=24)
@@ -84,9 +76,9 @@ async def test_structured_output_matches_the_schema(server: LlamaServer) -> None
     assert isinstance(value["fee"], int | float)
 
 
-async def test_streaming_assembles_the_answer_and_the_usage(server: LlamaServer) -> None:
-    provider = llama_provider(server, stream=True)
-    plain = llama_provider(server)
+async def test_streaming_assembles_the_answer_and_the_usage(llama_server: LlamaServer) -> None:
+    provider = llama_provider(llama_server, stream=True)
+    plain = llama_provider(llama_server)
     history = [
         *QUESTION,
         {

@@ -7,7 +7,6 @@ the task fails clearly."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -15,17 +14,10 @@ from agent_support import EchoTool, llm_rows, register_agent
 from cadenza_llm import OpenAICompatibleProvider, PriceTable
 from cadenza_llm.llama_server import LlamaServer
 from cadenza_worker import ToolRegistry
-from support.llama import llama_provider, start_llama_server
+from support.llama import llama_provider
 from worker_support import Stack
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LlamaServer]:
-    server = start_llama_server()
-    yield server
-    server.stop()
 
 
 @dataclass
@@ -41,7 +33,7 @@ class LlamaRegistry:
 
 
 async def test_required_tool_call_is_not_faked_by_a_schema_answer(
-    stack: Stack, server: LlamaServer
+    stack: Stack, llama_server: LlamaServer
 ) -> None:
     ref = await register_agent(
         stack,
@@ -56,7 +48,7 @@ async def test_required_tool_call_is_not_faked_by_a_schema_answer(
     )
     await stack.start_worker(
         tools=ToolRegistry([EchoTool()]),  # type: ignore[list-item]
-        llm=LlamaRegistry(llama_provider(server)),
+        llm=LlamaRegistry(llama_provider(llama_server)),
         agent_schema_retries=1,
         agent_max_tokens_per_turn=12,
     )
