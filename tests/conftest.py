@@ -12,10 +12,14 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from support import service_missing
+
+if TYPE_CHECKING:
+    from cadenza_llm.llama_server import LlamaServer
 
 # Addresses the project's own infra listens on (see `cadenza infra status`).
 SERVICE_ADDRESSES: dict[str, tuple[str, int]] = {
@@ -70,3 +74,14 @@ def require_services() -> Callable[..., None]:
 def unique_id() -> str:
     """A short id unique to this test, for topic prefixes, schemas, key prefixes, buckets."""
     return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[LlamaServer]:
+    """llama.cpp's HTTP server over the embedded model (support/llama.py), one per session;
+    fails under CI=true when it cannot start."""
+    from support.llama import start_llama_server
+
+    server = start_llama_server()
+    yield server
+    server.stop()

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def cadenza(*args: str) -> tuple[int, str, str]:
+async def cadenza(*args: str, timeout: float = 120) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -26,7 +26,7 @@ async def cadenza(*args: str) -> tuple[int, str, str]:
         stderr=asyncio.subprocess.PIPE,
         cwd=ROOT,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
     return proc.returncode or 0, out.decode(), err.decode()
 
 

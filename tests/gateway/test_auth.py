@@ -27,6 +27,10 @@ PATH_VALUES = {
     "dataset": "tx",
     "key": "k1",
     "key_id": "0123456789ab",
+    "evaluation_id": "00000000-0000-0000-0000-000000000001",
+    "period": "day",
+    "approval_id": "a1",
+    "letter_id": "1",
 }
 
 

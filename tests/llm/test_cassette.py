@@ -79,6 +79,16 @@ def test_key_is_deterministic_and_covers_every_request_field() -> None:
     assert request_key(base) not in keys
 
 
+def test_key_reads_every_uuid_as_the_same_placeholder() -> None:
+    """Document and run ids differ on every run; the conversation around them does not."""
+    hit = '{"hits": [{"document_id": "%s", "text": "45 days"}]}'
+    one = ask(hit % "5166ab96-12d1-44fe-bc94-84011122b14b")
+    other = ask(hit % "0f0e0d0c-0b0a-4908-8706-050403020100")
+    assert request_key(one) == request_key(other)
+    assert request_key(one) != request_key(ask(hit % "not-a-uuid"))
+    assert request_key(one) != request_key(ask(hit.replace("45", "30") % "x"))
+
+
 async def test_record_then_replay_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "cassette.json"
     inner = ScriptedProvider("tool:42", "the answer")

@@ -113,10 +113,30 @@ async def test_tool_calls_and_response_schema_are_sent_and_parsed(
         }
     ]
     assert body["tool_choice"] == "required"
-    assert body["response_format"] == {
-        "type": "json_schema",
-        "json_schema": {"name": "response", "schema": schema},
-    }
+    # The schema is sent only when the model is to answer (no tools offered): llama.cpp
+    # would otherwise answer the schema at once instead of calling a tool.
+    assert "response_format" not in body
+
+
+@pytest.mark.parametrize(
+    ("tools", "schema_with_tools", "sent"),
+    [([], False, True), ([WEATHER], False, False), ([WEATHER], True, True)],
+)
+async def test_the_output_schema_is_sent_only_on_answer_turns(
+    fake: FakeOpenAI,
+    sleeps: SleepRecorder,
+    tools: list[ToolSpec],
+    schema_with_tools: bool,
+    sent: bool,
+) -> None:
+    provider = make(fake, sleeps, schema_with_tools=schema_with_tools)
+    fake.script(completion('{"answer": "x"}'))
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+    await provider.chat(request(tools=tools, response_schema=schema))
+    body = fake.bodies()[0]
+    expected = {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
+    assert body.get("response_format") == (expected if sent else None)
+    assert ("tools" in body) == bool(tools)
 
 
 async def test_tool_turns_are_sent_in_openai_shape(fake: FakeOpenAI, sleeps: SleepRecorder) -> None:

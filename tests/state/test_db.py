@@ -44,6 +44,7 @@ TABLES = {
     "api_keys",
     "provider_keys",
     "tenant_budgets",
+    "evaluations",
     "llm_calls",
     "tool_calls",
     "reference_records",

@@ -198,6 +198,67 @@ async def test_tool_choice_required_forces_the_first_call_then_lets_the_model_an
     assert [r.tool_choice for r in provider.requests] == ["required", "auto", "auto"]
 
 
+async def test_tool_choice_required_ignored_by_the_server_is_asked_again(stack: Stack) -> None:
+    """A server that ignores `tool_choice` (llama.cpp) answers at once; the loop does not
+    accept that answer but asks again for a tool call."""
+    ref = await register_agent(stack, tool_choice="required")
+    provider = ScriptedProvider(
+        [answer("ungrounded guess"), calls(("echo", {"text": "x"})), answer("grounded")]
+    )
+    echo = await start(stack, provider)
+    task = await stack.add_task(ref, {"prompt": "ground yourself first"}, kind="agent")
+    await stack.dispatch(task)
+
+    result = await stack.result(task)
+    assert result.status == "succeeded", result.error
+    assert result.output == "grounded"
+    assert echo.calls == [{"text": "x"}]
+    assert [r.tool_choice for r in provider.requests] == ["required", "required", "auto"]
+    feedback = provider.requests[1].messages[-1]
+    assert feedback["role"] == "user"
+    assert "must call one of the tools (echo)" in feedback["content"]
+
+
+async def test_tool_choice_required_never_honoured_fails_after_bounded_asks(
+    stack: Stack,
+) -> None:
+    ref = await register_agent(stack, tool_choice="required")
+    provider = ScriptedProvider([answer("no tools for me")] * 3)
+    await start(stack, provider, agent_schema_retries=2)
+    task = await stack.add_task(ref, {"prompt": "go"}, kind="agent")
+    await stack.dispatch(task)
+
+    result = await stack.result(task)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error.code == "agent_no_tool_call"
+    assert "without calling a tool 3 time(s)" in result.error.message
+    assert len(provider.requests) == 3
+
+
+async def test_a_free_text_answer_with_tools_offered_gets_an_answer_turn_without_tools(
+    stack: Stack,
+) -> None:
+    """Providers send the schema only on turns without tools; a free-text answer to a tool
+    turn is sent back and the next turn offers no tools, so the schema is enforced."""
+    ref = await register_agent(stack, output_schema=CLASSIFICATION, tools=["echo"])
+    good = {"category": "psp_outage", "confidence": 0.7}
+    provider = ScriptedProvider(
+        [calls(("echo", {"text": "look"})), answer("It is an outage."), answer(good)]
+    )
+    await start(stack, provider)
+    task = await stack.add_task(ref, {"prompt": "Classify"}, kind="agent")
+    await stack.dispatch(task)
+
+    result = await stack.result(task)
+    assert result.status == "succeeded", result.error
+    assert result.output == good
+    assert [len(r.tools) for r in provider.requests] == [1, 1, 0]
+    assert [r.tool_choice for r in provider.requests] == ["auto", "auto", "none"]
+    assert provider.requests[2].response_schema == CLASSIFICATION
+    assert "not JSON" in provider.requests[2].messages[-1]["content"]
+
+
 @BOTH_STACKS
 async def test_a_crash_mid_loop_resumes_from_the_checkpoint(stack: Stack) -> None:
     """The provider fails (retryably) on the second turn: the worker's retry resumes the

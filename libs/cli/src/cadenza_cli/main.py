@@ -6,6 +6,7 @@ import typer
 
 from cadenza_cli import services
 from cadenza_cli.dev import dev_command
+from cadenza_cli.evaluate import eval_command
 from cadenza_cli.guardrails import approvals_app, dead_letters_app
 from cadenza_cli.infra import infra_app
 from cadenza_cli.keys import keys_app
@@ -17,6 +18,7 @@ from cadenza_cli.watch import watch_command
 app = typer.Typer(help="Cadenza: event-driven multi-agent workflows.", no_args_is_help=True)
 app.command("dev")(dev_command)
 app.command("run")(run_command)
+app.command("eval")(eval_command)
 app.command("migrate")(migrate_command)
 runs_app.command("watch")(watch_command)
 app.add_typer(runs_app, name="runs")

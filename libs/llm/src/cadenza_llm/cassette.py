@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -48,12 +49,18 @@ def canonical_request(request: ChatRequest) -> dict[str, Any]:
     return request.model_dump(mode="json", include=KEY_FIELDS)
 
 
+# UUIDs differ on every run (document ids in search results, run ids in tool outputs), so the
+# key reads each as the same placeholder: a replayed conversation matches its recording.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
 def request_key(request: ChatRequest) -> str:
-    """Deterministic cassette key: SHA-256 of the canonical JSON of the request."""
+    """Deterministic cassette key: SHA-256 of the canonical JSON of the request, with every
+    UUID in it replaced by a placeholder."""
     text = json.dumps(
         canonical_request(request), sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(_UUID.sub("<uuid>", text).encode()).hexdigest()
 
 
 class Cassette:

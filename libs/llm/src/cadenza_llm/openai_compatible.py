@@ -174,7 +174,13 @@ class OpenAICompatibleProvider:
                 for t in request.tools
             ]
             payload["tool_choice"] = request.tool_choice
-        if request.response_schema is not None:
+        if request.response_schema is not None and (
+            "tools" not in payload or self.settings.schema_with_tools
+        ):
+            # Only when the model is to answer: a server that applies the schema as a grammar
+            # (llama.cpp) to a turn that also offers tools makes the model answer the schema
+            # at once, never calling a tool. The agent loop asks for the answer in the schema
+            # on a turn without tools when a free-text answer does not match it.
             payload["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "response", "schema": request.response_schema},

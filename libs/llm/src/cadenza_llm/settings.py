@@ -50,6 +50,12 @@ class OpenAIProviderSettings(BaseModel):
         description="Use server-sent-event streaming (`stream: true`); the response is assembled "
         "from the chunks, usage via `stream_options.include_usage`.",
     )
+    schema_with_tools: bool = Field(
+        default=False,
+        description="Send `response_format` also on turns that offer tools. Off by default: "
+        "servers that enforce the schema as a grammar (llama.cpp) then answer at once without "
+        "calling a tool; turn on for servers that combine both correctly (OpenAI).",
+    )
 
     @field_validator("base_url")
     @classmethod

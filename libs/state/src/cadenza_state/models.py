@@ -447,6 +447,24 @@ class ProviderKeyRecord(Base):
     )
 
 
+class EvaluationRecord(Base):
+    """One run of an evaluation suite (`cadenza eval`): its cases' scores per agent version
+    and the regressions found comparing two versions."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[str] = mapped_column(String(128), index=True)
+    suite: Mapped[str] = mapped_column(String(256))
+    agent: Mapped[str | None] = mapped_column(String(256))
+    against: Mapped[str | None] = mapped_column(String(256))
+    passed: Mapped[bool] = mapped_column()
+    summary: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    results: Mapped[list[Any]] = mapped_column(JSONType)
+    regressions: Mapped[list[Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = _created_at()
+
+
 class AgentRecord(Base):
     """One immutable version of an agent definition (prompt, model, tools, limits)."""
 

@@ -66,3 +66,9 @@ DEAD_LETTER_ACTIONS = Counter(
     "Dead letters replayed or discarded by operators.",
     ["action"],
 )
+EVALUATIONS = Counter(
+    "cadenza_gateway_evaluations_total",
+    "Evaluation results stored (`cadenza eval`), by suite and outcome: passed, failed (a case "
+    "failed) or regressed (worse than the baseline version).",
+    ["tenant", "suite", "outcome"],
+)

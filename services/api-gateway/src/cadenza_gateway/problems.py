@@ -131,6 +131,10 @@ class RunNotFound(ProblemError):
     status, slug, title = 404, "run-not-found", "Run not found"
 
 
+class EvaluationNotFound(ProblemError):
+    status, slug, title = 404, "evaluation-not-found", "Evaluation not found"
+
+
 class RunFinished(ProblemError):
     status, slug, title = 409, "run-finished", "Run already finished"
 

@@ -12,6 +12,13 @@ class AgentOutputError(NonRetryableError):
         super().__init__(message, code="agent_invalid_output")
 
 
+class AgentNoToolCallError(NonRetryableError):
+    """``tool_choice: required`` and the model kept answering without calling a tool."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="agent_no_tool_call")
+
+
 class HandoffDepthError(NonRetryableError):
     def __init__(self, message: str) -> None:
         super().__init__(message, code="handoff_depth_exceeded")

@@ -50,7 +50,7 @@ from ..kinds import invoke_tool
 from ..tools import Tool, ToolContext, agent_tool_schema
 from . import metrics
 from .accounting import Accounting, CallSite
-from .errors import AgentOutputError
+from .errors import AgentNoToolCallError, AgentOutputError
 from .state import AgentState
 
 log = logging.getLogger("cadenza.worker.agents")
@@ -144,7 +144,9 @@ class AgentLoop:
         run, spec = self.run, self.run.spec
         turn = state.get("turns", 0)
         last_turn = turn + 1 >= spec.max_iterations
-        tools = [] if last_turn else self._tool_specs
+        # An answer turn (after a free-text answer that missed the output schema) offers no
+        # tools, so the provider sends the schema: see _rejected_answer.
+        tools = [] if last_turn or state.get("answering") else self._tool_specs
         request = ChatRequest(
             model=run.model,
             messages=state["messages"],
@@ -176,6 +178,8 @@ class AgentLoop:
         if response.tool_calls:
             metrics.AGENT_TURNS.labels(run.agent, "tool_calls").inc()
             return update
+        if request.tool_choice == "required":
+            return self._missing_tool_call(state, update, last_turn)
         answer, problem = self._final_answer(response.content)
         if problem is None:
             metrics.AGENT_TURNS.labels(run.agent, "final").inc()
@@ -189,6 +193,42 @@ class AgentLoop:
                 emit=run.emit,
             )
             return {**update, "final": answer}
+        return self._rejected_answer(state, update, problem, last_turn, bool(tools))
+
+    def _missing_tool_call(
+        self, state: AgentState, update: dict[str, Any], last_turn: bool
+    ) -> dict[str, Any]:
+        """``tool_choice: required`` and the model answered anyway: a server that ignores
+        ``tool_choice`` (llama.cpp does) must not turn an ungrounded answer into the output.
+        The model is asked again, at most ``max_schema_retries`` times."""
+        run = self.run
+        metrics.AGENT_TURNS.labels(run.agent, "no_tool_call").inc()
+        retries = state.get("tool_choice_retries", 0)
+        if retries >= run.limits.max_schema_retries or last_turn:
+            raise AgentNoToolCallError(
+                f"agent {run.agent!r} has tool_choice 'required' but answered without calling "
+                f"a tool {retries + 1} time(s) (the provider does not enforce tool_choice)"
+            )
+        names = ", ".join(t.name for t in self._tool_specs)
+        return _sent_back(
+            update,
+            f"You must call one of the tools ({names}) before answering. Reply with a tool call.",
+            tool_choice_retries=retries + 1,
+        )
+
+    def _rejected_answer(
+        self,
+        state: AgentState,
+        update: dict[str, Any],
+        problem: str,
+        last_turn: bool,
+        offered_tools: bool,
+    ) -> dict[str, Any]:
+        """An answer that misses the output schema goes back with the errors. If tools were
+        offered on that turn, the next one is an answer turn without tools: providers send
+        the schema only when the model is to answer (with tools too, llama.cpp would answer
+        the schema at once and never call a tool)."""
+        run = self.run
         metrics.AGENT_TURNS.labels(run.agent, "invalid").inc()
         retries = state.get("schema_retries", 0)
         if retries >= run.limits.max_schema_retries or last_turn:
@@ -196,16 +236,14 @@ class AgentLoop:
                 f"agent {run.agent!r}: the final answer does not match its output_schema "
                 f"after {retries + 1} answer(s): {problem}"
             )
-        feedback = {
-            "role": "user",
-            "content": f"Your answer is invalid: {problem}. Reply again with only JSON that "
-            "matches the required schema.",
-        }
-        return {
-            **update,
-            "messages": [*update["messages"], feedback],
-            "schema_retries": retries + 1,
-        }
+        answering = offered_tools and self.run.spec.output_schema is not None
+        return _sent_back(
+            update,
+            f"Your answer is invalid: {problem}. Reply again with only JSON that matches the "
+            "required schema.",
+            schema_retries=retries + 1,
+            **({"answering": True} if answering else {}),
+        )
 
     def _final_answer(self, content: str | None) -> tuple[Any, str | None]:
         """The accepted answer, or why it is not acceptable."""
@@ -468,6 +506,12 @@ class AgentLoop:
                 )
             )
         return specs
+
+
+def _sent_back(update: dict[str, Any], feedback: str, **counters: Any) -> dict[str, Any]:
+    """The turn's update plus a user message telling the model why its answer is refused."""
+    messages = [*update["messages"], {"role": "user", "content": feedback}]
+    return {**update, "messages": messages, **counters}
 
 
 def _pending_tool_calls(messages: list[dict[str, Any]]) -> list[ToolCall]:

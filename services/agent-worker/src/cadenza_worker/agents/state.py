@@ -12,6 +12,8 @@ class AgentState(TypedDict, total=False):
     turns: int  # LLM calls made so far (the next turn's index)
     tool_calls_made: int  # tool calls made so far (the next call's index)
     schema_retries: int  # answers sent back for not matching the output schema
+    tool_choice_retries: int  # answers sent back for not calling a tool under `required`
+    answering: bool  # the next turn offers no tools: the model is to answer in the schema
     tokens: int  # input + output tokens used so far (for the budget)
     cost_usd: float
     final: Any  # the accepted final answer; its presence ends the loop

@@ -113,7 +113,12 @@ class RagSearchTool:
             raise UnknownCollectionError(f"rag_search: {exc}") from None
         except SearchUnavailable as exc:
             raise SearchUnavailableError(f"rag_search: {exc}") from exc
-        return {"hits": [hit.model_dump(mode="json") for hit in hits]}
+        # Scores to 4 places: the last bits of a similarity vary with how the embedder batched
+        # the chunks, and a prompt that changes in the 16th digit defeats cassette replay
+        # (and prompt caches) for no information the model could use.
+        return {
+            "hits": [{**hit.model_dump(mode="json"), "score": round(hit.score, 4)} for hit in hits]
+        }
 
     async def aclose(self) -> None:
         if self._searcher is not None and self._owns_searcher:

@@ -14,6 +14,7 @@ from .routes import (
     collections,
     datasets,
     dead_letters,
+    evaluations,
     events,
     health,
     ingest,
@@ -37,6 +38,7 @@ api_router.include_router(approvals.router)
 api_router.include_router(dead_letters.router)
 api_router.include_router(events.router)
 api_router.include_router(timeline.router)
+api_router.include_router(evaluations.router)
 api_router.include_router(datasets.router)
 api_router.include_router(collections.router)
 api_router.include_router(api_keys.router)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cadenza_evaluation import arguments_digest
 from cadenza_state import (
     LLMCallRecord,
     RunRecord,
@@ -64,6 +65,11 @@ class ToolCallTimeline(Span):
     tool: str
     status: str
     error: str | None = None
+    arguments_digest: str | None = Field(
+        default=None,
+        description="SHA-256 prefix of the canonical arguments: equal calls have equal digests "
+        "(trajectory evaluation's `no_repeated_call`).",
+    )
 
 
 class TaskTimeline(Span):
@@ -201,6 +207,7 @@ async def build_timeline(session: AsyncSession, run: RunRecord) -> RunTimeline:
                         call_index=c.call_index,
                         tool=c.tool,
                         status=c.status,
+                        arguments_digest=arguments_digest(c.arguments),
                         error=c.error,
                         **_call_span(origin, c.started_at, c.latency_ms),
                     )
