@@ -58,6 +58,8 @@ class Worker:
                 tool_timeout_s=self.settings.agent_tool_timeout_s,
                 max_tokens_per_turn=self.settings.agent_max_tokens_per_turn,
             ),
+            objects=resources.objects,
+            claim_check_bytes=self.settings.claim_check_bytes,
         )
         self.executors = executors or ExecutorRegistry(
             {"tool": ToolExecutor(self.tools, self.journal), "agent": self.agents}

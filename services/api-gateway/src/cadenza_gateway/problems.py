@@ -115,6 +115,10 @@ class RunFinished(ProblemError):
     status, slug, title = 409, "run-finished", "Run already finished"
 
 
+class RunNotFinished(ProblemError):
+    status, slug, title = 409, "run-not-finished", "Run not finished"
+
+
 class PayloadTooLarge(ProblemError):
     status, slug, title = 413, "payload-too-large", "Payload too large"
 

@@ -31,10 +31,11 @@ from cadenza_workflow import build_context
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import machine, store
-from .graph import RunGraph
+from .graph import RunGraph, task_id_for
 from .outcome import (
     TERMINAL,
     Advance,
+    Cached,
     Dispatch,
     Event,
     Failed,
@@ -67,6 +68,8 @@ class Effects:
     """Dispatches by reason (``first``, or why a task was dispatched again)."""
     finished: Counter[str] = field(default_factory=Counter)
     """Tasks that reached a terminal status, by status."""
+    reused: Counter[str] = field(default_factory=Counter)
+    """Tasks completed from a recorded output (rerun / fork), by source."""
     run_finished: bool = False
     events: int = 0
     outbox: list[StagedMessage] = field(default_factory=list)
@@ -169,7 +172,10 @@ class Transition:
                 error = machine.error_dict(exc.code, f"task '{step.node_id}': {exc}")
                 outcome = machine.fail_task(step.node_id, row, error)
             else:
-                outcome = machine.start(g.node(step.node_id), row, context, g, self.now)
+                cached = await self._cached(step.node_id)
+                outcome = machine.start(
+                    g.node(step.node_id), row, context, g, self.now, cached=cached
+                )
         elif isinstance(step, Settled):
             node = g.node(step.node_id)
             rows = await self._load_nodes([step.node_id, *node.triggers])
@@ -207,6 +213,29 @@ class Transition:
         await self.apply(outcome)
 
     # -- loading --------------------------------------------------------------------------
+
+    async def _cached(self, node_id: str) -> Cached | None:
+        """The recorded output a rerun or fork may complete this task from: one replaced by
+        hand, or the parent run's output of the same task (it succeeded); the rule decides
+        by cache key whether it is still valid."""
+        replay = self.graph.replay
+        if node_id in replay.outputs:
+            return Cached("override", output=replay.outputs[node_id])
+        if replay.parent_run_id is None or node_id not in replay.reuse:
+            return None
+        parent_task = task_id_for(replay.parent_run_id, node_id)
+        parent = (await store.load_tasks(self.session, replay.parent_run_id, [parent_task])).get(
+            parent_task
+        )
+        if parent is None or parent.status != "succeeded":
+            return None
+        return Cached(
+            "parent",
+            task_id=parent.id,
+            output=parent.output,
+            output_ref=parent.output_ref,
+            cache_key=replay.reuse[node_id],
+        )
 
     async def _load_nodes(self, node_ids: Iterable[str]) -> dict[str, TaskRecord]:
         wanted = set(node_ids)
@@ -274,6 +303,8 @@ class Transition:
             )
             self._finished("cancelled", n, node=False)
         for event in outcome.events:
+            if event.kind == "task.reused":
+                self.effects.reused[str(event.data.get("source"))] += 1
             self.stage_run_event(event)
         if outcome.run is not None:
             await self._change_run(outcome.run.status, outcome.run.output, outcome.run.error)
@@ -312,6 +343,8 @@ class Transition:
                 params = None
         row.status = "ready"
         row.attempt = d.attempt
+        if d.cache_key is not None:
+            row.cache_key = d.cache_key
         row.ready_at = self.now
         row.input = params
         row.worker_id = None
@@ -335,6 +368,7 @@ class Transition:
             backoff_multiplier=spec.retry.multiplier,
             jitter=spec.retry.jitter,
             ready_at=self.now,
+            agent_overrides=d.overrides if spec.kind == "agent" else None,
         )
         # Stamped now, inside the span of the event that caused it (the batch stages it
         # later): each task's trace runs through the result that released it.

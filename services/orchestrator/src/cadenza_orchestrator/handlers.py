@@ -136,7 +136,7 @@ class RunHandlers:
 
     async def _plan(self, session: AsyncSession, run: RunRecord) -> Transition:
         try:
-            graph = self.graphs.put(RunGraph.build(run.id, run.spec, run.inputs))
+            graph = self.graphs.put(RunGraph.for_run(run))
         except (SpecValidationError, ExpressionError) as exc:
             # A run whose stored spec does not validate fails without a plan.
             transition = self._transition(session, run, None)
@@ -203,7 +203,7 @@ class RunHandlers:
                 if latency is not None:
                     metrics.DISPATCH_LATENCY.observe(max(0.0, latency))
             if graph is None:
-                graph = self.graphs.put(RunGraph.build(run.id, run.spec, run.inputs))
+                graph = self.graphs.put(RunGraph.for_run(run))
             if transition is None:
                 transition = self._transition(session, run, graph)
             transition.track(row)
@@ -274,6 +274,8 @@ class RunHandlers:
                 metrics.REDISPATCHES.labels(reason).inc(n)
         for status, n in effects.finished.items():
             metrics.TASKS_FINISHED.labels(status).inc(n)
+        for source, n in effects.reused.items():
+            metrics.TASKS_REUSED.labels(source).inc(n)
         if effects.run_finished:
             metrics.RUNS_FINISHED.labels(effects.run_status).inc()
             if effects.run_status in (RunStatus.SUCCEEDED, RunStatus.FAILED):

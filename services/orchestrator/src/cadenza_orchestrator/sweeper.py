@@ -171,7 +171,7 @@ class Sweeper:
             if run is None or run.status != RunStatus.RUNNING:
                 return 0  # another orchestrator holds the run, or it finished meanwhile
             if graph is None:
-                graph = self.graphs.put(RunGraph.build(run.id, run.spec, run.inputs))
+                graph = self.graphs.put(RunGraph.for_run(run))
             rows = await store.lock_tasks(session, sorted(tasks))
             transition = Transition(
                 session,

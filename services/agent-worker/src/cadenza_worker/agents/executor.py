@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from cadenza_events import Handoff, TaskReady
 from cadenza_llm import PriceTable, ProviderRegistry
-from cadenza_state import StateSettings
+from cadenza_state import ObjectStore, StateSettings
 from cadenza_workflow import AgentSpec
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -48,9 +48,12 @@ class AgentExecutor:
         llm: ProviderRegistry,
         prices: PriceTable,
         limits: LoopLimits | None = None,
+        *,
+        objects: ObjectStore | None = None,
+        claim_check_bytes: int = 256 * 1024,
     ) -> None:
         self._definitions = AgentDefinitions(sessions)
-        self._accounting = Accounting(sessions)
+        self._accounting = Accounting(sessions, objects, claim_check_bytes)
         self._state_settings = state_settings
         self._tools = tools
         self._journal = journal
@@ -80,6 +83,7 @@ class AgentExecutor:
     async def execute(self, call: TaskCall) -> Any:
         task, ctx = call.task, call.context
         spec, version = await self._definitions.load(ctx.tenant_id, task.name)
+        spec = apply_overrides(spec, task.agent_overrides)
         provider, model = self._llm.resolve(spec.model)
         run = AgentRun(
             spec=spec,
@@ -150,6 +154,15 @@ class AgentExecutor:
             if snapshot.values:
                 return cast(AgentState, dict(snapshot.values))
         return None
+
+
+OVERRIDABLE = frozenset({"system_prompt", "model"})
+
+
+def apply_overrides(spec: AgentSpec, overrides: dict[str, Any] | None) -> AgentSpec:
+    """The pinned definition with a fork's per-task overrides (system prompt, model)."""
+    update = {k: v for k, v in (overrides or {}).items() if k in OVERRIDABLE and v is not None}
+    return spec.model_copy(update=update) if update else spec
 
 
 def thread_id(task_id: str, attempt: int) -> str:

@@ -8,12 +8,14 @@ from .routes import (
     agents,
     api_keys,
     audit,
+    calls,
     cancel,
     collections,
     datasets,
     events,
     health,
     provider_keys,
+    replay,
     runs,
     schemas,
     timeline,
@@ -25,6 +27,8 @@ api_router = APIRouter()
 api_router.include_router(workflows.router)
 api_router.include_router(agents.router)
 api_router.include_router(runs.router)
+api_router.include_router(replay.router)
+api_router.include_router(calls.router)
 api_router.include_router(usage.router)
 api_router.include_router(cancel.router)
 api_router.include_router(events.router)

@@ -55,8 +55,13 @@ async def create_run(
     spec: dict[str, Any],
     inputs: dict[str, Any],
     idempotency_key: str | None,
+    parent_run_id: str | None = None,
+    lineage: dict[str, Any] | None = None,
+    replay: dict[str, Any] | None = None,
 ) -> RunRecord:
     """Insert a pending run and stage its ``plan.requested`` and ``run.accepted`` events.
+    A rerun or fork also records its parent, what was asked (``lineage``) and what the
+    orchestrator may reuse (``replay``, docs/replay.md).
 
     Raises IntegrityError at once (the insert is flushed first) when another request took
     the same idempotency key."""
@@ -69,6 +74,9 @@ async def create_run(
         inputs=inputs,
         status=RunStatus.PENDING.value,
         idempotency_key=idempotency_key,
+        parent_run_id=parent_run_id,
+        lineage=lineage,
+        replay=replay,
     )
     session.add(run)
     await session.flush()
@@ -85,11 +93,11 @@ async def create_run(
         Topic.PLAN_REQUESTED,
         Envelope(plan, source=EVENT_SOURCE, tenant_id=tenant_id, plan_id=run.id),
     )
+    data: dict[str, Any] = {"workflow_name": workflow_name, "workflow_version": workflow_version}
+    if lineage is not None:
+        data["lineage"] = lineage
     accepted = RunEvent(
-        run_id=run.id,
-        kind="run.accepted",
-        status=RunStatus.PENDING.value,
-        data={"workflow_name": workflow_name, "workflow_version": workflow_version},
+        run_id=run.id, kind="run.accepted", status=RunStatus.PENDING.value, data=data
     )
     await stage_event(
         session,
@@ -100,9 +108,9 @@ async def create_run(
     record_audit(
         session=session,
         tenant_id=tenant_id,
-        action="run.created",
+        action=f"run.{lineage['kind']}" if lineage is not None else "run.created",
         subject=f"run:{run.id}",
-        data={"workflow_name": workflow_name, "workflow_version": workflow_version},
+        data=data,
     )
     return run
 
