@@ -78,6 +78,7 @@ async def plan_rerun(parent: RunRecord, tasks: list[TaskRecord], body: RerunCrea
     task that succeeded in the parent may reuse its output (under its cache key: a task
     whose params changed with new ``inputs`` runs again)."""
     spec = await run_in_threadpool(parse_spec, parent.spec)
+    inputs = _inputs(spec, parent, body.inputs)
     nodes = _nodes(tasks)
     if body.from_ is None:
         start = sorted(n for n, t in nodes.items() if t.status == TaskStatus.FAILED.value)
@@ -90,7 +91,6 @@ async def plan_rerun(parent: RunRecord, tasks: list[TaskRecord], body: RerunCrea
         for i, nid in enumerate(start):
             if nid not in spec.task_ids:
                 raise _invalid(f"from[{i}]", f"no task {nid!r} in the run's workflow")
-    inputs = _inputs(spec, parent, body.inputs)
     again = descendants(spec, start)
     reuse = {
         nid: t.cache_key for nid, t in nodes.items() if nid not in again and t.status == REUSABLE
