@@ -172,15 +172,27 @@ def start(
     if reusable(cached, key):
         assert cached is not None
         return reuse(node.id, row, cached, key, now)
-    dispatch = Dispatch(
-        row.id,
+    dispatch = _first_dispatch(row.id, node, row.attempt + 1, params, override, key)
+    return Outcome(dispatches=[dispatch])
+
+
+def _first_dispatch(
+    task_id: str,
+    node: Node,
+    attempt: int,
+    params: dict[str, Any],
+    override: Mapping[str, Any] | None,
+    key: str | None = None,
+) -> Dispatch:
+    """A task's dispatch with its cache key and a fork's agent overrides."""
+    return Dispatch(
+        task_id,
         node.id,
-        row.attempt + 1,
+        attempt,
         params=params,
-        cache_key=key,
+        cache_key=key or cache_key(node, params, override),
         overrides=dict(override) if override else None,
     )
-    return Outcome(dispatches=[dispatch])
 
 
 def cache_key(node: Node, params: Any, override: Mapping[str, Any] | None = None) -> str:
@@ -273,16 +285,7 @@ def _expand(
         status = S.PENDING if params is not None else S.SKIPPED
         out.new_tasks.append(NewTask(tid, node.id, index, status, node.spec.retry.max_attempts))
         if params is not None:
-            out.dispatches.append(
-                Dispatch(
-                    tid,
-                    node.id,
-                    1,
-                    params=params,
-                    cache_key=cache_key(node, params, override),
-                    overrides=dict(override) if override else None,
-                )
-            )
+            out.dispatches.append(_first_dispatch(tid, node, 1, params, override))
     open_count = len(out.dispatches)
     # The fan-out row counts as dispatched once (as its instances); the fan-in records that
     # attempt's result, so every task row ends with exactly one recorded result.

@@ -8,10 +8,10 @@ Keyset pagination over the merge: each source is read after the cursor's positio
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from cadenza_state import LLMCallRecord, RunRecord, TaskRecord, ToolCallRecord
 from cadenza_workflow import WorkflowSpec
@@ -78,28 +78,23 @@ async def list_calls(
     """Up to ``limit`` calls of ``run`` (of one spec task when ``node_id`` is given) after
     ``after``, oldest first."""
     rows: list[CallRow] = []
-    llm = await session.scalars(
-        select(LLMCallRecord)
-        .where(
-            LLMCallRecord.run_id == run.id,
-            _task_filter(LLMCallRecord, run.id, node_id),
-            _after(LLMCallRecord.created_at, LLMCallRecord.id, LLM, after),
-        )
-        .order_by(LLMCallRecord.created_at, LLMCallRecord.id)
-        .limit(limit)
+    sources: tuple[tuple[type[LLMCallRecord] | type[ToolCallRecord], int], ...] = (
+        (LLMCallRecord, LLM),
+        (ToolCallRecord, TOOL),
     )
-    rows += [CallRow(r.created_at, LLM, str(r.id), r) for r in llm]
-    tools = await session.scalars(
-        select(ToolCallRecord)
-        .where(
-            ToolCallRecord.run_id == run.id,
-            _task_filter(ToolCallRecord, run.id, node_id),
-            _after(ToolCallRecord.created_at, ToolCallRecord.id, TOOL, after),
+    for model, rank in sources:
+        found = await session.scalars(  # one source's page, in its own order
+            select(model)
+            .where(
+                model.run_id == run.id,
+                _task_filter(model, run.id, node_id),
+                _after(model.created_at, model.id, rank, after),
+            )
+            .order_by(model.created_at, model.id)
+            .limit(limit)
         )
-        .order_by(ToolCallRecord.created_at, ToolCallRecord.id)
-        .limit(limit)
-    )
-    rows += [CallRow(r.created_at, TOOL, str(r.id), r) for r in tools]
+        recorded = cast(Sequence[LLMCallRecord | ToolCallRecord], found.all())
+        rows += [CallRow(r.created_at, rank, str(r.id), r) for r in recorded]
     tool_nodes, fan_out = tool_task_nodes(spec)
     if node_id is not None:
         tool_nodes &= {node_id}

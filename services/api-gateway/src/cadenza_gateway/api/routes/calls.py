@@ -58,24 +58,28 @@ async def to_public(
     tool_of: dict[str, str | None],
 ) -> CallPublic:
     rec = row.record
+    if isinstance(rec, (LLMCallRecord, ToolCallRecord)):
+        task = node_of.get(rec.task_id)
+        common: dict[str, Any] = {
+            "task_id": rec.task_id,
+            "node_id": task.node_id if task else rec.task_id,
+            "item_index": task.item_index if task else None,
+            "attempt": rec.attempt,
+            "turn": rec.turn,
+            "at": rec.created_at,
+            "started_at": rec.started_at,
+            "latency_ms": rec.latency_ms,
+            "status": rec.status,
+            "error": rec.error,
+            "agent": rec.agent,
+        }
     if isinstance(rec, LLMCallRecord):
         request = await load_body(objects, rec.request)
         messages = request.get("messages") if isinstance(request, dict) else None
-        task = node_of.get(rec.task_id)
         return CallPublic(
             id=f"llm:{rec.id}",
             kind="llm",
-            task_id=rec.task_id,
-            node_id=task.node_id if task else rec.task_id,
-            item_index=task.item_index if task else None,
-            attempt=rec.attempt,
-            turn=rec.turn,
-            at=rec.created_at,
-            started_at=rec.started_at,
-            latency_ms=rec.latency_ms,
-            status=rec.status,
-            error=rec.error,
-            agent=rec.agent,
+            **common,
             agent_version=rec.agent_version,
             provider=rec.provider,
             model=rec.model,
@@ -88,22 +92,11 @@ async def to_public(
             cost_usd=rec.cost_usd,
         )
     if isinstance(rec, ToolCallRecord):
-        task = node_of.get(rec.task_id)
         return CallPublic(
             id=f"tool:{rec.id}",
             kind="tool",
-            task_id=rec.task_id,
-            node_id=task.node_id if task else rec.task_id,
-            item_index=task.item_index if task else None,
-            attempt=rec.attempt,
-            turn=rec.turn,
+            **common,
             call_index=rec.call_index,
-            at=rec.created_at,
-            started_at=rec.started_at,
-            latency_ms=rec.latency_ms,
-            status=rec.status,
-            error=rec.error,
-            agent=rec.agent,
             tool=rec.tool,
             arguments=rec.arguments,
             result=await load_body(objects, rec.result),
