@@ -368,7 +368,7 @@ class Transition:
             backoff_multiplier=spec.retry.multiplier,
             jitter=spec.retry.jitter,
             ready_at=self.now,
-            agent_overrides=d.overrides if spec.kind == "agent" else None,
+            agent_overrides=self._agent_overrides(d, spec.kind),
         )
         # Stamped now, inside the span of the event that caused it (the batch stages it
         # later): each task's trace runs through the result that released it.
@@ -380,6 +380,16 @@ class Transition:
             data["item_index"] = row.item_index
         self.stage_run_event(Event("task.ready", row.id, d.node_id, "ready", data))
         self.effects.dispatched[d.reason] += 1
+
+    def _agent_overrides(self, d: Dispatch, kind: str) -> dict[str, Any] | None:
+        """A fork's agent overrides of this task, on every dispatch (a re-dispatch too),
+        except to an agent it was handed off to (they were for the original agent)."""
+        if kind != "agent" or d.reason == "handoff":
+            return None
+        if d.overrides is not None:
+            return d.overrides
+        override = self.graph.replay.overrides.get(d.node_id)
+        return dict(override) if override else None
 
     def _pinned_agent(self, name: str) -> str:
         """``name@version`` as the gateway pinned it for this run (``spec.agents``)."""
