@@ -22,6 +22,8 @@ PATH_VALUES = {
     "name": "greet",
     "version": "1",
     "run_id": "r1",
+    "other_id": "r2",
+    "task_id": "t1",
     "collection": "handbook",
     "document_id": "d1",
     "dataset": "tx",
@@ -74,6 +76,8 @@ def test_every_v1_operation_declares_one_scope_in_openapi(app: FastAPI) -> None:
     assert {scope for _, _, scope in operations} <= {s.value for s in Scope}
     scopes = {(m, p): s for m, p, s in operations}
     assert scopes["POST", "/v1/runs"] == "runs:write"
+    assert scopes["POST", "/v1/runs/r1/rerun"] == scopes["POST", "/v1/runs/r1/fork"] == "runs:write"
+    assert scopes["GET", "/v1/runs/r1/calls"] == scopes["GET", "/v1/runs/r1/diff/r2"] == "runs:read"
     assert scopes["GET", "/v1/runs/r1/events"] == "runs:read"
     assert scopes["POST", "/v1/collections/handbook/search"] == "documents:read"
     assert scopes["POST", "/v1/api-keys"] == "admin"
