@@ -62,6 +62,23 @@ async def test_run_wait_shows_progress_and_prints_the_output(stack: DevStack) ->
     assert "409" in err
 
 
+async def test_runs_cancel_waits_until_the_orchestrator_cancelled_the_run(
+    stack: DevStack, tmp_path: Path
+) -> None:
+    flow = tmp_path / "long.yaml"
+    flow.write_text("name: long\ntasks:\n  - id: nap\n    tool: sleep\n    with: {seconds: 60}\n")
+    code, out, err = await cadenza("run", str(flow), "--url", stack.url)
+    assert code == 0, err
+    run_id = json.loads(out)["id"]
+    code, out, err = await cadenza(
+        "runs", "cancel", run_id, "--reason", "not needed", "--url", stack.url
+    )
+    assert code == 0, err
+    assert out.strip() == f"run {run_id} cancelled"
+    code, out, _ = await cadenza("runs", "show", run_id, "--url", stack.url)
+    assert {t["status"] for t in json.loads(out)["tasks"]} == {"cancelled"}
+
+
 async def test_run_reports_bad_input_naming_the_field(stack: DevStack) -> None:
     code, _, err = await cadenza(
         "run", "examples/hello.yaml", "-i", "review_threshold=cheap", "--url", stack.url

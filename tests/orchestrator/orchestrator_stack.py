@@ -23,6 +23,7 @@ from cadenza_events import (
     Envelope,
     Handoff,
     PlanRequested,
+    RunCancelRequested,
     RunEvent,
     TaskError,
     TaskReady,
@@ -106,7 +107,9 @@ class FakeWorker:
         if "error" in reply:
             status = "failed"
             error: TaskError | None = TaskError(
-                code=reply["error"], message=reply.get("message", "scripted failure")
+                code=reply["error"],
+                message=reply.get("message", "scripted failure"),
+                details=reply.get("details"),
             )
         else:
             status = reply.get("status", "succeeded")
@@ -193,6 +196,12 @@ class Stack:
         for _ in range(publish_times):
             await self.resources.publisher.publish(Topic.PLAN_REQUESTED, env)
         return run_id
+
+    async def cancel(self, run_id: str, *, reason: str | None = None) -> None:
+        """Send the command the gateway stages for ``POST /v1/runs/{id}/cancel``."""
+        command = RunCancelRequested(run_id=run_id, requested_by="key:test", reason=reason)
+        env = Envelope(payload=command, source="/test/gateway", plan_id=run_id)
+        await self.resources.publisher.publish(Topic.PLAN_REQUESTED, env)
 
     async def run(self, run_id: str) -> RunRecord:
         async with self.resources.sessions() as session:

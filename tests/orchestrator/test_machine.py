@@ -259,3 +259,69 @@ def test_redispatch_bumps_the_attempt_then_fails_with_worker_lost() -> None:
     instance = row("each", "running", 2, item_index=0, input={})
     lost = machine.redispatch("each", instance, max_dispatches=2, reason="worker_lost")
     assert lost.steps == [InstanceFinished(instance.id)]
+
+
+BUDGET_SPEC = [
+    {"id": "a", "tool": "noop", "on_failure": "fix"},
+    {"id": "fix", "tool": "noop", "fallback": True},
+    {"id": "b", "tool": "noop"},
+]
+
+
+def budget_error(scope: str) -> dict[str, Any]:
+    details = {"budget": scope, "unit": "tokens", "limit": 100, "spent": 96, "requested": 40}
+    return {"code": "budget_exceeded", "message": f"{scope} budget", "details": details}
+
+
+def test_a_budget_stop_ends_the_run_as_budget_exceeded_naming_the_budget() -> None:
+    g = graph(BUDGET_SPEC)
+    failed_b = row("b", "failed", 1, error=budget_error("run"))
+    out = machine.failed(g.node("b"), failed_b, None)
+    assert out.run is not None
+    assert out.run.status == "budget_exceeded"
+    assert out.run.error is not None
+    assert out.run.error["code"] == "budget_exceeded"
+    assert out.run.error["budget"]["budget"] == "run"
+    assert out.run.error["budget"]["spent"] == 96
+    assert [e.kind for e in out.events] == ["run.budget_exceeded"]
+
+
+def test_a_run_or_tenant_budget_skips_the_fallback_a_task_budget_may_use_it() -> None:
+    g = graph(BUDGET_SPEC)
+    for scope in ("run", "tenant_day", "tenant_month"):
+        out = machine.failed(
+            g.node("a"), row("a", "failed", 1, error=budget_error(scope)), row("fix")
+        )
+        assert out.run is not None, scope
+        assert out.run.status == "budget_exceeded", scope
+        assert out.steps == []
+    own = machine.failed(g.node("a"), row("a", "failed", 1, error=budget_error("task")), row("fix"))
+    assert own.run is None
+    assert own.steps == [Advance("fix")]
+
+
+def test_a_budget_failed_result_keeps_its_details_on_the_task() -> None:
+    r = row("a", "running", 1)
+    error = TaskError(code="budget_exceeded", message="run budget", details={"budget": "run"})
+    out = machine.apply_result("a", r, result(r, "failed", error=error))
+    assert out.updates[0].values["error"]["details"] == {"budget": "run"}
+    plain = machine.apply_result(
+        "a", r, result(r, "failed", error=TaskError(code="x", message="y"))
+    )
+    assert "details" not in plain.updates[0].values["error"]
+
+
+def test_a_cancel_cancels_the_run_and_names_who_asked() -> None:
+    out = machine.cancel_run(requested_by="key:k1", reason="duplicate order")
+    assert out.run is not None
+    assert out.run.status == "cancelled"
+    assert [(e.kind, e.status, e.data) for e in out.events] == [
+        ("run.cancelled", "cancelled", {"requested_by": "key:k1", "reason": "duplicate order"})
+    ]
+    assert not out.dispatches
+    assert not out.new_tasks
+
+
+def test_a_cancel_without_a_reason_records_none() -> None:
+    (event,) = machine.cancel_run(requested_by=None, reason=None).events
+    assert event.data == {"requested_by": None}

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from cadenza_events import TaskReady, TaskResult
-from cadenza_state import RunRecord, TaskRecord
+from cadenza_events import Envelope, PlanRequested, TaskReady, TaskResult, Topic
+from cadenza_runtime import keys
 from orchestrator_specs import DIAMOND
 from orchestrator_stack import UNIT, Reply, Stack, publish_result
 from prometheus_client import REGISTRY
-from sqlalchemy import update
 from support import assert_eventually
 
 unit_only = pytest.mark.parametrize(
@@ -88,8 +87,14 @@ async def test_duplicate_plan_requested_plans_once(stack: Stack) -> None:
     assert events.count("run.started") == 1
 
 
-@unit_only
-async def test_results_for_a_cancelled_run(stack: Stack) -> None:
+def cancels(outcome: str) -> float:
+    value = REGISTRY.get_sample_value("cadenza_orchestrator_cancels_total", {"outcome": outcome})
+    return value or 0.0
+
+
+async def test_a_cancel_command_stops_the_run_and_late_results_change_nothing(
+    stack: Stack,
+) -> None:
     spec: dict[str, Any] = {
         "name": "cancel",
         "tasks": [
@@ -102,51 +107,64 @@ async def test_results_for_a_cancelled_run(stack: Stack) -> None:
     held: dict[str, TaskReady] = {}
 
     async def script(ready: TaskReady, params: dict[str, Any]) -> Reply:
-        # A real worker marks the task running, then runs it (here: forever).
-        async with stack.resources.sessions() as session, session.begin():
-            await session.execute(
-                update(TaskRecord)
-                .where(TaskRecord.id == ready.task_id)
-                .values(status="running", worker_id="fake-worker")
-            )
-        held[ready.node_id] = ready
+        held[ready.node_id] = ready  # a worker running it (here: forever)
         return None
 
     stack.worker.script = script
     run_id = await stack.submit(spec)
     await assert_eventually(lambda: len(held) == 3)
+    hot = stack.resources.hot
+    marker = hot.key(keys.run_cancelled(run_id))
+    assert not await hot.redis.exists(marker)
 
-    # The gateway cancels: run and not-yet-running tasks cancelled, workers told to stop.
-    async with stack.resources.sessions() as session, session.begin():
-        await session.execute(
-            update(RunRecord).where(RunRecord.id == run_id).values(status="cancelled")
-        )
-        await session.execute(
-            update(TaskRecord)
-            .where(TaskRecord.run_id == run_id, TaskRecord.status.in_(["pending", "ready"]))
-            .values(status="cancelled")
-        )
-
-    ignored_before = ignored("run_cancelled")
-    await stack.worker.reply(held["one"], {"output": {"done": True}})  # finished just in time
-    await stack.worker.reply(held["two"], {"status": "cancelled"})  # stopped by the worker
-
-    async def two_cancelled() -> dict[str, TaskRecord]:
-        tasks = await stack.tasks(run_id)
-        assert tasks["two"].status == "cancelled"
-        return tasks
-
-    tasks = await assert_eventually(two_cancelled)
-    await wait_ignored("run_cancelled", ignored_before, 1)
+    await stack.cancel(run_id, reason="wrong inputs")
+    run = await stack.wait_run(run_id, "cancelled")
+    assert run.finished_at is not None
     tasks = await stack.tasks(run_id)
-    assert tasks["one"].status == "running"  # its result is ignored (recorded as history)
-    assert tasks["three"].status == "running"
-    assert tasks["after"].status == "cancelled"
-    assert {r.node_id for r in stack.worker.received} == {"one", "two", "three"}
+    assert {n: t.status for n, t in tasks.items()} == dict.fromkeys(
+        ["one", "two", "three", "after"], "cancelled"
+    )
+    # The workers' stop marker is set after the commit.
+    await assert_eventually(lambda: hot.redis.exists(marker), message="stop marker set")
+    events = await stack.run_events(run_id)
+    cancelled = [e for e in events if e.kind == "run.cancelled"]
+    assert len(cancelled) == 1
+    assert cancelled[0].data == {"requested_by": "key:test", "reason": "wrong inputs"}
+
+    # Late results: one finished just in time, two was stopped by its worker. Both are
+    # recorded as history and change nothing.
+    ignored_before = ignored("run_cancelled")
+    await stack.worker.reply(held["one"], {"output": {"done": True}})
+    await stack.worker.reply(held["two"], {"status": "cancelled"})
+    await wait_ignored("run_cancelled", ignored_before, 2)
     attempts = {x.task_id: x.status for x in await stack.attempts(run_id)}
     assert attempts == {tasks["one"].id: "succeeded", tasks["two"].id: "cancelled"}
-    run = await stack.run(run_id)
-    assert run.status == "cancelled"
+    tasks = await stack.tasks(run_id)
+    assert {t.status for t in tasks.values()} == {"cancelled"}
+    assert {r.node_id for r in stack.worker.received} == {"one", "two", "three"}
+
+    # A repeated cancel changes nothing but sets a lost stop marker again.
+    finished_before = cancels("run_finished")
+    await hot.redis.delete(marker)
+    await stack.cancel(run_id)
+    await assert_eventually(lambda: hot.redis.exists(marker), message="marker set again")
+    assert cancels("run_finished") == finished_before + 1
+    assert (await stack.run(run_id)).status == "cancelled"
+    assert [e.kind for e in await stack.run_events(run_id)].count("run.cancelled") == 1
+
+
+async def test_a_cancel_before_the_plan_cancels_the_run_unplanned(stack: Stack) -> None:
+    spec: dict[str, Any] = {"name": "early", "tasks": [{"id": "a", "tool": "echo", "with": {}}]}
+    run_id = await stack.submit(spec, publish_times=0)
+    await stack.cancel(run_id)
+    await stack.wait_run(run_id, "cancelled")
+    before = plans_ignored()
+    plan = PlanRequested(run_id=run_id, workflow_name="early", spec=spec)
+    env = Envelope(payload=plan, source="/test/gateway", tenant_id="acme", plan_id=run_id)
+    await stack.resources.publisher.publish(Topic.PLAN_REQUESTED, env)
+    await assert_eventually(lambda: plans_ignored() >= before + 1, message="plan ignored")
+    assert await stack.tasks(run_id) == {}
+    assert stack.worker.received == []
 
 
 @unit_only

@@ -43,6 +43,7 @@ TABLES = {
     "agents",
     "api_keys",
     "provider_keys",
+    "tenant_budgets",
     "llm_calls",
     "tool_calls",
     "reference_records",

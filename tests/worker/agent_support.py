@@ -11,6 +11,7 @@ from typing import Any
 from cadenza_events import RetryableError
 from cadenza_llm import ChatRequest, ChatResponse, Price, PriceTable, ToolCall, Usage
 from cadenza_state import AgentRecord, LLMCallRecord, ToolCallRecord
+from cadenza_worker import ToolRegistry
 from cadenza_workflow import AgentSpec
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -138,3 +139,14 @@ async def tool_rows(stack: Stack, task_id: str) -> list[ToolCallRecord]:
         query = select(ToolCallRecord).where(ToolCallRecord.task_id == task_id)
         rows = (await session.execute(query.order_by(ToolCallRecord.id))).scalars()
         return list(rows)
+
+
+async def start_agent_worker(stack: Stack, provider: Any, **settings: Any) -> EchoTool:
+    """A worker with the echo tool whose `scripted:*` models are ``provider``."""
+    echo = EchoTool()
+    await stack.start_worker(
+        tools=ToolRegistry([echo]),  # type: ignore[list-item]
+        llm=ScriptedRegistry(provider),
+        **settings,
+    )
+    return echo

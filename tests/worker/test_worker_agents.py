@@ -198,23 +198,6 @@ async def test_tool_choice_required_forces_the_first_call_then_lets_the_model_an
     assert [r.tool_choice for r in provider.requests] == ["required", "auto", "auto"]
 
 
-async def test_the_token_budget_stops_the_loop(stack: Stack) -> None:
-    ref = await register_agent(stack, budget={"max_tokens": 100})
-    provider = ScriptedProvider(
-        [calls(("echo", {"text": "a"}), tokens=(90, 20)), answer("never reached")]
-    )
-    await start(stack, provider)
-    task = await stack.add_task(ref, {"prompt": "spend"}, kind="agent")
-    await stack.dispatch(task)
-
-    result = await stack.result(task)
-    assert result.status == "failed"
-    assert result.error is not None
-    assert result.error.code == "budget_exceeded"
-    assert "110 tokens" in result.error.message
-    assert len(provider.requests) == 1
-
-
 @BOTH_STACKS
 async def test_a_crash_mid_loop_resumes_from_the_checkpoint(stack: Stack) -> None:
     """The provider fails (retryably) on the second turn: the worker's retry resumes the

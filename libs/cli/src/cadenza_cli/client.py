@@ -24,7 +24,7 @@ def api_client(url: str, *, timeout: Any = 30, api_key: str | None = None) -> ht
     return httpx.AsyncClient(base_url=url, timeout=timeout, headers=headers)
 
 
-TERMINAL = {"succeeded", "failed", "cancelled"}
+TERMINAL = {"succeeded", "failed", "cancelled", "budget_exceeded"}
 
 
 class ApiError(Exception):

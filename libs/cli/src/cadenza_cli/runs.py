@@ -145,19 +145,31 @@ def show_run(
 
 
 @runs_app.command("cancel")
-def cancel_run(run_id: str, url: UrlOption = DEFAULT_URL) -> None:
-    """Cancel a run: its running tasks are stopped."""
+def cancel_run(
+    run_id: str,
+    reason: Annotated[
+        str | None, typer.Option(help="Why (kept in the timeline and the audit log).")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option(help="Wait until the orchestrator has cancelled the run.")
+    ] = True,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Cancel a run: its open tasks are cancelled and its running tasks stopped."""
 
     async def go() -> dict[str, Any]:
         async with _client(url) as client:
-            resp = await client.post(f"/v1/runs/{run_id}/cancel")
+            body = {"reason": reason} if reason else None
+            resp = await client.post(f"/v1/runs/{run_id}/cancel", json=body)
             if resp.status_code >= 400:
                 raise ApiError(resp.status_code, resp.json())
             data: dict[str, Any] = resp.json()
+            if wait:
+                data = await wait_for_run(client, run_id)
             return data
 
     try:
         run = asyncio.run(go())
     except (ApiError, httpx.HTTPError) as exc:
         _fail(exc)
-    typer.echo(f"run {run['id']} {run['status']}")
+    typer.echo(f"run {run['id']} {run['status'] if wait else 'cancel requested'}")

@@ -16,7 +16,9 @@ import typer
 
 from .client import DEFAULT_URL, ApiError, api_client, get_run, print_json
 
-TERMINAL_EVENTS = frozenset({"run.succeeded", "run.failed", "run.cancelled", "end"})
+TERMINAL_EVENTS = frozenset(
+    {"run.succeeded", "run.failed", "run.cancelled", "run.budget_exceeded", "end"}
+)
 RECONNECTS = 20
 
 
@@ -123,7 +125,7 @@ def describe(sse: SseEvent) -> str | None:
     if kind == "task.retrying":
         detail.append(f"try {data.get('try')} failed: {(data.get('error') or {}).get('code')}")
     error = data.get("error")
-    if isinstance(error, dict) and kind in ("task.failed", "run.failed"):
+    if isinstance(error, dict) and kind in ("task.failed", "run.failed", "run.budget_exceeded"):
         detail.append(str(error.get("message") or error.get("code") or error)[:120])
     status = event.get("status") or data.get("status") or ""
     what = kind if not task else f"{task:<24} {kind}"

@@ -10,19 +10,34 @@ class CadenzaError(Exception):
 
     code: str = "error"
     retryable: bool = True
+    details: dict[str, Any] | None = None
 
     def __init__(
-        self, message: str, *, code: str | None = None, retryable: bool | None = None
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        retryable: bool | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
+        if details is not None:
+            self.details = details
         if code is not None:
             self.code = code
         if retryable is not None:
             self.retryable = retryable
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+        data: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "retryable": self.retryable,
+        }
+        if self.details is not None:
+            data["details"] = self.details
+        return data
 
 
 class RetryableError(CadenzaError):

@@ -36,6 +36,17 @@ class PlanRequested(Payload):
     inputs: dict[str, Any] = Field(default_factory=dict)
 
 
+class RunCancelRequested(Payload):
+    """Someone asked to cancel a run. A command on the ``plan.requested`` topic (keyed by
+    run, so it follows the run's plan in order): the orchestrator, the one writer of run
+    state, cancels the run and its open tasks and tells the workers to stop."""
+
+    EVENT_TYPE: ClassVar[str] = "cadenza.run.cancel_requested.v1"
+    run_id: str
+    requested_by: str | None = Field(default=None, description="Credential subject, for audit")
+    reason: str | None = None
+
+
 class TaskReady(Payload):
     """A task instance is ready to run; workers compete for it (keyed by task id)."""
 
@@ -74,6 +85,11 @@ class TaskError(BaseModel):
     code: str
     message: str
     retryable: bool = False
+    details: dict[str, Any] | None = Field(
+        default=None,
+        description="Structured facts of the failure, e.g. which budget ran out and how much "
+        "was spent (budget_exceeded) or what a guardrail found (guardrail_violated)",
+    )
 
 
 class Handoff(BaseModel):
@@ -169,6 +185,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
     cls.EVENT_TYPE: cls
     for cls in (
         PlanRequested,
+        RunCancelRequested,
         TaskReady,
         TaskResult,
         RunEvent,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from .outages import is_outage
 log = logging.getLogger("cadenza.run_events")
 tracer = trace.get_tracer("cadenza.run_events")
 
-TERMINAL_KINDS = frozenset({"run.succeeded", "run.failed", "run.cancelled"})
+TERMINAL_KINDS = frozenset({"run.succeeded", "run.failed", "run.cancelled", "run.budget_exceeded"})
 DEFAULT_TTL_S = 7 * 86_400
 DEFAULT_ENDED_TTL_S = 86_400
 
@@ -36,20 +36,29 @@ RECORDED = Counter(
     ["outcome"],
 )
 
-# One round trip, atomic: dedupe by event id, number, append, set the TTL. Both keys share a
-# hash tag ({run id}) so they live on one cluster slot.
+# One round trip, atomic, for any number of one run's events (a RunEventBatch): for each,
+# dedupe by event id, number, append; then set the TTL once. Both keys share a hash tag
+# ({run id}) so they live on one cluster slot. ARGV: ttl, ended ttl, then (id, body,
+# terminal) per event. Returns, per event, its sequence number or 0 for a duplicate.
 _APPEND = """
-local field = 'id:' .. ARGV[1]
-if redis.call('hexists', KEYS[2], field) == 1 then return 0 end
-local seq = redis.call('hincrby', KEYS[2], 'seq', 1)
-redis.call('hset', KEYS[2], field, seq)
-redis.call('xadd', KEYS[1], '0-' .. seq, 'e', ARGV[2])
-if ARGV[5] == '1' then redis.call('hset', KEYS[2], 'ended', 1) end
-local ttl = ARGV[3]
-if redis.call('hexists', KEYS[2], 'ended') == 1 then ttl = ARGV[4] end
+local seqs = {}
+for i = 3, #ARGV, 3 do
+  local field = 'id:' .. ARGV[i]
+  if redis.call('hexists', KEYS[2], field) == 1 then
+    seqs[#seqs + 1] = 0
+  else
+    local seq = redis.call('hincrby', KEYS[2], 'seq', 1)
+    redis.call('hset', KEYS[2], field, seq)
+    redis.call('xadd', KEYS[1], '0-' .. seq, 'e', ARGV[i + 1])
+    if ARGV[i + 2] == '1' then redis.call('hset', KEYS[2], 'ended', 1) end
+    seqs[#seqs + 1] = seq
+  end
+end
+local ttl = ARGV[1]
+if redis.call('hexists', KEYS[2], 'ended') == 1 then ttl = ARGV[2] end
 redis.call('expire', KEYS[1], ttl)
 redis.call('expire', KEYS[2], ttl)
-return seq
+return seqs
 """
 
 
@@ -126,21 +135,29 @@ class RunEventLog:
     async def append(self, env: Envelope[RunEvent]) -> int | None:
         """Append once per CloudEvent id; returns the sequence number, or None for a
         duplicate (a redelivery of an event already in the log)."""
-        event = env.payload
-        seq = int(
-            await self._append(
-                keys=[self.stream_key(event.run_id), self._index_key(event.run_id)],
-                args=[
-                    env.id,
-                    _body(env),
-                    self._ttl_s,
-                    self._ended_ttl_s,
-                    "1" if event.kind in TERMINAL_KINDS else "0",
-                ],
-            )
+        (seq,) = await self.append_many([env])
+        return seq
+
+    async def append_many(self, envs: Sequence[Envelope[RunEvent]]) -> list[int | None]:
+        """Append one run's events in order, in ONE Redis round trip; per event its
+        sequence number, or None for a duplicate."""
+        if not envs:
+            return []
+        run_id = envs[0].payload.run_id
+        if any(env.payload.run_id != run_id for env in envs):
+            raise ValueError("append_many takes the events of one run")
+        args: list[Any] = [self._ttl_s, self._ended_ttl_s]
+        for env in envs:
+            terminal = "1" if env.payload.kind in TERMINAL_KINDS else "0"
+            args += [env.id, _body(env), terminal]
+        reply = await self._append(
+            keys=[self.stream_key(run_id), self._index_key(run_id)], args=args
         )
-        RECORDED.labels("appended" if seq else "duplicate").inc()
-        return seq or None
+        seqs = [int(n) or None for n in reply]
+        appended = sum(1 for n in seqs if n)
+        RECORDED.labels("appended").inc(appended)
+        RECORDED.labels("duplicate").inc(len(seqs) - appended)
+        return seqs
 
     async def read(self, run_id: str, after: int = 0, count: int = 500) -> list[RunEventEntry]:
         """Events with a sequence number above ``after``, oldest first (at most ``count``)."""
@@ -225,9 +242,15 @@ class RunEventRecorder:
                 "cadenza.run_events.count": len(events),
             },
         ) as span:
+            # One round trip per run (a batch is one run's; a lone event is a batch of one),
+            # in order: the stream's numbering follows the run.
+            by_run: dict[str, list[Envelope[RunEvent]]] = {}
+            for event in events:
+                by_run.setdefault(event.payload.run_id, []).append(event)
             seq = None
-            for event in events:  # in order: the stream's numbering follows the run
-                seq = await self._events.append(event)
+            for run_events in by_run.values():
+                seqs = await self._events.append_many(run_events)
+                seq = next((n for n in reversed(seqs) if n), seq)
             span.set_attribute("cadenza.run_events.seq", seq or 0)
 
     async def start(self) -> None:

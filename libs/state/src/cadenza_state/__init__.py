@@ -3,6 +3,7 @@
 from cadenza_state.db import alembic_config, create_engine, migrate, session_factory
 from cadenza_state.hot import HotState, create_redis
 from cadenza_state.models import (
+    STOPPED_RUN_STATUSES,
     TERMINAL_RUN_STATUSES,
     TERMINAL_TASK_STATUSES,
     AgentRecord,
@@ -21,6 +22,7 @@ from cadenza_state.models import (
     TaskAttemptRecord,
     TaskRecord,
     TaskStatus,
+    TenantBudgetRecord,
     ToolCallRecord,
     ToolEffectRecord,
     WorkflowRecord,
@@ -59,9 +61,11 @@ from cadenza_state.secrets import (
     SecretsUnavailable,
 )
 from cadenza_state.settings import StateSettings
+from cadenza_state.spend import llm_spend
 from cadenza_state.types import JSONType, UTCDateTime, utcnow
 
 __all__ = [
+    "STOPPED_RUN_STATUSES",
     "TERMINAL_RUN_STATUSES",
     "TERMINAL_TASK_STATUSES",
     "AgentRecord",
@@ -96,6 +100,7 @@ __all__ = [
     "TaskAttemptRecord",
     "TaskRecord",
     "TaskStatus",
+    "TenantBudgetRecord",
     "ToolCallRecord",
     "ToolEffectRecord",
     "UTCDateTime",
@@ -110,6 +115,7 @@ __all__ = [
     "delete_provider_key",
     "insert_outbox",
     "list_provider_keys",
+    "llm_spend",
     "mark_published",
     "migrate",
     "open_state",

@@ -42,6 +42,8 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Stopped because a token or USD budget (task, run or tenant) ran out: see docs/guardrails.md.
+    BUDGET_EXCEEDED = "budget_exceeded"
 
 
 class TaskStatus(StrEnum):
@@ -56,7 +58,12 @@ class TaskStatus(StrEnum):
     RECOVERED = "recovered"
 
 
-TERMINAL_RUN_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+TERMINAL_RUN_STATUSES = frozenset(
+    {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.BUDGET_EXCEEDED}
+)
+STOPPED_RUN_STATUSES = frozenset({RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.BUDGET_EXCEEDED})
+"""Terminal statuses reached before every task finished: open tasks are cancelled and
+running workers told to stop."""
 TERMINAL_TASK_STATUSES = frozenset(
     {
         TaskStatus.SUCCEEDED,
@@ -115,6 +122,9 @@ class RunRecord(Base):
     output: Mapped[Any | None] = mapped_column(JSONType)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    # Limits given with the run request ({max_tokens, max_usd, on_exceeded}); the workers
+    # apply them with the workflow's own `budget` (the tighter of the two wins).
+    budget: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(
         default=utcnow, onupdate=utcnow, server_default=func.now()
@@ -297,6 +307,23 @@ class ApiKeyRecord(Base):
     revoked_at: Mapped[datetime | None] = mapped_column()
     # The key this one replaced (rotation keeps the chain for the audit trail).
     rotated_from: Mapped[str | None] = mapped_column(String(32))
+
+
+class TenantBudgetRecord(Base):
+    """A tenant's spending limit for one calendar period (UTC day or month), set through
+    ``PUT /v1/tenants/{id}/budget``. Spend is the sum of ``llm_calls`` in the period."""
+
+    __tablename__ = "tenant_budgets"
+
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    period: Mapped[str] = mapped_column(String(16), primary_key=True)  # "day" | "month"
+    max_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    max_usd: Mapped[float | None] = mapped_column(Float)
+    on_exceeded: Mapped[str] = mapped_column(String(16), default="stop")
+    updated_by: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=func.now()
+    )
 
 
 class ProviderKeyRecord(Base):

@@ -40,6 +40,15 @@ from .expressions import (
     is_template,
     render,
 )
+from .guardrails import (
+    ACTION_STRICTNESS,
+    PII_ENTITIES,
+    Budget,
+    GuardrailPolicy,
+    PiiPolicy,
+    combine,
+    tighter,
+)
 from .inputs import coerce_input, json_type_name, resolve_inputs
 from .reactflow import from_react_flow, is_react_flow
 from .schema import WORKFLOW_SCHEMA_ID, workflow_json_schema
@@ -56,11 +65,13 @@ from .tools import BUILTIN_TOOLS
 from .validate import load_spec, topological_order, validate_spec
 
 __all__ = [
+    "ACTION_STRICTNESS",
     "AGENT_REF_PATTERN",
     "AGENT_SCHEMA_ID",
     "BUILTIN_TOOLS",
     "CONTEXT_NAMES",
     "MAX_FAN_OUT",
+    "PII_ENTITIES",
     "RUN_FIELDS",
     "TASK_FIELDS",
     "TASK_STATUSES",
@@ -68,11 +79,14 @@ __all__ = [
     "AgentBudget",
     "AgentSpec",
     "AgentValidationError",
+    "Budget",
     "ErrorCode",
     "Expression",
     "ExpressionError",
+    "GuardrailPolicy",
     "InputSpec",
     "InputType",
+    "PiiPolicy",
     "RetryPolicy",
     "SpecError",
     "SpecValidationError",
@@ -83,6 +97,7 @@ __all__ = [
     "agent_json_schema",
     "build_context",
     "coerce_input",
+    "combine",
     "compile_expression",
     "compile_template",
     "evaluate_condition",
@@ -100,6 +115,7 @@ __all__ = [
     "parse_spec",
     "render",
     "resolve_inputs",
+    "tighter",
     "topological_order",
     "validate_agent",
     "validate_spec",

@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from .errors import ErrorCode, SpecError, SpecValidationError
+from .guardrails import GuardrailPolicy, PiiPolicy
 from .loading import errors_from_pydantic, format_path, load_document
 from .schema import published_schema
 from .spec import WORKFLOW_NAME_PATTERN
@@ -67,7 +68,8 @@ class AgentValidationError(SpecValidationError):
 
 
 class AgentBudget(BaseModel):
-    """Spending limits of one agent task attempt; the worker stops the agent when one is hit."""
+    """Spending limits of one agent task; the worker reserves each LLM call's worst case
+    against them and does not make a call that does not fit."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -133,7 +135,13 @@ class AgentSpec(BaseModel):
         "without it the answer is free text.",
     )
     budget: AgentBudget | None = Field(
-        default=None, description="Optional token and cost limits per task attempt."
+        default=None,
+        description="Optional token and cost limits of each task this agent runs (all its "
+        "attempts together); reserved before every LLM call.",
+    )
+    guardrails: GuardrailPolicy | None = Field(
+        default=None,
+        description="Output checks (PII) on the agent's answers and tool-call arguments.",
     )
     handoffs: list[AgentName] = Field(
         default_factory=list,
@@ -196,6 +204,8 @@ def _as_agent_errors(errors: Iterable[SpecError]) -> AgentValidationError:
 _AGENT_FIELDS = [
     *AgentSpec.model_fields,
     *AgentBudget.model_fields,
+    *GuardrailPolicy.model_fields,
+    *PiiPolicy.model_fields,
 ]
 
 

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from .errors import ErrorCode, SpecError, SpecValidationError
+from .guardrails import Budget, GuardrailPolicy
 from .loading import errors_from_pydantic, load_document
 from .reactflow import from_react_flow, is_react_flow
 
@@ -208,6 +209,15 @@ class WorkflowSpec(BaseModel):
         description="Agent versions by name: the version an agent task without '@version' "
         "and a handoff to that agent use. When a run starts the gateway completes this map "
         "with every agent the run can reach (latest versions unless given here).",
+    )
+    budget: Budget | None = Field(
+        default=None,
+        description="Token and USD limits of each run of this workflow (a run request may "
+        "lower them). Every LLM call reserves its worst case against them first.",
+    )
+    guardrails: GuardrailPolicy | None = Field(
+        default=None,
+        description="Output checks (PII) for every agent task, on top of each agent's own.",
     )
 
     @property

@@ -82,4 +82,10 @@ def to_task_error(exc: BaseException) -> TaskError:
     message = getattr(exc, "message", None)
     if not isinstance(message, str) or not message:
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return TaskError(code=code, message=message[:_MAX_MESSAGE], retryable=is_retryable(exc))
+    details = getattr(exc, "details", None)
+    return TaskError(
+        code=code,
+        message=message[:_MAX_MESSAGE],
+        retryable=is_retryable(exc),
+        details=details if isinstance(details, dict) else None,
+    )

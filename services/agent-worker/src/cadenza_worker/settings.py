@@ -104,6 +104,15 @@ class WorkerSettings(BaseSettings):
     agent_max_tokens_per_turn: int = Field(
         default=512, ge=1, description="max_tokens of each LLM call an agent makes."
     )
+    budget_reservation_ttl_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="How long a budget reservation made before an LLM call lives; one whose "
+        "worker died is released by the reconciler after this (keep it above the LLM timeout).",
+    )
+    budget_reconcile_interval_s: float = Field(
+        default=15.0, gt=0, description="How often each worker releases expired reservations."
+    )
     metrics_port: int = Field(
         default=9102, ge=0, le=65535, description="Prometheus /metrics port (0 disables)."
     )

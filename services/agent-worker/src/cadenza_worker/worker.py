@@ -10,6 +10,7 @@ from cadenza_llm import ProviderRegistry
 from cadenza_runtime import Resources, is_outage
 
 from .agents import AgentExecutor, LoopLimits
+from .budgets import BudgetLedger, Reconciler
 from .handler import TaskHandler
 from .journal import EffectJournal
 from .kinds import ExecutorRegistry, ToolExecutor
@@ -45,6 +46,10 @@ class Worker:
         self.tools = tools if tools is not None else builtin_tools(self.settings)
         self.journal = EffectJournal(resources.sessions)
         self.llm = llm if llm is not None else ProviderRegistry()
+        self.budgets = BudgetLedger(
+            resources.hot, reservation_ttl_s=self.settings.budget_reservation_ttl_s
+        )
+        self._reconciler = Reconciler(self.budgets, self.settings.budget_reconcile_interval_s)
         self.agents = AgentExecutor(
             resources.sessions,
             resources.state.settings,
@@ -60,6 +65,7 @@ class Worker:
             ),
             objects=resources.objects,
             claim_check_bytes=self.settings.claim_check_bytes,
+            ledger=self.budgets,
         )
         self.executors = executors or ExecutorRegistry(
             {"tool": ToolExecutor(self.tools, self.journal), "agent": self.agents}
@@ -88,6 +94,7 @@ class Worker:
         )
         await consumer.start()
         self._consumer = consumer
+        self._reconciler.start()
         log.info(
             "worker %s consuming %s (group %s, concurrency %d, kinds %s, tools %s)",
             self.settings.worker_id,
@@ -104,6 +111,7 @@ class Worker:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             await consumer.stop()
+        await self._reconciler.stop()
         await self._handler.presence.stop()
         await self._handler.reporter.drain()
         await self.tools.aclose()

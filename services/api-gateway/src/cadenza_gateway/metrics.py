@@ -36,7 +36,7 @@ IDEMPOTENT_REPLAYS = Counter(
     ["tenant"],
 )
 RUNS_CANCELLED = Counter(
-    "cadenza_gateway_runs_cancelled_total", "Runs cancelled through the API.", ["tenant"]
+    "cadenza_gateway_runs_cancelled_total", "Cancels requested through the API.", ["tenant"]
 )
 WORKFLOW_VERSIONS = Counter(
     "cadenza_gateway_workflow_versions_total", "Workflow versions registered.", ["tenant"]
@@ -60,11 +60,6 @@ WRITE_CONFLICTS = Counter(
 )
 READINESS_FAILURES = Counter(
     "cadenza_gateway_readiness_failures_total", "Failed /readyz dependency checks.", ["check"]
-)
-CANCEL_SIGNAL_FAILURES = Counter(
-    "cadenza_gateway_cancel_signal_failures_total",
-    "Cancelled runs whose Redis stop marker could not be set (workers keep running until a "
-    "repeated cancel sets it).",
 )
 UNAVAILABLE = Counter(
     "cadenza_gateway_unavailable_total",

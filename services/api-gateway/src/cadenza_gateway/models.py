@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from cadenza_state import TERMINAL_RUN_STATUSES, RunRecord, TaskRecord, WorkflowRecord
+from cadenza_workflow import Budget, tighter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .usage import RunUsage, UsageRollup, UsageTotals
@@ -97,6 +98,11 @@ class RunCreate(BaseModel):
     inputs: dict[str, Any] = Field(
         default_factory=dict, description="Input values by name; defaults fill the rest."
     )
+    budget: Budget | None = Field(
+        default=None,
+        description="Token and USD limits of this run, applied with the workflow's own "
+        "`budget` (the tighter of the two wins). See docs/guardrails.md.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> RunCreate:
@@ -178,7 +184,9 @@ class RunSummary(BaseModel):
     tenant_id: str = Field(description="Tenant owning the run.")
     workflow_name: str = Field(description="Workflow name.")
     workflow_version: int | None = Field(description="Registered version; null = inline spec.")
-    status: str = Field(description="pending, running, succeeded, failed or cancelled.")
+    status: str = Field(
+        description="pending, running, succeeded, failed, cancelled or budget_exceeded."
+    )
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None
@@ -224,6 +232,11 @@ class RunPublic(RunSummary):
         description="For a rerun or fork: `kind`, `parent_run_id`, the tasks it reran "
         "(`from`) or the overrides it was forked with (`forked_at`, `inputs`, `tasks`).",
     )
+    budget: Budget | None = Field(
+        default=None,
+        description="The run's limits (the workflow's budget and the request's, the tighter "
+        "of the two); compare with usage.total.total_tokens and usage.total.cost_usd.",
+    )
 
     @classmethod
     def from_run(
@@ -249,7 +262,17 @@ class RunPublic(RunSummary):
             agents=run.spec.get("agents", {}),
             usage=usage.usage if usage else RunUsage(),
             lineage=run.lineage,
+            budget=run_budget(run),
         )
+
+
+def run_budget(run: RunRecord) -> Budget | None:
+    """The limits the workers apply to ``run`` (same rule as theirs: the tighter wins)."""
+
+    def parse(data: Any) -> Budget | None:
+        return Budget.model_validate(data) if isinstance(data, dict) and data else None
+
+    return tighter(parse(run.spec.get("budget")), parse(run.budget))
 
 
 class RunsPublic(BaseModel):
@@ -265,7 +288,9 @@ class RunStatusPublic(BaseModel):
     """A run's status for cheap polling (Redis hot status, else PostgreSQL)."""
 
     id: str
-    status: str = Field(description="pending, running, succeeded, failed or cancelled.")
+    status: str = Field(
+        description="pending, running, succeeded, failed, cancelled or budget_exceeded."
+    )
     terminal: bool = Field(description="True once the status can no longer change.")
     source: Literal["hot", "database"] = Field(
         description="`hot` = the Redis cache the orchestrator keeps; `database` = PostgreSQL."

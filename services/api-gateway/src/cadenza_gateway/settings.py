@@ -62,11 +62,6 @@ class GatewaySettings(BaseSettings):
     readiness_timeout_s: float = Field(
         default=2.0, gt=0, description="Time limit of each /readyz dependency check."
     )
-    cancel_marker_ttl_s: int = Field(
-        default=86_400,
-        gt=0,
-        description="How long the Redis `run:{id}:cancelled` marker that stops workers lives.",
-    )
 
     auth: AuthSettings = Field(
         default_factory=AuthSettings,

@@ -84,11 +84,30 @@ class RunUsage(BaseModel):
     )
 
 
+class BudgetStatus(BaseModel):
+    """A tenant budget against what its current period has spent."""
+
+    period: str = Field(description="day or month (UTC calendar periods).")
+    max_tokens: int | None = None
+    max_usd: float | None = None
+    spent_tokens: int = 0
+    spent_usd: float = 0.0
+    period_start: datetime
+
+
 class TenantUsage(RunUsage):
     """The tenant's usage over a time window (rows recorded in [since, until))."""
 
     since: datetime | None = Field(default=None, description="Start of the window, if any.")
     until: datetime | None = Field(default=None, description="End of the window, if any.")
+    by_workflow: dict[str, ModelUsage] = Field(
+        default_factory=dict, description="LLM usage per workflow name (all its versions)."
+    )
+    budgets: list[BudgetStatus] = Field(
+        default_factory=list,
+        description="The tenant's day / month budgets (PUT /v1/budgets/{period}) against "
+        "the spend of their current period (independent of since/until).",
+    )
 
 
 @dataclass

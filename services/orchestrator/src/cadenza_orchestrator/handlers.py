@@ -1,4 +1,5 @@
-"""Consumers' handlers: ``plan.requested`` expands a run, ``task.result`` moves it on.
+"""Consumers' handlers: ``plan.requested`` expands a run, ``run.cancel_requested`` (on the
+same topic) cancels it, ``task.result`` moves it on.
 
 The consumer hands over one partition's fetch at a time. The whole batch is ONE
 transaction: each run's events are applied in order on its row, locked once (the lock also
@@ -18,10 +19,16 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from cadenza_events import Envelope, PlanRequested, TaskResult
+from cadenza_events import Envelope, PlanRequested, RunCancelRequested, TaskResult
 from cadenza_events.tracing import context_of
 from cadenza_runtime import Resources
-from cadenza_state import RunRecord, RunStatus, TaskRecord
+from cadenza_state import (
+    STOPPED_RUN_STATUSES,
+    TERMINAL_RUN_STATUSES,
+    RunRecord,
+    RunStatus,
+    TaskRecord,
+)
 from cadenza_workflow import ExpressionError, SpecValidationError
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
@@ -67,7 +74,7 @@ class RunHandlers:
         by_run: dict[str, list[Envelope[Any]]] = {}
         for env in envs:
             payload = env.payload
-            if isinstance(payload, (PlanRequested, TaskResult)):
+            if isinstance(payload, (PlanRequested, RunCancelRequested, TaskResult)):
                 by_run.setdefault(payload.run_id, []).append(env)
             else:
                 log.warning("ignoring unexpected event %s (%s)", env.type, env.id)
@@ -88,9 +95,7 @@ class RunHandlers:
             metrics.BATCH_EVENTS.observe(len(envs))
             per_event = elapsed / len(envs)  # the batch's cost, shared by its events
             for env in envs:
-                metrics.TRANSITION_SECONDS.labels(
-                    "plan.requested" if isinstance(env.payload, PlanRequested) else "task.result"
-                ).observe(per_event)
+                metrics.TRANSITION_SECONDS.labels(_kind(env)).observe(per_event)
             done = [a for a in applied if a is not None]
             await self.resources.relay.publish_committed(
                 [row for a in done for row in a.effects.outbox]
@@ -115,6 +120,12 @@ class RunHandlers:
         for env in items:
             if isinstance(env.payload, TaskResult):
                 results.append(env)
+                continue
+            if results:  # the results that came before this command apply first, in order
+                transition = await self._results(session, run, transition, results)
+                results = []
+            if isinstance(env.payload, RunCancelRequested):
+                transition = await self._cancel(session, run, transition, env)
                 continue
             if run.status != RunStatus.PENDING:  # a redelivered plan.requested
                 self._ignored(env, "duplicate")
@@ -144,6 +155,35 @@ class RunHandlers:
             return transition
         transition = self._transition(session, run, graph)
         await transition.run_outcome(machine.plan(graph))
+        return transition
+
+    # -- run.cancel_requested -------------------------------------------------------------
+
+    async def _cancel(
+        self,
+        session: AsyncSession,
+        run: RunRecord,
+        transition: Transition | None,
+        env: Envelope[RunCancelRequested],
+    ) -> Transition | None:
+        """Cancel a run that has not finished. A cancel of a finished run changes nothing,
+        but one of a cancelled run sets the workers' stop marker again: a retried cancel
+        repairs a marker Redis lost (an outage here pauses the batch until Redis is back)."""
+        if run.status in TERMINAL_RUN_STATUSES:
+            metrics.CANCELS.labels("run_finished").inc()
+            self._ignored(env, "run_finished")
+            if run.status == RunStatus.CANCELLED:
+                ttl = self.settings.status_ttl_s
+                await hot_status.mark_cancelled(self.resources.hot, run.id, ttl_s=ttl)
+            return transition
+        with self._item_span("orchestrator.cancel", env):
+            if transition is None:
+                transition = self._transition(session, run, self.graphs.get(run.id))
+            command = env.payload
+            await transition.run_outcome(
+                machine.cancel_run(requested_by=command.requested_by, reason=command.reason)
+            )
+        metrics.CANCELS.labels("applied").inc()
         return transition
 
     # -- task.result ----------------------------------------------------------------------
@@ -223,7 +263,9 @@ class RunHandlers:
 
     def _ignored(self, env: Envelope[Any], reason: str) -> None:
         payload = env.payload
-        if isinstance(payload, PlanRequested):
+        if isinstance(payload, RunCancelRequested):
+            log.info("cancel of run %s ignored: %s", payload.run_id, reason)
+        elif isinstance(payload, PlanRequested):
             metrics.PLANS_IGNORED.labels(reason).inc()
             log.info("plan.requested for run %s ignored: %s", payload.run_id, reason)
         else:
@@ -278,11 +320,10 @@ class RunHandlers:
             metrics.TASKS_REUSED.labels(source).inc(n)
         if effects.run_finished:
             metrics.RUNS_FINISHED.labels(effects.run_status).inc()
-            if effects.run_status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
-                self.graphs.forget(effects.run_id)
+            self.graphs.forget(effects.run_id)
         hot, ttl = self.resources.hot, self.settings.status_ttl_s
         try:
-            if effects.run_status == RunStatus.FAILED:
+            if effects.run_status in STOPPED_RUN_STATUSES:
                 await hot_status.mark_cancelled(hot, effects.run_id, ttl_s=ttl)
             if effects.run_finished:
                 async with self.resources.sessions() as session:
@@ -319,3 +360,13 @@ class RunHandlers:
             log.exception(
                 "run %s: hot status update failed (database is up to date)", effects.run_id
             )
+
+
+def _kind(env: Envelope[Any]) -> str:
+    """The transition-seconds label of an event."""
+    payload = env.payload
+    if isinstance(payload, PlanRequested):
+        return "plan.requested"
+    if isinstance(payload, RunCancelRequested):
+        return "run.cancel_requested"
+    return "task.result"

@@ -48,6 +48,7 @@ S = TaskStatus
 
 # Error codes the orchestrator itself produces (workers produce the others).
 WORKER_LOST = "worker_lost"
+BUDGET_EXCEEDED = "budget_exceeded"  # produced by workers; ends the run with its own status
 TASK_FAILED = "task_failed"
 OUTPUT_FAILED = "output_expression"
 
@@ -351,7 +352,7 @@ def apply_result(
             steps=[InstanceFinished(row.id) if instance else Settled(node_id)],
         )
     error = (
-        result.error.model_dump()
+        result.error.model_dump(exclude_none=True)
         if result.error is not None
         else error_dict(result.status, f"task reported {result.status} without an error")
     )
@@ -488,7 +489,14 @@ def settled(node: Node, row: TaskRecord, triggers: Mapping[str, TaskRecord]) -> 
 def failed(node: Node, row: TaskRecord, fallback: TaskRecord | None) -> Outcome:
     """A task failed for good: with ``on_failure`` its fallback takes over (if the fallback
     already succeeded for another task, this one is recovered at once); without one — or
-    when a fallback itself fails — the run fails."""
+    when a fallback itself fails — the run fails. A task stopped by a run or tenant budget
+    ends the run as ``budget_exceeded`` even with a fallback (the fallback could only spend
+    the same exhausted budget); one stopped by its own agent's budget may fall back."""
+    cause = row.error or {}
+    if cause.get("code") == BUDGET_EXCEEDED:
+        scope = (cause.get("details") or {}).get("budget", "")
+        if node.spec.on_failure is None or fallback is None or scope != "task":
+            return exceed_budget(node.id, cause)
     if (
         node.spec.on_failure is None
         or fallback is None
@@ -536,6 +544,33 @@ def fail_run(error: dict[str, Any]) -> Outcome:
     return Outcome(
         run=RunChange(RunStatus.FAILED, error=error),
         events=[Event("run.failed", status=RunStatus.FAILED, data={"error": error})],
+    )
+
+
+def exceed_budget(node_id: str, cause: dict[str, Any]) -> Outcome:
+    """A budget ran out: the run stops as ``budget_exceeded`` — open tasks are cancelled and
+    running workers told to stop, like a failure — and its error names the budget, its limit
+    and what was spent (the worker's ``details``)."""
+    message = f"task '{node_id}' stopped: {cause.get('message', 'a budget ran out')}"
+    error = error_dict(BUDGET_EXCEEDED, message, task=node_id, cause=cause)
+    if cause.get("details"):
+        error["budget"] = cause["details"]
+    status = RunStatus.BUDGET_EXCEEDED
+    return Outcome(
+        run=RunChange(status, error=error),
+        events=[Event("run.budget_exceeded", status=status, data={"error": error})],
+    )
+
+
+def cancel_run(*, requested_by: str | None, reason: str | None) -> Outcome:
+    """Someone cancelled the run: every open task is cancelled and running workers are told
+    to stop (their late ``cancelled`` results change nothing)."""
+    data: dict[str, Any] = {"requested_by": requested_by}
+    if reason:
+        data["reason"] = reason
+    return Outcome(
+        run=RunChange(RunStatus.CANCELLED),
+        events=[Event("run.cancelled", status=RunStatus.CANCELLED, data=data)],
     )
 
 

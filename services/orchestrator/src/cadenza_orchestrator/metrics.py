@@ -39,6 +39,12 @@ PLANS_IGNORED = Counter(
     "plan.requested events that changed nothing (duplicate, unknown_run).",
     ["reason"],
 )
+CANCELS = Counter(
+    "cadenza_orchestrator_cancels_total",
+    "Cancel commands: applied, or ignored because the run had already finished (a repeated "
+    "cancel of a cancelled run re-sends the workers' stop marker).",
+    ["outcome"],
+)
 TRANSITION_SECONDS = Histogram(
     "cadenza_orchestrator_transition_seconds",
     "Time to handle one event, from receipt to commit, by event (a batch's time shared "

@@ -159,7 +159,8 @@ class Event:
 
 @dataclass(frozen=True)
 class RunChange:
-    """New run status; ``failed`` also cancels every open task and stops the workers."""
+    """New run status; ``failed`` and ``cancelled`` also cancel every open task and stop
+    the workers."""
 
     status: str
     output: Any = None

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from cadenza_state import RunRecord, RunStatus, TaskAttemptRecord, TaskRecord
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
@@ -111,6 +111,13 @@ async def insert_attempt(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def insert_tasks(session: AsyncSession, values: Sequence[dict[str, Any]]) -> None:
+    """Insert new task rows (every column given) in ONE executemany on the Core table."""
+    if values:
+        table: Any = TaskRecord.__table__
+        await session.execute(insert(table), list(values))
+
+
 async def insert_attempts(
     session: AsyncSession, values: Sequence[dict[str, Any]]
 ) -> set[tuple[str, int]]:
@@ -119,13 +126,27 @@ async def insert_attempts(
     if not values:
         return set()
     dialect = postgresql if _is_postgres(session) else sqlite
+    table: Any = TaskAttemptRecord.__table__
+    # executemany on the Core table, not ``.values([...])``: one statement compiled once and
+    # cached (a multi-VALUES statement compiles anew for every batch size), sent as batched
+    # INSERT … VALUES … RETURNING by SQLAlchemy's insertmanyvalues.
     stmt = (
-        dialect.insert(TaskAttemptRecord)
-        .values(list(values))
+        dialect.insert(table)
         .on_conflict_do_nothing(index_elements=["task_id", "attempt"])
-        .returning(TaskAttemptRecord.task_id, TaskAttemptRecord.attempt)
+        .returning(table.c.task_id, table.c.attempt)
     )
-    return {(task_id, attempt) for task_id, attempt in (await session.execute(stmt)).all()}
+    rows = [{**_ATTEMPT_DEFAULTS, **v} for v in values]
+    return {(task_id, attempt) for task_id, attempt in (await session.execute(stmt, rows)).all()}
+
+
+# Every column an attempt row may set: executemany needs the same keys in every row.
+_ATTEMPT_DEFAULTS: dict[str, Any] = {
+    "status": None,
+    "worker_id": None,
+    "started_at": None,
+    "finished_at": None,
+    "error": None,
+}
 
 
 async def cancel_open_tasks(

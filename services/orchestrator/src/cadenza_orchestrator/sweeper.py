@@ -127,12 +127,16 @@ class Sweeper:
         self, candidates: list[store.DispatchedTask]
     ) -> list[tuple[store.DispatchedTask, str]]:
         hot = self.resources.hot
-        async with hot.redis.pipeline(transaction=False) as pipe:
-            for c in candidates:
-                pipe.get(hot.key(keys.task_lease(c.task_id)))
-                pipe.get(hot.key(keys.task_done(c.task_id, c.attempt)))
-                pipe.exists(hot.key(keys.task_started(c.task_id, c.attempt)))
-            flags = await pipe.execute()
+        # ONE command for every candidate's three keys: a pipeline of 3 x 500 commands cost
+        # the orchestrator a fifth of its CPU while a big fan-out waited for workers.
+        names = []
+        for c in candidates:
+            names += [
+                hot.key(keys.task_lease(c.task_id)),
+                hot.key(keys.task_done(c.task_id, c.attempt)),
+                hot.key(keys.task_started(c.task_id, c.attempt)),
+            ]
+        flags = await hot.redis.mget(names)
         # The lease names its worker; that worker's ONE process heartbeat says it lives.
         holders: list[Holder | None] = [Holder.parse(flags[3 * i]) for i in range(len(candidates))]
         workers = sorted({h.worker for h in holders if h is not None})
@@ -158,7 +162,7 @@ class Sweeper:
                 if holder.worker not in alive:
                     lost.append((c, WORKER_LOST))
                 continue
-            if started:
+            if started is not None:
                 lost.append((c, WORKER_LOST))  # started, then the lease was given back
             elif c.ready_at is not None and c.ready_at < stale_before:
                 lost.append((c, NOT_STARTED))

@@ -12,13 +12,6 @@ class AgentOutputError(NonRetryableError):
         super().__init__(message, code="agent_invalid_output")
 
 
-class BudgetExceededError(NonRetryableError):
-    """The agent used up its token or USD budget."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, code="budget_exceeded")
-
-
 class HandoffDepthError(NonRetryableError):
     def __init__(self, message: str) -> None:
         super().__init__(message, code="handoff_depth_exceeded")

@@ -17,7 +17,7 @@ from typing import Any, cast
 from cadenza_events import Handoff, TaskReady
 from cadenza_llm import PriceTable, ProviderRegistry
 from cadenza_state import ObjectStore, StateSettings
-from cadenza_workflow import AgentSpec
+from cadenza_workflow import AgentSpec, combine
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
@@ -25,6 +25,8 @@ from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ..budgets import BudgetLedger, BudgetLimits, CallBudget
+from ..guardrails import PiiGuard
 from ..journal import EffectJournal
 from ..kinds import TaskCall
 from ..tools import ToolRegistry
@@ -51,6 +53,7 @@ class AgentExecutor:
         *,
         objects: ObjectStore | None = None,
         claim_check_bytes: int = 256 * 1024,
+        ledger: BudgetLedger | None = None,
     ) -> None:
         self._definitions = AgentDefinitions(sessions)
         self._accounting = Accounting(sessions, objects, claim_check_bytes)
@@ -60,6 +63,8 @@ class AgentExecutor:
         self._llm = llm
         self._prices = prices
         self._limits = limits or LoopLimits()
+        self._ledger = ledger
+        self._budget_limits = BudgetLimits(sessions)
         self._stack = AsyncExitStack()
         self._saver: BaseCheckpointSaver[str] | None = None
         self._saver_lock = asyncio.Lock()
@@ -85,6 +90,8 @@ class AgentExecutor:
         spec, version = await self._definitions.load(ctx.tenant_id, task.name)
         spec = apply_overrides(spec, task.agent_overrides)
         provider, model = self._llm.resolve(spec.model)
+        policy = await self._budget_limits.run_policy(task.run_id)
+        guardrails = combine(spec.guardrails, policy.guardrails)
         run = AgentRun(
             spec=spec,
             provider=provider,
@@ -99,6 +106,8 @@ class AgentExecutor:
             prices=self._prices,
             limits=self._limits,
             emit=call.emit,
+            budget=await self._call_budget(ctx.tenant_id, task, spec, provider.name),
+            pii=PiiGuard(guardrails.pii) if guardrails and guardrails.pii else None,
         )
         graph = AgentLoop(run).compile(await self.checkpointer())
         config: RunnableConfig = {
@@ -118,6 +127,25 @@ class AgentExecutor:
             span.set_attribute("cadenza.agent.start", how)
             span.set_attribute("cadenza.agent.turns", values.get("turns", 0))
         return _output(values)
+
+    async def _call_budget(
+        self, tenant_id: str, task: TaskReady, spec: AgentSpec, provider: str
+    ) -> CallBudget | None:
+        """The budgets this attempt's LLM calls reserve against (none: no limits apply)."""
+        if self._ledger is None:
+            return None
+        levels = await self._budget_limits.levels(
+            tenant_id=tenant_id,
+            run_id=task.run_id,
+            task_id=task.task_id,
+            agent=spec.name,
+            agent_budget=spec.budget,
+        )
+        if not levels:
+            return None
+        return CallBudget(
+            self._ledger, self._budget_limits, levels, self._prices, provider, tenant_id
+        )
 
     async def _run(
         self,

@@ -42,12 +42,14 @@ from langgraph.graph.state import CompiledStateGraph
 from opentelemetry import trace
 from pydantic import ValidationError
 
+from ..budgets import CallBudget, Reservation
+from ..guardrails import PiiGuard, enforce
 from ..journal import EffectJournal
 from ..kinds import invoke_tool
 from ..tools import Tool, ToolContext, agent_tool_schema
 from . import metrics
 from .accounting import Accounting, CallSite
-from .errors import AgentOutputError, BudgetExceededError
+from .errors import AgentOutputError
 from .state import AgentState
 
 log = logging.getLogger("cadenza.worker.agents")
@@ -88,6 +90,8 @@ class AgentRun:
     prices: PriceTable
     limits: LoopLimits = field(default_factory=LoopLimits)
     emit: EventSink = lambda _kind, _data: None
+    budget: CallBudget | None = None  # reserve-before / settle-after each LLM call
+    pii: PiiGuard | None = None  # output checks of answers and tool arguments
 
     @property
     def agent(self) -> str:
@@ -137,7 +141,6 @@ class AgentLoop:
     async def _model(self, state: AgentState) -> dict[str, Any]:
         run, spec = self.run, self.run.spec
         turn = state.get("turns", 0)
-        self._check_budget(state)
         last_turn = turn + 1 >= spec.max_iterations
         tools = [] if last_turn else self._tool_specs
         request = ChatRequest(
@@ -149,14 +152,19 @@ class AgentLoop:
             temperature=spec.temperature,
             max_tokens=run.limits.max_tokens_per_turn,
         )
+        reservation = await self._reserve(request, turn)
         started_at, started = utcnow(), time.perf_counter()
         try:
             response = await run.provider.chat(request)
         except Exception as exc:
+            if run.budget is not None:
+                await run.budget.release(reservation)
             await self._record_turn(turn, request, None, started_at, started, exc)
             metrics.AGENT_TURNS.labels(run.agent, "error").inc()
             raise
         cost = await self._record_turn(turn, request, response, started_at, started, None)
+        if run.budget is not None:
+            await run.budget.settle(reservation, response.usage, cost)
         update: dict[str, Any] = {
             "messages": [assistant_message(response)],
             "turns": turn + 1,
@@ -169,6 +177,15 @@ class AgentLoop:
         answer, problem = self._final_answer(response.content)
         if problem is None:
             metrics.AGENT_TURNS.labels(run.agent, "final").inc()
+            answer = enforce(
+                run.pii,
+                answer,
+                target="output",
+                agent=run.agent,
+                where="the final answer",
+                target_id=f"turn:{turn}",
+                emit=run.emit,
+            )
             return {**update, "final": answer}
         metrics.AGENT_TURNS.labels(run.agent, "invalid").inc()
         retries = state.get("schema_retries", 0)
@@ -215,19 +232,21 @@ class AgentLoop:
             return "required"
         return "auto"
 
-    def _check_budget(self, state: AgentState) -> None:
-        budget = self.run.spec.budget
-        if budget is None:
-            return
-        tokens, cost = state.get("tokens", 0), state.get("cost_usd", 0.0)
-        if budget.max_tokens is not None and tokens >= budget.max_tokens:
-            raise BudgetExceededError(
-                f"agent {self.run.agent!r} used {tokens} tokens (budget {budget.max_tokens})"
-            )
-        if budget.max_usd is not None and cost >= budget.max_usd:
-            raise BudgetExceededError(
-                f"agent {self.run.agent!r} spent ${cost:.6f} (budget ${budget.max_usd})"
-            )
+    async def _reserve(self, request: ChatRequest, turn: int) -> Reservation | None:
+        """Reserve the call's worst case on every budget that applies, or stop the agent
+        (BudgetExceededError, recorded on the timeline) without making the call."""
+        run = self.run
+        if run.budget is None:
+            return None
+        meta = json.dumps({"run_id": run.site.run_id, "task_id": run.site.task_id, "turn": turn})
+        try:
+            return await run.budget.reserve(request, meta)
+        except CadenzaError as exc:
+            if exc.code == "budget_exceeded":
+                run.emit(
+                    "budget.exceeded", {"agent": run.agent, "turn": turn, **(exc.details or {})}
+                )
+            raise
 
     async def _record_turn(
         self,
@@ -335,6 +354,17 @@ class AgentLoop:
                 )
                 await self._record_tool(turn, index, call, None, "invalid_args", problems, 0.0)
                 return self._observation({"error": f"invalid arguments: {problems}"})
+        arguments = enforce(
+            run.pii,
+            call.arguments,
+            target="tool_arguments",
+            agent=run.agent,
+            where=f"the arguments of tool {call.name!r}",
+            target_id=call.id,
+            emit=run.emit,
+        )
+        if arguments is not call.arguments:  # redacted: record what the tool really got
+            call = call.model_copy(update={"arguments": arguments})
         try:
             async with asyncio.timeout(run.limits.tool_timeout_s):
                 result = await invoke_tool(tool, call.arguments, run.ctx, run.journal, index)

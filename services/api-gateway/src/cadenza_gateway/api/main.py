@@ -8,6 +8,7 @@ from .routes import (
     agents,
     api_keys,
     audit,
+    budgets,
     calls,
     cancel,
     collections,
@@ -38,5 +39,6 @@ api_router.include_router(collections.router)
 api_router.include_router(api_keys.router)
 api_router.include_router(audit.router)
 api_router.include_router(provider_keys.router)
+api_router.include_router(budgets.router)
 api_router.include_router(schemas.router)
 api_router.include_router(health.router)

@@ -14,12 +14,12 @@ from .collections import (
 )
 from .runs import (
     EVENT_SOURCE,
-    cancel_run,
     create_run,
     get_run,
     get_run_by_idempotency_key,
     list_runs,
     list_tasks,
+    request_cancel,
 )
 from .workflows import (
     get_workflow,
@@ -30,7 +30,6 @@ from .workflows import (
 
 __all__ = [
     "EVENT_SOURCE",
-    "cancel_run",
     "count_documents",
     "create_collection",
     "create_run",
@@ -50,4 +49,5 @@ __all__ = [
     "list_workflow_versions",
     "queue_ingest",
     "record_audit",
+    "request_cancel",
 ]

@@ -7,17 +7,24 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from cadenza_events import Envelope, PlanRequested, RunEvent, Topic, TopicRegistry
+from cadenza_events import (
+    Envelope,
+    PlanRequested,
+    RunCancelRequested,
+    RunEvent,
+    Topic,
+    TopicRegistry,
+)
 from cadenza_runtime import stage_event
-from cadenza_state import RunRecord, RunStatus, TaskRecord, TaskStatus, utcnow
-from sqlalchemy import and_, or_, select, update
+from cadenza_state import RunRecord, RunStatus, TaskRecord
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from ..auth.principal import current_actor
 from .audit import record_audit
 
 EVENT_SOURCE = "/cadenza/api-gateway"
-CANCELLABLE_TASK_STATUSES = (TaskStatus.PENDING.value, TaskStatus.READY.value)
 
 
 async def get_run(
@@ -58,6 +65,7 @@ async def create_run(
     parent_run_id: str | None = None,
     lineage: dict[str, Any] | None = None,
     replay: dict[str, Any] | None = None,
+    budget: dict[str, Any] | None = None,
 ) -> RunRecord:
     """Insert a pending run and stage its ``plan.requested`` and ``run.accepted`` events.
     A rerun or fork also records its parent, what was asked (``lineage``) and what the
@@ -77,6 +85,7 @@ async def create_run(
         parent_run_id=parent_run_id,
         lineage=lineage,
         replay=replay,
+        budget=budget,
     )
     session.add(run)
     await session.flush()
@@ -148,38 +157,24 @@ async def list_tasks(*, session: AsyncSession, run_id: str) -> list[TaskRecord]:
     )
 
 
-async def cancel_run(*, session: AsyncSession, registry: TopicRegistry, run: RunRecord) -> int:
-    """Mark a locked, non-terminal run and its not-yet-running tasks ``cancelled`` and stage
-    ``run.cancelled``; returns how many tasks were cancelled. Running tasks are stopped by
-    their workers, which watch the Redis marker the caller sets after commit."""
-    now = utcnow()
-    run.status = RunStatus.CANCELLED.value
-    run.finished_at = now
-    run.updated_at = now
-    result = await session.execute(
-        update(TaskRecord)
-        .where(TaskRecord.run_id == run.id, TaskRecord.status.in_(CANCELLABLE_TASK_STATUSES))
-        .values(status=TaskStatus.CANCELLED.value, finished_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    cancelled_tasks = int(result.rowcount)  # type: ignore[attr-defined]
-    event = RunEvent(
-        run_id=run.id,
-        kind="run.cancelled",
-        status=RunStatus.CANCELLED.value,
-        data={"cancelled_tasks": cancelled_tasks},
-    )
+async def request_cancel(
+    *, session: AsyncSession, registry: TopicRegistry, run: RunRecord, reason: str | None
+) -> None:
+    """Stage the ``run.cancel_requested`` command for the orchestrator, the one writer of run
+    and task state: it cancels the run and its open tasks and tells the workers to stop.
+    Keyed by run on ``plan.requested``, so it follows the run's plan in order."""
+    actor = current_actor()
+    command = RunCancelRequested(run_id=run.id, requested_by=actor, reason=reason)
     await stage_event(
         session,
         registry,
-        Topic.RUN_EVENTS,
-        Envelope(event, source=EVENT_SOURCE, tenant_id=run.tenant_id, plan_id=run.id),
+        Topic.PLAN_REQUESTED,
+        Envelope(command, source=EVENT_SOURCE, tenant_id=run.tenant_id, plan_id=run.id),
     )
     record_audit(
         session=session,
         tenant_id=run.tenant_id,
-        action="run.cancelled",
+        action="run.cancel_requested",
         subject=f"run:{run.id}",
-        data={"cancelled_tasks": cancelled_tasks},
+        data={"reason": reason} if reason else None,
     )
-    return cancelled_tasks

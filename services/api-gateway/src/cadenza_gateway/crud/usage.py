@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from cadenza_state import LLMCallRecord, ToolCallRecord
+from cadenza_state import LLMCallRecord, RunRecord, ToolCallRecord
 from sqlalchemy import Integer, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..usage import LLMUsageRow, RunUsage, ToolUsageRow, UsageRollup, roll_up
+from ..usage import LLMUsageRow, ModelUsage, RunUsage, ToolUsageRow, UsageRollup, roll_up
 
 TOOL_OK = "ok"
 
@@ -133,3 +133,31 @@ async def tenant_usage(
     llm = await llm_usage(session=session, tenant_id=tenant_id, since=since, until=until)
     tools = await tool_usage(session=session, tenant_id=tenant_id, since=since, until=until)
     return roll_up(llm, tools).usage
+
+
+async def workflow_usage(
+    *, session: AsyncSession, tenant_id: str, since: datetime | None, until: datetime | None
+) -> dict[str, ModelUsage]:
+    """The tenant's LLM turns in [since, until) per workflow name."""
+    c = LLMCallRecord
+    _, where = _scope(c, [], tenant_id=tenant_id, run_id=None, since=since, until=until)
+    stmt = (
+        select(
+            RunRecord.workflow_name,
+            func.count(),
+            func.coalesce(func.sum(c.input_tokens), 0),
+            func.coalesce(func.sum(c.output_tokens), 0),
+            func.coalesce(func.sum(c.cost_usd), 0.0),
+        )
+        .join(RunRecord, RunRecord.id == c.run_id)
+        .where(*where)
+        .group_by(RunRecord.workflow_name)
+    )
+    out: dict[str, ModelUsage] = {}
+    for name, calls, tokens_in, tokens_out, cost in (await session.execute(stmt)).all():
+        usage = ModelUsage()
+        usage.add_llm(
+            LLMUsageRow(None, "", "", "", int(calls), int(tokens_in), int(tokens_out), float(cost))
+        )
+        out[name] = usage
+    return out

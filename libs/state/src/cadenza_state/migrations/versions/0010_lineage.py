@@ -1,7 +1,7 @@
 """Run lineage (rerun / fork) and task cache keys.
 
 Revision ID: 0010_lineage
-Revises: 0006_provider_keys
+Revises: 0008_budgets
 Create Date: 2026-12-04 04:20:00
 
 Additive: a run may name the run it was rerun or forked from (``parent_run_id``), what was
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0010_lineage"
-down_revision: str | None = "0006_provider_keys"
+down_revision: str | None = "0008_budgets"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,41 +1,37 @@
-"""POST /v1/runs/{id}/cancel, as docs/execution.md specifies: the run and its not-yet-running
-tasks become ``cancelled`` with a ``run.cancelled`` event in one transaction; then the Redis
-marker tells workers to stop the tasks already running."""
+"""POST /v1/runs/{id}/cancel: the gateway asks, the orchestrator decides.
+
+The orchestrator is the one writer of run and task state (docs/execution.md), so the gateway
+only stages a ``run.cancel_requested`` command (with an audit row) in one transaction. The
+orchestrator cancels the run and its open tasks and sets the Redis marker that stops the
+workers running its tasks. A repeated cancel of a cancelled run re-sends that marker."""
 
 from __future__ import annotations
 
 import logging
 
-from cadenza_runtime import Resources, keys
-from cadenza_state import TERMINAL_RUN_STATUSES, RunStatus, utcnow
-from fastapi import APIRouter
+from cadenza_state import TERMINAL_RUN_STATUSES, RunStatus
+from fastapi import APIRouter, Body
 from opentelemetry import trace
+from pydantic import BaseModel, ConfigDict, Field
 
 from ... import crud, metrics
 from ...auth import CanWriteRuns
 from ...models import RunPublic
 from ...problems import RunFinished, RunNotFound, problem_responses
-from ...settings import GatewaySettings
-from ..deps import ResourcesDep, SessionDep, SettingsDep
+from ..deps import ResourcesDep, SessionDep
 from .runs import RunIdPath
 
 log = logging.getLogger("cadenza.gateway")
 router = APIRouter(prefix="/v1/runs", tags=["runs"], responses=problem_responses(422))
 
 
-async def signal_cancelled(resources: Resources, settings: GatewaySettings, run_id: str) -> bool:
-    """Set the marker workers watch and the hot status pollers read; False if Redis failed
-    (the run is cancelled in PostgreSQL regardless; cancelling again re-sends the signal)."""
-    ttl = settings.cancel_marker_ttl_s
-    hot = resources.hot
-    try:
-        await hot.redis.set(hot.key(keys.run_cancelled(run_id)), utcnow().isoformat(), ex=ttl)
-        await hot.set_run_status(run_id, {"status": RunStatus.CANCELLED.value}, ttl_s=ttl)
-    except Exception:
-        metrics.CANCEL_SIGNAL_FAILURES.inc()
-        log.exception("run %s is cancelled but its Redis stop marker could not be set", run_id)
-        return False
-    return True
+class CancelRequest(BaseModel):
+    """Optional body of a cancel."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(
+        default=None, max_length=1000, description="Why, for the timeline and the audit log."
+    )
 
 
 @router.post(
@@ -49,32 +45,31 @@ async def cancel_run(
     run_id: RunIdPath,
     session: SessionDep,
     resources: ResourcesDep,
-    settings: SettingsDep,
     tenant: CanWriteRuns,
+    body: CancelRequest | None = Body(default=None),
 ) -> RunPublic:
-    """202: the run is cancelled; running tasks stop within a worker heartbeat."""
+    """202: cancel requested; the run as it stands now. The orchestrator applies the cancel
+    within moments (poll the run until ``status`` is ``cancelled``); tasks running on a
+    worker stop within one worker heartbeat."""
+    reason = body.reason if body is not None else None
     async with session.begin():
-        # Locked so a concurrent orchestrator transition waits for this one (PostgreSQL).
-        run = await crud.get_run(session=session, tenant_id=tenant, run_id=run_id, for_update=True)
+        run = await crud.get_run(session=session, tenant_id=tenant, run_id=run_id)
         if run is None:
             raise RunNotFound(f"no run {run_id!r}")
         previous = run.status
-        if previous not in TERMINAL_RUN_STATUSES:
-            cancelled_tasks = await crud.cancel_run(
-                session=session, registry=resources.registry, run=run
+        if previous not in TERMINAL_RUN_STATUSES or previous == RunStatus.CANCELLED:
+            # A cancel of a cancelled run re-sends the workers' stop marker (repairs a lost one).
+            await crud.request_cancel(
+                session=session, registry=resources.registry, run=run, reason=reason
             )
+    resources.relay.notify()
     if previous in TERMINAL_RUN_STATUSES:
-        if previous == RunStatus.CANCELLED:
-            # Repeated cancel: re-send the stop signal in case the first one was lost.
-            await signal_cancelled(resources, settings, run_id)
         raise RunFinished(
             f"run {run_id} already finished with status {previous!r}", run_status=previous
         )
-    resources.relay.notify()
-    await signal_cancelled(resources, settings, run_id)
     metrics.RUNS_CANCELLED.labels(tenant).inc()
     trace.get_current_span().set_attribute("cadenza.run_id", run_id)
-    log.info("run %s cancelled (%d queued tasks cancelled)", run_id, cancelled_tasks)
+    log.info("cancel of run %s requested", run_id)
     async with session.begin():
         tasks = await crud.list_tasks(session=session, run_id=run_id)
     return RunPublic.from_run(run, tasks)

@@ -64,6 +64,7 @@ async def _start_child(
             parent_run_id=parent.id,
             lineage=child.lineage,
             replay=child.replay,
+            budget=parent.budget,  # the parent's limits hold for its rerun or fork
         )
     resources.relay.notify()
     kind = str(child.lineage["kind"])

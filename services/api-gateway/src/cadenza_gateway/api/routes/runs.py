@@ -139,6 +139,7 @@ async def create_run(
                 spec=submission.spec,
                 inputs=submission.inputs,
                 idempotency_key=idempotency_key,
+                budget=run_in.budget.model_dump(exclude_none=True) if run_in.budget else None,
             )
     except IntegrityError:
         if idempotency_key is None:

@@ -12,6 +12,7 @@ from ...crud import usage as usage_crud
 from ...problems import FieldProblem, InvalidRequest, problem_responses
 from ...usage import TenantUsage
 from ..deps import SessionDep
+from .budgets import budget_statuses
 
 router = APIRouter(prefix="/v1/usage", tags=["usage"], responses=problem_responses(422))
 
@@ -51,4 +52,10 @@ async def get_usage(
         usage = await usage_crud.tenant_usage(
             session=session, tenant_id=tenant, since=start, until=end
         )
-    return TenantUsage(**usage.model_dump(), since=start, until=end)
+        by_workflow = await usage_crud.workflow_usage(
+            session=session, tenant_id=tenant, since=start, until=end
+        )
+        budgets = await budget_statuses(session, tenant)
+    return TenantUsage(
+        **usage.model_dump(), since=start, until=end, by_workflow=by_workflow, budgets=budgets
+    )

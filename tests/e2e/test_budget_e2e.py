@@ -1,0 +1,134 @@
+"""Budgets across separate processes on real Kafka/PostgreSQL/Redis/MinIO: a run whose
+budget cannot cover one call ends ``budget_exceeded`` without calling the model, and a
+worker killed with -9 while it holds a reservation leaves nothing reserved (the reservation
+expires and another worker's reconciler releases it).
+
+The LLM is the replay provider answering from the embedded model's cassette
+(tests/worker/cassettes/agents.json), slowed to 3 s per answer so the worker can be killed
+while its reservation is held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from cadenza_events import BusSettings
+from cadenza_events.kafka import KafkaBus
+from cadenza_state import LLMCallRecord, StateSettings, create_engine
+from sqlalchemy import func, select
+from support import assert_eventually
+from support.cleanup import drop_schema
+from support.cluster import Cluster, free_port
+
+CASSETTE = Path(__file__).resolve().parents[1] / "worker" / "cassettes" / "agents.json"
+CALC_AGENT = {  # exactly the agent and prompt of the cassette (see test_agent_crash.py)
+    "name": "calc",
+    "system_prompt": "You are a calculator assistant. Use the calculator tool for arithmetic.",
+    "model": "local:smollm2-135m",
+    "tools": ["calculator"],
+    "max_iterations": 3,
+}
+ASK = {"name": "ask", "tasks": [{"id": "ask", "agent": "calc", "prompt": "What is 17 * 3?"}]}
+TERMINAL = {"succeeded", "failed", "cancelled", "budget_exceeded"}
+
+
+@pytest.fixture
+async def deployment(
+    unique_id: str, tmp_path: Path, require_services: Callable[..., None]
+) -> AsyncIterator[Cluster]:
+    require_services("kafka", "postgres", "redis", "minio")
+    cluster = Cluster(
+        namespace=unique_id,
+        log_dir=tmp_path,
+        env_overrides={
+            "CADENZA_LLM_CASSETTE_MODE": "replay",
+            "CADENZA_LLM_CASSETTE_PATH": str(CASSETTE),
+            "CADENZA_LLM_REPLAY_DELAY_S": "3",
+            "CADENZA_WORKER_METRICS_PORT": str(free_port()),
+            "CADENZA_WORKER_BUDGET_RESERVATION_TTL_S": "4",
+            "CADENZA_WORKER_BUDGET_RECONCILE_INTERVAL_S": "0.5",
+        },
+    )
+    try:
+        cluster.start_gateway()
+        cluster.start_orchestrator()
+        cluster.start_worker()
+        yield cluster
+    finally:
+        cluster.stop()
+        print(cluster.logs())
+        await drop_schema(StateSettings(database_schema=unique_id))
+        await KafkaBus(BusSettings(topic_prefix=f"{unique_id}.")).delete_topics()
+
+
+async def finished(api: httpx.AsyncClient, run_id: str) -> dict[str, object] | None:
+    run: dict[str, object] = (await api.get(f"/v1/runs/{run_id}")).json()
+    return run if run["status"] in TERMINAL else None
+
+
+async def test_budgets_stop_runs_and_survive_a_kill_9(deployment: Cluster) -> None:
+    settings = StateSettings()
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    prefix = f"{deployment.namespace}:"
+    engine = create_engine(StateSettings(database_schema=deployment.namespace))
+    try:
+        async with httpx.AsyncClient(base_url=deployment.url, timeout=30) as api:
+            assert (await api.post("/v1/agents", json=CALC_AGENT)).status_code == 201
+
+            # 1. A run budget too small for one call: the run ends budget_exceeded, no call.
+            small = await api.post("/v1/runs", json={"spec": ASK, "budget": {"max_tokens": 10}})
+            assert small.status_code == 201, small.text
+            small_id = small.json()["id"]
+            run = await assert_eventually(lambda: finished(api, small_id), timeout=60)
+            assert run["status"] == "budget_exceeded", run
+            error = run["error"]
+            assert isinstance(error, dict)
+            assert error["budget"]["budget"] == "run"
+            assert error["budget"]["limit"] == 10
+            async with engine.connect() as conn:
+                calls = select(func.count()).where(LLMCallRecord.run_id == small_id)
+                assert (await conn.execute(calls)).scalar_one() == 0
+
+            # 2. kill -9 while a reservation is held: it is released, the run still finishes
+            #    and the run's counter ends equal to what the ledger says was spent.
+            big = await api.post(
+                "/v1/runs", json={"spec": ASK, "budget": {"max_tokens": 1_000_000}}
+            )
+            run_id = big.json()["id"]
+            zset = f"{prefix}budget:reservations"
+
+            async def held() -> list[bytes] | None:
+                return list(await redis.zrange(zset, 0, -1)) or None
+
+            crashed = (await assert_eventually(held, timeout=60, interval=0.05))[0]
+            worker = next(p for p in deployment.processes if p.name == "worker")
+            worker.kill()
+            deployment.start_worker()  # its reconciler releases the dead worker's reservation
+
+            async def released() -> bool:
+                state = await redis.hget(f"{prefix}budget:reservation:{crashed.decode()}", "state")
+                return state == b"expired"
+
+            await assert_eventually(released, timeout=60, interval=0.2)
+            run = await assert_eventually(lambda: finished(api, run_id), timeout=120, interval=0.2)
+            assert run["status"] == "succeeded", run
+
+            async def nothing_reserved() -> bool:
+                return await redis.zcard(zset) == 0
+
+            await assert_eventually(nothing_reserved, timeout=30)
+            async with engine.connect() as conn:
+                query = select(
+                    func.sum(LLMCallRecord.input_tokens + LLMCallRecord.output_tokens)
+                ).where(LLMCallRecord.run_id == run_id)
+                spent = (await conn.execute(query)).scalar_one()
+            counted = await redis.hget(f"{prefix}budget:run:{run_id}", "tokens")
+            assert counted is not None
+            assert int(counted) == spent
+    finally:
+        await engine.dispose()
+        await redis.aclose()

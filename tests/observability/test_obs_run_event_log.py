@@ -1,0 +1,91 @@
+"""The run event log's append: one Redis round trip per batch of a run's events, numbered in
+order, each CloudEvent id appended once — on fakeredis and on the real Redis (the Lua script
+must behave the same on both)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from cadenza_events import Envelope, RunEvent, RunEventBatch, unbatch
+from cadenza_runtime import RunEventLog
+from cadenza_state import HotState, StateSettings, create_redis
+from prometheus_client import REGISTRY
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("memory", marks=pytest.mark.unit),
+        pytest.param("redis", marks=pytest.mark.integration),
+    ]
+)
+async def hot(
+    request: pytest.FixtureRequest, unique_id: str, require_services: Callable[..., None]
+) -> AsyncIterator[HotState]:
+    if request.param == "redis":
+        require_services("redis")
+    settings = StateSettings(redis_backend=request.param, redis_key_prefix=f"{unique_id}:")
+    redis = create_redis(settings)
+    yield HotState(redis, settings.redis_key_prefix)
+    keys = [k async for k in redis.scan_iter(match=f"{unique_id}:*")]
+    if keys:
+        await redis.delete(*keys)
+    await redis.aclose()
+
+
+def batch(run_id: str, kinds: list[str]) -> Envelope[RunEventBatch]:
+    events = [
+        RunEvent(run_id=run_id, kind=k, status=None, data={"n": i}) for i, k in enumerate(kinds)
+    ]
+    return Envelope(RunEventBatch(run_id=run_id, events=events), source="/test")
+
+
+def recorded(outcome: str) -> float:
+    value = REGISTRY.get_sample_value("cadenza_run_events_recorded_total", {"outcome": outcome})
+    return value or 0.0
+
+
+async def test_a_batch_is_numbered_in_order_and_a_redelivery_appends_nothing(
+    hot: HotState,
+) -> None:
+    log = RunEventLog(hot, ttl_s=600, ended_ttl_s=60)
+    calls: list[Any] = []
+    real = log._append
+
+    async def counting(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return await real(**kwargs)
+
+    log._append = counting  # type: ignore[method-assign]
+    first = unbatch(batch("r1", ["run.started", "task.ready", "task.ready"]))
+    appended_before, duplicates_before = recorded("appended"), recorded("duplicate")
+
+    assert await log.append_many(first) == [1, 2, 3]
+    assert len(calls) == 1, "one round trip for the whole batch"
+    # A redelivered batch (same ids) plus new events: only the new ones are appended.
+    more = unbatch(batch("r1", ["task.succeeded", "run.succeeded"]))
+    assert await log.append_many([*first, *more]) == [None, None, None, 4, 5]
+    assert recorded("appended") == appended_before + 5
+    assert recorded("duplicate") == duplicates_before + 3
+
+    entries = await log.read("r1")
+    assert [(e.seq, e.kind) for e in entries] == [
+        (1, "run.started"),
+        (2, "task.ready"),
+        (3, "task.ready"),
+        (4, "task.succeeded"),
+        (5, "run.succeeded"),
+    ]
+    assert [e.data for e in entries] == [{"n": 0}, {"n": 1}, {"n": 2}, {"n": 0}, {"n": 1}]
+    assert entries[-1].terminal
+    # The terminal event shortened the log's life to the ended TTL.
+    assert 0 < await hot.redis.ttl(log.stream_key("r1")) <= 60
+
+
+async def test_append_many_refuses_events_of_two_runs(hot: HotState) -> None:
+    log = RunEventLog(hot)
+    mixed = unbatch(batch("a", ["run.started"])) + unbatch(batch("b", ["run.started"]))
+    with pytest.raises(ValueError, match="one run"):
+        await log.append_many(mixed)
+    assert await log.read("a") == []
