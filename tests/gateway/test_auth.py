@@ -24,6 +24,7 @@ PATH_VALUES = {
     "run_id": "r1",
     "other_id": "r2",
     "task_id": "t1",
+    "period": "day",
     "collection": "handbook",
     "document_id": "d1",
     "dataset": "tx",
