@@ -22,13 +22,15 @@ PATH_VALUES = {
     "name": "greet",
     "version": "1",
     "run_id": "r1",
+    "other_id": "r2",
+    "task_id": "t1",
+    "period": "day",
     "collection": "handbook",
     "document_id": "d1",
     "dataset": "tx",
     "key": "k1",
     "key_id": "0123456789ab",
     "evaluation_id": "00000000-0000-0000-0000-000000000001",
-    "period": "day",
     "approval_id": "a1",
     "letter_id": "1",
 }
@@ -78,6 +80,8 @@ def test_every_v1_operation_declares_one_scope_in_openapi(app: FastAPI) -> None:
     assert {scope for _, _, scope in operations} <= {s.value for s in Scope}
     scopes = {(m, p): s for m, p, s in operations}
     assert scopes["POST", "/v1/runs"] == "runs:write"
+    assert scopes["POST", "/v1/runs/r1/rerun"] == scopes["POST", "/v1/runs/r1/fork"] == "runs:write"
+    assert scopes["GET", "/v1/runs/r1/calls"] == scopes["GET", "/v1/runs/r1/diff/r2"] == "runs:read"
     assert scopes["GET", "/v1/runs/r1/events"] == "runs:read"
     assert scopes["POST", "/v1/collections/handbook/search"] == "documents:read"
     assert scopes["POST", "/v1/api-keys"] == "admin"

@@ -171,8 +171,10 @@ class Stack:
         *,
         publish_times: int = 1,
         tenant_id: str = "acme",
+        replay: dict[str, Any] | None = None,
     ) -> str:
-        """Insert a pending run the way the gateway does, then publish plan.requested."""
+        """Insert a pending run the way the gateway does, then publish plan.requested.
+        ``replay``: what a rerun or fork may reuse (as the gateway writes it)."""
         run_id = str(uuid.uuid4())
         async with self.resources.sessions() as session, session.begin():
             session.add(
@@ -183,6 +185,8 @@ class Stack:
                     spec=spec,
                     inputs=inputs or {},
                     status="pending",
+                    parent_run_id=(replay or {}).get("parent_run_id"),
+                    replay=replay,
                 )
             )
         plan = PlanRequested(

@@ -11,9 +11,15 @@ import typer
 from .bundles import BundleError, submit_run
 from .client import DEFAULT_URL, ApiError, api_client, get_run, print_json, wait_for_run
 from .inputs import parse_inputs
+from .replay import all_calls, diff_command, fork_command, format_call, rerun_command
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="CADENZA_URL", help="Gateway base URL.")]
-runs_app = typer.Typer(help="List, show and cancel runs.", no_args_is_help=True)
+runs_app = typer.Typer(
+    help="List, show, cancel, rerun, fork and compare runs.", no_args_is_help=True
+)
+runs_app.command("rerun")(rerun_command)
+runs_app.command("fork")(fork_command)
+runs_app.command("diff")(diff_command)
 
 
 def _client(url: str) -> httpx.AsyncClient:
@@ -104,17 +110,38 @@ def list_runs(
 
 
 @runs_app.command("show")
-def show_run(run_id: str, url: UrlOption = DEFAULT_URL) -> None:
-    """Show one run with its tasks."""
+def show_run(
+    run_id: str,
+    calls: Annotated[
+        bool,
+        typer.Option(
+            "--calls", help="Print every LLM and tool call of the run, in order, one a line."
+        ),
+    ] = False,
+    calls_json: Annotated[
+        bool, typer.Option("--calls-json", help="Print every call whole (messages, results).")
+    ] = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Show one run with its tasks (and lineage, for a rerun or fork), or its calls."""
 
-    async def go() -> dict[str, Any]:
+    async def go() -> Any:
         async with _client(url) as client:
+            if calls or calls_json:
+                return await all_calls(client, run_id)
             return await get_run(client, run_id)
 
     try:
-        print_json(asyncio.run(go()))
+        data = asyncio.run(go())
     except (ApiError, httpx.HTTPError) as exc:
         _fail(exc)
+    if calls_json:
+        print_json(data)
+    elif calls:
+        for call in data:
+            typer.echo(format_call(call))
+    else:
+        print_json(data)
 
 
 @runs_app.command("cancel")

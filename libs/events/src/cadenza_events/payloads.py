@@ -71,6 +71,11 @@ class TaskReady(Payload):
         default=True, description="Randomise each delay to 50-100% (spec retry.jitter)"
     )
     ready_at: datetime = Field(default_factory=utcnow)
+    agent_overrides: dict[str, Any] | None = Field(
+        default=None,
+        description="kind=agent, in a fork: replaces fields of the pinned agent definition "
+        "for this task (`system_prompt`, `model`).",
+    )
 
 
 class TaskError(BaseModel):

@@ -38,12 +38,17 @@ async def create_run(
     started_by: dict[str, Any] | None = None,
     run_id: str | None = None,
     budget: dict[str, Any] | None = None,
+    parent_run_id: str | None = None,
+    lineage: dict[str, Any] | None = None,
+    replay: dict[str, Any] | None = None,
 ) -> RunRecord:
     """Insert a pending run and stage its ``plan.requested`` and ``run.accepted`` events.
 
     ``started_by`` (a trigger's event, a schedule's tick) is stored on the run and carried
     by ``run.accepted``, so the timeline shows what started it. ``budget``: the run
-    request's limits (the workers apply them with the workflow's own). Raises IntegrityError at
+    request's limits (the workers apply them with the workflow's own). A rerun or fork also
+    records its parent, what was asked (``lineage``) and what the orchestrator may reuse
+    (``replay``, docs/replay.md); it is audited as ``run.rerun`` / ``run.fork``. Raises IntegrityError at
     once (the insert is flushed first) when another request took the same idempotency key."""
     run = RunRecord(
         id=run_id or str(uuid.uuid4()),
@@ -56,6 +61,9 @@ async def create_run(
         idempotency_key=idempotency_key,
         started_by=started_by,
         budget=budget,
+        parent_run_id=parent_run_id,
+        lineage=lineage,
+        replay=replay,
     )
     session.add(run)
     await session.flush()
@@ -75,6 +83,8 @@ async def create_run(
     data: dict[str, Any] = {"workflow_name": workflow_name, "workflow_version": workflow_version}
     if started_by is not None:
         data["started_by"] = started_by
+    if lineage is not None:
+        data["lineage"] = lineage
     accepted = RunEvent(
         run_id=run.id, kind="run.accepted", status=RunStatus.PENDING.value, data=data
     )
@@ -88,7 +98,7 @@ async def create_run(
         AuditLogEntry(
             tenant_id=tenant_id,
             actor=actor,
-            action="run.created",
+            action=f"run.{lineage['kind']}" if lineage is not None else "run.created",
             subject=f"run:{run.id}",
             data=data,
         )

@@ -140,6 +140,12 @@ class RunRecord(Base):
         default=utcnow, onupdate=utcnow, server_default=func.now()
     )
     finished_at: Mapped[datetime | None]
+    # Lineage (docs/replay.md): the run this one reran or forked, what was asked (kind,
+    # from tasks, overrides) and what the orchestrator may reuse (outputs by task, with the
+    # cache key each was recorded under; per-task agent overrides).
+    parent_run_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    lineage: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    replay: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
     # Relationships tell the unit of work to insert parents first; lazy="raise" because an
     # implicit lazy load cannot run under asyncio (use selectinload()).
@@ -202,6 +208,11 @@ class TaskRecord(Base):
     updated_at: Mapped[datetime] = mapped_column(
         default=utcnow, onupdate=utcnow, server_default=func.now()
     )
+    # What determines the output (task spec, rendered params, agent overrides), hashed; a
+    # rerun or fork reuses a recorded output only under the same key.
+    cache_key: Mapped[str | None] = mapped_column(String(64))
+    # The task (of the parent run) whose recorded output this one reused instead of running.
+    reused_from: Mapped[str | None] = mapped_column(String(255))
 
     run: Mapped[RunRecord] = relationship(back_populates="tasks", lazy="raise")
     attempts: Mapped[list[TaskAttemptRecord]] = relationship(

@@ -69,6 +69,8 @@ class Worker:
                 max_tokens_per_turn=self.settings.agent_max_tokens_per_turn,
             ),
             gate=gate,
+            objects=resources.objects,
+            claim_check_bytes=self.settings.claim_check_bytes,
             ledger=self.budgets,
         )
         self.executors = executors or ExecutorRegistry(

@@ -20,6 +20,16 @@ IN_FLIGHT = Gauge("cadenza_gateway_requests_in_flight", "HTTP requests being han
 RUNS_ACCEPTED = Counter(
     "cadenza_gateway_runs_accepted_total", "Runs created (not idempotent replays).", ["tenant"]
 )
+RUNS_REPLAYED = Counter(
+    "cadenza_gateway_runs_replayed_total",
+    "Runs created as a rerun or fork of an earlier run, by kind (rerun, fork).",
+    ["kind"],
+)
+CALLS_SERVED = Counter(
+    "cadenza_gateway_calls_served_total",
+    "Recorded LLM and tool calls returned by the call-inspection endpoints, by kind.",
+    ["kind"],
+)
 IDEMPOTENT_REPLAYS = Counter(
     "cadenza_gateway_idempotent_replays_total",
     "Run requests answered with an existing run because the Idempotency-Key was seen before.",

@@ -139,6 +139,16 @@ class TaskPublic(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime | None = None
+    cache_key: str | None = Field(
+        default=None,
+        description="Hash of what determines the output (task, pinned agent, rendered params, "
+        "a fork's overrides); a rerun or fork reuses an output only under the same key.",
+    )
+    reused_from: str | None = Field(
+        default=None,
+        description="Completed from a recorded output instead of running: the parent run's "
+        "task id, or `override` for an output replaced by hand.",
+    )
     usage: UsageTotals = Field(
         default_factory=UsageTotals,
         description="LLM turns, tokens, cost and tool calls of this task (all attempts).",
@@ -161,6 +171,8 @@ class TaskPublic(BaseModel):
             started_at=task.started_at,
             finished_at=task.finished_at,
             updated_at=task.updated_at,
+            cache_key=task.cache_key,
+            reused_from=task.reused_from,
             usage=usage or UsageTotals(),
         )
 
@@ -184,6 +196,9 @@ class RunSummary(BaseModel):
         "(`kind: trigger`, trigger, event id/source/type, topic, partition, offset) or a "
         "schedule's tick (`kind: schedule`, schedule, fire_time).",
     )
+    parent_run_id: str | None = Field(
+        default=None, description="The run this one reran or forked (docs/replay.md)."
+    )
 
     @classmethod
     def from_record(cls, run: RunRecord) -> RunSummary:
@@ -197,6 +212,7 @@ class RunSummary(BaseModel):
             updated_at=run.updated_at,
             finished_at=run.finished_at,
             started_by=run.started_by,
+            parent_run_id=run.parent_run_id,
         )
 
 
@@ -217,6 +233,11 @@ class RunPublic(RunSummary):
     usage: RunUsage = Field(
         default_factory=RunUsage,
         description="LLM tokens, cost and tool calls: in total, per agent and per model.",
+    )
+    lineage: dict[str, Any] | None = Field(
+        default=None,
+        description="For a rerun or fork: `kind`, `parent_run_id`, the tasks it reran "
+        "(`from`) or the overrides it was forked with (`forked_at`, `inputs`, `tasks`).",
     )
     budget: Budget | None = Field(
         default=None,
@@ -247,6 +268,7 @@ class RunPublic(RunSummary):
             ],
             agents=run.spec.get("agents", {}),
             usage=usage.usage if usage else RunUsage(),
+            lineage=run.lineage,
             budget=run_budget(run),
         )
 

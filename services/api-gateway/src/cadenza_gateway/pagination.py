@@ -60,3 +60,16 @@ def decode_name_cursor(cursor: str) -> str:
     if len(value) != 1 or not isinstance(value[0], str):
         raise _invalid(cursor)
     return str(value[0])
+
+
+def decode_call_cursor(cursor: str) -> tuple[datetime, int, str]:
+    """``(at, source rank, id)`` of the last call of the previous page."""
+    value = _decode(cursor)
+    try:
+        at, rank, ident = value
+        when = datetime.fromisoformat(at)
+    except (TypeError, ValueError) as exc:
+        raise _invalid(cursor) from exc
+    if when.tzinfo is None or not isinstance(rank, int) or not isinstance(ident, str):
+        raise _invalid(cursor)
+    return when.astimezone(UTC), rank, ident

@@ -159,6 +159,10 @@ class DeadLetterHandled(ProblemError):
     status, slug, title = 409, "dead-letter-handled", "Dead letter already handled"
 
 
+class RunNotFinished(ProblemError):
+    status, slug, title = 409, "run-not-finished", "Run not finished"
+
+
 class PayloadTooLarge(ProblemError):
     status, slug, title = 413, "payload-too-large", "Payload too large"
 

@@ -38,7 +38,7 @@ async def _inline_spec(source: dict[str, Any] | str) -> tuple[WorkflowSpec, dict
         raise spec_problem(exc, field_prefix="spec") from None
 
 
-def _resolve_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> dict[str, Any]:
+def resolve_run_inputs(spec: WorkflowSpec, inputs: dict[str, Any]) -> dict[str, Any]:
     bad = find_non_json(inputs, "inputs")
     if bad is not None:
         message = f"field {bad}: NaN and Infinity are not JSON values"
@@ -67,7 +67,7 @@ async def prepare_submission(run_in: RunCreate, registered: WorkflowRecord | Non
             workflow_name=registered.name,
             workflow_version=registered.version,
             spec=registered.spec,
-            inputs=_resolve_inputs(spec, run_in.inputs),
+            inputs=resolve_run_inputs(spec, run_in.inputs),
             parsed=spec,
         )
     assert run_in.spec is not None
@@ -76,7 +76,7 @@ async def prepare_submission(run_in: RunCreate, registered: WorkflowRecord | Non
         workflow_name=spec.name,
         workflow_version=None,
         spec=data,
-        inputs=_resolve_inputs(spec, run_in.inputs),
+        inputs=resolve_run_inputs(spec, run_in.inputs),
         parsed=spec,
     )
 

@@ -35,10 +35,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
 from . import machine, store
-from .graph import RunGraph
+from .graph import RunGraph, task_id_for
 from .outcome import (
     TERMINAL,
     Advance,
+    Cached,
     Dispatch,
     Event,
     Failed,
@@ -73,6 +74,8 @@ class Effects:
     """Dispatches by reason (``first``, or why a task was dispatched again)."""
     finished: Counter[str] = field(default_factory=Counter)
     """Tasks that reached a terminal status, by status."""
+    reused: Counter[str] = field(default_factory=Counter)
+    """Tasks completed from a recorded output (rerun / fork), by source."""
     run_finished: bool = False
     held: Counter[str] = field(default_factory=Counter)
     """Tool calls held for a person, by kind (approval, in_doubt)."""
@@ -201,7 +204,10 @@ class Transition:
                 error = machine.error_dict(exc.code, f"task '{step.node_id}': {exc}")
                 outcome = machine.fail_task(step.node_id, row, error)
             else:
-                outcome = machine.start(g.node(step.node_id), row, context, g, self.now)
+                cached = await self._cached(step.node_id)
+                outcome = machine.start(
+                    g.node(step.node_id), row, context, g, self.now, cached=cached
+                )
         elif isinstance(step, Settled):
             node = g.node(step.node_id)
             rows = await self._load_nodes([step.node_id, *node.triggers])
@@ -241,6 +247,29 @@ class Transition:
 
     # -- loading --------------------------------------------------------------------------
 
+    async def _cached(self, node_id: str) -> Cached | None:
+        """The recorded output a rerun or fork may complete this task from: one replaced by
+        hand, or the parent run's output of the same task (it succeeded); the rule decides
+        by cache key whether it is still valid."""
+        replay = self.graph.replay
+        if node_id in replay.outputs:
+            return Cached("override", output=replay.outputs[node_id])
+        if replay.parent_run_id is None or node_id not in replay.reuse:
+            return None
+        parent_task = task_id_for(replay.parent_run_id, node_id)
+        parent = (await store.load_tasks(self.session, replay.parent_run_id, [parent_task])).get(
+            parent_task
+        )
+        if parent is None or parent.status != "succeeded":
+            return None
+        return Cached(
+            "parent",
+            task_id=parent.id,
+            output=parent.output,
+            output_ref=parent.output_ref,
+            cache_key=replay.reuse[node_id],
+        )
+
     async def _load_nodes(self, node_ids: Iterable[str]) -> dict[str, TaskRecord]:
         wanted = set(node_ids)
         missing = wanted - self.nodes.keys()
@@ -272,24 +301,22 @@ class Transition:
 
     async def apply(self, outcome: Outcome) -> None:
         for new in outcome.new_tasks:
+            # Every column set (NULL unless given): the row is detached after its insert,
+            # and a column left unset would then be an expired attribute.
             row = TaskRecord(
-                id=new.task_id,
-                run_id=self.run.id,
-                node_id=new.node_id,
-                item_index=new.item_index,
-                status=new.status,
-                attempt=0,
-                max_attempts=new.max_attempts,
-                input=new.input,
-                output=None,
-                output_ref=None,
-                error=None,
-                worker_id=None,
-                heartbeat_at=None,
-                ready_at=None,
-                started_at=None,
-                finished_at=self.now if new.status in TERMINAL else None,
-                updated_at=self.now,
+                **dict.fromkeys(_TASK_COLUMNS)
+                | {
+                    "id": new.task_id,
+                    "run_id": self.run.id,
+                    "node_id": new.node_id,
+                    "item_index": new.item_index,
+                    "status": new.status,
+                    "attempt": 0,
+                    "max_attempts": new.max_attempts,
+                    "input": new.input,
+                    "finished_at": self.now if new.status in TERMINAL else None,
+                    "updated_at": self.now,
+                }
             )
             # Not added to the session: inserted by ``_insert_new`` in one Core statement,
             # with whatever the transition made of it by then (a plan's roots and a
@@ -330,6 +357,8 @@ class Transition:
             )
             self._finished("cancelled", n, node=False)
         for event in outcome.events:
+            if event.kind == "task.reused":
+                self.effects.reused[str(event.data.get("source"))] += 1
             self.stage_run_event(event)
         if outcome.run is not None:
             await self._change_run(outcome.run.status, outcome.run.output, outcome.run.error)
@@ -370,6 +399,8 @@ class Transition:
                 params = None
         row.status = "ready"
         row.attempt = d.attempt
+        if d.cache_key is not None:
+            row.cache_key = d.cache_key
         row.ready_at = self.now
         row.input = params
         row.worker_id = None
@@ -393,6 +424,7 @@ class Transition:
             backoff_multiplier=spec.retry.multiplier,
             jitter=spec.retry.jitter,
             ready_at=self.now,
+            agent_overrides=self._agent_overrides(d, spec.kind),
         )
         # Stamped now, inside the span of the event that caused it (the batch stages it
         # later): each task's trace runs through the result that released it.
@@ -404,6 +436,16 @@ class Transition:
             data["item_index"] = row.item_index
         self.stage_run_event(Event("task.ready", row.id, d.node_id, "ready", data))
         self.effects.dispatched[d.reason] += 1
+
+    def _agent_overrides(self, d: Dispatch, kind: str) -> dict[str, Any] | None:
+        """A fork's agent overrides of this task, on every dispatch (a re-dispatch too),
+        except to an agent it was handed off to (they were for the original agent)."""
+        if kind != "agent" or d.reason == "handoff":
+            return None
+        if d.overrides is not None:
+            return d.overrides
+        override = self.graph.replay.overrides.get(d.node_id)
+        return dict(override) if override else None
 
     def _pinned_agent(self, name: str) -> str:
         """``name@version`` as the gateway pinned it for this run (``spec.agents``)."""

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cadenza_state import RunRecord
 from cadenza_workflow import (
     TaskSpec,
     WorkflowSpec,
@@ -86,6 +87,41 @@ class Node:
         return self.spec.for_each is not None
 
 
+@dataclass(frozen=True)
+class Replay:
+    """What a rerun or fork may take from its parent run instead of running (docs/replay.md).
+
+    ``reuse`` maps a task to the cache key its parent output was recorded under: the output
+    is reused only if the task's own key (computed when it becomes ready) is the same; a
+    ``None`` key reuses it unconditionally (a parent recorded before keys existed).
+    ``outputs`` are outputs replaced by hand (the task never runs); ``overrides`` are
+    per-task agent overrides (``system_prompt``, ``model``) sent to the worker."""
+
+    parent_run_id: str | None = None
+    reuse: Mapping[str, str | None] = field(default_factory=dict)
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Replay:
+        if not data:
+            return cls()
+        return cls(
+            parent_run_id=data.get("parent_run_id"),
+            reuse=dict(data.get("reuse") or {}),
+            outputs=dict(data.get("outputs") or {}),
+            overrides={k: dict(v) for k, v in (data.get("overrides") or {}).items()},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "parent_run_id": self.parent_run_id,
+            "reuse": dict(self.reuse),
+            "outputs": dict(self.outputs),
+            "overrides": {k: dict(v) for k, v in self.overrides.items()},
+        }
+
+
 @dataclass
 class RunGraph:
     """A run's spec, resolved inputs and the indexes the state machine walks."""
@@ -95,12 +131,22 @@ class RunGraph:
     inputs: dict[str, Any]
     nodes: dict[str, Node]
     output_reads: frozenset[str] | None
+    replay: Replay = field(default_factory=Replay)
     _visible: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
     _descendants: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
 
     @classmethod
+    def for_run(cls, run: RunRecord) -> RunGraph:
+        """The graph of a run row (its spec, inputs and replay loaded)."""
+        return cls.build(run.id, run.spec, run.inputs, run.replay)
+
+    @classmethod
     def build(
-        cls, run_id: str, spec_data: Mapping[str, Any], inputs: Mapping[str, Any]
+        cls,
+        run_id: str,
+        spec_data: Mapping[str, Any],
+        inputs: Mapping[str, Any],
+        replay: Mapping[str, Any] | None = None,
     ) -> RunGraph:
         """Parse + validate the spec and resolve the inputs (raises ``SpecValidationError``)."""
         spec = parse_spec(spec_data)
@@ -130,6 +176,7 @@ class RunGraph:
             inputs=resolved,
             nodes=nodes,
             output_reads=_expression_reads((), output_templates),
+            replay=Replay.from_json(replay),
         )
 
     def node(self, node_id: str) -> Node:

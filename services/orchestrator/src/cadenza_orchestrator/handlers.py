@@ -156,7 +156,7 @@ class RunHandlers:
 
     async def _plan(self, session: AsyncSession, run: RunRecord) -> Transition:
         try:
-            graph = self.graphs.put(RunGraph.build(run.id, run.spec, run.inputs))
+            graph = self.graphs.put(RunGraph.for_run(run))
         except (SpecValidationError, ExpressionError) as exc:
             # A run whose stored spec does not validate fails without a plan.
             transition = self._transition(session, run, None)
@@ -340,7 +340,7 @@ class RunHandlers:
             return transition
         graph = self.graphs.get(run.id)
         if graph is None:
-            graph = self.graphs.put(RunGraph.build(run.id, run.spec, run.inputs))
+            graph = self.graphs.put(RunGraph.for_run(run))
         return self._transition(session, run, graph)
 
     def _transition(
@@ -366,6 +366,8 @@ class RunHandlers:
                 metrics.REDISPATCHES.labels(reason).inc(n)
         for status, n in effects.finished.items():
             metrics.TASKS_FINISHED.labels(status).inc(n)
+        for source, n in effects.reused.items():
+            metrics.TASKS_REUSED.labels(source).inc(n)
         if effects.run_finished:
             metrics.RUNS_FINISHED.labels(effects.run_status).inc()
             self.graphs.forget(effects.run_id)

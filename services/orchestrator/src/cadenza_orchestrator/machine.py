@@ -12,6 +12,8 @@ of their outputs, its one attempt result recorded at the fan-in.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -28,6 +30,7 @@ from .outcome import (
     SETTLED,
     Advance,
     Attempt,
+    Cached,
     CancelInstances,
     Dispatch,
     Event,
@@ -145,12 +148,24 @@ def skip(node_id: str, row: TaskRecord, reason: str) -> Outcome:
 
 
 def start(
-    node: Node, row: TaskRecord, context: dict[str, Any], graph: RunGraph, now: datetime
+    node: Node,
+    row: TaskRecord,
+    context: dict[str, Any],
+    graph: RunGraph,
+    now: datetime,
+    *,
+    cached: Cached | None = None,
 ) -> Outcome:
     """Start a task: a plain task evaluates ``when`` and renders its params; a fan-out task
-    expands into one instance per ``for_each`` item. Expression errors fail the task."""
+    expands into one instance per ``for_each`` item. Expression errors fail the task. In a
+    rerun or fork, a task whose recorded output is still valid (``cached``, under the same
+    cache key) completes from it instead of running (:func:`reuse`)."""
+    override = graph.replay.overrides.get(node.id)
+    if cached is not None and cached.source == "override":
+        # Replaced by hand: the task does not run, whatever its condition or inputs.
+        return reuse(node.id, row, cached, cache_key(node, {"output": cached.output}), now)
     if node.fan_out:
-        return _expand(node, row, context, graph, now)
+        return _expand(node, row, context, graph, now, cached)
     try:
         runnable = evaluate_condition(node.spec.when, context)
         params = render_params(node, context) if runnable else None
@@ -158,7 +173,77 @@ def start(
         return fail_task(node.id, row, expression_error(exc, f"task '{node.id}'"))
     if params is None:
         return skip(node.id, row, "when is false")
-    return Outcome(dispatches=[Dispatch(row.id, node.id, row.attempt + 1, params=params)])
+    key = cache_key(node, params, override)
+    if reusable(cached, key):
+        assert cached is not None
+        return reuse(node.id, row, cached, key, now)
+    dispatch = _first_dispatch(row.id, node, row.attempt + 1, params, override, key)
+    return Outcome(dispatches=[dispatch])
+
+
+def _first_dispatch(
+    task_id: str,
+    node: Node,
+    attempt: int,
+    params: dict[str, Any],
+    override: Mapping[str, Any] | None,
+    key: str | None = None,
+) -> Dispatch:
+    """A task's dispatch with its cache key and a fork's agent overrides."""
+    return Dispatch(
+        task_id,
+        node.id,
+        attempt,
+        params=params,
+        cache_key=key or cache_key(node, params, override),
+        overrides=dict(override) if override else None,
+    )
+
+
+def cache_key(node: Node, params: Any, override: Mapping[str, Any] | None = None) -> str:
+    """What determines a task's output, hashed: its kind, tool or pinned agent
+    (``name@version``), its rendered params (the resolved inputs and the upstream outputs
+    it reads, its rendered prompt) and a fork's agent overrides (system prompt, model).
+    Retry, timeout and wiring do not change what a task computes, so they are left out."""
+    material = {
+        "v": 1,
+        "kind": node.spec.kind,
+        "tool": node.spec.tool,
+        "agent": node.spec.agent,
+        "params": params,
+        "override": dict(override) if override else None,
+    }
+    data = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def reusable(cached: Cached | None, key: str) -> bool:
+    """A recorded output is valid for a task computed under ``key``: it was recorded under
+    the same key, or it is reused unconditionally (replaced by hand, or keyless)."""
+    return cached is not None and (cached.cache_key is None or cached.cache_key == key)
+
+
+def reuse(node_id: str, row: TaskRecord, cached: Cached, key: str, now: datetime) -> Outcome:
+    """``task.reused``: the task completes with a recorded output — no dispatch, no model
+    or tool call (``attempt`` stays 0) — and its dependants go on as after a success."""
+    values = {
+        "status": S.SUCCEEDED,
+        "output": None if cached.output_ref else cached.output,
+        "output_ref": cached.output_ref,
+        "error": None,
+        "cache_key": key,
+        "reused_from": cached.task_id or cached.source,
+        "started_at": now,
+        "finished_at": now,
+    }
+    data: dict[str, Any] = {"source": cached.source, "cache_key": key}
+    if cached.task_id is not None:
+        data["from_task"] = cached.task_id
+    return Outcome(
+        updates=[TaskUpdate(row.id, values)],
+        events=[Event("task.reused", row.id, node_id, S.SUCCEEDED, data)],
+        steps=[Settled(node_id)],
+    )
 
 
 def render_params(node: Node, context: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,34 +255,53 @@ def render_params(node: Node, context: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _expand(
-    node: Node, row: TaskRecord, context: dict[str, Any], graph: RunGraph, now: datetime
+    node: Node,
+    row: TaskRecord,
+    context: dict[str, Any],
+    graph: RunGraph,
+    now: datetime,
+    cached: Cached | None = None,
 ) -> Outcome:
     """Fan-out: evaluate ``for_each`` once; each item gets an instance row, skipped when its
-    ``when`` is false. The first expression error fails the whole task before anything runs."""
+    ``when`` is false. The first expression error fails the whole task before anything runs.
+    The task's cache key covers every item's params: reused, it creates no instances."""
     assert node.spec.for_each is not None
     try:
         items = evaluate_for_each(node.spec.for_each, context)
     except ExpressionError as exc:
         return fail_task(node.id, row, expression_error(exc, f"task '{node.id}' for_each"))
-    out = Outcome()
+    rendered: list[dict[str, Any] | None] = []
     for index, item in enumerate(items):
         ctx = {**context, "item": item, "index": index}
-        tid = task_id_for(graph.run_id, node.id, index)
         try:
             runnable = evaluate_condition(node.spec.when, ctx)
-            params = render_params(node, ctx) if runnable else None
+            rendered.append(render_params(node, ctx) if runnable else None)
         except ExpressionError as exc:
             where = f"task '{node.id}' item {index}"
             return fail_task(node.id, row, expression_error(exc, where) | {"item_index": index})
+    override = graph.replay.overrides.get(node.id)
+    key = cache_key(node, rendered, override)
+    if reusable(cached, key):
+        assert cached is not None
+        return reuse(node.id, row, cached, key, now)
+    out = Outcome()
+    for index, params in enumerate(rendered):
+        tid = task_id_for(graph.run_id, node.id, index)
         status = S.PENDING if params is not None else S.SKIPPED
         out.new_tasks.append(NewTask(tid, node.id, index, status, node.spec.retry.max_attempts))
         if params is not None:
-            out.dispatches.append(Dispatch(tid, node.id, 1, params=params))
+            out.dispatches.append(_first_dispatch(tid, node, 1, params, override))
     open_count = len(out.dispatches)
     # The fan-out row counts as dispatched once (as its instances); the fan-in records that
     # attempt's result, so every task row ends with exactly one recorded result.
     progress = {"items": len(items), "open": open_count}
-    values = {"status": S.RUNNING, "attempt": 1, "input": progress, "started_at": now}
+    values = {
+        "status": S.RUNNING,
+        "attempt": 1,
+        "input": progress,
+        "started_at": now,
+        "cache_key": key,
+    }
     out.updates.append(TaskUpdate(row.id, values))
     out.events.append(
         Event(

@@ -17,6 +17,13 @@ TASKS_FINISHED = Counter(
     "Task rows that reached a terminal status.",
     ["status"],
 )
+TASKS_REUSED = Counter(
+    "cadenza_orchestrator_tasks_reused_total",
+    "Tasks of a rerun or fork completed from a recorded output instead of running, by "
+    "source (parent = the parent run's output under the same cache key, override = "
+    "replaced by hand).",
+    ["source"],
+)
 REDISPATCHES = Counter(
     "cadenza_orchestrator_redispatches_total",
     "Tasks dispatched again by the sweeper, by reason (worker_lost, not_started).",

@@ -117,6 +117,25 @@ class Dispatch:
     params: dict[str, Any] | None = None
     params_ref: str | None = None
     reason: str = "first"
+    cache_key: str | None = None
+    """What determines the output (kept on the row; a later rerun or fork compares it)."""
+    overrides: dict[str, Any] | None = None
+    """Agent overrides of a fork (``system_prompt``, ``model``), sent to the worker."""
+
+
+@dataclass(frozen=True)
+class Cached:
+    """A recorded output a task may complete from instead of running (a rerun or fork):
+    the parent run's output of the same task, or one replaced by hand."""
+
+    source: str
+    """``parent`` (the parent run's recorded output) or ``override`` (replaced by hand)."""
+    task_id: str | None = None
+    """The parent's task whose output this is (None for a hand-replaced output)."""
+    output: Any = None
+    output_ref: str | None = None
+    cache_key: str | None = None
+    """The key the output was recorded under; None reuses it whatever this task's key."""
 
 
 @dataclass(frozen=True)

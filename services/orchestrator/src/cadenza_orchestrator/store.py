@@ -41,7 +41,7 @@ async def lock_run(
     row locks; its ``BEGIN IMMEDIATE`` serialises writers instead."""
     stmt = select(RunRecord).where(RunRecord.id == run_id)
     if not with_spec:
-        stmt = stmt.options(defer(RunRecord.spec), defer(RunRecord.inputs))
+        stmt = stmt.options(defer(RunRecord.spec), defer(RunRecord.inputs), defer(RunRecord.replay))
     stmt = stmt.with_for_update(skip_locked=skip_locked)
     return (await session.scalars(stmt)).one_or_none()
 

@@ -266,7 +266,7 @@ class Sweeper:
     ) -> Transition:
         """A transition on a locked run (its graph built and cached when not yet known)."""
         if graph is None:
-            graph = self.graphs.put(RunGraph.build(run.id, run.spec, run.inputs))
+            graph = self.graphs.put(RunGraph.for_run(run))
         return Transition(
             session,
             run,

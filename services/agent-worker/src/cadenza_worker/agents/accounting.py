@@ -2,6 +2,9 @@
 
 Rows are keyed by (task, attempt, turn) and (task, attempt, call index) and inserted with
 ON CONFLICT DO NOTHING: a step replayed after a crash is recorded once, as it first happened.
+Bodies larger than the claim-check threshold (messages sent, response, tool result) go to
+the object store and the row keeps a marker (``cadenza_state.claimcheck``), so
+``GET /v1/runs/{id}/calls`` returns them whole.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cadenza_state import LLMCallRecord, ToolCallRecord
+from cadenza_state import LLMCallRecord, ObjectStore, ToolCallRecord
+from cadenza_state.claimcheck import store_body
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,8 +36,25 @@ class CallSite:
 
 
 class Accounting:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        objects: ObjectStore | None = None,
+        claim_check_bytes: int = 256 * 1024,
+    ) -> None:
         self._sessions = sessions
+        self._objects = objects
+        self._threshold = claim_check_bytes
+
+    async def _body(self, site: CallSite, name: str, value: Any) -> Any:
+        """The body as the row stores it: inline, or claim-checked when too large (without
+        an object store, a large tool result is truncated instead)."""
+        if value is None:
+            return None
+        if self._objects is None:
+            return truncate_json(value) if name.startswith("tool") else value
+        key = f"runs/{site.run_id}/tasks/{site.task_id}/{site.attempt}/calls/{name}.json"
+        return await store_body(self._objects, key, value, self._threshold)
 
     async def llm_call(
         self,
@@ -61,8 +82,8 @@ class Accounting:
                 "turn": turn,
                 "provider": provider,
                 "model": model,
-                "request": request,
-                "response": response,
+                "request": await self._body(site, f"llm-{turn}-request", request),
+                "response": await self._body(site, f"llm-{turn}-response", response),
                 "tool_calls": tool_calls,
                 "input_tokens": input_tokens,
                 "output_tokens": output_tokens,
@@ -98,7 +119,7 @@ class Accounting:
                 "call_id": call_id,
                 "tool": tool,
                 "arguments": arguments,
-                "result": truncate_json(result),
+                "result": await self._body(site, f"tool-{call_index}-result", result),
                 "status": status,
                 "error": error[:2048] if error else None,
                 "latency_ms": latency_ms,

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from cadenza_events import Handoff, TaskReady
 from cadenza_llm import PriceTable, ProviderRegistry
-from cadenza_state import StateSettings
+from cadenza_state import ObjectStore, StateSettings
 from cadenza_workflow import AgentSpec, combine
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -53,10 +53,12 @@ class AgentExecutor:
         limits: LoopLimits | None = None,
         gate: ApprovalGate | None = None,
         *,
+        objects: ObjectStore | None = None,
+        claim_check_bytes: int = 256 * 1024,
         ledger: BudgetLedger | None = None,
     ) -> None:
         self._definitions = AgentDefinitions(sessions)
-        self._accounting = Accounting(sessions)
+        self._accounting = Accounting(sessions, objects, claim_check_bytes)
         self._state_settings = state_settings
         self._tools = tools
         self._journal = journal
@@ -89,6 +91,7 @@ class AgentExecutor:
     async def execute(self, call: TaskCall) -> Any:
         task, ctx = call.task, call.context
         spec, version = await self._definitions.load(ctx.tenant_id, task.name)
+        spec = apply_overrides(spec, task.agent_overrides)
         provider, model = self._llm.resolve(spec.model)
         policy = await self._budget_limits.run_policy(task.run_id)
         guardrails = combine(spec.guardrails, policy.guardrails)
@@ -188,6 +191,15 @@ class AgentExecutor:
             if snapshot.values:
                 return cast(AgentState, dict(snapshot.values))
         return None
+
+
+OVERRIDABLE = frozenset({"system_prompt", "model"})
+
+
+def apply_overrides(spec: AgentSpec, overrides: dict[str, Any] | None) -> AgentSpec:
+    """The pinned definition with a fork's per-task overrides (system prompt, model)."""
+    update = {k: v for k, v in (overrides or {}).items() if k in OVERRIDABLE and v is not None}
+    return spec.model_copy(update=update) if update else spec
 
 
 def thread_id(task_id: str, attempt: int) -> str:

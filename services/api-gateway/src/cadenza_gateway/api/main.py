@@ -10,6 +10,7 @@ from .routes import (
     approvals,
     audit,
     budgets,
+    calls,
     cancel,
     collections,
     datasets,
@@ -19,6 +20,7 @@ from .routes import (
     health,
     ingest,
     provider_keys,
+    replay,
     runs,
     schedules,
     schemas,
@@ -32,6 +34,8 @@ api_router = APIRouter()
 api_router.include_router(workflows.router)
 api_router.include_router(agents.router)
 api_router.include_router(runs.router)
+api_router.include_router(replay.router)
+api_router.include_router(calls.router)
 api_router.include_router(usage.router)
 api_router.include_router(cancel.router)
 api_router.include_router(approvals.router)

@@ -54,10 +54,15 @@ async def create_run(
     spec: dict[str, Any],
     inputs: dict[str, Any],
     idempotency_key: str | None,
+    parent_run_id: str | None = None,
+    lineage: dict[str, Any] | None = None,
+    replay: dict[str, Any] | None = None,
     budget: dict[str, Any] | None = None,
 ) -> RunRecord:
     """Insert a pending run and stage its ``plan.requested`` and ``run.accepted`` events
     (the shared path, ``cadenza_runtime.create_run``), audited as the request's caller.
+    A rerun or fork also records its parent, what was asked (``lineage``) and what the
+    orchestrator may reuse (``replay``, docs/replay.md).
 
     Raises IntegrityError at once (the insert is flushed first) when another request took
     the same idempotency key."""
@@ -73,6 +78,9 @@ async def create_run(
         actor=current_actor(),
         source=EVENT_SOURCE,
         budget=budget,
+        parent_run_id=parent_run_id,
+        lineage=lineage,
+        replay=replay,
     )
 
 

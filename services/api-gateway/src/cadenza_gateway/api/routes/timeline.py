@@ -82,6 +82,10 @@ class TaskTimeline(Span):
     attempts: list[AttemptTimeline]
     llm_calls: list[LLMCallTimeline]
     tool_calls: list[ToolCallTimeline]
+    calls_url: str = Field(description="The task's calls, whole (messages, results).")
+    reused_from: str | None = Field(
+        default=None, description="Completed from a recorded output (rerun / fork)."
+    )
 
 
 class Totals(BaseModel):
@@ -106,6 +110,7 @@ class RunTimeline(Span):
     )
     tasks: list[TaskTimeline]
     totals: Totals
+    calls_url: str = Field(description="Every call of the run, whole (messages, results).")
 
 
 def _ms(later: datetime | None, earlier: datetime | None) -> float | None:
@@ -172,6 +177,8 @@ async def build_timeline(session: AsyncSession, run: RunRecord) -> RunTimeline:
                 status=t.status,
                 attempt=t.attempt,
                 ready_at=t.ready_at,
+                calls_url=f"/v1/runs/{run.id}/tasks/{t.node_id}/calls",
+                reused_from=t.reused_from,
                 **_span(origin, t.started_at, t.finished_at),
                 attempts=[
                     AttemptTimeline(
@@ -224,6 +231,7 @@ async def build_timeline(session: AsyncSession, run: RunRecord) -> RunTimeline:
         started_by=run.started_by,
         **_span(origin, origin, run.finished_at),
         tasks=out,
+        calls_url=f"/v1/runs/{run.id}/calls",
         totals=Totals(
             tasks=len(tasks),
             attempts=len(attempts),
