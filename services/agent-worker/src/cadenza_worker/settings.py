@@ -104,6 +104,13 @@ class WorkerSettings(BaseSettings):
     agent_max_tokens_per_turn: int = Field(
         default=512, ge=1, description="max_tokens of each LLM call an agent makes."
     )
+    provider_key_cache_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long a tenant's provider endpoint and key (BYOK), decrypted with "
+        "CADENZA_SECRETS_MASTER_KEY, is reused before it is read again: a rotated or deleted "
+        "key takes effect within this time.",
+    )
     metrics_port: int = Field(
         default=9102, ge=0, le=65535, description="Prometheus /metrics port (0 disables)."
     )

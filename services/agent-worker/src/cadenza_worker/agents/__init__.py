@@ -6,6 +6,7 @@ from .definitions import AgentDefinitions, UnknownAgentError, split_ref
 from .errors import AgentOutputError, BudgetExceededError
 from .executor import AgentExecutor, initial_messages, thread_id
 from .loop import AgentLoop, AgentRun, LoopLimits, handoff_tool_name
+from .tenant_providers import TenantProviders
 
 __all__ = [
     "Accounting",
@@ -17,6 +18,7 @@ __all__ = [
     "BudgetExceededError",
     "CallSite",
     "LoopLimits",
+    "TenantProviders",
     "UnknownAgentError",
     "handoff_tool_name",
     "initial_messages",

@@ -34,6 +34,7 @@ from .checkpoints import open_checkpointer
 from .definitions import AgentDefinitions
 from .loop import AgentLoop, AgentRun, LoopLimits
 from .state import AgentState
+from .tenant_providers import TenantProviders
 
 tracer = trace.get_tracer("cadenza.worker")
 
@@ -48,6 +49,7 @@ class AgentExecutor:
         llm: ProviderRegistry,
         prices: PriceTable,
         limits: LoopLimits | None = None,
+        tenant_providers: TenantProviders | None = None,
     ) -> None:
         self._definitions = AgentDefinitions(sessions)
         self._accounting = Accounting(sessions)
@@ -57,6 +59,7 @@ class AgentExecutor:
         self._llm = llm
         self._prices = prices
         self._limits = limits or LoopLimits()
+        self._tenant_providers = tenant_providers
         self._stack = AsyncExitStack()
         self._saver: BaseCheckpointSaver[str] | None = None
         self._saver_lock = asyncio.Lock()
@@ -65,6 +68,8 @@ class AgentExecutor:
         return task.name.partition("@")[0]  # bounded: agent names, never versions
 
     async def aclose(self) -> None:
+        if self._tenant_providers is not None:
+            await self._tenant_providers.aclose()
         await self._stack.aclose()
         self._saver = None
 
@@ -80,7 +85,10 @@ class AgentExecutor:
     async def execute(self, call: TaskCall) -> Any:
         task, ctx = call.task, call.context
         spec, version = await self._definitions.load(ctx.tenant_id, task.name)
-        provider, model = self._llm.resolve(spec.model)
+        if self._tenant_providers is not None:  # the run's tenant's own endpoint first
+            provider, model = await self._tenant_providers.resolve(ctx.tenant_id, spec.model)
+        else:
+            provider, model = self._llm.resolve(spec.model)
         run = AgentRun(
             spec=spec,
             provider=provider,
