@@ -105,17 +105,43 @@ def _without_native_telemetry() -> dict[str, Any]:
     return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
 
 
+# Answers any operation may give that no route declares itself: the auth dependency's
+# (secured operations), the body parser's and size limit's (operations with a body), and an
+# outage's (every /v1 operation: a store is away, retry after `Retry-After`).
+_SECURED_PROBLEMS = {
+    "401": "No credential, or one that is unknown, malformed, revoked or expired.",
+    "403": "The credential lacks the operation's scope (`required_scopes`).",
+    "429": "Over the tenant's or credential's rate limit (`Retry-After`).",
+}
+_BODY_PROBLEMS = {
+    "400": "The body is not well-formed (JSON/YAML syntax, encoding): `malformed-body`.",
+    "413": "The body is larger than the gateway accepts.",
+}
+_API_PROBLEMS = {"503": "A backing store is unavailable; retry after `Retry-After`."}
+
+
 def _problems_in_openapi(app: FastAPI) -> None:
     """FastAPI documents every response model as application/json; error answers are
-    application/problem+json, so move their schemas there."""
+    application/problem+json, so move their schemas there, and document the problems the
+    middleware and the auth dependency answer for every operation they guard."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = generate()
-            for operations in schema.get("paths", {}).values():
+            for path, operations in schema.get("paths", {}).items():
                 for operation in operations.values():
-                    for status, response in operation.get("responses", {}).items():
+                    responses = operation.setdefault("responses", {})
+                    extra: dict[str, str] = {}
+                    if operation.get("security"):
+                        extra |= _SECURED_PROBLEMS
+                    if "requestBody" in operation:
+                        extra |= _BODY_PROBLEMS
+                    if path.startswith("/v1/") and operation.get("security"):
+                        extra |= _API_PROBLEMS
+                    for status, description in extra.items():
+                        responses.setdefault(status, _problem_response(description))
+                    for status, response in responses.items():
                         content = response.get("content", {})
                         if status[:1] in "45" and PROBLEM_MEDIA_TYPE in content:
                             content[PROBLEM_MEDIA_TYPE] = content.pop("application/json", {})
@@ -123,3 +149,10 @@ def _problems_in_openapi(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
