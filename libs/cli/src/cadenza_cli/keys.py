@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from cadenza_client import Call
 
-from .client import DEFAULT_URL, ApiError, api_client, print_json
+from .client import DEFAULT_URL, ApiError, cadenza, print_json
 
 keys_app = typer.Typer(
     help="Create, list, rotate and revoke API keys (needs a key with the `admin` scope in "
@@ -25,21 +26,18 @@ ScopesOption = Annotated[
 
 def _call(method: str, path: str, url: str, body: dict[str, Any] | None = None) -> Any:
     async def go() -> Any:
-        async with api_client(url) as client:
-            resp = await client.request(method, path, json=body)
-        if resp.status_code >= 400:
-            try:
-                problem = resp.json()
-            except ValueError:
-                problem = {"title": resp.reason_phrase, "detail": resp.text[:500]}
-            raise ApiError(resp.status_code, problem)
-        return resp.json() if resp.content else None
+        async with cadenza(url) as client:
+            return await client.call(Call(method, path, _plain, json=body))
 
     try:
         return asyncio.run(go())
     except (ApiError, httpx.HTTPError) as exc:
         typer.echo(str(exc) or repr(exc), err=True)
         raise typer.Exit(2) from None
+
+
+def _plain(body: Any) -> Any:
+    return body
 
 
 def _show_created(created: dict[str, Any]) -> None:

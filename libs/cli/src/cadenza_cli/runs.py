@@ -9,7 +9,7 @@ import httpx
 import typer
 
 from .bundles import BundleError, submit_run
-from .client import DEFAULT_URL, ApiError, api_client, get_run, print_json, wait_for_run
+from .client import DEFAULT_URL, ApiError, api_client, cadenza, print_json, wait_for_run
 from .inputs import parse_inputs
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="CADENZA_URL", help="Gateway base URL.")]
@@ -81,17 +81,9 @@ def list_runs(
     """List recent runs."""
 
     async def go() -> dict[str, Any]:
-        params: dict[str, Any] = {"limit": limit}
-        if status:
-            params["status"] = status
-        if workflow:
-            params["workflow"] = workflow
-        async with _client(url) as client:
-            resp = await client.get("/v1/runs", params=params)
-            if resp.status_code >= 400:
-                raise ApiError(resp.status_code, resp.json())
-            data: dict[str, Any] = resp.json()
-            return data
+        async with cadenza(url) as client:
+            page = await client.list_runs(status=status, workflow=workflow, limit=limit)
+            return page.model_dump(mode="json")
 
     try:
         page = asyncio.run(go())
@@ -108,8 +100,8 @@ def show_run(run_id: str, url: UrlOption = DEFAULT_URL) -> None:
     """Show one run with its tasks."""
 
     async def go() -> dict[str, Any]:
-        async with _client(url) as client:
-            return await get_run(client, run_id)
+        async with cadenza(url) as client:
+            return (await client.get_run(run_id)).model_dump(mode="json")
 
     try:
         print_json(asyncio.run(go()))
@@ -122,12 +114,8 @@ def cancel_run(run_id: str, url: UrlOption = DEFAULT_URL) -> None:
     """Cancel a run: its running tasks are stopped."""
 
     async def go() -> dict[str, Any]:
-        async with _client(url) as client:
-            resp = await client.post(f"/v1/runs/{run_id}/cancel")
-            if resp.status_code >= 400:
-                raise ApiError(resp.status_code, resp.json())
-            data: dict[str, Any] = resp.json()
-            return data
+        async with cadenza(url) as client:
+            return await client.cancel_run(run_id)
 
     try:
         run = asyncio.run(go())
