@@ -43,7 +43,7 @@ class _RetryAfterOrBackoff(wait_base):
     def __init__(self, policy: RetryPolicy) -> None:
         self.policy = policy
         self.backoff = wait_exponential_jitter(
-            initial=policy.initial_backoff_s,
+            multiplier=policy.initial_backoff_s,
             max=policy.max_backoff_s,
             jitter=policy.initial_backoff_s,
         )
