@@ -50,3 +50,29 @@ async def test_a_when_with_data_driven_formatting_still_registers(
     }
     resp = await client.post("/v1/workflows", json=spec)
     assert resp.status_code == 201, resp.text
+
+
+@unit_only
+async def test_a_405_allows_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    options = await client.options("/v1/runs")
+    assert options.status_code == 405
+    assert options.headers["allow"] == "GET, HEAD, POST"
+    deleted = await client.delete("/v1/workflows")
+    assert deleted.headers["allow"] == "GET, HEAD, POST"
+    assert (await client.request("BREW", "/v1/runs/abc")).headers["allow"] == "GET, HEAD"
+
+
+@unit_only
+@pytest.mark.parametrize("value", [1.5, [False], [1.5], {"a": 1}])
+async def test_search_filters_take_exact_values_only(
+    client: httpx.AsyncClient, value: object
+) -> None:
+    assert (await client.post("/v1/collections", json={"name": "c1"})).status_code == 201
+    resp = await client.post(
+        "/v1/collections/c1/search", json={"query": "x", "filters": {"lang": value}}
+    )
+    assert resp.status_code == 422, resp.text
+    body = resp.json()
+    assert body["type"] == "urn:cadenza:problem:invalid-request"
+    assert body["errors"], body
+    assert all(e["field"].startswith("filters.lang") for e in body["errors"]), body["errors"]

@@ -13,7 +13,10 @@ from cadenza_state import EnvelopeCipher
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 
+from .allowed_methods import allowed_methods
 from .api import api_router
 from .auth.jwt import JwtVerifier
 from .auth.ratelimit import RateLimiter, RateLimitHeadersMiddleware
@@ -82,7 +85,7 @@ def create_app(
         RateLimiter(settings.auth, resources.hot) if RateLimiter.enabled(settings.auth) else None
     )
     app.include_router(api_router)
-    app.add_exception_handler(HTTPException, handle_http_exception)
+    app.add_exception_handler(HTTPException, _handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     # Added last = outermost: telemetry sees every answer, including early 413s.
     app.add_middleware(
@@ -94,6 +97,14 @@ def create_app(
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(RequestTelemetryMiddleware)
     return app
+
+
+async def _handle_http_exception(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, HTTPException) and exc.status_code == 405:
+        allowed = allowed_methods(request.app, request.url.path)
+        if allowed:
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
+    return await handle_http_exception(request, exc)
 
 
 def _without_native_telemetry() -> dict[str, Any]:
