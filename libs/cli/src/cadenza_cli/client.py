@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 from cadenza_client import ApiError, AsyncCadenza, format_problem, raise_for_problem
+from cadenza_workflow.loading import load_document
 
 DEFAULT_URL = os.environ.get("CADENZA_URL", "http://127.0.0.1:8080")
 API_KEY_ENV = "CADENZA_API_KEY"
@@ -44,7 +44,10 @@ def run_request(target: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """A file path becomes an inline spec; anything else names a registered workflow."""
     path = Path(target)
     if path.is_file():
-        spec = yaml.safe_load(path.read_text())
+        # The gateway's own YAML 1.2 loader: `NO` stays a string, `on` is not `true`, a date
+        # is text (PyYAML's safe_load is YAML 1.1 and would change all three).
+        content_type = "application/json" if path.suffix == ".json" else None
+        spec = load_document(path.read_text(), content_type)
         return {"spec": spec, "inputs": inputs}
     return {"workflow": target, "inputs": inputs}
 
