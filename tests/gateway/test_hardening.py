@@ -76,3 +76,49 @@ async def test_search_filters_take_exact_values_only(
     assert body["type"] == "urn:cadenza:problem:invalid-request"
     assert body["errors"], body
     assert all(e["field"].startswith("filters.lang") for e in body["errors"]), body["errors"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "field"),
+    [
+        (
+            "POST",
+            "/v1/agents",
+            {"json": {"name": "a", "system_prompt": "x\u0000y", "model": "local:m"}},
+            "system_prompt",
+        ),
+        (
+            "POST",
+            "/v1/runs",
+            {"json": {"workflow": "greet", "inputs": {"who": "a\u0000b"}}},
+            "inputs.who",
+        ),
+        (
+            "PUT",
+            "/v1/datasets/d/records",
+            {"json": {"records": [{"key": "k", "data": {"a\u0000": 1}}]}},
+            "records[0].data.a\u0000",
+        ),
+        (
+            "POST",
+            "/v1/workflows",
+            {
+                "content": 'name: w\ntasks: [{id: a, tool: transform, with: {x: "\\0"}}]\n',
+                "headers": {"content-type": "application/yaml"},
+            },
+            "tasks[0].with.x",
+        ),
+    ],
+)
+async def test_a_nul_character_anywhere_is_a_422_naming_the_field_on_both_stacks(
+    client: httpx.AsyncClient,
+    register: object,
+    method: str,
+    path: str,
+    kwargs: dict[str, object],
+    field: str,
+) -> None:
+    resp = await client.request(method, path, **kwargs)  # type: ignore[arg-type]
+    assert resp.status_code == 422, resp.text
+    errors = resp.json()["errors"]
+    assert [(e["field"], e["code"]) for e in errors] == [(field, "nul_character")]
