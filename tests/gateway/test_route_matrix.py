@@ -39,15 +39,6 @@ pytestmark = unit_only
 PUBLIC = re.compile(r"^/(healthz|readyz|metrics|openapi\.json|docs.*|redoc|v1/schemas/.*)$")
 OWNER, STRANGER = "owner", "stranger"
 STREAM_OPEN = 200
-GREET = """\
-name: greet
-inputs:
-  who: {type: string, default: world}
-tasks:
-  - id: hello
-    tool: transform
-    with: {greeting: "hello, ${{ inputs.who }}"}
-"""
 
 
 @dataclass(frozen=True)
@@ -112,7 +103,7 @@ async def _key(resources: Resources, tenant: str, scopes: Any = ALL_SCOPES) -> s
     return await issue_key(resources, tenant, scopes)
 
 
-async def _seed(api: httpx.AsyncClient, key: str) -> dict[str, str]:
+async def _seed(api: httpx.AsyncClient, key: str, greet_yaml: str) -> dict[str, str]:
     """The owner's resources, one of each kind, named as the path parameters expect."""
     auth = {"Authorization": f"Bearer {key}"}
 
@@ -121,7 +112,7 @@ async def _seed(api: httpx.AsyncClient, key: str) -> dict[str, str]:
         return dict(resp.json())
 
     yaml_body = {**auth, "Content-Type": "application/yaml"}
-    await ok(await api.post("/v1/workflows", content=GREET, headers=yaml_body))
+    await ok(await api.post("/v1/workflows", content=greet_yaml, headers=yaml_body))
     agent = {"name": "greet", "system_prompt": "Be brief.", "model": "local:smollm2-135m"}
     await ok(await api.post("/v1/agents", json=agent, headers=auth))
     run = await ok(await api.post("/v1/runs", json={"workflow": "greet"}, headers=auth))
@@ -166,11 +157,12 @@ async def test_every_route_answers_each_kind_of_caller_as_it_must(
     app: FastAPI,
     resources: Resources,
     idp: IdentityProvider,  # noqa: F811
+    greet_yaml: str,
 ) -> None:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as api:
         owner = await _key(resources, OWNER)
-        values = await _seed(api, owner)
+        values = await _seed(api, owner, greet_yaml)
         stranger = await _key(resources, STRANGER)
         revoked = await _key(resources, OWNER)
         expired = await _key(resources, OWNER)

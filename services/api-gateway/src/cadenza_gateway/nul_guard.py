@@ -38,12 +38,11 @@ class NulCharacterMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)  # lifespan and websockets have no body
+            return
         content_type = Headers(scope=scope).get("content-type", "").lower()
-        if (
-            scope["type"] != "http"
-            or scope["method"] not in ("POST", "PUT", "PATCH")
-            or not ("json" in content_type or "yaml" in content_type)
-        ):
+        if not ("json" in content_type or "yaml" in content_type):
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
