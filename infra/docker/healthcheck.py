@@ -3,7 +3,8 @@
 Finds which service the container runs from its command line (`cadenza <service>` or
 `python -m <package>`; CADENZA_SERVICE overrides) and probes it over loopback:
 gateway GET /readyz (database, Redis and Kafka reachable), rag-ingest GET /healthz of its
-search API, orchestrator and worker GET /metrics (the process is up and serving). Ports come
+search API, orchestrator and worker GET /healthz of their metrics port (the process is up
+and serving; no token needed). Ports come
 from the same environment variables the services read. Exit 0 = healthy, 1 = not.
 Standard library only, and http.client so no HTTP proxy variable can reroute the probe.
 """
@@ -18,8 +19,8 @@ from pathlib import Path
 # service -> (port variable, default port, path)
 PROBES = {
     "gateway": ("CADENZA_GATEWAY_PORT", 8080, "/readyz"),
-    "orchestrator": ("CADENZA_ORCHESTRATOR_METRICS_PORT", 9101, "/metrics"),
-    "worker": ("CADENZA_WORKER_METRICS_PORT", 9102, "/metrics"),
+    "orchestrator": ("CADENZA_ORCHESTRATOR_METRICS_PORT", 9101, "/healthz"),
+    "worker": ("CADENZA_WORKER_METRICS_PORT", 9102, "/healthz"),
     "rag-ingest": ("CADENZA_RAG_SEARCH_PORT", 9113, "/healthz"),
 }
 MODULES = {

@@ -134,6 +134,23 @@ async def test_metrics_endpoint_exposes_gateway_metrics(
 
 
 @unit_only
+async def test_made_up_methods_share_one_metric_label(client: httpx.AsyncClient) -> None:
+    from prometheus_client import REGISTRY
+
+    def count(method: str) -> float:
+        labels = {"method": method, "route": "/v1/runs", "status": "405"}
+        return REGISTRY.get_sample_value("cadenza_gateway_requests_total", labels) or 0.0
+
+    before = count("_OTHER")
+    for verb in ("BREW", "FOO123", "PROPFIND"):
+        resp = await client.request(verb, "/v1/runs")
+        assert resp.status_code == 405, verb
+    assert count("_OTHER") - before == 3
+    for verb in ("BREW", "FOO123", "PROPFIND"):
+        assert count(verb) == 0.0  # no label value per client-chosen verb
+
+
+@unit_only
 async def test_gateway_service_serves_http_until_stopped(
     resources: Resources, settings: GatewaySettings
 ) -> None:

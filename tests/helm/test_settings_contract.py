@@ -15,6 +15,7 @@ from cadenza_llm.settings import LLMSettings
 from cadenza_orchestrator.settings import OrchestratorSettings
 from cadenza_rag.settings import RagSettings
 from cadenza_retrieval.settings import RetrievalSettings
+from cadenza_runtime import MetricsSettings
 from cadenza_state import StateSettings
 from cadenza_trigger.settings import TriggerSettings
 from cadenza_worker.settings import WorkerSettings
@@ -28,10 +29,10 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(1800)  # the first test may build helm
 SETTINGS: list[type[BaseSettings]] = [
     BusSettings, StateSettings, GatewaySettings, OrchestratorSettings, WorkerSettings,
-    RagSettings, RetrievalSettings, LLMSettings, AuthSettings, TriggerSettings,
+    RagSettings, RetrievalSettings, LLMSettings, AuthSettings, TriggerSettings, MetricsSettings,
 ]  # fmt: skip
 # Read straight from the environment (cadenza_runtime.telemetry, the services' __main__).
-RAW = {"CADENZA_METRICS_HOST", "CADENZA_LOG_LEVEL"}
+RAW = {"CADENZA_LOG_LEVEL"}
 # Not for Cadenza's services: compose's own settings, and the dashboards folder that
 # infra/grafana's provider file reads inside the Grafana container.
 COMPOSE_ONLY = {"CADENZA_IMAGE", "CADENZA_BASE_IMAGE", "CADENZA_GRAFANA_DASHBOARDS"}

@@ -135,3 +135,47 @@ async def test_an_unreachable_search_service_is_a_clear_retryable_failure(
             await tool({"collection": "nope", "query": "refunds"}, ctx)
     finally:
         await dead.aclose()
+
+
+async def test_with_a_service_token_only_callers_holding_it_reach_the_search_api(
+    resources: Resources, retriever: Retriever
+) -> None:
+    app = create_search_app(retriever, resources.sessions, token="svc-token-123")
+    server = HttpServer(app, "127.0.0.1", 0)
+    await server.start()
+    url = f"http://127.0.0.1:{server.port}"
+    body = {"collection": "handbook", "query": "refunds"}
+    try:
+        async with httpx.AsyncClient(base_url=url) as raw:
+            for headers in (
+                {},
+                {"Authorization": "Bearer wrong"},
+                {"Authorization": "svc-token-123"},
+            ):
+                refused = await raw.post("/v1/search", json=body, headers={**TENANT, **headers})
+                assert refused.status_code == 401, headers
+                assert refused.headers["www-authenticate"].startswith("Bearer")
+                assert "handbook" not in refused.text
+            assert (await raw.get("/healthz")).status_code == 200  # probes need no token
+        wrong = RemoteSearcher(url, token="not-it")
+        with pytest.raises(SearchUnavailable, match="CADENZA_RETRIEVAL_SEARCH_TOKEN"):
+            await wrong.search("acme", "handbook", "refunds")
+        await wrong.aclose()
+        right = RemoteSearcher(url, token="svc-token-123")
+        with pytest.raises(UnknownCollection):  # past the token: the tenant has no such collection
+            await right.search("acme", "handbook", "refunds")
+        await right.aclose()
+    finally:
+        await server.stop()
+
+
+async def test_rag_ingest_refuses_a_search_api_beyond_loopback_without_a_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cadenza_rag.__main__ import serve
+    from cadenza_rag.settings import RagSettings
+    from cadenza_runtime import InsecureEndpoint
+
+    monkeypatch.delenv("CADENZA_RETRIEVAL_SEARCH_TOKEN", raising=False)
+    with pytest.raises(InsecureEndpoint, match="CADENZA_RETRIEVAL_SEARCH_TOKEN"):
+        await serve(RagSettings(search_host="0.0.0.0", search_port=9))

@@ -27,6 +27,7 @@ from cadenza_runtime import Resources, keys
 from cadenza_state import (
     RunRecord,
     S3ObjectStore,
+    SecretsSettings,
     StateSettings,
     TaskRecord,
     utcnow,
@@ -59,6 +60,7 @@ class Stack:
     events: list[Envelope[Any]] = field(default_factory=list)
     dead: list[Envelope[Any]] = field(default_factory=list)
     workers: list[Worker] = field(default_factory=list)
+    tenants: dict[str, str] = field(default_factory=dict)  # run id -> tenant (default acme)
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     # -- workers -----------------------------------------------------------------------
@@ -79,6 +81,7 @@ class Stack:
         tools: ToolRegistry | None = None,
         executors: ExecutorRegistry | None = None,
         llm: Any = None,
+        secrets: SecretsSettings | None = None,
         **overrides: Any,
     ) -> Worker:
         worker = Worker(
@@ -87,6 +90,7 @@ class Stack:
             tools=tools,
             executors=executors,
             llm=llm,
+            secrets=secrets,
         )
         await worker.start()
         self.workers.append(worker)
@@ -107,9 +111,11 @@ class Stack:
         initial_backoff_s: float = 0.01,
         max_backoff_s: float = 0.05,
         params_ref: str | None = None,
+        tenant_id: str = "acme",
     ) -> TaskReady:
         """Insert the run (if new) and a task row exactly as the orchestrator would."""
         run_id = run_id or str(uuid.uuid4())
+        tenant_id = self.tenants.setdefault(run_id, tenant_id)
         node_id = f"n{next(self._seq)}"
         task_id = f"{run_id}:{node_id}"
         now = utcnow()
@@ -118,7 +124,7 @@ class Stack:
                 session.add(
                     RunRecord(
                         id=run_id,
-                        tenant_id="acme",
+                        tenant_id=tenant_id,
                         workflow_name="test",
                         spec={},
                         inputs={},
@@ -158,7 +164,7 @@ class Stack:
         return Envelope(
             payload=task,
             source="/tests/orchestrator",
-            tenant_id="acme",
+            tenant_id=self.tenants.get(task.run_id, "acme"),
             plan_id=task.run_id,
             task_id=task.task_id,
             attempt=task.attempt,

@@ -1,4 +1,5 @@
-"""A small HTTP client for the gateway, and live progress printing for `--wait`."""
+"""The CLI's access to the gateway: the typed client `cadenza_client` (credential, problem
+errors as typed exceptions, retries), and live progress printing for `--wait`."""
 
 from __future__ import annotations
 
@@ -10,45 +11,31 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
+from cadenza_client import ApiError, AsyncCadenza, format_problem, raise_for_problem
+from cadenza_workflow.loading import load_document
 
 DEFAULT_URL = os.environ.get("CADENZA_URL", "http://127.0.0.1:8080")
 API_KEY_ENV = "CADENZA_API_KEY"
+__all__ = ["ApiError", "format_problem"]
+
+
+def cadenza(url: str, *, timeout: Any = 30, api_key: str | None = None) -> AsyncCadenza:
+    """The typed client of the gateway at ``url``, sending ``api_key`` (default:
+    $CADENZA_API_KEY) as its bearer credential; without one, only a dev-mode gateway answers."""
+    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
+    return AsyncCadenza(url, api_key=key or None, timeout=timeout)
 
 
 def api_client(url: str, *, timeout: Any = 30, api_key: str | None = None) -> httpx.AsyncClient:
-    """A client of the gateway at ``url``, sending ``api_key`` (default: $CADENZA_API_KEY)
-    as its bearer credential; without one, only a dev-mode gateway answers."""
-    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.AsyncClient(base_url=url, timeout=timeout, headers=headers)
+    """The typed client's HTTP connection, for requests it does not wrap (bundle uploads)."""
+    return cadenza(url, timeout=timeout, api_key=api_key).http
 
 
 TERMINAL = {"succeeded", "failed", "cancelled", "budget_exceeded"}
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, problem: dict[str, Any]) -> None:
-        self.status = status
-        self.problem = problem
-        super().__init__(format_problem(status, problem))
-
-
-def format_problem(status: int, problem: dict[str, Any]) -> str:
-    lines = [f"{status} {problem.get('title', 'error')}: {problem.get('detail', '')}".rstrip(": ")]
-    for err in problem.get("errors") or []:
-        where = err.get("field") or ""
-        lines.append(f"  - {where}: {err.get('message')}")
-    return "\n".join(lines)
-
-
 def _check(resp: httpx.Response) -> dict[str, Any]:
-    if resp.status_code >= 400:
-        try:
-            problem = resp.json()
-        except ValueError:
-            problem = {"title": resp.reason_phrase, "detail": resp.text[:500]}
-        raise ApiError(resp.status_code, problem)
+    raise_for_problem(resp)  # a typed cadenza_client.ApiError (NotFound, Conflict, …)
     data: dict[str, Any] = resp.json()
     return data
 
@@ -57,7 +44,10 @@ def run_request(target: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """A file path becomes an inline spec; anything else names a registered workflow."""
     path = Path(target)
     if path.is_file():
-        spec = yaml.safe_load(path.read_text())
+        # The gateway's own YAML 1.2 loader: `NO` stays a string, `on` is not `true`, a date
+        # is text (PyYAML's safe_load is YAML 1.1 and would change all three).
+        content_type = "application/json" if path.suffix == ".json" else None
+        spec = load_document(path.read_text(), content_type)
         return {"spec": spec, "inputs": inputs}
     return {"workflow": target, "inputs": inputs}
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from cadenza_client import raise_for_problem
 
 from .client import DEFAULT_URL, ApiError, api_client, print_json
 
@@ -37,12 +38,7 @@ def call_gateway(
             content = json.dumps(body).encode() if body is not None else None
             headers = {"Content-Type": content_type} if body is not None else {}
             resp = await client.request(method, path, content=content, headers=headers)
-        if resp.status_code >= 400:
-            try:
-                problem = resp.json()
-            except ValueError:
-                problem = {"title": resp.reason_phrase, "detail": resp.text[:500]}
-            raise ApiError(resp.status_code, problem)
+        raise_for_problem(resp)  # a typed cadenza_client.ApiError
         return resp.json() if resp.content else None
 
     try:

@@ -9,7 +9,15 @@ import httpx
 import typer
 
 from .bundles import BundleError, submit_run
-from .client import DEFAULT_URL, ApiError, api_client, get_run, print_json, wait_for_run
+from .client import (
+    DEFAULT_URL,
+    ApiError,
+    api_client,
+    cadenza,
+    get_run,
+    print_json,
+    wait_for_run,
+)
 from .inputs import parse_inputs
 from .replay import all_calls, diff_command, fork_command, format_call, rerun_command
 
@@ -87,17 +95,9 @@ def list_runs(
     """List recent runs."""
 
     async def go() -> dict[str, Any]:
-        params: dict[str, Any] = {"limit": limit}
-        if status:
-            params["status"] = status
-        if workflow:
-            params["workflow"] = workflow
-        async with _client(url) as client:
-            resp = await client.get("/v1/runs", params=params)
-            if resp.status_code >= 400:
-                raise ApiError(resp.status_code, resp.json())
-            data: dict[str, Any] = resp.json()
-            return data
+        async with cadenza(url) as client:
+            page = await client.list_runs(status=status, workflow=workflow, limit=limit)
+            return page.model_dump(mode="json")
 
     try:
         page = asyncio.run(go())

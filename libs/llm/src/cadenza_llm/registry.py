@@ -14,7 +14,7 @@ from .local import LocalProvider
 from .openai_compatible import OpenAICompatibleProvider
 from .prices import PriceTable
 from .provider import Provider
-from .settings import LLMSettings
+from .settings import LLMSettings, OpenAIProviderSettings
 from .telemetry import InstrumentedProvider
 from .types import Usage
 
@@ -80,20 +80,40 @@ class ProviderRegistry:
                 provider = self._providers[name] = self._build(name)
             return provider
 
+    @property
+    def replays_everything(self) -> bool:
+        """In replay mode every ``provider:model`` is answered from the cassette."""
+        return self.settings.cassette_mode == "replay"
+
+    def endpoint_provider(self, name: str, endpoint: OpenAIProviderSettings) -> Provider:
+        """A provider for an endpoint that is not in the settings (a tenant's own, BYOK),
+        instrumented (and recorded) like the configured ones. Not cached here: the caller
+        owns it and closes it with ``aclose``."""
+        with self._lock:
+            return self._wrap(OpenAICompatibleProvider(name, endpoint, transport=self._transport))
+
     def _build(self, name: str) -> Provider:
         """Called under ``_lock``; constructing a provider is cheap (models load on first use)."""
-        provider: Provider
         if name == "replay":
-            provider = ReplayProvider(self._cassette_unlocked(), self.settings.replay_delay_s)
+            return self._instrument(
+                ReplayProvider(self._cassette_unlocked(), self.settings.replay_delay_s)
+            )
+        provider: Provider
+        if name == "local":
+            provider = LocalProvider(self.settings)
         else:
-            if name == "local":
-                provider = LocalProvider(self.settings)
-            else:
-                provider = OpenAICompatibleProvider(
-                    name, self.settings.providers[name], transport=self._transport
-                )
-            if self.settings.cassette_mode == "record":
-                provider = RecordingProvider(provider, self._cassette_unlocked())
+            provider = OpenAICompatibleProvider(
+                name, self.settings.providers[name], transport=self._transport
+            )
+        return self._wrap(provider)
+
+    def _wrap(self, provider: Provider) -> Provider:
+        """Called under ``_lock``: record mode's recorder, then telemetry."""
+        if self.settings.cassette_mode == "record":
+            provider = RecordingProvider(provider, self._cassette_unlocked())
+        return self._instrument(provider)
+
+    def _instrument(self, provider: Provider) -> Provider:
         return InstrumentedProvider(
             provider, capture_content=self.settings.capture_content, tracer=self._tracer
         )

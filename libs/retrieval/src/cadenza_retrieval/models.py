@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from .settings import SearchMode
 
@@ -63,7 +63,10 @@ class DocumentInfo(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-FilterScalar = str | int | float | bool
+# What the vector store matches exactly: keywords, integers, booleans. Strict, so a decimal,
+# or a boolean standing in for an integer (`[false]`), is a 422 naming the filter instead of
+# being coerced or failing deep in the store.
+FilterScalar = StrictStr | StrictInt | StrictBool
 
 
 class SearchQuery(BaseModel):
@@ -74,10 +77,11 @@ class SearchQuery(BaseModel):
     mode: SearchMode | None = Field(
         default=None, description="`vector` or `hybrid` (default: the server's setting)."
     )
-    filters: dict[str, FilterScalar | list[str] | list[int]] = Field(
+    filters: dict[str, FilterScalar | list[StrictStr] | list[StrictInt]] = Field(
         default_factory=dict,
         description="Equality filters: `document_id`, `page`, or a key of the documents' "
-        "metadata; a list matches any of its values.",
+        "metadata; a list matches any of its values. Values are strings, integers or "
+        "booleans (no decimals: matching is exact).",
     )
 
 

@@ -70,11 +70,14 @@ class RemoteSearcher:
         base_url: str,
         *,
         timeout_s: float = 30.0,
+        token: str = "",
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # The service token travels only in this header (never on spans or in errors).
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.AsyncClient(
-            base_url=self.base_url, timeout=timeout_s, transport=transport
+            base_url=self.base_url, timeout=timeout_s, transport=transport, headers=headers
         )
 
     async def search(
@@ -115,6 +118,11 @@ class RemoteSearcher:
             raise UnknownCollection(detail)
         if response.status_code == 422:
             raise ValueError(detail)
+        if response.status_code == 401:
+            raise SearchUnavailable(
+                f"search service at {self.base_url} refused this service's token: set the "
+                "same CADENZA_RETRIEVAL_SEARCH_TOKEN on rag-ingest, the gateway and workers"
+            )
         raise SearchUnavailable(
             f"search service at {self.base_url} answered {response.status_code}: {detail}"
         )
@@ -148,5 +156,9 @@ def open_searcher(settings: RetrievalSettings | None = None) -> Searcher:
     :class:`Retriever` (which opens the vector store now: callers open this lazily)."""
     settings = settings or RetrievalSettings()
     if settings.search_url:
-        return RemoteSearcher(settings.search_url, timeout_s=settings.search_timeout_s)
+        return RemoteSearcher(
+            settings.search_url,
+            timeout_s=settings.search_timeout_s,
+            token=settings.search_token.get_secret_value(),
+        )
     return Retriever(settings)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SearchMode = Literal["vector", "hybrid"]
@@ -27,6 +27,12 @@ class RetrievalSettings(BaseSettings):
         description="rag-ingest's search API (e.g. http://127.0.0.1:9113). When set, the "
         "gateway and the rag_search tool search through it instead of opening the vector "
         "store: needed when services run as separate processes on the embedded local mode.",
+    )
+    search_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Service token of rag-ingest's search API: rag-ingest requires it as a "
+        "bearer token and the gateway and workers send it (set the same value on all). "
+        "Empty = no token, which rag-ingest accepts only on a loopback CADENZA_RAG_SEARCH_HOST.",
     )
     search_timeout_s: float = Field(
         default=30.0, gt=0, description="Timeout of one call to the search API."

@@ -52,7 +52,7 @@ _INDEXED_FIELDS = {
     "generation": qm.PayloadSchemaType.INTEGER,
     "page": qm.PayloadSchemaType.INTEGER,
 }
-FilterValue = str | int | float | bool | list[str] | list[int]
+FilterValue = str | int | bool | list[str] | list[int]
 
 
 class Candidate(NamedTuple):

@@ -2,6 +2,7 @@
 
 from . import keys
 from .http_server import HttpServer
+from .internal_auth import InsecureEndpoint, bearer_matches, is_loopback, require_token_off_loopback
 from .outages import is_outage
 from .process import run_until_signal, wait_for_shutdown_signal
 from .relay import OutboxRelay
@@ -9,19 +10,24 @@ from .resources import Resources, open_resources
 from .run_events import RunEventEntry, RunEventLog, RunEventRecorder
 from .runs import create_run
 from .staging import stage_event, stage_events, stage_outbox
-from .telemetry import serve_metrics, setup_logging, setup_tracing
+from .telemetry import MetricsSettings, serve_metrics, setup_logging, setup_tracing
 
 __all__ = [
     "HttpServer",
+    "InsecureEndpoint",
+    "MetricsSettings",
     "OutboxRelay",
     "Resources",
     "RunEventEntry",
     "RunEventLog",
     "RunEventRecorder",
+    "bearer_matches",
     "create_run",
+    "is_loopback",
     "is_outage",
     "keys",
     "open_resources",
+    "require_token_off_loopback",
     "run_until_signal",
     "serve_metrics",
     "setup_logging",

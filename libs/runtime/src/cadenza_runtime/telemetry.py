@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -26,7 +30,15 @@ from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SpanExporter,
 )
-from prometheus_client import start_http_server
+from prometheus_client import make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .internal_auth import bearer_matches, require_token_off_loopback
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger("cadenza.telemetry")
 _configured = False
@@ -112,14 +124,80 @@ def setup_tracing(service_name: str) -> None:
     log.info("tracing: service %s, exporter %s", name, which)
 
 
-def serve_metrics(port: int, host: str | None = None) -> None:
-    """Expose Prometheus /metrics on ``port`` (0 disables; services without HTTP use this).
+class MetricsSettings(BaseSettings):
+    """Where a service's own /metrics port listens and who may read it (env prefix
+    ``CADENZA_METRICS_``; the gateway serves /metrics on its API port instead)."""
 
-    ``host`` defaults to ``CADENZA_METRICS_HOST`` or 127.0.0.1 (local Prometheus)."""
-    if port:
-        bind = host or os.environ.get("CADENZA_METRICS_HOST") or "127.0.0.1"
-        start_http_server(port, addr=bind)
-        log.info("metrics on http://%s:%d/metrics", bind, port)
+    model_config = SettingsConfigDict(env_prefix="CADENZA_METRICS_", extra="ignore")
+
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address of the metrics port of the orchestrator, workers and rag-ingest. "
+        "Anything but loopback needs CADENZA_METRICS_TOKEN.",
+    )
+    token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Bearer token the operators' scraper sends (`authorization` in the "
+        "Prometheus scrape config): the metrics carry tenant ids in labels. Empty = open, "
+        "allowed on loopback only.",
+    )
+
+
+def serve_metrics(
+    port: int, host: str | None = None, *, settings: MetricsSettings | None = None
+) -> WSGIServer | None:
+    """Expose Prometheus /metrics on ``port`` (0 disables; services without HTTP use this),
+    behind the operators' bearer token when ``CADENZA_METRICS_TOKEN`` is set; ``/healthz``
+    (for liveness probes) answers without it. Refuses a
+    non-loopback address without a token (:class:`InsecureEndpoint`)."""
+    if not port:
+        return None
+    settings = settings or MetricsSettings()
+    bind = host or settings.host
+    token = settings.token.get_secret_value()
+    require_token_off_loopback(
+        bind, token, what="the metrics port", variable="CADENZA_METRICS_TOKEN"
+    )
+    server = make_server(
+        bind,
+        port,
+        _bearer_guard(make_wsgi_app(), token),
+        ThreadingWSGIServer,
+        handler_class=_QuietHandler,
+    )
+    thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
+    thread.start()
+    log.info(
+        "metrics on http://%s:%d/metrics (%s)",
+        bind,
+        server.server_port,
+        "bearer token" if token else "open: loopback only",
+    )
+    return server
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes every few seconds: not worth a log line each."""
+
+
+def _bearer_guard(app: WSGIApplication, token: str) -> WSGIApplication:
+    def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/healthz":  # liveness probes: no token, no tenant
+            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"ok\n"]
+        if bearer_matches(environ.get("HTTP_AUTHORIZATION"), token):
+            return app(environ, start_response)
+        start_response(
+            "401 Unauthorized",
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("WWW-Authenticate", 'Bearer realm="metrics"'),
+            ],
+        )
+        return [b"/metrics needs the operators' bearer token (CADENZA_METRICS_TOKEN)\n"]
+
+    return guarded
 
 
 def setup_logging(level: str = "INFO") -> None:

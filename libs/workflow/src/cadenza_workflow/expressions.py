@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -25,6 +26,7 @@ from .errors import ExpressionError
 from .sandbox import (
     CONSTANT_NAMES,
     FUNCTIONS,
+    MAX_FORMAT_WIDTH,
     MAX_VALUE_CHARS,
     METHOD_NAMES,
     OPERATORS,
@@ -35,6 +37,7 @@ from .sandbox import (
     to_text,
 )
 
+_DIGITS = re.compile(r"\d+")
 TEMPLATE_OPEN = "${{"
 TEMPLATE_CLOSE = "}}"
 CONTEXT_NAMES = frozenset({"inputs", "tasks", "item", "index", "run"})
@@ -195,8 +198,38 @@ class _Analyzer:
             return
         if isinstance(node, ast.Attribute | ast.Subscript):
             self._reference(node, bound)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
+            self._no_percent_formatting(node)
+        if isinstance(node, ast.FormattedValue) and node.format_spec is not None:
+            self._format_spec(node.format_spec)
         for child in ast.iter_child_nodes(node):
             self.visit(child, bound)
+
+    # What the sandbox refuses at run time whatever the data: refused here, at registration.
+    def _no_percent_formatting(self, node: ast.BinOp) -> None:
+        left = node.left
+        if isinstance(left, ast.JoinedStr) or (
+            isinstance(left, ast.Constant) and isinstance(left.value, str)
+        ):
+            self.fail("'%' string formatting is not available; use an f-string")
+
+    def _format_spec(self, spec: ast.expr) -> None:
+        """A format spec's widths must stay within the sandbox's limit; a width computed from
+        constants alone (``f'{1:{10**9}}'``) is computed now."""
+        parts = spec.values if isinstance(spec, ast.JoinedStr) else [spec]
+        for part in parts:
+            text: str | None = None
+            if isinstance(part, ast.Constant):
+                text = str(part.value)
+            elif isinstance(part, ast.FormattedValue) and not any(
+                isinstance(n, ast.Name) for n in ast.walk(part.value)
+            ):
+                try:
+                    text = str(evaluate_tree(part.value, ast.unparse(part.value), {}))
+                except Exception as exc:  # the sandbox's own refusal (too big a number…)
+                    self.fail(f"format spec {ast.unparse(part.value)!r}: {exc}")
+            if text is not None and any(int(w) > MAX_FORMAT_WIDTH for w in _DIGITS.findall(text)):
+                self.fail(f"format widths are limited to {MAX_FORMAT_WIDTH}")
 
     def _call(self, node: ast.Call, bound: frozenset[str]) -> None:
         func = node.func

@@ -124,6 +124,13 @@ class WorkerSettings(BaseSettings):
     budget_reconcile_interval_s: float = Field(
         default=15.0, gt=0, description="How often each worker releases expired reservations."
     )
+    provider_key_cache_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long a tenant's provider endpoint and key (BYOK), decrypted with "
+        "CADENZA_SECRETS_MASTER_KEY, is reused before it is read again: a rotated or deleted "
+        "key takes effect within this time.",
+    )
     metrics_port: int = Field(
         default=9102, ge=0, le=65535, description="Prometheus /metrics port (0 disables)."
     )

@@ -8,8 +8,9 @@ from typing import Any
 from cadenza_events import Consumer, ConsumerOptions, Envelope, RetryPolicy, Topic
 from cadenza_llm import ProviderRegistry
 from cadenza_runtime import Resources, is_outage
+from cadenza_state import EnvelopeCipher, SecretsSettings
 
-from .agents import AgentExecutor, LoopLimits
+from .agents import AgentExecutor, LoopLimits, TenantProviders
 from .budgets import BudgetLedger, Reconciler
 from .handler import TaskHandler
 from .holds import ApprovalGate
@@ -30,7 +31,8 @@ class Worker:
 
     ``tools`` replaces the built-in tool registry; ``llm`` the LLM providers agents use (by
     default from `LLMSettings`, i.e. `CADENZA_LLM_*`); ``executors`` the kind registry (by
-    default `tool` and `agent`).
+    default `tool` and `agent`); ``secrets`` the master key of tenants' provider keys (by
+    default `SecretsSettings`, i.e. `CADENZA_SECRETS_*`).
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class Worker:
         tools: ToolRegistry | None = None,
         executors: ExecutorRegistry | None = None,
         llm: ProviderRegistry | None = None,
+        secrets: SecretsSettings | None = None,
     ) -> None:
         self.settings = settings or WorkerSettings()
         self.resources = resources
@@ -55,6 +58,7 @@ class Worker:
             resources.hot, reservation_ttl_s=self.settings.budget_reservation_ttl_s
         )
         self._reconciler = Reconciler(self.budgets, self.settings.budget_reconcile_interval_s)
+        self.tenant_providers = self._tenant_providers(secrets or SecretsSettings())
         self.agents = AgentExecutor(
             resources.sessions,
             resources.state.settings,
@@ -72,12 +76,26 @@ class Worker:
             objects=resources.objects,
             claim_check_bytes=self.settings.claim_check_bytes,
             ledger=self.budgets,
+            tenant_providers=self.tenant_providers,
         )
         self.executors = executors or ExecutorRegistry(
             {"tool": ToolExecutor(self.tools, self.journal, gate), "agent": self.agents}
         )
         self._handler = TaskHandler(resources, self.settings, self.executors)
         self._consumer: Consumer | None = None
+
+    def _tenant_providers(self, secrets: SecretsSettings) -> TenantProviders | None:
+        """Tenants' own provider keys need the master key that sealed them; without one,
+        agents use the deployment's providers only."""
+        cipher = EnvelopeCipher(secrets)
+        if not cipher.configured or not isinstance(self.llm, ProviderRegistry):
+            return None
+        return TenantProviders(
+            self.llm,
+            self.resources.sessions,
+            cipher,
+            ttl_s=self.settings.provider_key_cache_s,
+        )
 
     async def handle(self, env: Envelope[Any]) -> None:
         """Handle one `task.ready` envelope (what the consumer calls; tests may call it)."""

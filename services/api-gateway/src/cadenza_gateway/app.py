@@ -13,11 +13,15 @@ from cadenza_state import EnvelopeCipher
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 
+from .allowed_methods import allowed_methods
 from .api import api_router
 from .auth.jwt import JwtVerifier
 from .auth.ratelimit import RateLimiter, RateLimitHeadersMiddleware
 from .middleware import BodyLimitMiddleware, RequestTelemetryMiddleware
+from .nul_guard import NulCharacterMiddleware
 from .problems import PROBLEM_MEDIA_TYPE, handle_http_exception, handle_validation_error
 from .rag import DOCUMENT_UPLOAD_PATH
 from .settings import GatewaySettings
@@ -82,8 +86,9 @@ def create_app(
         RateLimiter(settings.auth, resources.hot) if RateLimiter.enabled(settings.auth) else None
     )
     app.include_router(api_router)
-    app.add_exception_handler(HTTPException, handle_http_exception)
+    app.add_exception_handler(HTTPException, _handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_middleware(NulCharacterMiddleware)  # inside the body limit: reads a capped body
     # Added last = outermost: telemetry sees every answer, including early 413s.
     app.add_middleware(
         BodyLimitMiddleware,
@@ -96,6 +101,14 @@ def create_app(
     return app
 
 
+async def _handle_http_exception(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, HTTPException) and exc.status_code == 405:
+        allowed = allowed_methods(request.app, request.url.path)
+        if allowed:
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
+    return await handle_http_exception(request, exc)
+
+
 def _without_native_telemetry() -> dict[str, Any]:
     """Recent FastAPI versions trace and meter requests themselves once a tracer provider
     is set; RequestTelemetryMiddleware already does (one SERVER span per request, Prometheus
@@ -105,17 +118,43 @@ def _without_native_telemetry() -> dict[str, Any]:
     return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
 
 
+# Answers any operation may give that no route declares itself: the auth dependency's
+# (secured operations), the body parser's and size limit's (operations with a body), and an
+# outage's (every /v1 operation: a store is away, retry after `Retry-After`).
+_SECURED_PROBLEMS = {
+    "401": "No credential, or one that is unknown, malformed, revoked or expired.",
+    "403": "The credential lacks the operation's scope (`required_scopes`).",
+    "429": "Over the tenant's or credential's rate limit (`Retry-After`).",
+}
+_BODY_PROBLEMS = {
+    "400": "The body is not well-formed (JSON/YAML syntax, encoding): `malformed-body`.",
+    "413": "The body is larger than the gateway accepts.",
+}
+_API_PROBLEMS = {"503": "A backing store is unavailable; retry after `Retry-After`."}
+
+
 def _problems_in_openapi(app: FastAPI) -> None:
     """FastAPI documents every response model as application/json; error answers are
-    application/problem+json, so move their schemas there."""
+    application/problem+json, so move their schemas there, and document the problems the
+    middleware and the auth dependency answer for every operation they guard."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = generate()
-            for operations in schema.get("paths", {}).values():
+            for path, operations in schema.get("paths", {}).items():
                 for operation in operations.values():
-                    for status, response in operation.get("responses", {}).items():
+                    responses = operation.setdefault("responses", {})
+                    extra: dict[str, str] = {}
+                    if operation.get("security"):
+                        extra |= _SECURED_PROBLEMS
+                    if "requestBody" in operation:
+                        extra |= _BODY_PROBLEMS
+                    if path.startswith("/v1/") and operation.get("security"):
+                        extra |= _API_PROBLEMS
+                    for status, description in extra.items():
+                        responses.setdefault(status, _problem_response(description))
+                    for status, response in responses.items():
                         content = response.get("content", {})
                         if status[:1] in "45" and PROBLEM_MEDIA_TYPE in content:
                             content[PROBLEM_MEDIA_TYPE] = content.pop("application/json", {})
@@ -123,3 +162,10 @@ def _problems_in_openapi(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }

@@ -39,6 +39,18 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 _UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
+# RFC 9110's methods plus PATCH: anything else a client sends is `_OTHER` in metric labels
+# and span names (OpenTelemetry HTTP semantic conventions), so a client cannot mint label
+# values (cardinality) with made-up verbs.
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else "_OTHER"
+
+
 def route_template(scope: Scope) -> str:
     """The matched route's path template (bounded label cardinality), or ``unmatched``."""
     route = scope.get("route")
@@ -63,7 +75,8 @@ class RequestTelemetryMiddleware:
         incoming = headers.get(REQUEST_ID_HEADER.lower(), "")
         request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
-        method = scope["method"]
+        method_sent = str(scope["method"])
+        method = method_label(method_sent)
         path = scope.get("path", "")
         traced = path not in _UNTRACED_PATHS
         parent = propagate.extract(dict(headers.items())) if traced else None
@@ -74,6 +87,11 @@ class RequestTelemetryMiddleware:
                 kind=SpanKind.SERVER,
                 attributes={
                     "http.request.method": method,
+                    **(
+                        {"http.request.method_original": method_sent[:64]}
+                        if method != method_sent
+                        else {}
+                    ),
                     "url.path": path,
                     "url.scheme": scope.get("scheme", "http"),
                     "user_agent.original": headers.get("user-agent", ""),

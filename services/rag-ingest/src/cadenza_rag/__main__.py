@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
-from cadenza_retrieval import Retriever
+from cadenza_retrieval import RetrievalSettings, Retriever
 from cadenza_runtime import (
     HttpServer,
     open_resources,
+    require_token_off_loopback,
     run_until_signal,
     serve_metrics,
     setup_logging,
@@ -21,12 +22,21 @@ from .settings import RagSettings
 
 
 async def serve(settings: RagSettings) -> None:
+    retrieval = RetrievalSettings()
+    token = retrieval.search_token.get_secret_value()
+    if settings.search_port:
+        require_token_off_loopback(
+            settings.search_host,
+            token,
+            what="the search API",
+            variable="CADENZA_RETRIEVAL_SEARCH_TOKEN",
+        )
     resources = await open_resources(start_relay=False)
-    retriever = Retriever()  # one store and one model for ingest and searches
+    retriever = Retriever(retrieval)  # one store and one model for ingest and searches
     service = RagIngest(resources, settings, retriever)
     http = (
         HttpServer(
-            create_search_app(retriever, resources.sessions),
+            create_search_app(retriever, resources.sessions, token=token),
             settings.search_host,
             settings.search_port,
             name="rag-search",

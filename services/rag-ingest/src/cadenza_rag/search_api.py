@@ -3,11 +3,14 @@ as separate processes and the vector store is Qdrant's embedded local mode, whic
 the process that opened it can read (``CADENZA_RETRIEVAL_SEARCH_URL`` points them here).
 
 An internal API: the caller (gateway, worker) has already authenticated the tenant and
-sends it in ``X-Tenant-Id``; bind it to a private address (``CADENZA_RAG_SEARCH_HOST``).
+sends it in ``X-Tenant-Id``, so only those services may call it: they prove it with the
+service token ``CADENZA_RETRIEVAL_SEARCH_TOKEN`` (a bearer token). Without a token it
+listens only on loopback (``CADENZA_RAG_SEARCH_HOST``; ``__main__`` refuses anything else).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from cadenza_retrieval import (
@@ -17,9 +20,10 @@ from cadenza_retrieval import (
     visible_generations,
 )
 from cadenza_retrieval.searching import SEARCH_PATH, TENANT_HEADER
+from cadenza_runtime import bearer_matches
 from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from opentelemetry import propagate, trace
 from prometheus_client import Counter
 
@@ -37,8 +41,26 @@ class RemoteSearchQuery(SearchQuery):
     collection: str
 
 
-def create_search_app(searcher: Searcher, sessions: records.Sessions) -> FastAPI:
+def create_search_app(
+    searcher: Searcher, sessions: records.Sessions, *, token: str = ""
+) -> FastAPI:
     app = FastAPI(title="Cadenza rag-ingest search", docs_url=None, redoc_url=None)
+
+    @app.middleware("http")
+    async def service_token(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # Before validation: a caller without the token learns nothing about the API.
+        if request.url.path == "/healthz" or bearer_matches(
+            request.headers.get("authorization"), token
+        ):
+            return await call_next(request)
+        SEARCHES.labels("unauthenticated").inc()
+        return JSONResponse(
+            {"detail": "the search API needs the service token (CADENZA_RETRIEVAL_SEARCH_TOKEN)"},
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="cadenza-search"'},
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

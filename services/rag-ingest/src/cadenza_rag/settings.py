@@ -38,5 +38,6 @@ class RagSettings(BaseSettings):
     )
     search_host: str = Field(
         default="127.0.0.1",
-        description="Address the search API binds to: internal only (it trusts X-Tenant-Id).",
+        description="Address the search API binds to: internal only (it trusts X-Tenant-Id "
+        "from callers holding CADENZA_RETRIEVAL_SEARCH_TOKEN; without a token, loopback only).",
     )

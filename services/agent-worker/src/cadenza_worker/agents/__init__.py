@@ -7,6 +7,7 @@ from .definitions import AgentDefinitions, UnknownAgentError, split_ref
 from .errors import AgentOutputError
 from .executor import AgentExecutor, initial_messages, thread_id
 from .loop import AgentLoop, AgentRun, LoopLimits, handoff_tool_name
+from .tenant_providers import TenantProviders
 
 __all__ = [
     "Accounting",
@@ -18,6 +19,7 @@ __all__ = [
     "BudgetExceededError",
     "CallSite",
     "LoopLimits",
+    "TenantProviders",
     "UnknownAgentError",
     "handoff_tool_name",
     "initial_messages",

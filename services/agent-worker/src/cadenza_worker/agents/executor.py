@@ -37,6 +37,7 @@ from .checkpoints import open_checkpointer
 from .definitions import AgentDefinitions
 from .loop import AgentLoop, AgentRun, LoopLimits
 from .state import AgentState
+from .tenant_providers import TenantProviders
 
 tracer = trace.get_tracer("cadenza.worker")
 
@@ -56,6 +57,7 @@ class AgentExecutor:
         objects: ObjectStore | None = None,
         claim_check_bytes: int = 256 * 1024,
         ledger: BudgetLedger | None = None,
+        tenant_providers: TenantProviders | None = None,
     ) -> None:
         self._definitions = AgentDefinitions(sessions)
         self._accounting = Accounting(sessions, objects, claim_check_bytes)
@@ -68,6 +70,7 @@ class AgentExecutor:
         self._gate = gate or ApprovalGate()
         self._ledger = ledger
         self._budget_limits = BudgetLimits(sessions)
+        self._tenant_providers = tenant_providers
         self._stack = AsyncExitStack()
         self._saver: BaseCheckpointSaver[str] | None = None
         self._saver_lock = asyncio.Lock()
@@ -76,6 +79,8 @@ class AgentExecutor:
         return task.name.partition("@")[0]  # bounded: agent names, never versions
 
     async def aclose(self) -> None:
+        if self._tenant_providers is not None:
+            await self._tenant_providers.aclose()
         await self._stack.aclose()
         self._saver = None
 
@@ -92,7 +97,10 @@ class AgentExecutor:
         task, ctx = call.task, call.context
         spec, version = await self._definitions.load(ctx.tenant_id, task.name)
         spec = apply_overrides(spec, task.agent_overrides)
-        provider, model = self._llm.resolve(spec.model)
+        if self._tenant_providers is not None:  # the run's tenant's own endpoint first
+            provider, model = await self._tenant_providers.resolve(ctx.tenant_id, spec.model)
+        else:
+            provider, model = self._llm.resolve(spec.model)
         policy = await self._budget_limits.run_policy(task.run_id)
         guardrails = combine(spec.guardrails, policy.guardrails)
         run = AgentRun(

@@ -38,3 +38,9 @@ AGENT_COST = Counter(
     "Cost of agents' LLM calls in US dollars (price table), by tenant, agent and model.",
     ["tenant", "agent", "model"],
 )
+PROVIDER_RESOLUTIONS = Counter(
+    "cadenza_agent_provider_resolutions_total",
+    "LLM providers an agent step resolved to a non-built-in name, by whose endpoint it used: "
+    "`tenant` (the run's tenant's own key, BYOK) or `deployment` (CADENZA_LLM_PROVIDERS).",
+    ["source"],
+)
