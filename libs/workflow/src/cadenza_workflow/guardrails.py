@@ -21,11 +21,20 @@ class Budget(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # Upper bounds keep every limit storable (BIGINT, a finite float) and exact in the
+    # budget ledger's Lua arithmetic (doubles: integers exact up to 2**53).
     max_tokens: int | None = Field(
-        default=None, ge=1, description="Most input + output tokens, all LLM calls together."
+        default=None,
+        ge=1,
+        le=10**12,
+        description="Most input + output tokens, all LLM calls together (at most 10^12).",
     )
     max_usd: float | None = Field(
-        default=None, ge=0, description="Most the LLM calls may cost, in US dollars."
+        default=None,
+        ge=0,
+        le=1e9,
+        allow_inf_nan=False,
+        description="Most the LLM calls may cost, in US dollars (at most 10^9).",
     )
     on_exceeded: OnExceeded = Field(
         default="stop",

@@ -21,7 +21,7 @@ from ...problems import problem_responses
 from ..deps import ResourcesDep, SessionDep, require_json
 
 router = APIRouter(
-    prefix="/v1/approvals", tags=["approvals"], responses=problem_responses(401, 403, 422)
+    prefix="/v1/approvals", tags=["approvals"], responses=problem_responses(400, 401, 403, 422)
 )
 
 ApprovalIdPath = Annotated[str, Path(max_length=64, description="Approval id.")]

@@ -21,7 +21,9 @@ from ...problems import DeadLetterHandled, DeadLetterNotFound, InvalidCursor, pr
 from ..deps import ResourcesDep, SessionDep
 
 router = APIRouter(
-    prefix="/v1/dead-letters", tags=["dead letters"], responses=problem_responses(401, 403, 422)
+    prefix="/v1/dead-letters",
+    tags=["dead letters"],
+    responses=problem_responses(400, 401, 403, 422),
 )
 
 FIRST_BYTES = 512
