@@ -125,6 +125,7 @@ class FakeWorker:
             handoff=Handoff.model_validate(reply["handoff"]) if "handoff" in reply else None,
             worker_id="fake-worker",
             started_at=utcnow(),
+            events=reply.get("events", []),
         )
         await publish_result(self.resources, result)
         if self.duplicate_results:

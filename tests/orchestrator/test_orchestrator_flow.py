@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from cadenza_events import TaskReady
+from cadenza_events import RunEvent, TaskReady
 from cadenza_runtime import keys
 from orchestrator_specs import DIAMOND, FAN_OUT
 from orchestrator_stack import UNIT, Reply, Stack
@@ -354,7 +354,11 @@ async def test_failure_without_fallback_fails_the_run_and_cancels_the_rest(stack
         "cancelled",
     )
     hot = stack.resources.hot
-    assert await hot.redis.exists(hot.key(keys.run_cancelled(run_id)))
+
+    async def marked() -> bool:  # set right after the commit the run's status is read from
+        return bool(await hot.redis.exists(hot.key(keys.run_cancelled(run_id))))
+
+    await assert_eventually(marked, message="the workers' stop marker was never set")
     # The late result of the cancelled task is recorded as history and changes nothing.
     slow = stack.worker.by_node("slow")[0]
     await stack.worker.reply(slow, {"output": {"late": True}})
@@ -550,3 +554,34 @@ async def test_task_failing_after_its_fallback_ran_is_recovered_by_it(stack: Sta
     assert (tasks["t1"].status, tasks["t2"].status) == ("recovered", "recovered")
     assert tasks["t2"].output == {"rescued": True}
     assert len(stack.worker.by_node("fb")) == 1
+
+
+@unit_only
+async def test_the_workers_events_carried_in_a_result_join_the_timeline_once(
+    stack: Stack,
+) -> None:
+    """A worker sends a short task's timeline inside its result (three records per task,
+    not four): the orchestrator puts those events on the run's timeline, before its own
+    verdict on the task, and a duplicate delivery of the result adds none again."""
+
+    def with_timeline(ready: TaskReady, params: dict[str, Any]) -> Reply:
+        events = [
+            RunEvent(run_id=ready.run_id, kind=kind, task_id=ready.task_id,
+                     node_id=ready.node_id, status=status, data={"attempt": ready.attempt})
+            for kind, status in (("task.started", "running"), ("task.finished", "succeeded"))
+        ]  # fmt: skip
+        return {"output": params, "events": events}
+
+    stack.worker.script = with_timeline
+    stack.worker.duplicate_results = True
+    run_id = await stack.submit(DIAMOND, {"n": 3})
+    run = await stack.wait_run(run_id)
+    assert run.status == "succeeded", run.error
+
+    timeline = await stack.run_events(run_id)
+    for node in "abcd":
+        kinds = [e.kind for e in timeline if e.node_id == node and e.task_id is not None]
+        assert kinds == ["task.ready", "task.started", "task.finished", "task.succeeded"], (
+            node,
+            kinds,
+        )

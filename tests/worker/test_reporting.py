@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from cadenza_events import Envelope, RunEvent, RunEventBatch, TaskReady, Topic, unbatch
+from cadenza_events import (
+    Envelope,
+    RunEvent,
+    RunEventBatch,
+    TaskReady,
+    TaskResult,
+    Topic,
+    unbatch,
+)
 from cadenza_worker.reporting import Reporter
 from support import assert_eventually
 
@@ -23,6 +31,9 @@ class SlowPublisher:
     async def publish_many(self, items: Sequence[tuple[Topic, Envelope[Any]]]) -> None:
         await asyncio.sleep(0.05)
         self.sent.extend(items)
+
+    async def publish(self, topic: Topic, env: Envelope[Any]) -> None:
+        self.sent.append((topic, env))
 
 
 def ready(run_id: str, task_id: str) -> TaskReady:
@@ -59,3 +70,26 @@ async def test_events_are_batched_per_run_and_none_is_left_behind() -> None:
     assert (first.plan_id, first.tenant_id) == ("run-a", "acme")
     assert isinstance(publisher.sent[1][1].payload, RunEvent)  # run-b's lone event as itself
     assert all(topic is Topic.RUN_EVENTS for topic, _ in publisher.sent)
+
+
+async def test_a_result_carries_its_attempts_queued_events_and_no_others() -> None:
+    publisher = SlowPublisher()
+    reporter = Reporter(publisher, "w1", 5.0, linger_s=10.0)  # type: ignore[arg-type]
+    a1, a2 = ready("run-a", "a1"), ready("run-a", "a2")
+    reporter.event(incoming(a1), a1, "task.started", "running")
+    reporter.event(incoming(a2), a2, "task.started", "running")
+    reporter.event(incoming(a1), a1, "task.finished", "succeeded")
+    result = TaskResult(run_id="run-a", task_id="a1", attempt=1, status="succeeded")
+    await reporter.result(incoming(a1), a1, result)
+
+    (topic, sent), = publisher.sent  # fmt: skip
+    assert topic is Topic.TASK_RESULT
+    assert [(e.task_id, e.kind) for e in sent.payload.events] == [
+        ("a1", "task.started"),
+        ("a1", "task.finished"),
+    ]
+    # a2's event stays queued for the timeline record; a1's are not sent twice.
+    await reporter.flush()
+    assert [(e.payload.task_id, e.payload.kind) for e in unbatch(publisher.sent[1][1])] == [
+        ("a2", "task.started")
+    ]

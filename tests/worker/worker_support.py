@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +219,12 @@ class Stack:
     async def _collect(self, env: Envelope[Any]) -> None:
         if isinstance(env.payload, TaskResult):
             self.results.append(env)
+            # The attempt's events the worker had not sent yet ride in its result (the
+            # orchestrator puts them on the timeline); this stack has no orchestrator.
+            self.events.extend(
+                replace(env, payload=event, id=f"{env.id}.{n}", task_id=event.task_id)
+                for n, event in enumerate(env.payload.events)
+            )
         elif isinstance(env.payload, (RunEvent, RunEventBatch)):
             self.events.extend(unbatch(env))
         elif isinstance(env.payload, DeadLetter):

@@ -121,6 +121,19 @@ class Hold(BaseModel):
     on_timeout: Literal["reject", "fail"] = "reject"
 
 
+class RunEvent(Payload):
+    """Something an operator may want to see on a run's timeline or live stream."""
+
+    EVENT_TYPE: ClassVar[str] = "cadenza.run.event.v1"
+    run_id: str
+    kind: str = Field(description="e.g. run.started, task.ready, task.started, task.succeeded")
+    task_id: str | None = None
+    node_id: str | None = None
+    status: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    at: datetime = Field(default_factory=utcnow)
+
+
 class TaskResult(Payload):
     """The outcome of one task attempt, published once per (task_id, attempt)."""
 
@@ -142,6 +155,12 @@ class TaskResult(Payload):
     worker_id: str | None = None
     started_at: datetime | None = None
     finished_at: datetime = Field(default_factory=utcnow)
+    events: list[RunEvent] = Field(
+        default_factory=list,
+        description="The attempt's run events the worker had not sent yet (task.started, "
+        "task.finished…): they ride in the result, and the orchestrator adds them to the "
+        "run's timeline record, so a short task costs the bus no record of its own",
+    )
 
 
 class HoldResolved(Payload):
@@ -158,19 +177,6 @@ class HoldResolved(Payload):
     decision: Literal["approved", "rejected", "expired", "done", "retry"]
     fail: bool = Field(default=False, description="Fail the task (an expired `fail` policy)")
     comment: str | None = None
-
-
-class RunEvent(Payload):
-    """Something an operator may want to see on a run's timeline or live stream."""
-
-    EVENT_TYPE: ClassVar[str] = "cadenza.run.event.v1"
-    run_id: str
-    kind: str = Field(description="e.g. run.started, task.ready, task.started, task.succeeded")
-    task_id: str | None = None
-    node_id: str | None = None
-    status: str | None = None
-    data: dict[str, Any] = Field(default_factory=dict)
-    at: datetime = Field(default_factory=utcnow)
 
 
 class RunEventBatch(Payload):

@@ -253,13 +253,7 @@ class TaskHandler:
             worker_id=self._settings.worker_id,
             started_at=started_at,
         )
-        await self.reporter.result(env, task, result)
-        try:
-            await self.claims.finish(task.task_id, task.attempt, status)
-        except Exception:  # the result is out; a redelivery would only repeat it (deduped)
-            log.warning("could not mark %s#%d done", task.task_id, task.attempt, exc_info=True)
-        metrics.TASKS.labels(task.kind, label, status).inc()
-        metrics.TASK_DURATION.labels(task.kind, label, status).observe(duration_s)
+        # Queued before the result is published: it rides in the result (Reporter.result).
         self.reporter.event(
             env,
             task,
@@ -272,3 +266,10 @@ class TaskHandler:
                 "output_ref": output_ref,
             },
         )
+        await self.reporter.result(env, task, result)
+        try:
+            await self.claims.finish(task.task_id, task.attempt, status)
+        except Exception:  # the result is out; a redelivery would only repeat it (deduped)
+            log.warning("could not mark %s#%d done", task.task_id, task.attempt, exc_info=True)
+        metrics.TASKS.labels(task.kind, label, status).inc()
+        metrics.TASK_DURATION.labels(task.kind, label, status).observe(duration_s)

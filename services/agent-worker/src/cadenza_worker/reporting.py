@@ -62,7 +62,16 @@ class Reporter:
 
     async def result(self, incoming: Envelope[Any], task: TaskReady, result: TaskResult) -> None:
         """Publish the attempt's result, retrying a while (a broker restart must only delay
-        it); after that the handler fails and the bus redelivers the task.ready."""
+        it); after that the handler fails and the bus redelivers the task.ready.
+
+        The attempt's run events still queued (all of them, for a task shorter than the
+        linger) travel inside the result: the orchestrator puts them on the run's timeline
+        with its own, so a task costs the bus three records (ready, result, one timeline
+        record per orchestrator batch), not four. Lost with the result only if it is never
+        published — and then the attempt runs again and reports them again."""
+        taken = self._take(task.run_id, task.task_id, task.attempt)
+        if taken:
+            result = result.model_copy(update={"events": [*result.events, *taken]})
         env = self._envelope(incoming, task, result)
         try:
             async for attempt in AsyncRetrying(
@@ -81,6 +90,25 @@ class Reporter:
                 f"could not publish the result of {task.task_id}#{task.attempt}: {exc}",
                 code="result_publish_failed",
             ) from exc
+
+    def _take(self, run_id: str, task_id: str, attempt: int) -> list[RunEvent]:
+        """Remove and return the queued events of one attempt, in order."""
+        queued = self._queued.get(run_id)
+        if not queued:
+            return []
+        mine: list[RunEvent] = []
+        rest: list[Envelope[RunEvent]] = []
+        for env in queued:
+            event = env.payload
+            if event.task_id == task_id and event.data.get("attempt") == attempt:
+                mine.append(event)
+            else:
+                rest.append(env)
+        if rest:
+            self._queued[run_id] = rest
+        else:
+            del self._queued[run_id]
+        return mine
 
     def event(
         self,

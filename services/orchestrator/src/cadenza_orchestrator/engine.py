@@ -531,6 +531,11 @@ class Transition:
             subject=task_id or self.run.id,
         )
 
+    def add_run_events(self, events: Iterable[RunEvent]) -> None:
+        """Run events another process reported (a worker's, carried in its result): they
+        join this transition's timeline record as they are."""
+        self._timeline.extend(events)
+
     def stage_run_event(self, event: Event) -> None:
         self._timeline.append(
             RunEvent(

@@ -240,6 +240,9 @@ class RunHandlers:
             if (row.id, result.attempt) not in recorded:
                 self._ignored(env, "duplicate")
                 continue
+            if result.events:  # the worker's timeline of this attempt, first, in its order
+                transition = self._joined(transition, session, run)
+                transition.add_run_events(result.events)
             reason = machine.ignore_reason(run.status, row, result)
             if reason is not None:
                 self._ignored(env, reason)  # the attempt stays recorded (history)
