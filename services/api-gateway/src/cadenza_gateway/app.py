@@ -20,8 +20,8 @@ from .allowed_methods import allowed_methods
 from .api import api_router
 from .auth.jwt import JwtVerifier
 from .auth.ratelimit import RateLimiter, RateLimitHeadersMiddleware
+from .body_values import StorableValuesMiddleware
 from .middleware import BodyLimitMiddleware, RequestTelemetryMiddleware
-from .nul_guard import NulCharacterMiddleware
 from .problems import PROBLEM_MEDIA_TYPE, handle_http_exception, handle_validation_error
 from .rag import DOCUMENT_UPLOAD_PATH
 from .settings import GatewaySettings
@@ -88,7 +88,7 @@ def create_app(
     app.include_router(api_router)
     app.add_exception_handler(HTTPException, _handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
-    app.add_middleware(NulCharacterMiddleware)  # inside the body limit: reads a capped body
+    app.add_middleware(StorableValuesMiddleware)  # inside the body limit: reads a capped body
     # Added last = outermost: telemetry sees every answer, including early 413s.
     app.add_middleware(
         BodyLimitMiddleware,
