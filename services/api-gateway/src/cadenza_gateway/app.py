@@ -22,6 +22,7 @@ from .auth.jwt import JwtVerifier
 from .auth.ratelimit import RateLimiter, RateLimitHeadersMiddleware
 from .body_values import StorableValuesMiddleware
 from .middleware import BodyLimitMiddleware, RequestTelemetryMiddleware
+from .openapi_links import add_links
 from .problems import PROBLEM_MEDIA_TYPE, handle_http_exception, handle_validation_error
 from .rag import DOCUMENT_UPLOAD_PATH
 from .settings import GatewaySettings
@@ -158,6 +159,7 @@ def _problems_in_openapi(app: FastAPI) -> None:
                         content = response.get("content", {})
                         if status[:1] in "45" and PROBLEM_MEDIA_TYPE in content:
                             content[PROBLEM_MEDIA_TYPE] = content.pop("application/json", {})
+            add_links(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
