@@ -36,6 +36,10 @@ list each issue in `errors: [{field, task, code, message}]`.
 
 Every /v1 operation needs a credential, `Authorization: Bearer <API key or OIDC token>`,
 holding the scope the operation lists; the credential decides the tenant. See docs/api.md.
+
+Every JSON or YAML body is refused (422, naming the field) when a string holds U+0000 or a
+number is not a finite double (`NaN`, `Infinity`, `1e400`). Stored JSON returns the numbers
+it was given. Links on creating answers lead to the operations on what they created.
 """
 
 
