@@ -33,19 +33,26 @@ def _embed(document: str) -> str:
     return document.replace("NUMBERS", NUMBERS_JSON)
 
 
-async def test_numbers_survive_in_a_workflow_spec_and_the_run_inputs(
-    client: httpx.AsyncClient,
-) -> None:
-    spec = _embed(
-        '{"name": "numbers", "inputs": {"x": {"type": "number"}},'
-        ' "tasks": [{"id": "a", "tool": "transform", "with": NUMBERS}]}'
-    )
+async def _register(client: httpx.AsyncClient, path: str, document: str) -> dict[str, Any]:
+    """POST ``document`` (NUMBERS filled in) as JSON text; the stored spec, read back."""
     created = await client.post(
-        "/v1/workflows", content=spec, headers={"content-type": "application/json"}
+        path, content=_embed(document), headers={"content-type": "application/json"}
     )
     assert created.status_code == 201, created.text
     stored = await client.get(created.headers["location"])
-    _same_numbers(stored.json()["spec"]["tasks"][0]["with"])
+    return dict(stored.json()["spec"])
+
+
+async def test_numbers_survive_in_a_workflow_spec_and_the_run_inputs(
+    client: httpx.AsyncClient,
+) -> None:
+    spec = await _register(
+        client,
+        "/v1/workflows",
+        '{"name": "numbers", "inputs": {"x": {"type": "number"}},'
+        ' "tasks": [{"id": "a", "tool": "transform", "with": NUMBERS}]}',
+    )
+    _same_numbers(spec["tasks"][0]["with"])
 
     for x, expected in (("1e308", "1e+308"), ("-0.0", "-0.0")):
         run = await client.post(
@@ -60,16 +67,13 @@ async def test_numbers_survive_in_a_workflow_spec_and_the_run_inputs(
 
 
 async def test_numbers_survive_in_an_agent_spec(client: httpx.AsyncClient) -> None:
-    agent = _embed(
+    spec = await _register(
+        client,
+        "/v1/agents",
         '{"name": "numbers", "system_prompt": "Be brief.", "model": "local:smollm2-135m",'
-        ' "output_schema": {"type": "object", "examples": [NUMBERS]}}'
+        ' "output_schema": {"type": "object", "examples": [NUMBERS]}}',
     )
-    created = await client.post(
-        "/v1/agents", content=agent, headers={"content-type": "application/json"}
-    )
-    assert created.status_code == 201, created.text
-    stored = await client.get(created.headers["location"])
-    _same_numbers(stored.json()["spec"]["output_schema"]["examples"][0])
+    _same_numbers(spec["output_schema"]["examples"][0])
 
 
 async def test_numbers_survive_in_dataset_records(client: httpx.AsyncClient) -> None:
