@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from .settings import SearchMode
 
@@ -71,6 +71,14 @@ FilterScalar = StrictStr | StrictInt | StrictBool
 
 class SearchQuery(BaseModel):
     """A search's body, as the gateway and rag-ingest's search API take it."""
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _k_is_a_json_integer(cls, value: Any) -> Any:
+        # `true` is no count (lax mode read it as 1); `5.0` is one, as JSON Schema says.
+        if isinstance(value, bool | str):
+            raise ValueError("must be a JSON integer")
+        return value
 
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     k: int = Field(default=5, ge=1, le=MAX_K, description="How many chunks to return.")

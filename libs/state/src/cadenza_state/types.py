@@ -1,4 +1,4 @@
-"""Portable column types: JSONB/JSON and timezone-aware UTC timestamps."""
+"""Portable column types: JSON and timezone-aware UTC timestamps."""
 
 from __future__ import annotations
 
@@ -6,13 +6,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, Integer
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-#: JSONB on PostgreSQL (indexable, compact), plain JSON text elsewhere. Python ``None``
-#: is stored as SQL NULL so ``IS NULL`` filters work on nullable JSON columns.
-JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+#: ``json`` (the text as written) on PostgreSQL, JSON text elsewhere. Not ``jsonb``: JSONB
+#: stores numbers as ``numeric``, so ``1e308`` came back as a 309-digit integer and ``-0.0``
+#: as ``0.0``; what a client stores (run inputs and outputs, specs, dataset records) must
+#: come back as it sent it. Nothing queries inside these documents (no JSONB operator or
+#: index; migration 0012_json_numbers). Python ``None`` is stored as SQL NULL so
+#: ``IS NULL`` filters work on nullable JSON columns.
+JSONType = JSON(none_as_null=True)
 
 #: 64-bit autoincrement key; SQLite only autoincrements an ``INTEGER PRIMARY KEY``.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")

@@ -9,10 +9,11 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cadenza_workflow.json_types import json_integers
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .spec import NAME_PATTERN, check_workflow_ref
+from .spec import NAME_PATTERN, WORKFLOW_REF_PATTERN, check_workflow_ref
 
 MAX_CATCH_UP = 1000
 
@@ -39,12 +40,18 @@ class CatchUp(StrEnum):
 class ScheduleSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    _integers = json_integers("catch_up_max")
+
     name: str = Field(pattern=NAME_PATTERN, description="Unique per tenant.")
     cron: str = Field(
-        description="A cron expression (5 fields, or 6 with seconds last: `* * * * * */5`)."
+        min_length=1,
+        description="A cron expression (5 fields, or 6 with seconds last: `* * * * * */5`).",
     )
     timezone: str = Field(default="UTC", description="IANA time zone the cron is read in.")
-    workflow: str = Field(description="`name` (latest version at each tick) or `name@version`.")
+    workflow: str = Field(
+        json_schema_extra={"pattern": WORKFLOW_REF_PATTERN},
+        description="`name` (latest version at each tick) or `name@version`.",
+    )
     inputs: dict[str, Any] = Field(default_factory=dict)
     start_at: datetime | None = Field(default=None, description="No tick before this time.")
     end_at: datetime | None = Field(default=None, description="No tick after this time.")

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from cadenza_workflow import (
+    AGENT_REF_PATTERN,
     ExpressionError,
     compile_expression,
     compile_template,
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 EVENT_NAMES = frozenset({"event", "data"})
 """The names a trigger's expressions may read."""
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,127}$"
+WORKFLOW_REF_PATTERN = AGENT_REF_PATTERN  # workflow and agent references share one shape
 # Kafka's own rule for topic names.
 TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
@@ -88,10 +90,16 @@ class TriggerSpec(BaseModel):
         description="Kafka topics to consume (their full names, e.g. `upstream.payments`).",
     )
     http: bool = Field(
-        default=True, description="Whether events posted to POST /v1/events reach this trigger."
+        strict=True,
+        default=True,
+        description="Whether events posted to POST /v1/events reach this trigger.",
     )
     filter: EventFilter = Field(default_factory=EventFilter)
-    workflow: str = Field(description="The workflow to start: `name` (latest) or `name@version`.")
+    workflow: str = Field(
+        # The same shape check_workflow_ref enforces, stated in the JSON Schema too.
+        json_schema_extra={"pattern": WORKFLOW_REF_PATTERN},
+        description="The workflow to start: `name` (latest) or `name@version`.",
+    )
     inputs: dict[str, Any] = Field(
         default_factory=dict,
         description="Input name → value; strings may hold `${{ }}` expressions over the event "
@@ -107,7 +115,7 @@ class TriggerSpec(BaseModel):
         description="The CloudEvents `type` given to plain JSON records (no CloudEvents "
         "headers) on this trigger's topics; without it such records are dead-lettered.",
     )
-    enabled: bool = True
+    enabled: bool = Field(default=True, strict=True)
 
     @field_validator("topics")
     @classmethod

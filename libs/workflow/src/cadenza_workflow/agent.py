@@ -33,6 +33,7 @@ from pydantic import (
 from .approval import ApprovalPolicy
 from .errors import ErrorCode, SpecError, SpecValidationError
 from .guardrails import GuardrailPolicy, PiiPolicy
+from .json_types import json_integers
 from .loading import errors_from_pydantic, format_path, load_document
 from .schema import published_schema
 from .spec import WORKFLOW_NAME_PATTERN
@@ -74,11 +75,16 @@ class AgentBudget(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    _integers = json_integers("max_tokens")
+
     max_tokens: int | None = Field(
         default=None, ge=1, description="Most input + output tokens the agent may use."
     )
     max_usd: float | None = Field(
-        default=None, ge=0, description="Most it may cost, in US dollars (price table)."
+        strict=True,
+        default=None,
+        ge=0,
+        description="Most it may cost, in US dollars (price table).",
     )
 
 
@@ -86,6 +92,8 @@ class AgentSpec(BaseModel):
     """One version of an agent: prompt, model, tools, limits."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, title="Cadenza agent")
+
+    _integers = json_integers("max_iterations")
 
     name: str = Field(
         pattern=AGENT_NAME_PATTERN,
@@ -109,7 +117,11 @@ class AgentSpec(BaseModel):
         json_schema_extra={"pattern": MODEL_PATTERN},
     )
     temperature: float = Field(
-        default=0.0, ge=0, le=2, description="Sampling temperature (0 = most deterministic)."
+        strict=True,
+        default=0.0,
+        ge=0,
+        le=2,
+        description="Sampling temperature (0 = most deterministic).",
     )
     tools: list[ToolName] = Field(
         default_factory=list,

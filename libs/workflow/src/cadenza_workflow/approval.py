@@ -89,6 +89,7 @@ class ApprovalPolicy(BaseModel):
         default_factory=list, max_length=100, description="Calls matching any rule are held."
     )
     http_writes: bool = Field(
+        strict=True,
         default=True,
         description="http_request with POST/PUT/PATCH/DELETE to a host outside `allow_hosts` "
         "(and the workers' CADENZA_WORKER_APPROVAL_ALLOW_HOSTS) needs approval.",
@@ -97,6 +98,7 @@ class ApprovalPolicy(BaseModel):
         default_factory=list, max_length=100, description="Hosts (globs) writes may reach."
     )
     timeout_s: float = Field(
+        strict=True,
         default=DEFAULT_APPROVAL_TIMEOUT_S,
         gt=0,
         le=90 * 24 * 3600,

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .json_types import json_integers
+
 OnExceeded = Literal["stop", "pause"]
 PiiEntity = Literal["email", "phone", "credit_card", "iban", "national_id"]
 PiiAction = Literal["block", "redact", "flag"]
@@ -21,6 +23,8 @@ class Budget(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    _integers = json_integers("max_tokens")
+
     # Upper bounds keep every limit storable (BIGINT, a finite float) and exact in the
     # budget ledger's Lua arithmetic (doubles: integers exact up to 2**53).
     max_tokens: int | None = Field(
@@ -30,6 +34,7 @@ class Budget(BaseModel):
         description="Most input + output tokens, all LLM calls together (at most 10^12).",
     )
     max_usd: float | None = Field(
+        strict=True,
         default=None,
         ge=0,
         le=1e9,

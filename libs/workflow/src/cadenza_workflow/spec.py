@@ -21,6 +21,7 @@ from pydantic import (
 
 from .errors import ErrorCode, SpecError, SpecValidationError
 from .guardrails import Budget, GuardrailPolicy
+from .json_types import JSON_INTEGER, json_integers
 from .loading import errors_from_pydantic, load_document
 from .reactflow import from_react_flow, is_react_flow
 
@@ -33,7 +34,8 @@ InputType = Literal["string", "integer", "number", "boolean", "array", "object"]
 TaskKind = Literal["tool", "agent"]
 InputName = Annotated[str, StringConstraints(pattern=INPUT_NAME_PATTERN)]
 AgentVersions = dict[
-    Annotated[str, StringConstraints(pattern=WORKFLOW_NAME_PATTERN)], Annotated[int, Field(ge=1)]
+    Annotated[str, StringConstraints(pattern=WORKFLOW_NAME_PATTERN)],
+    Annotated[int, Field(ge=1), JSON_INTEGER],
 ]
 
 
@@ -42,19 +44,37 @@ class RetryPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    _integers = json_integers("max_attempts")
+
     max_attempts: int = Field(
-        default=3, ge=1, le=100, description="Total attempts including the first (1 = no retry)."
+        default=3,
+        ge=1,
+        le=100,
+        description="Total attempts including the first (1 = no retry).",
     )
     initial_backoff_s: float = Field(
-        default=0.5, ge=0, le=3600, description="Delay before the first retry, in seconds."
+        strict=True,
+        default=0.5,
+        ge=0,
+        le=3600,
+        description="Delay before the first retry, in seconds.",
     )
     max_backoff_s: float = Field(
-        default=30.0, ge=0, le=86400, description="Upper bound on the delay between attempts."
+        strict=True,
+        default=30.0,
+        ge=0,
+        le=86400,
+        description="Upper bound on the delay between attempts.",
     )
     multiplier: float = Field(
-        default=2.0, ge=1, le=10, description="Factor applied to the delay after each retry."
+        strict=True,
+        default=2.0,
+        ge=1,
+        le=10,
+        description="Factor applied to the delay after each retry.",
     )
     jitter: bool = Field(
+        strict=True,
         default=True,
         description="Randomise each delay to between 50% and 100% of its computed value.",
     )
@@ -85,6 +105,7 @@ class InputSpec(BaseModel):
         default=None, max_length=2000, description="What the input is for."
     )
     required: bool | None = Field(
+        strict=True,
         default=None,
         description="Whether a value must be supplied; defaults to true unless a default is given.",
     )
@@ -160,10 +181,12 @@ class TaskSpec(BaseModel):
         description="Id of a task with fallback: true to run if this task fails after retries.",
     )
     fallback: bool = Field(
+        strict=True,
         default=False,
         description="This task runs only when a task names it in on_failure.",
     )
     run_if_skipped: bool = Field(
+        strict=True,
         default=False,
         description="Run even if a task this one needs was skipped (by default it is skipped too).",
     )
@@ -171,7 +194,11 @@ class TaskSpec(BaseModel):
         default_factory=RetryPolicy, description="Retry policy for failed attempts."
     )
     timeout_s: float = Field(
-        default=300.0, gt=0, le=86400, description="Time limit for each attempt, in seconds."
+        strict=True,
+        default=300.0,
+        gt=0,
+        le=86400,
+        description="Time limit for each attempt, in seconds.",
     )
 
     @model_validator(mode="before")

@@ -20,8 +20,9 @@ from .allowed_methods import allowed_methods
 from .api import api_router
 from .auth.jwt import JwtVerifier
 from .auth.ratelimit import RateLimiter, RateLimitHeadersMiddleware
+from .body_values import StorableValuesMiddleware
 from .middleware import BodyLimitMiddleware, RequestTelemetryMiddleware
-from .nul_guard import NulCharacterMiddleware
+from .openapi_links import add_links
 from .problems import PROBLEM_MEDIA_TYPE, handle_http_exception, handle_validation_error
 from .rag import DOCUMENT_UPLOAD_PATH
 from .settings import GatewaySettings
@@ -35,6 +36,10 @@ list each issue in `errors: [{field, task, code, message}]`.
 
 Every /v1 operation needs a credential, `Authorization: Bearer <API key or OIDC token>`,
 holding the scope the operation lists; the credential decides the tenant. See docs/api.md.
+
+Every JSON or YAML body is refused (422, naming the field) when a string holds U+0000 or a
+number is not a finite double (`NaN`, `Infinity`, `1e400`). Stored JSON returns the numbers
+it was given. Links on creating answers lead to the operations on what they created.
 """
 
 
@@ -88,7 +93,7 @@ def create_app(
     app.include_router(api_router)
     app.add_exception_handler(HTTPException, _handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
-    app.add_middleware(NulCharacterMiddleware)  # inside the body limit: reads a capped body
+    app.add_middleware(StorableValuesMiddleware)  # inside the body limit: reads a capped body
     # Added last = outermost: telemetry sees every answer, including early 413s.
     app.add_middleware(
         BodyLimitMiddleware,
@@ -158,6 +163,7 @@ def _problems_in_openapi(app: FastAPI) -> None:
                         content = response.get("content", {})
                         if status[:1] in "45" and PROBLEM_MEDIA_TYPE in content:
                             content[PROBLEM_MEDIA_TYPE] = content.pop("application/json", {})
+            add_links(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -16,6 +16,16 @@ WORKFLOW_REF_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}(@[1-9][0-9]{0,8})?$"
 _REF_RE = re.compile(WORKFLOW_REF_PATTERN)
 
 
+def _null_left_out(schema: dict[str, Any]) -> None:
+    """The field's JSON Schema without its `null` branch: null means "absent" to the server,
+    and the schema says "give this field or leave it out" (see RunCreate's oneOf)."""
+    branches = [b for b in schema.pop("anyOf", []) if b != {"type": "null"}]
+    if len(branches) == 1:
+        schema.update(branches[0])
+    elif branches:
+        schema["anyOf"] = branches
+
+
 # --------------------------------------------------------------------------- workflows
 
 
@@ -77,21 +87,29 @@ class RunCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
+            # What _exactly_one_source enforces, said in the schema: one of the two, never
+            # both (the server also reads null as absent; the schema leaves null out).
+            "oneOf": [
+                {"required": ["workflow"], "not": {"required": ["spec"]}},
+                {"required": ["spec"], "not": {"required": ["workflow"]}},
+            ],
             "examples": [
                 {"workflow": "greet", "inputs": {"who": "ada"}},
                 {"workflow": "greet@2"},
                 {"spec": {"name": "adhoc", "tasks": [{"id": "a", "tool": "transform"}]}},
-            ]
+            ],
         },
     )
 
     workflow: str | None = Field(
         default=None,
         pattern=WORKFLOW_REF_PATTERN,
+        json_schema_extra=_null_left_out,
         description="A registered workflow: `name` (its latest version) or `name@version`.",
     )
     spec: dict[str, Any] | str | None = Field(
         default=None,
+        json_schema_extra=_null_left_out,
         description="An inline spec instead of a registered workflow: a JSON object (native "
         "or a React Flow export) or YAML/JSON text.",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+from cadenza_workflow.json_types import json_integers
 from pydantic import BaseModel, ConfigDict, Field
 
 # -------------------------------------------------------------------- rerun and fork
@@ -35,8 +36,12 @@ class TaskOverride(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    _integers = json_integers("agent_version")
+
     agent_version: int | None = Field(
-        default=None, ge=1, description="kind=agent: run this version of the task's agent."
+        default=None,
+        ge=1,
+        description="kind=agent: run this version of the task's agent.",
     )
     system_prompt: str | None = Field(
         default=None,

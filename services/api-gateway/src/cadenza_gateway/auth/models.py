@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from cadenza_state import ApiKeyRecord
+from cadenza_workflow.json_types import json_integers
 from pydantic import BaseModel, ConfigDict, Field
 
 from .keys import public_prefix
@@ -17,6 +18,8 @@ class ApiKeyCreate(BaseModel):
     """A new key of the caller's tenant."""
 
     model_config = ConfigDict(extra="forbid")
+
+    _integers = json_integers("expires_in_s")
 
     name: str = Field(
         min_length=1,

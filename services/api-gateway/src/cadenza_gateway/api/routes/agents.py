@@ -32,6 +32,7 @@ from ...documents import (
 )
 from ...pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_name_cursor, encode_cursor
 from ...problems import AgentNotFound, problem_responses, spec_problem
+from ...query_types import INTEGER_TEXT
 from ...settings import GatewaySettings
 from ...versioning import insert_version
 from ..deps import SessionDep, SettingsDep
@@ -163,7 +164,7 @@ async def register_agent(
 async def list_agents(
     session: SessionDep,
     tenant: CanReadAgents,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = (
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size."), INTEGER_TEXT] = (
         DEFAULT_PAGE_SIZE
     ),
     cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
@@ -221,7 +222,9 @@ async def list_agent_versions(
 )
 async def get_agent_version(
     name: NamePath,
-    version: Annotated[int, Path(ge=1, le=2_147_483_647, description="Version number.")],
+    version: Annotated[
+        int, Path(ge=1, le=2_147_483_647, description="Version number."), INTEGER_TEXT
+    ],
     session: SessionDep,
     tenant: CanReadAgents,
 ) -> AgentPublic:

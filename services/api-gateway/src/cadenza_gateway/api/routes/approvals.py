@@ -18,6 +18,7 @@ from ...auth import CanAnswerApprovals
 from ...crud.holds import answer_hold, get_hold
 from ...pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_time_id_cursor, encode_cursor
 from ...problems import problem_responses
+from ...query_types import INTEGER_TEXT
 from ..deps import ResourcesDep, SessionDep, require_json
 
 router = APIRouter(
@@ -86,7 +87,7 @@ async def list_approvals(
     run_id: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[str | None, Query(max_length=16, description="e.g. pending")] = None,
     kind: Annotated[Literal["approval", "in_doubt"] | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE), INTEGER_TEXT] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> ApprovalsPublic:
     """Newest first; filter by run, status and kind. The tenant is the credential's."""

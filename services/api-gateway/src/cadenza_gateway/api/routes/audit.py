@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from ...auth import AdminPrincipal
 from ...problems import FieldProblem, InvalidCursor, problem_responses
+from ...query_types import INTEGER_TEXT
 from ..deps import SessionDep
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=problem_responses(401, 403, 422))
@@ -42,7 +43,7 @@ class AuditEntriesPublic(BaseModel):
 async def list_audit(
     session: SessionDep,
     principal: AdminPrincipal,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    limit: Annotated[int, Query(ge=1, le=100), INTEGER_TEXT] = 50,
     cursor: Annotated[str | None, Query(max_length=20)] = None,
     action: Annotated[str | None, Query(max_length=255, description="Only this action.")] = None,
 ) -> AuditEntriesPublic:

@@ -26,6 +26,7 @@ from ...auth import CanReadRuns
 from ...crud.calls import CallRow, list_calls
 from ...pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_call_cursor, encode_cursor
 from ...problems import RunNotFound, problem_responses
+from ...query_types import INTEGER_TEXT
 from ...replay_models import CallPublic, CallsPublic
 from ..deps import ResourcesDep, SessionDep
 from .runs import RunIdPath
@@ -33,7 +34,7 @@ from .runs import RunIdPath
 router = APIRouter(prefix="/v1/runs", tags=["runs"], responses=problem_responses(422))
 
 TaskPath = Annotated[str, Path(max_length=255, description="Spec task id (`node_id`).")]
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size."), INTEGER_TEXT]
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the last page.")]
 
 

@@ -25,6 +25,7 @@ from ... import crud
 from ...auth import CanReadDocuments, CanWriteDocuments
 from ...pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_time_id_cursor, encode_cursor
 from ...problems import FieldProblem, PayloadTooLarge, UnsupportedMediaType, problem_responses
+from ...query_types import INTEGER_TEXT
 from ...rag import (
     COLLECTION_NAME_PATTERN,
     CollectionCreate,
@@ -307,7 +308,7 @@ async def list_documents(
     status: Annotated[
         DocumentStatus | None, Query(description="Only documents in this status.")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE), INTEGER_TEXT] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
 ) -> DocumentsPublic:
     await _collection(session, tenant, collection)

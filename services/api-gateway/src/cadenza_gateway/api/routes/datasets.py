@@ -34,6 +34,7 @@ from ...problems import (
     ProblemError,
     problem_responses,
 )
+from ...query_types import BOOLEAN_TEXT
 from ..deps import SessionDep
 
 log = logging.getLogger("cadenza.gateway")
@@ -266,7 +267,9 @@ async def put_records(
     session: SessionDep,
     tenant: CanWriteDatasets,
     replace: Annotated[
-        bool, Query(description="Also delete the dataset's records this body leaves out.")
+        bool,
+        Query(description="Also delete the dataset's records this body leaves out."),
+        BOOLEAN_TEXT,
     ] = False,
 ) -> DatasetLoaded:
     """Insert or replace each record by key (one transaction); other records stay unless

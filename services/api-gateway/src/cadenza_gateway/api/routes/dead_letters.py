@@ -18,6 +18,7 @@ from ...auth import AdminPrincipal, Principal
 from ...crud.audit import record_audit
 from ...pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from ...problems import DeadLetterHandled, DeadLetterNotFound, InvalidCursor, problem_responses
+from ...query_types import INTEGER_TEXT
 from ..deps import ResourcesDep, SessionDep
 
 router = APIRouter(
@@ -27,7 +28,7 @@ router = APIRouter(
 )
 
 FIRST_BYTES = 512
-DeadLetterIdPath = Annotated[int, Path(ge=1, description="Dead letter id.")]
+DeadLetterIdPath = Annotated[int, Path(ge=1, description="Dead letter id."), INTEGER_TEXT]
 
 
 class DeadLetterPublic(BaseModel):
@@ -86,7 +87,7 @@ async def list_dead_letters(
     status: Annotated[Literal["pending", "replayed", "discarded"] | None, Query()] = None,
     topic: Annotated[str | None, Query(max_length=255)] = None,
     run_id: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE), INTEGER_TEXT] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[str | None, Query(max_length=20)] = None,
 ) -> DeadLettersPublic:
     stmt = select(DeadLetterRecord).where(DeadLetterRecord.tenant_id == principal.tenant)

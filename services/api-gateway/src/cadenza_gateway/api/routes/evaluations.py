@@ -18,6 +18,7 @@ from sqlalchemy import select
 from ... import metrics
 from ...auth import CanReadRuns, CanWriteRuns
 from ...problems import EvaluationNotFound, problem_responses
+from ...query_types import INTEGER_TEXT
 from ..deps import SessionDep
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"], responses=problem_responses(422))
@@ -25,8 +26,8 @@ router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"], responses=pro
 
 class ScoreBody(BaseModel):
     criterion: str = Field(min_length=1, max_length=64)
-    passed: bool
-    score: float = Field(ge=0, le=1)
+    passed: bool = Field(strict=True)
+    score: float = Field(strict=True, ge=0, le=1)
     detail: str = Field(default="", max_length=2000)
 
 
@@ -35,8 +36,8 @@ class CaseResultBody(BaseModel):
     variant: str = Field(max_length=256)
     run_id: str | None = Field(default=None, max_length=64)
     status: str = Field(max_length=32)
-    passed: bool
-    credit: float = Field(ge=0, le=1)
+    passed: bool = Field(strict=True)
+    credit: float = Field(strict=True, ge=0, le=1)
     scores: list[ScoreBody]
     error: str | None = Field(default=None, max_length=2000)
 
@@ -122,7 +123,7 @@ async def list_evaluations(
     session: SessionDep,
     tenant: CanReadRuns,
     suite: Annotated[str | None, Query(max_length=256, description="Only this suite.")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: Annotated[int, Query(ge=1, le=200), INTEGER_TEXT] = 50,
 ) -> EvaluationsPublic:
     query = select(EvaluationRecord).where(EvaluationRecord.tenant_id == tenant)
     if suite is not None:

@@ -28,6 +28,7 @@ from ...problems import (
     RunNotFound,
     problem_responses,
 )
+from ...query_types import INTEGER_TEXT
 from ..deps import ResourcesDep
 from .runs import RunIdPath
 
@@ -46,6 +47,7 @@ END_EVENT = "end"
 AfterQuery = Annotated[
     int | None,
     Query(ge=0, description="Resume after this sequence number (what Last-Event-ID carries)."),
+    INTEGER_TEXT,
 ]
 
 

@@ -22,6 +22,7 @@ from ...documents import ensure_fits_in_event
 from ...models import RunCreate, RunPublic, RunsPublic, RunStatusPublic, RunSummary
 from ...pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_time_id_cursor, encode_cursor
 from ...problems import IdempotencyKeyReused, RunNotFound, WorkflowNotFound, problem_responses
+from ...query_types import INTEGER_TEXT
 from ...settings import GatewaySettings
 from ...submissions import pin_agents, prepare_submission, replay_mismatch
 from ..deps import (
@@ -187,7 +188,7 @@ async def list_runs(
     tenant: CanReadRuns,
     status: Annotated[RunStatus | None, Query(description="Only runs in this status.")] = None,
     workflow: Annotated[str | None, Query(description="Only runs of this workflow name.")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = (
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size."), INTEGER_TEXT] = (
         DEFAULT_PAGE_SIZE
     ),
     cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from ...auth import CanReadUsage
 from ...crud import usage as usage_crud
 from ...problems import FieldProblem, InvalidRequest, problem_responses
+from ...query_types import DATE_TIME_TEXT
 from ...usage import TenantUsage
 from ..deps import SessionDep
 from .budgets import budget_statuses
@@ -34,10 +35,14 @@ async def get_usage(
     session: SessionDep,
     tenant: CanReadUsage,
     since: Annotated[
-        datetime | None, Query(description="Only calls recorded at or after this time (ISO 8601).")
+        datetime | None,
+        Query(description="Only calls recorded at or after this time (ISO 8601)."),
+        DATE_TIME_TEXT,
     ] = None,
     until: Annotated[
-        datetime | None, Query(description="Only calls recorded before this time (ISO 8601).")
+        datetime | None,
+        Query(description="Only calls recorded before this time (ISO 8601)."),
+        DATE_TIME_TEXT,
     ] = None,
 ) -> TenantUsage:
     """Every recorded LLM turn and tool call of the tenant's runs in [since, until)."""

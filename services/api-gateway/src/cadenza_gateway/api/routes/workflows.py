@@ -15,6 +15,7 @@ from ...documents import ensure_fits_in_event, load_workflow_spec, workflow_docu
 from ...models import WorkflowPublic, WorkflowsPublic, WorkflowSummary, WorkflowVersionsPublic
 from ...pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_name_cursor, encode_cursor
 from ...problems import WorkflowNotFound, problem_responses, spec_problem
+from ...query_types import INTEGER_TEXT
 from ...versioning import insert_version
 from ..deps import SessionDep, SettingsDep
 
@@ -92,7 +93,7 @@ async def register_workflow(
 async def list_workflows(
     session: SessionDep,
     tenant: CanReadWorkflows,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = (
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size."), INTEGER_TEXT] = (
         DEFAULT_PAGE_SIZE
     ),
     cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
@@ -150,7 +151,9 @@ async def list_versions(
 )
 async def get_workflow_version(
     name: NamePath,
-    version: Annotated[int, Path(ge=1, le=2_147_483_647, description="Version number.")],
+    version: Annotated[
+        int, Path(ge=1, le=2_147_483_647, description="Version number."), INTEGER_TEXT
+    ],
     session: SessionDep,
     tenant: CanReadWorkflows,
 ) -> WorkflowPublic:

@@ -1,10 +1,18 @@
-"""Refuses request bodies holding a NUL character (U+0000) in any string, with a 422 naming
-the field. PostgreSQL cannot store U+0000 in text or JSONB, so such a value failed deep in
-the database as a 500; SQLite stored it, so the two stacks disagreed. Checked once, here,
-for every JSON and YAML body, before any route reads it."""
+"""Refuses request bodies holding a value that cannot be stored and read back, with a 422
+naming each field. Checked once, here, for every JSON and YAML body, before any route reads it:
+
+- a NUL character (U+0000) in any string or key: PostgreSQL cannot store U+0000 in text or
+  JSON, so such a value failed deep in the database as a 500; SQLite stored it, so the two
+  stacks disagreed;
+- a number that is not a finite double: `NaN`, `Infinity` (JSON extensions Python's reader
+  accepts), YAML's `.inf`/`.nan`, or a literal beyond a double's range (`1e400` parses as
+  infinity). No JSON reader takes these back; some routes turned them into `null`, others
+  into a 500 when the answer was written."""
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,26 +22,48 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .problems import FieldProblem, Problem, ProblemError, problem_response
 
-_NUL_MARKERS = (b"\x00", b"\\u0000", b"\\0", b"\\x00")  # raw, JSON escape, YAML escapes
+# Text that may hold such a value; only a body holding one is parsed here (a false alarm
+# costs one parse). NUL: raw, JSON escape, YAML escapes. Non-finite: JSON's NaN/Infinity,
+# YAML's .inf/.nan, an exponent of three digits or more, a run of 300 digits.
+_MARKERS = re.compile(
+    rb"\x00|\\u0000|\\0|\\x00|NaN|Infinity|\.(?:nan|NaN|NAN|inf|Inf|INF)"
+    rb"|\d[eE]\+?\d{3}|\d{300}"
+)
+
+NUL_CHARACTER = "nul_character"
+NOT_FINITE = "non_finite_number"
 
 
-def nul_paths(value: Any, path: str = "") -> Iterator[str]:
-    """Where strings (or keys) hold U+0000, as `a.b[2]` paths."""
+def unstorable_values(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """``(path, code)`` of each string or key holding U+0000 and each number that is not a
+    finite double, with `a.b[2]` paths."""
     if isinstance(value, str):
         if "\x00" in value:
-            yield path
+            yield path, NUL_CHARACTER
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            yield path, NOT_FINITE
     elif isinstance(value, dict):
         for key, item in value.items():
             where = f"{path}.{key}" if path else str(key)
             if isinstance(key, str) and "\x00" in key:
-                yield where
-            yield from nul_paths(item, where)
+                yield where, NUL_CHARACTER
+            yield from unstorable_values(item, where)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from nul_paths(item, f"{path}[{index}]")
+            yield from unstorable_values(item, f"{path}[{index}]")
 
 
-class NulCharacterMiddleware:
+def _message(field: str, code: str) -> str:
+    if code == NUL_CHARACTER:
+        return f"field {field or '(body)'}: contains a NUL character (U+0000)"
+    return (
+        f"field {field or '(body)'}: not a finite number (NaN, Infinity and literals beyond "
+        "a double's range such as 1e400 are not JSON values)"
+    )
+
+
+class StorableValuesMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -60,23 +90,20 @@ class NulCharacterMiddleware:
             await problem_response(problem)(scope, receive, send)
             return
         body = b"".join(chunks)
-        fields = self._nul_fields(body, content_type)
+        fields = self._unstorable(body, content_type)
         if fields:
             state = scope.get("state", {})
             problem = Problem(
                 type="urn:cadenza:problem:invalid-request",
                 title="Invalid request",
                 status=422,
-                detail="NUL characters (U+0000) are not accepted in text",
+                detail="the body holds values that cannot be stored: "
+                + ", ".join(sorted({code for _, code in fields})),
                 instance=scope.get("path"),
                 request_id=state.get("request_id"),
                 errors=[
-                    FieldProblem(
-                        field=field,
-                        code="nul_character",
-                        message=f"field {field or '(body)'}: contains a NUL character (U+0000)",
-                    )
-                    for field in fields[:20]
+                    FieldProblem(field=field, code=code, message=_message(field, code))
+                    for field, code in fields[:20]
                 ],
             )
             await problem_response(problem)(scope, receive, send)
@@ -93,11 +120,11 @@ class NulCharacterMiddleware:
         await self.app(scope, replay, send)
 
     @staticmethod
-    def _nul_fields(body: bytes, content_type: str) -> list[str]:
-        if not any(marker in body for marker in _NUL_MARKERS):
+    def _unstorable(body: bytes, content_type: str) -> list[tuple[str, str]]:
+        if not _MARKERS.search(body):
             return []  # the common case: no parse
         try:
             document = load_document(body, content_type)
         except Exception:  # malformed: the route's own parser reports it
             return []
-        return list(nul_paths(document))
+        return list(unstorable_values(document))
