@@ -5,6 +5,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cadenza_client import AsyncCadenza
 from cadenza_events import BusSettings
 from cadenza_events.kafka import KafkaBus
 from cadenza_state import StateSettings, create_engine
@@ -42,6 +43,13 @@ async def cluster(
 @pytest.fixture
 async def api(cluster: Cluster) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=cluster.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def cadenza(cluster: Cluster) -> AsyncIterator[AsyncCadenza]:
+    """The typed client (as the CLI uses it) of the deployment's gateway (anonymous)."""
+    async with AsyncCadenza(cluster.url, api_key="", timeout=30) as client:
         yield client
 
 
