@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from cadenza_state import TERMINAL_RUN_STATUSES, RunRecord
@@ -40,9 +41,9 @@ async def _finished_parent(session: AsyncSession, tenant: str, run_id: str) -> R
     return run
 
 
-async def _start_child(
-    parent: RunRecord,
-    child: ChildRun,
+async def _replay(
+    run_id: str,
+    plan: Callable[[RunRecord], Awaitable[ChildRun]],
     *,
     session: AsyncSession,
     resources: ResourcesDep,
@@ -50,6 +51,11 @@ async def _start_child(
     tenant: str,
     response: Response,
 ) -> RunPublic:
+    """Rerun and fork: the finished parent, the child ``plan`` makes of it (in the same
+    transaction: a fork reads agent versions), then the child run, started."""
+    async with session.begin():
+        parent = await _finished_parent(session, tenant, run_id)
+        child = await plan(parent)
     ensure_fits_in_event(child.spec, child.inputs, settings.max_event_bytes)
     async with session.begin():
         run = await crud.create_run(
@@ -105,12 +111,9 @@ async def rerun(
     """A NEW run of the same pinned workflow version: `from` (default: the failed tasks)
     and everything downstream of them run; every other task completes from the parent's
     recorded output (`task.reused`: no model or tool call)."""
-    async with session.begin():
-        parent = await _finished_parent(session, tenant, run_id)
-    child = await plan_rerun(parent, parent.tasks, body)
-    return await _start_child(
-        parent,
-        child,
+    return await _replay(
+        run_id,
+        lambda parent: plan_rerun(parent, parent.tasks, body),
         session=session,
         resources=resources,
         settings=settings,
@@ -139,12 +142,9 @@ async def fork(
     """A NEW run with changed inputs, a task's agent version, system prompt or model, or a
     task's output replaced by hand. Tasks whose cache key is unchanged reuse the parent's
     output; the others — exactly the dependants of what changed — run."""
-    async with session.begin():
-        parent = await _finished_parent(session, tenant, run_id)
-        child = await plan_fork(parent, parent.tasks, body, session=session, tenant_id=tenant)
-    return await _start_child(
-        parent,
-        child,
+    return await _replay(
+        run_id,
+        lambda parent: plan_fork(parent, parent.tasks, body, session=session, tenant_id=tenant),
         session=session,
         resources=resources,
         settings=settings,
