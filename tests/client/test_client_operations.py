@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from cadenza_cli.client import as_json
-from cadenza_cli.dev import DevStack, dev_settings
+from cadenza_cli.dev import DevStack
 from cadenza_client import (
     AsyncCadenza,
     Cadenza,
@@ -24,8 +24,7 @@ from cadenza_client import (
     RecordedCall,
     ValidationFailed,
 )
-from cadenza_runtime import open_resources
-from cadenza_state import ApprovalRecord, DeadLetterRecord, RunRecord, utcnow
+from support.inbox import running_dev_stack, seed_inbox
 
 pytestmark = pytest.mark.unit
 GREET = """\
@@ -53,11 +52,8 @@ SCHEDULE = {"name": "nightly", "cron": "0 3 * * *", "workflow": "greet"}
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[DevStack]:
-    resources = await open_resources(*dev_settings(tmp_path))
-    dev = DevStack(resources, port=0, data_dir=tmp_path)
-    await dev.start()
-    yield dev
-    await dev.stop()
+    async with running_dev_stack(tmp_path) as dev:
+        yield dev
 
 
 @pytest.fixture
@@ -197,52 +193,8 @@ async def test_datasets_evaluations_and_documents(cadenza: AsyncCadenza) -> None
 async def test_held_calls_and_dead_letters_async_and_sync(
     stack: DevStack, cadenza: AsyncCadenza
 ) -> None:
-    run_id = str(uuid.uuid4())
-    held = {kind: str(uuid.uuid4()) for kind in ("approval", "in_doubt")}
-    async with stack.resources.sessions() as session, session.begin():
-        session.add(
-            RunRecord(
-                id=run_id,
-                tenant_id="default",
-                workflow_name="w",
-                spec={"name": "w", "tasks": []},
-                inputs={},
-                status="running",
-            )
-        )
-        await session.flush()
-        for i, (kind, approval_id) in enumerate(held.items()):
-            session.add(
-                ApprovalRecord(
-                    id=approval_id,
-                    tenant_id="default",
-                    run_id=run_id,
-                    task_id=f"{run_id}:a",
-                    node_id="a",
-                    attempt=1,
-                    call_index=i,
-                    kind=kind,
-                    status="pending",
-                    tool="http_request",
-                    arguments={"method": "DELETE"},
-                    reason=None,
-                    on_timeout="reject",
-                )
-            )
-        letter = DeadLetterRecord(
-            tenant_id="default",
-            original_topic="cadenza.doc.ingest",
-            partition=0,
-            offset=1,
-            consumer_group="cadenza.rag-ingest",
-            headers={},
-            value=b"not an event",
-            reason="DecodeError: missing ce_id",
-            error_code="decode_error",
-            attempts=0,
-            failed_at=utcnow(),
-        )
-        session.add(letter)
+    inbox = await seed_inbox(stack.resources, ("approval", "in_doubt"))
+    run_id, held, letter_id = inbox.run_id, inbox.held, inbox.letter_id
 
     pending = await cadenza.list_approvals(status="pending", run_id=run_id)
     assert {a.id for a in pending.items} == set(held.values())
@@ -259,9 +211,9 @@ async def test_held_calls_and_dead_letters_async_and_sync(
         with Cadenza(stack.url, api_key="") as client:
             done = client.resolve_approval(held["in_doubt"], "done", output={"ok": True})
             letters = client.list_dead_letters(status="pending")
-            discarded = client.settle_dead_letter(letter.id, replay=False)
+            discarded = client.settle_dead_letter(letter_id, replay=False)
             return done.status, discarded.status, [d.id for d in letters.items]
 
     done, discarded, letters = await asyncio.to_thread(sync_side)
-    assert (done, discarded, letters) == ("done", "discarded", [letter.id])
+    assert (done, discarded, letters) == ("done", "discarded", [letter_id])
     assert (await cadenza.get_approval(held["in_doubt"])).output == {"ok": True}
