@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 from cadenza_cli.bundle_documents import CONTENT_TYPES
 from cadenza_cli.bundles import Bundle, BundleError, deploy_bundle, load_bundle
+from cadenza_client import AsyncCadenza
 from cadenza_gateway import GatewaySettings, create_app
 from cadenza_rag import RagIngest, RagSettings
 from cadenza_retrieval import EXTENSIONS, RetrievalSettings, Retriever, visible_generations
@@ -153,21 +154,39 @@ async def ingest(resources: Resources, retriever: Retriever) -> AsyncIterator[Ra
     await service.stop()
 
 
-@pytest_asyncio.fixture
-async def client(resources: Resources) -> AsyncIterator[httpx.AsyncClient]:
+@pytest.fixture
+def auth(resources: Resources) -> TenantKeys:
+    return TenantKeys(resources)
+
+
+@pytest.fixture
+def transport(resources: Resources) -> httpx.ASGITransport:
     """The gateway app alone; tests that need indexing also request ``ingest``."""
     app = create_app(resources, GatewaySettings())
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    auth = TenantKeys(resources)
+    return httpx.ASGITransport(app=app, raise_app_exceptions=False)
+
+
+@pytest_asyncio.fixture
+async def client(
+    transport: httpx.ASGITransport, auth: TenantKeys
+) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(
         transport=transport, base_url="http://gateway.test", auth=auth
     ) as c:
         yield c
 
 
-async def deploy(client: httpx.AsyncClient, bundle: Bundle, **kwargs: Any) -> str:
+@pytest_asyncio.fixture
+async def cadenza(transport: httpx.ASGITransport, auth: TenantKeys) -> AsyncIterator[AsyncCadenza]:
+    """The typed client the CLI deploys with, on the same app and key."""
+    async with AsyncCadenza("http://gateway.test", api_key="", transport=transport) as c:
+        c.http.auth = auth
+        yield c
+
+
+async def deploy(cadenza: AsyncCadenza, bundle: Bundle, **kwargs: Any) -> str:
     out = io.StringIO()
-    body = await deploy_bundle(client, bundle, {}, out, **kwargs)
+    body = await deploy_bundle(cadenza, bundle, {}, out, **kwargs)
     assert body["spec"]["name"] == "ask"
     return out.getvalue()
 
@@ -180,6 +199,7 @@ async def documents(client: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
 
 async def test_deploy_indexes_then_skips_unchanged_and_replaces_changed(
     client: httpx.AsyncClient,
+    cadenza: AsyncCadenza,
     ingest: RagIngest,
     resources: Resources,
     retriever: Retriever,
@@ -189,7 +209,7 @@ async def test_deploy_indexes_then_skips_unchanged_and_replaces_changed(
         tmp_path / "b",
         {"collections/handbook/refunds.md": REFUNDS, "collections/handbook/shipping.txt": SHIPPING},
     )
-    out = await deploy(client, load_bundle(root))
+    out = await deploy(cadenza, load_bundle(root))
     assert re.search(r"document handbook/refunds\.md +indexed \(\d+ chunks\)", out), out
     assert re.search(r"document handbook/shipping\.txt +indexed \(1 chunks\)", out), out
     first = await documents(client)
@@ -199,7 +219,7 @@ async def test_deploy_indexes_then_skips_unchanged_and_replaces_changed(
     assert collection["documents"] == 2
 
     # Again: the collection exists (409) and nothing is uploaded.
-    out = await deploy(client, load_bundle(root))
+    out = await deploy(cadenza, load_bundle(root))
     assert out.count("unchanged") == 2, out
     assert "indexed" not in out
     assert {t: d["id"] for t, d in (await documents(client)).items()} == {
@@ -210,7 +230,7 @@ async def test_deploy_indexes_then_skips_unchanged_and_replaces_changed(
     (root / "collections/handbook/refunds.md").write_text(
         "# Refunds\n\nStore credit is the only refund for items bought at the Eindhoven pop-up.\n"
     )
-    out = await deploy(client, load_bundle(root))
+    out = await deploy(cadenza, load_bundle(root))
     assert re.search(r"document handbook/refunds\.md +indexed", out), out
     assert re.search(r"document handbook/shipping\.txt +unchanged", out), out
     after = await documents(client)
@@ -231,21 +251,21 @@ async def test_deploy_indexes_then_skips_unchanged_and_replaces_changed(
 
 
 async def test_a_document_that_fails_to_index_names_the_file(
-    client: httpx.AsyncClient, ingest: RagIngest, tmp_path: Path
+    client: httpx.AsyncClient, cadenza: AsyncCadenza, ingest: RagIngest, tmp_path: Path
 ) -> None:
     root = write_bundle(
         tmp_path / "b",
         {"collections/handbook/a.md": REFUNDS, "collections/handbook/broken.json": '{"a": '},
     )
     with pytest.raises(BundleError, match=r"b/collections/handbook/broken\.json: .*invalid JSON"):
-        await deploy(client, load_bundle(root))
+        await deploy(cadenza, load_bundle(root))
     assert (await documents(client))["broken.json"]["status"] == "failed"
 
 
-async def test_the_wait_for_indexing_is_bounded(client: httpx.AsyncClient, tmp_path: Path) -> None:
+async def test_the_wait_for_indexing_is_bounded(cadenza: AsyncCadenza, tmp_path: Path) -> None:
     root = write_bundle(tmp_path / "b", {"collections/handbook/a.md": REFUNDS})
     # No rag-ingest: the document stays queued.
     with pytest.raises(
         BundleError, match=r"b/collections/handbook/a\.md: still queued .*rag-ingest"
     ):
-        await deploy(client, load_bundle(root), index_timeout_s=0.3)
+        await deploy(cadenza, load_bundle(root), index_timeout_s=0.3)

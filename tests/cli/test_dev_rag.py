@@ -12,6 +12,7 @@ import httpx
 import pytest
 from cadenza_cli.client import wait_for_run
 from cadenza_cli.dev import DevStack, dev_settings
+from cadenza_client import AsyncCadenza
 from cadenza_runtime import open_resources
 from support import assert_eventually
 
@@ -72,9 +73,10 @@ async def test_dev_indexes_uploads_and_workflows_search_them(api: httpx.AsyncCli
         "/v1/runs", json={"spec": workflow, "inputs": {"question": "can I send it back?"}}
     )
     assert accepted.status_code == 201, accepted.text
-    async with asyncio.timeout(60):
-        done = await wait_for_run(api, accepted.json()["id"], interval_s=0.1, out=io.StringIO())
-    assert done["status"] == "succeeded", done
-    (hit,) = done["output"]["hits"]
+    async with asyncio.timeout(60), AsyncCadenza(str(api.base_url), api_key="") as cadenza:
+        run_id = accepted.json()["id"]
+        done = await wait_for_run(cadenza, run_id, interval_s=0.1, out=io.StringIO())
+    assert done.status == "succeeded", done
+    (hit,) = done.output["hits"]
     assert hit["citation"]["document_id"] == ids[1]
     assert hit["citation"]["title"] == "returns.md"

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 from cadenza_cli.dev import DevStack, dev_settings
+from cadenza_cli.main import app
+from cadenza_cli.replay import format_call
+from cadenza_client import RecordedCall
 from cadenza_runtime import open_resources
+from typer.testing import CliRunner
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +32,15 @@ async def cadenza(*args: str, timeout: float = 120) -> tuple[int, str, str]:
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def cli(*args: str) -> tuple[int, str, str]:
+    """The same command in this process (a thread: it runs its own event loop), for tests
+    of many commands; a CLI process costs seconds of imports each."""
+    result = await asyncio.to_thread(CliRunner().invoke, app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture
@@ -96,3 +109,73 @@ async def test_dev_run_executes_an_example_end_to_end(tmp_path: Path) -> None:
     result = json.loads(out)
     assert result["status"] == "succeeded"
     assert result["output"] == {"customer": "Ada Lovelace", "needs_review": True, "total": 148.0}
+
+
+async def test_rerun_fork_and_diff(stack: DevStack) -> None:
+    code, out, err = await cli("run", "examples/hello.yaml", "--wait", "--url", stack.url)
+    assert code == 0, err
+    parent = json.loads(out)["id"]
+
+    code, out, err = await cli(
+        "runs", "rerun", parent, "--from", "summary", "--wait", "--url", stack.url
+    )
+    assert code == 0, err
+    assert f"(rerun of {parent})" in err
+    rerun = json.loads(out)
+    assert (rerun["status"], rerun["parent_run_id"]) == ("succeeded", parent)
+    assert "summary" not in rerun["reused"]
+    assert "prepare" in rerun["reused"]
+
+    code, out, err = await cli(
+        "runs", "fork", parent, "-i", "customer=grace hopper", "--url", stack.url
+    )
+    assert code == 0, err
+    fork = json.loads(out)  # without --wait: the accepted run, whole
+    assert (fork["parent_run_id"], fork["lineage"]["kind"]) == (parent, "fork")
+    code, out, err = await cli("runs", "watch", fork["id"], "--url", stack.url)
+    assert code == 0, err
+    assert json.loads(out)["output"]["customer"] == "Grace Hopper"
+
+    code, out, err = await cli("runs", "diff", parent, fork["id"], "--url", stack.url)
+    assert code == 0, err
+    assert 'input customer: "ada lovelace" -> "grace hopper"' in out
+    assert out.strip().endswith("output differs")
+
+    code, _, err = await cli("runs", "fork", parent, "--task-model", "nope", "--url", stack.url)
+    assert code == 2
+    assert "TASK=VALUE" in err
+    code, _, err = await cli("runs", "rerun", parent, "--from", "nope", "--url", stack.url)
+    assert code == 2
+    assert "422" in err
+    assert "from" in err
+
+
+def test_a_call_is_one_line() -> None:
+    llm = RecordedCall.model_validate(
+        {
+            "id": "c1",
+            "kind": "llm",
+            "task_id": "r:ask",
+            "node_id": "ask",
+            "attempt": 1,
+            "turn": 0,
+            "status": "ok",
+            "at": "2026-12-04T10:00:00Z",
+            "provider": "local",
+            "model": "smollm2-135m",
+            "input_tokens": 120,
+            "output_tokens": 8,
+            "cost_usd": None,
+            "latency_ms": 812.4,
+        }
+    )
+    assert format_call(llm).split() == [
+        "ask#1.0", "ok", "812ms", "llm", "local:smollm2-135m", "120→8", "tokens", "$0.000000"
+    ]  # fmt: skip
+    tool = llm.model_copy(
+        update={"kind": "tool", "turn": None, "tool": "calculator", "arguments": {"x": 1},
+                "latency_ms": None, "error": "boom"}
+    )  # fmt: skip
+    assert format_call(tool).split() == [
+        "ask#1", "ok", "-", "tool", 'calculator({"x":', "1})", "error:", "boom"
+    ]  # fmt: skip

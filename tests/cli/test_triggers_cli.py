@@ -13,7 +13,7 @@ from cadenza_events.memory import MemoryBus
 from cadenza_state import RunRecord
 from sqlalchemy import select
 from support import assert_eventually
-from test_run_commands import cadenza, stack  # the CLI as a subprocess; a dev stack
+from test_run_commands import cadenza, cli, stack  # the CLI as a subprocess; a dev stack
 
 pytestmark = pytest.mark.unit
 __all__ = ["stack"]
@@ -124,3 +124,47 @@ async def test_dev_mode_consumes_upstream_topics_in_process(stack: DevStack) -> 
     assert run.inputs == {"n": 9}
     assert run.started_by is not None
     assert (run.started_by["topic"], run.started_by["offset"]) == ("upstream.numbers", 0)
+
+
+async def test_triggers_and_schedules_commands(stack: DevStack, tmp_path: Path) -> None:
+    schedule = tmp_path / "nightly.yaml"
+    schedule.write_text("name: nightly\ncron: '0 3 * * *'\nworkflow: echo\ninputs: {n: 1}\n")
+    code, _, err = await cli("schedules", "create", str(schedule), "--url", stack.url)
+    assert code == 2  # no workflow `echo` yet: the problem names the field
+    assert "422" in err
+    assert "workflow" in err
+
+    trigger = tmp_path / "numbers.yaml"
+    trigger.write_text(TRIGGER)
+    async with httpx.AsyncClient(base_url=stack.url) as api:
+        yaml_body = {"Content-Type": "application/yaml"}
+        resp = await api.post("/v1/workflows", content=WORKFLOW, headers=yaml_body)
+        assert resp.status_code == 201, resp.text
+    code, out, err = await cli("triggers", "register", str(trigger), "--url", stack.url)
+    assert code == 0, err
+    assert json.loads(out)["version"] == 1
+    code, out, _ = await cli("triggers", "disable", "numbers", "--url", stack.url)
+    assert json.loads(out)["enabled"] is False
+    code, out, _ = await cli("triggers", "enable", "numbers", "--url", stack.url)
+    assert (json.loads(out)["version"], json.loads(out)["enabled"]) == (3, True)
+    code, out, _ = await cli("triggers", "list", "--url", stack.url)
+    assert [t["name"] for t in json.loads(out)["items"]] == ["numbers"]
+    code, _, err = await cli("triggers", "delete", "numbers", "--url", stack.url)
+    assert (code, err.strip()) == (0, "trigger numbers deleted")
+    code, _, err = await cli("triggers", "show", "numbers", "--url", stack.url)
+    assert code == 2
+    assert "404" in err
+
+    code, out, err = await cli("schedules", "create", str(schedule), "--url", stack.url)
+    assert code == 0, err
+    assert json.loads(out)["paused"] is False
+    code, out, _ = await cli("schedules", "pause", "nightly", "--url", stack.url)
+    assert json.loads(out)["paused"] is True
+    code, out, _ = await cli("schedules", "resume", "nightly", "--url", stack.url)
+    assert json.loads(out)["paused"] is False
+    code, out, _ = await cli("schedules", "show", "nightly", "--url", stack.url)
+    assert len(json.loads(out)["next_fires"]) > 1
+    code, _, err = await cli("schedules", "delete", "nightly", "--url", stack.url)
+    assert (code, err.strip()) == (0, "schedule nightly deleted")
+    code, out, _ = await cli("schedules", "list", "--url", stack.url)
+    assert json.loads(out)["items"] == []

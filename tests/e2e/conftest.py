@@ -5,6 +5,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cadenza_client import AsyncCadenza
 from cadenza_events import BusSettings
 from cadenza_events.kafka import KafkaBus
 from cadenza_state import StateSettings, create_engine
@@ -20,12 +21,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
+def cluster_env() -> dict[str, str]:
+    """The deployment's settings beyond the defaults; a test module overrides this fixture
+    to change them (e.g. the LLM answering from a cassette)."""
+    return {}
+
+
+@pytest.fixture
 async def cluster(
-    unique_id: str, tmp_path: Path, require_services: Callable[..., None]
+    unique_id: str,
+    tmp_path: Path,
+    require_services: Callable[..., None],
+    cluster_env: dict[str, str],
 ) -> AsyncIterator[Cluster]:
     """Gateway + orchestrator + one worker, each its own OS process, on real infra."""
     require_services("kafka", "postgres", "redis", "minio")
-    deployment = Cluster(namespace=unique_id, log_dir=tmp_path)
+    deployment = Cluster(namespace=unique_id, log_dir=tmp_path, env_overrides=cluster_env)
     try:
         deployment.start_gateway()  # first: it migrates the fresh schema
         deployment.start_orchestrator()
@@ -42,6 +53,13 @@ async def cluster(
 @pytest.fixture
 async def api(cluster: Cluster) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=cluster.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def cadenza(cluster: Cluster) -> AsyncIterator[AsyncCadenza]:
+    """The typed client (as the CLI uses it) of the deployment's gateway (anonymous)."""
+    async with AsyncCadenza(cluster.url, api_key="", timeout=30) as client:
         yield client
 
 

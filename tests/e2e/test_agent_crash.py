@@ -10,58 +10,21 @@ while it waits for turn 1.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-
 import httpx
 import pytest
-from cadenza_events import BusSettings
-from cadenza_events.kafka import KafkaBus
 from cadenza_state import LLMCallRecord, StateSettings, ToolCallRecord, create_engine
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 from support import assert_eventually
-from support.cleanup import drop_schema
-from support.cluster import Cluster, free_port
-
-CASSETTE = Path(__file__).resolve().parents[1] / "worker" / "cassettes" / "agents.json"
-# Exactly the agent and prompt recorded in tests/worker/test_worker_agents_replay.py: three turns,
-# the first two calling the calculator.
-CALC_AGENT = {
-    "name": "calc",
-    "system_prompt": "You are a calculator assistant. Use the calculator tool for arithmetic.",
-    "model": "local:smollm2-135m",
-    "tools": ["calculator"],
-    "max_iterations": 3,
-}
-ASK = {"name": "ask", "tasks": [{"id": "ask", "agent": "calc", "prompt": "What is 17 * 3?"}]}
+from support.calc_agent import ASK, CALC_AGENT, replay_env
+from support.cluster import Cluster
 
 
 @pytest.fixture
-async def deployment(
-    unique_id: str, tmp_path: Path, require_services: Callable[..., None]
-) -> AsyncIterator[Cluster]:
-    require_services("kafka", "postgres", "redis", "minio")
-    cluster = Cluster(
-        namespace=unique_id,
-        log_dir=tmp_path,
-        env_overrides={
-            "CADENZA_LLM_CASSETTE_MODE": "replay",
-            "CADENZA_LLM_CASSETTE_PATH": str(CASSETTE),
-            "CADENZA_LLM_REPLAY_DELAY_S": "2",
-            "CADENZA_WORKER_METRICS_PORT": str(free_port()),
-        },
-    )
-    try:
-        cluster.start_gateway()
-        cluster.start_orchestrator()
-        cluster.start_worker()
-        yield cluster
-    finally:
-        cluster.stop()
-        print(cluster.logs())
-        await drop_schema(StateSettings(database_schema=unique_id))
-        await KafkaBus(BusSettings(topic_prefix=f"{unique_id}.")).delete_topics()
+def cluster_env() -> dict[str, str]:
+    """The conftest's `cluster` (gateway, orchestrator, one worker), its LLM answering from
+    the cassette."""
+    return replay_env(delay_s=2)
 
 
 def worker_metric(cluster: Cluster, name: str, **labels: str) -> float:
@@ -75,10 +38,10 @@ def worker_metric(cluster: Cluster, name: str, **labels: str) -> float:
     )
 
 
-async def test_kill_9_mid_agent_loop_resumes_from_the_checkpoint(deployment: Cluster) -> None:
-    engine = create_engine(StateSettings(database_schema=deployment.namespace))
+async def test_kill_9_mid_agent_loop_resumes_from_the_checkpoint(cluster: Cluster) -> None:
+    engine = create_engine(StateSettings(database_schema=cluster.namespace))
     try:
-        async with httpx.AsyncClient(base_url=deployment.url, timeout=30) as api:
+        async with httpx.AsyncClient(base_url=cluster.url, timeout=30) as api:
             assert (await api.post("/v1/agents", json=CALC_AGENT)).status_code == 201
             resp = await api.post("/v1/runs", json={"spec": ASK, "inputs": {}})
             assert resp.status_code == 201, resp.text
@@ -91,9 +54,9 @@ async def test_kill_9_mid_agent_loop_resumes_from_the_checkpoint(deployment: Clu
 
             # Turn 0 answered and its tool call made: the worker now waits for turn 1.
             await assert_eventually(first_tool_call_done, timeout=60, interval=0.1)
-            worker = next(p for p in deployment.processes if p.name == "worker")
+            worker = next(p for p in cluster.processes if p.name == "worker")
             worker.kill()
-            deployment.start_worker()
+            cluster.start_worker()
 
             async def finished() -> dict[str, object] | None:
                 run: dict[str, object] = (await api.get(f"/v1/runs/{run_id}")).json()
@@ -123,6 +86,6 @@ async def test_kill_9_mid_agent_loop_resumes_from_the_checkpoint(deployment: Clu
     assert sorted(t for t, _ in turns) == [0, 1, 2]
     assert indexes == [0, 1]
     # The new worker resumed, asked only turns 1 and 2, and made only the second tool call.
-    assert worker_metric(deployment, "cadenza_agent_resumes_total", agent="calc") == 1
-    assert worker_metric(deployment, "cadenza_agent_turns_total", agent="calc") == 2
-    assert worker_metric(deployment, "cadenza_agent_tool_calls_total", agent="calc") == 1
+    assert worker_metric(cluster, "cadenza_agent_resumes_total", agent="calc") == 1
+    assert worker_metric(cluster, "cadenza_agent_turns_total", agent="calc") == 2
+    assert worker_metric(cluster, "cadenza_agent_tool_calls_total", agent="calc") == 1

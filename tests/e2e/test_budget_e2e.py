@@ -10,59 +10,27 @@ while its reservation is held.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from cadenza_events import BusSettings
-from cadenza_events.kafka import KafkaBus
 from cadenza_state import LLMCallRecord, StateSettings, create_engine
 from sqlalchemy import func, select
 from support import assert_eventually
-from support.cleanup import drop_schema
-from support.cluster import Cluster, free_port
+from support.calc_agent import ASK, CALC_AGENT, replay_env
+from support.cluster import Cluster
 
-CASSETTE = Path(__file__).resolve().parents[1] / "worker" / "cassettes" / "agents.json"
-CALC_AGENT = {  # exactly the agent and prompt of the cassette (see test_agent_crash.py)
-    "name": "calc",
-    "system_prompt": "You are a calculator assistant. Use the calculator tool for arithmetic.",
-    "model": "local:smollm2-135m",
-    "tools": ["calculator"],
-    "max_iterations": 3,
-}
-ASK = {"name": "ask", "tasks": [{"id": "ask", "agent": "calc", "prompt": "What is 17 * 3?"}]}
 TERMINAL = {"succeeded", "failed", "cancelled", "budget_exceeded"}
 
 
 @pytest.fixture
-async def deployment(
-    unique_id: str, tmp_path: Path, require_services: Callable[..., None]
-) -> AsyncIterator[Cluster]:
-    require_services("kafka", "postgres", "redis", "minio")
-    cluster = Cluster(
-        namespace=unique_id,
-        log_dir=tmp_path,
-        env_overrides={
-            "CADENZA_LLM_CASSETTE_MODE": "replay",
-            "CADENZA_LLM_CASSETTE_PATH": str(CASSETTE),
-            "CADENZA_LLM_REPLAY_DELAY_S": "3",
-            "CADENZA_WORKER_METRICS_PORT": str(free_port()),
-            "CADENZA_WORKER_BUDGET_RESERVATION_TTL_S": "4",
-            "CADENZA_WORKER_BUDGET_RECONCILE_INTERVAL_S": "0.5",
-        },
-    )
-    try:
-        cluster.start_gateway()
-        cluster.start_orchestrator()
-        cluster.start_worker()
-        yield cluster
-    finally:
-        cluster.stop()
-        print(cluster.logs())
-        await drop_schema(StateSettings(database_schema=unique_id))
-        await KafkaBus(BusSettings(topic_prefix=f"{unique_id}.")).delete_topics()
+def cluster_env() -> dict[str, str]:
+    """The conftest's `cluster` (gateway, orchestrator, one worker), its LLM answering from
+    the cassette."""
+    return {
+        **replay_env(delay_s=3),
+        "CADENZA_WORKER_BUDGET_RESERVATION_TTL_S": "4",
+        "CADENZA_WORKER_BUDGET_RECONCILE_INTERVAL_S": "0.5",
+    }
 
 
 async def finished(api: httpx.AsyncClient, run_id: str) -> dict[str, object] | None:
@@ -70,13 +38,13 @@ async def finished(api: httpx.AsyncClient, run_id: str) -> dict[str, object] | N
     return run if run["status"] in TERMINAL else None
 
 
-async def test_budgets_stop_runs_and_survive_a_kill_9(deployment: Cluster) -> None:
+async def test_budgets_stop_runs_and_survive_a_kill_9(cluster: Cluster) -> None:
     settings = StateSettings()
     redis = aioredis.Redis.from_url(settings.redis_url)
-    prefix = f"{deployment.namespace}:"
-    engine = create_engine(StateSettings(database_schema=deployment.namespace))
+    prefix = f"{cluster.namespace}:"
+    engine = create_engine(StateSettings(database_schema=cluster.namespace))
     try:
-        async with httpx.AsyncClient(base_url=deployment.url, timeout=30) as api:
+        async with httpx.AsyncClient(base_url=cluster.url, timeout=30) as api:
             assert (await api.post("/v1/agents", json=CALC_AGENT)).status_code == 201
 
             # 1. A run budget too small for one call: the run ends budget_exceeded, no call.
@@ -105,9 +73,9 @@ async def test_budgets_stop_runs_and_survive_a_kill_9(deployment: Cluster) -> No
                 return list(await redis.zrange(zset, 0, -1)) or None
 
             crashed = (await assert_eventually(held, timeout=60, interval=0.05))[0]
-            worker = next(p for p in deployment.processes if p.name == "worker")
+            worker = next(p for p in cluster.processes if p.name == "worker")
             worker.kill()
-            deployment.start_worker()  # its reconciler releases the dead worker's reservation
+            cluster.start_worker()  # its reconciler releases the dead worker's reservation
 
             async def released() -> bool:
                 state = await redis.hget(f"{prefix}budget:reservation:{crashed.decode()}", "state")

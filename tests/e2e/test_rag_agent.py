@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 from cadenza_cli.bundles import deploy_bundle, load_bundle
-from cadenza_cli.client import submit, wait_for_run
+from cadenza_cli.client import as_json, submit, wait_for_run
+from cadenza_client import AsyncCadenza
 from cadenza_state import ToolCallRecord
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -47,11 +48,11 @@ async def rag_calls(db: AsyncEngine, run_id: str) -> list[dict[str, Any]]:
 
 
 async def test_an_agent_answers_from_uploaded_documents_and_cites_the_right_one(
-    cluster: Cluster, api: httpx.AsyncClient, db: AsyncEngine
+    cluster: Cluster, api: httpx.AsyncClient, cadenza: AsyncCadenza, db: AsyncEngine
 ) -> None:
     cluster.start_rag_ingest()
     out = io.StringIO()
-    body = await deploy_bundle(api, load_bundle(BUNDLE), {}, out=out)  # waits for `indexed`
+    body = await deploy_bundle(cadenza, load_bundle(BUNDLE), {}, out=out)  # waits for `indexed`
     documents = (await api.get("/v1/collections/handbook/documents")).json()["items"]
     assert {d["status"] for d in documents} == {"indexed"}, out.getvalue()
     titles = {d["id"]: d["title"] for d in documents}
@@ -63,9 +64,10 @@ async def test_an_agent_answers_from_uploaded_documents_and_cites_the_right_one(
     assert found.json()["hits"][0]["citation"]["title"] == "on-call-escalation.md"
 
     for question, expected in QUESTIONS:
-        accepted = await submit(api, {**body, "inputs": {"question": question}})
+        accepted = await submit(cadenza, {**body, "inputs": {"question": question}})
         async with asyncio.timeout(RUN_TIMEOUT_S):
-            done = await wait_for_run(api, accepted["id"], interval_s=0.5, out=io.StringIO())
+            run = await wait_for_run(cadenza, accepted.id, interval_s=0.5, out=io.StringIO())
+        done = as_json(run)
         assert done["status"] == "succeeded", done
 
         # The agent searched the handbook (its first turn must: tool_choice required) and

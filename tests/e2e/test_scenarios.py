@@ -13,9 +13,9 @@ import io
 from pathlib import Path
 from typing import Any
 
-import httpx
 from cadenza_cli.bundles import deploy_bundle, load_bundle
-from cadenza_cli.client import submit, wait_for_run
+from cadenza_cli.client import as_json, submit, wait_for_run
+from cadenza_client import AsyncCadenza
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,17 +24,18 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RUN_TIMEOUT_S = 420
 
 
-async def deploy(api: httpx.AsyncClient, name: str) -> dict[str, Any]:
+async def deploy(cadenza: AsyncCadenza, name: str) -> dict[str, Any]:
     """Register the bundle's agents and load its data; the run body with its inputs.json."""
-    return await deploy_bundle(api, load_bundle(EXAMPLES / name), {}, out=io.StringIO())
+    return await deploy_bundle(cadenza, load_bundle(EXAMPLES / name), {}, out=io.StringIO())
 
 
-async def run(api: httpx.AsyncClient, body: dict[str, Any], **inputs: Any) -> dict[str, Any]:
-    accepted = await submit(api, {**body, "inputs": {**body["inputs"], **inputs}})
+async def run(cadenza: AsyncCadenza, body: dict[str, Any], **inputs: Any) -> dict[str, Any]:
+    accepted = await submit(cadenza, {**body, "inputs": {**body["inputs"], **inputs}})
     async with asyncio.timeout(RUN_TIMEOUT_S):
-        done = await wait_for_run(api, accepted["id"], interval_s=0.5, out=io.StringIO())
-    assert done["status"] == "succeeded", done
-    return done
+        done = await wait_for_run(cadenza, accepted.id, interval_s=0.5, out=io.StringIO())
+    assert done.status == "succeeded", done
+    result: dict[str, Any] = as_json(done)
+    return result
 
 
 def statuses(done: dict[str, Any]) -> dict[str, str]:
@@ -60,9 +61,9 @@ async def llm_turns(db: AsyncEngine, run_id: str) -> dict[str, int]:
     return {agent: int(n) for agent, _, n in rows}
 
 
-async def test_payment_triage(api: httpx.AsyncClient, db: AsyncEngine) -> None:
-    body = await deploy(api, "payment-triage")
-    done = await run(api, body)  # tx_1002 (inputs.json)
+async def test_payment_triage(cadenza: AsyncCadenza, db: AsyncEngine) -> None:
+    body = await deploy(cadenza, "payment-triage")
+    done = await run(cadenza, body)  # tx_1002 (inputs.json)
     ran = statuses(done)
     for node in ("transaction", "psp_status", "routing", "classify", "investigate", "review"):
         assert ran[node] == "succeeded", ran
@@ -98,11 +99,11 @@ async def test_payment_triage(api: httpx.AsyncClient, db: AsyncEngine) -> None:
     assert turns["payment-investigator"] <= 2  # max_iterations bounds the loop
 
 
-async def test_fraud_alert_routes_on_the_score(api: httpx.AsyncClient, db: AsyncEngine) -> None:
-    body = await deploy(api, "fraud-alert")
+async def test_fraud_alert_routes_on_the_score(cadenza: AsyncCadenza, db: AsyncEngine) -> None:
+    body = await deploy(cadenza, "fraud-alert")
     # Thresholds outside 0..100 force each branch whatever score the model gives.
     for threshold, review, approve in ((0, "succeeded", "skipped"), (101, "skipped", "succeeded")):
-        done = await run(api, body, review_threshold=threshold)
+        done = await run(cadenza, body, review_threshold=threshold)
         ran = statuses(done)
         assert ran["transaction"] == ran["customer"] == ran["score"] == "succeeded"
         assert (ran["human_review"], ran["auto_approve"]) == (review, approve)
@@ -124,18 +125,18 @@ async def test_fraud_alert_routes_on_the_score(api: httpx.AsyncClient, db: Async
 
 
 async def test_support_escalation_routes_by_priority_and_keywords(
-    api: httpx.AsyncClient, db: AsyncEngine
+    cadenza: AsyncCadenza, db: AsyncEngine
 ) -> None:
-    body = await deploy(api, "support-escalation")
+    body = await deploy(cadenza, "support-escalation")
     urgent = await run(
-        api, body, ticket_id="T-3002", subject="Charged twice - refund please", priority="high"
+        cadenza, body, ticket_id="T-3002", subject="Charged twice - refund please", priority="high"
     )
     ran = statuses(urgent)
     assert (ran["tier1"], ran["tier2"], ran["reply"]) == ("skipped", "succeeded", "succeeded")
     assert urgent["output"]["routed_to"] == "tier2"
     assert set(await llm_turns(db, urgent["id"])) == {"support-tier2"}
 
-    simple = await run(api, body)  # T-3001, priority normal, no keyword (inputs.json)
+    simple = await run(cadenza, body)  # T-3001, priority normal, no keyword (inputs.json)
     ran = statuses(simple)
     assert (ran["tier1"], ran["tier2"]) == ("succeeded", "skipped")
     assert simple["output"]["routed_to"] == "tier1"

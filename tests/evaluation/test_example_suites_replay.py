@@ -65,10 +65,10 @@ async def test_example_suite_runs_on_the_cassette(stack: DevStack, name: str) ->
     assert baseline == []
     cases = {case.name: case for case in suite.cases}
     assert {r.case for r in tested} == set(cases)
-    assert stored["passed"] == all(r.passed for r in tested)
+    assert stored.passed == all(r.passed for r in tested)
     async with httpx.AsyncClient(base_url=stack.url, timeout=30) as client:
         listed = (await client.get("/v1/evaluations", params={"suite": name})).json()["items"]
-        assert [e["id"] for e in listed] == [stored["id"]]
+        assert [e["id"] for e in listed] == [stored.id]
         for result in tested:
             assert result.error is None, result  # no cassette miss, no failed submission
             if result.status != "succeeded":

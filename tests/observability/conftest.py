@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from cadenza_cli.dev import DevStack, dev_settings
-from cadenza_cli.watch import SseEvent, parse_sse
+from cadenza_client import RunEvent, parse_sse
 from cadenza_runtime import open_resources
 
 
@@ -52,10 +52,10 @@ async def read_events(
     *,
     last_event_id: int | None = None,
     limit: int | None = None,
-) -> list[SseEvent]:
+) -> list[RunEvent]:
     """Read the SSE stream until it ends (or ``limit`` events, then disconnect)."""
     headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
-    got: list[SseEvent] = []
+    got: list[RunEvent] = []
     async with api.stream("GET", f"/v1/runs/{run_id}/events", headers=headers) as resp:
         assert resp.status_code == 200, await resp.aread()
         assert resp.headers["content-type"].startswith("text/event-stream")

@@ -43,7 +43,7 @@ async def test_resume_after_disconnect_replays_exactly_the_missed_events(
     assert kinds[0] == "run.accepted"
     assert kinds.count("task.started") == 5
     assert kinds.count("task.succeeded") == 5
-    body = everything[-1].json()
+    body = everything[-1].data
     assert body["run_id"] == run_id
     assert body["seq"] == ids[-1]
     assert body["status"] == "succeeded"
@@ -59,7 +59,7 @@ async def test_a_client_connecting_early_gets_live_events_until_the_terminal_one
     run_id = await start_run(api, sleep_chain("live", 2, 0.1))
     events = await read_events(api, run_id)
     assert events[-1].event == "run.succeeded"
-    node_events = [(e.json()["node_id"], e.event) for e in events if e.json().get("node_id")]
+    node_events = [(e.data["node_id"], e.event) for e in events if e.data.get("node_id")]
     assert ("s0", "task.started") in node_events
     assert ("s1", "task.succeeded") in node_events
     assert node_events.index(("s0", "task.succeeded")) < node_events.index(("s1", "task.ready"))
@@ -100,7 +100,7 @@ async def test_websocket_carries_the_same_events_and_resumes_with_after(
         messages = [json.loads(m) async for m in ws]
     assert [m["id"] for m in messages] == [int(e.id or 0) for e in sse[2:]]
     assert [m["event"] for m in messages] == [e.event for e in sse[2:]]
-    assert messages[-1]["data"] == sse[-1].json()
+    assert messages[-1]["data"] == sse[-1].data
 
 
 async def test_unknown_run_and_bad_last_event_id_are_problems(

@@ -12,14 +12,14 @@ import asyncio
 import hashlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO, TypeVar
 
-import httpx
+from cadenza_client import ApiError, AsyncCadenza, Conflict, Document
 
-from .client import ApiError, _check
+T = TypeVar("T")
 
 COLLECTIONS_DIR = "collections"
 COLLECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # the gateway's rule
@@ -94,7 +94,7 @@ def _load_documents(folder: Path, shown: Callable[[Path], str]) -> list[BundleDo
 
 
 async def deploy_collection(
-    client: httpx.AsyncClient,
+    client: AsyncCadenza,
     collection: BundleCollection,
     shown: Callable[[Path], str],
     out: TextIO,
@@ -104,81 +104,81 @@ async def deploy_collection(
 ) -> None:
     """Create the collection if missing, upload/replace its documents and wait until each
     is indexed. Raises :class:`CollectionProblem` naming the folder or file."""
-    resp = await client.post("/v1/collections", json={"name": collection.name})
-    if resp.status_code != 409:  # 409: it exists already, which is fine
-        _or_problem(resp, shown(collection.path))
+    try:
+        await client.create_collection(collection.name)
+    except Conflict:
+        pass  # it exists already, which is fine
+    except ApiError as exc:
+        raise CollectionProblem(f"{shown(collection.path)}: {exc}") from None
     existing = await _existing_by_title(client, collection, shown)
-    pending: list[tuple[BundleDocument, dict[str, Any], bool]] = []
+    pending: list[tuple[BundleDocument, Document, bool]] = []
     for doc in collection.documents:
         content = doc.path.read_bytes()
         digest = hashlib.sha256(content).hexdigest()
         same_title = existing.get(doc.title, [])
-        match = next((d for d in same_title if d.get("content_hash") == digest), None)
+        match = next((d for d in same_title if d.content_hash == digest), None)
         if match is not None:
             pending.append((doc, match, False))
             continue
-        part = {"file": (doc.path.name, content, doc.content_type)}
-        base = f"/v1/collections/{collection.name}/documents"
         if same_title:  # newest first: replace that one rather than add a duplicate title
-            resp = await client.put(f"{base}/{same_title[0]['id']}", files=part)
+            sent = client.replace_document(
+                collection.name, same_title[0].id, doc.path.name, content, doc.content_type
+            )
         else:
-            resp = await client.post(base, files=part, data={"title": doc.title})
-        sent = _or_problem(resp, shown(doc.path))
-        pending.append((doc, sent, resp.status_code == 202))  # 200: same bytes exist
+            sent = client.upload_document(
+                collection.name, doc.path.name, content, doc.content_type, title=doc.title
+            )
+        upload = await _or_problem(sent, shown(doc.path))
+        pending.append((doc, upload, upload.accepted))  # not accepted: same bytes exist
     deadline = time.monotonic() + timeout_s
     for doc, record, uploaded in pending:
         done = await _indexed(client, collection, doc, record, shown, deadline, poll_s)
-        state = f"indexed ({done['chunk_count']} chunks)" if uploaded else "unchanged"
+        state = f"indexed ({done.chunk_count} chunks)" if uploaded else "unchanged"
         label = f"{collection.name}/{doc.title}"
         print(f"  document {label:<29} {state}", file=out)
 
 
-def _or_problem(resp: httpx.Response, where: str) -> dict[str, Any]:
+async def _or_problem(request: Awaitable[T], where: str) -> T:
+    """The answer, or the gateway's problem as a :class:`CollectionProblem` naming ``where``."""
     try:
-        return _check(resp)
+        return await request
     except ApiError as exc:
         raise CollectionProblem(f"{where}: {exc}") from None
 
 
 async def _existing_by_title(
-    client: httpx.AsyncClient, collection: BundleCollection, shown: Callable[[Path], str]
-) -> dict[str, list[dict[str, Any]]]:
+    client: AsyncCadenza, collection: BundleCollection, shown: Callable[[Path], str]
+) -> dict[str, list[Document]]:
     """The collection's documents by title, each list newest first."""
-    by_title: dict[str, list[dict[str, Any]]] = {}
-    cursor: str | None = None
-    while True:
-        params: dict[str, Any] = {"limit": LIST_PAGE}
-        if cursor:
-            params["cursor"] = cursor
-        resp = await client.get(f"/v1/collections/{collection.name}/documents", params=params)
-        page = _or_problem(resp, shown(collection.path))
-        for item in page["items"]:
-            by_title.setdefault(item["title"], []).append(item)
-        cursor = page.get("next_cursor")
-        if not cursor:
-            return by_title
+    by_title: dict[str, list[Document]] = {}
+
+    async def every_document() -> None:
+        async for item in client.iter_documents(collection.name, page_size=LIST_PAGE):
+            by_title.setdefault(item.title, []).append(item)
+
+    await _or_problem(every_document(), shown(collection.path))
+    return by_title
 
 
 async def _indexed(
-    client: httpx.AsyncClient,
+    client: AsyncCadenza,
     collection: BundleCollection,
     doc: BundleDocument,
-    record: dict[str, Any],
+    record: Document,
     shown: Callable[[Path], str],
     deadline: float,
     poll_s: float,
-) -> dict[str, Any]:
+) -> Document:
     """Poll the document until it is `indexed`; `failed` or the deadline is a problem."""
-    url = f"/v1/collections/{collection.name}/documents/{record['id']}"
     while True:
-        if record["status"] == "indexed":
+        if record.status == "indexed":
             return record
-        if record["status"] == "failed":
-            raise CollectionProblem(f"{shown(doc.path)}: ingestion failed: {record['error']}")
+        if record.status == "failed":
+            raise CollectionProblem(f"{shown(doc.path)}: ingestion failed: {record.error}")
         if time.monotonic() >= deadline:
             raise CollectionProblem(
-                f"{shown(doc.path)}: still {record['status']} when the wait for indexing "
+                f"{shown(doc.path)}: still {record.status} when the wait for indexing "
                 "ended (is rag-ingest running?)"
             )
         await asyncio.sleep(poll_s)
-        record = _or_problem(await client.get(url), shown(doc.path))
+        record = await _or_problem(client.get_document(collection.name, record.id), shown(doc.path))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import httpx
+from cadenza_client import ApiError, AsyncCadenza, NotFound, Run
 from cadenza_triggers import TriggerSpec
 from cadenza_workflow import AgentSpec, SpecValidationError, parse_agent
 from cadenza_workflow.loading import load_document
@@ -31,7 +31,7 @@ from .bundle_documents import (
     deploy_collection,
     load_collections,
 )
-from .client import ApiError, _check, run_request, submit
+from .client import run_request, submit
 
 WORKFLOW_FILES = ("workflow.yaml", "workflow.yml", "workflow.json")
 DOCUMENT_SUFFIXES = (".yaml", ".yml", ".json")
@@ -228,56 +228,60 @@ def _normalized(spec: dict[str, Any]) -> dict[str, Any] | None:
         return None
 
 
-async def _register_triggers(client: httpx.AsyncClient, bundle: Bundle, out: TextIO) -> None:
+async def _register_triggers(client: AsyncCadenza, bundle: Bundle, out: TextIO) -> None:
     """Register the workflow (triggers start registered workflows), then each trigger
     unless its version in force is the same document."""
-    text = bundle.workflow_path.read_bytes()
-    resp = await client.post(
-        "/v1/workflows", content=text, headers={"Content-Type": _yaml_or_json(bundle.workflow_path)}
-    )
+    path = bundle.workflow_path
     try:
-        workflow = _check(resp)
+        workflow = await client.register_workflow(
+            path.read_bytes(), content_type=_yaml_or_json(path)
+        )
     except ApiError as exc:
-        raise BundleError(f"{bundle.shown(bundle.workflow_path)}: {exc}") from None
-    print(f"  workflow {workflow['name']}@{workflow['version']:<24} registered", file=out)
+        raise BundleError(f"{bundle.shown(path)}: {exc}") from None
+    print(f"  workflow {workflow.name}@{workflow.version:<24} registered", file=out)
     for trigger in bundle.triggers:
-        name = trigger.spec.get("name")
-        latest = await client.get(f"/v1/triggers/{name}")
-        if latest.status_code == 200 and latest.json()["spec"] == _normalized(trigger.spec):
-            print(f"  trigger {name}@{latest.json()['version']:<25} unchanged", file=out)
-            continue
         try:
-            created = _check(await client.post("/v1/triggers", json=trigger.spec))
+            await _register_trigger(client, trigger, out)
         except ApiError as exc:
             raise BundleError(f"{bundle.shown(trigger.path)}: {exc}") from None
-        print(f"  trigger {created['name']}@{created['version']:<25} registered", file=out)
+
+
+async def _register_trigger(client: AsyncCadenza, trigger: BundleTrigger, out: TextIO) -> None:
+    name = str(trigger.spec.get("name"))
+    try:
+        latest = await client.get_trigger(name)
+    except NotFound:
+        latest = None
+    if latest is not None and latest.spec == _normalized(trigger.spec):
+        print(f"  trigger {name}@{latest.version:<25} unchanged", file=out)
+        return
+    created = await client.register_trigger(trigger.spec)
+    print(f"  trigger {created.name}@{created.version:<25} registered", file=out)
 
 
 def _yaml_or_json(path: Path) -> str:
     return "application/json" if path.suffix == ".json" else "application/yaml"
 
 
-async def _register_agent(
-    client: httpx.AsyncClient, bundle: Bundle, agent: BundleAgent, out: TextIO
-) -> str:
+async def _register_agent(client: AsyncCadenza, agent: BundleAgent, out: TextIO) -> str:
     """POST the agent unless its latest registered version is the same definition."""
     name = agent.spec.name
-    latest = await client.get(f"/v1/agents/{name}")
-    if latest.status_code == 200 and latest.json().get("spec") == agent.spec.to_dict():
-        ref = f"{name}@{latest.json()['version']}"
+    try:
+        latest = await client.get_agent(name)
+    except NotFound:
+        latest = None
+    if latest is not None and latest.spec == agent.spec.to_dict():
+        ref = f"{name}@{latest.version}"
         print(f"  agent {ref:<32} unchanged", file=out)
         return ref
-    resp = await client.post(
-        "/v1/agents", content=agent.text, headers={"Content-Type": _yaml_or_json(agent.path)}
-    )
-    created = _check(resp)
-    ref = f"{created['name']}@{created['version']}"
+    created = await client.register_agent(agent.text, content_type=_yaml_or_json(agent.path))
+    ref = f"{created.name}@{created.version}"
     print(f"  agent {ref:<32} registered", file=out)
     return ref
 
 
 async def deploy_bundle(
-    client: httpx.AsyncClient,
+    client: AsyncCadenza,
     bundle: Bundle,
     inputs: Mapping[str, Any],
     out: TextIO = sys.stderr,
@@ -289,20 +293,17 @@ async def deploy_bundle(
     (the workflow inline; ``inputs`` override the bundle's inputs.json)."""
     for agent in bundle.agents:
         try:
-            await _register_agent(client, bundle, agent, out)
+            await _register_agent(client, agent, out)
         except ApiError as exc:
             raise BundleError(f"{bundle.shown(agent.path)}: {exc}") from None
     for data in bundle.datasets:
-        resp = await client.put(
-            f"/v1/datasets/{data.dataset}/records",
-            content=data.text,
-            headers={"Content-Type": _yaml_or_json(data.path)},
-        )
         try:
-            loaded = _check(resp)
+            loaded = await client.load_dataset(
+                data.dataset, data.text, content_type=_yaml_or_json(data.path)
+            )
         except ApiError as exc:
             raise BundleError(f"{bundle.shown(data.path)}: {exc}") from None
-        print(f"  dataset {data.dataset:<30} {loaded['records']} records", file=out)
+        print(f"  dataset {data.dataset:<30} {loaded.records} records", file=out)
     for collection in bundle.collections:
         try:
             await deploy_collection(
@@ -316,12 +317,12 @@ async def deploy_bundle(
 
 
 async def submit_run(
-    client: httpx.AsyncClient,
+    client: AsyncCadenza,
     target: str,
     inputs: Mapping[str, Any],
     idempotency_key: str | None = None,
     out: TextIO = sys.stderr,
-) -> dict[str, Any]:
+) -> Run:
     """Start a run of ``target``: a bundle directory is deployed first (and its workflow's
     problems name its workflow file); a file or a registered name runs as ``cadenza run``
     always did."""

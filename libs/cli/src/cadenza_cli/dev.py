@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 import uvicorn
 from cadenza_events import BusSettings
@@ -19,7 +18,7 @@ from cadenza_runtime import Resources, open_resources, setup_logging, setup_trac
 from cadenza_state import StateSettings
 
 from .bundles import BundleError, submit_run
-from .client import ApiError, print_json, wait_for_run
+from .client import ApiError, cadenza, print_json, wait_for_run
 from .inputs import parse_inputs
 
 
@@ -116,20 +115,16 @@ async def _dev(run: str | None, inputs: dict[str, Any], port: int, data_dir: Pat
             typer.echo(f"cadenza dev: API on {stack.url} (docs at {stack.url}/docs); Ctrl-C stops")
             await stack.wait()
             return 0
-        async with httpx.AsyncClient(base_url=stack.url, timeout=30) as client:
+        # api_key="": the in-process stack is anonymous; a $CADENZA_API_KEY is not its.
+        async with cadenza(stack.url, api_key="") as client:
             accepted = await submit_run(client, run, inputs)
-            typer.echo(f"run {accepted['id']} accepted; tasks:", err=True)
+            typer.echo(f"run {accepted.id} accepted; tasks:", err=True)
             # Generous: agent tasks on the embedded CPU model can take minutes on a busy machine.
-            done = await asyncio.wait_for(wait_for_run(client, accepted["id"]), timeout=900)
+            done = await asyncio.wait_for(wait_for_run(client, accepted.id), timeout=900)
         print_json(
-            {
-                "id": done["id"],
-                "status": done["status"],
-                "output": done.get("output"),
-                "error": done.get("error"),
-            }
+            {"id": done.id, "status": done.status, "output": done.output, "error": done.error}
         )
-        return 0 if done["status"] == "succeeded" else 1
+        return 0 if done.status == "succeeded" else 1
     except (ApiError, BundleError) as exc:
         typer.echo(str(exc), err=True)
         return 2

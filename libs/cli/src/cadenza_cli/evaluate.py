@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 import yaml
+from cadenza_client import ApiError, AsyncCadenza, Evaluation
 from cadenza_evaluation import (
     CaseResult,
     Judge,
@@ -30,10 +31,10 @@ from cadenza_evaluation import (
 from cadenza_workflow import parse_agent_ref
 
 from .bundles import BundleError, deploy_bundle, is_bundle, load_bundle
-from .client import DEFAULT_URL, ApiError, _check, api_client, run_request, submit, wait_for_run
+from .client import DEFAULT_URL, as_json, cadenza, run_request, submit, wait_for_run
 
 
-async def _base_body(client: httpx.AsyncClient, suite: Suite) -> dict[str, Any]:
+async def _base_body(client: AsyncCadenza, suite: Suite) -> dict[str, Any]:
     """The run request every case starts from: a bundle is deployed once."""
     target = suite.target_path()
     if is_bundle(target):
@@ -63,7 +64,7 @@ def pinned_request(
 
 
 async def _run_case(
-    client: httpx.AsyncClient,
+    client: AsyncCadenza,
     suite: Suite,
     case_index: int,
     base: dict[str, Any],
@@ -74,14 +75,14 @@ async def _run_case(
     variant = agent or "default"
     try:
         if case.run is not None:
-            run = _check(await client.get(f"/v1/runs/{case.run}"))
+            run = await client.get_run(case.run)
         else:
             accepted = await submit(client, pinned_request(base, case.inputs, agent))
-            run = await wait_for_run(client, accepted["id"], interval_s=0.3, out=sys.stderr)
-        timeline = _check(await client.get(f"/v1/runs/{run['id']}/timeline"))
+            run = await wait_for_run(client, accepted.id, interval_s=0.3, out=sys.stderr)
+        timeline = await client.run_timeline(run.id)
     except ApiError as exc:
         return CaseResult(case.name, variant, None, "error", error=str(exc))
-    trajectory = trajectory_from_timeline(run, timeline)
+    trajectory = trajectory_from_timeline(as_json(run), timeline)
     scores = []
     for criterion in case.criteria:
         if isinstance(criterion, Judge):
@@ -90,17 +91,17 @@ async def _run_case(
             scores.append(await judge_score(criterion, trajectory, provider, model_name))
         else:
             scores.append(score(criterion, trajectory))
-    return CaseResult(case.name, variant, run["id"], run["status"], scores)
+    return CaseResult(case.name, variant, run.id, run.status, scores)
 
 
 async def evaluate(
     suite: Suite, url: str, agent: str | None, against: str | None
-) -> tuple[list[CaseResult], list[CaseResult], dict[str, Any]]:
+) -> tuple[list[CaseResult], list[CaseResult], Evaluation]:
     from cadenza_llm import ProviderRegistry
 
     judge = ProviderRegistry()
     try:
-        async with api_client(url, timeout=60) as client:
+        async with cadenza(url, timeout=60) as client:
             base = await _base_body(client, suite)
             baseline: list[CaseResult] = []
             if against is not None:
@@ -111,19 +112,15 @@ async def evaluate(
                 for i in range(len(suite.cases))
             ]
             regressions = compare(baseline, tested)
-            for result in [*baseline, *tested]:
+            results = [*baseline, *tested]
+            for result in results:
                 emit_results(suite.name, result)
-            stored = _check(
-                await client.post(
-                    "/v1/evaluations",
-                    json={
-                        "suite": suite.name,
-                        "agent": agent,
-                        "against": against,
-                        "results": [r.as_dict() for r in [*baseline, *tested]],
-                        "regressions": [r.as_dict() for r in regressions],
-                    },
-                )
+            stored = await client.store_evaluation(
+                suite.name,
+                [r.as_dict() for r in results],
+                regressions=[r.as_dict() for r in regressions],
+                agent=agent,
+                against=against,
             )
     finally:
         await judge.aclose()
@@ -150,13 +147,13 @@ def eval_command(
     except (SuiteError, BundleError, ApiError, httpx.HTTPError) as exc:
         typer.echo(str(exc) or repr(exc), err=True)
         raise typer.Exit(2) from None
-    regressions = list(stored.get("regressions", []))
+    regressions = stored.regressions
     table = render_table(
         [*baseline, *tested],
         compare(baseline, tested),
         color=sys.stdout.isatty(),
     )
     typer.echo(table)
-    typer.echo(f"evaluation {stored['id']}: {stored['summary']}")
-    if regressions or not stored["passed"]:
+    typer.echo(f"evaluation {stored.id}: {stored.summary}")
+    if regressions or not stored.passed:
         raise typer.Exit(1)

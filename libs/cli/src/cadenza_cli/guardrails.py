@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+from cadenza_client import Approval, DeadLetter
 
-from .client import DEFAULT_URL, print_json
-from .keys import UrlOption, call_gateway
+from .client import DEFAULT_URL, on_gateway, print_json
+from .keys import UrlOption
 
 approvals_app = typer.Typer(
     help="Held tool calls: approve or reject risky calls, resolve effects in doubt (needs "
@@ -26,9 +27,8 @@ CommentOption = Annotated[
 ]
 
 
-def _query(**params: Any) -> str:
-    pairs = [f"{k}={v}" for k, v in params.items() if v is not None]
-    return "?" + "&".join(pairs) if pairs else ""
+def _show_state(item: Approval | DeadLetter) -> None:
+    typer.echo(f"{item.id} {item.status}")
 
 
 @approvals_app.command("list")
@@ -40,37 +40,42 @@ def list_approvals(
     as_json: JsonFlag = False,
 ) -> None:
     """The inbox (pending ones by default; `--status ''` for all)."""
-    query = _query(status=status or None, run_id=run, kind=kind, limit=100)
-    items = call_gateway("GET", f"/v1/approvals{query}", url)["items"]
+    page = on_gateway(
+        url, lambda c: c.list_approvals(status=status or None, run_id=run, kind=kind, limit=100)
+    )
     if as_json:
-        print_json(items)
+        print_json(page.items)
         return
-    for item in items:
-        arguments = json.dumps(item["arguments"], ensure_ascii=False)[:120]
+    for item in page.items:
+        arguments = json.dumps(item.arguments, ensure_ascii=False)[:120]
         typer.echo(
-            f"{item['id']}  {item['kind']:<8} {item['status']:<9} run {item['run_id']}  "
-            f"{item['tool']} {arguments}  {item['reason'] or ''}"[:300]
+            f"{item.id}  {item.kind:<8} {item.status:<9} run {item.run_id}  "
+            f"{item.tool} {arguments}  {item.reason or ''}"[:300]
         )
 
 
 @approvals_app.command("show")
 def show_approval(approval_id: str, url: UrlOption = DEFAULT_URL) -> None:
     """One held call, with its exact arguments."""
-    print_json(call_gateway("GET", f"/v1/approvals/{approval_id}", url))
+    print_json(on_gateway(url, lambda c: c.get_approval(approval_id)))
+
+
+def _answer(approval_id: str, approve: bool, comment: str | None, url: str) -> None:
+    _show_state(
+        on_gateway(url, lambda c: c.answer_approval(approval_id, approve=approve, comment=comment))
+    )
 
 
 @approvals_app.command("approve")
 def approve(approval_id: str, comment: CommentOption = None, url: UrlOption = DEFAULT_URL) -> None:
     """Approve: the task resumes at the call and makes it, once."""
-    body = call_gateway("POST", f"/v1/approvals/{approval_id}/approve", url, {"comment": comment})
-    typer.echo(f"{body['id']} {body['status']}")
+    _answer(approval_id, True, comment, url)
 
 
 @approvals_app.command("reject")
 def reject(approval_id: str, comment: CommentOption = None, url: UrlOption = DEFAULT_URL) -> None:
     """Reject: the agent is told (the call's observation); a tool task fails."""
-    body = call_gateway("POST", f"/v1/approvals/{approval_id}/reject", url, {"comment": comment})
-    typer.echo(f"{body['id']} {body['status']}")
+    _answer(approval_id, False, comment, url)
 
 
 @approvals_app.command("resolve")
@@ -89,13 +94,12 @@ def resolve(
     except ValueError as exc:
         typer.echo(f"--output is not JSON: {exc}", err=True)
         raise typer.Exit(2) from None
-    body = call_gateway(
-        "POST",
-        f"/v1/approvals/{approval_id}/resolve",
-        url,
-        {"outcome": outcome, "output": value, "comment": comment},
+    _show_state(
+        on_gateway(
+            url,
+            lambda c: c.resolve_approval(approval_id, outcome, output=value, comment=comment),
+        )
     )
-    typer.echo(f"{body['id']} {body['status']}")
 
 
 @dead_letters_app.command("list")
@@ -107,27 +111,27 @@ def list_dead_letters(
     as_json: JsonFlag = False,
 ) -> None:
     """Dead letters, newest first."""
-    query = _query(status=status or None, topic=topic, run_id=run, limit=100)
-    items = call_gateway("GET", f"/v1/dead-letters{query}", url)["items"]
+    page = on_gateway(
+        url,
+        lambda c: c.list_dead_letters(status=status or None, topic=topic, run_id=run, limit=100),
+    )
     if as_json:
-        print_json(items)
+        print_json(page.items)
         return
-    for item in items:
+    for item in page.items:
         typer.echo(
-            f"{item['id']}  {item['status']:<9} {item['topic']} key={item['key']} "
-            f"run={item['run_id']}  {item['reason'][:120]}"
+            f"{item.id}  {item.status:<9} {item.topic} key={item.key} "
+            f"run={item.run_id}  {item.reason[:120]}"
         )
 
 
 @dead_letters_app.command("replay")
 def replay(letter_id: int, url: UrlOption = DEFAULT_URL) -> None:
     """Publish the original record again to its topic."""
-    body = call_gateway("POST", f"/v1/dead-letters/{letter_id}/replay", url)
-    typer.echo(f"{body['id']} {body['status']}")
+    _show_state(on_gateway(url, lambda c: c.settle_dead_letter(letter_id, replay=True)))
 
 
 @dead_letters_app.command("discard")
 def discard(letter_id: int, url: UrlOption = DEFAULT_URL) -> None:
     """Drop it for good (it stays listed as discarded)."""
-    body = call_gateway("POST", f"/v1/dead-letters/{letter_id}/discard", url)
-    typer.echo(f"{body['id']} {body['status']}")
+    _show_state(on_gateway(url, lambda c: c.settle_dead_letter(letter_id, replay=False)))

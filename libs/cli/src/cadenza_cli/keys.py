@@ -4,14 +4,12 @@ writes a tenant's first admin key straight into the database (operators only).""
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
-import httpx
 import typer
-from cadenza_client import raise_for_problem
+from cadenza_client import ApiKeyCreated
 
-from .client import DEFAULT_URL, ApiError, api_client, print_json
+from .client import DEFAULT_URL, on_gateway, print_json
 
 keys_app = typer.Typer(
     help="Create, list, rotate and revoke API keys (needs a key with the `admin` scope in "
@@ -25,35 +23,13 @@ ScopesOption = Annotated[
 ]
 
 
-def call_gateway(
-    method: str,
-    path: str,
-    url: str,
-    body: dict[str, Any] | None = None,
-    *,
-    content_type: str = "application/json",
-) -> Any:
-    async def go() -> Any:
-        async with api_client(url) as client:
-            content = json.dumps(body).encode() if body is not None else None
-            headers = {"Content-Type": content_type} if body is not None else {}
-            resp = await client.request(method, path, content=content, headers=headers)
-        raise_for_problem(resp)  # a typed cadenza_client.ApiError
-        return resp.json() if resp.content else None
-
-    try:
-        return asyncio.run(go())
-    except (ApiError, httpx.HTTPError) as exc:
-        typer.echo(str(exc) or repr(exc), err=True)
-        raise typer.Exit(2) from None
+def _show_created(prefix: str, scopes: list[str], key: str) -> None:
+    typer.echo(f"key {prefix} ({', '.join(scopes)}): shown once, store it now", err=True)
+    typer.echo(key)
 
 
-def _show_created(created: dict[str, Any]) -> None:
-    typer.echo(
-        f"key {created['prefix']} ({', '.join(created['scopes'])}): shown once, store it now",
-        err=True,
-    )
-    typer.echo(created["key"])
+def _show_issued(created: ApiKeyCreated) -> None:
+    _show_created(created.prefix, created.scopes, created.key)
 
 
 @keys_app.command("create")
@@ -66,10 +42,7 @@ def create_key(
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Create a key of your tenant; prints the key (only this once) on stdout."""
-    body: dict[str, Any] = {"name": name, "scopes": scopes}
-    if expires_in is not None:
-        body["expires_in_s"] = expires_in
-    _show_created(call_gateway("POST", "/v1/api-keys", url, body))
+    _show_issued(on_gateway(url, lambda c: c.create_api_key(name, scopes, expires_in_s=expires_in)))
 
 
 @keys_app.command("list")
@@ -78,13 +51,13 @@ def list_keys(
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON.")] = False,
 ) -> None:
     """List your tenant's keys (prefixes only: secrets are never shown again)."""
-    items = call_gateway("GET", "/v1/api-keys", url)["items"]
+    items = on_gateway(url, lambda c: c.list_api_keys())
     if as_json:
         print_json(items)
         return
     for key in items:
-        state = "active" if key["active"] else ("revoked" if key["revoked_at"] else "expired")
-        typer.echo(f"{key['prefix']}  {state:<8} {key['name']:<20} {' '.join(key['scopes'])}")
+        state = "active" if key.active else ("revoked" if key.revoked_at else "expired")
+        typer.echo(f"{key.prefix}  {state:<8} {key.name:<20} {' '.join(key.scopes)}")
 
 
 @keys_app.command("rotate")
@@ -93,7 +66,7 @@ def rotate_key(
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Replace a key by a new one with the same scopes; the old one stops working now."""
-    _show_created(call_gateway("POST", f"/v1/api-keys/{_id(key_id)}/rotate", url))
+    _show_issued(on_gateway(url, lambda c: c.rotate_api_key(_id(key_id))))
 
 
 @keys_app.command("revoke")
@@ -102,7 +75,7 @@ def revoke_key(
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Revoke a key at once."""
-    call_gateway("DELETE", f"/v1/api-keys/{_id(key_id)}", url)
+    on_gateway(url, lambda c: c.revoke_api_key(_id(key_id)))
     typer.echo(f"revoked cdz_{_id(key_id)}")
 
 
@@ -128,7 +101,7 @@ def bootstrap_key(
         raise typer.BadParameter(f"unknown scopes {unknown}", param_hint="--scope")
     pepper = AuthSettings().api_key_pepper.get_secret_value()
 
-    async def go() -> dict[str, Any]:
+    async def go() -> tuple[str, str]:
         engine = create_engine(StateSettings())
         try:
             await migrate(engine)
@@ -142,11 +115,12 @@ def bootstrap_key(
                     created_by="cli:bootstrap",
                     pepper=pepper,
                 )
-            return {"prefix": f"cdz_{issued.record.id}", "scopes": scopes, "key": issued.token}
+            return f"cdz_{issued.record.id}", issued.token
         finally:
             await engine.dispose()
 
-    _show_created(asyncio.run(go()))
+    prefix, token = asyncio.run(go())
+    _show_created(prefix, scopes, token)
 
 
 def _id(key_id: str) -> str:

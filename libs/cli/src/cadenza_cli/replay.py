@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-import httpx
 import typer
+from cadenza_client import AsyncCadenza, RecordedCall, Run, RunDiff
 
-from .client import DEFAULT_URL, ApiError, _check, api_client, print_json, wait_for_run
+from .client import DEFAULT_URL, on_gateway, print_json, print_result, wait_for_run
 from .inputs import parse_inputs
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="CADENZA_URL", help="Gateway base URL.")]
@@ -23,18 +22,6 @@ WaitOption = Annotated[
 ]
 
 
-def _go(work: Callable[[httpx.AsyncClient], Awaitable[Any]], url: str) -> Any:
-    async def main() -> Any:
-        async with api_client(url) as client:
-            return await work(client)
-
-    try:
-        return asyncio.run(main())
-    except (ApiError, httpx.HTTPError) as exc:
-        typer.echo(str(exc) or repr(exc), err=True)
-        raise typer.Exit(2) from None
-
-
 def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in values or []:
@@ -45,28 +32,19 @@ def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
     return out
 
 
-def _start(path: str, body: dict[str, Any], wait: bool, url: str) -> None:
-    async def work(client: httpx.AsyncClient) -> dict[str, Any]:
-        run = _check(await client.post(path, json=body))
-        kind, parent = run["lineage"]["kind"], run["parent_run_id"]
-        typer.echo(f"run {run['id']} accepted ({kind} of {parent})", err=True)
-        return await wait_for_run(client, run["id"]) if wait else run
+def _start(begin: Callable[[AsyncCadenza], Awaitable[Run]], wait: bool, url: str) -> None:
+    """Start the new run (``begin``: a rerun or a fork), then show it as `cadenza run` does."""
 
-    run = _go(work, url)
+    async def work(client: AsyncCadenza) -> Run:
+        run = await begin(client)
+        kind = (run.lineage or {}).get("kind")
+        typer.echo(f"run {run.id} accepted ({kind} of {run.parent_run_id})", err=True)
+        return await wait_for_run(client, run.id) if wait else run
+
+    run = on_gateway(url, work)
     if wait:
-        reused = [t["node_id"] for t in run.get("tasks", []) if t.get("reused_from")]
-        print_json(
-            {
-                "id": run["id"],
-                "parent_run_id": run.get("parent_run_id"),
-                "status": run["status"],
-                "reused": reused,
-                "output": run.get("output"),
-                "error": run.get("error"),
-            }
-        )
-        if run["status"] != "succeeded":
-            raise typer.Exit(1)
+        reused = [t.node_id for t in run.tasks if t.reused_from]
+        print_result(run, parent_run_id=run.parent_run_id, reused=reused)
     else:
         print_json(run)
 
@@ -91,10 +69,8 @@ def rerun_command(
 ) -> None:
     """Rerun a finished run: a NEW run of the same pinned workflow in which the tasks
     upstream of --from reuse their recorded outputs (no model or tool call)."""
-    body: dict[str, Any] = {"inputs": parse_inputs(inputs)}
-    if from_:
-        body["from"] = from_
-    _start(f"/v1/runs/{run_id}/rerun", body, wait, url)
+    values = parse_inputs(inputs)
+    _start(lambda c: c.rerun_run(run_id, from_tasks=from_, inputs=values), wait, url)
 
 
 def fork_command(
@@ -138,10 +114,8 @@ def fork_command(
             tasks.setdefault(task, {})["output"] = json.loads(value)
         except json.JSONDecodeError:
             tasks.setdefault(task, {})["output"] = value
-    body: dict[str, Any] = {"inputs": parse_inputs(inputs), "tasks": tasks}
-    if model:
-        body["model"] = model
-    _start(f"/v1/runs/{run_id}/fork", body, wait, url)
+    values = parse_inputs(inputs)
+    _start(lambda c: c.fork_run(run_id, inputs=values, model=model, tasks=tasks), wait, url)
 
 
 def diff_command(
@@ -152,58 +126,44 @@ def diff_command(
 ) -> None:
     """Compare two runs: inputs, outputs and, per task, outputs, reuse and calls."""
 
-    async def work(client: httpx.AsyncClient) -> dict[str, Any]:
-        return _check(await client.get(f"/v1/runs/{run_a}/diff/{run_b}"))
+    async def work(client: AsyncCadenza) -> RunDiff:
+        return await client.diff_runs(run_a, run_b)
 
-    diff = _go(work, url)
+    diff = on_gateway(url, work)
     if as_json:
         print_json(diff)
         return
-    typer.echo(f"a {diff['a']}  {diff['status']['a']}")
-    typer.echo(f"b {diff['b']}  {diff['status']['b']}")
-    for name, change in diff["inputs"].items():
+    typer.echo(f"a {diff.a}  {diff.status['a']}")
+    typer.echo(f"b {diff.b}  {diff.status['b']}")
+    for name, change in diff.inputs.items():
         typer.echo(f"input {name}: {json.dumps(change['a'])} -> {json.dumps(change['b'])}")
-    for t in diff["tasks"]:
-        a, b = t.get("a") or {}, t.get("b") or {}
-        mark = "=" if t["same_output"] else "≠"
+    for t in diff.tasks:
+        a, b = t.a or {}, t.b or {}
+        mark = "=" if t.same_output else "≠"
         reused = " reused" if b.get("reused_from") else ""
         calls = (
             f"calls {a.get('calls', {}).get('llm_calls', 0)}+{a.get('calls', {}).get('tool_calls', 0)}"
             f" -> {b.get('calls', {}).get('llm_calls', 0)}+{b.get('calls', {}).get('tool_calls', 0)}"
         )
         typer.echo(
-            f"  {mark} {t['node_id']:<24} {a.get('status', '-'):<10} -> "
+            f"  {mark} {t.node_id:<24} {a.get('status', '-'):<10} -> "
             f"{b.get('status', '-'):<10} {calls}{reused}"
         )
-    typer.echo(f"output {'same' if diff['same_output'] else 'differs'}")
+    typer.echo(f"output {'same' if diff.same_output else 'differs'}")
 
 
-async def all_calls(client: httpx.AsyncClient, run_id: str) -> list[dict[str, Any]]:
-    """Every call of a run, following the pages."""
-    calls: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"limit": 100}
-    while True:
-        page = _check(await client.get(f"/v1/runs/{run_id}/calls", params=params))
-        calls.extend(page["items"])
-        if not page.get("next_cursor"):
-            return calls
-        params["cursor"] = page["next_cursor"]
-
-
-def format_call(call: dict[str, Any]) -> str:
+def format_call(call: RecordedCall) -> str:
     """One line per call: where, what, cost."""
-    where = f"{call['node_id']}#{call['attempt']}" + (
-        f".{call['turn']}" if call.get("turn") is not None else ""
-    )
-    latency = f"{call['latency_ms']:.0f}ms" if call.get("latency_ms") is not None else "-"
-    if call["kind"] == "llm":
+    where = f"{call.node_id}#{call.attempt}" + (f".{call.turn}" if call.turn is not None else "")
+    latency = f"{call.latency_ms:.0f}ms" if call.latency_ms is not None else "-"
+    if call.kind == "llm":
         what = (
-            f"llm  {call.get('provider')}:{call.get('model')}  "
-            f"{call.get('input_tokens', 0)}→{call.get('output_tokens', 0)} tokens  "
-            f"${call.get('cost_usd') or 0:.6f}"
+            f"llm  {call.provider}:{call.model}  "
+            f"{call.input_tokens}→{call.output_tokens} tokens  "
+            f"${call.cost_usd or 0:.6f}"
         )
     else:
-        args = json.dumps(call.get("arguments"), default=str)
-        what = f"tool {call.get('tool')}({args[:60]})"
-    error = f"  error: {call['error']}" if call.get("error") else ""
-    return f"{where:<28} {call['status']:<9} {latency:>8}  {what}{error}"
+        args = json.dumps(call.arguments, default=str)
+        what = f"tool {call.tool}({args[:60]})"
+    error = f"  error: {call.error}" if call.error else ""
+    return f"{where:<28} {call.status:<9} {latency:>8}  {what}{error}"

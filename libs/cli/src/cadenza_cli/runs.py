@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated, Any
+from typing import Annotated
 
-import httpx
 import typer
+from cadenza_client import AsyncCadenza, Page, RecordedCall, Run, RunSummary
 
 from .bundles import BundleError, submit_run
-from .client import (
-    DEFAULT_URL,
-    ApiError,
-    api_client,
-    cadenza,
-    get_run,
-    print_json,
-    wait_for_run,
-)
+from .client import DEFAULT_URL, on_gateway, print_json, print_result, wait_for_run
 from .inputs import parse_inputs
-from .replay import all_calls, diff_command, fork_command, format_call, rerun_command
+from .replay import diff_command, fork_command, format_call, rerun_command
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="CADENZA_URL", help="Gateway base URL.")]
 runs_app = typer.Typer(
@@ -28,15 +19,6 @@ runs_app = typer.Typer(
 runs_app.command("rerun")(rerun_command)
 runs_app.command("fork")(fork_command)
 runs_app.command("diff")(diff_command)
-
-
-def _client(url: str) -> httpx.AsyncClient:
-    return api_client(url)
-
-
-def _fail(exc: ApiError | BundleError | httpx.HTTPError) -> None:
-    typer.echo(str(exc) or repr(exc), err=True)
-    raise typer.Exit(2)
 
 
 def run_command(
@@ -58,29 +40,20 @@ def run_command(
 ) -> None:
     """Submit a run."""
 
-    async def go() -> dict[str, Any]:
-        async with _client(url) as client:
-            run = await submit_run(client, target, parse_inputs(inputs), idempotency_key)
-            typer.echo(f"run {run['id']} accepted", err=True)
-            if wait:
-                run = await wait_for_run(client, run["id"])
-            return run
+    async def go(client: AsyncCadenza) -> Run:
+        run = await submit_run(client, target, parse_inputs(inputs), idempotency_key)
+        typer.echo(f"run {run.id} accepted", err=True)
+        if wait:
+            run = await wait_for_run(client, run.id)
+        return run
 
     try:
-        run = asyncio.run(go())
-    except (ApiError, BundleError, httpx.HTTPError) as exc:
-        _fail(exc)
+        run = on_gateway(url, go)
+    except BundleError as exc:
+        typer.echo(str(exc) or repr(exc), err=True)
+        raise typer.Exit(2) from None
     if wait:
-        print_json(
-            {
-                "id": run["id"],
-                "status": run["status"],
-                "output": run.get("output"),
-                "error": run.get("error"),
-            }
-        )
-        if run["status"] != "succeeded":
-            raise typer.Exit(1)
+        print_result(run)
     else:
         print_json(run)
 
@@ -94,19 +67,12 @@ def list_runs(
 ) -> None:
     """List recent runs."""
 
-    async def go() -> dict[str, Any]:
-        async with cadenza(url) as client:
-            page = await client.list_runs(status=status, workflow=workflow, limit=limit)
-            return page.model_dump(mode="json")
+    async def go(client: AsyncCadenza) -> Page[RunSummary]:
+        return await client.list_runs(status=status, workflow=workflow, limit=limit)
 
-    try:
-        page = asyncio.run(go())
-    except (ApiError, httpx.HTTPError) as exc:
-        _fail(exc)
-    for run in page.get("items", []):
-        typer.echo(
-            f"{run['id']}  {run['status']:<10} {run.get('workflow_name') or '(inline)'}  {run['created_at']}"
-        )
+    for run in on_gateway(url, go).items:
+        created = run.model_dump(mode="json", include={"created_at"})["created_at"]
+        typer.echo(f"{run.id}  {run.status:<10} {run.workflow_name or '(inline)'}  {created}")
 
 
 @runs_app.command("show")
@@ -125,19 +91,13 @@ def show_run(
 ) -> None:
     """Show one run with its tasks (and lineage, for a rerun or fork), or its calls."""
 
-    async def go() -> Any:
-        async with _client(url) as client:
-            if calls or calls_json:
-                return await all_calls(client, run_id)
-            return await get_run(client, run_id)
+    async def go(client: AsyncCadenza) -> Run | list[RecordedCall]:
+        if calls or calls_json:
+            return [call async for call in client.iter_calls(run_id)]
+        return await client.get_run(run_id)
 
-    try:
-        data = asyncio.run(go())
-    except (ApiError, httpx.HTTPError) as exc:
-        _fail(exc)
-    if calls_json:
-        print_json(data)
-    elif calls:
+    data = on_gateway(url, go)
+    if calls and not calls_json and isinstance(data, list):
         for call in data:
             typer.echo(format_call(call))
     else:
@@ -157,19 +117,9 @@ def cancel_run(
 ) -> None:
     """Cancel a run: its open tasks are cancelled and its running tasks stopped."""
 
-    async def go() -> dict[str, Any]:
-        async with _client(url) as client:
-            body = {"reason": reason} if reason else None
-            resp = await client.post(f"/v1/runs/{run_id}/cancel", json=body)
-            if resp.status_code >= 400:
-                raise ApiError(resp.status_code, resp.json())
-            data: dict[str, Any] = resp.json()
-            if wait:
-                data = await wait_for_run(client, run_id)
-            return data
+    async def go(client: AsyncCadenza) -> Run:
+        run = await client.cancel_run(run_id, reason=reason)
+        return await wait_for_run(client, run_id) if wait else run
 
-    try:
-        run = asyncio.run(go())
-    except (ApiError, httpx.HTTPError) as exc:
-        _fail(exc)
-    typer.echo(f"run {run['id']} {run['status'] if wait else 'cancel requested'}")
+    run = on_gateway(url, go)
+    typer.echo(f"run {run.id} {run.status if wait else 'cancel requested'}")

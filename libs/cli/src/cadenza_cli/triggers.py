@@ -7,14 +7,17 @@ import asyncio
 import json
 import os
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
+from cadenza_client import AsyncCadenza
 
-from .client import DEFAULT_URL, print_json
-from .keys import UrlOption, call_gateway
+from .client import DEFAULT_URL, on_gateway, print_json
+from .keys import UrlOption
 
 triggers_app = typer.Typer(
     help="Triggers: which upstream events (Kafka topics, POST /v1/events) start which "
@@ -38,69 +41,80 @@ def read_document(path: Path) -> dict[str, Any]:
     return data
 
 
-@triggers_app.command("register")
-def register_trigger(path: FileArg, url: UrlOption = DEFAULT_URL) -> None:
-    """Register a trigger (a new version when the name exists)."""
-    print_json(call_gateway("POST", "/v1/triggers", url, read_document(path)))
+@dataclass(frozen=True)
+class NamedCommands:
+    """Triggers and schedules have one shape on the command line: created from a document,
+    listed, shown, switched on and off, deleted, each by name."""
+
+    noun: str  # "trigger", "schedule"
+    create: tuple[str, str, Callable[[AsyncCadenza, dict[str, Any]], Awaitable[Any]]]
+    list: Callable[[AsyncCadenza], Awaitable[Any]]
+    get: Callable[[AsyncCadenza, str], Awaitable[Any]]
+    switch: Callable[[AsyncCadenza, str, bool], Awaitable[Any]]
+    on: str  # the command that passes True to `switch`
+    off: str
+    delete: Callable[[AsyncCadenza, str], Awaitable[None]]
+    show_help: str | None = None
+
+    def register(self, app: typer.Typer) -> None:
+        verb, create_help, create = self.create
+
+        @app.command(verb, help=create_help)
+        def create_command(path: FileArg, url: UrlOption = DEFAULT_URL) -> None:
+            spec = read_document(path)
+            print_json(on_gateway(url, lambda c: create(c, spec)))
+
+        @app.command("list")
+        def list_command(url: UrlOption = DEFAULT_URL) -> None:
+            print_json(on_gateway(url, self.list))
+
+        @app.command("show", help=self.show_help)
+        def show_command(name: NameArg, url: UrlOption = DEFAULT_URL) -> None:
+            print_json(on_gateway(url, lambda c: self.get(c, name)))
+
+        for command, value in ((self.on, True), (self.off, False)):
+            self._switch_command(app, command, value)
+
+        @app.command("delete")
+        def delete_command(name: NameArg, url: UrlOption = DEFAULT_URL) -> None:
+            on_gateway(url, lambda c: self.delete(c, name))
+            typer.echo(f"{self.noun} {name} deleted", err=True)
+
+    def _switch_command(self, app: typer.Typer, command: str, value: bool) -> None:
+        @app.command(command)
+        def switch_command(name: NameArg, url: UrlOption = DEFAULT_URL) -> None:
+            print_json(on_gateway(url, lambda c: self.switch(c, name, value)))
 
 
-@triggers_app.command("list")
-def list_triggers(url: UrlOption = DEFAULT_URL) -> None:
-    print_json(call_gateway("GET", "/v1/triggers", url))
-
-
-@triggers_app.command("show")
-def show_trigger(name: NameArg, url: UrlOption = DEFAULT_URL) -> None:
-    print_json(call_gateway("GET", f"/v1/triggers/{name}", url))
-
-
-@triggers_app.command("enable")
-def enable_trigger(name: NameArg, url: UrlOption = DEFAULT_URL) -> None:
-    print_json(call_gateway("POST", f"/v1/triggers/{name}/enable", url))
-
-
-@triggers_app.command("disable")
-def disable_trigger(name: NameArg, url: UrlOption = DEFAULT_URL) -> None:
-    print_json(call_gateway("POST", f"/v1/triggers/{name}/disable", url))
-
-
-@triggers_app.command("delete")
-def delete_trigger(name: NameArg, url: UrlOption = DEFAULT_URL) -> None:
-    call_gateway("DELETE", f"/v1/triggers/{name}", url)
-    typer.echo(f"trigger {name} deleted", err=True)
-
-
-@schedules_app.command("create")
-def create_schedule(path: FileArg, url: UrlOption = DEFAULT_URL) -> None:
-    """Create a schedule from a document (name, cron, timezone, workflow, inputs, …)."""
-    print_json(call_gateway("POST", "/v1/schedules", url, read_document(path)))
-
-
-@schedules_app.command("list")
-def list_schedules(url: UrlOption = DEFAULT_URL) -> None:
-    print_json(call_gateway("GET", "/v1/schedules", url))
-
-
-@schedules_app.command("show")
-def show_schedule(name: NameArg, url: UrlOption = DEFAULT_URL) -> None:
-    """The schedule with its next fire times."""
-    print_json(call_gateway("GET", f"/v1/schedules/{name}", url))
-
-
-@schedules_app.command("pause")
-def pause_schedule(name: NameArg, url: UrlOption = DEFAULT_URL) -> None:
-    print_json(call_gateway("POST", f"/v1/schedules/{name}/pause", url))
-
-
-@schedules_app.command("resume")
-def resume_schedule(name: NameArg, url: UrlOption = DEFAULT_URL) -> None:
-    print_json(call_gateway("POST", f"/v1/schedules/{name}/resume", url))
-
-
-@schedules_app.command("delete")
-def delete_schedule(name: NameArg, url: UrlOption = DEFAULT_URL) -> None:
-    call_gateway("DELETE", f"/v1/schedules/{name}", url)
-    typer.echo(f"schedule {name} deleted", err=True)
+NamedCommands(
+    noun="trigger",
+    create=(
+        "register",
+        "Register a trigger (a new version when the name exists).",
+        AsyncCadenza.register_trigger,
+    ),
+    list=AsyncCadenza.list_triggers,
+    get=AsyncCadenza.get_trigger,
+    switch=AsyncCadenza.set_trigger_enabled,
+    on="enable",
+    off="disable",
+    delete=AsyncCadenza.delete_trigger,
+).register(triggers_app)
+NamedCommands(
+    noun="schedule",
+    create=(
+        "create",
+        "Create a schedule from a document (name, cron, timezone, workflow, inputs, …).",
+        AsyncCadenza.create_schedule,
+    ),
+    list=AsyncCadenza.list_schedules,
+    get=AsyncCadenza.get_schedule,
+    switch=AsyncCadenza.set_schedule_paused,
+    on="pause",
+    off="resume",
+    delete=AsyncCadenza.delete_schedule,
+    show_help="The schedule with its next fire times.",
+).register(schedules_app)
 
 
 def cloud_event(
@@ -178,6 +192,4 @@ def send_event(
         asyncio.run(produce(topic, event, bootstrap))
         typer.echo(f"event {event['id']} produced to {topic}", err=True)
         return
-    print_json(
-        call_gateway("POST", "/v1/events", url, event, content_type="application/cloudevents+json")
-    )
+    print_json(on_gateway(url, lambda c: c.send_event(event)))

@@ -19,15 +19,25 @@ from .models import (
     AgentSummary,
     ApiKey,
     ApiKeyCreated,
+    Approval,
     AuditEntry,
     Collection,
+    DatasetLoaded,
+    DeadLetter,
     Document,
+    Evaluation,
+    EventsAccepted,
     Page,
+    RecordedCall,
     Run,
+    RunDiff,
     RunEvent,
     RunStatus,
     RunSummary,
+    Schedule,
     SearchHit,
+    Trigger,
+    Upload,
     Workflow,
     WorkflowSummary,
 )
@@ -39,8 +49,11 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 
 def client_headers(api_key: str | None, token: str | None) -> dict[str, str]:
     """The bearer credential: an API key (``cdz_…``) or an OIDC access token; by default
-    ``$CADENZA_API_KEY`` (none = only a dev-mode gateway answers)."""
-    credential = api_key or token or os.environ.get("CADENZA_API_KEY", "")
+    ``$CADENZA_API_KEY``. None, or ``api_key=""``: only a dev-mode gateway answers."""
+    if api_key is None and token is None:
+        credential = os.environ.get("CADENZA_API_KEY", "")
+    else:
+        credential = api_key or token or ""
     headers = {"User-Agent": "cadenza-client/0.1"}
     if credential:
         headers["Authorization"] = f"Bearer {credential}"
@@ -106,7 +119,7 @@ class AsyncCadenza:
             headers=call.headers,
         )
         raise_for_problem(response)
-        return call.parse(response.json() if response.content else None)
+        return call.read(response.status_code, response.json() if response.content else None)
 
     async def paginate(self, page: Callable[[str | None], Call[Page[T]]]) -> AsyncIterator[T]:
         """Every item of a listing, page after page (``page(cursor)`` builds one request)."""
@@ -120,8 +133,11 @@ class AsyncCadenza:
             cursor = result.next_cursor
 
     # -- workflows and agents ------------------------------------------------------------
-    async def register_workflow(self, spec: Mapping[str, Any] | str) -> Workflow:
-        return await self.call(calls.register_workflow(spec))
+    async def register_workflow(
+        self, spec: Mapping[str, Any] | str | bytes, *, content_type: str = calls.YAML
+    ) -> Workflow:
+        """A mapping (sent as JSON) or document text (YAML, or ``content_type``)."""
+        return await self.call(calls.register_workflow(spec, content_type))
 
     async def get_workflow(self, name: str, version: int | None = None) -> Workflow:
         return await self.call(calls.get_workflow(name, version))
@@ -129,8 +145,11 @@ class AsyncCadenza:
     def iter_workflows(self, *, page_size: int = 100) -> AsyncIterator[WorkflowSummary]:
         return self.paginate(lambda c: calls.list_workflows(limit=page_size, cursor=c))
 
-    async def register_agent(self, spec: Mapping[str, Any] | str) -> Agent:
-        return await self.call(calls.register_agent(spec))
+    async def register_agent(
+        self, spec: Mapping[str, Any] | str | bytes, *, content_type: str = calls.YAML
+    ) -> Agent:
+        """A mapping (sent as JSON) or document text (YAML, or ``content_type``)."""
+        return await self.call(calls.register_agent(spec, content_type))
 
     async def get_agent(self, name: str, version: int | None = None) -> Agent:
         return await self.call(calls.get_agent(name, version))
@@ -167,8 +186,36 @@ class AsyncCadenza:
             lambda c: calls.list_runs(status=status, workflow=workflow, limit=page_size, cursor=c)
         )
 
-    async def cancel_run(self, run_id: str) -> dict[str, Any]:
-        return await self.call(calls.cancel_run(run_id))
+    async def cancel_run(self, run_id: str, *, reason: str | None = None) -> Run:
+        """Request the cancel (a command the orchestrator carries out); ``wait_for_run``
+        to see it done."""
+        return await self.call(calls.cancel_run(run_id, reason))
+
+    async def rerun_run(
+        self,
+        run_id: str,
+        *,
+        from_tasks: list[str] | None = None,
+        inputs: Mapping[str, Any] | None = None,
+    ) -> Run:
+        return await self.call(calls.rerun_run(run_id, from_tasks=from_tasks, inputs=inputs))
+
+    async def fork_run(
+        self,
+        run_id: str,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        model: str | None = None,
+        tasks: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Run:
+        return await self.call(calls.fork_run(run_id, inputs=inputs, model=model, tasks=tasks))
+
+    async def diff_runs(self, run_id: str, other_id: str) -> RunDiff:
+        return await self.call(calls.diff_runs(run_id, other_id))
+
+    def iter_calls(self, run_id: str, *, page_size: int = 100) -> AsyncIterator[RecordedCall]:
+        """Every LLM and tool call of the run, in order."""
+        return self.paginate(lambda c: calls.list_calls(run_id, limit=page_size, cursor=c))
 
     async def run_timeline(self, run_id: str) -> dict[str, Any]:
         return await self.call(calls.run_timeline(run_id))
@@ -227,7 +274,7 @@ class AsyncCadenza:
         content_type: str = "text/plain",
         *,
         title: str | None = None,
-    ) -> Document:
+    ) -> Upload:
         return await self.call(
             calls.upload_document(collection, filename, content, content_type, title)
         )
@@ -237,6 +284,100 @@ class AsyncCadenza:
 
     async def search(self, collection: str, query: str, *, k: int | None = None) -> list[SearchHit]:
         return await self.call(calls.search(collection, query, k=k))
+
+    async def replace_document(
+        self,
+        collection: str,
+        document_id: str,
+        filename: str,
+        content: bytes,
+        content_type: str = "text/plain",
+    ) -> Upload:
+        return await self.call(
+            calls.replace_document(collection, document_id, filename, content, content_type)
+        )
+
+    def iter_documents(self, collection: str, *, page_size: int = 100) -> AsyncIterator[Document]:
+        return self.paginate(lambda c: calls.list_documents(collection, limit=page_size, cursor=c))
+
+    async def load_dataset(
+        self, dataset: str, records: str | bytes, *, content_type: str = calls.YAML
+    ) -> DatasetLoaded:
+        return await self.call(calls.load_dataset(dataset, records, content_type))
+
+    async def store_evaluation(
+        self,
+        suite: str,
+        results: list[Mapping[str, Any]],
+        *,
+        regressions: list[Mapping[str, Any]] | None = None,
+        agent: str | None = None,
+        against: str | None = None,
+    ) -> Evaluation:
+        return await self.call(
+            calls.store_evaluation(
+                suite, results, regressions=regressions, agent=agent, against=against
+            )
+        )
+
+    # -- triggers, schedules and events --------------------------------------------------
+    async def register_trigger(self, spec: Mapping[str, Any]) -> Trigger:
+        return await self.call(calls.register_trigger(spec))
+
+    async def list_triggers(self) -> Page[Trigger]:
+        return await self.call(calls.list_triggers())
+
+    async def get_trigger(self, name: str) -> Trigger:
+        return await self.call(calls.get_trigger(name))
+
+    async def set_trigger_enabled(self, name: str, enabled: bool) -> Trigger:
+        return await self.call(calls.set_trigger_enabled(name, enabled))
+
+    async def delete_trigger(self, name: str) -> None:
+        await self.call(calls.delete_trigger(name))
+
+    async def create_schedule(self, spec: Mapping[str, Any]) -> Schedule:
+        return await self.call(calls.create_schedule(spec))
+
+    async def list_schedules(self) -> Page[Schedule]:
+        return await self.call(calls.list_schedules())
+
+    async def get_schedule(self, name: str) -> Schedule:
+        return await self.call(calls.get_schedule(name))
+
+    async def set_schedule_paused(self, name: str, paused: bool) -> Schedule:
+        return await self.call(calls.set_schedule_paused(name, paused))
+
+    async def delete_schedule(self, name: str) -> None:
+        await self.call(calls.delete_schedule(name))
+
+    async def send_event(self, event: Mapping[str, Any]) -> EventsAccepted:
+        return await self.call(calls.send_event(event))
+
+    # -- held tool calls and dead letters ------------------------------------------------
+    async def list_approvals(self, **filters: Any) -> Page[Approval]:
+        """Filters: ``status``, ``run_id``, ``kind``, ``limit``, ``cursor``."""
+        return await self.call(calls.list_approvals(**filters))
+
+    async def get_approval(self, approval_id: str) -> Approval:
+        return await self.call(calls.get_approval(approval_id))
+
+    async def answer_approval(
+        self, approval_id: str, *, approve: bool, comment: str | None = None
+    ) -> Approval:
+        return await self.call(calls.answer_approval(approval_id, approve, comment))
+
+    async def resolve_approval(
+        self, approval_id: str, outcome: str, *, output: Any = None, comment: str | None = None
+    ) -> Approval:
+        return await self.call(calls.resolve_approval(approval_id, outcome, output, comment))
+
+    async def list_dead_letters(self, **filters: Any) -> Page[DeadLetter]:
+        """Filters: ``status``, ``topic``, ``run_id``, ``limit``, ``cursor``."""
+        return await self.call(calls.list_dead_letters(**filters))
+
+    async def settle_dead_letter(self, letter_id: int, *, replay: bool) -> DeadLetter:
+        return await self.call(calls.settle_dead_letter(letter_id, replay))
 
     # -- keys and audit ------------------------------------------------------------------
     async def create_api_key(

@@ -3,6 +3,7 @@ async and the sync client share it and differ only in how they send it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -15,20 +16,31 @@ from .models import (
     AgentSummary,
     ApiKey,
     ApiKeyCreated,
+    Approval,
     AuditEntry,
     Collection,
+    DatasetLoaded,
+    DeadLetter,
     Document,
+    Evaluation,
+    EventsAccepted,
     Page,
+    RecordedCall,
     Run,
+    RunDiff,
     RunStatus,
     RunSummary,
+    Schedule,
     SearchHit,
+    Trigger,
+    Upload,
     Workflow,
     WorkflowSummary,
 )
 
 T = TypeVar("T")
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+YAML = "application/yaml"
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,14 @@ class Call(Generic[T]):
     files: Any = None
     data: Mapping[str, Any] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    # For the few answers whose status code says something the body does not (an upload:
+    # 202 new content, 200 the same content already stored): read with the status.
+    parse_with_status: Callable[[int, Any], T] | None = None
+
+    def read(self, status: int, body: Any) -> T:
+        if self.parse_with_status is not None:
+            return self.parse_with_status(status, body)
+        return self.parse(body)
 
     @property
     def retryable(self) -> bool:
@@ -67,12 +87,20 @@ def _params(**values: Any) -> dict[str, Any]:
 
 
 # -- workflows ---------------------------------------------------------------------------
-def register_workflow(spec: Mapping[str, Any] | str) -> Call[Workflow]:
-    """A spec as a mapping (sent as JSON) or as YAML text (sent as application/yaml)."""
-    if isinstance(spec, str):
-        headers = {"Content-Type": "application/yaml"}
-        return Call("POST", "/v1/workflows", _model(Workflow), content=spec, headers=headers)
-    return Call("POST", "/v1/workflows", _model(Workflow), json=dict(spec))
+def _spec_call(
+    path: str, parse: Callable[[Any], T], spec: Mapping[str, Any] | str | bytes, content_type: str
+) -> Call[T]:
+    """A spec as a mapping (sent as JSON) or as document text sent as ``content_type``
+    (YAML by default; a JSON file's text as application/json)."""
+    if isinstance(spec, str | bytes):
+        return Call("POST", path, parse, content=spec, headers={"Content-Type": content_type})
+    return Call("POST", path, parse, json=dict(spec))
+
+
+def register_workflow(
+    spec: Mapping[str, Any] | str | bytes, content_type: str = YAML
+) -> Call[Workflow]:
+    return _spec_call("/v1/workflows", _model(Workflow), spec, content_type)
 
 
 def get_workflow(name: str, version: int | None = None) -> Call[Workflow]:
@@ -90,11 +118,8 @@ def list_workflows(
 
 
 # -- agents ------------------------------------------------------------------------------
-def register_agent(spec: Mapping[str, Any] | str) -> Call[Agent]:
-    if isinstance(spec, str):
-        headers = {"Content-Type": "application/yaml"}
-        return Call("POST", "/v1/agents", _model(Agent), content=spec, headers=headers)
-    return Call("POST", "/v1/agents", _model(Agent), json=dict(spec))
+def register_agent(spec: Mapping[str, Any] | str | bytes, content_type: str = YAML) -> Call[Agent]:
+    return _spec_call("/v1/agents", _model(Agent), spec, content_type)
 
 
 def get_agent(name: str, version: int | None = None) -> Call[Agent]:
@@ -121,7 +146,8 @@ def start_run(
     ``idempotency_key`` the same key gives the same run, so the call is retried safely."""
     body: dict[str, Any] = {"inputs": dict(inputs or {})}
     if spec is not None:
-        body["spec"] = dict(spec)
+        # Not a mapping: sent as it is, for the gateway's problem to name.
+        body["spec"] = dict(spec) if isinstance(spec, Mapping) else spec
     else:
         body["workflow"] = workflow
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
@@ -147,12 +173,84 @@ def list_runs(
     return Call("GET", "/v1/runs", _model(Page[RunSummary]), params=params)
 
 
-def cancel_run(run_id: str) -> Call[dict[str, Any]]:
-    return Call("POST", f"/v1/runs/{_seg(run_id)}/cancel", _model(dict[str, Any]))
+def cancel_run(run_id: str, reason: str | None = None) -> Call[Run]:
+    """A command: the orchestrator cancels the run later; the answer is the run as it is."""
+    body = {"reason": reason} if reason else None
+    return Call("POST", f"/v1/runs/{_seg(run_id)}/cancel", _model(Run), json=body)
 
 
 def run_timeline(run_id: str) -> Call[dict[str, Any]]:
     return Call("GET", f"/v1/runs/{_seg(run_id)}/timeline", _model(dict[str, Any]))
+
+
+# -- replay (docs/replay.md) -------------------------------------------------------------
+def rerun_run(
+    run_id: str, *, from_tasks: list[str] | None = None, inputs: Mapping[str, Any] | None = None
+) -> Call[Run]:
+    """A new run of a finished one: ``from_tasks`` (default: the failed ones) and what is
+    downstream of them run again, the rest reuse the parent's recorded outputs."""
+    body: dict[str, Any] = {"inputs": dict(inputs or {})}
+    if from_tasks:
+        body["from"] = list(from_tasks)
+    return Call("POST", f"/v1/runs/{_seg(run_id)}/rerun", _model(Run), json=body)
+
+
+def fork_run(
+    run_id: str,
+    *,
+    inputs: Mapping[str, Any] | None = None,
+    model: str | None = None,
+    tasks: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Call[Run]:
+    """A new run with overrides: ``model`` for every agent task, per task ``tasks[id]`` =
+    ``{model, system_prompt, agent_version, output}``."""
+    body: dict[str, Any] = {
+        "inputs": dict(inputs or {}),
+        "tasks": {k: dict(v) for k, v in (tasks or {}).items()},
+    }
+    if model:
+        body["model"] = model
+    return Call("POST", f"/v1/runs/{_seg(run_id)}/fork", _model(Run), json=body)
+
+
+def diff_runs(run_id: str, other_id: str) -> Call[RunDiff]:
+    return Call("GET", f"/v1/runs/{_seg(run_id)}/diff/{_seg(other_id)}", _model(RunDiff))
+
+
+def list_calls(
+    run_id: str, *, limit: int | None = None, cursor: str | None = None
+) -> Call[Page[RecordedCall]]:
+    params = _params(limit=limit, cursor=cursor)
+    path = f"/v1/runs/{_seg(run_id)}/calls"
+    return Call("GET", path, _model(Page[RecordedCall]), params=params)
+
+
+# -- datasets and evaluations ------------------------------------------------------------
+def load_dataset(
+    dataset: str, records: str | bytes, content_type: str = YAML
+) -> Call[DatasetLoaded]:
+    """``PUT`` a records document (``{records: [{key, data}]}``, YAML or JSON text)."""
+    path = f"/v1/datasets/{_seg(dataset)}/records"
+    headers = {"Content-Type": content_type}
+    return Call("PUT", path, _model(DatasetLoaded), content=records, headers=headers)
+
+
+def store_evaluation(
+    suite: str,
+    results: list[Mapping[str, Any]],
+    *,
+    regressions: list[Mapping[str, Any]] | None = None,
+    agent: str | None = None,
+    against: str | None = None,
+) -> Call[Evaluation]:
+    body = {
+        "suite": suite,
+        "agent": agent,
+        "against": against,
+        "results": [dict(r) for r in results],
+        "regressions": [dict(r) for r in regressions or []],
+    }
+    return Call("POST", "/v1/evaluations", _model(Evaluation), json=body)
 
 
 # -- documents ---------------------------------------------------------------------------
@@ -167,11 +265,34 @@ def list_collections() -> Call[Page[Collection]]:
 
 def upload_document(
     collection: str, filename: str, content: bytes, content_type: str, title: str | None = None
-) -> Call[Document]:
+) -> Call[Upload]:
     files = {"file": (filename, content, content_type)}
     data = _params(title=title)
     path = f"/v1/collections/{_seg(collection)}/documents"
-    return Call("POST", path, _model(Document), files=files, data=data)
+    return Call("POST", path, _model(Upload), files=files, data=data, parse_with_status=_uploaded)
+
+
+def _uploaded(status: int, body: Any) -> Upload:
+    upload = Upload.model_validate(body)
+    upload.accepted = status == 202
+    return upload
+
+
+def replace_document(
+    collection: str, document_id: str, filename: str, content: bytes, content_type: str
+) -> Call[Upload]:
+    """New content for a document (same id, re-indexed); PUT, so retried safely."""
+    files = {"file": (filename, content, content_type)}
+    path = f"/v1/collections/{_seg(collection)}/documents/{_seg(document_id)}"
+    return Call("PUT", path, _model(Upload), files=files, parse_with_status=_uploaded)
+
+
+def list_documents(
+    collection: str, *, limit: int | None = None, cursor: str | None = None
+) -> Call[Page[Document]]:
+    params = _params(limit=limit, cursor=cursor)
+    path = f"/v1/collections/{_seg(collection)}/documents"
+    return Call("GET", path, _model(Page[Document]), params=params)
 
 
 def get_document(collection: str, document_id: str) -> Call[Document]:
@@ -213,3 +334,105 @@ def list_audit(
 ) -> Call[Page[AuditEntry]]:
     params = _params(action=action, limit=limit, cursor=cursor)
     return Call("GET", "/v1/audit", _model(Page[AuditEntry]), params=params)
+
+
+# -- triggers, schedules and events (docs/triggers.md) -----------------------------------
+def register_trigger(spec: Mapping[str, Any]) -> Call[Trigger]:
+    return Call("POST", "/v1/triggers", _model(Trigger), json=dict(spec))
+
+
+def list_triggers() -> Call[Page[Trigger]]:
+    return Call("GET", "/v1/triggers", _model(Page[Trigger]))
+
+
+def get_trigger(name: str) -> Call[Trigger]:
+    return Call("GET", f"/v1/triggers/{_seg(name)}", _model(Trigger))
+
+
+def set_trigger_enabled(name: str, enabled: bool) -> Call[Trigger]:
+    """A new version with ``enabled`` changed (none when it already is)."""
+    action = "enable" if enabled else "disable"
+    return Call("POST", f"/v1/triggers/{_seg(name)}/{action}", _model(Trigger))
+
+
+def delete_trigger(name: str) -> Call[None]:
+    return Call("DELETE", f"/v1/triggers/{_seg(name)}", _none)
+
+
+def create_schedule(spec: Mapping[str, Any]) -> Call[Schedule]:
+    return Call("POST", "/v1/schedules", _model(Schedule), json=dict(spec))
+
+
+def list_schedules() -> Call[Page[Schedule]]:
+    return Call("GET", "/v1/schedules", _model(Page[Schedule]))
+
+
+def get_schedule(name: str) -> Call[Schedule]:
+    return Call("GET", f"/v1/schedules/{_seg(name)}", _model(Schedule))
+
+
+def set_schedule_paused(name: str, paused: bool) -> Call[Schedule]:
+    action = "pause" if paused else "resume"
+    return Call("POST", f"/v1/schedules/{_seg(name)}/{action}", _model(Schedule))
+
+
+def delete_schedule(name: str) -> Call[None]:
+    return Call("DELETE", f"/v1/schedules/{_seg(name)}", _none)
+
+
+def send_event(event: Mapping[str, Any]) -> Call[EventsAccepted]:
+    """One CloudEvent in structured mode; a resent ``id`` is a duplicate (no new run)."""
+    headers = {"Content-Type": "application/cloudevents+json"}
+    content = json.dumps(dict(event)).encode()
+    return Call("POST", "/v1/events", _model(EventsAccepted), content=content, headers=headers)
+
+
+# -- held tool calls and dead letters (docs/guardrails.md) -------------------------------
+def list_approvals(
+    *,
+    status: str | None = None,
+    run_id: str | None = None,
+    kind: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Call[Page[Approval]]:
+    params = _params(status=status, run_id=run_id, kind=kind, limit=limit, cursor=cursor)
+    return Call("GET", "/v1/approvals", _model(Page[Approval]), params=params)
+
+
+def get_approval(approval_id: str) -> Call[Approval]:
+    return Call("GET", f"/v1/approvals/{_seg(approval_id)}", _model(Approval))
+
+
+def answer_approval(approval_id: str, approve: bool, comment: str | None = None) -> Call[Approval]:
+    """Approve (the task resumes and makes the call, once) or reject (the agent is told)."""
+    action = "approve" if approve else "reject"
+    path = f"/v1/approvals/{_seg(approval_id)}/{action}"
+    return Call("POST", path, _model(Approval), json={"comment": comment})
+
+
+def resolve_approval(
+    approval_id: str, outcome: str, output: Any = None, comment: str | None = None
+) -> Call[Approval]:
+    """An effect in doubt: ``done`` (it happened; ``output`` is its result) or ``retry``."""
+    body = {"outcome": outcome, "output": output, "comment": comment}
+    path = f"/v1/approvals/{_seg(approval_id)}/resolve"
+    return Call("POST", path, _model(Approval), json=body)
+
+
+def list_dead_letters(
+    *,
+    status: str | None = None,
+    topic: str | None = None,
+    run_id: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Call[Page[DeadLetter]]:
+    params = _params(status=status, topic=topic, run_id=run_id, limit=limit, cursor=cursor)
+    return Call("GET", "/v1/dead-letters", _model(Page[DeadLetter]), params=params)
+
+
+def settle_dead_letter(letter_id: int, replay: bool) -> Call[DeadLetter]:
+    """Replay (publish the original record again) or discard it for good."""
+    action = "replay" if replay else "discard"
+    return Call("POST", f"/v1/dead-letters/{int(letter_id)}/{action}", _model(DeadLetter))

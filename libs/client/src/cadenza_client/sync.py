@@ -19,15 +19,25 @@ from .models import (
     Agent,
     ApiKey,
     ApiKeyCreated,
+    Approval,
     AuditEntry,
     Collection,
+    DatasetLoaded,
+    DeadLetter,
     Document,
+    Evaluation,
+    EventsAccepted,
     Page,
+    RecordedCall,
     Run,
+    RunDiff,
     RunEvent,
     RunStatus,
     RunSummary,
+    Schedule,
     SearchHit,
+    Trigger,
+    Upload,
     Workflow,
     WorkflowSummary,
 )
@@ -86,7 +96,7 @@ class Cadenza:
             headers=call.headers,
         )
         raise_for_problem(response)
-        return call.parse(response.json() if response.content else None)
+        return call.read(response.status_code, response.json() if response.content else None)
 
     def paginate(self, page: Callable[[str | None], Call[Page[T]]]) -> Iterator[T]:
         cursor: str | None = None
@@ -97,8 +107,11 @@ class Cadenza:
                 return
             cursor = result.next_cursor
 
-    def register_workflow(self, spec: Mapping[str, Any] | str) -> Workflow:
-        return self.call(calls.register_workflow(spec))
+    def register_workflow(
+        self, spec: Mapping[str, Any] | str | bytes, *, content_type: str = calls.YAML
+    ) -> Workflow:
+        """A mapping (sent as JSON) or document text (YAML, or ``content_type``)."""
+        return self.call(calls.register_workflow(spec, content_type))
 
     def get_workflow(self, name: str, version: int | None = None) -> Workflow:
         return self.call(calls.get_workflow(name, version))
@@ -106,8 +119,11 @@ class Cadenza:
     def iter_workflows(self, *, page_size: int = 100) -> Iterator[WorkflowSummary]:
         return self.paginate(lambda c: calls.list_workflows(limit=page_size, cursor=c))
 
-    def register_agent(self, spec: Mapping[str, Any] | str) -> Agent:
-        return self.call(calls.register_agent(spec))
+    def register_agent(
+        self, spec: Mapping[str, Any] | str | bytes, *, content_type: str = calls.YAML
+    ) -> Agent:
+        """A mapping (sent as JSON) or document text (YAML, or ``content_type``)."""
+        return self.call(calls.register_agent(spec, content_type))
 
     def get_agent(self, name: str, version: int | None = None) -> Agent:
         return self.call(calls.get_agent(name, version))
@@ -140,8 +156,39 @@ class Cadenza:
             lambda c: calls.list_runs(status=status, workflow=workflow, limit=page_size, cursor=c)
         )
 
-    def cancel_run(self, run_id: str) -> dict[str, Any]:
-        return self.call(calls.cancel_run(run_id))
+    def cancel_run(self, run_id: str, *, reason: str | None = None) -> Run:
+        """Request the cancel (a command the orchestrator carries out); ``wait_for_run``
+        to see it done."""
+        return self.call(calls.cancel_run(run_id, reason))
+
+    def rerun_run(
+        self,
+        run_id: str,
+        *,
+        from_tasks: list[str] | None = None,
+        inputs: Mapping[str, Any] | None = None,
+    ) -> Run:
+        return self.call(calls.rerun_run(run_id, from_tasks=from_tasks, inputs=inputs))
+
+    def fork_run(
+        self,
+        run_id: str,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        model: str | None = None,
+        tasks: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Run:
+        return self.call(calls.fork_run(run_id, inputs=inputs, model=model, tasks=tasks))
+
+    def diff_runs(self, run_id: str, other_id: str) -> RunDiff:
+        return self.call(calls.diff_runs(run_id, other_id))
+
+    def iter_calls(self, run_id: str, *, page_size: int = 100) -> Iterator[RecordedCall]:
+        """Every LLM and tool call of the run, in order."""
+        return self.paginate(lambda c: calls.list_calls(run_id, limit=page_size, cursor=c))
+
+    def run_timeline(self, run_id: str) -> dict[str, Any]:
+        return self.call(calls.run_timeline(run_id))
 
     def wait_for_run(self, run_id: str, *, poll_s: float = 0.5) -> Run:
         while True:
@@ -188,11 +235,105 @@ class Cadenza:
         content_type: str = "text/plain",
         *,
         title: str | None = None,
-    ) -> Document:
+    ) -> Upload:
         return self.call(calls.upload_document(collection, filename, content, content_type, title))
 
     def search(self, collection: str, query: str, *, k: int | None = None) -> list[SearchHit]:
         return self.call(calls.search(collection, query, k=k))
+
+    def replace_document(
+        self,
+        collection: str,
+        document_id: str,
+        filename: str,
+        content: bytes,
+        content_type: str = "text/plain",
+    ) -> Upload:
+        return self.call(
+            calls.replace_document(collection, document_id, filename, content, content_type)
+        )
+
+    def iter_documents(self, collection: str, *, page_size: int = 100) -> Iterator[Document]:
+        return self.paginate(lambda c: calls.list_documents(collection, limit=page_size, cursor=c))
+
+    def load_dataset(
+        self, dataset: str, records: str | bytes, *, content_type: str = calls.YAML
+    ) -> DatasetLoaded:
+        return self.call(calls.load_dataset(dataset, records, content_type))
+
+    def store_evaluation(
+        self,
+        suite: str,
+        results: list[Mapping[str, Any]],
+        *,
+        regressions: list[Mapping[str, Any]] | None = None,
+        agent: str | None = None,
+        against: str | None = None,
+    ) -> Evaluation:
+        return self.call(
+            calls.store_evaluation(
+                suite, results, regressions=regressions, agent=agent, against=against
+            )
+        )
+
+    # -- triggers, schedules and events --------------------------------------------------
+    def register_trigger(self, spec: Mapping[str, Any]) -> Trigger:
+        return self.call(calls.register_trigger(spec))
+
+    def list_triggers(self) -> Page[Trigger]:
+        return self.call(calls.list_triggers())
+
+    def get_trigger(self, name: str) -> Trigger:
+        return self.call(calls.get_trigger(name))
+
+    def set_trigger_enabled(self, name: str, enabled: bool) -> Trigger:
+        return self.call(calls.set_trigger_enabled(name, enabled))
+
+    def delete_trigger(self, name: str) -> None:
+        self.call(calls.delete_trigger(name))
+
+    def create_schedule(self, spec: Mapping[str, Any]) -> Schedule:
+        return self.call(calls.create_schedule(spec))
+
+    def list_schedules(self) -> Page[Schedule]:
+        return self.call(calls.list_schedules())
+
+    def get_schedule(self, name: str) -> Schedule:
+        return self.call(calls.get_schedule(name))
+
+    def set_schedule_paused(self, name: str, paused: bool) -> Schedule:
+        return self.call(calls.set_schedule_paused(name, paused))
+
+    def delete_schedule(self, name: str) -> None:
+        self.call(calls.delete_schedule(name))
+
+    def send_event(self, event: Mapping[str, Any]) -> EventsAccepted:
+        return self.call(calls.send_event(event))
+
+    # -- held tool calls and dead letters ------------------------------------------------
+    def list_approvals(self, **filters: Any) -> Page[Approval]:
+        """Filters: ``status``, ``run_id``, ``kind``, ``limit``, ``cursor``."""
+        return self.call(calls.list_approvals(**filters))
+
+    def get_approval(self, approval_id: str) -> Approval:
+        return self.call(calls.get_approval(approval_id))
+
+    def answer_approval(
+        self, approval_id: str, *, approve: bool, comment: str | None = None
+    ) -> Approval:
+        return self.call(calls.answer_approval(approval_id, approve, comment))
+
+    def resolve_approval(
+        self, approval_id: str, outcome: str, *, output: Any = None, comment: str | None = None
+    ) -> Approval:
+        return self.call(calls.resolve_approval(approval_id, outcome, output, comment))
+
+    def list_dead_letters(self, **filters: Any) -> Page[DeadLetter]:
+        """Filters: ``status``, ``topic``, ``run_id``, ``limit``, ``cursor``."""
+        return self.call(calls.list_dead_letters(**filters))
+
+    def settle_dead_letter(self, letter_id: int, *, replay: bool) -> DeadLetter:
+        return self.call(calls.settle_dead_letter(letter_id, replay))
 
     def create_api_key(
         self, name: str, scopes: list[str], *, expires_in_s: int | None = None

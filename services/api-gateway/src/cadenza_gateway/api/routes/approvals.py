@@ -159,40 +159,37 @@ async def _answer(
 _ANSWER_RESPONSES = problem_responses(404, 409, 415)
 
 
-@router.post(
-    "/{approval_id}/approve",
-    response_model=ApprovalPublic,
-    summary="Approve a held call: the task resumes and makes it (once)",
-    responses=_ANSWER_RESPONSES,
-    dependencies=[Depends(require_json)],
-)
-async def approve(
-    approval_id: ApprovalIdPath,
-    session: SessionDep,
-    resources: ResourcesDep,
-    tenant: CanAnswerApprovals,
-    body: Answer | None = None,
-) -> ApprovalPublic:
-    comment = body.comment if body else None
-    return await _answer(session, resources, tenant, approval_id, HoldStatus.APPROVED, comment)
+def _decision_route(action: str, decision: HoldStatus, summary: str) -> None:
+    """``POST /{approval_id}/{action}``: approve and reject differ only in the decision."""
+
+    async def decide(
+        approval_id: ApprovalIdPath,
+        session: SessionDep,
+        resources: ResourcesDep,
+        tenant: CanAnswerApprovals,
+        body: Answer | None = None,
+    ) -> ApprovalPublic:
+        comment = body.comment if body else None
+        return await _answer(session, resources, tenant, approval_id, decision, comment)
+
+    router.post(
+        f"/{{approval_id}}/{action}",
+        name=action,  # the operation id stays `approve_…` / `reject_…`
+        response_model=ApprovalPublic,
+        summary=summary,
+        responses=_ANSWER_RESPONSES,
+        dependencies=[Depends(require_json)],
+    )(decide)
 
 
-@router.post(
-    "/{approval_id}/reject",
-    response_model=ApprovalPublic,
-    summary="Reject a held call: the agent is told, as the call's observation",
-    responses=_ANSWER_RESPONSES,
-    dependencies=[Depends(require_json)],
+_decision_route(
+    "approve", HoldStatus.APPROVED, "Approve a held call: the task resumes and makes it (once)"
 )
-async def reject(
-    approval_id: ApprovalIdPath,
-    session: SessionDep,
-    resources: ResourcesDep,
-    tenant: CanAnswerApprovals,
-    body: Answer | None = None,
-) -> ApprovalPublic:
-    comment = body.comment if body else None
-    return await _answer(session, resources, tenant, approval_id, HoldStatus.REJECTED, comment)
+_decision_route(
+    "reject",
+    HoldStatus.REJECTED,
+    "Reject a held call: the agent is told, as the call's observation",
+)
 
 
 @router.post(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
+from cadenza_runtime import Resources
 from cadenza_state import TERMINAL_RUN_STATUSES, RunRecord
 from fastapi import APIRouter, Depends, Path, Response
 from opentelemetry import trace
@@ -19,6 +22,7 @@ from ...models import RunPublic
 from ...problems import RunNotFinished, RunNotFound, problem_responses
 from ...replay_models import ForkCreate, RerunCreate, RunDiff
 from ...replays import ChildRun, plan_fork, plan_rerun
+from ...settings import GatewaySettings
 from ..deps import ResourcesDep, SessionDep, SettingsDep, require_json
 from .runs import RunIdPath, run_location
 
@@ -40,16 +44,40 @@ async def _finished_parent(session: AsyncSession, tenant: str, run_id: str) -> R
     return run
 
 
-async def _start_child(
-    parent: RunRecord,
-    child: ChildRun,
-    *,
-    session: AsyncSession,
+@dataclass(frozen=True)
+class ReplayContext:
+    """What starting a rerun or a fork needs besides its body: one dependency, so the two
+    routes declare it (and the `runs:write` scope) once."""
+
+    response: Response
+    session: AsyncSession
+    resources: Resources
+    settings: GatewaySettings
+    tenant: str
+
+
+async def _replay_context(
+    response: Response,
+    session: SessionDep,
     resources: ResourcesDep,
     settings: SettingsDep,
-    tenant: str,
-    response: Response,
+    tenant: CanWriteRuns,
+) -> ReplayContext:
+    return ReplayContext(response, session, resources, settings, tenant)
+
+
+ReplayDep = Annotated[ReplayContext, Depends(_replay_context)]
+
+
+async def _replay(
+    run_id: str, plan: Callable[[RunRecord], Awaitable[ChildRun]], ctx: ReplayContext
 ) -> RunPublic:
+    """Rerun and fork: the finished parent, the child ``plan`` makes of it (in the same
+    transaction: a fork reads agent versions), then the child run, started."""
+    session, resources, settings, tenant = ctx.session, ctx.resources, ctx.settings, ctx.tenant
+    async with session.begin():
+        parent = await _finished_parent(session, tenant, run_id)
+        child = await plan(parent)
     ensure_fits_in_event(child.spec, child.inputs, settings.max_event_bytes)
     async with session.begin():
         run = await crud.create_run(
@@ -81,7 +109,7 @@ async def _start_child(
         parent.id,
         len(child.replay["reuse"]),
     )
-    response.headers["Location"] = run_location(settings, run.id)
+    ctx.response.headers["Location"] = run_location(settings, run.id)
     return RunPublic.from_run(run, [])
 
 
@@ -93,30 +121,11 @@ async def _start_child(
     dependencies=[Depends(require_json), Depends(check_run_quota)],
     responses=problem_responses(404, 409, 413, 415, 422, 429),
 )
-async def rerun(
-    run_id: RunIdPath,
-    body: RerunCreate,
-    response: Response,
-    session: SessionDep,
-    resources: ResourcesDep,
-    settings: SettingsDep,
-    tenant: CanWriteRuns,
-) -> RunPublic:
+async def rerun(run_id: RunIdPath, body: RerunCreate, ctx: ReplayDep) -> RunPublic:
     """A NEW run of the same pinned workflow version: `from` (default: the failed tasks)
     and everything downstream of them run; every other task completes from the parent's
     recorded output (`task.reused`: no model or tool call)."""
-    async with session.begin():
-        parent = await _finished_parent(session, tenant, run_id)
-    child = await plan_rerun(parent, parent.tasks, body)
-    return await _start_child(
-        parent,
-        child,
-        session=session,
-        resources=resources,
-        settings=settings,
-        tenant=tenant,
-        response=response,
-    )
+    return await _replay(run_id, lambda parent: plan_rerun(parent, parent.tasks, body), ctx)
 
 
 @router.post(
@@ -127,29 +136,16 @@ async def rerun(
     dependencies=[Depends(require_json), Depends(check_run_quota)],
     responses=problem_responses(404, 409, 413, 415, 422, 429),
 )
-async def fork(
-    run_id: RunIdPath,
-    body: ForkCreate,
-    response: Response,
-    session: SessionDep,
-    resources: ResourcesDep,
-    settings: SettingsDep,
-    tenant: CanWriteRuns,
-) -> RunPublic:
+async def fork(run_id: RunIdPath, body: ForkCreate, ctx: ReplayDep) -> RunPublic:
     """A NEW run with changed inputs, a task's agent version, system prompt or model, or a
     task's output replaced by hand. Tasks whose cache key is unchanged reuse the parent's
     output; the others — exactly the dependants of what changed — run."""
-    async with session.begin():
-        parent = await _finished_parent(session, tenant, run_id)
-        child = await plan_fork(parent, parent.tasks, body, session=session, tenant_id=tenant)
-    return await _start_child(
-        parent,
-        child,
-        session=session,
-        resources=resources,
-        settings=settings,
-        tenant=tenant,
-        response=response,
+    return await _replay(
+        run_id,
+        lambda parent: plan_fork(
+            parent, parent.tasks, body, session=ctx.session, tenant_id=ctx.tenant
+        ),
+        ctx,
     )
 
 

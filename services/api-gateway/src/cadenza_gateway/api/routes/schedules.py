@@ -8,7 +8,7 @@ from typing import Annotated
 from cadenza_state import ScheduleRecord, utcnow
 from cadenza_triggers import ScheduleSpec, next_fire
 from fastapi import APIRouter, Depends, Path, Response
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ... import crud
@@ -22,6 +22,7 @@ from ...problems import (
 )
 from ...trigger_models import SchedulePublic, SchedulesPublic
 from ..deps import SessionDep, SettingsDep, require_json
+from ..named_routes import add_delete_route, add_switch_routes
 from .triggers import require_workflow
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], responses=problem_responses(422))
@@ -156,45 +157,18 @@ async def _set_paused(session: SessionDep, tenant: str, name: str, paused: bool)
     return SchedulePublic.from_record(record)
 
 
-@router.post(
-    "/{name}/pause",
+add_switch_routes(
+    router,
+    noun="schedule",
+    switch=_set_paused,
     response_model=SchedulePublic,
-    summary="Pause a schedule (no tick fires until resumed)",
-    responses=problem_responses(404),
+    on=("pause", "Pause a schedule (no tick fires until resumed)"),
+    off=("resume", "Resume a paused schedule (missed ticks follow its catch-up policy)"),
 )
-async def pause_schedule(
-    name: NamePath, session: SessionDep, tenant: CanWriteTriggers
-) -> SchedulePublic:
-    return await _set_paused(session, tenant, name, True)
-
-
-@router.post(
-    "/{name}/resume",
-    response_model=SchedulePublic,
-    summary="Resume a paused schedule (missed ticks follow its catch-up policy)",
-    responses=problem_responses(404),
+add_delete_route(
+    router,
+    noun="schedule",
+    record=ScheduleRecord,
+    not_found=ScheduleNotFound,
+    summary="Delete a schedule",
 )
-async def resume_schedule(
-    name: NamePath, session: SessionDep, tenant: CanWriteTriggers
-) -> SchedulePublic:
-    return await _set_paused(session, tenant, name, False)
-
-
-@router.delete(
-    "/{name}", status_code=204, summary="Delete a schedule", responses=problem_responses(404)
-)
-async def delete_schedule(
-    name: NamePath, session: SessionDep, tenant: CanWriteTriggers
-) -> Response:
-    async with session.begin():
-        result = await session.execute(
-            delete(ScheduleRecord).where(
-                ScheduleRecord.tenant_id == tenant, ScheduleRecord.name == name
-            )
-        )
-        if not result.rowcount:  # type: ignore[attr-defined]
-            raise ScheduleNotFound(f"no schedule named {name!r}")
-        crud.record_audit(
-            session=session, tenant_id=tenant, action="schedule.deleted", subject=f"schedule:{name}"
-        )
-    return Response(status_code=204)

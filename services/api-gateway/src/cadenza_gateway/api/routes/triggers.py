@@ -10,6 +10,7 @@ from cadenza_state import TriggeredEventRecord, TriggerRecord
 from cadenza_triggers import TriggerSpec
 from fastapi import APIRouter, Depends, Path, Response
 from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ... import crud
 from ...auth import CanReadTriggers, CanWriteTriggers
@@ -18,6 +19,7 @@ from ...problems import FieldProblem, InvalidRequest, TriggerNotFound, problem_r
 from ...trigger_models import TriggerPublic, TriggersPublic
 from ...versioning import insert_version
 from ..deps import SessionDep, SettingsDep, require_json
+from ..named_routes import add_delete_route, add_switch_routes
 
 router = APIRouter(prefix="/v1/triggers", tags=["triggers"], responses=problem_responses(422))
 NamePath = Annotated[str, Path(max_length=128, description="Trigger name.")]
@@ -135,53 +137,32 @@ async def _set_enabled(session: SessionDep, tenant: str, name: str, enabled: boo
     return TriggerPublic.from_record(await _register(session, tenant, spec, action))
 
 
-@router.post(
-    "/{name}/enable",
+add_switch_routes(
+    router,
+    noun="trigger",
+    switch=_set_enabled,
     response_model=TriggerPublic,
-    summary="Enable a trigger (a new version, unless already enabled)",
-    responses=problem_responses(404),
+    on=("enable", "Enable a trigger (a new version, unless already enabled)"),
+    off=("disable", "Disable a trigger (a new version, unless already disabled)"),
 )
-async def enable_trigger(
-    name: NamePath, session: SessionDep, tenant: CanWriteTriggers
-) -> TriggerPublic:
-    return await _set_enabled(session, tenant, name, True)
 
 
-@router.post(
-    "/{name}/disable",
-    response_model=TriggerPublic,
-    summary="Disable a trigger (a new version, unless already disabled)",
-    responses=problem_responses(404),
-)
-async def disable_trigger(
-    name: NamePath, session: SessionDep, tenant: CanWriteTriggers
-) -> TriggerPublic:
-    return await _set_enabled(session, tenant, name, False)
+async def _forget_events(session: AsyncSession, tenant: str, name: str) -> None:
+    """The trigger's dedupe ledger goes with it."""
+    await session.execute(
+        delete(TriggeredEventRecord).where(
+            TriggeredEventRecord.tenant_id == tenant, TriggeredEventRecord.trigger_name == name
+        )
+    )
 
 
-@router.delete(
-    "/{name}",
-    status_code=204,
+add_delete_route(
+    router,
+    noun="trigger",
+    record=TriggerRecord,
+    not_found=TriggerNotFound,
     summary="Delete a trigger, every version and its dedupe ledger",
-    responses=problem_responses(404),
+    description="""Runs it started stay. Registering the name again starts a fresh ledger: events it
+    saw before may start runs again.""",
+    also=_forget_events,
 )
-async def delete_trigger(name: NamePath, session: SessionDep, tenant: CanWriteTriggers) -> Response:
-    """Runs it started stay. Registering the name again starts a fresh ledger: events it
-    saw before may start runs again."""
-    async with session.begin():
-        result = await session.execute(
-            delete(TriggerRecord).where(
-                TriggerRecord.tenant_id == tenant, TriggerRecord.name == name
-            )
-        )
-        if not result.rowcount:  # type: ignore[attr-defined]
-            raise TriggerNotFound(f"no trigger named {name!r}")
-        await session.execute(
-            delete(TriggeredEventRecord).where(
-                TriggeredEventRecord.tenant_id == tenant, TriggeredEventRecord.trigger_name == name
-            )
-        )
-        crud.record_audit(
-            session=session, tenant_id=tenant, action="trigger.deleted", subject=f"trigger:{name}"
-        )
-    return Response(status_code=204)
