@@ -32,6 +32,8 @@ def api_client(url: str, *, timeout: Any = 30, api_key: str | None = None) -> ht
 
 
 TERMINAL = {"succeeded", "failed", "cancelled", "budget_exceeded"}
+WAIT_ENDS = TERMINAL | {"paused"}
+"""Where waiting for a run stops: it finished, or a budget paused it for an operator."""
 
 
 def _check(resp: httpx.Response) -> dict[str, Any]:
@@ -66,7 +68,8 @@ async def get_run(client: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
 async def wait_for_run(
     client: httpx.AsyncClient, run_id: str, *, interval_s: float = 0.2, out: Any = sys.stderr
 ) -> dict[str, Any]:
-    """Poll the run, printing each task's status change, until it is terminal."""
+    """Poll the run, printing each task's status change, until it is terminal or paused
+    (a paused run waits for a person: ``cadenza runs resume``)."""
     seen: dict[str, str] = {}
     while True:
         run = await get_run(client, run_id)
@@ -79,7 +82,13 @@ async def wait_for_run(
                 seen[label] = status
                 extra = f" (attempt {task['attempt']})" if task.get("attempt", 0) > 1 else ""
                 print(f"  {label:<28} {status}{extra}", file=out)
-        if run["status"] in TERMINAL:
+        if run["status"] in WAIT_ENDS:
+            if run["status"] == "paused":
+                print(
+                    f"  run paused by a budget: {(run.get('error') or {}).get('message', '')}\n"
+                    f"  raise the limit, then: cadenza runs resume {run_id}",
+                    file=out,
+                )
             return run
         await asyncio.sleep(interval_s)
 

@@ -1,4 +1,4 @@
-"""`cadenza run` and `cadenza runs list|show|cancel`: talk to a running gateway."""
+"""`cadenza run` and `cadenza runs list|show|cancel|resume`: talk to a running gateway."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from .replay import all_calls, diff_command, fork_command, format_call, rerun_co
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="CADENZA_URL", help="Gateway base URL.")]
 runs_app = typer.Typer(
-    help="List, show, cancel, rerun, fork and compare runs.", no_args_is_help=True
+    help="List, show, cancel, resume, rerun, fork and compare runs.", no_args_is_help=True
 )
 runs_app.command("rerun")(rerun_command)
 runs_app.command("fork")(fork_command)
@@ -142,6 +142,68 @@ def show_run(
             typer.echo(format_call(call))
     else:
         print_json(data)
+
+
+@runs_app.command("resume")
+def resume_run(
+    run_id: str,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="New token limit of the run itself (raises its budget).")
+    ] = None,
+    max_usd: Annotated[
+        float | None, typer.Option(help="New USD limit of the run itself (raises its budget).")
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option(help="Why (kept in the timeline and the audit log).")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option(help="Wait until the run finishes or is paused again.")
+    ] = True,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Resume a run a budget paused: its held tasks run again from their checkpoints. Raise a
+    tenant limit first (PUT /v1/budgets/day|month); a run's own limit with --max-tokens /
+    --max-usd."""
+    budget = {
+        k: v for k, v in {"max_tokens": max_tokens, "max_usd": max_usd}.items() if v is not None
+    }
+    body: dict[str, Any] = {"reason": reason} if reason else {}
+    if budget:
+        body["budget"] = budget
+
+    async def go() -> dict[str, Any]:
+        async with _client(url) as client:
+            resp = await client.post(f"/v1/runs/{run_id}/resume", json=body or None)
+            if resp.status_code >= 400:
+                raise ApiError(resp.status_code, resp.json())
+            data: dict[str, Any] = resp.json()
+            if wait:
+                held = {t["id"]: t["attempt"] for t in data.get("tasks", [])}
+                await _resumed(client, run_id, held)
+                data = await wait_for_run(client, run_id)
+            return data
+
+    try:
+        run = asyncio.run(go())
+    except (ApiError, httpx.HTTPError) as exc:
+        _fail(exc)
+    typer.echo(f"run {run['id']} {run['status'] if wait else 'resume requested'}")
+
+
+async def _resumed(
+    client: httpx.AsyncClient, run_id: str, before: dict[str, int], timeout_s: float = 300
+) -> dict[str, Any]:
+    """Wait until the orchestrator applied the resume: the run left ``paused``, or a task
+    was dispatched again (it may have been paused again already)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        run = await get_run(client, run_id)
+        again = any(t["attempt"] > before.get(t["id"], t["attempt"]) for t in run["tasks"])
+        if run["status"] != "paused" or again:
+            return run
+        if asyncio.get_running_loop().time() > deadline:
+            raise ApiError(504, {"detail": f"run {run_id} was not resumed in {timeout_s:.0f} s"})
+        await asyncio.sleep(0.2)
 
 
 @runs_app.command("cancel")

@@ -14,6 +14,7 @@ from cadenza_events import (
     PlanRequested,
     RunCancelRequested,
     RunEvent,
+    RunResumeRequested,
     Topic,
     TopicRegistry,
 )
@@ -133,5 +134,42 @@ async def request_cancel(
             action="run.cancel_requested",
             subject=f"run:{run.id}",
             data={"reason": reason} if reason else None,
+        )
+    )
+
+
+async def request_resume(
+    *,
+    session: AsyncSession,
+    registry: TopicRegistry,
+    run: RunRecord,
+    actor: str,
+    source: str,
+    reason: str | None = None,
+    budget: dict[str, Any] | None = None,
+) -> None:
+    """Stage the ``run.resume_requested`` command for the orchestrator, the one writer of run
+    and task state: it raises the run's own limit (``budget``, if given) and dispatches the
+    tasks a budget held. Keyed by run on ``plan.requested`` like a cancel. Audited as
+    ``run.resume_requested`` by ``actor``."""
+    command = RunResumeRequested(run_id=run.id, requested_by=actor, reason=reason, budget=budget)
+    await stage_event(
+        session,
+        registry,
+        Topic.PLAN_REQUESTED,
+        Envelope(command, source=source, tenant_id=run.tenant_id, plan_id=run.id),
+    )
+    data: dict[str, Any] = {}
+    if reason:
+        data["reason"] = reason
+    if budget:
+        data["budget"] = budget
+    session.add(
+        AuditLogEntry(
+            tenant_id=run.tenant_id,
+            actor=actor,
+            action="run.resume_requested",
+            subject=f"run:{run.id}",
+            data=data or None,
         )
     )

@@ -45,9 +45,11 @@ from .guardrails import (
     ACTION_STRICTNESS,
     PII_ENTITIES,
     Budget,
+    BudgetRaise,
     GuardrailPolicy,
     PiiPolicy,
     combine,
+    run_budget,
     tighter,
 )
 from .inputs import coerce_input, json_type_name, resolve_inputs
@@ -83,6 +85,7 @@ __all__ = [
     "ApprovalPolicy",
     "ApprovalRule",
     "Budget",
+    "BudgetRaise",
     "ErrorCode",
     "Expression",
     "ExpressionError",
@@ -119,6 +122,7 @@ __all__ = [
     "parse_spec",
     "render",
     "resolve_inputs",
+    "run_budget",
     "tighter",
     "topological_order",
     "validate_agent",

@@ -125,7 +125,8 @@ class TaskPublic(BaseModel):
     node_id: str = Field(description="The spec task id this instance runs.")
     item_index: int | None = Field(description="Fan-out item index; null if not fanned out.")
     status: str = Field(
-        description="pending, ready, running, succeeded, failed, skipped, cancelled or recovered."
+        description="pending, ready, running, succeeded, failed, skipped, cancelled, "
+        "recovered, awaiting_approval, in_doubt or paused (held by a budget)."
     )
     attempt: int = Field(description="Dispatches so far (re-dispatch after a lost worker +1).")
     max_attempts: int = Field(description="Executions allowed per dispatch (retries).")
@@ -185,7 +186,7 @@ class RunSummary(BaseModel):
     workflow_name: str = Field(description="Workflow name.")
     workflow_version: int | None = Field(description="Registered version; null = inline spec.")
     status: str = Field(
-        description="pending, running, succeeded, failed, cancelled or budget_exceeded."
+        description="pending, running, paused, succeeded, failed, cancelled or budget_exceeded."
     )
     created_at: datetime
     updated_at: datetime
@@ -296,7 +297,7 @@ class RunStatusPublic(BaseModel):
 
     id: str
     status: str = Field(
-        description="pending, running, succeeded, failed, cancelled or budget_exceeded."
+        description="pending, running, paused, succeeded, failed, cancelled or budget_exceeded."
     )
     terminal: bool = Field(description="True once the status can no longer change.")
     source: Literal["hot", "database"] = Field(

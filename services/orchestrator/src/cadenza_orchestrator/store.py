@@ -298,3 +298,14 @@ async def count_pending_holds(session: AsyncSession) -> dict[str, int]:
         .group_by(ApprovalRecord.kind)
     )
     return {str(kind): int(n) for kind, n in (await session.execute(stmt)).all()}
+
+
+async def load_paused(session: AsyncSession, run_id: str) -> list[TaskRecord]:
+    """The tasks a budget held (``paused``), for a resume; locked like the run."""
+    stmt = (
+        select(TaskRecord)
+        .where(TaskRecord.run_id == run_id, TaskRecord.status == "paused")
+        .order_by(TaskRecord.id)
+        .with_for_update()
+    )
+    return list((await session.scalars(stmt)).all())

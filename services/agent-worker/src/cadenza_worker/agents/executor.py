@@ -25,7 +25,7 @@ from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ..budgets import BudgetLedger, BudgetLimits, CallBudget
+from ..budgets import BudgetLedger, BudgetLimits, CallBudget, Level
 from ..guardrails import PiiGuard
 from ..holds import ApprovalGate, HoldRequested
 from ..journal import EffectJournal
@@ -151,17 +151,26 @@ class AgentExecutor:
         """The budgets this attempt's LLM calls reserve against (none: no limits apply)."""
         if self._ledger is None:
             return None
-        levels = await self._budget_limits.levels(
-            tenant_id=tenant_id,
-            run_id=task.run_id,
-            task_id=task.task_id,
-            agent=spec.name,
-            agent_budget=spec.budget,
-        )
-        if not levels:
+        limits = self._budget_limits
+
+        async def levels() -> list[Level]:
+            return await limits.levels(
+                tenant_id=tenant_id,
+                run_id=task.run_id,
+                task_id=task.task_id,
+                agent=spec.name,
+                agent_budget=spec.budget,
+            )
+
+        async def refresh() -> list[Level]:
+            limits.forget(task.run_id, tenant_id)
+            return await levels()
+
+        current = await levels()
+        if not current:
             return None
         return CallBudget(
-            self._ledger, self._budget_limits, levels, self._prices, provider, tenant_id
+            self._ledger, limits, current, self._prices, provider, tenant_id, refresh=refresh
         )
 
     async def _run(
