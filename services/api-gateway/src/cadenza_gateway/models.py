@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from cadenza_state import TERMINAL_RUN_STATUSES, RunRecord, TaskRecord, WorkflowRecord
-from cadenza_workflow import Budget, tighter
+from cadenza_workflow import Budget
+from cadenza_workflow import run_budget as effective_run_budget
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .usage import RunUsage, UsageRollup, UsageTotals
@@ -243,7 +244,8 @@ class RunPublic(RunSummary):
     budget: Budget | None = Field(
         default=None,
         description="The run's limits (the workflow's budget and the request's, the tighter "
-        "of the two); compare with usage.total.total_tokens and usage.total.cost_usd.",
+        "of the two, then any limit raised by a resume); compare with "
+        "usage.total.total_tokens and usage.total.cost_usd.",
     )
 
     @classmethod
@@ -275,12 +277,9 @@ class RunPublic(RunSummary):
 
 
 def run_budget(run: RunRecord) -> Budget | None:
-    """The limits the workers apply to ``run`` (same rule as theirs: the tighter wins)."""
-
-    def parse(data: Any) -> Budget | None:
-        return Budget.model_validate(data) if isinstance(data, dict) and data else None
-
-    return tighter(parse(run.spec.get("budget")), parse(run.budget))
+    """The limits the workers apply to ``run`` (same rule as theirs: the tighter wins, then
+    what an operator raised when resuming it)."""
+    return effective_run_budget(run.spec.get("budget"), run.budget)
 
 
 class RunsPublic(BaseModel):
