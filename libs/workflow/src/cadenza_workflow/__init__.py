@@ -22,7 +22,7 @@ from .agent import (
     parse_agent_ref,
     validate_agent,
 )
-from .approval import ApprovalPolicy, ApprovalRule, approval_rule
+from .approval import ApprovalPolicy, ApprovalRule, TaskApproval, approval_rule, merge_approval
 from .errors import ErrorCode, ExpressionError, SpecError, SpecValidationError
 from .expressions import (
     CONTEXT_NAMES,
@@ -96,6 +96,7 @@ __all__ = [
     "RetryPolicy",
     "SpecError",
     "SpecValidationError",
+    "TaskApproval",
     "TaskKind",
     "TaskSpec",
     "Template",
@@ -117,6 +118,7 @@ __all__ = [
     "json_type_name",
     "load_agent",
     "load_spec",
+    "merge_approval",
     "parse_agent",
     "parse_agent_ref",
     "parse_spec",

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from .approval import TaskApproval
 from .errors import ErrorCode, SpecError, SpecValidationError
 from .guardrails import Budget, GuardrailPolicy
 from .loading import errors_from_pydantic, load_document
@@ -172,6 +173,11 @@ class TaskSpec(BaseModel):
     )
     timeout_s: float = Field(
         default=300.0, gt=0, le=86400, description="Time limit for each attempt, in seconds."
+    )
+    approval: TaskApproval | None = Field(
+        default=None,
+        description="Approval rules for this task's tool calls (same shape as an agent's "
+        "`approval.rules`), added to its agent's rules; see docs/guardrails.md.",
     )
 
     @model_validator(mode="before")

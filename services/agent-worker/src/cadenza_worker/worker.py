@@ -79,7 +79,10 @@ class Worker:
             tenant_providers=self.tenant_providers,
         )
         self.executors = executors or ExecutorRegistry(
-            {"tool": ToolExecutor(self.tools, self.journal, gate), "agent": self.agents}
+            {
+                "tool": ToolExecutor(self.tools, self.journal, gate, self.agents.run_policies),
+                "agent": self.agents,
+            }
         )
         self._handler = TaskHandler(resources, self.settings, self.executors)
         self._consumer: Consumer | None = None

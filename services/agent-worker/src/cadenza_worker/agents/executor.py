@@ -17,7 +17,7 @@ from typing import Any, cast
 from cadenza_events import Handoff, TaskReady
 from cadenza_llm import PriceTable, ProviderRegistry
 from cadenza_state import ObjectStore, StateSettings
-from cadenza_workflow import AgentSpec, combine
+from cadenza_workflow import AgentSpec, combine, merge_approval
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
@@ -70,6 +70,8 @@ class AgentExecutor:
         self._gate = gate or ApprovalGate()
         self._ledger = ledger
         self._budget_limits = BudgetLimits(sessions)
+        self.run_policies = self._budget_limits
+        """The runs' policies (budgets, guardrails, tasks' approval rules), shared."""
         self._tenant_providers = tenant_providers
         self._stack = AsyncExitStack()
         self._saver: BaseCheckpointSaver[str] | None = None
@@ -103,6 +105,10 @@ class AgentExecutor:
             provider, model = self._llm.resolve(spec.model)
         policy = await self._budget_limits.run_policy(task.run_id)
         guardrails = combine(spec.guardrails, policy.guardrails)
+        task_approval = policy.approvals.get(task.node_id)
+        if task_approval is not None:  # the workflow task's own rules join the agent's
+            approval = merge_approval(spec.approval, task_approval, timeout_s=self._gate.timeout_s)
+            spec = spec.model_copy(update={"approval": approval})
         run = AgentRun(
             spec=spec,
             provider=provider,

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cadenza_state import RunRecord, TenantBudgetRecord, llm_spend
-from cadenza_workflow import AgentBudget, Budget, GuardrailPolicy, run_budget
+from cadenza_workflow import AgentBudget, Budget, GuardrailPolicy, TaskApproval, run_budget
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,13 +24,22 @@ RUN_TTL_S = 7 * 86_400
 
 
 class RunPolicy:
-    """The run's budget and guardrail policy (cached; only a resume that raises the run's
-    limit changes it, and a refused call re-reads it before giving up)."""
+    """The run's budget, guardrail policy and per-task approval rules (cached; only a resume
+    that raises the run's limit changes it, and a refused call re-reads it before giving
+    up)."""
 
-    def __init__(self, workflow: str, budget: Budget | None, guardrails: GuardrailPolicy | None):
+    def __init__(
+        self,
+        workflow: str,
+        budget: Budget | None,
+        guardrails: GuardrailPolicy | None,
+        approvals: dict[str, TaskApproval] | None = None,
+    ):
         self.workflow = workflow
         self.budget = budget
         self.guardrails = guardrails
+        self.approvals = approvals or {}
+        """The workflow tasks' own approval rules, by task id (spec node)."""
 
 
 class BudgetLimits:
@@ -59,6 +68,7 @@ class BudgetLimits:
             row.workflow_name if row else "",
             run_budget(spec.get("budget"), row.budget if row else None),
             _guardrails(spec.get("guardrails")),
+            _approvals(spec.get("tasks")),
         )
         if len(self._runs) > 10_000:
             self._runs.clear()
@@ -135,6 +145,15 @@ class BudgetLimits:
             tenant, period, stamp = ":".join(parts[2:-2]), parts[-2], parts[-1]
             start = datetime.strptime(stamp + ("-01" if period == "month" else ""), "%Y-%m-%d")
             return await llm_spend(session, tenant_id=tenant, since=start.replace(tzinfo=UTC))
+
+
+def _approvals(tasks: Any) -> dict[str, TaskApproval]:
+    """Each task's ``approval`` (validated when the workflow was registered)."""
+    return {
+        str(t["id"]): TaskApproval.model_validate(t["approval"])
+        for t in tasks or []
+        if isinstance(t, dict) and isinstance(t.get("approval"), dict)
+    }
 
 
 def _guardrails(data: Any) -> GuardrailPolicy | None:
