@@ -20,7 +20,14 @@ from agent_support import (
 from cadenza_llm import LLMSettings, ProviderRegistry
 from cadenza_state import RunRecord
 from cadenza_worker import ToolRegistry
-from cadenza_worker.guardrails import PiiGuard, detect, enforce, redact
+from cadenza_worker.guardrails import (
+    DetectorLoadError,
+    PiiGuard,
+    detect,
+    enforce,
+    load_detectors,
+    redact,
+)
 from cadenza_workflow import PiiPolicy
 from langchain_core.runnables import RunnableConfig
 from opentelemetry.sdk.trace import TracerProvider
@@ -311,3 +318,38 @@ def test_a_finding_is_an_apply_guardrail_span_with_finding_events(
         is clean
     )
     assert len(exporter.get_finished_spans()) == 1
+
+
+# -- detectors plugged in by the operator (names) --------------------------------------
+
+
+async def test_a_plugged_in_names_detector_joins_the_policy(stack: Stack) -> None:
+    ref = await register_agent(stack, tools=[], guardrails={"pii": {"action": "redact"}})
+    reply = "Alice Johnson (alice@example.com) approved; ask Robert Smith."
+    await start_agent_worker(
+        stack, ScriptedProvider([answer(reply)]), pii_detectors=["name_detector:names"]
+    )
+    task = await stack.add_task(ref, {"prompt": "who?"}, kind="agent")
+    await stack.dispatch(task)
+    result = await stack.result(task)
+    assert result.output == "<NAME> (<EMAIL>) approved; ask <NAME>."
+    await assert_eventually(lambda: len(guardrail_events(stack, task.task_id)) == 1)
+    event = guardrail_events(stack, task.task_id)[0]
+    assert [f["entity"] for f in event["findings"]] == ["name", "email", "name"]  # type: ignore[index]
+    assert "Johnson" not in json.dumps(event)  # masked, like every finding
+    assert "Alice Johnson" not in await stored_copies(stack, task.task_id)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "path",
+    [
+        "name_detector",
+        "name_detector:missing",
+        "no_such_module:names",
+        "name_detector:NOT_CALLABLE",
+    ],
+)
+def test_a_detector_that_cannot_be_loaded_stops_the_worker(path: str) -> None:
+    with pytest.raises(DetectorLoadError, match=path.split(":")[0]):
+        load_detectors([path])

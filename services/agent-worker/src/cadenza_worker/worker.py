@@ -12,6 +12,7 @@ from cadenza_state import EnvelopeCipher, SecretsSettings
 
 from .agents import AgentExecutor, LoopLimits, TenantProviders
 from .budgets import BudgetLedger, Reconciler
+from .guardrails import load_detectors
 from .handler import TaskHandler
 from .holds import ApprovalGate
 from .journal import EffectJournal
@@ -77,6 +78,7 @@ class Worker:
             claim_check_bytes=self.settings.claim_check_bytes,
             ledger=self.budgets,
             tenant_providers=self.tenant_providers,
+            pii_detectors=load_detectors(self.settings.pii_detectors),
         )
         self.executors = executors or ExecutorRegistry(
             {

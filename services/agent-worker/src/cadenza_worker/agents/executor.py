@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any, cast
 
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..budgets import BudgetLedger, BudgetLimits, CallBudget, Level
 from ..guardrails import PiiGuard
+from ..guardrails.plugins import Detector
 from ..holds import ApprovalGate, HoldRequested
 from ..journal import EffectJournal
 from ..kinds import TaskCall
@@ -58,6 +60,7 @@ class AgentExecutor:
         claim_check_bytes: int = 256 * 1024,
         ledger: BudgetLedger | None = None,
         tenant_providers: TenantProviders | None = None,
+        pii_detectors: Sequence[Detector] = (),
     ) -> None:
         self._definitions = AgentDefinitions(sessions)
         self._accounting = Accounting(sessions, objects, claim_check_bytes)
@@ -73,6 +76,7 @@ class AgentExecutor:
         self.run_policies = self._budget_limits
         """The runs' policies (budgets, guardrails, tasks' approval rules), shared."""
         self._tenant_providers = tenant_providers
+        self._pii_detectors = pii_detectors
         self._stack = AsyncExitStack()
         self._saver: BaseCheckpointSaver[str] | None = None
         self._saver_lock = asyncio.Lock()
@@ -125,7 +129,9 @@ class AgentExecutor:
             emit=call.emit,
             gate=self._gate,
             budget=await self._call_budget(ctx.tenant_id, task, spec, provider.name),
-            pii=PiiGuard(guardrails.pii) if guardrails and guardrails.pii else None,
+            pii=PiiGuard(guardrails.pii, self._pii_detectors)
+            if guardrails and guardrails.pii
+            else None,
         )
         graph = AgentLoop(run).compile(await self.checkpointer())
         config: RunnableConfig = {
