@@ -144,6 +144,11 @@ def show_run(
         print_json(data)
 
 
+ReasonOption = Annotated[
+    str | None, typer.Option(help="Why (kept in the timeline and the audit log).")
+]
+
+
 @runs_app.command("resume")
 def resume_run(
     run_id: str,
@@ -153,9 +158,7 @@ def resume_run(
     max_usd: Annotated[
         float | None, typer.Option(help="New USD limit of the run itself (raises its budget).")
     ] = None,
-    reason: Annotated[
-        str | None, typer.Option(help="Why (kept in the timeline and the audit log).")
-    ] = None,
+    reason: ReasonOption = None,
     wait: Annotated[
         bool, typer.Option(help="Wait until the run finishes or is paused again.")
     ] = True,
@@ -209,9 +212,7 @@ async def _resumed(
 @runs_app.command("cancel")
 def cancel_run(
     run_id: str,
-    reason: Annotated[
-        str | None, typer.Option(help="Why (kept in the timeline and the audit log).")
-    ] = None,
+    reason: ReasonOption = None,
     wait: Annotated[
         bool, typer.Option(help="Wait until the orchestrator has cancelled the run.")
     ] = True,

@@ -354,7 +354,6 @@ class AgentLoop:
         next turns and a resumed attempt see) or used (the answer, the tool arguments): the
         raw text is never stored. Findings are recorded here, once (run event, span,
         metric). ``block`` and ``flag`` are applied where the answer or the call is used."""
-        run = self.run
         update: dict[str, Any] = {}
         if response.content and self._redacts("output"):
             where = "the model's reply" if response.tool_calls else "the final answer"
@@ -364,24 +363,27 @@ class AgentLoop:
         if response.tool_calls and self._redacts("tool_arguments"):
             replaced = [
                 call.model_copy(update={"arguments": arguments})
-                if (
-                    arguments := enforce(
-                        run.pii,
-                        call.arguments,
-                        target="tool_arguments",
-                        agent=run.agent,
-                        where=f"the arguments of tool {call.name!r}",
-                        target_id=call.id,
-                        emit=run.emit,
-                    )
-                )
-                is not call.arguments
+                if (arguments := self._checked_arguments(call)) is not call.arguments
                 else call
                 for call in response.tool_calls
             ]
             if any(a is not b for a, b in zip(replaced, response.tool_calls, strict=True)):
                 update["tool_calls"] = replaced
         return response.model_copy(update=update) if update else response
+
+    def _checked_arguments(self, call: ToolCall) -> dict[str, Any]:
+        """A tool call's arguments after the PII policy (redacted, recorded, or raises)."""
+        run = self.run
+        checked: dict[str, Any] = enforce(
+            run.pii,
+            call.arguments,
+            target="tool_arguments",
+            agent=run.agent,
+            where=f"the arguments of tool {call.name!r}",
+            target_id=call.id,
+            emit=run.emit,
+        )
+        return checked
 
     def _redacted_text(self, text: str, where: str, target_id: str) -> str:
         """A reply's text, redacted. A structured answer (JSON) is redacted string by string
@@ -464,16 +466,7 @@ class AgentLoop:
                 await self._record_tool(turn, index, call, None, "invalid_args", problems, 0.0)
                 return self._observation({"error": f"invalid arguments: {problems}"})
         if not self._redacts("tool_arguments"):  # else redacted in the reply already
-            # block raises here; flag records and goes on with the arguments unchanged
-            enforce(
-                run.pii,
-                call.arguments,
-                target="tool_arguments",
-                agent=run.agent,
-                where=f"the arguments of tool {call.name!r}",
-                target_id=call.id,
-                emit=run.emit,
-            )
+            self._checked_arguments(call)  # block raises; flag records, arguments unchanged
         try:
             answer = await run.gate.check(
                 tool,

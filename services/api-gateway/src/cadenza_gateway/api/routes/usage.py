@@ -15,6 +15,12 @@ from ...usage import ModelUsage, RunSpend, RunsUsage, TenantUsage
 from ..deps import SessionDep
 from .budgets import budget_statuses
 
+SinceQuery = Annotated[
+    datetime | None, Query(description="Only calls recorded at or after this time (ISO 8601).")
+]
+UntilQuery = Annotated[
+    datetime | None, Query(description="Only calls recorded before this time (ISO 8601).")
+]
 router = APIRouter(prefix="/v1/usage", tags=["usage"], responses=problem_responses(422))
 
 
@@ -47,12 +53,8 @@ def _window(
 async def get_usage(
     session: SessionDep,
     tenant: CanReadUsage,
-    since: Annotated[
-        datetime | None, Query(description="Only calls recorded at or after this time (ISO 8601).")
-    ] = None,
-    until: Annotated[
-        datetime | None, Query(description="Only calls recorded before this time (ISO 8601).")
-    ] = None,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
 ) -> TenantUsage:
     """Every recorded LLM turn and tool call of the tenant's runs in [since, until)."""
     start, end = _window(since, until)
@@ -78,12 +80,8 @@ async def get_usage(
 async def get_usage_by_run(
     session: SessionDep,
     tenant: CanReadUsage,
-    since: Annotated[
-        datetime | None, Query(description="Only calls recorded at or after this time (ISO 8601).")
-    ] = None,
-    until: Annotated[
-        datetime | None, Query(description="Only calls recorded before this time (ISO 8601).")
-    ] = None,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
     workflow: Annotated[
         str | None, Query(max_length=255, description="Only runs of this workflow.")
     ] = None,
