@@ -20,6 +20,7 @@ from cadenza_events import BusSettings
 from cadenza_events.kafka import KafkaBus
 from cadenza_state import LLMCallRecord, StateSettings, create_engine
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 from support import assert_eventually
 from support.cleanup import drop_schema
 from support.cluster import Cluster, free_port
@@ -63,6 +64,15 @@ async def deployment(
         print(cluster.logs())
         await drop_schema(StateSettings(database_schema=unique_id))
         await KafkaBus(BusSettings(topic_prefix=f"{unique_id}.")).delete_topics()
+
+
+async def ledger_tokens(engine: AsyncEngine, run_id: str) -> int:
+    """What the durable ledger (``llm_calls``) says a run spent, in tokens."""
+    async with engine.connect() as conn:
+        query = select(func.sum(LLMCallRecord.input_tokens + LLMCallRecord.output_tokens)).where(
+            LLMCallRecord.run_id == run_id
+        )
+        return int((await conn.execute(query)).scalar_one())
 
 
 async def finished(api: httpx.AsyncClient, run_id: str) -> dict[str, object] | None:
@@ -121,11 +131,7 @@ async def test_budgets_stop_runs_and_survive_a_kill_9(deployment: Cluster) -> No
                 return await redis.zcard(zset) == 0
 
             await assert_eventually(nothing_reserved, timeout=30)
-            async with engine.connect() as conn:
-                query = select(
-                    func.sum(LLMCallRecord.input_tokens + LLMCallRecord.output_tokens)
-                ).where(LLMCallRecord.run_id == run_id)
-                spent = (await conn.execute(query)).scalar_one()
+            spent = await ledger_tokens(engine, run_id)
             counted = await redis.hget(f"{prefix}budget:run:{run_id}", "tokens")
             assert counted is not None
             assert int(counted) == spent
@@ -199,11 +205,7 @@ async def test_a_pausing_budget_pauses_the_run_until_raised_and_resumed(
             again = await api.post(f"/v1/runs/{run_id}/resume")
             assert again.status_code == 409  # only a paused run resumes
 
-            async with engine.connect() as conn:
-                query = select(
-                    func.sum(LLMCallRecord.input_tokens + LLMCallRecord.output_tokens)
-                ).where(LLMCallRecord.run_id == run_id)
-                spent = (await conn.execute(query)).scalar_one()
+            spent = await ledger_tokens(engine, run_id)
             counted = await redis.hget(f"{prefix}budget:run:{run_id}", "tokens")
             assert counted is not None
             assert int(counted) == spent  # no double spend

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import httpx
@@ -174,15 +175,33 @@ def resume_run(
     if budget:
         body["budget"] = budget
 
+    async def applied(client: httpx.AsyncClient, accepted: dict[str, Any]) -> None:
+        held = {t["id"]: t["attempt"] for t in accepted.get("tasks", [])}
+        await _resumed(client, run_id, held)
+
+    _run_command(url, run_id, "resume", body or None, wait, applied)
+
+
+def _run_command(
+    url: str,
+    run_id: str,
+    action: str,
+    body: dict[str, Any] | None,
+    wait: bool,
+    applied: Callable[[httpx.AsyncClient, dict[str, Any]], Awaitable[None]] | None = None,
+) -> None:
+    """POST /v1/runs/{id}/{action}; with ``wait``, until the orchestrator applied it
+    (``applied``, if given) and the run then stopped where waiting ends."""
+
     async def go() -> dict[str, Any]:
         async with _client(url) as client:
-            resp = await client.post(f"/v1/runs/{run_id}/resume", json=body or None)
+            resp = await client.post(f"/v1/runs/{run_id}/{action}", json=body)
             if resp.status_code >= 400:
                 raise ApiError(resp.status_code, resp.json())
             data: dict[str, Any] = resp.json()
             if wait:
-                held = {t["id"]: t["attempt"] for t in data.get("tasks", [])}
-                await _resumed(client, run_id, held)
+                if applied is not None:
+                    await applied(client, data)
                 data = await wait_for_run(client, run_id)
             return data
 
@@ -190,7 +209,7 @@ def resume_run(
         run = asyncio.run(go())
     except (ApiError, httpx.HTTPError) as exc:
         _fail(exc)
-    typer.echo(f"run {run['id']} {run['status'] if wait else 'resume requested'}")
+    typer.echo(f"run {run['id']} {run['status'] if wait else f'{action} requested'}")
 
 
 async def _resumed(
@@ -219,20 +238,4 @@ def cancel_run(
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Cancel a run: its open tasks are cancelled and its running tasks stopped."""
-
-    async def go() -> dict[str, Any]:
-        async with _client(url) as client:
-            body = {"reason": reason} if reason else None
-            resp = await client.post(f"/v1/runs/{run_id}/cancel", json=body)
-            if resp.status_code >= 400:
-                raise ApiError(resp.status_code, resp.json())
-            data: dict[str, Any] = resp.json()
-            if wait:
-                data = await wait_for_run(client, run_id)
-            return data
-
-    try:
-        run = asyncio.run(go())
-    except (ApiError, httpx.HTTPError) as exc:
-        _fail(exc)
-    typer.echo(f"run {run['id']} {run['status'] if wait else 'cancel requested'}")
+    _run_command(url, run_id, "cancel", {"reason": reason} if reason else None, wait)
