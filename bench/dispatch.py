@@ -730,7 +730,7 @@ def spec_task_cap() -> int | None:
 
 
 async def planning(sizes: list[int]) -> dict[str, Any]:
-    from cadenza_runtime import open_resources
+    from cadenza_runtime import open_resources, tune_gc
 
     schema = "benchplan" + uuid.uuid4().hex[:8]
     state = StateSettings(
@@ -750,6 +750,7 @@ async def planning(sizes: list[int]) -> dict[str, Any]:
     try:
         warm_spec, _ = layered_spec(min(200, *sizes))
         await engine_plan(resources, warm_spec)  # imports, caches, connection pool
+        tune_gc()  # as every service does once started (cadenza_runtime.run_until_signal)
         shapes: list[tuple[str, int]] = [("dag", n) for n in sorted(dag_sizes)]
         shapes += [("fanout", n) for n in sorted(sizes)]
         for kind, n in shapes:

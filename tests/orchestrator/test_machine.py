@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from cadenza_events import Handoff, Hold, HoldResolved, TaskError, TaskResult
-from cadenza_orchestrator import machine
+from cadenza_orchestrator import TaskRow, machine
 from cadenza_orchestrator.graph import RunGraph, task_id_for
 from cadenza_orchestrator.outcome import (
     Advance,
@@ -20,7 +20,6 @@ from cadenza_orchestrator.outcome import (
     Settled,
     Start,
 )
-from cadenza_state import TaskRecord
 
 pytestmark = pytest.mark.unit
 
@@ -37,11 +36,13 @@ def graph(tasks: list[dict[str, Any]], output: Any = None, inputs: Any = None) -
     return RunGraph.build(RUN, spec, inputs or {})
 
 
-def row(node: str, status: str = "pending", attempt: int = 0, **values: Any) -> TaskRecord:
-    return TaskRecord(
-        id=task_id_for(RUN, node, values.get("item_index")),
+def row(node: str, status: str = "pending", attempt: int = 0, **values: Any) -> TaskRow:
+    item_index = values.pop("item_index", None)
+    return TaskRow(
+        id=task_id_for(RUN, node, item_index),
         run_id=RUN,
         node_id=node,
+        item_index=item_index,
         status=status,
         attempt=attempt,
         max_attempts=3,
@@ -49,7 +50,7 @@ def row(node: str, status: str = "pending", attempt: int = 0, **values: Any) -> 
     )
 
 
-def result(r: TaskRecord, status: str = "succeeded", **values: Any) -> TaskResult:
+def result(r: TaskRow, status: str = "succeeded", **values: Any) -> TaskResult:
     return TaskResult(run_id=RUN, task_id=r.id, attempt=r.attempt, status=status, **values)
 
 
@@ -330,7 +331,7 @@ def test_a_cancel_without_a_reason_records_none() -> None:
 # -- held tool calls (docs/guardrails.md) ------------------------------------------------------
 
 
-def held(r: TaskRecord, kind: str = "approval", **values: Any) -> TaskResult:
+def held(r: TaskRow, kind: str = "approval", **values: Any) -> TaskResult:
     hold = Hold(
         kind=kind,
         call_index=2,
@@ -370,7 +371,7 @@ def test_a_held_status_without_the_call_fails_the_task() -> None:
 
 
 def answer(
-    r: TaskRecord, decision: str, *, kind: str = "approval", fail: bool = False
+    r: TaskRow, decision: str, *, kind: str = "approval", fail: bool = False
 ) -> HoldResolved:
     return HoldResolved(
         run_id=RUN,

@@ -8,10 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from cadenza_orchestrator import machine
+from cadenza_orchestrator import TaskRow, machine
 from cadenza_orchestrator.graph import RunGraph, task_id_for
 from cadenza_orchestrator.outcome import Cached, Settled
-from cadenza_state import TaskRecord
 from cadenza_workflow import build_context
 
 pytestmark = pytest.mark.unit
@@ -33,9 +32,9 @@ def graph(replay: dict[str, Any] | None = None, x: int = 1) -> RunGraph:
     return RunGraph.build(RUN, SPEC, {"x": x}, replay)
 
 
-def row(node: str) -> TaskRecord:
-    return TaskRecord(
-        id=task_id_for(RUN, node), run_id=RUN, node_id=node, status="pending", attempt=0,
+def row(node: str) -> TaskRow:
+    return TaskRow(
+        id=task_id_for(RUN, node), run_id=RUN, node_id=node, item_index=None, status="pending", attempt=0,
         max_attempts=3,
     )  # fmt: skip
 

@@ -4,7 +4,7 @@ from . import keys
 from .http_server import HttpServer
 from .internal_auth import InsecureEndpoint, bearer_matches, is_loopback, require_token_off_loopback
 from .outages import is_outage
-from .process import run_until_signal, wait_for_shutdown_signal
+from .process import run_until_signal, tune_gc, wait_for_shutdown_signal
 from .relay import OutboxRelay
 from .resources import Resources, open_resources
 from .run_events import RunEventEntry, RunEventLog, RunEventRecorder
@@ -35,5 +35,6 @@ __all__ = [
     "stage_event",
     "stage_events",
     "stage_outbox",
+    "tune_gc",
     "wait_for_shutdown_signal",
 ]

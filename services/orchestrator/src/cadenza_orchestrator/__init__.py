@@ -6,6 +6,7 @@ from .engine import Effects, Transition
 from .graph import GraphCache, Node, RunGraph, task_id_for
 from .handlers import RunHandlers
 from .outcome import OPEN, SETTLED, TERMINAL, Outcome
+from .rows import TaskRow
 from .service import Orchestrator
 from .settings import OrchestratorSettings
 from .sweeper import Sweeper
@@ -23,6 +24,7 @@ __all__ = [
     "RunGraph",
     "RunHandlers",
     "Sweeper",
+    "TaskRow",
     "Transition",
     "machine",
     "task_id_for",

@@ -26,13 +26,10 @@ from cadenza_state import (
     RunRecord,
     RunStatus,
     StagedMessage,
-    TaskRecord,
     utcnow,
 )
 from cadenza_workflow import build_context
-from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
 
 from . import machine, store
 from .graph import RunGraph, task_id_for
@@ -53,9 +50,14 @@ from .outcome import (
     Step,
     TaskUpdate,
 )
+from .rows import TaskRow
 from .settings import OrchestratorSettings
 
-_TASK_COLUMNS = tuple(c.name for c in TaskRecord.__table__.columns)
+_DISPATCH_COLUMNS = frozenset(
+    {"status", "attempt", "ready_at", "input", "worker_id", "heartbeat_at", "started_at"}
+    | {"finished_at", "error", "updated_at"}
+)
+"""What a dispatch sets on a task row (plus ``cache_key`` when the dispatch has one)."""
 
 TIMELINE_CHUNK = 250
 """Most run events in one `run.events` record (~250 bytes each: well under 1 MB)."""
@@ -110,8 +112,8 @@ class Transition:
         self.registry = registry
         self.settings = settings
         self.now = now or utcnow()
-        self.nodes: dict[str, TaskRecord] = {}
-        self.tasks: dict[str, TaskRecord] = {}
+        self.nodes: dict[str, TaskRow] = {}
+        self.tasks: dict[str, TaskRow] = {}
         self.effects = Effects(run.id, run.tenant_id, run.status)
         self._queue: deque[Step] = deque()
         self._outputs: dict[str, Any] = {}
@@ -120,8 +122,12 @@ class Transition:
         # Only a spec task's own row finishing can finish the run (a fan-out instance
         # finishing cannot while its task's row is open), so only then is the run checked.
         self._node_finished = False
-        # Task rows created by this transition and not yet inserted (see ``_insert_new``).
-        self._new: list[TaskRecord] = []
+        # Task rows created by this transition and not yet inserted (see ``_insert_new``),
+        # and the columns it set on rows already in the database (see ``_write_changes``):
+        # the orchestrator is the only writer of task rows, so this is all that changed.
+        self._new: list[TaskRow] = []
+        self._new_ids: set[str] = set()
+        self._changed: dict[str, set[str]] = {}
 
     @property
     def graph(self) -> RunGraph:
@@ -131,7 +137,7 @@ class Transition:
 
     # -- driving --------------------------------------------------------------------------
 
-    def track(self, *rows: TaskRecord) -> None:
+    def track(self, *rows: TaskRow) -> None:
         """Make rows the caller loaded known to the transition."""
         for row in rows:
             self.tasks[row.id] = row
@@ -150,38 +156,54 @@ class Transition:
         # A paused run goes on too: only the tasks a budget held wait for the resume.
         while self._queue and self.run.status in machine.ACTIVE_RUN:
             await self._step(self._queue.popleft())
-        await self._insert_new()
 
     async def _insert_new(self) -> None:
-        """Insert the task rows this transition created, in ONE Core executemany (the ORM's
-        unit of work spent most of a 10,000-task plan on them). Called before any query
-        of the transition, so the database never misses a row the transition knows. The
-        rows then become ordinary detached instances: one changed later is attached to
-        the session (``_attach``) and flushed as an UPDATE."""
+        """Insert the task rows this transition created, in ONE Core executemany. Called
+        before any statement that needs them (an attempt's foreign key, a bulk update), so
+        the database never misses a row a statement depends on. Queries need not wait:
+        loads overlay the rows the transition holds (``load_tasks``)."""
         if not self._new:
             return
         rows, self._new = self._new, []
-        await store.insert_tasks(
-            self.session, [{c: getattr(row, c) for c in _TASK_COLUMNS} for row in rows]
-        )
-        for row in rows:
-            make_transient_to_detached(row)
+        self._new_ids.clear()
+        await store.insert_tasks(self.session, rows)
 
-    def _attach(self, row: TaskRecord) -> None:
-        """Before changing a row: one inserted by ``_insert_new`` joins the session now."""
-        if inspect(row).detached:
-            self.session.add(row)
+    def _set(self, row: TaskRow, columns: Iterable[str]) -> None:
+        """Record that the transition set these columns of ``row`` (a row not yet inserted
+        carries them in its INSERT)."""
+        row.updated_at = self.now
+        if row.id in self._new_ids:
+            return
+        changed = self._changed.setdefault(row.id, {"updated_at"})
+        changed.update(columns)
+
+    async def _write_changes(self) -> None:
+        """Bring the database in step with the rows: new rows inserted, changed columns
+        written (one executemany per column set). Before any statement that reads or
+        bulk-updates task rows in the database, and at the end."""
+        await self._insert_new()
+        if self._changed:
+            changed, self._changed = self._changed, {}
+            await store.update_tasks(self.session, changed, self.tasks)
+
+    def _cancelled(self, task_ids: Iterable[str]) -> None:
+        """Rows a bulk UPDATE cancelled in the database: the ones held here follow."""
+        for task_id in task_ids:
+            row = self.tasks.get(task_id)
+            if row is not None:
+                row.status, row.finished_at, row.updated_at = "cancelled", self.now, self.now
 
     async def close(self) -> Effects:
         """After the batch's outcomes: close the run when nothing is left, and stage the
         events (the task.ready records, and the run's timeline events as ONE record)."""
-        await self._insert_new()
+        await self._write_changes()
         if (
             self.run.status == RunStatus.RUNNING
             and self._node_finished
             and not await store.has_open_tasks(self.session, self.run.id)
         ):
             await self._step(FinishRun())
+            await self._write_changes()
         self._stage_timeline()
         rows = await stage_outbox(self.session, self.registry, self._staged)
         self.effects.outbox.extend(rows)
@@ -225,9 +247,19 @@ class Transition:
             outcome = machine.instance_finished(instance.node_id, aggregate, instance)
         elif isinstance(step, FanIn):
             aggregate = (await self._load_nodes([step.node_id]))[step.node_id]
-            await self._insert_new()
-            instances = await store.load_instances(self.session, self.run.id, step.node_id)
-            self.track(*instances)
+            # The instances this transition holds (changed, perhaps not yet written) win
+            # over the database's copies.
+            instances = [
+                self.tasks.setdefault(r.id, r)
+                for r in await store.load_instances(self.session, self.run.id, step.node_id)
+            ]
+            missing = [
+                r for r in self._new if r.node_id == step.node_id and r.item_index is not None
+            ]
+            if missing:  # created by this very transition: not in the database yet
+                held = {r.id for r in instances}
+                instances += [r for r in missing if r.id not in held]
+                instances.sort(key=lambda r: r.item_index or 0)
             outputs = [
                 await self.output_of(r) if r.status == "succeeded" else None for r in instances
             ]
@@ -271,15 +303,25 @@ class Transition:
             cache_key=replay.reuse[node_id],
         )
 
-    async def _load_nodes(self, node_ids: Iterable[str]) -> dict[str, TaskRecord]:
+    async def load_tasks(self, task_ids: Iterable[str]) -> dict[str, TaskRow]:
+        """The run's task rows by id: those the transition holds, the rest loaded (rows it
+        does not hold are unchanged since the batch began: the database has them right)."""
+        wanted = set(task_ids)
+        missing = wanted - self.tasks.keys()
+        if missing:
+            self.track(*(await store.load_tasks(self.session, self.run.id, missing)).values())
+        return {tid: self.tasks[tid] for tid in wanted if tid in self.tasks}
+
+    async def _load_nodes(self, node_ids: Iterable[str]) -> dict[str, TaskRow]:
         wanted = set(node_ids)
         missing = wanted - self.nodes.keys()
         if missing:
-            await self._insert_new()
             self.track(*await store.load_nodes(self.session, self.run.id, missing))
         return {nid: self.nodes[nid] for nid in wanted if nid in self.nodes}
 
-    async def output_of(self, row: TaskRecord) -> Any:
+    load_nodes = _load_nodes
+
+    async def output_of(self, row: TaskRow) -> Any:
         """A task's output, read back from the object store when it was claim-checked."""
         if row.output_ref is None:
             return row.output
@@ -304,25 +346,23 @@ class Transition:
         for new in outcome.new_tasks:
             # Every column set (NULL unless given): the row is detached after its insert,
             # and a column left unset would then be an expired attribute.
-            row = TaskRecord(
-                **dict.fromkeys(_TASK_COLUMNS)
-                | {
-                    "id": new.task_id,
-                    "run_id": self.run.id,
-                    "node_id": new.node_id,
-                    "item_index": new.item_index,
-                    "status": new.status,
-                    "attempt": 0,
-                    "max_attempts": new.max_attempts,
-                    "input": new.input,
-                    "finished_at": self.now if new.status in TERMINAL else None,
-                    "updated_at": self.now,
-                }
+            row = TaskRow(
+                id=new.task_id,
+                run_id=self.run.id,
+                node_id=new.node_id,
+                item_index=new.item_index,
+                status=new.status,
+                attempt=0,
+                max_attempts=new.max_attempts,
+                input=new.input,
+                finished_at=self.now if new.status in TERMINAL else None,
+                updated_at=self.now,
             )
-            # Not added to the session: inserted by ``_insert_new`` in one Core statement,
-            # with whatever the transition made of it by then (a plan's roots and a
-            # fan-out's instances are inserted already dispatched).
+            # Inserted by ``_insert_new`` in one Core statement, with whatever the
+            # transition made of it by then (a plan's roots and a fan-out's instances are
+            # inserted already dispatched).
             self._new.append(row)
+            self._new_ids.add(row.id)
             self.track(row)
             self.effects.tasks_added += 1
             if new.status in TERMINAL:
@@ -353,10 +393,12 @@ class Transition:
             )
             self.effects.held[held.hold.kind] += 1
         for cancel in outcome.cancel_instances:
-            n = await store.cancel_open_tasks(
+            await self._write_changes()
+            ids = await store.cancel_open_tasks(
                 self.session, self.run.id, now=self.now, node_id=cancel.node_id
             )
-            self._finished("cancelled", n, node=False)
+            self._cancelled(ids)
+            self._finished("cancelled", len(ids), node=False)
         for event in outcome.events:
             if event.kind == "task.reused":
                 self.effects.reused[str(event.data.get("source"))] += 1
@@ -367,7 +409,6 @@ class Transition:
 
     async def _update(self, update: TaskUpdate) -> None:
         row = self.tasks[update.task_id]
-        self._attach(row)
         values = dict(update.values)
         if values.get("output") is not None:
             size, data = _json_size(values["output"])
@@ -382,10 +423,10 @@ class Transition:
             self._finished(status, node=row.item_index is None)
         for name, value in values.items():
             setattr(row, name, value)
+        self._set(row, values)
 
     async def _dispatch(self, d: Dispatch) -> None:
         row = self.tasks[d.task_id]
-        self._attach(row)
         spec = self.graph.node(d.node_id).spec
         params, params_ref = d.params, d.params_ref
         name = spec.tool or spec.agent or ""
@@ -409,6 +450,9 @@ class Transition:
         row.started_at = None
         row.finished_at = None
         row.error = None
+        self._set(
+            row, _DISPATCH_COLUMNS if d.cache_key is None else {*_DISPATCH_COLUMNS, "cache_key"}
+        )
         ready = TaskReady(
             run_id=self.run.id,
             task_id=row.id,
@@ -465,9 +509,10 @@ class Transition:
         elif status == RunStatus.PAUSED or self.run.error is not None:
             self.run.error = error  # a pause names the budget; a resume clears it
         if status in STOPPED_RUN_STATUSES:
-            await self._insert_new()
-            n = await store.cancel_open_tasks(self.session, self.run.id, now=self.now)
-            self._finished("cancelled", n, node=False)
+            await self._write_changes()
+            ids = await store.cancel_open_tasks(self.session, self.run.id, now=self.now)
+            self._cancelled(ids)
+            self._finished("cancelled", len(ids), node=False)
             await store.cancel_pending_holds(self.session, self.run.id, now=self.now)
 
     def _finished(self, status: str, count: int = 1, *, node: bool) -> None:

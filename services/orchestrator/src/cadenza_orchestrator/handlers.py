@@ -35,7 +35,6 @@ from cadenza_state import (
     TERMINAL_RUN_STATUSES,
     RunRecord,
     RunStatus,
-    TaskRecord,
 )
 from cadenza_workflow import ExpressionError, SpecValidationError
 from opentelemetry import trace
@@ -45,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from . import hot_status, machine, metrics, store
 from .engine import Effects, Transition
 from .graph import GraphCache, RunGraph
+from .rows import TaskRow
 from .settings import OrchestratorSettings
 
 log = logging.getLogger("cadenza.orchestrator")
@@ -249,8 +249,8 @@ class RunHandlers:
         """Record each result's attempt once (one bulk insert), then apply those that
         change something, in order. Returns the transition, if any result applied."""
         results: list[tuple[Envelope[Any], TaskResult]] = [(e, e.payload) for e in envs]
-        rows = await store.load_tasks(session, run.id, {r.task_id for _, r in results})
-        fresh: list[tuple[Envelope[Any], TaskResult, TaskRecord]] = []
+        rows = await self._task_rows(session, run, transition, {r.task_id for _, r in results})
+        fresh: list[tuple[Envelope[Any], TaskResult, TaskRow]] = []
         seen: set[tuple[str, int]] = set()
         for env, result in results:
             row = rows.get(result.task_id)
@@ -298,8 +298,8 @@ class RunHandlers:
                 if run.status == RunStatus.CANCELLED:
                     aggregate = None
                     if row.item_index is not None:
-                        nodes = await store.load_nodes(session, run.id, [row.node_id])
-                        aggregate = nodes[0] if nodes else None
+                        nodes = await transition.load_nodes([row.node_id])
+                        aggregate = nodes.get(row.node_id)
                     outcome = machine.cancelled_result(row.node_id, row, aggregate)
                 else:
                     outcome = machine.apply_result(
@@ -323,7 +323,7 @@ class RunHandlers:
         """Apply each answer to a held task whose held attempt is still current; anything
         else (a redelivery, a run that ended meanwhile) changes nothing."""
         commands: list[HoldResolved] = [e.payload for e in envs]
-        rows = await store.load_tasks(session, run.id, {c.task_id for c in commands})
+        rows = await self._task_rows(session, run, transition, {c.task_id for c in commands})
         for env, command in zip(envs, commands, strict=True):
             row = rows.get(command.task_id)
             reason = (
@@ -378,6 +378,16 @@ class RunHandlers:
         return tracer.start_as_current_span(name, context=ctx, attributes=attributes)
 
     # -- shared ---------------------------------------------------------------------------
+
+    @staticmethod
+    async def _task_rows(
+        session: AsyncSession, run: RunRecord, transition: Transition | None, ids: set[str]
+    ) -> dict[str, TaskRow]:
+        """Task rows by id; once the batch has a transition of this run, the rows it holds
+        (an earlier event of the batch may have changed them)."""
+        if transition is not None:
+            return await transition.load_tasks(ids)
+        return await store.load_tasks(session, run.id, ids)
 
     def _joined(
         self, transition: Transition | None, session: AsyncSession, run: RunRecord

@@ -1,7 +1,7 @@
 """The run state machine: small transition rules, each a pure function returning an
 ``Outcome``. See docs/orchestrator.md for the table of states, events and rules.
 
-Rules read task rows (``TaskRecord``) but never change them: the engine applies outcomes
+Rules read task rows (``TaskRow``) but never change them: the engine applies outcomes
 through ``store`` and feeds follow-up steps back into the rules.
 
 Task ids, rows and statuses: every spec task has one *node row* (``item_index`` NULL). A
@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from cadenza_events import HoldResolved, TaskResult
-from cadenza_state import RunStatus, TaskRecord, TaskStatus
+from cadenza_state import RunStatus, TaskStatus
 from cadenza_workflow import ExpressionError, evaluate_condition, evaluate_for_each, render
 
 from .graph import Node, RunGraph, task_id_for
@@ -46,6 +46,7 @@ from .outcome import (
     Start,
     TaskUpdate,
 )
+from .rows import TaskRow
 
 S = TaskStatus
 
@@ -116,9 +117,7 @@ def reject_plan(error: dict[str, Any]) -> Outcome:
 # -- starting tasks -------------------------------------------------------------------------
 
 
-def advance(
-    node: Node, row: TaskRecord, rows: Mapping[str, TaskRecord], graph: RunGraph
-) -> Outcome:
+def advance(node: Node, row: TaskRow, rows: Mapping[str, TaskRow], graph: RunGraph) -> Outcome:
     """A pending task starts once its needs are settled (and, for a fallback, once it was
     triggered and every trigger not downstream of a failed one has finished). It is skipped
     when a need was skipped (unless ``run_if_skipped``), and a fallback is skipped when every
@@ -142,7 +141,7 @@ def advance(
     return Outcome(steps=[Start(node.id)])
 
 
-def skip(node_id: str, row: TaskRecord, reason: str) -> Outcome:
+def skip(node_id: str, row: TaskRow, reason: str) -> Outcome:
     """A skipped task has output null and settles (its dependants decide for themselves)."""
     return Outcome(
         updates=[TaskUpdate(row.id, {"status": S.SKIPPED, "output": None})],
@@ -153,7 +152,7 @@ def skip(node_id: str, row: TaskRecord, reason: str) -> Outcome:
 
 def start(
     node: Node,
-    row: TaskRecord,
+    row: TaskRow,
     context: dict[str, Any],
     graph: RunGraph,
     now: datetime,
@@ -227,7 +226,7 @@ def reusable(cached: Cached | None, key: str) -> bool:
     return cached is not None and (cached.cache_key is None or cached.cache_key == key)
 
 
-def reuse(node_id: str, row: TaskRecord, cached: Cached, key: str, now: datetime) -> Outcome:
+def reuse(node_id: str, row: TaskRow, cached: Cached, key: str, now: datetime) -> Outcome:
     """``task.reused``: the task completes with a recorded output — no dispatch, no model
     or tool call (``attempt`` stays 0) — and its dependants go on as after a success."""
     values = {
@@ -260,7 +259,7 @@ def render_params(node: Node, context: Mapping[str, Any]) -> dict[str, Any]:
 
 def _expand(
     node: Node,
-    row: TaskRecord,
+    row: TaskRow,
     context: dict[str, Any],
     graph: RunGraph,
     now: datetime,
@@ -320,7 +319,7 @@ def _expand(
 # -- results ---------------------------------------------------------------------------------
 
 
-def ignore_reason(run_status: str, row: TaskRecord, result: TaskResult) -> str | None:
+def ignore_reason(run_status: str, row: TaskRow, result: TaskResult) -> str | None:
     """Why a (first-seen) result changes nothing, or None when it applies. A ``cancelled``
     result for a cancelled run is applied by ``cancelled_result``."""
     if result.attempt != row.attempt:
@@ -335,7 +334,7 @@ def ignore_reason(run_status: str, row: TaskRecord, result: TaskResult) -> str |
 
 
 def apply_result(
-    node_id: str, row: TaskRecord, result: TaskResult, *, max_handoffs: int = 3
+    node_id: str, row: TaskRow, result: TaskResult, *, max_handoffs: int = 3
 ) -> Outcome:
     """The current attempt of an open task finished: succeeded stores the output; failed (or
     cancelled while the run goes on) fails the task — the worker already spent its retries;
@@ -373,7 +372,7 @@ def apply_result(
     return out
 
 
-def hand_off(node_id: str, row: TaskRecord, result: TaskResult, max_handoffs: int) -> Outcome:
+def hand_off(node_id: str, row: TaskRow, result: TaskResult, max_handoffs: int) -> Outcome:
     """An agent handed its task to another agent: the task stays open and is dispatched
     again — a new attempt — to that agent, with the conversation so far in its params
     (``handoff``). Past ``max_handoffs`` handoffs of one task, the task fails."""
@@ -412,7 +411,7 @@ def approval_id(task_id: str, attempt: int, call_index: int, kind: str) -> str:
     )
 
 
-def hold_task(node_id: str, row: TaskRecord, result: TaskResult) -> Outcome:
+def hold_task(node_id: str, row: TaskRow, result: TaskResult) -> Outcome:
     """A worker held a tool call instead of making it: the task waits for a person
     (``awaiting_approval``, or ``in_doubt`` for an effect that may have happened) and the
     call goes to the approvals inbox. No worker keeps it; an answer dispatches it again."""
@@ -440,7 +439,7 @@ def hold_task(node_id: str, row: TaskRecord, result: TaskResult) -> Outcome:
     )
 
 
-def resolve_hold(node_id: str, row: TaskRecord, command: HoldResolved) -> Outcome:
+def resolve_hold(node_id: str, row: TaskRow, command: HoldResolved) -> Outcome:
     """Someone answered a held task (or its approval timed out): dispatch it again — a new
     attempt that reads the answer and resumes at the held call (made, refused, or given the
     operator's output) — or, for an expired approval whose policy says so, fail it."""
@@ -465,7 +464,7 @@ def resolve_hold(node_id: str, row: TaskRecord, command: HoldResolved) -> Outcom
     return Outcome(events=[event], dispatches=[dispatch])
 
 
-def hold_ignore_reason(run_status: str, row: TaskRecord, command: HoldResolved) -> str | None:
+def hold_ignore_reason(run_status: str, row: TaskRow, command: HoldResolved) -> str | None:
     """Why an answer changes nothing (a duplicate, a stale attempt, a finished run)."""
     if run_status not in ACTIVE_RUN:
         return "run_finished"
@@ -475,7 +474,7 @@ def hold_ignore_reason(run_status: str, row: TaskRecord, command: HoldResolved) 
 
 
 def fail_task(
-    node_id: str, row: TaskRecord, error: dict[str, Any], extra: Mapping[str, Any] | None = None
+    node_id: str, row: TaskRow, error: dict[str, Any], extra: Mapping[str, Any] | None = None
 ) -> Outcome:
     """A task (or instance) failed for good."""
     values = dict(extra or {}) | {"status": S.FAILED, "error": error}
@@ -487,7 +486,7 @@ def fail_task(
     )
 
 
-def cancelled_result(node_id: str, row: TaskRecord, aggregate: TaskRecord | None) -> Outcome:
+def cancelled_result(node_id: str, row: TaskRow, aggregate: TaskRow | None) -> Outcome:
     """A run was cancelled and a worker stopped this task: the task is ``cancelled`` (and so
     is its fan-out row, which the gateway leaves alone because it is ``running``)."""
     out = Outcome(
@@ -499,7 +498,7 @@ def cancelled_result(node_id: str, row: TaskRecord, aggregate: TaskRecord | None
     return out
 
 
-def instance_finished(node_id: str, aggregate: TaskRecord, instance: TaskRecord) -> Outcome:
+def instance_finished(node_id: str, aggregate: TaskRow, instance: TaskRow) -> Outcome:
     """Fan-in bookkeeping: a failed instance fails the task at once (its other instances are
     cancelled, its fallback runs once); the last instance to finish triggers the fan-in."""
     if aggregate.status != S.RUNNING:
@@ -518,7 +517,7 @@ def instance_finished(node_id: str, aggregate: TaskRecord, instance: TaskRecord)
     return out
 
 
-def fan_in(node_id: str, aggregate: TaskRecord, outputs: list[Any], statuses: list[str]) -> Outcome:
+def fan_in(node_id: str, aggregate: TaskRow, outputs: list[Any], statuses: list[str]) -> Outcome:
     """All instances finished: the task's output is their outputs in index order (null for
     skipped ones); an empty fan-out succeeds with ``[]``; all skipped → skipped."""
     if statuses and all(s == S.SKIPPED for s in statuses):
@@ -536,7 +535,7 @@ def fan_in(node_id: str, aggregate: TaskRecord, outputs: list[Any], statuses: li
 
 
 def _fan_in_attempt(
-    aggregate: TaskRecord, status: str, error: dict[str, Any] | None = None
+    aggregate: TaskRow, status: str, error: dict[str, Any] | None = None
 ) -> Attempt:
     return Attempt(aggregate.id, aggregate.attempt, status, error, aggregate.started_at)
 
@@ -544,7 +543,7 @@ def _fan_in_attempt(
 # -- propagation -----------------------------------------------------------------------------
 
 
-def settled(node: Node, row: TaskRecord, triggers: Mapping[str, TaskRecord]) -> Outcome:
+def settled(node: Node, row: TaskRow, triggers: Mapping[str, TaskRow]) -> Outcome:
     """A settled task wakes its dependants and its fallback (which may now be skipped); a
     fallback that succeeded recovers the tasks that failed over to it, and a fallback
     skipped although a task failed over to it (a skipped need, ``when`` false) cannot
@@ -567,7 +566,7 @@ def settled(node: Node, row: TaskRecord, triggers: Mapping[str, TaskRecord]) -> 
     return Outcome(steps=steps)
 
 
-def failed(node: Node, row: TaskRecord, fallback: TaskRecord | None) -> Outcome:
+def failed(node: Node, row: TaskRow, fallback: TaskRow | None) -> Outcome:
     """A task failed for good: with ``on_failure`` its fallback takes over (if the fallback
     already succeeded for another task, this one is recovered at once); without one — or
     when a fallback itself fails — the run fails. A task stopped by a run or tenant budget
@@ -595,9 +594,7 @@ def failed(node: Node, row: TaskRecord, fallback: TaskRecord | None) -> Outcome:
     return Outcome(steps=[Advance(node.spec.on_failure)])
 
 
-def recover(
-    fallback_id: str, fallback: TaskRecord, triggers: list[tuple[str, TaskRecord]]
-) -> Outcome:
+def recover(fallback_id: str, fallback: TaskRow, triggers: list[tuple[str, TaskRow]]) -> Outcome:
     """A fallback succeeded: every task that failed over to it becomes ``recovered`` with
     the fallback's output, and its dependants run as if it had succeeded."""
     out = Outcome()
@@ -655,7 +652,7 @@ def pauses(error: Mapping[str, Any]) -> bool:
 
 
 def pause_task(
-    node_id: str, row: TaskRecord, cause: dict[str, Any], extra: Mapping[str, Any]
+    node_id: str, row: TaskRow, cause: dict[str, Any], extra: Mapping[str, Any]
 ) -> Outcome:
     """A budget with ``on_exceeded: pause`` ran out: the task is held (``paused``, not
     failed: no worker keeps it, the refused call reserved nothing) and the run is
@@ -691,7 +688,7 @@ def raised_budget(current: Mapping[str, Any] | None, new: Mapping[str, Any]) -> 
 
 
 def resume_run(
-    paused: list[TaskRecord],
+    paused: list[TaskRow],
     *,
     requested_by: str | None,
     reason: str | None,
@@ -757,7 +754,7 @@ def finish_run(graph: RunGraph, context: Mapping[str, Any]) -> Outcome:
 # -- the sweeper -----------------------------------------------------------------------------
 
 
-def redispatch(node_id: str, row: TaskRecord, *, max_dispatches: int, reason: str) -> Outcome:
+def redispatch(node_id: str, row: TaskRow, *, max_dispatches: int, reason: str) -> Outcome:
     """A dispatched task lost its worker (or was never picked up): dispatch it again with
     ``attempt + 1`` and the same params, or — after ``max_dispatches`` — fail it with
     ``worker_lost``. The lost attempt is recorded so a late result for it is a duplicate."""

@@ -68,6 +68,16 @@ PLAN_SECONDS = Histogram(
     "Time to expand a plan: parse, validate, create task rows and stage the first dispatches.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+TASK_ROWS_LOADED = Counter(
+    "cadenza_orchestrator_task_rows_loaded_total",
+    "Task rows read from PostgreSQL by the orchestrator (its work per result must not grow "
+    "with the size of the run: a few rows per result).",
+)
+TASK_ROWS_WRITTEN = Counter(
+    "cadenza_orchestrator_task_rows_written_total",
+    "Task rows the orchestrator wrote, by statement (insert, update).",
+    ["statement"],
+)
 SWEEPS = Counter("cadenza_orchestrator_sweeps_total", "Sweeper passes.", ["outcome"])
 BATCH_SECONDS = Histogram(
     "cadenza_orchestrator_batch_seconds",

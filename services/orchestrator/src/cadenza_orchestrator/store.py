@@ -3,7 +3,7 @@ They run inside the caller's transaction; the caller commits."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,16 +16,19 @@ from cadenza_state import (
     TaskAttemptRecord,
     TaskRecord,
 )
-from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
+from . import metrics
 from .outcome import HELD, OPEN, TERMINAL, HoldRequest
+from .rows import COLUMNS, TaskRow
 
 _OPEN = sorted(OPEN)
 _HELD = sorted(HELD)
 _DISPATCHED = ["ready", "running"]
+_TASKS: Any = TaskRecord.__table__
 
 
 def _is_postgres(session: AsyncSession) -> bool:
@@ -46,45 +49,52 @@ async def lock_run(
     return (await session.scalars(stmt)).one_or_none()
 
 
+def _select_rows() -> Any:
+    """``SELECT`` of every ``tasks`` column, in ``TaskRow``'s field order."""
+    return select(*(_TASKS.c[name] for name in COLUMNS))
+
+
+async def _rows(session: AsyncSession, stmt: Any) -> list[TaskRow]:
+    rows = [TaskRow(*row) for row in (await session.execute(stmt)).all()]
+    metrics.TASK_ROWS_LOADED.inc(len(rows))
+    return rows
+
+
 async def load_tasks(
     session: AsyncSession, run_id: str, task_ids: Iterable[str]
-) -> dict[str, TaskRecord]:
+) -> dict[str, TaskRow]:
     """Task rows of one run by id, in one query. No row lock: only the orchestrator writes
     task rows, and the run row's lock already serialises every writer of a run."""
     ids = sorted(set(task_ids))
     if not ids:
         return {}
-    stmt = select(TaskRecord).where(TaskRecord.run_id == run_id, TaskRecord.id.in_(ids))
-    return {row.id: row for row in (await session.scalars(stmt)).all()}
+    stmt = _select_rows().where(_TASKS.c.run_id == run_id, _TASKS.c.id.in_(ids))
+    return {row.id: row for row in await _rows(session, stmt)}
 
 
-async def load_nodes(
-    session: AsyncSession, run_id: str, node_ids: Iterable[str]
-) -> list[TaskRecord]:
+async def load_nodes(session: AsyncSession, run_id: str, node_ids: Iterable[str]) -> list[TaskRow]:
     """The node rows (``item_index`` NULL) of these spec tasks."""
     ids = sorted(set(node_ids))
     if not ids:
         return []
-    stmt = select(TaskRecord).where(
-        TaskRecord.run_id == run_id,
-        TaskRecord.node_id.in_(ids),
-        TaskRecord.item_index.is_(None),
+    stmt = _select_rows().where(
+        _TASKS.c.run_id == run_id, _TASKS.c.node_id.in_(ids), _TASKS.c.item_index.is_(None)
     )
-    return list((await session.scalars(stmt)).all())
+    return await _rows(session, stmt)
 
 
-async def load_instances(session: AsyncSession, run_id: str, node_id: str) -> list[TaskRecord]:
+async def load_instances(session: AsyncSession, run_id: str, node_id: str) -> list[TaskRow]:
     """A fan-out task's instance rows, in index order."""
     stmt = (
-        select(TaskRecord)
+        _select_rows()
         .where(
-            TaskRecord.run_id == run_id,
-            TaskRecord.node_id == node_id,
-            TaskRecord.item_index.is_not(None),
+            _TASKS.c.run_id == run_id,
+            _TASKS.c.node_id == node_id,
+            _TASKS.c.item_index.is_not(None),
         )
-        .order_by(TaskRecord.item_index)
+        .order_by(_TASKS.c.item_index)
     )
-    return list((await session.scalars(stmt)).all())
+    return await _rows(session, stmt)
 
 
 async def insert_attempt(
@@ -119,11 +129,45 @@ async def insert_attempt(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def insert_tasks(session: AsyncSession, values: Sequence[dict[str, Any]]) -> None:
+async def insert_tasks(session: AsyncSession, rows: Sequence[TaskRow]) -> None:
     """Insert new task rows (every column given) in ONE executemany on the Core table."""
-    if values:
-        table: Any = TaskRecord.__table__
-        await session.execute(insert(table), list(values))
+    if rows:
+        await session.execute(insert(_TASKS), [row.values() for row in rows])
+        metrics.TASK_ROWS_WRITTEN.labels("insert").inc(len(rows))
+
+
+_UPDATES: dict[tuple[str, ...], Any] = {}
+
+
+def _update_statement(columns: tuple[str, ...]) -> Any:
+    """``UPDATE tasks SET <columns> WHERE id = :row_id``, built once per column set (and
+    compiled once by SQLAlchemy's cache)."""
+    stmt = _UPDATES.get(columns)
+    if stmt is None:
+        stmt = (
+            update(_TASKS)
+            .where(_TASKS.c.id == bindparam("row_id"))
+            .values({name: bindparam(name) for name in columns})
+        )
+        _UPDATES[columns] = stmt
+    return stmt
+
+
+async def update_tasks(
+    session: AsyncSession, changed: Mapping[str, set[str]], rows: Mapping[str, TaskRow]
+) -> None:
+    """Write the columns a transition set on these rows: ONE executemany per distinct set
+    of columns (a batch of results changes the same few columns on every row)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for task_id, columns in changed.items():
+        row = rows[task_id]
+        key = tuple(sorted(columns))
+        groups.setdefault(key, []).append(
+            {"row_id": task_id, **{name: getattr(row, name) for name in key}}
+        )
+    for names, params in groups.items():
+        await session.execute(_update_statement(names), params)
+        metrics.TASK_ROWS_WRITTEN.labels("update").inc(len(params))
 
 
 async def insert_attempts(
@@ -159,24 +203,30 @@ _ATTEMPT_DEFAULTS: dict[str, Any] = {
 
 async def cancel_open_tasks(
     session: AsyncSession, run_id: str, *, now: datetime, node_id: str | None = None
-) -> int:
-    """Cancel a run's open tasks (or one fan-out task's open instances); returns how many."""
-    criteria = [TaskRecord.run_id == run_id, TaskRecord.status.in_([*_OPEN, *_HELD])]
+) -> list[str]:
+    """Cancel a run's open tasks (or one fan-out task's open instances); returns their ids
+    (the caller brings the rows it holds in memory in step)."""
+    criteria = [_TASKS.c.run_id == run_id, _TASKS.c.status.in_([*_OPEN, *_HELD])]
     if node_id is not None:
-        criteria += [TaskRecord.node_id == node_id, TaskRecord.item_index.is_not(None)]
-    result = await session.execute(
-        update(TaskRecord).where(*criteria).values(status="cancelled", finished_at=now)
+        criteria += [_TASKS.c.node_id == node_id, _TASKS.c.item_index.is_not(None)]
+    stmt = (
+        update(_TASKS)
+        .where(*criteria)
+        .values(status="cancelled", finished_at=now, updated_at=now)
+        .returning(_TASKS.c.id)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    ids = list((await session.scalars(stmt)).all())
+    metrics.TASK_ROWS_WRITTEN.labels("update").inc(len(ids))
+    return ids
 
 
 async def has_open_tasks(session: AsyncSession, run_id: str) -> bool:
     """Whether any task of the run still has work ahead (served by a partial index), or
     waits for a person (checked only when nothing else is open: the run's last moments)."""
-    stmt = select(exists().where(TaskRecord.run_id == run_id, TaskRecord.status.in_(_OPEN)))
+    stmt = select(exists().where(_TASKS.c.run_id == run_id, _TASKS.c.status.in_(_OPEN)))
     if await session.scalar(stmt):
         return True
-    held = select(exists().where(TaskRecord.run_id == run_id, TaskRecord.status.in_(_HELD)))
+    held = select(exists().where(_TASKS.c.run_id == run_id, _TASKS.c.status.in_(_HELD)))
     return bool(await session.scalar(held))
 
 
@@ -235,8 +285,8 @@ async def expired_holds(
 
 async def count_tasks(session: AsyncSession, run_id: str) -> tuple[int, int]:
     """``(total, finished)`` task rows of a run (for the hot status; once per run)."""
-    stmt = select(func.count(), func.count().filter(TaskRecord.status.in_(sorted(TERMINAL)))).where(
-        TaskRecord.run_id == run_id
+    stmt = select(func.count(), func.count().filter(_TASKS.c.status.in_(sorted(TERMINAL)))).where(
+        _TASKS.c.run_id == run_id
     )
     total, done = (await session.execute(stmt)).one()
     return int(total), int(done or 0)
@@ -280,14 +330,10 @@ async def dispatched_tasks(
     return [DispatchedTask(*row) for row in (await session.execute(stmt)).all()]
 
 
-async def lock_tasks(session: AsyncSession, task_ids: Sequence[str]) -> list[TaskRecord]:
+async def lock_tasks(session: AsyncSession, task_ids: Sequence[str]) -> list[TaskRow]:
     """Lock task rows, skipping rows another orchestrator holds (``SKIP LOCKED``)."""
-    stmt = (
-        select(TaskRecord)
-        .where(TaskRecord.id.in_(list(task_ids)))
-        .with_for_update(skip_locked=True)
-    )
-    return list((await session.scalars(stmt)).all())
+    stmt = _select_rows().where(_TASKS.c.id.in_(list(task_ids))).with_for_update(skip_locked=True)
+    return await _rows(session, stmt)
 
 
 async def count_pending_holds(session: AsyncSession) -> dict[str, int]:
@@ -300,12 +346,12 @@ async def count_pending_holds(session: AsyncSession) -> dict[str, int]:
     return {str(kind): int(n) for kind, n in (await session.execute(stmt)).all()}
 
 
-async def load_paused(session: AsyncSession, run_id: str) -> list[TaskRecord]:
-    """The tasks a budget held (``paused``), for a resume; locked like the run."""
+async def load_paused(session: AsyncSession, run_id: str) -> list[TaskRow]:
+    """The tasks a budget held (``paused``), for a resume (the run row's lock serialises
+    every writer of the run)."""
     stmt = (
-        select(TaskRecord)
-        .where(TaskRecord.run_id == run_id, TaskRecord.status == "paused")
-        .order_by(TaskRecord.id)
-        .with_for_update()
+        _select_rows()
+        .where(_TASKS.c.run_id == run_id, _TASKS.c.status == "paused")
+        .order_by(_TASKS.c.id)
     )
-    return list((await session.scalars(stmt)).all())
+    return await _rows(session, stmt)
