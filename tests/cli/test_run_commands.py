@@ -14,6 +14,7 @@ from cadenza_cli.main import app
 from cadenza_cli.replay import format_call
 from cadenza_client import RecordedCall
 from cadenza_runtime import open_resources
+from cadenza_state import RunRecord, TaskRecord
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.unit
@@ -109,6 +110,36 @@ async def test_dev_run_executes_an_example_end_to_end(tmp_path: Path) -> None:
     result = json.loads(out)
     assert result["status"] == "succeeded"
     assert result["output"] == {"customer": "Ada Lovelace", "needs_review": True, "total": 148.0}
+
+
+async def test_runs_resume_raises_the_limit_and_waits_for_the_run(
+    stack: DevStack, tmp_path: Path
+) -> None:
+    flow = tmp_path / "once.yaml"
+    flow.write_text("name: once\ntasks:\n  - id: step\n    tool: transform\n    with: {x: 1}\n")
+    code, out, err = await cadenza("run", str(flow), "--wait", "--url", stack.url)
+    assert code == 0, err
+    run_id = json.loads(out)["id"]
+    code, _, err = await cadenza("runs", "resume", run_id, "--url", stack.url)
+    assert code == 2  # only a paused run resumes: the problem is printed
+    assert "409" in err
+    # As the orchestrator leaves a run a pausing budget stopped (see docs/guardrails.md).
+    async with stack.resources.sessions() as session, session.begin():
+        run = await session.get(RunRecord, run_id)
+        assert run is not None
+        run.status, run.error, run.finished_at = "paused", {"code": "budget_exceeded"}, None
+        task = await session.get(TaskRecord, f"{run_id}.step")
+        assert task is not None
+        task.status = "paused"
+    code, out, err = await cadenza(
+        "runs", "resume", run_id, "--max-tokens", "5000", "--reason", "ok'd", "--url", stack.url
+    )
+    assert code == 0, err
+    assert out.strip() == f"run {run_id} succeeded"
+    code, out, _ = await cadenza("runs", "show", run_id, "--url", stack.url)
+    shown = json.loads(out)
+    assert shown["budget"]["max_tokens"] == 5000
+    assert [(t["status"], t["attempt"]) for t in shown["tasks"]] == [("succeeded", 2)]
 
 
 async def test_rerun_fork_and_diff(stack: DevStack) -> None:

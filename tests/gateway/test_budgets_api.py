@@ -94,3 +94,63 @@ async def test_a_run_request_carries_its_budget(
     bad = await client.post("/v1/runs", json={"spec": SPEC, "budget": {"max_usd": -1}})
     assert bad.status_code == 422
     assert "budget.max_usd" in bad.text
+
+
+async def _spend(resources: Resources, run_id: str, tokens: int, cost: float, calls: int) -> None:
+    async with resources.sessions() as session, session.begin():
+        session.add(
+            TaskRecord(
+                id=f"{run_id}:x", run_id=run_id, node_id="x", status="succeeded", max_attempts=1
+            )
+        )
+        await session.flush()
+        for turn in range(calls):
+            session.add(
+                LLMCallRecord(
+                    tenant_id="default",
+                    run_id=run_id,
+                    task_id=f"{run_id}:x",
+                    attempt=1,
+                    turn=turn,
+                    agent="a",
+                    provider="p",
+                    model="m",
+                    request={},
+                    input_tokens=tokens,
+                    output_tokens=0,
+                    cost_usd=cost,
+                    status="ok",
+                )
+            )
+
+
+async def test_usage_by_run_lists_the_most_expensive_runs_with_their_limits(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    other_spec = {**SPEC, "name": "other"}
+    cheap = (await client.post("/v1/runs", json={"spec": SPEC})).json()["id"]
+    dear = (await client.post("/v1/runs", json={"spec": SPEC, "budget": {"max_usd": 5.0}})).json()[
+        "id"
+    ]
+    middle = (await client.post("/v1/runs", json={"spec": other_spec})).json()["id"]
+    await _spend(resources, cheap, 10, 0.01, 1)
+    await _spend(resources, dear, 100, 1.5, 2)
+    await _spend(resources, middle, 50, 0.5, 1)
+
+    page = await client.get("/v1/usage/runs")
+    assert page.status_code == 200, page.text
+    items = page.json()["items"]
+    assert [i["run_id"] for i in items] == [dear, middle, cheap]
+    top = items[0]
+    assert (top["llm_calls"], top["total_tokens"], top["cost_usd"]) == (2, 200, 3.0)
+    assert (top["max_usd"], top["max_tokens"], top["workflow_name"]) == (5.0, None, "b")
+    assert top["status"] == "pending"
+    limited = (await client.get("/v1/usage/runs", params={"limit": 1})).json()["items"]
+    assert [i["run_id"] for i in limited] == [dear]
+    only = (await client.get("/v1/usage/runs", params={"workflow": "other"})).json()["items"]
+    assert [i["run_id"] for i in only] == [middle]
+    other = await client.get("/v1/usage/runs", headers={"X-Tenant-Id": "globex"})
+    assert other.json()["items"] == []  # the tenant is the credential's
+    bad = await client.get("/v1/usage/runs", params={"limit": 0})
+    assert bad.status_code == 422
+    assert "limit" in bad.text

@@ -143,3 +143,27 @@ async def test_a_version_beyond_int32_is_a_422_not_a_database_error(
         assert resp.status_code == 422, resp.text
         assert resp.json()["errors"][0]["field"] == "path.version"
     assert (await client.get("/v1/workflows/hello/versions/2147483647")).status_code == 404
+
+
+async def test_a_task_approval_rule_is_checked_at_registration(client: httpx.AsyncClient) -> None:
+    spec = {
+        "name": "wire",
+        "tasks": [
+            {
+                "id": "pay",
+                "tool": "http_request",
+                "with": {"url": "https://bank.example/pay", "method": "POST"},
+                "approval": {"rules": [{"tool": "http_request", "when": "args.amount >"}]},
+            }
+        ],
+    }
+    bad = await client.post("/v1/workflows", json=spec)
+    assert bad.status_code == 422, bad.text
+    fields = [e["field"] for e in bad.json()["errors"]]
+    assert "tasks[0].approval.rules[0].when" in fields
+    spec["tasks"][0]["approval"] = {"rules": [{"tool": "http_request", "methods": ["GET"]}]}  # type: ignore[index]
+    good = await client.post("/v1/workflows", json=spec)
+    assert good.status_code == 201, good.text
+    assert good.json()["spec"]["tasks"][0]["approval"]["rules"] == [
+        {"tool": "http_request", "methods": ["GET"]}
+    ]

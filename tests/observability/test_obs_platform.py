@@ -57,6 +57,9 @@ MAY_BE_EMPTY: dict[tuple[str, str], str] = {
     ("cadenza-llm", "Spend against budget (USD) by tenant and period"): "no tenant budget set",
     ("cadenza-llm", "Budget refusals and released reservations per minute"): "no budget hit",
     ("cadenza-llm", "Guardrail findings per minute by entity and action"): "no PII policy",
+    ("cadenza-llm", "Runs paused by a budget, and resumes, per minute"): (
+        "no pausing budget (tests/e2e/test_budget_e2e.py pauses and resumes runs)"
+    ),
     ("cadenza-llm", "Evaluations by suite and outcome, last 24 h"): "no `cadenza eval` here",
     ("cadenza-overview", "Held tool calls waiting for a person (guardrails)"): "no held call",
     ("cadenza-overview", "Dead letters (guardrails)"): (

@@ -25,6 +25,7 @@ from cadenza_events import (
     PlanRequested,
     RunCancelRequested,
     RunEvent,
+    RunResumeRequested,
     TaskError,
     TaskReady,
     TaskResult,
@@ -201,6 +202,12 @@ class Stack:
     async def cancel(self, run_id: str, *, reason: str | None = None) -> None:
         """Send the command the gateway stages for ``POST /v1/runs/{id}/cancel``."""
         command = RunCancelRequested(run_id=run_id, requested_by="key:test", reason=reason)
+        env = Envelope(payload=command, source="/test/gateway", plan_id=run_id)
+        await self.resources.publisher.publish(Topic.PLAN_REQUESTED, env)
+
+    async def resume(self, run_id: str, *, budget: dict[str, Any] | None = None) -> None:
+        """Send the command the gateway stages for ``POST /v1/runs/{id}/resume``."""
+        command = RunResumeRequested(run_id=run_id, requested_by="key:test", budget=budget)
         env = Envelope(payload=command, source="/test/gateway", plan_id=run_id)
         await self.resources.publisher.publish(Topic.PLAN_REQUESTED, env)
 

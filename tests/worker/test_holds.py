@@ -9,8 +9,10 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import agent_support
 import pytest
-from cadenza_state import ApprovalRecord, ToolEffectRecord, utcnow
+from agent_support import ScriptedProvider, calls, register_agent, start_agent_worker
+from cadenza_state import ApprovalRecord, RunRecord, ToolEffectRecord, utcnow
 from cadenza_worker.holds import HoldRequested
 from cadenza_worker.journal import EffectJournal
 from sqlalchemy import update
@@ -162,3 +164,47 @@ async def test_an_effect_in_doubt_resolved_done_takes_the_operator_output(stack:
         {"id": "p-1"},
         True,
     )
+
+
+async def _task_rules(stack: Stack, run_id: str, node_id: str, approval: dict[str, Any]) -> None:
+    """The run's workflow gives this task its own approval rules (as registered)."""
+    async with stack.resources.sessions() as session, session.begin():
+        await session.execute(
+            update(RunRecord)
+            .where(RunRecord.id == run_id)
+            .values(spec={"tasks": [{"id": node_id, "approval": approval}]})
+        )
+
+
+async def test_a_workflow_task_s_own_rule_holds_a_tool_task(stack: Stack) -> None:
+    await stack.start_worker()
+    task = await stack.add_task("transform", {"amount": 500})
+    rule = {"rules": [{"tool": "transform", "when": "args.amount > 100"}], "on_timeout": "fail"}
+    await _task_rules(stack, task.run_id, task.node_id, rule)
+    await stack.dispatch(task)
+    held = await stack.result(task)
+    assert held.status == "awaiting_approval"
+    assert held.hold is not None
+    assert held.hold.rule == "rule(tool=transform when=args.amount > 100)"
+    assert held.hold.on_timeout == "fail"
+
+    small = await stack.add_task("transform", {"amount": 5})
+    await _task_rules(stack, small.run_id, small.node_id, rule)
+    await stack.dispatch(small)
+    assert (await stack.result(small)).status == "succeeded"  # the rule does not match
+
+
+async def test_a_workflow_task_s_own_rule_holds_an_agent_s_call(stack: Stack) -> None:
+    ref = await register_agent(stack)  # the agent has no rules of its own
+    provider = ScriptedProvider(
+        [calls(("echo", {"text": "wire 900"})), agent_support.answer("done")]
+    )
+    echo = await start_agent_worker(stack, provider)
+    task = await stack.add_task(ref, {"prompt": "go"}, kind="agent")
+    await _task_rules(stack, task.run_id, task.node_id, {"rules": [{"tool": "echo"}]})
+    await stack.dispatch(task)
+    held = await stack.result(task)
+    assert held.status == "awaiting_approval"
+    assert held.hold is not None
+    assert (held.hold.tool, held.hold.rule) == ("echo", "rule(tool=echo)")
+    assert echo.calls == []  # held, not made

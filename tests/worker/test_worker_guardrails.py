@@ -3,6 +3,7 @@ actions on agent answers and tool arguments (scripted provider)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from agent_support import (
     ScriptedProvider,
     answer,
     calls,
+    llm_rows,
     register_agent,
     start_agent_worker,
     tool_rows,
@@ -18,8 +20,16 @@ from agent_support import (
 from cadenza_llm import LLMSettings, ProviderRegistry
 from cadenza_state import RunRecord
 from cadenza_worker import ToolRegistry
-from cadenza_worker.guardrails import PiiGuard, detect, enforce, redact
+from cadenza_worker.guardrails import (
+    DetectorLoadError,
+    PiiGuard,
+    detect,
+    enforce,
+    load_detectors,
+    redact,
+)
 from cadenza_workflow import PiiPolicy
+from langchain_core.runnables import RunnableConfig
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -122,6 +132,84 @@ async def test_flag_records_and_lets_the_answer_through(stack: Stack) -> None:
     event = guardrail_events(stack, task.task_id)[0]
     assert event["action"] == "flag"
     assert "alice@example.com" not in str(event)
+
+
+async def stored_copies(stack: Stack, task_id: str) -> str:
+    """Everything Cadenza stored of a task's conversation, as text: its ``llm_calls`` rows
+    (request, response, tool calls), its ``tool_calls`` rows, every LangGraph checkpoint of
+    its first attempt (the conversation and the pending writes) and its run events."""
+    parts: list[object] = []
+    for row in await llm_rows(stack, task_id):
+        parts += [row.request, row.response, row.tool_calls]
+    parts += [(t.arguments, t.result) for t in await tool_rows(stack, task_id)]
+    checkpointer = await stack.workers[-1].agents.checkpointer()
+    config: RunnableConfig = {"configurable": {"thread_id": f"{task_id}:1"}}
+    checkpoints = [c async for c in checkpointer.alist(config)]
+    assert checkpoints, "the loop checkpointed nothing"
+    parts += [(c.checkpoint["channel_values"], c.pending_writes) for c in checkpoints]
+    parts += [e.payload.model_dump() for e in stack.events if e.payload.task_id == task_id]
+    return json.dumps(parts, default=str)
+
+
+@BOTH_STACKS
+async def test_a_redacted_answer_is_never_stored_raw(stack: Stack) -> None:
+    """Redaction reaches what is stored: the raw answer is in no ``llm_calls`` row, no
+    checkpoint and no run event — the reply is redacted as it arrives."""
+    ref = await register_agent(
+        stack,
+        tools=[],
+        guardrails={"pii": {"action": "redact", "entities": ["email", "credit_card"]}},
+    )
+    await start_agent_worker(stack, ScriptedProvider([answer(LEAK)]))
+    task = await stack.add_task(ref, {"prompt": "who?"}, kind="agent")
+    await stack.dispatch(task)
+    result = await stack.result(task)
+    assert result.output == "Reach <EMAIL>, card <CREDIT_CARD>."
+    await assert_eventually(lambda: len(guardrail_events(stack, task.task_id)) == 1)
+    stored = await stored_copies(stack, task.task_id)
+    assert "alice@example.com" not in stored
+    assert "4111 1111 1111 1111" not in stored
+    assert "Reach <EMAIL>, card <CREDIT_CARD>." in stored  # the copies are there, redacted
+    [row] = await llm_rows(stack, task.task_id)
+    assert row.response is not None
+    assert row.response["content"] == "Reach <EMAIL>, card <CREDIT_CARD>."
+
+
+@BOTH_STACKS
+async def test_redacted_tool_arguments_are_never_stored_raw(stack: Stack) -> None:
+    ref = await register_agent(stack, guardrails={"pii": {"action": "redact"}})
+    provider = ScriptedProvider([calls(("echo", {"text": "mail bob@example.org"})), answer("ok")])
+    echo = await start_agent_worker(stack, provider)
+    task = await stack.add_task(ref, {"prompt": "echo"}, kind="agent")
+    await stack.dispatch(task)
+    result = await stack.result(task)
+    assert result.status == "succeeded", result.error
+    assert echo.calls == [{"text": "mail <EMAIL>"}]
+    # The second turn's request carries the first reply back to the model: redacted too.
+    assert "bob@example.org" not in json.dumps(provider.requests[1].messages)
+    await assert_eventually(lambda: len(guardrail_events(stack, task.task_id)) == 1)
+    stored = await stored_copies(stack, task.task_id)
+    assert "bob@example.org" not in stored
+    assert "mail <EMAIL>" in stored
+    first = (await llm_rows(stack, task.task_id))[0]
+    assert first.tool_calls is not None
+    assert first.tool_calls[0]["arguments"] == {"text": "mail <EMAIL>"}
+
+
+async def test_a_structured_answer_is_redacted_value_by_value(stack: Stack) -> None:
+    schema = {"type": "object", "properties": {"contact": {"type": "string"}}}
+    ref = await register_agent(
+        stack, tools=[], output_schema=schema, guardrails={"pii": {"action": "redact"}}
+    )
+    await start_agent_worker(stack, ScriptedProvider([answer({"contact": "alice@example.com"})]))
+    task = await stack.add_task(ref, {"prompt": "who?"}, kind="agent")
+    await stack.dispatch(task)
+    result = await stack.result(task)
+    assert result.status == "succeeded", result.error
+    assert result.output == {"contact": "<EMAIL>"}
+    [row] = await llm_rows(stack, task.task_id)
+    assert row.response is not None
+    assert json.loads(row.response["content"]) == {"contact": "<EMAIL>"}
 
 
 # -- the embedded model (replayed) -------------------------------------------------------
@@ -230,3 +318,38 @@ def test_a_finding_is_an_apply_guardrail_span_with_finding_events(
         is clean
     )
     assert len(exporter.get_finished_spans()) == 1
+
+
+# -- detectors plugged in by the operator (names) --------------------------------------
+
+
+async def test_a_plugged_in_names_detector_joins_the_policy(stack: Stack) -> None:
+    ref = await register_agent(stack, tools=[], guardrails={"pii": {"action": "redact"}})
+    reply = "Alice Johnson (alice@example.com) approved; ask Robert Smith."
+    await start_agent_worker(
+        stack, ScriptedProvider([answer(reply)]), pii_detectors=["name_detector:names"]
+    )
+    task = await stack.add_task(ref, {"prompt": "who?"}, kind="agent")
+    await stack.dispatch(task)
+    result = await stack.result(task)
+    assert result.output == "<NAME> (<EMAIL>) approved; ask <NAME>."
+    await assert_eventually(lambda: len(guardrail_events(stack, task.task_id)) == 1)
+    event = guardrail_events(stack, task.task_id)[0]
+    assert [f["entity"] for f in event["findings"]] == ["name", "email", "name"]  # type: ignore[index]
+    assert "Johnson" not in json.dumps(event)  # masked, like every finding
+    assert "Alice Johnson" not in await stored_copies(stack, task.task_id)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "path",
+    [
+        "name_detector",
+        "name_detector:missing",
+        "no_such_module:names",
+        "name_detector:NOT_CALLABLE",
+    ],
+)
+def test_a_detector_that_cannot_be_loaded_stops_the_worker(path: str) -> None:
+    with pytest.raises(DetectorLoadError, match=path.split(":")[0]):
+        load_detectors([path])

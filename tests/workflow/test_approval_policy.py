@@ -4,7 +4,16 @@ rules (tool, method, host, sandboxed expression) and tools that always need it."
 from __future__ import annotations
 
 import pytest
-from cadenza_workflow import ApprovalPolicy, ApprovalRule, approval_rule, parse_agent
+from cadenza_workflow import (
+    ApprovalPolicy,
+    ApprovalRule,
+    SpecValidationError,
+    TaskApproval,
+    approval_rule,
+    merge_approval,
+    parse_agent,
+    parse_spec,
+)
 from cadenza_workflow.agent import AgentValidationError
 
 pytestmark = pytest.mark.unit
@@ -80,3 +89,62 @@ def test_an_agent_with_a_bad_rule_is_refused_naming_the_field() -> None:
     assert "approval.rules[0].when" in str(caught.value.to_dict())
     agent["approval"] = {"rules": [{"tool": "refund", "when": "args.amount > 100"}]}
     assert parse_agent(agent).approval is not None
+
+
+# -- a workflow task's own rules ---------------------------------------------------------
+
+
+def _workflow(approval: object) -> dict[str, object]:
+    return {
+        "name": "refunds",
+        "tasks": [
+            {"id": "look", "tool": "transform", "with": {}},
+            {"id": "pay", "agent": "payer", "prompt": "pay", "approval": approval},
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("approval", "field"),
+    [
+        ({"rules": [{"when": "args.amount >"}]}, "tasks[1].approval.rules[0].when"),
+        ({"rules": [{"tool": "x", "verb": "DELETE"}]}, "tasks[1].approval.rules[0].verb"),
+        ({"timeout_s": 0}, "tasks[1].approval.timeout_s"),
+        ({"on_timeout": "explode"}, "tasks[1].approval.on_timeout"),
+        # A task cannot relax its agent's policy: no allow_hosts, no http_writes switch.
+        ({"allow_hosts": ["*"]}, "tasks[1].approval.allow_hosts"),
+        ({"http_writes": False}, "tasks[1].approval.http_writes"),
+    ],
+)
+def test_a_workflow_task_with_a_bad_approval_is_refused_naming_the_field(
+    approval: object, field: str
+) -> None:
+    with pytest.raises(SpecValidationError) as caught:
+        parse_spec(_workflow(approval))
+    assert field in [e.field for e in caught.value.errors]
+
+
+def test_a_task_s_rules_join_its_agent_s() -> None:
+    spec = parse_spec(
+        _workflow({"rules": [{"tool": "refund", "when": "args.amount > 100"}], "timeout_s": 60})
+    )
+    task_rules = spec.task("pay").approval
+    assert task_rules is not None
+    agent = ApprovalPolicy(rules=[ApprovalRule(tool="wire")], allow_hosts=["shop.example"])
+    merged = merge_approval(agent, task_rules)
+    assert merged is not None
+    assert approval_rule(merged, "refund", {"amount": 500}) == (
+        "rule(tool=refund when=args.amount > 100)"
+    )
+    assert approval_rule(merged, "refund", {"amount": 5}) is None
+    assert approval_rule(merged, "wire", {}) == "rule(tool=wire)"  # the agent's still hold
+    assert approval_rule(merged, "http_request", DELETE) is None  # its allowlist stays
+    assert (merged.timeout_s, merged.on_timeout) == (60, "reject")
+    # A tool task (no agent): the default rule for writes stays on, the worker's timeout.
+    alone = merge_approval(None, task_rules, timeout_s=99)
+    assert alone is not None
+    assert approval_rule(alone, "http_request", DELETE) is not None
+    assert alone.timeout_s == 60
+    assert merge_approval(agent, None) is agent
+    assert merge_approval(None, TaskApproval(), timeout_s=99).timeout_s == 99  # type: ignore[union-attr]
+    assert spec.to_dict()["tasks"][1]["approval"]["rules"][0]["tool"] == "refund"

@@ -41,7 +41,7 @@ def on_gateway(url: str, work: Callable[[AsyncCadenza], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
-    except (ApiError, httpx.HTTPError) as exc:
+    except (ApiError, httpx.HTTPError, TimeoutError) as exc:
         typer.echo(str(exc) or repr(exc), err=True)
         raise typer.Exit(2) from None
 
@@ -84,7 +84,8 @@ async def submit(
 async def wait_for_run(
     client: AsyncCadenza, run_id: str, *, interval_s: float = 0.2, out: Any = sys.stderr
 ) -> Run:
-    """Poll the run, printing each task's status change, until it is terminal."""
+    """Poll the run, printing each task's status change, until it is terminal or paused
+    (a paused run waits for a person: ``cadenza runs resume``)."""
     seen: dict[str, str] = {}
     while True:
         run = await client.get_run(run_id)
@@ -95,6 +96,13 @@ async def wait_for_run(
                 extra = f" (attempt {task.attempt})" if task.attempt > 1 else ""
                 print(f"  {label:<28} {task.status}{extra}", file=out)
         if run.terminal:
+            return run
+        if run.status == "paused":
+            print(
+                f"  run paused by a budget: {(run.error or {}).get('message', '')}\n"
+                f"  raise the limit, then: cadenza runs resume {run_id}",
+                file=out,
+            )
             return run
         await asyncio.sleep(interval_s)
 

@@ -1,7 +1,8 @@
-"""`cadenza run` and `cadenza runs list|show|cancel`: talk to a running gateway."""
+"""`cadenza run` and `cadenza runs list|show|cancel|resume`: talk to a running gateway."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 import typer
@@ -14,7 +15,7 @@ from .replay import diff_command, fork_command, format_call, rerun_command
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="CADENZA_URL", help="Gateway base URL.")]
 runs_app = typer.Typer(
-    help="List, show, cancel, rerun, fork and compare runs.", no_args_is_help=True
+    help="List, show, cancel, resume, rerun, fork and compare runs.", no_args_is_help=True
 )
 runs_app.command("rerun")(rerun_command)
 runs_app.command("fork")(fork_command)
@@ -104,12 +105,15 @@ def show_run(
         print_json(data)
 
 
+ReasonOption = Annotated[
+    str | None, typer.Option(help="Why (kept in the timeline and the audit log).")
+]
+
+
 @runs_app.command("cancel")
 def cancel_run(
     run_id: str,
-    reason: Annotated[
-        str | None, typer.Option(help="Why (kept in the timeline and the audit log).")
-    ] = None,
+    reason: ReasonOption = None,
     wait: Annotated[
         bool, typer.Option(help="Wait until the orchestrator has cancelled the run.")
     ] = True,
@@ -123,3 +127,52 @@ def cancel_run(
 
     run = on_gateway(url, go)
     typer.echo(f"run {run.id} {run.status if wait else 'cancel requested'}")
+
+
+@runs_app.command("resume")
+def resume_run(
+    run_id: str,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="New token limit of the run itself (raises its budget).")
+    ] = None,
+    max_usd: Annotated[
+        float | None, typer.Option(help="New USD limit of the run itself (raises its budget).")
+    ] = None,
+    reason: ReasonOption = None,
+    wait: Annotated[
+        bool, typer.Option(help="Wait until the run finishes or is paused again.")
+    ] = True,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Resume a run a budget paused: its held tasks run again from their checkpoints. Raise a
+    tenant limit first (PUT /v1/budgets/day|month); a run's own limit with --max-tokens /
+    --max-usd."""
+    budget = {
+        k: v for k, v in {"max_tokens": max_tokens, "max_usd": max_usd}.items() if v is not None
+    }
+
+    async def go(client: AsyncCadenza) -> Run:
+        accepted = await client.resume_run(run_id, budget=budget or None, reason=reason)
+        if not wait:
+            return accepted
+        await _resumed(client, run_id, {t.id: t.attempt for t in accepted.tasks})
+        return await wait_for_run(client, run_id)
+
+    run = on_gateway(url, go)
+    typer.echo(f"run {run.id} {run.status if wait else 'resume requested'}")
+
+
+async def _resumed(
+    client: AsyncCadenza, run_id: str, before: dict[str, int], timeout_s: float = 300
+) -> Run:
+    """Wait until the orchestrator applied the resume: the run left ``paused``, or a task
+    was dispatched again (it may have been paused again already)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        run = await client.get_run(run_id)
+        again = any(t.attempt > before.get(t.id, t.attempt) for t in run.tasks)
+        if run.status != "paused" or again:
+            return run
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"run {run_id} was not resumed in {timeout_s:.0f} s")
+        await asyncio.sleep(0.2)

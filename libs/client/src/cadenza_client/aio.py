@@ -191,6 +191,16 @@ class AsyncCadenza:
         to see it done."""
         return await self.call(calls.cancel_run(run_id, reason))
 
+    async def resume_run(
+        self,
+        run_id: str,
+        *,
+        budget: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> Run:
+        """Resume a run a budget paused (a command; ``wait_for_run`` to see it go on)."""
+        return await self.call(calls.resume_run(run_id, budget=budget, reason=reason))
+
     async def rerun_run(
         self,
         run_id: str,

@@ -179,6 +179,19 @@ def cancel_run(run_id: str, reason: str | None = None) -> Call[Run]:
     return Call("POST", f"/v1/runs/{_seg(run_id)}/cancel", _model(Run), json=body)
 
 
+def resume_run(
+    run_id: str, *, budget: Mapping[str, Any] | None = None, reason: str | None = None
+) -> Call[Run]:
+    """A command: the orchestrator resumes a run a budget paused (raising the run's own
+    limit to ``budget`` first, if given); the answer is the run as it is."""
+    body: dict[str, Any] = {}
+    if budget:
+        body["budget"] = dict(budget)
+    if reason:
+        body["reason"] = reason
+    return Call("POST", f"/v1/runs/{_seg(run_id)}/resume", _model(Run), json=body or None)
+
+
 def run_timeline(run_id: str) -> Call[dict[str, Any]]:
     return Call("GET", f"/v1/runs/{_seg(run_id)}/timeline", _model(dict[str, Any]))
 

@@ -161,6 +161,16 @@ class Cadenza:
         to see it done."""
         return self.call(calls.cancel_run(run_id, reason))
 
+    def resume_run(
+        self,
+        run_id: str,
+        *,
+        budget: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> Run:
+        """Resume a run a budget paused (a command; ``wait_for_run`` to see it go on)."""
+        return self.call(calls.resume_run(run_id, budget=budget, reason=reason))
+
     def rerun_run(
         self,
         run_id: str,

@@ -47,6 +47,22 @@ class RunCancelRequested(Payload):
     reason: str | None = None
 
 
+class RunResumeRequested(Payload):
+    """Someone asked to resume a run paused by a budget (``on_exceeded: pause``). A command
+    on the ``plan.requested`` topic, like a cancel: the orchestrator, the one writer of run
+    state, raises the run's own limit when ``budget`` is given and dispatches the held tasks
+    again."""
+
+    EVENT_TYPE: ClassVar[str] = "cadenza.run.resume_requested.v1"
+    run_id: str
+    requested_by: str | None = Field(default=None, description="Credential subject, for audit")
+    reason: str | None = None
+    budget: dict[str, Any] | None = Field(
+        default=None,
+        description="New run limits ({max_tokens, max_usd}) replacing the run's own, per field",
+    )
+
+
 class TaskReady(Payload):
     """A task instance is ready to run; workers compete for it (keyed by task id)."""
 
@@ -227,6 +243,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
     for cls in (
         PlanRequested,
         RunCancelRequested,
+        RunResumeRequested,
         TaskReady,
         TaskResult,
         HoldResolved,

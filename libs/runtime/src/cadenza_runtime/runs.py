@@ -14,6 +14,7 @@ from cadenza_events import (
     PlanRequested,
     RunCancelRequested,
     RunEvent,
+    RunResumeRequested,
     Topic,
     TopicRegistry,
 )
@@ -120,18 +121,61 @@ async def request_cancel(
     the workers. Keyed by run on ``plan.requested``, so it follows the run's plan in order.
     Audited as ``run.cancel_requested`` by ``actor``."""
     command = RunCancelRequested(run_id=run.id, requested_by=actor, reason=reason)
+    data = {"reason": reason} if reason else None
+    await _stage_command(session, registry, run, command, source, actor, data)
+
+
+async def request_resume(
+    *,
+    session: AsyncSession,
+    registry: TopicRegistry,
+    run: RunRecord,
+    actor: str,
+    source: str,
+    reason: str | None = None,
+    budget: dict[str, Any] | None = None,
+) -> None:
+    """Stage the ``run.resume_requested`` command for the orchestrator, the one writer of run
+    and task state: it raises the run's own limit (``budget``, if given) and dispatches the
+    tasks a budget held. Keyed by run on ``plan.requested`` like a cancel. Audited as
+    ``run.resume_requested`` by ``actor``."""
+    command = RunResumeRequested(run_id=run.id, requested_by=actor, reason=reason, budget=budget)
+    data: dict[str, Any] = {}
+    if reason:
+        data["reason"] = reason
+    if budget:
+        data["budget"] = budget
+    await _stage_command(session, registry, run, command, source, actor, data or None)
+
+
+async def _stage_command(
+    session: AsyncSession,
+    registry: TopicRegistry,
+    run: RunRecord,
+    command: RunCancelRequested | RunResumeRequested,
+    source: str,
+    actor: str,
+    data: dict[str, Any] | None,
+) -> None:
+    """Stage a command for the orchestrator on ``plan.requested`` (keyed by the run, so it
+    follows the run's plan in order) with its audit row (action = the command's kind)."""
     await stage_event(
         session,
         registry,
         Topic.PLAN_REQUESTED,
         Envelope(command, source=source, tenant_id=run.tenant_id, plan_id=run.id),
     )
+    kind = (
+        "run.cancel_requested"
+        if isinstance(command, RunCancelRequested)
+        else "run.resume_requested"
+    )
     session.add(
         AuditLogEntry(
             tenant_id=run.tenant_id,
             actor=actor,
-            action="run.cancel_requested",
+            action=kind,
             subject=f"run:{run.id}",
-            data={"reason": reason} if reason else None,
+            data=data,
         )
     )

@@ -44,6 +44,9 @@ class RunStatus(StrEnum):
     CANCELLED = "cancelled"
     # Stopped because a token or USD budget (task, run or tenant) ran out: see docs/guardrails.md.
     BUDGET_EXCEEDED = "budget_exceeded"
+    # Held by a budget with ``on_exceeded: pause``: waits for an operator to raise the limit
+    # and resume it (POST /v1/runs/{id}/resume). Not terminal.
+    PAUSED = "paused"
 
 
 class TaskStatus(StrEnum):
@@ -59,10 +62,15 @@ class TaskStatus(StrEnum):
     # Held for a person (docs/guardrails.md): no worker runs it until the hold is answered.
     AWAITING_APPROVAL = "awaiting_approval"
     IN_DOUBT = "in_doubt"
+    # Its LLM call could not reserve a budget with ``on_exceeded: pause``: dispatched again
+    # when the run is resumed.
+    PAUSED = "paused"
 
 
-HELD_TASK_STATUSES = frozenset({TaskStatus.AWAITING_APPROVAL, TaskStatus.IN_DOUBT})
-"""Open tasks waiting for a person (an approval, or an effect left in doubt)."""
+HELD_TASK_STATUSES = frozenset(
+    {TaskStatus.AWAITING_APPROVAL, TaskStatus.IN_DOUBT, TaskStatus.PAUSED}
+)
+"""Open tasks waiting for a person (an approval, an effect left in doubt, a budget raise)."""
 
 
 TERMINAL_RUN_STATUSES = frozenset(

@@ -22,7 +22,7 @@ from .agent import (
     parse_agent_ref,
     validate_agent,
 )
-from .approval import ApprovalPolicy, ApprovalRule, approval_rule
+from .approval import ApprovalPolicy, ApprovalRule, TaskApproval, approval_rule, merge_approval
 from .errors import ErrorCode, ExpressionError, SpecError, SpecValidationError
 from .expressions import (
     CONTEXT_NAMES,
@@ -45,9 +45,11 @@ from .guardrails import (
     ACTION_STRICTNESS,
     PII_ENTITIES,
     Budget,
+    BudgetRaise,
     GuardrailPolicy,
     PiiPolicy,
     combine,
+    run_budget,
     tighter,
 )
 from .inputs import coerce_input, json_type_name, resolve_inputs
@@ -83,6 +85,7 @@ __all__ = [
     "ApprovalPolicy",
     "ApprovalRule",
     "Budget",
+    "BudgetRaise",
     "ErrorCode",
     "Expression",
     "ExpressionError",
@@ -93,6 +96,7 @@ __all__ = [
     "RetryPolicy",
     "SpecError",
     "SpecValidationError",
+    "TaskApproval",
     "TaskKind",
     "TaskSpec",
     "Template",
@@ -114,11 +118,13 @@ __all__ = [
     "json_type_name",
     "load_agent",
     "load_spec",
+    "merge_approval",
     "parse_agent",
     "parse_agent_ref",
     "parse_spec",
     "render",
     "resolve_inputs",
+    "run_budget",
     "tighter",
     "topological_order",
     "validate_agent",

@@ -113,6 +113,55 @@ class ApprovalPolicy(BaseModel):
 DEFAULT_POLICY = ApprovalPolicy()
 
 
+class TaskApproval(BaseModel):
+    """Approval rules of one workflow task, added to its agent's (or, for a ``tool`` task, to
+    the default rule). A task can add rules, never remove the agent's nor relax the default
+    rule for HTTP writes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rules: list[ApprovalRule] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Calls of this task matching any rule are held (as well as those the "
+        "agent's own rules hold).",
+    )
+    timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=90 * 24 * 3600,
+        description="How long a held call of this task waits for an answer (default: the "
+        "agent's, or the workers' CADENZA_WORKER_APPROVAL_TIMEOUT_S for a tool task).",
+    )
+    on_timeout: Literal["reject", "fail"] | None = Field(
+        default=None,
+        description="No answer in time: `reject` tells the model no; `fail` fails the task "
+        "(default: the agent's, or `reject`).",
+    )
+
+
+def merge_approval(
+    agent: ApprovalPolicy | None,
+    task: TaskApproval | None,
+    *,
+    timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S,
+) -> ApprovalPolicy | None:
+    """The policy a task's calls are checked against: the agent's (or the default) with the
+    task's rules first (a call both hold is described by the task's rule), and the task's
+    timeout and ``on_timeout`` when it gives them. ``timeout_s`` is the default timeout when
+    there is no agent policy (a tool task)."""
+    if task is None:
+        return agent
+    base = agent if agent is not None else ApprovalPolicy(timeout_s=timeout_s)
+    return base.model_copy(
+        update={
+            "rules": [*task.rules, *base.rules],
+            "timeout_s": task.timeout_s if task.timeout_s is not None else base.timeout_s,
+            "on_timeout": task.on_timeout or base.on_timeout,
+        }
+    )
+
+
 def url_host(url: Any) -> str | None:
     if not isinstance(url, str):
         return None

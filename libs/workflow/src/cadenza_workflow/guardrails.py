@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,8 +43,9 @@ class Budget(BaseModel):
     )
     on_exceeded: OnExceeded = Field(
         default="stop",
-        description="'stop': the run ends with status budget_exceeded. 'pause' is accepted "
-        "but not built yet: it stops the run too (docs/guardrails.md).",
+        description="'stop': the run ends with status budget_exceeded. 'pause': the run is "
+        "paused (the task that could not reserve is held) until an operator raises the limit "
+        "and resumes it (docs/guardrails.md).",
     )
 
 
@@ -63,6 +64,37 @@ def tighter(a: Budget | None, b: Budget | None) -> Budget | None:
         max_usd=low(a.max_usd, b.max_usd),
         on_exceeded="pause" if "pause" in (a.on_exceeded, b.on_exceeded) else "stop",
     )
+
+
+class BudgetRaise(BaseModel):
+    """New limits an operator gives a paused run when resuming it: they replace the run's
+    own limits per field (the workflow's included — the operator decided)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_tokens: int | None = Field(
+        default=None, ge=1, le=10**12, description="The run's new token limit."
+    )
+    max_usd: float | None = Field(
+        default=None, ge=0, le=1e9, allow_inf_nan=False, description="The run's new USD limit."
+    )
+
+
+def run_budget(workflow: Any, request: Any) -> Budget | None:
+    """A run's effective budget from the workflow spec's ``budget`` and the run row's
+    ``budget`` column: the tighter of the two per field, then any limit an operator raised
+    on resume (``raised`` in the column) in place of that field."""
+    stored = dict(request) if isinstance(request, dict) else {}
+    raised = stored.pop("raised", None) or {}
+    effective = tighter(_as_budget(workflow), _as_budget(stored))
+    if not raised:
+        return effective
+    base = effective.model_dump() if effective is not None else {}
+    return Budget.model_validate(base | {k: v for k, v in raised.items() if v is not None})
+
+
+def _as_budget(data: Any) -> Budget | None:
+    return Budget.model_validate(data) if isinstance(data, dict) and data else None
 
 
 class PiiPolicy(BaseModel):

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from .approval import TaskApproval
 from .errors import ErrorCode, SpecError, SpecValidationError
 from .guardrails import Budget, GuardrailPolicy
 from .json_types import JSON_INTEGER, json_integers
@@ -199,6 +200,11 @@ class TaskSpec(BaseModel):
         gt=0,
         le=86400,
         description="Time limit for each attempt, in seconds.",
+    )
+    approval: TaskApproval | None = Field(
+        default=None,
+        description="Approval rules for this task's tool calls (same shape as an agent's "
+        "`approval.rules`), added to its agent's rules; see docs/guardrails.md.",
     )
 
     @model_validator(mode="before")

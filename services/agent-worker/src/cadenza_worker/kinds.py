@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cadenza_events import NonRetryableError, TaskReady
+from cadenza_workflow import merge_approval
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from . import metrics
+from .budgets import BudgetLimits
 from .errors import UnknownKindError, UnknownToolError
 from .holds import ApprovalGate, HoldRequested
 from .journal import EffectJournal, ensure_json
@@ -137,11 +139,16 @@ class ToolExecutor:
     needs approval or its effect is in doubt: then the task is held (a ``Hold`` output)."""
 
     def __init__(
-        self, tools: ToolRegistry, journal: EffectJournal, gate: ApprovalGate | None = None
+        self,
+        tools: ToolRegistry,
+        journal: EffectJournal,
+        gate: ApprovalGate | None = None,
+        policies: BudgetLimits | None = None,
     ) -> None:
         self._tools = tools
         self._journal = journal
         self._gate = gate or ApprovalGate()
+        self._policies = policies  # the workflow task's own approval rules, when given
 
     def label(self, task: TaskReady) -> str:
         return task.name if task.name in self._tools else "unknown"
@@ -154,6 +161,10 @@ class ToolExecutor:
                 f"(known: {', '.join(sorted(self._tools.names()))})"
             )
         task = call.task
+        policy = None
+        if self._policies is not None:
+            rules = (await self._policies.run_policy(task.run_id)).approvals.get(task.node_id)
+            policy = merge_approval(None, rules, timeout_s=self._gate.timeout_s)
         try:
             answer = await self._gate.check(
                 tool,
@@ -161,6 +172,7 @@ class ToolExecutor:
                 call_index=0,
                 task_id=task.task_id,
                 decisions=self._journal.decisions,
+                policy=policy,
                 reason=f"workflow task {task.node_id!r} calls {tool.name}",
             )
             if answer is not None and not answer.approved:

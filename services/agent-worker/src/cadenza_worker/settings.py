@@ -54,6 +54,13 @@ class WorkerSettings(BaseSettings):
         description="Outputs whose JSON is larger than this go to the object store and the "
         "result carries `output_ref` (also read from CADENZA_CLAIM_CHECK_BYTES).",
     )
+    pii_detectors: list[str] = Field(
+        default_factory=list,
+        description="Extra PII detectors, as a JSON list of 'package.module:function' "
+        "(each (text) -> [(entity, start, end)]), e.g. a named-entity model for person "
+        "names installed with the worker image. Their findings join every PII policy's. "
+        "A path that cannot be imported stops the worker at start.",
+    )
     approval_allow_hosts: list[str] = Field(
         default_factory=list,
         description="Hosts (globs) `http_request` may write to (POST/PUT/PATCH/DELETE) "

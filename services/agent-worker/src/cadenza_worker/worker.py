@@ -12,6 +12,7 @@ from cadenza_state import EnvelopeCipher, SecretsSettings
 
 from .agents import AgentExecutor, LoopLimits, TenantProviders
 from .budgets import BudgetLedger, Reconciler
+from .guardrails import load_detectors
 from .handler import TaskHandler
 from .holds import ApprovalGate
 from .journal import EffectJournal
@@ -77,9 +78,13 @@ class Worker:
             claim_check_bytes=self.settings.claim_check_bytes,
             ledger=self.budgets,
             tenant_providers=self.tenant_providers,
+            pii_detectors=load_detectors(self.settings.pii_detectors),
         )
         self.executors = executors or ExecutorRegistry(
-            {"tool": ToolExecutor(self.tools, self.journal, gate), "agent": self.agents}
+            {
+                "tool": ToolExecutor(self.tools, self.journal, gate, self.agents.run_policies),
+                "agent": self.agents,
+            }
         )
         self._handler = TaskHandler(resources, self.settings, self.executors)
         self._consumer: Consumer | None = None

@@ -38,6 +38,11 @@ IDEMPOTENT_REPLAYS = Counter(
 RUNS_CANCELLED = Counter(
     "cadenza_gateway_runs_cancelled_total", "Cancels requested through the API.", ["tenant"]
 )
+RUNS_RESUMED = Counter(
+    "cadenza_gateway_runs_resumed_total",
+    "Resumes of paused runs requested through the API.",
+    ["tenant"],
+)
 WORKFLOW_VERSIONS = Counter(
     "cadenza_gateway_workflow_versions_total", "Workflow versions registered.", ["tenant"]
 )

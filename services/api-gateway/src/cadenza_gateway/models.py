@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from cadenza_state import TERMINAL_RUN_STATUSES, RunRecord, TaskRecord, WorkflowRecord
-from cadenza_workflow import Budget, tighter
+from cadenza_workflow import Budget
+from cadenza_workflow import run_budget as effective_run_budget
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .usage import RunUsage, UsageRollup, UsageTotals
@@ -143,7 +144,8 @@ class TaskPublic(BaseModel):
     node_id: str = Field(description="The spec task id this instance runs.")
     item_index: int | None = Field(description="Fan-out item index; null if not fanned out.")
     status: str = Field(
-        description="pending, ready, running, succeeded, failed, skipped, cancelled or recovered."
+        description="pending, ready, running, succeeded, failed, skipped, cancelled, "
+        "recovered, awaiting_approval, in_doubt or paused (held by a budget)."
     )
     attempt: int = Field(description="Dispatches so far (re-dispatch after a lost worker +1).")
     max_attempts: int = Field(description="Executions allowed per dispatch (retries).")
@@ -203,7 +205,7 @@ class RunSummary(BaseModel):
     workflow_name: str = Field(description="Workflow name.")
     workflow_version: int | None = Field(description="Registered version; null = inline spec.")
     status: str = Field(
-        description="pending, running, succeeded, failed, cancelled or budget_exceeded."
+        description="pending, running, paused, succeeded, failed, cancelled or budget_exceeded."
     )
     created_at: datetime
     updated_at: datetime
@@ -260,7 +262,8 @@ class RunPublic(RunSummary):
     budget: Budget | None = Field(
         default=None,
         description="The run's limits (the workflow's budget and the request's, the tighter "
-        "of the two); compare with usage.total.total_tokens and usage.total.cost_usd.",
+        "of the two, then any limit raised by a resume); compare with "
+        "usage.total.total_tokens and usage.total.cost_usd.",
     )
 
     @classmethod
@@ -292,12 +295,9 @@ class RunPublic(RunSummary):
 
 
 def run_budget(run: RunRecord) -> Budget | None:
-    """The limits the workers apply to ``run`` (same rule as theirs: the tighter wins)."""
-
-    def parse(data: Any) -> Budget | None:
-        return Budget.model_validate(data) if isinstance(data, dict) and data else None
-
-    return tighter(parse(run.spec.get("budget")), parse(run.budget))
+    """The limits the workers apply to ``run`` (same rule as theirs: the tighter wins, then
+    what an operator raised when resuming it)."""
+    return effective_run_budget(run.spec.get("budget"), run.budget)
 
 
 class RunsPublic(BaseModel):
@@ -314,7 +314,7 @@ class RunStatusPublic(BaseModel):
 
     id: str
     status: str = Field(
-        description="pending, running, succeeded, failed, cancelled or budget_exceeded."
+        description="pending, running, paused, succeeded, failed, cancelled or budget_exceeded."
     )
     terminal: bool = Field(description="True once the status can no longer change.")
     source: Literal["hot", "database"] = Field(

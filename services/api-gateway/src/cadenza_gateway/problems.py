@@ -139,6 +139,10 @@ class RunFinished(ProblemError):
     status, slug, title = 409, "run-finished", "Run already finished"
 
 
+class RunNotPaused(ProblemError):
+    status, slug, title = 409, "run-not-paused", "Run is not paused"
+
+
 class ApprovalNotFound(ProblemError):
     status, slug, title = 404, "approval-not-found", "Approval not found"
 

@@ -110,6 +110,25 @@ class TenantUsage(RunUsage):
     )
 
 
+class RunSpend(ModelUsage):
+    """One run's LLM spend in the window, with the limit it ran under."""
+
+    run_id: str
+    workflow_name: str
+    status: str
+    created_at: datetime
+    max_tokens: int | None = Field(default=None, description="The run's token limit, if any.")
+    max_usd: float | None = Field(default=None, description="The run's USD limit, if any.")
+
+
+class RunsUsage(BaseModel):
+    """The runs that spent the most in the window, most expensive first."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    items: list[RunSpend]
+
+
 @dataclass
 class UsageRollup:
     """Everything the rows add up to; ``by_task`` is keyed by task instance id."""

@@ -153,7 +153,8 @@ class Transition:
     async def run_outcome(self, outcome: Outcome) -> None:
         """Apply ``outcome`` and every follow-up step it causes (one event of a batch)."""
         await self.apply(outcome)
-        while self._queue and self.run.status == RunStatus.RUNNING:
+        # A paused run goes on too: only the tasks a budget held wait for the resume.
+        while self._queue and self.run.status in machine.ACTIVE_RUN:
             await self._step(self._queue.popleft())
 
     async def _insert_new(self) -> None:
@@ -505,6 +506,8 @@ class Transition:
             self.run.output = output
             self.run.error = error
             self.effects.run_finished = True
+        elif status == RunStatus.PAUSED or self.run.error is not None:
+            self.run.error = error  # a pause names the budget; a resume clears it
         if status in STOPPED_RUN_STATUSES:
             await self._write_changes()
             ids = await store.cancel_open_tasks(self.session, self.run.id, now=self.now)

@@ -1,5 +1,6 @@
 """Consumers' handlers: ``plan.requested`` expands a run, ``run.cancel_requested`` (on the
-same topic) cancels it, ``task.result`` moves it on.
+same topic) cancels it, ``run.resume_requested`` resumes a run a budget paused,
+``task.result`` moves it on.
 
 The consumer hands over one partition's fetch at a time. The whole batch is ONE
 transaction: each run's events are applied in order on its row, locked once (the lock also
@@ -24,6 +25,7 @@ from cadenza_events import (
     HoldResolved,
     PlanRequested,
     RunCancelRequested,
+    RunResumeRequested,
     TaskResult,
 )
 from cadenza_events.tracing import context_of
@@ -80,7 +82,10 @@ class RunHandlers:
         by_run: dict[str, list[Envelope[Any]]] = {}
         for env in envs:
             payload = env.payload
-            if isinstance(payload, (PlanRequested, RunCancelRequested, TaskResult, HoldResolved)):
+            if isinstance(
+                payload,
+                (PlanRequested, RunCancelRequested, RunResumeRequested, TaskResult, HoldResolved),
+            ):
                 by_run.setdefault(payload.run_id, []).append(env)
             else:
                 log.warning("ignoring unexpected event %s (%s)", env.type, env.id)
@@ -135,6 +140,9 @@ class RunHandlers:
                 continue
             if isinstance(env.payload, HoldResolved):
                 transition = await self._answers(session, run, transition, [env])
+                continue
+            if isinstance(env.payload, RunResumeRequested):
+                transition = await self._resume(session, run, transition, env)
                 continue
             if run.status != RunStatus.PENDING:  # a redelivered plan.requested
                 self._ignored(env, "duplicate")
@@ -193,6 +201,40 @@ class RunHandlers:
                 machine.cancel_run(requested_by=command.requested_by, reason=command.reason)
             )
         metrics.CANCELS.labels("applied").inc()
+        return transition
+
+    # -- run.resume_requested -------------------------------------------------------------
+
+    async def _resume(
+        self,
+        session: AsyncSession,
+        run: RunRecord,
+        transition: Transition | None,
+        env: Envelope[RunResumeRequested],
+    ) -> Transition | None:
+        """Resume a run a budget paused: raise its own limit if the command says so and
+        dispatch every held task again. Anything but a paused run ignores it (a redelivery
+        of an applied resume finds the run running)."""
+        if run.status != RunStatus.PAUSED:
+            metrics.RESUMES.labels("not_paused").inc()
+            self._ignored(env, "not_paused")
+            return transition
+        command = env.payload
+        with self._item_span("orchestrator.resume", env):
+            transition = self._joined(transition, session, run)
+            paused = await store.load_paused(session, run.id)
+            transition.track(*paused)
+            if command.budget:
+                run.budget = machine.raised_budget(run.budget, command.budget)
+            await transition.run_outcome(
+                machine.resume_run(
+                    paused,
+                    requested_by=command.requested_by,
+                    reason=command.reason,
+                    budget=command.budget,
+                )
+            )
+        metrics.RESUMES.labels("applied").inc()
         return transition
 
     # -- task.result ----------------------------------------------------------------------
@@ -266,6 +308,9 @@ class RunHandlers:
                     outcome = machine.apply_result(
                         row.node_id, row, result, max_handoffs=self.settings.max_handoffs
                     )
+                    if outcome.run is not None and outcome.run.status == RunStatus.PAUSED:
+                        budget = (outcome.run.error or {}).get("budget") or {}
+                        metrics.BUDGET_PAUSES.labels(str(budget.get("budget", ""))).inc()
                 await transition.run_outcome(outcome)
         return transition
 
@@ -303,6 +348,8 @@ class RunHandlers:
         payload = env.payload
         if isinstance(payload, RunCancelRequested):
             log.info("cancel of run %s ignored: %s", payload.run_id, reason)
+        elif isinstance(payload, RunResumeRequested):
+            log.info("resume of run %s ignored: %s", payload.run_id, reason)
         elif isinstance(payload, PlanRequested):
             metrics.PLANS_IGNORED.labels(reason).inc()
             log.info("plan.requested for run %s ignored: %s", payload.run_id, reason)
@@ -434,4 +481,6 @@ def _kind(env: Envelope[Any]) -> str:
         return "run.cancel_requested"
     if isinstance(payload, HoldResolved):
         return "hold.resolved"
+    if isinstance(payload, RunResumeRequested):
+        return "run.resume_requested"
     return "task.result"

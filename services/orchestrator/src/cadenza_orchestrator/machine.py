@@ -57,6 +57,10 @@ TASK_FAILED = "task_failed"
 OUTPUT_FAILED = "output_expression"
 APPROVAL_TIMEOUT = "approval_timeout"
 
+ACTIVE_RUN = frozenset({RunStatus.RUNNING.value, RunStatus.PAUSED.value})
+"""Runs whose results still apply: a paused run's other tasks go on (only the tasks a budget
+held wait for the resume)."""
+
 
 def error_dict(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"code": code, "message": message, "retryable": False, **extra}
@@ -322,7 +326,7 @@ def ignore_reason(run_status: str, row: TaskRow, result: TaskResult) -> str | No
         return "stale_attempt"
     if run_status == RunStatus.CANCELLED:
         return None if result.status == "cancelled" and row.status in OPEN else "run_cancelled"
-    if run_status != RunStatus.RUNNING:
+    if run_status not in ACTIVE_RUN:
         return "run_finished"
     if row.status not in OPEN:
         return "task_finished"
@@ -361,6 +365,8 @@ def apply_result(
         if result.error is not None
         else error_dict(result.status, f"task reported {result.status} without an error")
     )
+    if pauses(error):
+        return pause_task(node_id, row, error, base)
     out = fail_task(node_id, row, error, base)
     out.steps = [InstanceFinished(row.id) if instance else Failed(node_id)]
     return out
@@ -460,9 +466,9 @@ def resolve_hold(node_id: str, row: TaskRow, command: HoldResolved) -> Outcome:
 
 def hold_ignore_reason(run_status: str, row: TaskRow, command: HoldResolved) -> str | None:
     """Why an answer changes nothing (a duplicate, a stale attempt, a finished run)."""
-    if run_status != RunStatus.RUNNING:
+    if run_status not in ACTIVE_RUN:
         return "run_finished"
-    if row.status not in HELD or row.attempt != command.attempt:
+    if row.status not in HELD or row.status == S.PAUSED or row.attempt != command.attempt:
         return "not_held"
     return None
 
@@ -631,6 +637,87 @@ def exceed_budget(node_id: str, cause: dict[str, Any]) -> Outcome:
     return Outcome(
         run=RunChange(status, error=error),
         events=[Event("run.budget_exceeded", status=status, data={"error": error})],
+    )
+
+
+def pauses(error: Mapping[str, Any]) -> bool:
+    """A run or tenant budget with ``on_exceeded: pause`` refused the task's next LLM call
+    (an agent's own ``task`` budget always stops: raising it means a new agent version)."""
+    details = error.get("details") or {}
+    return (
+        error.get("code") == BUDGET_EXCEEDED
+        and details.get("on_exceeded") == "pause"
+        and details.get("budget") != "task"
+    )
+
+
+def pause_task(
+    node_id: str, row: TaskRow, cause: dict[str, Any], extra: Mapping[str, Any]
+) -> Outcome:
+    """A budget with ``on_exceeded: pause`` ran out: the task is held (``paused``, not
+    failed: no worker keeps it, the refused call reserved nothing) and the run is
+    ``paused`` with the budget facts in its ``error`` until an operator resumes it. The run's
+    other tasks go on; each that hits the budget is held the same way."""
+    budget = dict(cause.get("details") or {})
+    message = f"task '{node_id}' paused: {cause.get('message', 'a budget ran out')}"
+    run_error = error_dict(
+        BUDGET_EXCEEDED, message, task=node_id, cause=cause, budget=budget, paused=True
+    )
+    values = dict(extra) | {"status": S.PAUSED, "error": cause}
+    values.pop("finished_at", None)  # not finished: it runs again on resume
+    data = {"attempt": row.attempt, "budget": budget}
+    return Outcome(
+        updates=[TaskUpdate(row.id, values)],
+        events=[
+            Event("task.paused", row.id, node_id, S.PAUSED, data),
+            Event("run.paused", status=RunStatus.PAUSED, data={"task": node_id, "budget": budget}),
+        ],
+        run=RunChange(RunStatus.PAUSED, error=run_error),
+    )
+
+
+def raised_budget(current: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's ``budget`` column after a resume that raises its limits: the request's
+    limits stay as they were, the operator's go under ``raised`` and replace the run's
+    effective limit per field (``cadenza_workflow.run_budget``)."""
+    out = dict(current or {})
+    raised = dict(out.get("raised") or {})
+    raised.update({k: v for k, v in new.items() if v is not None})
+    out["raised"] = raised
+    return out
+
+
+def resume_run(
+    paused: list[TaskRow],
+    *,
+    requested_by: str | None,
+    reason: str | None,
+    budget: Mapping[str, Any] | None,
+) -> Outcome:
+    """An operator resumed a paused run (after raising the limit that held it): the run is
+    ``running`` again, its error cleared, and every held task is dispatched again — a new
+    attempt that resumes the agent from its checkpoint, so calls made before the pause are
+    not made again."""
+    data: dict[str, Any] = {"requested_by": requested_by, "tasks": [r.node_id for r in paused]}
+    if reason:
+        data["reason"] = reason
+    if budget:
+        data["budget"] = dict(budget)
+    dispatches = [
+        Dispatch(
+            row.id,
+            row.node_id,
+            row.attempt + 1,
+            params=row.input,
+            params_ref=None if row.input is not None else params_key(row.run_id, row.id),
+            reason="resumed",
+        )
+        for row in paused
+    ]
+    return Outcome(
+        run=RunChange(RunStatus.RUNNING),
+        events=[Event("run.resumed", status=RunStatus.RUNNING, data=data)],
+        dispatches=dispatches,
     )
 
 

@@ -45,6 +45,17 @@ CANCELS = Counter(
     "cancel of a cancelled run re-sends the workers' stop marker).",
     ["outcome"],
 )
+BUDGET_PAUSES = Counter(
+    "cadenza_orchestrator_budget_pauses_total",
+    "Tasks held because a budget with on_exceeded: pause ran out (each pauses its run), by "
+    "budget scope (run, tenant_day, tenant_month).",
+    ["scope"],
+)
+RESUMES = Counter(
+    "cadenza_orchestrator_resumes_total",
+    "Resume commands: applied, or ignored because the run was not paused.",
+    ["outcome"],
+)
 TRANSITION_SECONDS = Histogram(
     "cadenza_orchestrator_transition_seconds",
     "Time to handle one event, from receipt to commit, by event (a batch's time shared "

@@ -17,9 +17,12 @@ SETTLED = frozenset(
 )
 """Finished so that dependants may go on (a failed task is not: it awaits its fallback)."""
 TERMINAL = SETTLED | {TaskStatus.FAILED.value, TaskStatus.CANCELLED.value}
-HELD = frozenset({TaskStatus.AWAITING_APPROVAL.value, TaskStatus.IN_DOUBT.value})
-"""Open, but waiting for a person: no worker has them (not in ``OPEN``, whose index serves
-the hot path; ``store.has_open_tasks`` checks both)."""
+HELD = frozenset(
+    {TaskStatus.AWAITING_APPROVAL.value, TaskStatus.IN_DOUBT.value, TaskStatus.PAUSED.value}
+)
+"""Open, but waiting for a person (an answer, or a budget raise and a resume): no worker has
+them (not in ``OPEN``, whose index serves the hot path; ``store.has_open_tasks`` checks
+both)."""
 
 
 # -- follow-up steps (the engine's work queue) ---------------------------------------------

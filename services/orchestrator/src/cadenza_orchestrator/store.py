@@ -344,3 +344,14 @@ async def count_pending_holds(session: AsyncSession) -> dict[str, int]:
         .group_by(ApprovalRecord.kind)
     )
     return {str(kind): int(n) for kind, n in (await session.execute(stmt)).all()}
+
+
+async def load_paused(session: AsyncSession, run_id: str) -> list[TaskRow]:
+    """The tasks a budget held (``paused``), for a resume (the run row's lock serialises
+    every writer of the run)."""
+    stmt = (
+        _select_rows()
+        .where(_TASKS.c.run_id == run_id, _TASKS.c.status == "paused")
+        .order_by(_TASKS.c.id)
+    )
+    return await _rows(session, stmt)

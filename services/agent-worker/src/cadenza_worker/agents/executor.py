@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any, cast
 
 from cadenza_events import Handoff, TaskReady
 from cadenza_llm import PriceTable, ProviderRegistry
 from cadenza_state import ObjectStore, StateSettings
-from cadenza_workflow import AgentSpec, combine
+from cadenza_workflow import AgentSpec, combine, merge_approval
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
@@ -25,8 +26,9 @@ from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ..budgets import BudgetLedger, BudgetLimits, CallBudget
+from ..budgets import BudgetLedger, BudgetLimits, CallBudget, Level
 from ..guardrails import PiiGuard
+from ..guardrails.plugins import Detector
 from ..holds import ApprovalGate, HoldRequested
 from ..journal import EffectJournal
 from ..kinds import TaskCall
@@ -58,6 +60,7 @@ class AgentExecutor:
         claim_check_bytes: int = 256 * 1024,
         ledger: BudgetLedger | None = None,
         tenant_providers: TenantProviders | None = None,
+        pii_detectors: Sequence[Detector] = (),
     ) -> None:
         self._definitions = AgentDefinitions(sessions)
         self._accounting = Accounting(sessions, objects, claim_check_bytes)
@@ -70,7 +73,10 @@ class AgentExecutor:
         self._gate = gate or ApprovalGate()
         self._ledger = ledger
         self._budget_limits = BudgetLimits(sessions)
+        self.run_policies = self._budget_limits
+        """The runs' policies (budgets, guardrails, tasks' approval rules), shared."""
         self._tenant_providers = tenant_providers
+        self._pii_detectors = pii_detectors
         self._stack = AsyncExitStack()
         self._saver: BaseCheckpointSaver[str] | None = None
         self._saver_lock = asyncio.Lock()
@@ -103,6 +109,10 @@ class AgentExecutor:
             provider, model = self._llm.resolve(spec.model)
         policy = await self._budget_limits.run_policy(task.run_id)
         guardrails = combine(spec.guardrails, policy.guardrails)
+        task_approval = policy.approvals.get(task.node_id)
+        if task_approval is not None:  # the workflow task's own rules join the agent's
+            approval = merge_approval(spec.approval, task_approval, timeout_s=self._gate.timeout_s)
+            spec = spec.model_copy(update={"approval": approval})
         run = AgentRun(
             spec=spec,
             provider=provider,
@@ -119,7 +129,9 @@ class AgentExecutor:
             emit=call.emit,
             gate=self._gate,
             budget=await self._call_budget(ctx.tenant_id, task, spec, provider.name),
-            pii=PiiGuard(guardrails.pii) if guardrails and guardrails.pii else None,
+            pii=PiiGuard(guardrails.pii, self._pii_detectors)
+            if guardrails and guardrails.pii
+            else None,
         )
         graph = AgentLoop(run).compile(await self.checkpointer())
         config: RunnableConfig = {
@@ -151,17 +163,26 @@ class AgentExecutor:
         """The budgets this attempt's LLM calls reserve against (none: no limits apply)."""
         if self._ledger is None:
             return None
-        levels = await self._budget_limits.levels(
-            tenant_id=tenant_id,
-            run_id=task.run_id,
-            task_id=task.task_id,
-            agent=spec.name,
-            agent_budget=spec.budget,
-        )
-        if not levels:
+        limits = self._budget_limits
+
+        async def levels() -> list[Level]:
+            return await limits.levels(
+                tenant_id=tenant_id,
+                run_id=task.run_id,
+                task_id=task.task_id,
+                agent=spec.name,
+                agent_budget=spec.budget,
+            )
+
+        async def refresh() -> list[Level]:
+            limits.forget(task.run_id, tenant_id)
+            return await levels()
+
+        current = await levels()
+        if not current:
             return None
         return CallBudget(
-            self._ledger, self._budget_limits, levels, self._prices, provider, tenant_id
+            self._ledger, limits, current, self._prices, provider, tenant_id, refresh=refresh
         )
 
     async def _run(

@@ -166,6 +166,7 @@ class AgentLoop:
             await self._record_turn(turn, request, None, started_at, started, exc)
             metrics.AGENT_TURNS.labels(run.agent, "error").inc()
             raise
+        response = self._redacted_reply(response, turn)  # before it is stored anywhere
         cost = await self._record_turn(turn, request, response, started_at, started, None)
         if run.budget is not None:
             await run.budget.settle(reservation, response.usage, cost)
@@ -183,15 +184,16 @@ class AgentLoop:
         answer, problem = self._final_answer(response.content)
         if problem is None:
             metrics.AGENT_TURNS.labels(run.agent, "final").inc()
-            answer = enforce(
-                run.pii,
-                answer,
-                target="output",
-                agent=run.agent,
-                where="the final answer",
-                target_id=f"turn:{turn}",
-                emit=run.emit,
-            )
+            if not self._redacts("output"):  # a redacting policy ran on the reply already
+                answer = enforce(
+                    run.pii,
+                    answer,
+                    target="output",
+                    agent=run.agent,
+                    where="the final answer",
+                    target_id=f"turn:{turn}",
+                    emit=run.emit,
+                )
             return {**update, "final": answer}
         return self._rejected_answer(state, update, problem, last_turn, bool(tools))
 
@@ -340,6 +342,73 @@ class AgentLoop:
         )
         return cost
 
+    # -- redaction -------------------------------------------------------------------------
+
+    def _redacts(self, target: str) -> bool:
+        pii = self.run.pii
+        return pii is not None and pii.policy.action == "redact" and target in pii.policy.targets
+
+    def _redacted_reply(self, response: ChatResponse, turn: int) -> ChatResponse:
+        """With a ``redact`` policy the model's reply is redacted as it arrives — before it
+        is recorded (``llm_calls``, claim-checked bodies), checkpointed (the conversation the
+        next turns and a resumed attempt see) or used (the answer, the tool arguments): the
+        raw text is never stored. Findings are recorded here, once (run event, span,
+        metric). ``block`` and ``flag`` are applied where the answer or the call is used."""
+        update: dict[str, Any] = {}
+        if response.content and self._redacts("output"):
+            where = "the model's reply" if response.tool_calls else "the final answer"
+            content = self._redacted_text(response.content, where, f"turn:{turn}")
+            if content != response.content:
+                update["content"] = content
+        if response.tool_calls and self._redacts("tool_arguments"):
+            replaced = [
+                call.model_copy(update={"arguments": arguments})
+                if (arguments := self._checked_arguments(call)) is not call.arguments
+                else call
+                for call in response.tool_calls
+            ]
+            if any(a is not b for a, b in zip(replaced, response.tool_calls, strict=True)):
+                update["tool_calls"] = replaced
+        return response.model_copy(update=update) if update else response
+
+    def _checked_arguments(self, call: ToolCall) -> dict[str, Any]:
+        """A tool call's arguments after the PII policy (redacted, recorded, or raises)."""
+        run = self.run
+        checked: dict[str, Any] = enforce(
+            run.pii,
+            call.arguments,
+            target="tool_arguments",
+            agent=run.agent,
+            where=f"the arguments of tool {call.name!r}",
+            target_id=call.id,
+            emit=run.emit,
+        )
+        return checked
+
+    def _redacted_text(self, text: str, where: str, target_id: str) -> str:
+        """A reply's text, redacted. A structured answer (JSON) is redacted string by string
+        and written back as JSON, so the markers never break the document."""
+        run = self.run
+        value: Any = text
+        parsed = False
+        if run.spec.output_schema is not None:
+            try:
+                value, parsed = json.loads(text), True
+            except json.JSONDecodeError:
+                value = text
+        redacted = enforce(
+            run.pii,
+            value,
+            target="output",
+            agent=run.agent,
+            where=where,
+            target_id=target_id,
+            emit=run.emit,
+        )
+        if redacted is value:
+            return text
+        return json.dumps(redacted, ensure_ascii=False) if parsed else str(redacted)
+
     # -- the tools step --------------------------------------------------------------------
 
     async def _tools(self, state: AgentState) -> dict[str, Any]:
@@ -396,17 +465,8 @@ class AgentLoop:
                 )
                 await self._record_tool(turn, index, call, None, "invalid_args", problems, 0.0)
                 return self._observation({"error": f"invalid arguments: {problems}"})
-        arguments = enforce(
-            run.pii,
-            call.arguments,
-            target="tool_arguments",
-            agent=run.agent,
-            where=f"the arguments of tool {call.name!r}",
-            target_id=call.id,
-            emit=run.emit,
-        )
-        if arguments is not call.arguments:  # redacted: record what the tool really got
-            call = call.model_copy(update={"arguments": arguments})
+        if not self._redacts("tool_arguments"):  # else redacted in the reply already
+            self._checked_arguments(call)  # block raises; flag records, arguments unchanged
         try:
             answer = await run.gate.check(
                 tool,

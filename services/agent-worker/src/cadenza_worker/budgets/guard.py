@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from cadenza_events import NonRetryableError
@@ -44,6 +45,8 @@ class CallBudget:
     prices: PriceTable
     provider: str
     tenant_id: str
+    refresh: Callable[[], Awaitable[list[Level]]] | None = None
+    """Re-reads the levels with fresh limits (nothing cached) after a refusal."""
 
     async def reserve(self, request: ChatRequest, meta: str) -> Reservation | None:
         """Reserve the call's worst case on every level or raise; None when no level applies."""
@@ -54,6 +57,13 @@ class CallBudget:
         tokens = worst.input_tokens + worst.output_tokens
         usd = self.prices.cost(self.provider, request.model, worst)
         answer = await self.ledger.reserve(self.levels, tokens, usd, self.limits.spent, meta)
+        if isinstance(answer, Refusal) and self.refresh is not None:
+            # The limits may have been raised since this attempt read them (a tenant limit
+            # raised, a paused run resumed with a higher limit): ask once more, fresh.
+            fresh = await self.refresh()
+            if fresh != self.levels:
+                self.levels = fresh
+                answer = await self.ledger.reserve(fresh, tokens, usd, self.limits.spent, meta)
         await self._observe_tenant()
         if isinstance(answer, Refusal):
             metrics.RESERVATIONS.labels("refused", answer.level.scope).inc()

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cadenza_state import RunRecord, TenantBudgetRecord, llm_spend
-from cadenza_workflow import AgentBudget, Budget, GuardrailPolicy, tighter
+from cadenza_workflow import AgentBudget, Budget, GuardrailPolicy, TaskApproval, run_budget
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,12 +24,22 @@ RUN_TTL_S = 7 * 86_400
 
 
 class RunPolicy:
-    """The run's budget and guardrail policy (immutable once the run exists: cached)."""
+    """The run's budget, guardrail policy and per-task approval rules (cached; only a resume
+    that raises the run's limit changes it, and a refused call re-reads it before giving
+    up)."""
 
-    def __init__(self, workflow: str, budget: Budget | None, guardrails: GuardrailPolicy | None):
+    def __init__(
+        self,
+        workflow: str,
+        budget: Budget | None,
+        guardrails: GuardrailPolicy | None,
+        approvals: dict[str, TaskApproval] | None = None,
+    ):
         self.workflow = workflow
         self.budget = budget
         self.guardrails = guardrails
+        self.approvals = approvals or {}
+        """The workflow tasks' own approval rules, by task id (spec node)."""
 
 
 class BudgetLimits:
@@ -41,6 +51,12 @@ class BudgetLimits:
         self._runs: dict[str, RunPolicy] = {}
         self._tenants: dict[str, tuple[float, dict[str, TenantBudgetRecord]]] = {}
 
+    def forget(self, run_id: str, tenant_id: str) -> None:
+        """Drop what is cached of a run's and a tenant's limits: an operator may have raised
+        them (a refused call asks again once with fresh limits before giving up)."""
+        self._runs.pop(run_id, None)
+        self._tenants.pop(tenant_id, None)
+
     async def run_policy(self, run_id: str) -> RunPolicy:
         cached = self._runs.get(run_id)
         if cached is not None:
@@ -48,12 +64,11 @@ class BudgetLimits:
         async with self._sessions() as session:
             row = await session.get(RunRecord, run_id)
         spec: dict[str, Any] = (row.spec if row else None) or {}
-        workflow_budget = _budget(spec.get("budget"))
-        request_budget = _budget(row.budget if row else None)
         policy = RunPolicy(
             row.workflow_name if row else "",
-            tighter(workflow_budget, request_budget),
+            run_budget(spec.get("budget"), row.budget if row else None),
             _guardrails(spec.get("guardrails")),
+            _approvals(spec.get("tasks")),
         )
         if len(self._runs) > 10_000:
             self._runs.clear()
@@ -89,16 +104,16 @@ class BudgetLimits:
             levels.append(
                 Level("task", key, agent_budget.max_tokens, agent_budget.max_usd, RUN_TTL_S)
             )
-        run_budget = (await self.run_policy(run_id)).budget
-        if run_budget is not None:
+        limit_of_run = (await self.run_policy(run_id)).budget
+        if limit_of_run is not None:
             levels.append(
                 Level(
                     "run",
                     f"budget:run:{run_id}",
-                    run_budget.max_tokens,
-                    run_budget.max_usd,
+                    limit_of_run.max_tokens,
+                    limit_of_run.max_usd,
                     RUN_TTL_S,
-                    run_budget.on_exceeded,
+                    limit_of_run.on_exceeded,
                 )
             )
         for period, limit in (await self.tenant_budgets(tenant_id)).items():
@@ -132,8 +147,13 @@ class BudgetLimits:
             return await llm_spend(session, tenant_id=tenant, since=start.replace(tzinfo=UTC))
 
 
-def _budget(data: Any) -> Budget | None:
-    return Budget.model_validate(data) if isinstance(data, dict) and data else None
+def _approvals(tasks: Any) -> dict[str, TaskApproval]:
+    """Each task's ``approval`` (validated when the workflow was registered)."""
+    return {
+        str(t["id"]): TaskApproval.model_validate(t["approval"])
+        for t in tasks or []
+        if isinstance(t, dict) and isinstance(t.get("approval"), dict)
+    }
 
 
 def _guardrails(data: Any) -> GuardrailPolicy | None:

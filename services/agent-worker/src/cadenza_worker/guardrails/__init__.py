@@ -9,14 +9,17 @@ from .check import (
     violation,
 )
 from .pii import Finding, detect, mask, redact
+from .plugins import DetectorLoadError, load_detectors
 
 __all__ = [
+    "DetectorLoadError",
     "Finding",
     "GuardrailViolatedError",
     "PiiGuard",
     "Verdict",
     "detect",
     "enforce",
+    "load_detectors",
     "mask",
     "redact",
     "trace_verdict",

@@ -5,7 +5,7 @@ conventions — ``apply_guardrail`` with ``gen_ai.security.*`` attributes and on
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +15,7 @@ from opentelemetry import trace
 
 from . import metrics
 from .pii import Finding, detect, redact
+from .plugins import Detector, run_detectors
 
 tracer = trace.get_tracer("cadenza.worker")
 
@@ -62,8 +63,9 @@ def _walk(value: Any, visit: Callable[[str], str]) -> Any:
 
 
 class PiiGuard:
-    def __init__(self, policy: PiiPolicy) -> None:
+    def __init__(self, policy: PiiPolicy, detectors: Sequence[Detector] = ()) -> None:
         self.policy = policy
+        self.detectors = detectors  # plugged in by the operator (names…): plugins.py
 
     def check(self, value: Any, target: str) -> Verdict | None:
         """None when ``target`` is not checked or nothing was found."""
@@ -72,7 +74,8 @@ class PiiGuard:
         findings: list[Finding] = []
 
         def visit(text: str) -> str:
-            found = detect(text, self.policy.entities, self.policy.phone_regions)
+            extra = run_detectors(self.detectors, text) if self.detectors else ()
+            found = detect(text, self.policy.entities, self.policy.phone_regions, extra)
             findings.extend(found)
             return redact(text, found) if found else text
 

@@ -92,9 +92,16 @@ def _phones(text: str, regions: Sequence[str]) -> Iterable[Finding]:
                 yield Finding("phone", match.start, match.end, mask(match.raw_string))
 
 
-def detect(text: str, entities: Sequence[str], phone_regions: Sequence[str] = ()) -> list[Finding]:
+def detect(
+    text: str,
+    entities: Sequence[str],
+    phone_regions: Sequence[str] = (),
+    extra: Iterable[Finding] = (),
+) -> list[Finding]:
     """Every confirmed finding of ``entities`` in ``text``; where two overlap (a card number
-    that also looks like a phone number) the earlier-listed, stricter check wins."""
+    that also looks like a phone number) the earlier-listed, stricter check wins. ``extra``
+    are plugged-in detectors' findings (names…): they come last, so a validated finding
+    wins an overlap."""
     found: list[Finding] = []
     # Order matters for overlaps: checksum-verified kinds before phone numbers.
     if "email" in entities:
@@ -107,6 +114,7 @@ def detect(text: str, entities: Sequence[str], phone_regions: Sequence[str] = ()
         found += _national_ids(text)
     if "phone" in entities:
         found += _phones(text, phone_regions)
+    found += extra
     kept: list[Finding] = []
     for f in found:
         if not any(f.start < k.end and k.start < f.end for k in kept):

@@ -21,6 +21,7 @@ from .routes import (
     ingest,
     provider_keys,
     replay,
+    resume,
     runs,
     schedules,
     schemas,
@@ -38,6 +39,7 @@ api_router.include_router(replay.router)
 api_router.include_router(calls.router)
 api_router.include_router(usage.router)
 api_router.include_router(cancel.router)
+api_router.include_router(resume.router)
 api_router.include_router(approvals.router)
 api_router.include_router(dead_letters.router)
 api_router.include_router(events.router)

@@ -20,6 +20,7 @@ from .runs import (
     list_runs,
     list_tasks,
     request_cancel,
+    request_resume,
 )
 from .workflows import (
     get_workflow,
@@ -50,4 +51,5 @@ __all__ = [
     "queue_ingest",
     "record_audit",
     "request_cancel",
+    "request_resume",
 ]

@@ -9,6 +9,7 @@ from typing import Any
 from cadenza_events import TopicRegistry
 from cadenza_runtime.runs import create_run as runtime_create_run
 from cadenza_runtime.runs import request_cancel as runtime_request_cancel
+from cadenza_runtime.runs import request_resume as runtime_request_resume
 from cadenza_state import RunRecord, TaskRecord
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -129,4 +130,25 @@ async def request_cancel(
         actor=current_actor(),
         source=EVENT_SOURCE,
         reason=reason,
+    )
+
+
+async def request_resume(
+    *,
+    session: AsyncSession,
+    registry: TopicRegistry,
+    run: RunRecord,
+    reason: str | None,
+    budget: dict[str, Any] | None,
+) -> None:
+    """Stage the ``run.resume_requested`` command for the orchestrator (the shared
+    ``cadenza_runtime.runs.request_resume``), audited as the request's caller."""
+    await runtime_request_resume(
+        session=session,
+        registry=registry,
+        run=run,
+        actor=current_actor(),
+        source=EVENT_SOURCE,
+        reason=reason,
+        budget=budget,
     )

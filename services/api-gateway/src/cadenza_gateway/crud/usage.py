@@ -161,3 +161,46 @@ async def workflow_usage(
         )
         out[name] = usage
     return out
+
+
+async def top_runs(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    since: datetime | None,
+    until: datetime | None,
+    workflow: str | None,
+    limit: int,
+) -> list[tuple[RunRecord, LLMUsageRow]]:
+    """The tenant's runs by LLM spend in [since, until), most expensive first (then most
+    tokens, then run id): grouped in the database, ``limit`` rows back."""
+    c = LLMCallRecord
+    _, where = _scope(c, [], tenant_id=tenant_id, run_id=None, since=since, until=until)
+    if workflow is not None:
+        where.append(RunRecord.workflow_name == workflow)
+    cost = func.coalesce(func.sum(c.cost_usd), 0.0)
+    tokens = func.coalesce(func.sum(c.input_tokens + c.output_tokens), 0)
+    grouped = (
+        select(
+            c.run_id,
+            func.count().label("calls"),
+            func.coalesce(func.sum(c.input_tokens), 0).label("tokens_in"),
+            func.coalesce(func.sum(c.output_tokens), 0).label("tokens_out"),
+            cost.label("cost"),
+        )
+        .join(RunRecord, RunRecord.id == c.run_id)
+        .where(*where)
+        .group_by(c.run_id)
+        .order_by(cost.desc(), tokens.desc(), c.run_id)
+        .limit(limit)
+    ).subquery()
+    stmt = select(RunRecord, grouped).join(grouped, grouped.c.run_id == RunRecord.id)
+    out = [
+        (
+            run,
+            LLMUsageRow(None, "", "", "", int(calls), int(t_in), int(t_out), float(spent)),
+        )
+        for run, _, calls, t_in, t_out, spent in (await session.execute(stmt)).all()
+    ]
+    out.sort(key=lambda r: (-r[1].cost_usd, -(r[1].input_tokens + r[1].output_tokens), r[0].id))
+    return out

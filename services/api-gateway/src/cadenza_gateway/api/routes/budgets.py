@@ -35,7 +35,9 @@ class TenantBudget(BaseModel):
     period: Period
     max_tokens: int | None = Field(description="Token limit; null = none.")
     max_usd: float | None = Field(description="USD limit; null = none.")
-    on_exceeded: str = Field(description="stop (pause is accepted, not built yet: it stops).")
+    on_exceeded: str = Field(
+        description="stop (runs end budget_exceeded) or pause (runs pause until resumed)."
+    )
     spent_tokens: int = Field(description="Tokens used in the current period so far.")
     spent_usd: float = Field(description="USD spent in the current period so far.")
     period_start: datetime = Field(description="Start of the current period (UTC).")
