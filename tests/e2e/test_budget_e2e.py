@@ -110,7 +110,7 @@ async def test_budgets_stop_runs_and_survive_a_kill_9(cluster: Cluster) -> None:
 
 @pytest.mark.timeout(300)
 async def test_a_pausing_budget_pauses_the_run_until_raised_and_resumed(
-    deployment: Cluster,
+    cluster: Cluster,
 ) -> None:
     """``on_exceeded: pause`` on separate processes: the run pauses mid-task with nothing
     reserved; the operator raises the limit (the run's own with the resume, a tenant's with
@@ -118,8 +118,8 @@ async def test_a_pausing_budget_pauses_the_run_until_raised_and_resumed(
     succeeds — every LLM call of the agent made exactly once, the counter equal to the ledger."""
     settings = StateSettings()
     redis = aioredis.Redis.from_url(settings.redis_url)
-    prefix = f"{deployment.namespace}:"
-    engine = create_engine(StateSettings(database_schema=deployment.namespace))
+    prefix = f"{cluster.namespace}:"
+    engine = create_engine(StateSettings(database_schema=cluster.namespace))
 
     async def calls_of(run_id: str) -> list[tuple[int, int]]:
         async with engine.connect() as conn:
@@ -134,7 +134,7 @@ async def test_a_pausing_budget_pauses_the_run_until_raised_and_resumed(
         return await redis.zcard(f"{prefix}budget:reservations") == 0
 
     try:
-        async with httpx.AsyncClient(base_url=deployment.url, timeout=30) as api:
+        async with httpx.AsyncClient(base_url=cluster.url, timeout=30) as api:
             assert (await api.post("/v1/agents", json=CALC_AGENT)).status_code == 201
             # What the agent's first call reserves: a stopped run's error says ("requested").
             probe = await api.post("/v1/runs", json={"spec": ASK, "budget": {"max_tokens": 10}})

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from cadenza_state.settings import StateSettings
+from cadenza_state.types import dumps_in_jsonb_key_order
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Serialises concurrent start-ups (several services migrating the same database at once).
@@ -36,6 +37,7 @@ def create_engine(settings: StateSettings, **engine_kwargs: Any) -> AsyncEngine:
     kwargs: dict[str, Any] = {}
     if backend == "postgresql":
         kwargs["pool_pre_ping"] = True
+        kwargs["json_serializer"] = dumps_in_jsonb_key_order
         if settings.database_schema:
             kwargs["connect_args"] = {"server_settings": {"search_path": settings.database_schema}}
     elif backend == "sqlite":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,25 @@ from sqlalchemy.types import TypeDecorator
 #: index; migration 0012_json_numbers). Python ``None`` is stored as SQL NULL so
 #: ``IS NULL`` filters work on nullable JSON columns.
 JSONType = JSON(none_as_null=True)
+
+
+def _in_jsonb_key_order(value: Any) -> Any:
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: (len(k.encode()), k.encode()))
+        return {k: _in_jsonb_key_order(value[k]) for k in keys}
+    if isinstance(value, list):
+        return [_in_jsonb_key_order(v) for v in value]
+    return value
+
+
+def dumps_in_jsonb_key_order(value: Any) -> str:
+    """JSON text with every object's keys in the order ``jsonb`` kept them (shorter keys
+    first, then bytewise): the PostgreSQL engines' JSON serializer. Documents moved from
+    ``jsonb`` to ``json`` (0012) for their numbers, not for a new key order: what readers
+    got back (and so what an agent's prompt, rendered from specs and outputs, looks like)
+    stays as it was. ``cadenza dev``'s SQLite keeps insertion order, as it always did."""
+    return json.dumps(_in_jsonb_key_order(value))
+
 
 #: 64-bit autoincrement key; SQLite only autoincrements an ``INTEGER PRIMARY KEY``.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")

@@ -123,7 +123,7 @@ class Transition:
         # finishing cannot while its task's row is open), so only then is the run checked.
         self._node_finished = False
         # Task rows created by this transition and not yet inserted (see ``_insert_new``),
-        # and the columns it set on rows already in the database (see ``_write_changes``):
+        # and the columns it set on rows already in the database (see ``write_changes``):
         # the orchestrator is the only writer of task rows, so this is all that changed.
         self._new: list[TaskRow] = []
         self._new_ids: set[str] = set()
@@ -136,6 +136,18 @@ class Transition:
         return self._graph
 
     # -- driving --------------------------------------------------------------------------
+
+    def adopt(self, rows: Iterable[TaskRow]) -> list[TaskRow]:
+        """Rows loaded from the database, each replaced by the one this transition already
+        holds (which may carry changes not yet written); the others become held."""
+        adopted = []
+        for row in rows:
+            held = self.tasks.get(row.id)
+            if held is None:
+                self.track(row)
+                held = row
+            adopted.append(held)
+        return adopted
 
     def track(self, *rows: TaskRow) -> None:
         """Make rows the caller loaded known to the transition."""
@@ -177,7 +189,7 @@ class Transition:
         changed = self._changed.setdefault(row.id, {"updated_at"})
         changed.update(columns)
 
-    async def _write_changes(self) -> None:
+    async def write_changes(self) -> None:
         """Bring the database in step with the rows: new rows inserted, changed columns
         written (one executemany per column set). Before any statement that reads or
         bulk-updates task rows in the database, and at the end."""
@@ -196,14 +208,14 @@ class Transition:
     async def close(self) -> Effects:
         """After the batch's outcomes: close the run when nothing is left, and stage the
         events (the task.ready records, and the run's timeline events as ONE record)."""
-        await self._write_changes()
+        await self.write_changes()
         if (
             self.run.status == RunStatus.RUNNING
             and self._node_finished
             and not await store.has_open_tasks(self.session, self.run.id)
         ):
             await self._step(FinishRun())
-            await self._write_changes()
+            await self.write_changes()
         self._stage_timeline()
         rows = await stage_outbox(self.session, self.registry, self._staged)
         self.effects.outbox.extend(rows)
@@ -249,10 +261,9 @@ class Transition:
             aggregate = (await self._load_nodes([step.node_id]))[step.node_id]
             # The instances this transition holds (changed, perhaps not yet written) win
             # over the database's copies.
-            instances = [
-                self.tasks.setdefault(r.id, r)
-                for r in await store.load_instances(self.session, self.run.id, step.node_id)
-            ]
+            instances = self.adopt(
+                await store.load_instances(self.session, self.run.id, step.node_id)
+            )
             missing = [
                 r for r in self._new if r.node_id == step.node_id and r.item_index is not None
             ]
@@ -393,7 +404,7 @@ class Transition:
             )
             self.effects.held[held.hold.kind] += 1
         for cancel in outcome.cancel_instances:
-            await self._write_changes()
+            await self.write_changes()
             ids = await store.cancel_open_tasks(
                 self.session, self.run.id, now=self.now, node_id=cancel.node_id
             )
@@ -509,7 +520,7 @@ class Transition:
         elif status == RunStatus.PAUSED or self.run.error is not None:
             self.run.error = error  # a pause names the budget; a resume clears it
         if status in STOPPED_RUN_STATUSES:
-            await self._write_changes()
+            await self.write_changes()
             ids = await store.cancel_open_tasks(self.session, self.run.id, now=self.now)
             self._cancelled(ids)
             self._finished("cancelled", len(ids), node=False)

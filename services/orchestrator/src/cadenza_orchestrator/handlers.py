@@ -222,8 +222,9 @@ class RunHandlers:
         command = env.payload
         with self._item_span("orchestrator.resume", env):
             transition = self._joined(transition, session, run)
-            paused = await store.load_paused(session, run.id)
-            transition.track(*paused)
+            # Written first, so the database knows every task held so far in this batch.
+            await transition.write_changes()
+            paused = transition.adopt(await store.load_paused(session, run.id))
             if command.budget:
                 run.budget = machine.raised_budget(run.budget, command.budget)
             await transition.run_outcome(
