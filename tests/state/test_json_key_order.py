@@ -20,3 +20,14 @@ def test_keys_in_jsonb_order_numbers_as_written() -> None:
     # The reason for `json` over `jsonb`: numbers come back exactly.
     assert json.loads(text)["é"][0]["bb"] == 1e308
     assert str(json.loads(text)["properties"]["reply"]) == "-0.0"
+
+
+def test_lists_without_objects_and_what_orjson_refuses_are_written_too() -> None:
+    headers = [["ce_id", "x"], ["ce_subject", "{not an object}"]]
+    assert json.loads(dumps_in_jsonb_key_order(headers)) == headers
+    nested = [["a", {"bb": 1, "a": [{"zz": 0, "y": 1}]}]]
+    assert dumps_in_jsonb_key_order(nested) == '[["a",{"a":[{"y":1,"zz":0}],"bb":1}]]'
+    huge = {"zz": 10**30, "a": [-0.0]}  # beyond 64 bits: the standard library writes it
+    assert json.loads(dumps_in_jsonb_key_order(huge)) == {"a": [-0.0], "zz": 10**30}
+    assert list(json.loads(dumps_in_jsonb_key_order(huge))) == ["a", "zz"]
+    assert dumps_in_jsonb_key_order(None) == "null"

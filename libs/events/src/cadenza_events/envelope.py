@@ -8,7 +8,7 @@ the value. The codec writes and reads the headers directly (the SDK's generic ma
 
 from __future__ import annotations
 
-import uuid
+import os
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -56,7 +56,7 @@ class Envelope(Generic[P]):
     task_id: str | None = None
     attempt: int | None = None
     subject: str | None = None
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = field(default_factory=lambda: new_event_id())
     time: datetime = field(default_factory=utcnow)
     traceparent: str | None = None
     tracestate: str | None = None
@@ -69,11 +69,29 @@ class Envelope(Generic[P]):
         return replace(self, traceparent=traceparent, tracestate=tracestate)
 
 
+def new_event_id() -> str:
+    """A random (version 4) UUID as 32 hex digits, as ``uuid.uuid4().hex`` writes it, in a
+    third of its time (a plan of 10,000 tasks makes 10,000 events)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    return raw.hex()
+
+
+#: The last time written and its text: the events of one transition share their time.
+_last_time: tuple[datetime | None, bytes] = (None, b"")
+
+
 def _rfc3339(moment: datetime) -> bytes:
     """RFC 3339 in UTC with a ``Z``, as the CloudEvents SDK writes ``time``."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z").encode()
+    global _last_time
+    last, written = _last_time
+    if moment is last:
+        return written
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    written = aware.astimezone(UTC).isoformat().replace("+00:00", "Z").encode()
+    _last_time = (moment, written)
+    return written
 
 
 def encode(

@@ -18,11 +18,30 @@ def inject(env: Envelope[Any]) -> Envelope[Any]:
     """Stamp the current trace context on an envelope that doesn't carry one yet."""
     if env.traceparent:
         return env
+    span_context = trace.get_current_span().get_span_context()
+    if not span_context.is_valid:  # no span (tracing off): nothing to carry
+        return env
+    traceparent, tracestate = _carried(span_context)
+    if traceparent is None:
+        return env
+    return env.with_trace(traceparent, tracestate)
+
+
+#: The last span context's carried headers: a plan stamps its 10,000 task.ready events in
+#: one span, and the propagators cost ~7 µs a call.
+_last_carried: tuple[Any, str | None, str | None] = (None, None, None)
+
+
+def _carried(span_context: Any) -> tuple[str | None, str | None]:
+    global _last_carried
+    last, traceparent, tracestate = _last_carried
+    if span_context is last:
+        return traceparent, tracestate
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
-    if "traceparent" not in carrier:
-        return env
-    return env.with_trace(carrier["traceparent"], carrier.get("tracestate"))
+    traceparent, tracestate = carrier.get("traceparent"), carrier.get("tracestate")
+    _last_carried = (span_context, traceparent, tracestate)
+    return traceparent, tracestate
 
 
 def consume_span(env: Envelope[Any], msg: Message, group: str) -> AbstractContextManager[Any]:

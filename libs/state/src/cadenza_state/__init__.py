@@ -1,5 +1,6 @@
 """Cadenza state adapters: PostgreSQL/SQLite (truth), Redis (hot), MinIO/local (objects)."""
 
+from cadenza_state.bulk import insert_many
 from cadenza_state.db import alembic_config, create_engine, migrate, session_factory
 from cadenza_state.hot import HotState, create_redis
 from cadenza_state.models import (
@@ -139,6 +140,7 @@ __all__ = [
     "create_object_store",
     "create_redis",
     "delete_provider_key",
+    "insert_many",
     "insert_outbox",
     "list_provider_keys",
     "llm_spend",

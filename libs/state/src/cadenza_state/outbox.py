@@ -13,6 +13,7 @@ from sqlalchemy import BigInteger, any_, bindparam, delete, insert, select, upda
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cadenza_state.bulk import insert_many, reserve_ids, uses_copy
 from cadenza_state.models import OutboxMessage
 from cadenza_state.types import utcnow
 
@@ -64,7 +65,7 @@ async def insert_outbox(
     if not rows:
         return []
     table: Any = OutboxMessage.__table__
-    values = [
+    values: list[dict[str, Any]] = [
         {
             "topic": topic,
             "key": key,
@@ -73,10 +74,17 @@ async def insert_outbox(
         }
         for topic, key, headers, payload in rows
     ]
-    result = await session.execute(
-        insert(table).returning(table.c.id, sort_by_parameter_order=True), values
-    )
-    ids = [row[0] for row in result.all()]
+    if uses_copy(session, len(values)):
+        # A plan's thousands of rows: ids drawn from the sequence first, rows copied.
+        ids = await reserve_ids(session, table, len(values))
+        for value, row_id in zip(values, ids, strict=True):
+            value["id"] = row_id
+        await insert_many(session, table, values)
+    else:
+        result = await session.execute(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True), values
+        )
+        ids = [row[0] for row in result.all()]
     return [
         StagedMessage(i, topic, key, list(headers), payload)
         for i, (topic, key, headers, payload) in zip(ids, rows, strict=True)

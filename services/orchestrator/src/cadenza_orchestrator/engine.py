@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from cadenza_events import Envelope, RunEvent, RunEventBatch, TaskReady, Topic, TopicRegistry
 from cadenza_events.tracing import inject
 from cadenza_runtime import stage_outbox
@@ -87,7 +88,10 @@ class Effects:
 
 
 def _json_size(value: Any) -> tuple[int, bytes]:
-    data = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        data = orjson.dumps(value)
+    except TypeError:  # beyond orjson (integers over 64 bits): the standard library
+        data = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
     return len(data), data
 
 
@@ -543,6 +547,7 @@ class Transition:
             task_id=task_id,
             attempt=attempt,
             subject=task_id or self.run.id,
+            time=self.now,  # the transition's time: its events share it (and its text)
         )
 
     def add_run_events(self, events: Iterable[RunEvent]) -> None:

@@ -15,8 +15,9 @@ from cadenza_state import (
     RunStatus,
     TaskAttemptRecord,
     TaskRecord,
+    insert_many,
 )
-from sqlalchemy import bindparam, exists, func, insert, select, update
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
@@ -132,7 +133,7 @@ async def insert_attempt(
 async def insert_tasks(session: AsyncSession, rows: Sequence[TaskRow]) -> None:
     """Insert new task rows (every column given) in ONE executemany on the Core table."""
     if rows:
-        await session.execute(insert(_TASKS), [row.values() for row in rows])
+        await insert_many(session, _TASKS, [row.values() for row in rows])
         metrics.TASK_ROWS_WRITTEN.labels("insert").inc(len(rows))
 
 
