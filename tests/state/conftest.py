@@ -117,7 +117,7 @@ async def hot(
     try:
         yield state
     finally:
-        keys = [k async for k in state.redis.scan_iter(match=f"{state.prefix}*")]
+        keys = [k async for k in state.redis.scan_iter(match=f"{state.prefix}*", count=10_000)]
         if keys:
             await state.redis.delete(*keys)
         await state.aclose()

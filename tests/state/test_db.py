@@ -30,6 +30,7 @@ from cadenza_state import (
 from sqlalchemy import Connection, delete, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from support import assert_eventually
 
 Sessions = async_sessionmaker[AsyncSession]
 TABLES = {
@@ -138,6 +139,31 @@ async def test_postgres_tables_live_in_the_configured_schema(
             {"s": unique_id},
         )
         assert {r[0] for r in rows} == TABLES | {"alembic_version"}
+
+
+@pytest.mark.parametrize(
+    "db_settings", [pytest.param("postgres", marks=pytest.mark.integration)], indirect=True
+)
+async def test_a_pooled_connection_the_server_closed_is_replaced_before_use(
+    db_settings: StateSettings,
+) -> None:
+    """No pre-ping round trips, and still no error after the server drops a connection
+    (what a PostgreSQL restart does to every pooled one)."""
+    engine = create_engine(db_settings, pool_size=1, max_overflow=0)
+    admin = create_engine(db_settings)
+    try:
+        async with engine.connect() as conn:
+            first_pid = await conn.scalar(text("SELECT pg_backend_pid()"))
+            raw = await conn.get_raw_connection()
+            pooled = raw.driver_connection
+        async with admin.connect() as other:
+            assert await other.scalar(text("SELECT pg_terminate_backend(:p)"), {"p": first_pid})
+        await assert_eventually(pooled.is_closed, timeout=5)  # the loop read the close
+        async with engine.connect() as conn:  # the same pool slot: no error, a new backend
+            assert await conn.scalar(text("SELECT pg_backend_pid()")) != first_pid
+    finally:
+        await engine.dispose()
+        await admin.dispose()
 
 
 # -- round trips ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 from cadenza_state import (
     OutboxMessage,
     add_to_outbox,
+    claim_for_publishing,
     claim_unpublished,
     mark_published,
     purge_published,
@@ -90,6 +91,38 @@ async def test_concurrent_claimers_get_disjoint_rows(sessions: Sessions) -> None
     second_ids = {m.id for m in got_second}
     assert first_ids == set(ids[:3])
     assert second_ids == set(ids[3:])
+
+
+async def test_the_committer_claims_and_marks_its_rows_in_one_statement(
+    sessions: Sessions,
+) -> None:
+    ids = await _enqueue(sessions, 5)
+    async with sessions() as session, session.begin():
+        await mark_published(session, ids[1:2])  # already out (a relay got there first)
+    async with sessions() as session, session.begin():
+        claimed = await claim_for_publishing(session, [*reversed(ids), 10**9])
+        assert claimed == [ids[0], *ids[2:]]  # in id order; unknown and published ones left
+        await session.rollback()  # the publish failed: nothing stays marked
+    async with sessions() as session, session.begin():
+        assert await claim_for_publishing(session, ids) == [ids[0], *ids[2:]]
+        assert await claim_for_publishing(session, []) == []
+    async with sessions() as session, session.begin():
+        assert await claim_unpublished(session, limit=10) == []  # committed: all out
+
+
+@pytest.mark.parametrize(
+    "db_settings", [pytest.param("postgres", marks=pytest.mark.integration)], indirect=True
+)
+async def test_the_committer_skips_rows_a_relay_holds(sessions: Sessions) -> None:
+    ids = await _enqueue(sessions, 4)
+    async with sessions() as relay, sessions() as committer:
+        await relay.begin()
+        held = [m.id for m in await claim_unpublished(relay, limit=2)]
+        async with committer.begin():  # SKIP LOCKED: no wait, the relay's rows left to it
+            assert await claim_for_publishing(committer, ids) == ids[2:]
+        await mark_published(relay, held)
+        await relay.commit()
+    assert held == ids[:2]
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,10 @@
 """The outbox relay: publishes committed outbox rows to the bus, then marks them published.
 
 The hot path publishes its own rows: a writer that just committed hands them to
-``publish_committed`` (one claim by id, the publish, one update — per transaction, not per
-event). Low-rate writers call ``notify()`` after commit instead. A slow poll catches rows
-left behind by a crash; published rows are purged after ``retention_s`` (at-least-once;
-every consumer is idempotent).
+``publish_committed`` (one statement claims and marks them by id, then the publish, then
+the commit — per transaction, not per event). Low-rate writers call ``notify()`` after
+commit instead. A slow poll catches rows left behind by a crash; published rows are purged
+after ``retention_s`` (at-least-once; every consumer is idempotent).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from cadenza_events import Publisher, RawRecord
 from cadenza_state import (
     OutboxMessage,
     StagedMessage,
-    claim_ids,
+    claim_for_publishing,
     claim_unpublished,
     mark_published,
     purge_published,
@@ -112,12 +112,12 @@ class OutboxRelay:
         started = time.perf_counter()
         try:
             async with self._sessions() as session, session.begin():
-                ids = await claim_ids(session, sorted(by_id))
+                ids = await claim_for_publishing(session, sorted(by_id))
                 if not ids:
                     return 0
                 mine = [by_id[i] for i in ids]
+                # Marked before it is sent, in the same transaction: a failure rolls back.
                 await self._publisher.publish_raw_many(_records(mine))
-                await mark_published(session, ids)
         except asyncio.CancelledError:
             raise
         except Exception:

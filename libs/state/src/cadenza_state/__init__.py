@@ -54,7 +54,7 @@ from cadenza_state.objects import (
 from cadenza_state.outbox import (
     StagedMessage,
     add_to_outbox,
-    claim_ids,
+    claim_for_publishing,
     claim_unpublished,
     insert_outbox,
     mark_published,
@@ -134,7 +134,7 @@ __all__ = [
     "WorkflowRecord",
     "add_to_outbox",
     "alembic_config",
-    "claim_ids",
+    "claim_for_publishing",
     "claim_unpublished",
     "create_engine",
     "create_object_store",

@@ -11,6 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
@@ -36,7 +37,6 @@ def create_engine(settings: StateSettings, **engine_kwargs: Any) -> AsyncEngine:
     backend = url.get_backend_name()
     kwargs: dict[str, Any] = {}
     if backend == "postgresql":
-        kwargs["pool_pre_ping"] = True
         kwargs["json_serializer"] = dumps_in_jsonb_key_order
         if settings.database_schema:
             kwargs["connect_args"] = {"server_settings": {"search_path": settings.database_schema}}
@@ -44,8 +44,10 @@ def create_engine(settings: StateSettings, **engine_kwargs: Any) -> AsyncEngine:
         kwargs["connect_args"] = {"timeout": 30}
     kwargs.update(engine_kwargs)
     engine = _create_async_engine(url, **kwargs)
-    if backend == "postgresql" and settings.database_schema:
-        _install_schema_hook(engine, settings.database_schema)
+    if backend == "postgresql":
+        _install_liveness_check(engine)
+        if settings.database_schema:
+            _install_schema_hook(engine, settings.database_schema)
     elif backend == "sqlite":
         _install_sqlite_hooks(engine)
     return engine
@@ -77,6 +79,23 @@ def _upgrade(connection: Connection) -> None:
         # a waiting migrator then finds the database already at head.
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATE_LOCK_ID})
     command.upgrade(alembic_config(connection), "head")
+
+
+def _install_liveness_check(engine: AsyncEngine) -> None:
+    """Discard a pooled connection the server closed (a restart, an idle timeout) before
+    it is handed out, without a round trip.
+
+    SQLAlchemy's ``pool_pre_ping`` on asyncpg costs three (BEGIN, a query, ROLLBACK) per
+    checkout — about a third of the orchestrator's statements. A server that goes away
+    closes its sockets, and asyncpg marks the connection closed as soon as the event loop
+    reads that, so a local check catches the same restarts; a connection that dies without
+    a word fails its first statement instead, the pool is invalidated, and the caller's
+    outage retry (``cadenza_runtime.is_outage``) runs it again on a fresh one."""
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if dbapi_connection.driver_connection.is_closed():
+            raise DisconnectionError("the server closed this pooled connection")
 
 
 def _install_schema_hook(engine: AsyncEngine, schema: str) -> None:

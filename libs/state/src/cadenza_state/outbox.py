@@ -122,20 +122,26 @@ async def claim_unpublished(session: AsyncSession, limit: int = 100) -> list[Out
     return list((await session.scalars(stmt)).all())
 
 
-async def claim_ids(session: AsyncSession, ids: Sequence[int]) -> list[int]:
-    """Lock the still-unpublished messages among ``ids`` (``SKIP LOCKED``: a relay that
-    claimed one first publishes it instead), in id order. For the process that just
-    committed them and publishes them itself, without reading their bodies back."""
+async def claim_for_publishing(session: AsyncSession, ids: Sequence[int]) -> list[int]:
+    """Mark published the still-unpublished messages among ``ids`` that no relay holds
+    (``SKIP LOCKED``: a relay that claimed one first publishes it instead), in ONE statement,
+    and return them in id order. For the process that just committed them and publishes them
+    itself: it publishes before committing this, so a failed publish rolls the mark back
+    (the relay's next pass sends them)."""
     if not ids:
         return []
-    stmt = (
-        select(OutboxMessage.id)
-        .where(_ids_clause(session, ids), OutboxMessage.published_at.is_(None))
-        .order_by(OutboxMessage.id)
+    unpublished = select(OutboxMessage.id).where(
+        _ids_clause(session, ids), OutboxMessage.published_at.is_(None)
     )
     if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    return list((await session.scalars(stmt)).all())
+        unpublished = unpublished.with_for_update(skip_locked=True)
+    stmt = (
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(unpublished.scalar_subquery()))
+        .values(published_at=utcnow())
+        .returning(OutboxMessage.id)
+    )
+    return sorted((await session.scalars(stmt)).all())
 
 
 async def mark_published(

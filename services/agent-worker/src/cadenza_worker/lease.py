@@ -1,5 +1,6 @@
-"""Who runs a task attempt, and whether its worker is alive — in Redis, two round trips per
-task and one heartbeat per worker PROCESS (docs/execution.md, Liveness).
+"""Who runs a task attempt, and whether its worker is alive — in Redis, two script calls per
+task (the calls of one turn of the event loop share one pipeline: ``ScriptBatch``) and one
+heartbeat per worker PROCESS (docs/execution.md, Liveness).
 
 - ``claim`` (one Lua call): skip an attempt already done; take the task lease
   ``lease:task:{id}`` (owner ``{worker_id}:{attempt}``; a newer attempt takes it over from an
@@ -31,6 +32,7 @@ from cadenza_runtime import keys
 from cadenza_state import HotState
 
 from . import metrics
+from .script_batch import ScriptBatch
 
 log = logging.getLogger("cadenza.worker.lease")
 
@@ -107,29 +109,32 @@ class TaskClaims:
         self._claim = hot.redis.register_script(_CLAIM)
         self._finish = hot.redis.register_script(_FINISH)
         self._release = hot.redis.register_script(_RELEASE)
+        self._batch = ScriptBatch(hot.redis)  # claims and finishes of one loop turn together
 
     def owner(self, attempt: int) -> str:
         return f"{self.worker_id}:{attempt}"
 
     async def claim(self, task_id: str, attempt: int, run_id: str) -> Claim:
         k = self._hot.key
-        answer = await self._claim(
-            keys=[
+        answer = await self._batch.call(
+            self._claim,
+            [
                 k(keys.task_done(task_id, attempt)),
                 k(keys.task_lease(task_id)),
                 k(keys.task_started(task_id, attempt)),
                 k(keys.run_cancelled(run_id)),
                 k(keys.worker_alive(self.worker_id)),
             ],
-            args=[self.owner(attempt), attempt, self._ttl_s, self._heartbeat_ttl_ms],
+            [self.owner(attempt), attempt, self._ttl_s, self._heartbeat_ttl_ms],
         )
         return Claim(answer.decode() if isinstance(answer, bytes) else str(answer))
 
     async def finish(self, task_id: str, attempt: int, status: str) -> None:
         k = self._hot.key
-        await self._finish(
-            keys=[k(keys.task_done(task_id, attempt)), k(keys.task_lease(task_id))],
-            args=[self.owner(attempt), done_value(status), self._ttl_s],
+        await self._batch.call(
+            self._finish,
+            [k(keys.task_done(task_id, attempt)), k(keys.task_lease(task_id))],
+            [self.owner(attempt), done_value(status), self._ttl_s],
         )
 
     async def release(self, task_id: str, attempt: int) -> None:

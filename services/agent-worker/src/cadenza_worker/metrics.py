@@ -79,3 +79,8 @@ HELD_CALLS_RESUMED = Counter(
     "Held tool calls picked up again after a person answered, by kind and answer.",
     ["kind", "decision"],
 )
+SCRIPT_BATCH_CALLS = Histogram(
+    "cadenza_worker_redis_script_batch_calls",
+    "Claim/finish script calls sent together in one Redis pipeline (one turn of the loop).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
