@@ -22,12 +22,11 @@ from cadenza_state import (
     S3ObjectStore,
     StateSettings,
     create_engine,
-    create_redis,
     migrate,
     session_factory,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from support.cleanup import drop_bucket, drop_schema
+from support.cleanup import drop_bucket, drop_schema, prefixed_hot_state
 
 Eventually = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
@@ -112,15 +111,8 @@ async def hot(
     """HotState on real Redis or fakeredis, under a key prefix unique to the test."""
     if request.param == "redis":
         require_services("redis")
-    settings = StateSettings(redis_backend=request.param)
-    state = HotState(create_redis(settings), prefix=f"test:{unique_id}:")
-    try:
+    async with prefixed_hot_state(request.param, f"test:{unique_id}:") as state:
         yield state
-    finally:
-        keys = [k async for k in state.redis.scan_iter(match=f"{state.prefix}*", count=10_000)]
-        if keys:
-            await state.redis.delete(*keys)
-        await state.aclose()
 
 
 # -- objects -------------------------------------------------------------------------------

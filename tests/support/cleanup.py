@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from cadenza_state import S3ObjectStore, StateSettings, create_engine
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from cadenza_state import HotState, S3ObjectStore, StateSettings, create_engine, create_redis
 from sqlalchemy import text
 
 
@@ -25,3 +28,17 @@ def drop_bucket(store: S3ObjectStore) -> None:
         if obj.object_name is not None:
             client.remove_object(store.bucket, obj.object_name)
     client.remove_bucket(store.bucket)
+
+
+@asynccontextmanager
+async def prefixed_hot_state(backend: str, prefix: str) -> AsyncIterator[HotState]:
+    """HotState on real Redis (``"redis"``) or fakeredis (``"memory"``) under ``prefix``;
+    its keys are deleted afterwards (SCAN in big steps: the shared Redis holds many keys)."""
+    state = HotState(create_redis(StateSettings(redis_backend=backend)), prefix=prefix)
+    try:
+        yield state
+    finally:
+        keys = [k async for k in state.redis.scan_iter(match=f"{prefix}*", count=10_000)]
+        if keys:
+            await state.redis.delete(*keys)
+        await state.aclose()

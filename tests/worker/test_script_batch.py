@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from cadenza_runtime import keys
-from cadenza_state import HotState, StateSettings, create_redis
+from cadenza_state import HotState
 from cadenza_worker.lease import Claim, TaskClaims
 from cadenza_worker.script_batch import ScriptBatch
 from redis.exceptions import ResponseError
+from support.cleanup import prefixed_hot_state
 
 ECHO = "return {KEYS[1], ARGV[1]}"
 FAILS_ON_A_LIST = "return redis.call('get', KEYS[1])"  # WRONGTYPE on a list key
@@ -25,16 +26,8 @@ async def hot(
 ) -> AsyncIterator[HotState]:
     if request.param == "redis":
         require_services("redis")
-    state = HotState(
-        create_redis(StateSettings(redis_backend=request.param)), prefix=f"t:{unique_id}:"
-    )
-    try:
+    async with prefixed_hot_state(request.param, f"t:{unique_id}:") as state:
         yield state
-    finally:
-        keys = [k async for k in state.redis.scan_iter(match=f"{state.prefix}*", count=10_000)]
-        if keys:
-            await state.redis.delete(*keys)
-        await state.aclose()
 
 
 def _count_pipelines(hot: HotState, monkeypatch: pytest.MonkeyPatch) -> list[int]:
