@@ -3,18 +3,20 @@
 1. Stateless: every operation of the OpenAPI document, generated valid and invalid
    requests (examples, coverage and fuzzing phases).
 2. Stateful: chains of requests that follow the document's links (create a workflow, then
-   read its versions; start a run, then read, cancel, fork and diff it; create a trigger,
-   disable and delete it…), so operations on resources that exist are exercised too.
+   read its versions; start a run, then read, cancel, resume, rerun, fork and diff it, read
+   its timeline and calls; create a trigger, disable and delete it…), so operations on
+   resources that exist are exercised too. A workflow is registered first and the phase's
+   runs start it (`STATEFUL_OVERRIDES`): no generated name or spec would ever make a run.
 
 Both hold the gateway to: zero server errors, zero answers the document does not describe
 (status codes, content types, headers, bodies), no operation that ignores a missing or bad
 credential, and schema-valid requests accepted (`positive_data_acceptance`) except where
 tests/e2e/schemathesis.toml lists, with why, what a JSON Schema cannot say.
 
-The gateway and rag-ingest (the search API) run as their own processes on PostgreSQL,
-Redis, Kafka and MinIO, in a fresh schema/topic prefix. Examples are bounded (`EXAMPLES`
-per operation, `SCENARIOS` chains) so the run fits the CI budget (a few minutes on 2 busy
-cores). The run events stream (SSE) is left out: it stays open while its run lives
+The gateway, rag-ingest (the search API), an orchestrator and a worker run as their own
+processes on PostgreSQL, Redis, Kafka and MinIO, in a fresh schema/topic prefix. Examples
+are bounded (`EXAMPLES` per operation, `SCENARIOS` chains) so the run fits the CI budget
+(about a minute and a half on 2 busy cores). The run events stream (SSE) is left out: it stays open while its run lives
 (tests/gateway cover it).
 """
 
@@ -29,6 +31,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from cadenza_events import BusSettings
 from cadenza_events.kafka import KafkaBus
@@ -41,8 +44,9 @@ from support.cluster import Cluster
 pytestmark = pytest.mark.timeout(600)
 
 EXAMPLES = 3
-SCENARIOS = 80  # stateful chains, each at most 6 steps (schemathesis' default)
+SCENARIOS = 150  # stateful chains, each at most 6 steps (schemathesis' default)
 CONFIG = Path(__file__).with_name("schemathesis.toml")
+STATEFUL_HOOKS = Path(__file__).with_name("schemathesis_stateful_hooks.py")
 CHECKS = (
     "not_a_server_error",
     "status_code_conformance",
@@ -70,6 +74,9 @@ def deployment(
     try:
         cluster.start_gateway()  # migrates the fresh schema
         cluster.start_rag_ingest()
+        # Runs the stateful phase starts are planned and run (tasks, calls, a finished run).
+        cluster.start_orchestrator()
+        cluster.start_worker()
         yield cluster
     finally:
         cluster.stop()
@@ -99,10 +106,16 @@ async def _admin_key(namespace: str) -> str:
 
 
 def _schemathesis(
-    deployment: Cluster, key: str, report: Path, phases: str, examples: int
+    deployment: Cluster,
+    key: str,
+    report: Path,
+    phases: str,
+    examples: int,
+    config: Path = CONFIG,
+    hooks: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     command = [
-        sys.executable, "-m", "schemathesis.cli", "--config-file", str(CONFIG),
+        sys.executable, "-m", "schemathesis.cli", "--config-file", str(config),
         "run", f"{deployment.url}/openapi.json",
         "--header", f"Authorization: Bearer {key}",
         "--checks", ",".join(CHECKS),
@@ -118,7 +131,10 @@ def _schemathesis(
         "--output-sanitize", "true",
         "--report", "ndjson", "--report-ndjson-path", str(report),
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=540, check=False)
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": str(hooks)} if hooks else None
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=540, check=False, env=env
+    )
     print(done.stdout[-3_000:])  # the summary: operations tested, phases, time
     return done
 
@@ -133,13 +149,78 @@ def test_the_gateway_keeps_its_openapi_promises_under_generated_requests(
     assert done.returncode == 0, done.stdout[-20_000:] + done.stderr[-5_000:]
     assert "Tested: " in done.stdout
 
+    _seed(deployment, key)
     chained_report = tmp_path / "stateful.ndjson"
-    chained = _schemathesis(deployment, key, chained_report, "stateful", SCENARIOS)
+    chained = _schemathesis(
+        deployment,
+        key,
+        chained_report,
+        "stateful",
+        SCENARIOS,
+        _stateful_config(tmp_path),
+        STATEFUL_HOOKS,
+    )
     assert chained.returncode == 0, chained.stdout[-20_000:] + chained.stderr[-5_000:]
-    # The links were followed: requests went from a creating answer to what it created
-    # (agents, collections, API keys, evaluations… with this seed).
+    # The links were followed: requests went from a creating answer to what it created,
+    # runs included (read, cancelled, rerun, forked, diffed).
     followed = _operations_reached_by_links(chained_report)
-    assert len(followed) >= 3, (followed, chained.stdout[-3_000:])
+    summary = (sorted(followed), chained.stdout[-3_000:])
+    # Which of a run's links a chain takes is random: some read of the run, and some change.
+    assert followed & {
+        "GET /v1/runs/{run_id}",
+        "GET /v1/runs/{run_id}/status",
+        "GET /v1/runs/{run_id}/timeline",
+        "GET /v1/runs/{run_id}/calls",
+        "GET /v1/runs/{run_id}/diff/{other_id}",
+    }, summary
+    assert followed & {
+        "POST /v1/runs/{run_id}/cancel",
+        "POST /v1/runs/{run_id}/rerun",
+        "POST /v1/runs/{run_id}/fork",
+    }, summary
+    assert len(followed) >= 12, summary
+
+
+# What the stateful phase starts its chains from, made to exist first: generated workflow
+# names and specs are (rightly) refused, so without these no run would ever be created and
+# the run chains (read, cancel, rerun, fork, diff, timeline, calls) never followed.
+SEED_WORKFLOW = "fuzzed"
+SEED_SPEC = {
+    "name": SEED_WORKFLOW,
+    "inputs": {"who": {"type": "string", "default": "world"}},
+    "tasks": [{"id": "hello", "tool": "transform", "with": {"greeting": "${{ inputs.who }}"}}],
+    "output": "${{ tasks.hello.output.greeting }}",
+}
+# Appended to schemathesis.toml for the stateful phase only (the stateless phases keep
+# generating every value): runs of the seeded workflow, and workflow registrations whose
+# name and tasks are valid (the rest of the body is still generated).
+STATEFUL_OVERRIDES = f"""
+[phases.stateful.inference]
+algorithms = []
+
+[[operations]]
+include-name = "POST /v1/runs"
+parameters = {{ "body.workflow" = "{SEED_WORKFLOW}", "body.inputs" = {{ who = "ada" }} }}
+
+[[operations]]
+include-name = "POST /v1/workflows"
+parameters = {{ "body.name" = "{SEED_WORKFLOW}-registered", "body.tasks" = [{{ id = "a", tool = "transform" }}] }}
+"""
+
+
+def _stateful_config(tmp_path: Path) -> Path:
+    config = tmp_path / "schemathesis-stateful.toml"
+    config.write_text(CONFIG.read_text() + STATEFUL_OVERRIDES)
+    return config
+
+
+def _seed(deployment: Cluster, key: str) -> None:
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=deployment.url, headers=headers, timeout=30) as client:
+        registered = client.post("/v1/workflows", json=SEED_SPEC)
+        assert registered.status_code == 201, registered.text
+        run = client.post("/v1/runs", json={"workflow": SEED_WORKFLOW, "inputs": {}})
+        assert run.status_code == 201, run.text
 
 
 def _operations_reached_by_links(report: Path) -> set[str]:

@@ -72,8 +72,13 @@ async def test_a_created_run_links_to_reading_cancelling_and_forking_it(
 ) -> None:
     document = (await client.get("/openapi.json")).json()
     links = document["paths"]["/v1/runs"]["post"]["responses"]["201"]["links"]
-    assert {"GetRun", "CancelRun", "ForkRun", "RerunRun"} <= set(links)
+    assert {"GetRun", "CancelRun", "ResumeRun", "ForkRun", "RerunRun"} <= set(links)
     assert links["GetRun"]["parameters"] == {"run_id": "$response.body#/id"}
+    read = document["paths"]["/v1/runs/{run_id}"]["get"]["responses"]["200"]["links"]
+    assert read["GetFirstTaskCalls"]["parameters"] == {
+        "run_id": "$response.body#/id",
+        "task_id": "$response.body#/tasks/0/node_id",
+    }
     versions = document["paths"]["/v1/workflows"]["post"]["responses"]["201"]["links"]
     assert versions["GetWorkflowVersion"]["parameters"] == {
         "name": "$response.body#/name",

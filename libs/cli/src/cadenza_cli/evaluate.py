@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-import yaml
 from cadenza_client import ApiError, AsyncCadenza, Evaluation
 from cadenza_evaluation import (
     CaseResult,
@@ -28,7 +27,8 @@ from cadenza_evaluation import (
     score,
     trajectory_from_timeline,
 )
-from cadenza_workflow import parse_agent_ref
+from cadenza_workflow import SpecValidationError, parse_agent_ref
+from cadenza_workflow.loading import load_document
 
 from .bundles import BundleError, deploy_bundle, is_bundle, load_bundle
 from .client import DEFAULT_URL, as_json, cadenza, run_request, submit, wait_for_run
@@ -55,7 +55,10 @@ def pinned_request(
             raise typer.BadParameter(f"{agent!r}: give name@version", param_hint="--agent")
         spec = out.get("spec")
         if isinstance(spec, str):
-            spec = yaml.safe_load(spec)
+            try:
+                spec = load_document(spec)  # YAML 1.2, as the gateway reads it
+            except SpecValidationError as exc:
+                raise typer.BadParameter(f"the case's spec: {exc}") from None
         if not isinstance(spec, dict):
             raise typer.BadParameter("only a bundle or workflow file can be pinned")
         spec["agents"] = {**(spec.get("agents") or {}), name: version}

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from cadenza_client import AsyncCadenza
+from cadenza_workflow import SpecValidationError
+from cadenza_workflow.loading import load_document
 
 from .client import DEFAULT_URL, on_gateway, print_json
 from .keys import UrlOption
@@ -34,7 +35,15 @@ FileArg = Annotated[Path, typer.Argument(help="A YAML or JSON document.", exists
 
 
 def read_document(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text())
+    # The gateway's YAML 1.2 loader: `NO`, `on` and dates stay text (PyYAML's safe_load is
+    # YAML 1.1: `false`, `true` and a date object the JSON request could not encode).
+    try:
+        data = load_document(
+            path.read_text(), "application/json" if path.suffix == ".json" else None
+        )
+    except SpecValidationError as exc:
+        typer.echo(f"{path}: {exc.errors[0].message if exc.errors else exc}", err=True)
+        raise typer.Exit(2) from None
     if not isinstance(data, dict):
         typer.echo(f"{path}: expected a mapping", err=True)
         raise typer.Exit(2)

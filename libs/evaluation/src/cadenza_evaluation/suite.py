@@ -24,7 +24,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
+from cadenza_workflow import SpecValidationError
+from cadenza_workflow.loading import load_document
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
@@ -140,8 +141,8 @@ class SuiteError(Exception):
 
 def parse_suite(text: str, where: str = "suite") -> Suite:
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        data = load_document(text)  # YAML 1.2, the dialect of specs and the gateway
+    except SpecValidationError as exc:
         raise SuiteError(f"{where}: not YAML: {exc}") from None
     try:
         return Suite.model_validate(data)

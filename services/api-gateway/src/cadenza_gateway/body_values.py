@@ -4,6 +4,10 @@ naming each field. Checked once, here, for every JSON and YAML body, before any 
 - a NUL character (U+0000) in any string or key: PostgreSQL cannot store U+0000 in text or
   JSON, so such a value failed deep in the database as a 500; SQLite stored it, so the two
   stacks disagreed;
+- a lone UTF-16 surrogate (`"\\ud800"` without its pair), in a string or a key: JSON's
+  escapes let a client send one, but it is not a Unicode character, so it cannot be encoded
+  as UTF-8 for PostgreSQL, Kafka or an answer (a 500, or a run whose spec could not be read
+  back); control characters (U+0001 to U+001F, U+007F to U+009F) are valid and stored as sent;
 - a number that is not a finite double: `NaN`, `Infinity` (JSON extensions Python's reader
   accepts), YAML's `.inf`/`.nan`, or a literal beyond a double's range (`1e400` parses as
   infinity). No JSON reader takes these back; some routes turned them into `null`, others
@@ -27,40 +31,65 @@ from .problems import FieldProblem, Problem, ProblemError, problem_response
 # YAML's .inf/.nan, an exponent of three digits or more, a run of 300 digits.
 _MARKERS = re.compile(
     rb"\x00|\\u0000|\\0|\\x00|NaN|Infinity|\.(?:nan|NaN|NAN|inf|Inf|INF)"
-    rb"|\d[eE]\+?\d{3}|\d{300}"
+    rb"|\d[eE]\+?\d{3}|\d{300}|\\(?:u|U0000)[dD][89a-fA-F]"
 )
 
 NUL_CHARACTER = "nul_character"
+LONE_SURROGATE = "lone_surrogate"
 NOT_FINITE = "non_finite_number"
 
 
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return NUL_CHARACTER
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return LONE_SURROGATE
+    return None
+
+
 def unstorable_values(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    """``(path, code)`` of each string or key holding U+0000 and each number that is not a
-    finite double, with `a.b[2]` paths."""
+    """``(path, code)`` of each string or key holding U+0000 or a lone surrogate and each
+    number that is not a finite double, with `a.b[2]` paths."""
     if isinstance(value, str):
-        if "\x00" in value:
-            yield path, NUL_CHARACTER
+        problem = _text_problem(value)
+        if problem:
+            yield path, problem
     elif isinstance(value, float):
         if not math.isfinite(value):
             yield path, NOT_FINITE
     elif isinstance(value, dict):
         for key, item in value.items():
+            problem = _text_problem(key) if isinstance(key, str) else None
+            if problem == LONE_SURROGATE:  # the field name must be sendable in the answer
+                key = key.encode("utf-8", "backslashreplace").decode("utf-8")
             where = f"{path}.{key}" if path else str(key)
-            if isinstance(key, str) and "\x00" in key:
-                yield where, NUL_CHARACTER
+            if problem:
+                yield where, problem
             yield from unstorable_values(item, where)
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from unstorable_values(item, f"{path}[{index}]")
 
 
-def _message(field: str, code: str) -> str:
+def describe(code: str) -> str:
+    """What is wrong with a value :func:`unstorable_values` reported with ``code``."""
     if code == NUL_CHARACTER:
-        return f"field {field or '(body)'}: contains a NUL character (U+0000)"
+        return "contains a NUL character (U+0000)"
+    if code == LONE_SURROGATE:
+        return (
+            "contains a lone UTF-16 surrogate (\\ud800-\\udfff without its pair), which is "
+            "not a Unicode character"
+        )
     return (
-        f"field {field or '(body)'}: not a finite number (NaN, Infinity and literals beyond "
-        "a double's range such as 1e400 are not JSON values)"
+        "not a finite number (NaN, Infinity and literals beyond a double's range such as "
+        "1e400 are not JSON values)"
     )
+
+
+def _message(field: str, code: str) -> str:
+    return f"field {field or '(body)'}: {describe(code)}"
 
 
 class StorableValuesMiddleware:

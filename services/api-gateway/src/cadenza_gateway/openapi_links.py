@@ -29,6 +29,7 @@ _RUN_LINKS = [
     Link("GetRunTimeline", ("get", "/v1/runs/{run_id}/timeline"), {"run_id": _RUN}),
     Link("GetRunCalls", ("get", "/v1/runs/{run_id}/calls"), {"run_id": _RUN}),
     Link("CancelRun", ("post", "/v1/runs/{run_id}/cancel"), {"run_id": _RUN}),
+    Link("ResumeRun", ("post", "/v1/runs/{run_id}/resume"), {"run_id": _RUN}),
     Link("RerunRun", ("post", "/v1/runs/{run_id}/rerun"), {"run_id": _RUN}),
     Link("ForkRun", ("post", "/v1/runs/{run_id}/fork"), {"run_id": _RUN}),
     Link("DiffRunWithItself", ("get", "/v1/runs/{run_id}/diff/{other_id}"),
@@ -66,6 +67,11 @@ LINKS: dict[tuple[str, str, str], list[Link]] = {
     ("post", "/v1/runs", "200"): _RUN_LINKS,  # an Idempotency-Key replay: the same run
     ("post", "/v1/runs/{run_id}/rerun", "201"): _RUN_LINKS,
     ("post", "/v1/runs/{run_id}/fork", "201"): _RUN_LINKS,
+    # A run as it stands: the calls of its first task (a created run may have no task yet).
+    ("get", "/v1/runs/{run_id}", "200"): [
+        Link("GetFirstTaskCalls", ("get", "/v1/runs/{run_id}/tasks/{task_id}/calls"),
+             {"run_id": _RUN, "task_id": "$response.body#/tasks/0/node_id"}),
+    ],
     ("post", "/v1/evaluations", "201"): [
         Link("GetEvaluation", ("get", "/v1/evaluations/{evaluation_id}"),
              {"evaluation_id": "$response.body#/id"}),

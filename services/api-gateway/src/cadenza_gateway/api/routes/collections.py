@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ... import crud
 from ...auth import CanReadDocuments, CanWriteDocuments
+from ...body_values import describe, unstorable_values
 from ...pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_time_id_cursor, encode_cursor
 from ...problems import FieldProblem, PayloadTooLarge, UnsupportedMediaType, problem_responses
 from ...query_types import INTEGER_TEXT
@@ -139,6 +140,9 @@ def _parse_metadata(raw: str | None) -> dict[str, Any]:
         ) from None
     if not isinstance(value, dict):
         raise _field_problem(InvalidDocument, "metadata", "invalid_field", "must be a JSON object")
+    # A form field, so the JSON body check (body_values) has not seen it.
+    for field, code in unstorable_values(value, "metadata"):
+        raise _field_problem(InvalidDocument, field, code, describe(code))
     return value
 
 

@@ -4,6 +4,8 @@ trigger service's Kafka consumer (``cadenza_triggers``)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from cadenza_events import NonRetryableError
 from cadenza_runtime import Resources
 from cadenza_triggers import (
@@ -18,6 +20,7 @@ from cadenza_triggers import (
     load_triggers,
     start_for_event,
 )
+from cadenza_triggers.cloudevents import MAX_EVENTS_PER_BATCH
 from cadenza_triggers.metrics import EVENTS
 from fastapi import APIRouter, Request, Response
 from opentelemetry import propagate, trace
@@ -40,14 +43,27 @@ tracer = trace.get_tracer("cadenza.gateway")
 # Parsed workflow specs, shared by requests (immutable versions: safe to keep).
 _SPECS = SpecCache()
 
+# A structured CloudEvent: the four required attributes (a missing or empty one is a 400
+# `malformed-event`), any other attribute or extension besides.
+_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["specversion", "id", "source", "type"],
+    "properties": {
+        "specversion": {"type": "string", "const": "1.0"},
+        "id": {"type": "string", "minLength": 1},
+        "source": {"type": "string", "minLength": 1},
+        "type": {"type": "string", "minLength": 1},
+    },
+}
 _BODY = {
     "requestBody": {
         "required": True,
-        "description": "A CloudEvent: binary mode (`ce-*` headers, the data as the body), "
-        f"structured (`{STRUCTURED}`) or a batch (`{BATCH}`).",
+        "description": "A CloudEvent: binary mode (`ce-specversion`, `ce-id`, `ce-source`, "
+        "`ce-type` headers, the data as the body), structured "
+        f"(`{STRUCTURED}`) or a batch (`{BATCH}`).",
         "content": {
-            STRUCTURED: {"schema": {"type": "object"}},
-            BATCH: {"schema": {"type": "array", "items": {"type": "object"}}},
+            STRUCTURED: {"schema": _EVENT},
+            BATCH: {"schema": {"type": "array", "items": _EVENT, "maxItems": MAX_EVENTS_PER_BATCH}},
             "application/json": {"schema": {}},
         },
     }
