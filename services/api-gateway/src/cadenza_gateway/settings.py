@@ -62,6 +62,19 @@ class GatewaySettings(BaseSettings):
     readiness_timeout_s: float = Field(
         default=2.0, gt=0, description="Time limit of each /readyz dependency check."
     )
+    event_stream_heartbeat_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="A run's SSE event stream sends a comment line (`: ping`) this often, "
+        "so proxies and clients keep a quiet stream open for as long as the run lives.",
+    )
+    event_stream_block_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long one blocking read of a run's event log (Redis XREAD BLOCK) "
+        "waits for a new event before the stream checks whether the run ended without "
+        "a terminal event in its log (SSE and WebSocket).",
+    )
 
     auth: AuthSettings = Field(
         default_factory=AuthSettings,

@@ -29,7 +29,8 @@ from ...problems import (
     problem_responses,
 )
 from ...query_types import INTEGER_TEXT
-from ..deps import ResourcesDep
+from ...settings import GatewaySettings
+from ..deps import ResourcesDep, SettingsDep
 from .runs import RunIdPath
 
 log = logging.getLogger("cadenza.gateway.events")
@@ -38,10 +39,6 @@ router = APIRouter(prefix="/v1/runs", tags=["runs"])
 STREAMS_OPEN = Gauge(
     "cadenza_gateway_event_streams_open", "Run event streams being served now.", ["transport"]
 )
-# How long one blocking read waits before checking whether the run ended without a
-# terminal event in the log (expired, or never recorded).
-BLOCK_S = 5.0
-PING_S = 15.0
 END_EVENT = "end"
 
 AfterQuery = Annotated[
@@ -88,14 +85,15 @@ def _finished_check(
 
 
 async def _events(
-    resources: Resources, tenant: str, run_id: str, after: int
+    resources: Resources, block_s: float, tenant: str, run_id: str, after: int
 ) -> AsyncIterator[tuple[RunEventEntry | None, str | None]]:
     """(entry, None) per event; (None, status) once if the run ended without a terminal
-    event in the log."""
+    event in the log. Each blocking read waits up to ``block_s`` before checking whether
+    the run ended without a terminal event in the log (expired, or never recorded)."""
     events = RunEventLog(resources.hot)
     last: RunEventEntry | None = None
     async for entry in events.follow(
-        run_id, after, block_s=BLOCK_S, finished=_finished_check(resources, tenant, run_id)
+        run_id, after, block_s=block_s, finished=_finished_check(resources, tenant, run_id)
     ):
         last = entry
         yield entry, None
@@ -120,6 +118,7 @@ async def _require_run(resources: Resources, tenant: str, run_id: str) -> None:
 async def stream_run_events(
     run_id: RunIdPath,
     resources: ResourcesDep,
+    settings: SettingsDep,
     tenant: CanReadRuns,
     after: AfterQuery = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
@@ -137,7 +136,9 @@ async def stream_run_events(
     async def body() -> AsyncIterator[ServerSentEvent]:
         STREAMS_OPEN.labels("sse").inc()
         try:
-            async for entry, status in _events(resources, tenant, run_id, start):
+            async for entry, status in _events(
+                resources, settings.event_stream_block_s, tenant, run_id, start
+            ):
                 if entry is not None:
                     yield ServerSentEvent(
                         data=json.dumps(entry.to_dict(), default=str),
@@ -149,7 +150,9 @@ async def stream_run_events(
         finally:
             STREAMS_OPEN.labels("sse").dec()
 
-    return EventSourceResponse(body(), ping=PING_S, headers={"Cache-Control": "no-store"})
+    return EventSourceResponse(
+        body(), ping=settings.event_stream_heartbeat_s, headers={"Cache-Control": "no-store"}
+    )
 
 
 @router.websocket("/{run_id}/events")
@@ -163,6 +166,7 @@ async def websocket_run_events(
     A run that does not exist closes the socket with 4404; a missing or bad credential
     (`Authorization: Bearer`) with 4401, one without `runs:read` with 4403."""
     resources = cast(Resources, websocket.app.state.resources)
+    settings = cast(GatewaySettings, websocket.app.state.settings)
     try:
         principal = authorize(
             await authenticate(websocket, bearer_token(websocket)), [Scope.RUNS_READ]
@@ -177,7 +181,9 @@ async def websocket_run_events(
     await websocket.accept()
     STREAMS_OPEN.labels("websocket").inc()
     try:
-        async for entry, status in _events(resources, tenant, run_id, after or 0):
+        async for entry, status in _events(
+            resources, settings.event_stream_block_s, tenant, run_id, after or 0
+        ):
             message: dict[str, Any] = (
                 {"id": entry.seq, "event": entry.kind, "data": entry.to_dict()}
                 if entry is not None
