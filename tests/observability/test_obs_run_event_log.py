@@ -28,7 +28,7 @@ async def hot(
     settings = StateSettings(redis_backend=request.param, redis_key_prefix=f"{unique_id}:")
     redis = create_redis(settings)
     yield HotState(redis, settings.redis_key_prefix)
-    keys = [k async for k in redis.scan_iter(match=f"{unique_id}:*")]
+    keys = [k async for k in redis.scan_iter(match=f"{unique_id}:*", count=10_000)]
     if keys:
         await redis.delete(*keys)
     await redis.aclose()

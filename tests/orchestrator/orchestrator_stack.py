@@ -298,7 +298,7 @@ def _state_settings(kind: str, unique_id: str, tmp_path: Path) -> StateSettings:
 
 async def _cleanup(kind: str, resources: Resources, state: StateSettings) -> None:
     hot = resources.hot
-    found = [k async for k in hot.redis.scan_iter(match=f"{hot.prefix}*")]
+    found = [k async for k in hot.redis.scan_iter(match=f"{hot.prefix}*", count=10_000)]
     if found:
         await hot.redis.delete(*found)
     if kind == UNIT:

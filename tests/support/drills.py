@@ -330,7 +330,9 @@ async def _clean(state: StateSettings, bus: BusSettings) -> None:
 
         client = redis.Redis.from_url(state.redis_url)
         try:
-            doomed = [k async for k in client.scan_iter(match=f"{state.redis_key_prefix}*")]
+            doomed = [
+                k async for k in client.scan_iter(match=f"{state.redis_key_prefix}*", count=10_000)
+            ]
             if doomed:
                 await client.delete(*doomed)
         finally:

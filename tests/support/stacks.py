@@ -62,7 +62,7 @@ async def stack_resources(
         yield res
     finally:
         hot = res.hot
-        doomed = [k async for k in hot.redis.scan_iter(match=f"{hot.prefix}*")]
+        doomed = [k async for k in hot.redis.scan_iter(match=f"{hot.prefix}*", count=10_000)]
         if doomed:
             await hot.redis.delete(*doomed)
         bus_impl = res.bus

@@ -93,3 +93,47 @@ async def test_a_result_carries_its_attempts_queued_events_and_no_others() -> No
     assert [(e.payload.task_id, e.payload.kind) for e in unbatch(publisher.sent[1][1])] == [
         ("a2", "task.started")
     ]
+
+
+class RefusingPublisher(SlowPublisher):
+    """Refuses the first ``refusals`` publishes (a broker restarting)."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+        self.calls = 0
+
+    async def publish(self, topic: Topic, env: Envelope[Any]) -> None:
+        self.calls += 1
+        if self.calls <= self.refusals:
+            raise ConnectionError("broker away")
+        await super().publish(topic, env)
+
+
+def _result(task: TaskReady) -> TaskResult:
+    return TaskResult(run_id=task.run_id, task_id=task.task_id, attempt=1, status="succeeded")
+
+
+@pytest.mark.parametrize("refusals", [0, 1, 3])
+async def test_a_result_is_published_once_after_the_refusals(refusals: int) -> None:
+    publisher = RefusingPublisher(refusals)
+    reporter = Reporter(publisher, "w1", 5.0)  # type: ignore[arg-type]
+    task = ready("run-a", "a1")
+    await reporter.result(incoming(task), task, _result(task))
+    assert publisher.calls == refusals + 1
+    assert [(topic, env.payload.task_id) for topic, env in publisher.sent] == [
+        (Topic.TASK_RESULT, "a1")
+    ]
+
+
+async def test_a_result_the_broker_keeps_refusing_fails_the_handler_as_unavailable() -> None:
+    from cadenza_events import Unavailable
+
+    publisher = RefusingPublisher(10**6)
+    reporter = Reporter(publisher, "w1", 0.3)  # type: ignore[arg-type]
+    task = ready("run-a", "a1")
+    with pytest.raises(Unavailable) as raised:
+        await reporter.result(incoming(task), task, _result(task))
+    assert raised.value.code == "result_publish_failed"
+    assert publisher.calls >= 2  # the first send, then tenacity's until the deadline
+    assert publisher.sent == []

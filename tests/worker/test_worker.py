@@ -324,7 +324,7 @@ async def test_one_heartbeat_per_worker_process(stack: Stack) -> None:
     for task in tasks:
         assert (await stack.result(task)).status == "succeeded"
     assert 0 < await hot.redis.pttl(alive) <= worker.settings.lease_ttl_s * 1000
-    workers = [k async for k in hot.redis.scan_iter(match=hot.key("worker:*"))]
+    workers = [k async for k in hot.redis.scan_iter(match=hot.key("worker:*"), count=10_000)]
     assert workers == [alive.encode()]  # one key for the process, none per task
     await worker.stop()
     assert not await hot.redis.exists(alive)  # a stopped worker says so at once

@@ -265,7 +265,7 @@ def memory_settings(uid: str, tmp_path: Path) -> tuple[BusSettings, StateSetting
 
 async def cleanup_real(resources: Resources, state: StateSettings) -> None:
     hot = resources.hot
-    doomed = [k async for k in hot.redis.scan_iter(match=f"{hot.prefix}*")]
+    doomed = [k async for k in hot.redis.scan_iter(match=f"{hot.prefix}*", count=10_000)]
     if doomed:
         await hot.redis.delete(*doomed)
     objects = resources.objects

@@ -42,8 +42,14 @@ class wait_spec_backoff(wait_base):  # tenacity names its waits in lower case
     50-100% when ``jitter`` is on."""
 
     def __init__(
-        self, initial_s: float, max_s: float, multiplier: float = 2.0, jitter: bool = True
+        self,
+        initial_s: float,
+        max_s: float,
+        multiplier: float = 2.0,
+        jitter: bool = True,
+        tries_before: int = 0,
     ) -> None:
+        self._tries_before = tries_before  # tries made before tenacity took over
         # model_construct: the values were validated with the spec; never refuse to retry here.
         self._policy = RetryPolicy.model_construct(
             initial_backoff_s=max(0.0, initial_s),
@@ -53,7 +59,10 @@ class wait_spec_backoff(wait_base):  # tenacity names its waits in lower case
         )
 
     def __call__(self, retry_state: RetryCallState) -> float:
-        return self._policy.delay_s(retry_state.attempt_number)
+        return self.after_try(retry_state.attempt_number + self._tries_before)
+
+    def after_try(self, number: int) -> float:
+        return self._policy.delay_s(number)
 
 
 async def run_with_retries(
@@ -62,20 +71,40 @@ async def run_with_retries(
     progress: Progress,
     on_retry: RetryHook | None = None,
 ) -> Outcome:
-    """Call ``try_once(try_number)`` until it succeeds, fails for good, or tries run out."""
+    """Call ``try_once(try_number)`` until it succeeds, fails for good, or tries run out.
+
+    The first try runs on its own: most succeed, and tenacity's machinery cost about a
+    twentieth of a no-op task's CPU. Only a retryable failure hands the rest to tenacity."""
     timeout_s = max(task.timeout_s, 0.001)
+    backoff = wait_spec_backoff(
+        task.initial_backoff_s,
+        task.max_backoff_s,
+        task.backoff_multiplier,
+        task.jitter,
+        tries_before=1,
+    )
+    progress.tries += 1
+    try:
+        return Outcome("succeeded", progress.tries, output=await _one_try(try_once, 1, timeout_s))
+    except (asyncio.CancelledError, JournalUnavailable):
+        raise  # our own store away: the message waits for it (the bus retries it)
+    except Exception as exc:
+        if task.max_attempts <= 1 or not should_retry(exc):
+            return Outcome("failed", progress.tries, error=to_task_error(exc))
+        delay_s = backoff.after_try(1)
+        if on_retry is not None:
+            on_retry(1, exc, delay_s)
+    await asyncio.sleep(delay_s)
 
     def before_sleep(state: RetryCallState) -> None:
         if on_retry is not None and state.outcome is not None and state.next_action is not None:
             exc = state.outcome.exception()
             if exc is not None:
-                on_retry(state.attempt_number, exc, state.next_action.sleep)
+                on_retry(state.attempt_number + 1, exc, state.next_action.sleep)
 
     retrying = AsyncRetrying(
-        stop=stop_after_attempt(max(1, task.max_attempts)),
-        wait=wait_spec_backoff(
-            task.initial_backoff_s, task.max_backoff_s, task.backoff_multiplier, task.jitter
-        ),
+        stop=stop_after_attempt(task.max_attempts - 1),
+        wait=backoff,
         # should_retry excludes CancelledError: `with attempt:` captures BaseException, and
         # only a predicate that refuses it makes tenacity re-raise the cancellation.
         retry=retry_if_exception(should_retry),
@@ -89,7 +118,7 @@ async def run_with_retries(
                 progress.tries += 1
                 output = await _one_try(try_once, progress.tries, timeout_s)
     except (asyncio.CancelledError, JournalUnavailable):
-        raise  # our own store away: the message waits for it (the bus retries it)
+        raise
     except Exception as exc:
         return Outcome("failed", progress.tries, error=to_task_error(exc))
     return Outcome("succeeded", progress.tries, output=output)

@@ -73,6 +73,13 @@ class Reporter:
         if taken:
             result = result.model_copy(update={"events": [*result.events, *taken]})
         env = self._envelope(incoming, task, result)
+        try:  # the first send on its own: tenacity only when the broker refused it
+            await self._publisher.publish(Topic.TASK_RESULT, env)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.info("publishing the result of %s#%d failed; retrying", task.task_id, task.attempt)
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_delay(self._publish_timeout_s),
