@@ -37,6 +37,8 @@ def create_engine(settings: StateSettings, **engine_kwargs: Any) -> AsyncEngine:
     backend = url.get_backend_name()
     kwargs: dict[str, Any] = {}
     if backend == "postgresql":
+        kwargs["pool_size"] = settings.database_pool_size
+        kwargs["max_overflow"] = settings.database_max_overflow
         kwargs["json_serializer"] = dumps_in_jsonb_key_order
         if settings.database_schema:
             kwargs["connect_args"] = {"server_settings": {"search_path": settings.database_schema}}

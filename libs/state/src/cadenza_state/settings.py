@@ -31,6 +31,19 @@ class StateSettings(BaseSettings):
         description="PostgreSQL schema holding all tables and the Alembic version table "
         "(isolates tenants of one database, e.g. tests); None = the server's default (public).",
     )
+    database_pool_size: int = Field(
+        default=20,
+        ge=1,
+        description="PostgreSQL connections a process keeps open once it needed them. The "
+        "orchestrator applies a batch per partition at once (6 partitions of 2 topics) beside "
+        "its sweeper and relay: with fewer, each busy moment opened and closed connections "
+        "(a connect, the session setup and every prepared statement again).",
+    )
+    database_max_overflow: int = Field(
+        default=10,
+        ge=0,
+        description="Connections opened beyond database_pool_size at a peak, closed on return.",
+    )
     redis_url: str = Field(
         default="redis://127.0.0.1:16379/0", description="Redis URL for hot state and pub/sub."
     )
