@@ -221,6 +221,23 @@ async def task_times(db: AsyncEngine, run_ids: list[str]) -> list[tuple[float, f
         return [(r.timestamp(), s.timestamp(), f.timestamp()) for r, s, f in rows]
 
 
+async def dispatch_split(db: AsyncEngine, run_ids: list[str]) -> list[tuple[float, float]]:
+    """Each task's dispatch in two parts, from its ``task.ready`` outbox row: ``ready_at`` →
+    ``published_at`` (the orchestrator's commit and its claim of the row) and
+    ``published_at`` → ``started_at`` (the Kafka hop and the worker's claim)."""
+    async with db.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT t.ready_at, o.published_at, t.started_at FROM tasks t "
+                "JOIN outbox o ON o.key = t.id AND o.topic LIKE '%task.ready' "
+                "WHERE t.run_id = ANY(:ids) AND t.status = 'succeeded' "
+                "AND o.published_at IS NOT NULL AND t.started_at IS NOT NULL"
+            ),
+            {"ids": run_ids},
+        )
+        return [(p.timestamp() - r.timestamp(), s.timestamp() - p.timestamp()) for r, p, s in rows]
+
+
 async def worker_ids(db: AsyncEngine, run_id: str) -> set[str]:
     async with db.connect() as conn:
         rows = await conn.execute(
@@ -512,6 +529,7 @@ async def engine_rows(engine: Engine, args: argparse.Namespace, out: dict[str, A
             slots.release()
 
     submissions: list[asyncio.Task[str]] = []
+    cpu_before = engine.meter.sample()
     started = time.monotonic()
     while (now := time.monotonic()) - started < args.duration:
         await slots.acquire()
@@ -522,15 +540,25 @@ async def engine_rows(engine: Engine, args: argparse.Namespace, out: dict[str, A
     load_runs = list(await asyncio.gather(*submissions))
     accepted_s = time.monotonic() - started  # the gateway answered the last submission
     await wait_runs(engine.db, load_runs, timeout=600)
+    load_cpu = CpuTally()  # per RUN: small runs cost mostly what a run costs, not a task
+    load_cpu.add(engine.meter.delta(cpu_before, engine.meter.sample()), len(load_runs))
     phase2 = await task_times(engine.db, load_runs)
     load = percentiles_ms([s - r for r, s, _ in phase2])
     out["offered_tasks_per_s"] = round(offered, 1)
     out["offered_for_s"] = round(now - started, 2)
     out["accepted_in_s"] = round(accepted_s, 2)
     out["load_tasks"] = len(phase2)
+    out["load_runs"] = len(load_runs)
+    out["load_cpu_ms_per_run"] = load_cpu.total_ms()
+    out["load_cpu_ms_per_run_by"] = load_cpu.per_task_ms()
     out["dispatch_p50_ms"] = load["p50"]
     out["dispatch_p95_ms"] = load["p95"]
     out["dispatch_p99_ms"] = load["p99"]
+    split = await dispatch_split(engine.db, load_runs)
+    if split:  # outbox rows are purged after a while; a quick run still finds them
+        commit, hop = (percentiles_ms([part[i] for part in split]) for i in (0, 1))
+        out["dispatch_commit_p50_ms"], out["dispatch_commit_p99_ms"] = commit["p50"], commit["p99"]
+        out["dispatch_hop_p50_ms"], out["dispatch_hop_p99_ms"] = hop["p50"], hop["p99"]
 
 
 async def distributed(args: argparse.Namespace, servers: dict[str, Any]) -> dict[str, Any]:

@@ -436,9 +436,8 @@ class RunHandlers:
         try:
             if effects.run_status in STOPPED_RUN_STATUSES:
                 await hot_status.mark_cancelled(hot, effects.run_id, ttl_s=ttl)
-            if effects.run_finished:
-                async with self.resources.sessions() as session:
-                    total, done = await store.count_tasks(session, effects.run_id)
+            if effects.run_finished and effects.final_counts is not None:
+                total, done = effects.final_counts
                 await hot_status.set_counts(
                     hot,
                     effects.run_id,

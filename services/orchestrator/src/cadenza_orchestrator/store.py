@@ -17,7 +17,7 @@ from cadenza_state import (
     TaskRecord,
     insert_many,
 )
-from sqlalchemy import bindparam, exists, func, select, update
+from sqlalchemy import bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
@@ -157,18 +157,20 @@ def _update_statement(columns: tuple[str, ...]) -> Any:
 async def update_tasks(
     session: AsyncSession, changed: Mapping[str, set[str]], rows: Mapping[str, TaskRow]
 ) -> None:
-    """Write the columns a transition set on these rows: ONE executemany per distinct set
-    of columns (a batch of results changes the same few columns on every row)."""
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for task_id, columns in changed.items():
-        row = rows[task_id]
-        key = tuple(sorted(columns))
-        groups.setdefault(key, []).append(
-            {"row_id": task_id, **{name: getattr(row, name) for name in key}}
-        )
-    for names, params in groups.items():
-        await session.execute(_update_statement(names), params)
-        metrics.TASK_ROWS_WRITTEN.labels("update").inc(len(params))
+    """Write the columns a transition set on these rows in ONE executemany: the union of
+    the columns set on any of them, each row's own values (the transition holds whole
+    rows, so a column it did not set is written back unchanged). One round trip, where one
+    statement per distinct column set took two or three for a batch that finished some
+    tasks and dispatched others."""
+    if not changed:
+        return
+    names = tuple(sorted(set().union(*changed.values())))
+    params = [
+        {"row_id": task_id, **{name: getattr(rows[task_id], name) for name in names}}
+        for task_id in changed
+    ]
+    await session.execute(_update_statement(names), params)
+    metrics.TASK_ROWS_WRITTEN.labels("update").inc(len(params))
 
 
 async def insert_attempts(
@@ -224,11 +226,11 @@ async def cancel_open_tasks(
 async def has_open_tasks(session: AsyncSession, run_id: str) -> bool:
     """Whether any task of the run still has work ahead (served by a partial index), or
     waits for a person (checked only when nothing else is open: the run's last moments)."""
-    stmt = select(exists().where(_TASKS.c.run_id == run_id, _TASKS.c.status.in_(_OPEN)))
-    if await session.scalar(stmt):
-        return True
-    held = select(exists().where(_TASKS.c.run_id == run_id, _TASKS.c.status.in_(_HELD)))
-    return bool(await session.scalar(held))
+    # ONE round trip: PostgreSQL (and SQLite) evaluate OR's operands left to right and stop
+    # at the first true, so the held rows are looked for only when nothing is open.
+    open_ = exists().where(_TASKS.c.run_id == run_id, _TASKS.c.status.in_(_OPEN))
+    held = exists().where(_TASKS.c.run_id == run_id, _TASKS.c.status.in_(_HELD))
+    return bool(await session.scalar(select(or_(open_, held))))
 
 
 async def insert_hold(
