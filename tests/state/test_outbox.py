@@ -10,10 +10,11 @@ import pytest
 from cadenza_state import (
     OutboxMessage,
     add_to_outbox,
-    claim_for_publishing,
     claim_unpublished,
+    insert_outbox,
     mark_published,
     purge_published,
+    release_to_relay,
 )
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -93,36 +94,41 @@ async def test_concurrent_claimers_get_disjoint_rows(sessions: Sessions) -> None
     assert second_ids == set(ids[3:])
 
 
-async def test_the_committer_claims_and_marks_its_rows_in_one_statement(
+async def _enqueue_direct(sessions: Sessions, n: int, publisher: str | None) -> list[int]:
+    async with sessions() as session, session.begin():
+        rows = [("task.ready", f"d{i}", [("ce_id", f"d-{i}".encode())], b"x") for i in range(n)]
+        return [m.id for m in await insert_outbox(session, rows, publisher=publisher)]
+
+
+async def test_relays_leave_rows_their_writer_publishes_alone_until_the_grace_is_over(
     sessions: Sessions,
 ) -> None:
-    ids = await _enqueue(sessions, 5)
+    relayed = await _enqueue_direct(sessions, 2, None)
+    direct = await _enqueue_direct(sessions, 2, "orchestrator-1")
+    now = datetime.now(UTC)
     async with sessions() as session, session.begin():
-        await mark_published(session, ids[1:2])  # already out (a relay got there first)
+        fresh = await claim_unpublished(
+            session, limit=10, direct_before=now - timedelta(seconds=10)
+        )
+        assert [m.id for m in fresh] == relayed  # the writer is sending the others
     async with sessions() as session, session.begin():
-        claimed = await claim_for_publishing(session, [*reversed(ids), 10**9])
-        assert claimed == [ids[0], *ids[2:]]  # in id order; unknown and published ones left
-        await session.rollback()  # the publish failed: nothing stays marked
+        late = await claim_unpublished(session, limit=10, direct_before=now + timedelta(seconds=1))
+        assert [m.id for m in late] == relayed + direct  # past the grace: its writer died
     async with sessions() as session, session.begin():
-        assert await claim_for_publishing(session, ids) == [ids[0], *ids[2:]]
-        assert await claim_for_publishing(session, []) == []
-    async with sessions() as session, session.begin():
-        assert await claim_unpublished(session, limit=10) == []  # committed: all out
+        assert [m.id for m in await claim_unpublished(session, limit=10)] == relayed + direct
 
 
-@pytest.mark.parametrize(
-    "db_settings", [pytest.param("postgres", marks=pytest.mark.integration)], indirect=True
-)
-async def test_the_committer_skips_rows_a_relay_holds(sessions: Sessions) -> None:
-    ids = await _enqueue(sessions, 4)
-    async with sessions() as relay, sessions() as committer:
-        await relay.begin()
-        held = [m.id for m in await claim_unpublished(relay, limit=2)]
-        async with committer.begin():  # SKIP LOCKED: no wait, the relay's rows left to it
-            assert await claim_for_publishing(committer, ids) == ids[2:]
-        await mark_published(relay, held)
-        await relay.commit()
-    assert held == ids[:2]
+async def test_rows_released_to_the_relay_are_claimed_at_once(sessions: Sessions) -> None:
+    direct = await _enqueue_direct(sessions, 3, "orchestrator-1")
+    async with sessions() as session, session.begin():
+        await mark_published(session, direct[:1])
+        assert await release_to_relay(session, direct) == 2  # the published one stays put
+        assert await release_to_relay(session, []) == 0
+    async with sessions() as session, session.begin():
+        cutoff = datetime.now(UTC) - timedelta(hours=1)
+        claimed = await claim_unpublished(session, limit=10, direct_before=cutoff)
+    assert [m.id for m in claimed] == direct[1:]
+    assert {m.publisher for m in claimed} == {None}
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,13 @@
 """The outbox relay: publishes committed outbox rows to the bus, then marks them published.
 
 The hot path publishes its own rows: a writer that just committed hands them to
-``publish_committed`` (one statement claims and marks them by id, then the publish, then
-the commit — per transaction, not per event). Low-rate writers call ``notify()`` after
-commit instead. A slow poll catches rows left behind by a crash; published rows are purged
-after ``retention_s`` (at-least-once; every consumer is idempotent).
+``publish_committed``, which sends them at once and marks them published afterwards — the
+marks of many batches in one transaction, every ``mark_interval_s``. The rows were written
+with the writer's ``publisher`` id, so relays leave them alone for ``direct_grace_s``; a
+row still unmarked after that (its writer died between commit and send, or before its
+mark) is published by the relay's slow poll. A failed send hands the rows to the relay at
+once. Low-rate writers call ``notify()`` after commit instead. Published rows are purged
+after ``retention_s`` (at-least-once everywhere; every consumer is idempotent).
 """
 
 from __future__ import annotations
@@ -12,18 +15,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from uuid import uuid4
 
 from cadenza_events import Publisher, RawRecord
 from cadenza_state import (
     OutboxMessage,
     StagedMessage,
-    claim_for_publishing,
     claim_unpublished,
     mark_published,
     purge_published,
+    release_to_relay,
     utcnow,
 )
 from prometheus_client import Counter, Histogram
@@ -36,6 +42,10 @@ DIRECT = Counter(
     "cadenza_outbox_published_directly_total",
     "Outbox rows published by the process that committed them, right after the commit "
     "(the rest went through the relay's pass: notified writers, crash recovery).",
+)
+MARKED = Counter(
+    "cadenza_outbox_marked_total",
+    "Outbox rows a writer published itself and then marked published (in batches).",
 )
 PURGED = Counter("cadenza_outbox_purged_total", "Published outbox rows deleted after retention.")
 RELAY_LAG = Histogram(
@@ -63,7 +73,16 @@ class OutboxRelay:
         poll_interval_s: float = 1.0,
         retention_s: float = 600.0,
         purge_interval_s: float = 60.0,
+        direct_grace_s: float = 10.0,
+        mark_interval_s: float = 0.1,
     ) -> None:
+        self.publisher_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid4().hex[:8]}"
+        """Written on the rows this process publishes itself (``publish_committed``)."""
+        self._direct_grace_s = direct_grace_s
+        self._mark_interval_s = mark_interval_s
+        self._marks: list[tuple[list[int], datetime]] = []
+        """Rows sent by ``publish_committed`` and not yet marked: (ids, when sent)."""
+        self._marker: asyncio.Task[None] | None = None
         self._retention_s = retention_s
         self._purge_interval_s = purge_interval_s
         self._next_purge = time.monotonic() + purge_interval_s
@@ -82,6 +101,7 @@ class OutboxRelay:
     async def start(self) -> None:
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        self._marker = asyncio.create_task(self._mark_forever(), name="outbox-marker")
 
     async def stop(self, grace_s: float = 5.0) -> None:
         task, self._task = self._task, None
@@ -96,42 +116,99 @@ class OutboxRelay:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        marker, self._marker = self._marker, None
+        if marker is not None:
+            marker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await marker
         # Best effort: flush what is committed so a graceful stop leaves nothing behind.
+        with contextlib.suppress(Exception):
+            await self.flush_marks()
         with contextlib.suppress(Exception):
             while await self.relay_once():
                 pass
 
     async def publish_committed(self, rows: Sequence[StagedMessage]) -> int:
-        """Publish rows this process just committed, right away; returns how many it sent.
-
-        Rows a concurrent relay pass locked first are left to it (no duplicate). A failure
-        leaves the rows unpublished for the relay's next pass, which it wakes."""
-        by_id = {r.id: r for r in rows if r.id is not None}
-        if not by_id:
+        """Publish rows this process just committed (written with its ``publisher_id``),
+        right away; returns how many it sent. No database round trip on the way: their
+        mark is queued for ``flush_marks``. A failed send hands them to the relay."""
+        mine = [r for r in rows if r.id is not None]
+        if not mine:
             return 0
         started = time.perf_counter()
         try:
-            async with self._sessions() as session, session.begin():
-                ids = await claim_for_publishing(session, sorted(by_id))
-                if not ids:
-                    return 0
-                mine = [by_id[i] for i in ids]
-                # Marked before it is sent, in the same transaction: a failure rolls back.
-                await self._publisher.publish_raw_many(_records(mine))
+            await self._publisher.publish_raw_many(_records(mine))
         except asyncio.CancelledError:
             raise
         except Exception:
             log.warning(
                 "publishing %d committed outbox rows failed; the relay retries",
-                len(by_id),
+                len(mine),
                 exc_info=True,
             )
-            self.notify()
+            await self._release([r.id for r in mine])
             return 0
+        self._marks.append(([r.id for r in mine], utcnow()))
+        if self._marker is None:  # the relay is not running (tools, tests): mark them now
+            try:
+                await self.flush_marks()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("marking %d outbox rows published failed", len(mine), exc_info=True)
         RELAY_LAG.observe(time.perf_counter() - started)
-        RELAYED.inc(len(ids))
-        DIRECT.inc(len(ids))
-        return len(ids)
+        RELAYED.inc(len(mine))
+        DIRECT.inc(len(mine))
+        return len(mine)
+
+    async def _release(self, ids: list[int]) -> None:
+        """Unsent rows go to the relays now (not after the grace), and the relay wakes."""
+        try:
+            async with self._sessions() as session, session.begin():
+                await release_to_relay(session, ids)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the database is down too: the relay takes them after the grace
+            log.warning("could not hand %d outbox rows to the relay", len(ids), exc_info=True)
+        self.notify()
+
+    async def flush_marks(self) -> int:
+        """Mark published, in ONE transaction, the rows ``publish_committed`` sent since the
+        last flush (each with the time it was sent); returns how many. On failure they stay
+        queued for the next flush (meanwhile a relay may send them again after the grace:
+        consumers are idempotent)."""
+        marks, self._marks = self._marks, []
+        if not marks:
+            return 0
+        try:
+            async with self._sessions() as session, session.begin():
+                for ids, at in marks:
+                    await mark_published(session, ids, at=at)
+        except BaseException:
+            self._marks[:0] = marks
+            raise
+        marked = sum(len(ids) for ids, _ in marks)
+        MARKED.inc(marked)
+        return marked
+
+    async def _mark_forever(self) -> None:
+        failures = 0
+        while True:
+            await asyncio.sleep(
+                self._mark_interval_s if not failures else min(5.0, 0.2 * 2**failures)
+            )
+            try:
+                await self.flush_marks()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                log.warning(
+                    "marking published outbox rows failed (%d in a row)",
+                    failures,
+                    exc_info=failures == 1,
+                )
 
     async def purge_once(self) -> int:
         """Delete rows published more than ``retention_s`` ago; returns how many."""
@@ -143,7 +220,11 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """Publish one batch; returns how many rows it published."""
         async with self._sessions() as session, session.begin():
-            rows = await claim_unpublished(session, self._batch_size)
+            rows = await claim_unpublished(
+                session,
+                self._batch_size,
+                direct_before=utcnow() - timedelta(seconds=self._direct_grace_s),
+            )
             if not rows:
                 return 0
             # Pipelined, in id order: rows with one key keep their order on its partition.

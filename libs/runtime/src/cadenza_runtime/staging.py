@@ -33,19 +33,23 @@ def stage_events(
 
 
 async def stage_outbox(
-    session: AsyncSession, registry: TopicRegistry, items: Iterable[tuple[Topic, Envelope[Any]]]
+    session: AsyncSession,
+    registry: TopicRegistry,
+    items: Iterable[tuple[Topic, Envelope[Any]]],
+    *,
+    publisher: str | None,
 ) -> list[StagedMessage]:
     """Queue events in ``session``'s transaction with ONE bulk insert, encoded exactly as a
     publisher would, and return them with their ids, so the committing process can publish
-    them right after the commit (``OutboxRelay.publish_committed``). Insertion order gives
-    the ids and so the publication order."""
+    them right after the commit (``OutboxRelay.publish_committed``, whose ``publisher_id``
+    goes in ``publisher``). Insertion order gives the ids and so the publication order."""
     rows = []
     for topic, env in items:
         env = inject(env)  # the trace context of the request/handler that caused the event
         raw_key, value, headers = encode(env, registry.key_for(topic, env))
         key = raw_key.decode() if raw_key is not None else None
         rows.append((registry.name(topic), key, headers, value))
-    return await insert_outbox(session, rows)
+    return await insert_outbox(session, rows, publisher=publisher)
 
 
 async def stage_event(

@@ -54,11 +54,11 @@ from cadenza_state.objects import (
 from cadenza_state.outbox import (
     StagedMessage,
     add_to_outbox,
-    claim_for_publishing,
     claim_unpublished,
     insert_outbox,
     mark_published,
     purge_published,
+    release_to_relay,
 )
 from cadenza_state.provider_keys import (
     ProviderCredentials,
@@ -134,7 +134,6 @@ __all__ = [
     "WorkflowRecord",
     "add_to_outbox",
     "alembic_config",
-    "claim_for_publishing",
     "claim_unpublished",
     "create_engine",
     "create_object_store",
@@ -150,6 +149,7 @@ __all__ = [
     "provider_credentials",
     "purge_published",
     "put_provider_key",
+    "release_to_relay",
     "session_factory",
     "utcnow",
     "validate_key",

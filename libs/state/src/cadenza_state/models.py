@@ -271,6 +271,9 @@ class OutboxMessage(Base):
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = _created_at()
     published_at: Mapped[datetime | None]
+    publisher: Mapped[str | None] = mapped_column(String(64))
+    """The process that publishes this row itself right after its commit (relays leave it
+    alone for a grace period); NULL: the relay publishes it."""
 
     def kafka_headers(self) -> list[tuple[str, bytes]]:
         """Headers in the (name, bytes) form Kafka clients take."""

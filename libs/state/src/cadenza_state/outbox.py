@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, any_, bindparam, delete, insert, select, update
+from sqlalchemy import BigInteger, any_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -57,11 +57,16 @@ class StagedMessage:
 
 
 async def insert_outbox(
-    session: AsyncSession, rows: Sequence[tuple[str, str | None, list[tuple[str, bytes]], bytes]]
+    session: AsyncSession,
+    rows: Sequence[tuple[str, str | None, list[tuple[str, bytes]], bytes]],
+    *,
+    publisher: str | None = None,
 ) -> list[StagedMessage]:
     """Queue many events in ONE statement (no ORM objects: a plan of 10,000 tasks stages
     10,000 events); returns them with their ids, in the given order (the publication
-    order). Rows are ``(topic, key, headers, payload)``."""
+    order). Rows are ``(topic, key, headers, payload)``. ``publisher``: the process that
+    will publish them itself right after the commit (relays leave them alone for a grace
+    period); None leaves them to the relay."""
     if not rows:
         return []
     table: Any = OutboxMessage.__table__
@@ -71,6 +76,7 @@ async def insert_outbox(
             "key": key,
             "headers": [[name, value.decode()] for name, value in headers],
             "payload": payload,
+            "publisher": publisher,
         }
         for topic, key, headers, payload in rows
     ]
@@ -102,7 +108,9 @@ def _text(value: str | bytes) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
-async def claim_unpublished(session: AsyncSession, limit: int = 100) -> list[OutboxMessage]:
+async def claim_unpublished(
+    session: AsyncSession, limit: int = 100, *, direct_before: datetime | None = None
+) -> list[OutboxMessage]:
     """Lock and return up to ``limit`` unpublished messages, oldest first.
 
     On PostgreSQL rows are locked ``FOR UPDATE SKIP LOCKED`` until the caller's transaction
@@ -110,6 +118,10 @@ async def claim_unpublished(session: AsyncSession, limit: int = 100) -> list[Out
     :func:`mark_published`, then commit; a crash before commit releases the rows for the
     next claim (at-least-once: consumers dedupe). SQLite has no row locks: the dev engine's
     ``BEGIN IMMEDIATE`` serialises claimers instead.
+
+    A row its writer publishes itself (``publisher`` set) is claimed only once it was
+    created before ``direct_before``: by then its writer has sent it (and its mark is on the
+    way) or died before sending it. None claims those rows whatever their age.
     """
     stmt = (
         select(OutboxMessage)
@@ -117,31 +129,26 @@ async def claim_unpublished(session: AsyncSession, limit: int = 100) -> list[Out
         .order_by(OutboxMessage.id)
         .limit(limit)
     )
+    if direct_before is not None:
+        stmt = stmt.where(
+            or_(OutboxMessage.publisher.is_(None), OutboxMessage.created_at < direct_before)
+        )
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return list((await session.scalars(stmt)).all())
 
 
-async def claim_for_publishing(session: AsyncSession, ids: Sequence[int]) -> list[int]:
-    """Mark published the still-unpublished messages among ``ids`` that no relay holds
-    (``SKIP LOCKED``: a relay that claimed one first publishes it instead), in ONE statement,
-    and return them in id order. For the process that just committed them and publishes them
-    itself: it publishes before committing this, so a failed publish rolls the mark back
-    (the relay's next pass sends them)."""
+async def release_to_relay(session: AsyncSession, ids: Sequence[int]) -> int:
+    """Hand rows a writer could not publish itself (the bus was down) to the relays now,
+    instead of after the grace period; returns how many were still unpublished."""
     if not ids:
-        return []
-    unpublished = select(OutboxMessage.id).where(
-        _ids_clause(session, ids), OutboxMessage.published_at.is_(None)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        unpublished = unpublished.with_for_update(skip_locked=True)
-    stmt = (
+        return 0
+    result = await session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id.in_(unpublished.scalar_subquery()))
-        .values(published_at=utcnow())
-        .returning(OutboxMessage.id)
+        .where(_ids_clause(session, ids), OutboxMessage.published_at.is_(None))
+        .values(publisher=None)
     )
-    return sorted((await session.scalars(stmt)).all())
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def mark_published(

@@ -109,9 +109,13 @@ class Transition:
         objects: ObjectStore,
         registry: TopicRegistry,
         settings: OrchestratorSettings,
+        publisher: str | None = None,
         now: datetime | None = None,
     ) -> None:
+        """``publisher``: the id of the process that publishes the staged events right after
+        the commit (``OutboxRelay.publisher_id``); None leaves them to the relay."""
         self.session = session
+        self.publisher = publisher
         self.run = run
         self._graph = graph
         self.objects = objects
@@ -232,7 +236,9 @@ class Transition:
             # in a session of its own: two round trips fewer per run).
             self.effects.final_counts = await store.count_tasks(self.session, self.run.id)
         self._stage_timeline()
-        rows = await stage_outbox(self.session, self.registry, self._staged)
+        rows = await stage_outbox(
+            self.session, self.registry, self._staged, publisher=self.publisher
+        )
         self.effects.outbox.extend(rows)
         self.effects.events += len(rows)
         self._staged.clear()

@@ -414,6 +414,7 @@ class RunHandlers:
             objects=self.resources.objects,
             registry=self.resources.registry,
             settings=self.settings,
+            publisher=self.resources.relay.publisher_id,
         )
 
     async def after_commit(self, effects: Effects, *, planned: bool = False) -> None:

@@ -274,6 +274,7 @@ class Sweeper:
             objects=self.resources.objects,
             registry=self.resources.registry,
             settings=self.settings,
+            publisher=self.resources.relay.publisher_id,
         )
 
     async def _redispatch(self, run_id: str, tasks: dict[str, tuple[int, str]]) -> int:
