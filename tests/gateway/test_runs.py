@@ -108,17 +108,11 @@ async def test_a_failure_while_staging_events_leaves_no_run_behind(
     # Run creation is shared by every way a run starts (cadenza_runtime.runs).
     import cadenza_runtime.runs as runs_crud
 
-    real_stage = runs_crud.stage_event
-    calls = 0
+    async def failing_stage(*args: Any, **kwargs: Any) -> None:
+        # The run row is in the transaction already (flushed first).
+        raise RuntimeError("outbox write failed")
 
-    async def flaky_stage(*args: Any, **kwargs: Any) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 2:  # after the run row and plan.requested are in the transaction
-            raise RuntimeError("outbox write failed")
-        await real_stage(*args, **kwargs)
-
-    monkeypatch.setattr(runs_crud, "stage_event", flaky_stage)
+    monkeypatch.setattr(runs_crud, "stage_outbox", failing_stage)
     resp = await client.post("/v1/runs", json={"workflow": "greet"})
     assert resp.status_code == 500
     assert resp.headers["content-type"] == "application/problem+json"

@@ -8,11 +8,12 @@ from .process import run_until_signal, tune_gc, wait_for_shutdown_signal
 from .relay import OutboxRelay
 from .resources import Resources, open_resources
 from .run_events import RunEventEntry, RunEventLog, RunEventRecorder
-from .runs import create_run
+from .runs import CreatedRun, create_run
 from .staging import stage_event, stage_events, stage_outbox
 from .telemetry import MetricsSettings, serve_metrics, setup_logging, setup_tracing
 
 __all__ = [
+    "CreatedRun",
     "HttpServer",
     "InsecureEndpoint",
     "MetricsSettings",

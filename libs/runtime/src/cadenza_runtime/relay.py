@@ -83,6 +83,8 @@ class OutboxRelay:
         self._marks: list[tuple[list[int], datetime]] = []
         """Rows sent by ``publish_committed`` and not yet marked: (ids, when sent)."""
         self._marker: asyncio.Task[None] | None = None
+        self._sends: set[asyncio.Task[int]] = set()
+        """``publish_soon`` sends in flight."""
         self._retention_s = retention_s
         self._purge_interval_s = purge_interval_s
         self._next_purge = time.monotonic() + purge_interval_s
@@ -116,6 +118,8 @@ class OutboxRelay:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._sends:  # sends of committed rows a request handler left running
+            await asyncio.wait(set(self._sends), timeout=grace_s)
         marker, self._marker = self._marker, None
         if marker is not None:
             marker.cancel()
@@ -160,6 +164,13 @@ class OutboxRelay:
         RELAYED.inc(len(mine))
         DIRECT.inc(len(mine))
         return len(mine)
+
+    def publish_soon(self, rows: Sequence[StagedMessage]) -> None:
+        """``publish_committed`` in a task of its own, for a caller that answers before the
+        send (a request handler): ``stop`` waits for these sends."""
+        task = asyncio.create_task(self.publish_committed(rows), name="outbox-publish")
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
 
     async def _release(self, ids: list[int]) -> None:
         """Unsent rows go to the relays now (not after the grace), and the relay wakes."""

@@ -7,6 +7,7 @@ commit together or not at all."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from cadenza_events import (
@@ -18,10 +19,20 @@ from cadenza_events import (
     Topic,
     TopicRegistry,
 )
-from cadenza_state import AuditLogEntry, RunRecord, RunStatus
+from cadenza_state import AuditLogEntry, RunRecord, RunStatus, StagedMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .staging import stage_event
+from .staging import stage_event, stage_outbox
+
+
+@dataclass(frozen=True)
+class CreatedRun:
+    """A pending run and its staged events (``plan.requested``, ``run.accepted``), which
+    the caller publishes right after its commit (``OutboxRelay.publish_committed``) when it
+    staged them with its ``publisher`` id — or leaves to the relay (``relay.notify()``)."""
+
+    run: RunRecord
+    events: list[StagedMessage]
 
 
 async def create_run(
@@ -42,8 +53,11 @@ async def create_run(
     parent_run_id: str | None = None,
     lineage: dict[str, Any] | None = None,
     replay: dict[str, Any] | None = None,
-) -> RunRecord:
-    """Insert a pending run and stage its ``plan.requested`` and ``run.accepted`` events.
+    publisher: str | None = None,
+) -> CreatedRun:
+    """Insert a pending run and stage its ``plan.requested`` and ``run.accepted`` events
+    (one bulk insert; ``publisher``: the relay id of a caller that publishes them itself
+    after the commit).
 
     ``started_by`` (a trigger's event, a schedule's tick) is stored on the run and carried
     by ``run.accepted``, so the timeline shows what started it. ``budget``: the run
@@ -75,12 +89,6 @@ async def create_run(
         spec=spec,
         inputs=inputs,
     )
-    await stage_event(
-        session,
-        registry,
-        Topic.PLAN_REQUESTED,
-        Envelope(plan, source=source, tenant_id=tenant_id, plan_id=run.id),
-    )
     data: dict[str, Any] = {"workflow_name": workflow_name, "workflow_version": workflow_version}
     if started_by is not None:
         data["started_by"] = started_by
@@ -89,11 +97,20 @@ async def create_run(
     accepted = RunEvent(
         run_id=run.id, kind="run.accepted", status=RunStatus.PENDING.value, data=data
     )
-    await stage_event(
+    events = await stage_outbox(
         session,
         registry,
-        Topic.RUN_EVENTS,
-        Envelope(accepted, source=source, tenant_id=tenant_id, plan_id=run.id),
+        [
+            (
+                Topic.PLAN_REQUESTED,
+                Envelope(plan, source=source, tenant_id=tenant_id, plan_id=run.id),
+            ),
+            (
+                Topic.RUN_EVENTS,
+                Envelope(accepted, source=source, tenant_id=tenant_id, plan_id=run.id),
+            ),
+        ],
+        publisher=publisher,
     )
     session.add(
         AuditLogEntry(
@@ -104,7 +121,7 @@ async def create_run(
             data=data,
         )
     )
-    return run
+    return CreatedRun(run, events)
 
 
 async def request_cancel(

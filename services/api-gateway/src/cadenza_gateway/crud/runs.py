@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from cadenza_events import TopicRegistry
+from cadenza_runtime.runs import CreatedRun
 from cadenza_runtime.runs import create_run as runtime_create_run
 from cadenza_runtime.runs import request_cancel as runtime_request_cancel
 from cadenza_runtime.runs import request_resume as runtime_request_resume
@@ -59,9 +60,11 @@ async def create_run(
     lineage: dict[str, Any] | None = None,
     replay: dict[str, Any] | None = None,
     budget: dict[str, Any] | None = None,
-) -> RunRecord:
+    publisher: str | None = None,
+) -> CreatedRun:
     """Insert a pending run and stage its ``plan.requested`` and ``run.accepted`` events
-    (the shared path, ``cadenza_runtime.create_run``), audited as the request's caller.
+    (the shared path, ``cadenza_runtime.create_run``), audited as the request's caller;
+    ``publisher``: the relay id of this process, which publishes them after the commit.
     A rerun or fork also records its parent, what was asked (``lineage``) and what the
     orchestrator may reuse (``replay``, docs/replay.md).
 
@@ -82,6 +85,7 @@ async def create_run(
         parent_run_id=parent_run_id,
         lineage=lineage,
         replay=replay,
+        publisher=publisher,
     )
 
 

@@ -80,7 +80,7 @@ async def _replay(
         child = await plan(parent)
     ensure_fits_in_event(child.spec, child.inputs, settings.max_event_bytes)
     async with session.begin():
-        run = await crud.create_run(
+        created = await crud.create_run(
             session=session,
             registry=resources.registry,
             tenant_id=tenant,
@@ -93,8 +93,10 @@ async def _replay(
             lineage=child.lineage,
             replay=child.replay,
             budget=parent.budget,  # the parent's limits hold for its rerun or fork
+            publisher=resources.relay.publisher_id,
         )
-    resources.relay.notify()
+    run = created.run
+    resources.relay.publish_soon(created.events)
     kind = str(child.lineage["kind"])
     metrics.RUNS_ACCEPTED.labels(tenant).inc()
     metrics.RUNS_REPLAYED.labels(kind).inc()

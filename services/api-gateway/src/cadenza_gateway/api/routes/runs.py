@@ -131,7 +131,7 @@ async def create_run(
     ensure_fits_in_event(submission.spec, submission.inputs, settings.max_event_bytes)
     try:
         async with session.begin():
-            run = await crud.create_run(
+            created = await crud.create_run(
                 session=session,
                 registry=resources.registry,
                 tenant_id=tenant,
@@ -141,6 +141,7 @@ async def create_run(
                 inputs=submission.inputs,
                 idempotency_key=idempotency_key,
                 budget=run_in.budget.model_dump(exclude_none=True) if run_in.budget else None,
+                publisher=resources.relay.publisher_id,
             )
     except IntegrityError:
         if idempotency_key is None:
@@ -161,7 +162,9 @@ async def create_run(
             settings=settings,
             tenant=tenant,
         )
-    resources.relay.notify()  # publish the staged events now rather than at the next poll
+    run = created.run
+    # Sent by this process now, off the request's path (the relay takes over on failure).
+    resources.relay.publish_soon(created.events)
     metrics.RUNS_ACCEPTED.labels(tenant).inc()
     span = trace.get_current_span()
     span.set_attribute("cadenza.run_id", run.id)
