@@ -2,7 +2,7 @@
 
 The hot path publishes its own rows: a writer that just committed hands them to
 ``publish_committed``, which sends them at once and marks them published afterwards — the
-marks of many batches in one transaction, every ``mark_interval_s``. The rows were written
+marks of many batches in one transaction, every ``mark_interval_s`` (1 s). The rows were written
 with the writer's ``publisher`` id, so relays leave them alone for ``direct_grace_s``; a
 row still unmarked after that (its writer died between commit and send, or before its
 mark) is published by the relay's slow poll. A failed send hands the rows to the relay at
@@ -74,7 +74,7 @@ class OutboxRelay:
         retention_s: float = 600.0,
         purge_interval_s: float = 60.0,
         direct_grace_s: float = 10.0,
-        mark_interval_s: float = 0.1,
+        mark_interval_s: float = 1.0,
     ) -> None:
         self.publisher_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid4().hex[:8]}"
         """Written on the rows this process publishes itself (``publish_committed``)."""
@@ -139,7 +139,7 @@ class OutboxRelay:
         mine = [r for r in rows if r.id is not None]
         if not mine:
             return 0
-        started = time.perf_counter()
+        started, sent_at = time.perf_counter(), utcnow()
         try:
             await self._publisher.publish_raw_many(_records(mine))
         except asyncio.CancelledError:
@@ -152,7 +152,7 @@ class OutboxRelay:
             )
             await self._release([r.id for r in mine])
             return 0
-        self._marks.append(([r.id for r in mine], utcnow()))
+        self._marks.append(([r.id for r in mine], sent_at))
         if self._marker is None:  # the relay is not running (tools, tests): mark them now
             try:
                 await self.flush_marks()
