@@ -36,6 +36,23 @@ def _is_postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+def _lock_run_statement(with_spec: bool, skip_locked: bool) -> Any:
+    stmt = select(RunRecord).where(RunRecord.id == bindparam("run_id"))
+    if not with_spec:
+        stmt = stmt.options(defer(RunRecord.spec), defer(RunRecord.inputs), defer(RunRecord.replay))
+    return stmt.with_for_update(skip_locked=skip_locked)
+
+
+# The hot path's statements are built once, with bind parameters: building one (coercing
+# every operand, generating its cache key) cost as much CPU as executing it — ~200 µs of
+# ~400 per query on this machine.
+_LOCK_RUN = {
+    (with_spec, skip_locked): _lock_run_statement(with_spec, skip_locked)
+    for with_spec in (True, False)
+    for skip_locked in (True, False)
+}
+
+
 async def lock_run(
     session: AsyncSession, run_id: str, *, with_spec: bool = True, skip_locked: bool = False
 ) -> RunRecord | None:
@@ -43,11 +60,8 @@ async def lock_run(
     is serialised, even when a consumer rebalance briefly lets two orchestrators handle the
     same run. ``with_spec=False`` leaves the (large) spec and inputs unloaded. SQLite has no
     row locks; its ``BEGIN IMMEDIATE`` serialises writers instead."""
-    stmt = select(RunRecord).where(RunRecord.id == run_id)
-    if not with_spec:
-        stmt = stmt.options(defer(RunRecord.spec), defer(RunRecord.inputs), defer(RunRecord.replay))
-    stmt = stmt.with_for_update(skip_locked=skip_locked)
-    return (await session.scalars(stmt)).one_or_none()
+    stmt = _LOCK_RUN[(with_spec, skip_locked)]
+    return (await session.scalars(stmt, {"run_id": run_id})).one_or_none()
 
 
 def _select_rows() -> Any:
@@ -55,10 +69,31 @@ def _select_rows() -> Any:
     return select(*(_TASKS.c[name] for name in COLUMNS))
 
 
-async def _rows(session: AsyncSession, stmt: Any) -> list[TaskRow]:
-    rows = [TaskRow(*row) for row in (await session.execute(stmt)).all()]
+async def _rows(
+    session: AsyncSession, stmt: Any, params: Mapping[str, Any] | None = None
+) -> list[TaskRow]:
+    rows = [TaskRow(*row) for row in (await session.execute(stmt, params)).all()]
     metrics.TASK_ROWS_LOADED.inc(len(rows))
     return rows
+
+
+_LOAD_TASKS = _select_rows().where(
+    _TASKS.c.run_id == bindparam("run_id"), _TASKS.c.id.in_(bindparam("ids", expanding=True))
+)
+_LOAD_NODES = _select_rows().where(
+    _TASKS.c.run_id == bindparam("run_id"),
+    _TASKS.c.node_id.in_(bindparam("ids", expanding=True)),
+    _TASKS.c.item_index.is_(None),
+)
+_LOAD_INSTANCES = (
+    _select_rows()
+    .where(
+        _TASKS.c.run_id == bindparam("run_id"),
+        _TASKS.c.node_id == bindparam("node_id"),
+        _TASKS.c.item_index.is_not(None),
+    )
+    .order_by(_TASKS.c.item_index)
+)
 
 
 async def load_tasks(
@@ -69,8 +104,8 @@ async def load_tasks(
     ids = sorted(set(task_ids))
     if not ids:
         return {}
-    stmt = _select_rows().where(_TASKS.c.run_id == run_id, _TASKS.c.id.in_(ids))
-    return {row.id: row for row in await _rows(session, stmt)}
+    rows = await _rows(session, _LOAD_TASKS, {"run_id": run_id, "ids": ids})
+    return {row.id: row for row in rows}
 
 
 async def load_nodes(session: AsyncSession, run_id: str, node_ids: Iterable[str]) -> list[TaskRow]:
@@ -78,24 +113,12 @@ async def load_nodes(session: AsyncSession, run_id: str, node_ids: Iterable[str]
     ids = sorted(set(node_ids))
     if not ids:
         return []
-    stmt = _select_rows().where(
-        _TASKS.c.run_id == run_id, _TASKS.c.node_id.in_(ids), _TASKS.c.item_index.is_(None)
-    )
-    return await _rows(session, stmt)
+    return await _rows(session, _LOAD_NODES, {"run_id": run_id, "ids": ids})
 
 
 async def load_instances(session: AsyncSession, run_id: str, node_id: str) -> list[TaskRow]:
     """A fan-out task's instance rows, in index order."""
-    stmt = (
-        _select_rows()
-        .where(
-            _TASKS.c.run_id == run_id,
-            _TASKS.c.node_id == node_id,
-            _TASKS.c.item_index.is_not(None),
-        )
-        .order_by(_TASKS.c.item_index)
-    )
-    return await _rows(session, stmt)
+    return await _rows(session, _LOAD_INSTANCES, {"run_id": run_id, "node_id": node_id})
 
 
 async def insert_attempt(
@@ -180,19 +203,21 @@ async def insert_attempts(
     pairs inserted now — the others were recorded before (duplicate deliveries)."""
     if not values:
         return set()
-    dialect = postgresql if _is_postgres(session) else sqlite
-    table: Any = TaskAttemptRecord.__table__
     # executemany on the Core table, not ``.values([...])``: one statement compiled once and
     # cached (a multi-VALUES statement compiles anew for every batch size), sent as batched
     # INSERT … VALUES … RETURNING by SQLAlchemy's insertmanyvalues.
-    stmt = (
-        dialect.insert(table)
-        .on_conflict_do_nothing(index_elements=["task_id", "attempt"])
-        .returning(table.c.task_id, table.c.attempt)
-    )
+    stmt = _INSERT_ATTEMPTS["postgresql" if _is_postgres(session) else "sqlite"]
     rows = [{**_ATTEMPT_DEFAULTS, **v} for v in values]
     return {(task_id, attempt) for task_id, attempt in (await session.execute(stmt, rows)).all()}
 
+
+_ATTEMPTS: Any = TaskAttemptRecord.__table__
+_INSERT_ATTEMPTS = {
+    dialect.__name__.rsplit(".", 1)[-1]: dialect.insert(_ATTEMPTS)
+    .on_conflict_do_nothing(index_elements=["task_id", "attempt"])
+    .returning(_ATTEMPTS.c.task_id, _ATTEMPTS.c.attempt)
+    for dialect in (postgresql, sqlite)
+}
 
 # Every column an attempt row may set: executemany needs the same keys in every row.
 _ATTEMPT_DEFAULTS: dict[str, Any] = {
@@ -226,11 +251,17 @@ async def cancel_open_tasks(
 async def has_open_tasks(session: AsyncSession, run_id: str) -> bool:
     """Whether any task of the run still has work ahead (served by a partial index), or
     waits for a person (checked only when nothing else is open: the run's last moments)."""
-    # ONE round trip: PostgreSQL (and SQLite) evaluate OR's operands left to right and stop
-    # at the first true, so the held rows are looked for only when nothing is open.
-    open_ = exists().where(_TASKS.c.run_id == run_id, _TASKS.c.status.in_(_OPEN))
-    held = exists().where(_TASKS.c.run_id == run_id, _TASKS.c.status.in_(_HELD))
-    return bool(await session.scalar(select(or_(open_, held))))
+    return bool(await session.scalar(_HAS_OPEN_TASKS, {"run_id": run_id}))
+
+
+# ONE round trip: PostgreSQL (and SQLite) evaluate OR's operands left to right and stop at
+# the first true, so the held rows are looked for only when nothing is open.
+_HAS_OPEN_TASKS = select(
+    or_(
+        exists().where(_TASKS.c.run_id == bindparam("run_id"), _TASKS.c.status.in_(_OPEN)),
+        exists().where(_TASKS.c.run_id == bindparam("run_id"), _TASKS.c.status.in_(_HELD)),
+    )
+)
 
 
 async def insert_hold(
@@ -288,11 +319,13 @@ async def expired_holds(
 
 async def count_tasks(session: AsyncSession, run_id: str) -> tuple[int, int]:
     """``(total, finished)`` task rows of a run (for the hot status; once per run)."""
-    stmt = select(func.count(), func.count().filter(_TASKS.c.status.in_(sorted(TERMINAL)))).where(
-        _TASKS.c.run_id == run_id
-    )
-    total, done = (await session.execute(stmt)).one()
+    total, done = (await session.execute(_COUNT_TASKS, {"run_id": run_id})).one()
     return int(total), int(done or 0)
+
+
+_COUNT_TASKS = select(
+    func.count(), func.count().filter(_TASKS.c.status.in_(sorted(TERMINAL)))
+).where(_TASKS.c.run_id == bindparam("run_id"))
 
 
 @dataclass(frozen=True)
