@@ -36,7 +36,7 @@ async def insert_many(
     if not rows:
         return
     if not uses_copy(session, len(rows)):
-        await session.execute(insert(table), list(rows))
+        await session.execute(_insert(table), list(rows))
         return
     columns = list(rows[0])
     missing = [
@@ -59,6 +59,17 @@ async def insert_many(
     await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
         table.name, records=records, columns=columns
     )
+
+
+_INSERTS: dict[str, Any] = {}
+
+
+def _insert(table: Table) -> Any:
+    """``INSERT INTO table``, built once per table (building costs as much as running it)."""
+    stmt = _INSERTS.get(table.name)
+    if stmt is None:
+        stmt = _INSERTS[table.name] = insert(table)
+    return stmt
 
 
 async def reserve_ids(session: AsyncSession, table: Table, count: int) -> list[int]:
