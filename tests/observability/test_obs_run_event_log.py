@@ -89,3 +89,32 @@ async def test_append_many_refuses_events_of_two_runs(hot: HotState) -> None:
     with pytest.raises(ValueError, match="one run"):
         await log.append_many(mixed)
     assert await log.read("a") == []
+
+
+async def test_a_fetch_of_several_runs_is_appended_in_one_pipelined_round_trip(
+    hot: HotState,
+) -> None:
+    log = RunEventLog(hot, ttl_s=600, ended_ttl_s=60)
+    pipelines = 0
+    real_pipeline = hot.redis.pipeline
+
+    def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+        nonlocal pipelines
+        pipelines += 1
+        return real_pipeline(*args, **kwargs)
+
+    hot.redis.pipeline = counting_pipeline  # type: ignore[method-assign]
+    a = unbatch(batch("ra", ["run.started", "task.ready"]))
+    b = unbatch(batch("rb", ["run.started"]))
+    assert await log.append_runs([a, [], b]) == [[1, 2], [1]]
+    assert pipelines == 1
+    # Redelivered with one new event of "ra": the old ones are recognised, numbering goes on.
+    again = unbatch(batch("ra", ["run.succeeded"]))
+    assert await log.append_runs([[*a, *again], b]) == [[None, None, 3], [None]]
+    assert [(e.seq, e.kind) for e in await log.read("ra")] == [
+        (1, "run.started"),
+        (2, "task.ready"),
+        (3, "run.succeeded"),
+    ]
+    assert [e.kind for e in await log.read("rb")] == ["run.started"]
+    assert 0 < await hot.redis.ttl(log.stream_key("ra")) <= 60  # "ra" ended

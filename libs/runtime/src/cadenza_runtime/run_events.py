@@ -146,13 +146,33 @@ class RunEventLog:
         run_id = envs[0].payload.run_id
         if any(env.payload.run_id != run_id for env in envs):
             raise ValueError("append_many takes the events of one run")
+        reply = await self._append(**self._append_call(envs))
+        return self._counted(reply)
+
+    async def append_runs(
+        self, runs: Sequence[Sequence[Envelope[RunEvent]]]
+    ) -> list[list[int | None]]:
+        """``append_many`` for the events of several runs (one list per run), all in ONE
+        pipelined round trip; per run, per event its sequence number or None."""
+        runs = [envs for envs in runs if envs]
+        if len(runs) <= 1:
+            return [await self.append_many(envs) for envs in runs]
+        pipe = self._hot.redis.pipeline(transaction=False)
+        for envs in runs:
+            await self._append(**self._append_call(envs), client=pipe)
+        replies = await pipe.execute()
+        return [self._counted(reply) for reply in replies]
+
+    def _append_call(self, envs: Sequence[Envelope[RunEvent]]) -> dict[str, Any]:
+        run_id = envs[0].payload.run_id
         args: list[Any] = [self._ttl_s, self._ended_ttl_s]
         for env in envs:
             terminal = "1" if env.payload.kind in TERMINAL_KINDS else "0"
             args += [env.id, _body(env), terminal]
-        reply = await self._append(
-            keys=[self.stream_key(run_id), self._index_key(run_id)], args=args
-        )
+        return {"keys": [self.stream_key(run_id), self._index_key(run_id)], "args": args}
+
+    @staticmethod
+    def _counted(reply: Any) -> list[int | None]:
         seqs = [int(n) or None for n in reply]
         appended = sum(1 for n in seqs if n)
         RECORDED.labels("appended").inc(appended)
@@ -225,38 +245,48 @@ class RunEventRecorder:
         # Per deployment (topic prefix): two deployments on one cluster never share a group.
         self.group = group or f"{bus.registry.prefix}run-events-recorder"
         self._options = options or ConsumerOptions(
-            concurrency=32, shutdown_grace_s=5.0, is_outage=is_outage
+            concurrency=500, shutdown_grace_s=5.0, is_outage=is_outage
         )
         self._consumer: Consumer | None = None
 
     async def handle(self, env: Envelope[Any]) -> None:
-        events = unbatch(env)
-        if not events:
-            log.warning("ignoring %s on %s", env.type, Topic.RUN_EVENTS.value)
+        """One record (tests, tools): a batch of one."""
+        await self.handle_batch([env])
+
+    async def handle_batch(self, envs: Sequence[Envelope[Any]]) -> None:
+        """One partition's fetched records: their events grouped by run (in order: a run's
+        records share a partition, and its stream's numbering follows them), appended in
+        ONE pipelined round trip."""
+        by_run: dict[str, list[Envelope[RunEvent]]] = {}
+        for env in envs:
+            events = unbatch(env)
+            if not events:
+                log.warning("ignoring %s on %s", env.type, Topic.RUN_EVENTS.value)
+                continue
+            for event in events:
+                by_run.setdefault(event.payload.run_id, []).append(event)
+        if not by_run:
             return
+        first = next(iter(by_run.values()))[0].payload
         with tracer.start_as_current_span(
             "run_events.append",
             attributes={
-                "cadenza.run_id": events[0].payload.run_id,
-                "cadenza.event": events[0].payload.kind,
-                "cadenza.run_events.count": len(events),
+                "cadenza.run_id": first.run_id,
+                "cadenza.event": first.kind,
+                "cadenza.runs": len(by_run),
+                "cadenza.run_events.count": sum(len(v) for v in by_run.values()),
             },
         ) as span:
-            # One round trip per run (a batch is one run's; a lone event is a batch of one),
-            # in order: the stream's numbering follows the run.
-            by_run: dict[str, list[Envelope[RunEvent]]] = {}
-            for event in events:
-                by_run.setdefault(event.payload.run_id, []).append(event)
-            seq = None
-            for run_events in by_run.values():
-                seqs = await self._events.append_many(run_events)
-                seq = next((n for n in reversed(seqs) if n), seq)
+            replies = await self._events.append_runs(list(by_run.values()))
+            seq = next((n for n in reversed(replies[-1]) if n), None) if replies else None
             span.set_attribute("cadenza.run_events.seq", seq or 0)
 
     async def start(self) -> None:
         if self._consumer is not None:
             return
-        consumer = self._bus.consumer([Topic.RUN_EVENTS], self.group, self.handle, self._options)
+        consumer = self._bus.batch_consumer(
+            [Topic.RUN_EVENTS], self.group, self.handle_batch, self._options
+        )
         await consumer.start()
         self._consumer = consumer
         log.info("recording run events (group %s)", self.group)
