@@ -23,6 +23,11 @@ class Resources:
         return self.state.sessions
 
     @property
+    def reads(self) -> async_sessionmaker[AsyncSession]:
+        """Sessions for a lone read outside a transaction (``StateRuntime.reads``)."""
+        return self.state.reads
+
+    @property
     def hot(self) -> HotState:
         return self.state.hot
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -21,6 +22,17 @@ class StateRuntime:
     sessions: async_sessionmaker[AsyncSession]
     hot: HotState
     objects: ObjectStore
+
+    @cached_property
+    def reads(self) -> async_sessionmaker[AsyncSession]:
+        """Sessions for a lone read outside any transaction (PostgreSQL ``AUTOCOMMIT``): no
+        BEGIN and no ROLLBACK round trip, each statement sees what is committed when it
+        runs (a request's credential lookup: ~300 instead of ~500 µs of CPU). SQLite keeps
+        ordinary sessions: its ``BEGIN IMMEDIATE`` hook must see every transaction end."""
+        if self.engine.dialect.name != "postgresql":
+            return self.sessions
+        autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        return async_sessionmaker(autocommit, expire_on_commit=False)
 
     async def aclose(self) -> None:
         await self.hot.aclose()

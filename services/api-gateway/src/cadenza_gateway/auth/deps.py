@@ -80,7 +80,7 @@ async def _from_api_key(conn: HTTPConnection, token: str) -> Principal:
         raise Unauthenticated("malformed API key")
     key_id, secret = parts
     resources = cast(Resources, conn.app.state.resources)
-    async with resources.sessions() as session:
+    async with resources.reads() as session:  # one statement, no transaction around it
         record = await keys.get_key(session=session, key_id=key_id)
     pepper = _settings(conn).auth.api_key_pepper.get_secret_value()
     if record is None or not keys.verify_secret(record, secret, pepper):

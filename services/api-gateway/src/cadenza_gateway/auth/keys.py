@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from cadenza_state import ApiKeyRecord, utcnow
 
 __all__ = ["ApiKeyRecord", "IssuedKey"]
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 KEY_PREFIX = "cdz_"
@@ -98,9 +98,16 @@ async def create_key(
     return IssuedKey(record=record, token=f"{public_prefix(key_id)}_{secret}")
 
 
+# Built once: every authenticated request looks its key up (building a query costs about
+# as much CPU as running it).
+_KEY_BY_ID = select(ApiKeyRecord).where(ApiKeyRecord.id == bindparam("key_id"))
+
+
 async def get_key(
     *, session: AsyncSession, key_id: str, tenant_id: str | None = None, for_update: bool = False
 ) -> ApiKeyRecord | None:
+    if tenant_id is None and not for_update:
+        return (await session.execute(_KEY_BY_ID, {"key_id": key_id})).scalar_one_or_none()
     query = select(ApiKeyRecord).where(ApiKeyRecord.id == key_id)
     if tenant_id is not None:
         query = query.where(ApiKeyRecord.tenant_id == tenant_id)
