@@ -139,6 +139,7 @@ class OutboxRelay:
         mine = [r for r in rows if r.id is not None]
         if not mine:
             return 0
+        ids = [r.id for r in mine]
         started, sent_at = time.perf_counter(), utcnow()
         try:
             await self._publisher.publish_raw_many(_records(mine))
@@ -150,9 +151,9 @@ class OutboxRelay:
                 len(mine),
                 exc_info=True,
             )
-            await self._release([r.id for r in mine])
+            await self._release(ids)
             return 0
-        self._marks.append(([r.id for r in mine], sent_at))
+        self._marks.append((ids, sent_at))
         if self._marker is None:  # the relay is not running (tools, tests): mark them now
             try:
                 await self.flush_marks()

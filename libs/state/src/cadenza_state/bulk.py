@@ -11,6 +11,7 @@ serialiser, UTC timestamps), so what is stored is the same either way
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -61,15 +62,10 @@ async def insert_many(
     )
 
 
-_INSERTS: dict[str, Any] = {}
-
-
+@functools.cache
 def _insert(table: Table) -> Any:
     """``INSERT INTO table``, built once per table (building costs as much as running it)."""
-    stmt = _INSERTS.get(table.name)
-    if stmt is None:
-        stmt = _INSERTS[table.name] = insert(table)
-    return stmt
+    return insert(table)
 
 
 async def reserve_ids(session: AsyncSession, table: Table, count: int) -> list[int]:
