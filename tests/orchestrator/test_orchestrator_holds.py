@@ -131,3 +131,22 @@ async def test_cancelling_the_run_cancels_its_held_task_and_pending_approval(
     assert approval is not None
     assert (approval.status, approval.decided_by) == ("cancelled", "system:run_finished")
     assert [r.attempt for r in stack.worker.by_node("act")] == [1]
+
+
+async def test_task_ready_carries_the_task_s_own_approval_rules(stack: Stack) -> None:
+    """The worker holds a tool task by the rules in its ``task.ready`` (it reads no run
+    row per task): the task's own rules as registered, ``{}`` for a task without any."""
+    rule = {"rules": [{"tool": "transform", "when": "args.amount > 100"}], "on_timeout": "fail"}
+    spec = {
+        "name": "ruled",
+        "tasks": [
+            {"id": "ruled", "tool": "transform", "with": {"amount": 500}, "approval": rule},
+            {"id": "free", "tool": "transform", "with": {"amount": 5}},
+        ],
+    }
+    run_id = await stack.submit(spec, {})
+    assert (await stack.wait_run(run_id)).status == "succeeded"
+    (ruled,) = stack.worker.by_node("ruled")
+    (free,) = stack.worker.by_node("free")
+    assert ruled.approval == rule  # as registered, nothing added
+    assert free.approval == {}

@@ -194,6 +194,31 @@ async def test_a_workflow_task_s_own_rule_holds_a_tool_task(stack: Stack) -> Non
     assert (await stack.result(small)).status == "succeeded"  # the rule does not match
 
 
+async def test_a_tool_task_s_rules_carried_in_its_event_hold_it_without_the_run_s_spec(
+    stack: Stack,
+) -> None:
+    """The orchestrator puts the task's rules in ``task.ready``: the worker holds by them
+    and does not read the run (its stored spec here says nothing, and then the opposite)."""
+    await stack.start_worker()
+    rule = {"rules": [{"tool": "transform", "when": "args.amount > 100"}], "on_timeout": "fail"}
+    task = (await stack.add_task("transform", {"amount": 500})).model_copy(
+        update={"approval": rule}
+    )
+    await stack.dispatch(task)
+    held = await stack.result(task)
+    assert held.status == "awaiting_approval"
+    assert held.hold is not None
+    assert held.hold.rule == "rule(tool=transform when=args.amount > 100)"
+
+    # An event that says "no rules" (``{}``, as the orchestrator writes it) is believed over
+    # the run's spec: the worker made no read of the run for it.
+    free = await stack.add_task("transform", {"amount": 500})
+    await _task_rules(stack, free.run_id, free.node_id, rule)
+    free = free.model_copy(update={"approval": {}})
+    await stack.dispatch(free)
+    assert (await stack.result(free)).status == "succeeded"
+
+
 async def test_a_workflow_task_s_own_rule_holds_an_agent_s_call(stack: Stack) -> None:
     ref = await register_agent(stack)  # the agent has no rules of its own
     provider = ScriptedProvider(

@@ -92,6 +92,12 @@ class TaskReady(Payload):
         description="kind=agent, in a fork: replaces fields of the pinned agent definition "
         "for this task (`system_prompt`, `model`).",
     )
+    approval: dict[str, Any] | None = Field(
+        default=None,
+        description="The workflow task's own `approval` rules (TaskApproval); `{}` when it "
+        "has none. Carried so that a worker needs no database read to run a tool task. Null "
+        "means not stated (an older orchestrator's event): the worker reads the run's spec.",
+    )
 
 
 class TaskError(BaseModel):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cadenza_events import NonRetryableError, TaskReady
-from cadenza_workflow import merge_approval
+from cadenza_workflow import TaskApproval, merge_approval
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util.types import AttributeValue
@@ -153,6 +153,16 @@ class ToolExecutor:
     def label(self, task: TaskReady) -> str:
         return task.name if task.name in self._tools else "unknown"
 
+    async def _rules(self, task: TaskReady) -> TaskApproval | None:
+        """The workflow task's own approval rules: carried in the event (``{}``: none; no
+        database read per task), or, in an event an older orchestrator wrote without them
+        (null), read from the run's spec."""
+        if task.approval is not None:
+            return TaskApproval.model_validate(task.approval) if task.approval else None
+        if self._policies is None:
+            return None
+        return (await self._policies.run_policy(task.run_id)).approvals.get(task.node_id)
+
     async def execute(self, call: TaskCall) -> Any:
         tool = self._tools.get(call.task.name)
         if tool is None:
@@ -161,10 +171,7 @@ class ToolExecutor:
                 f"(known: {', '.join(sorted(self._tools.names()))})"
             )
         task = call.task
-        policy = None
-        if self._policies is not None:
-            rules = (await self._policies.run_policy(task.run_id)).approvals.get(task.node_id)
-            policy = merge_approval(None, rules, timeout_s=self._gate.timeout_s)
+        policy = merge_approval(None, await self._rules(task), timeout_s=self._gate.timeout_s)
         try:
             answer = await self._gate.check(
                 tool,

@@ -505,6 +505,9 @@ class Transition:
             jitter=spec.retry.jitter,
             ready_at=self.now,
             agent_overrides=self._agent_overrides(d, spec.kind),
+            approval=spec.approval.model_dump(mode="json", exclude_none=True)
+            if spec.approval
+            else {},
         )
         # Stamped now, inside the span of the event that caused it (the batch stages it
         # later): each task's trace runs through the result that released it.
