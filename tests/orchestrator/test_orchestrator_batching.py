@@ -1,8 +1,10 @@
 """The batched event path: a batch is one transaction, a run's timeline travels as a few
-chunked records, duplicates inside one batch are applied once."""
+chunked records, duplicates inside one batch are applied once, and a batch of many runs'
+results locks and writes with the statements of one."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -15,10 +17,11 @@ from cadenza_events import (
     Topic,
     decode,
 )
+from cadenza_orchestrator import store
 from cadenza_orchestrator.engine import TIMELINE_CHUNK
 from cadenza_state import OutboxMessage
-from orchestrator_stack import UNIT, Reply, Stack
-from sqlalchemy import select
+from orchestrator_stack import STACKS, UNIT, Reply, Stack
+from sqlalchemy import event, inspect, select
 from support import assert_eventually
 
 unit_only = pytest.mark.parametrize(
@@ -84,3 +87,97 @@ async def test_a_duplicate_result_inside_one_batch_is_applied_once(stack: Stack)
     assert run.status == "succeeded", run.error
     attempts = await stack.attempts(run_id)
     assert [(a.attempt, a.status) for a in attempts] == [(1, "succeeded")]
+
+
+BATCHED = ("SELECT runs.", "INSERT INTO task_attempts", "UPDATE tasks", "INSERT INTO outbox")
+"""Statements a batch makes once, whatever its number of runs (SQLite sends a bulk insert
+with RETURNING row by row: its outbox inserts are not counted)."""
+
+TWO_STEPS = {
+    "name": "two-steps",
+    "tasks": [{"id": "a", "tool": "noop"}, {"id": "b", "tool": "noop", "needs": ["a"]}],
+}
+
+
+@pytest.mark.parametrize("stack", STACKS, indirect=True)
+async def test_a_batch_of_many_runs_costs_the_statements_of_one(stack: Stack) -> None:
+    """Results of several runs in one batch: each run moves on as if alone, and the batch
+    locks and writes with as many statements as a batch of one run's result (runs locked
+    together, attempts recorded together, writes made together). Only the reads a rule
+    needs (the next task's row) are made per run."""
+    held: list[TaskReady] = []
+
+    def script(ready: TaskReady, params: dict[str, Any]) -> Reply:
+        held.append(ready)
+        return None  # answered by hand below
+
+    stack.worker.script = script
+    runs = [await stack.submit(TWO_STEPS) for _ in range(4)]
+    await assert_eventually(lambda: len(held) == 4)
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engine = stack.resources.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+
+    async def answer(step: str, run_ids: list[str]) -> Counter[str]:
+        """The batch's statements by kind: the locks of run rows and every write."""
+        statements.clear()
+        ready = {r.run_id: r for r in held if r.node_id == step}
+        batch = [
+            Envelope(
+                payload=TaskResult(
+                    run_id=run_id,
+                    task_id=ready[run_id].task_id,
+                    attempt=1,
+                    status="succeeded",
+                    output=step,
+                ),
+                source="/tests",
+                plan_id=run_id,
+                tenant_id="acme",
+            )
+            for run_id in run_ids
+        ]
+        await stack.orchestrator.handlers.handle_batch(batch)
+        return Counter(
+            kind
+            for sql in statements
+            for kind in BATCHED
+            if sql.startswith(kind) and (kind != "INSERT INTO outbox" or postgres)
+        )
+
+    postgres = stack.resources.state.engine.dialect.name == "postgresql"
+    try:
+        one = await answer("a", runs[:1])
+        assert one["SELECT runs."] == one["INSERT INTO task_attempts"] == 1
+        assert await answer("a", runs[1:]) == one
+        await assert_eventually(lambda: len(held) == 8)  # every run dispatched its `b`
+        finish_one = await answer("b", runs[:1])
+        assert await answer("b", runs[1:]) == finish_one
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    for run_id in runs:
+        run = await stack.wait_run(run_id)
+        assert (run.status, run.output) == ("succeeded", None), run.error
+        attempts = await stack.attempts(run_id)
+        assert [(a.attempt, a.status) for a in attempts] == [(1, "succeeded")] * 2
+        statuses = {t.node_id: t.status for t in (await stack.tasks(run_id)).values()}
+        assert statuses == {"a": "succeeded", "b": "succeeded"}
+
+
+@pytest.mark.parametrize("stack", STACKS, indirect=True)
+async def test_lock_runs_loads_the_spec_only_of_the_runs_that_need_it(stack: Stack) -> None:
+    first, second = await stack.submit(TWO_STEPS), await stack.submit(TWO_STEPS)
+    async with stack.resources.sessions() as session, session.begin():
+        runs = await store.lock_runs(session, [second, first, "no-such-run"], with_spec=[second])
+        assert sorted(runs) == sorted([first, second])
+        assert "spec" in inspect(runs[first]).unloaded  # its graph is cached: not read
+        assert "spec" not in inspect(runs[second]).unloaded
+        assert runs[second].spec == TWO_STEPS
+        assert runs[second].inputs == {}
+    async with stack.resources.sessions() as session, session.begin():
+        both = await store.lock_runs(session, [first, second], with_spec=[first, second])
+        assert [both[r].spec for r in (first, second)] == [TWO_STEPS, TWO_STEPS]

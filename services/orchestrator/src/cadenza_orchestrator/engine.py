@@ -18,7 +18,6 @@ from typing import Any
 import orjson
 from cadenza_events import Envelope, RunEvent, RunEventBatch, TaskReady, Topic, TopicRegistry
 from cadenza_events.tracing import inject
-from cadenza_runtime import stage_outbox
 from cadenza_state import (
     STOPPED_RUN_STATUSES,
     TERMINAL_RUN_STATUSES,
@@ -35,6 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from . import machine, store
 from .graph import RunGraph, task_id_for
 from .outcome import (
+    HELD,
+    OPEN,
     TERMINAL,
     Advance,
     Cached,
@@ -53,6 +54,7 @@ from .outcome import (
 )
 from .rows import TaskRow
 from .settings import OrchestratorSettings
+from .writes import BatchWrites
 
 _DISPATCH_COLUMNS = frozenset(
     {"status", "attempt", "ready_at", "input", "worker_id", "heartbeat_at", "started_at"}
@@ -217,33 +219,48 @@ class Transition:
             if row is not None:
                 row.status, row.finished_at, row.updated_at = "cancelled", self.now, self.now
 
-    async def close(self) -> Effects:
+    async def close(self, writes: BatchWrites | None = None) -> Effects:
         """After the batch's outcomes: close the run when nothing is left, and stage the
-        events (the task.ready records, and the run's timeline events as ONE record)."""
-        await self.write_changes()
+        events (the task.ready records, and the run's timeline events as ONE record).
+
+        The rows and events left to write go to ``writes``, which the caller flushes once
+        for every run of its batch (``BatchWrites``); without it, they are written now."""
         if (
             self.run.status == RunStatus.RUNNING
             and self._node_finished
-            and not await store.has_open_tasks(self.session, self.run.id)
+            and not self._holds_open()
+            # The rows held here are all closed; the database answers for the others.
+            and not await store.has_open_tasks(
+                self.session, self.run.id, besides=self._changed.keys()
+            )
         ):
             await self._step(FinishRun())
-            await self.write_changes()
-        if self._attempts:
-            attempts, self._attempts = self._attempts, []
-            await store.insert_attempts(self.session, attempts)
-        if self.effects.run_finished:
-            # The hot status's final counts, read in this transaction (not after the commit
-            # in a session of its own: two round trips fewer per run).
-            self.effects.final_counts = await store.count_tasks(self.session, self.run.id)
         self._stage_timeline()
-        rows = await stage_outbox(
-            self.session, self.registry, self._staged, publisher=self.publisher
-        )
-        self.effects.outbox.extend(rows)
-        self.effects.events += len(rows)
-        self._staged.clear()
+        batch = writes if writes is not None else BatchWrites()
+        new, self._new = self._new, []
+        self._new_ids.clear()
+        changed, self._changed = self._changed, {}
+        attempts, self._attempts = self._attempts, []
+        staged, self._staged = self._staged, []
+        self.effects.events += len(staged)
         self.effects.run_status = self.run.status
+        batch.add(
+            self.effects,
+            new=new,
+            changed=changed,
+            rows=self.tasks,
+            attempts=attempts,
+            staged=staged,
+        )
+        if writes is None:
+            await batch.flush(self.session, self.registry, publisher=self.publisher)
         return self.effects
+
+    def _holds_open(self) -> bool:
+        """Whether a row this transition holds has work ahead or waits for a person: then
+        the run cannot be finished and the database need not be asked (a chain's step that
+        dispatched the next task asks nothing; only a run's last moments do)."""
+        return any(row.status in OPEN or row.status in HELD for row in self.tasks.values())
 
     async def _step(self, step: Step) -> None:
         g = self.graph

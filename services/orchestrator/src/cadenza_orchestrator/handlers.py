@@ -3,9 +3,11 @@ same topic) cancels it, ``run.resume_requested`` resumes a run a budget paused,
 ``task.result`` moves it on.
 
 The consumer hands over one partition's fetch at a time. The whole batch is ONE
-transaction: each run's events are applied in order on its row, locked once (the lock also
-fences a stale owner during a rebalance); the attempts of all its results are recorded in
-one bulk insert. After the commit this process publishes the outbox rows the batch wrote
+transaction, and its statements do not grow with the number of runs in it: the batch's run
+rows are locked in one statement (the lock also fences a stale owner during a rebalance),
+the attempts of all its results recorded in one bulk insert, each run's events applied in
+order, and what the runs' transitions left to write written together (``BatchWrites``: one
+statement per kind). After the commit this process publishes the outbox rows the batch wrote
 (the relay only recovers what a crash left), updates the Redis hot status once per run and
 counts metrics. Handlers are idempotent: a redelivered event finds the run no longer
 ``pending`` or the attempt already recorded.
@@ -17,7 +19,7 @@ import logging
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cadenza_events import (
@@ -46,6 +48,7 @@ from .engine import Effects, Transition
 from .graph import GraphCache, RunGraph
 from .rows import TaskRow
 from .settings import OrchestratorSettings
+from .writes import BatchWrites
 
 log = logging.getLogger("cadenza.orchestrator")
 tracer = trace.get_tracer("cadenza.orchestrator")
@@ -57,6 +60,17 @@ class Applied:
 
     effects: Effects
     planned: bool
+
+
+@dataclass
+class Recorded:
+    """The batch's results after their attempts were recorded: their task rows as loaded
+    before the batch, and why each result that is not applied was ignored."""
+
+    rows: dict[str, TaskRow]
+    ignored: dict[tuple[str, int], str] = field(default_factory=dict)
+    """Why a result is not applied, by ``(run_id, its position in the run's events)``: the
+    same event may come twice in one batch, and only its first delivery applies."""
 
 
 class RunHandlers:
@@ -96,44 +110,117 @@ class RunHandlers:
             "orchestrator.batch",
             attributes={"cadenza.events": len(envs), "cadenza.runs": len(by_run)},
         ):
+            writes = BatchWrites()
             async with self.resources.sessions() as session, session.begin():
+                # ONE statement for each of: the runs' locks, their results' task rows, the
+                # results' attempt rows, and (writes.flush) each kind of write — whatever
+                # the number of runs in the batch.
+                runs = await store.lock_runs(
+                    session,
+                    by_run,
+                    with_spec=[
+                        run_id
+                        for run_id, items in by_run.items()
+                        if self.graphs.get(run_id) is None
+                        or any(isinstance(e.payload, PlanRequested) for e in items)
+                    ],
+                )
+                recorded = await self._record_results(session, runs, by_run)
                 applied = [
-                    await self._apply_run(session, run_id, items)
+                    await self._apply_run(session, runs.get(run_id), items, recorded, writes)
                     for run_id, items in by_run.items()
                 ]
+                await writes.flush(
+                    session, self.resources.registry, publisher=self.resources.relay.publisher_id
+                )
             elapsed = time.perf_counter() - started
             metrics.BATCH_SECONDS.observe(elapsed)
             metrics.BATCH_EVENTS.observe(len(envs))
             per_event = elapsed / len(envs)  # the batch's cost, shared by its events
             for env in envs:
                 metrics.TRANSITION_SECONDS.labels(_kind(env)).observe(per_event)
-            done = [a for a in applied if a is not None]
-            await self.resources.relay.publish_committed(
-                [row for a in done for row in a.effects.outbox]
-            )
-            for a in done:
-                await self.after_commit(a.effects, planned=a.planned)
+            await self.resources.relay.publish_committed(writes.outbox)
+            for a in applied:
+                if a is not None:
+                    await self.after_commit(a.effects, planned=a.planned)
+
+    async def _record_results(
+        self,
+        session: AsyncSession,
+        runs: dict[str, RunRecord],
+        by_run: dict[str, list[Envelope[Any]]],
+    ) -> Recorded:
+        """Record the attempt of every result of the batch once, in ONE bulk insert (after
+        loading their task rows in one query): a result whose task or attempt is unknown,
+        or whose attempt was recorded before, is not applied. An attempt a result names was
+        dispatched by an earlier, committed batch, so the rows as they were before this
+        batch decide."""
+        results = [
+            ((run_id, position), env)
+            for run_id, items in by_run.items()
+            if run_id in runs
+            for position, env in enumerate(items)
+            if isinstance(env.payload, TaskResult)
+        ]
+        rows = await store.load_tasks_by_id(session, {e.payload.task_id for _, e in results})
+        recorded = Recorded(rows)
+        fresh: list[tuple[TaskResult, TaskRow]] = []
+        seen: set[tuple[str, int]] = set()
+        for at, env in results:
+            result: TaskResult = env.payload
+            row = rows.get(result.task_id)
+            if row is None or row.run_id != result.run_id:
+                recorded.ignored[at] = "unknown_task"
+            elif not 1 <= result.attempt <= row.attempt:
+                recorded.ignored[at] = "unknown_attempt"  # never dispatched: no record
+            elif (result.task_id, result.attempt) in seen:
+                recorded.ignored[at] = "duplicate"
+            else:
+                seen.add((result.task_id, result.attempt))
+                fresh.append((result, row))
+        inserted = await store.insert_attempts(
+            session,
+            [
+                {
+                    "task_id": row.id,
+                    "attempt": result.attempt,
+                    "status": "handed_off" if result.handoff is not None else result.status,
+                    "worker_id": result.worker_id,
+                    "started_at": result.started_at,
+                    "finished_at": result.finished_at,
+                    "error": result.error.model_dump() if result.error is not None else None,
+                }
+                for result, row in fresh
+            ],
+        )
+        for at, env in results:
+            key = (env.payload.task_id, env.payload.attempt)
+            if at not in recorded.ignored and key not in inserted:
+                recorded.ignored[at] = "duplicate"  # recorded by an earlier batch
+        return recorded
 
     async def _apply_run(
-        self, session: AsyncSession, run_id: str, items: list[Envelope[Any]]
+        self,
+        session: AsyncSession,
+        run: RunRecord | None,
+        items: list[Envelope[Any]],
+        recorded: Recorded,
+        writes: BatchWrites,
     ) -> Applied | None:
-        """Apply one run's events of the batch, in order, on its row locked once."""
-        plans = [e for e in items if isinstance(e.payload, PlanRequested)]
-        graph = self.graphs.get(run_id)
-        run = await store.lock_run(session, run_id, with_spec=graph is None or bool(plans))
+        """Apply one run's events of the batch, in order, on its row (locked)."""
         if run is None:
             for env in items:
                 self._ignored(env, "unknown_run")
             return None
         transition: Transition | None = None
         planned = False
-        results: list[Envelope[Any]] = []
-        for env in items:
+        results: list[tuple[int, Envelope[Any]]] = []
+        for position, env in enumerate(items):
             if isinstance(env.payload, TaskResult):
-                results.append(env)
+                results.append((position, env))
                 continue
             if results:  # the results that came before this command apply first, in order
-                transition = await self._results(session, run, transition, results)
+                transition = await self._results(session, run, transition, results, recorded)
                 results = []
             if isinstance(env.payload, RunCancelRequested):
                 transition = await self._cancel(session, run, transition, env)
@@ -154,10 +241,10 @@ class RunHandlers:
                 metrics.RUNS_STARTED.inc()
                 planned = True
         if results:
-            transition = await self._results(session, run, transition, results)
+            transition = await self._results(session, run, transition, results, recorded)
         if transition is None:
             return None
-        effects = await transition.close()
+        effects = await transition.close(writes)
         return Applied(effects, planned)
 
     # -- plan.requested -------------------------------------------------------------------
@@ -245,44 +332,24 @@ class RunHandlers:
         session: AsyncSession,
         run: RunRecord,
         transition: Transition | None,
-        envs: list[Envelope[Any]],
+        envs: list[tuple[int, Envelope[Any]]],
+        recorded: Recorded,
     ) -> Transition | None:
-        """Record each result's attempt once (one bulk insert), then apply those that
-        change something, in order. Returns the transition, if any result applied."""
-        results: list[tuple[Envelope[Any], TaskResult]] = [(e, e.payload) for e in envs]
-        rows = await self._task_rows(session, run, transition, {r.task_id for _, r in results})
-        fresh: list[tuple[Envelope[Any], TaskResult, TaskRow]] = []
-        seen: set[tuple[str, int]] = set()
-        for env, result in results:
-            row = rows.get(result.task_id)
-            if row is None:
-                self._ignored(env, "unknown_task")
-            elif not 1 <= result.attempt <= row.attempt:
-                self._ignored(env, "unknown_attempt")  # never dispatched: nothing to record
-            elif (result.task_id, result.attempt) in seen:
-                self._ignored(env, "duplicate")
-            else:
-                seen.add((result.task_id, result.attempt))
-                fresh.append((env, result, row))
-        recorded = await store.insert_attempts(
-            session,
-            [
-                {
-                    "task_id": row.id,
-                    "attempt": result.attempt,
-                    "status": "handed_off" if result.handoff is not None else result.status,
-                    "worker_id": result.worker_id,
-                    "started_at": result.started_at,
-                    "finished_at": result.finished_at,
-                    "error": result.error.model_dump() if result.error is not None else None,
-                }
-                for _, result, row in fresh
-            ],
-        )
-        for env, result, row in fresh:
-            if (row.id, result.attempt) not in recorded:
-                self._ignored(env, "duplicate")
+        """Apply, in order, the results whose attempt the batch recorded now (see
+        ``_record_results``). Returns the transition, if any result applied."""
+        ignored = {p: recorded.ignored.get((run.id, p)) for p, _ in envs}
+        loaded = [recorded.rows[e.payload.task_id] for p, e in envs if ignored[p] is None]
+        # Once the batch has a transition of this run, the rows it holds win (an earlier
+        # event of the batch may have changed them).
+        held = transition.adopt(loaded) if transition is not None else loaded
+        rows = {row.id: row for row in held}
+        for position, env in envs:
+            result: TaskResult = env.payload
+            reason = ignored[position]
+            if reason is not None:
+                self._ignored(env, reason)
                 continue
+            row = rows[result.task_id]
             if result.events:  # the worker's timeline of this attempt, first, in its order
                 transition = self._joined(transition, session, run)
                 transition.add_run_events(result.events)

@@ -17,10 +17,10 @@ from cadenza_state import (
     TaskRecord,
     insert_many,
 )
-from sqlalchemy import bindparam, exists, func, or_, select, update
+from sqlalchemy import String, all_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import defer, undefer
 
 from . import metrics
 from .outcome import HELD, OPEN, TERMINAL, HoldRequest
@@ -62,6 +62,50 @@ async def lock_run(
     row locks; its ``BEGIN IMMEDIATE`` serialises writers instead."""
     stmt = _LOCK_RUN[(with_spec, skip_locked)]
     return (await session.scalars(stmt, {"run_id": run_id})).one_or_none()
+
+
+_RUN_ID_IN = RunRecord.id.in_(bindparam("ids", expanding=True))
+_LOCK_RUNS = {
+    with_spec: (
+        select(RunRecord)
+        .where(_RUN_ID_IN)
+        .options(
+            *(
+                ()
+                if with_spec
+                else (defer(RunRecord.spec), defer(RunRecord.inputs), defer(RunRecord.replay))
+            )
+        )
+        # Locked in id order: two writers of overlapping sets (a rebalance) cannot deadlock.
+        .order_by(RunRecord.id)
+        .with_for_update()
+    )
+    for with_spec in (True, False)
+}
+_LOAD_SPECS = (
+    select(RunRecord)
+    .where(_RUN_ID_IN)
+    .options(undefer(RunRecord.spec), undefer(RunRecord.inputs), undefer(RunRecord.replay))
+    .execution_options(populate_existing=True)
+)
+
+
+async def lock_runs(
+    session: AsyncSession, run_ids: Iterable[str], *, with_spec: Iterable[str] = ()
+) -> dict[str, RunRecord]:
+    """The batch's run rows by id, locked ``FOR UPDATE`` in ONE statement (see
+    ``lock_run``); those of ``with_spec`` with their spec, inputs and replay loaded (in a
+    second statement when only some need them: a run whose graph is cached does not)."""
+    ids = sorted(set(run_ids))
+    if not ids:
+        return {}
+    need = set(with_spec)
+    every = need.issuperset(ids)
+    runs = {r.id: r for r in (await session.scalars(_LOCK_RUNS[every], {"ids": ids})).all()}
+    specs = sorted(need & runs.keys())
+    if specs and not every:
+        (await session.scalars(_LOAD_SPECS, {"ids": specs})).all()  # fills the deferred columns
+    return runs
 
 
 def _select_rows() -> Any:
@@ -106,6 +150,18 @@ async def load_tasks(
         return {}
     rows = await _rows(session, _LOAD_TASKS, {"run_id": run_id, "ids": ids})
     return {row.id: row for row in rows}
+
+
+_LOAD_BY_ID = _select_rows().where(_TASKS.c.id.in_(bindparam("ids", expanding=True)))
+
+
+async def load_tasks_by_id(session: AsyncSession, task_ids: Iterable[str]) -> dict[str, TaskRow]:
+    """Task rows of any runs by id, in one query (the results of a batch's runs); the
+    caller checks each row's ``run_id``."""
+    ids = sorted(set(task_ids))
+    if not ids:
+        return {}
+    return {row.id: row for row in await _rows(session, _LOAD_BY_ID, {"ids": ids})}
 
 
 async def load_nodes(session: AsyncSession, run_id: str, node_ids: Iterable[str]) -> list[TaskRow]:
@@ -248,20 +304,38 @@ async def cancel_open_tasks(
     return ids
 
 
-async def has_open_tasks(session: AsyncSession, run_id: str) -> bool:
+async def has_open_tasks(
+    session: AsyncSession, run_id: str, *, besides: Iterable[str] = ()
+) -> bool:
     """Whether any task of the run still has work ahead (served by a partial index), or
-    waits for a person (checked only when nothing else is open: the run's last moments)."""
-    return bool(await session.scalar(_HAS_OPEN_TASKS, {"run_id": run_id}))
+    waits for a person (checked only when nothing else is open: the run's last moments).
+    ``besides``: rows the caller holds changed and has not written yet (it judges those
+    itself), so it need not write them first."""
+    stmt = _HAS_OPEN_TASKS["postgresql" if _is_postgres(session) else "sqlite"]
+    params = {"run_id": run_id, "besides": sorted(set(besides))}
+    return bool(await session.scalar(stmt, params))
 
 
-# ONE round trip: PostgreSQL (and SQLite) evaluate OR's operands left to right and stop at
-# the first true, so the held rows are looked for only when nothing is open.
-_HAS_OPEN_TASKS = select(
-    or_(
-        exists().where(_TASKS.c.run_id == bindparam("run_id"), _TASKS.c.status.in_(_OPEN)),
-        exists().where(_TASKS.c.run_id == bindparam("run_id"), _TASKS.c.status.in_(_HELD)),
+def _has_open_statement(postgres: bool) -> Any:
+    # One SQL text whatever the number of rows left out: an array on PostgreSQL (one
+    # prepared statement), an expanding NOT IN on SQLite.
+    if postgres:
+        besides = _TASKS.c.id != all_(bindparam("besides", type_=postgresql.ARRAY(String)))
+    else:
+        besides = _TASKS.c.id.not_in(bindparam("besides", expanding=True))
+    return select(
+        or_(
+            *(
+                exists().where(
+                    _TASKS.c.run_id == bindparam("run_id"), _TASKS.c.status.in_(statuses), besides
+                )
+                for statuses in (_OPEN, _HELD)
+            )
+        )
     )
-)
+
+
+_HAS_OPEN_TASKS = {"postgresql": _has_open_statement(True), "sqlite": _has_open_statement(False)}
 
 
 async def insert_hold(
@@ -322,6 +396,27 @@ async def count_tasks(session: AsyncSession, run_id: str) -> tuple[int, int]:
     total, done = (await session.execute(_COUNT_TASKS, {"run_id": run_id})).one()
     return int(total), int(done or 0)
 
+
+async def count_tasks_of(
+    session: AsyncSession, run_ids: Iterable[str]
+) -> dict[str, tuple[int, int]]:
+    """``count_tasks`` of several runs in one grouped query (the runs a batch finished)."""
+    ids = sorted(set(run_ids))
+    if not ids:
+        return {}
+    rows = (await session.execute(_COUNT_TASKS_OF, {"ids": ids})).all()
+    return {run_id: (int(total), int(done or 0)) for run_id, total, done in rows}
+
+
+_COUNT_TASKS_OF = (
+    select(
+        _TASKS.c.run_id,
+        func.count(),
+        func.count().filter(_TASKS.c.status.in_(sorted(TERMINAL))),
+    )
+    .where(_TASKS.c.run_id.in_(bindparam("ids", expanding=True)))
+    .group_by(_TASKS.c.run_id)
+)
 
 _COUNT_TASKS = select(
     func.count(), func.count().filter(_TASKS.c.status.in_(sorted(TERMINAL)))

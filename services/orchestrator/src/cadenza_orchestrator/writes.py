@@ -1,0 +1,88 @@
+"""The writes a batch's transitions leave for the end, made together.
+
+A partition's fetch under load holds the results of many small runs. Each run's
+transition used to write its new task rows, changed columns, attempt rows and outbox
+events itself: four or five statements per run, each a round trip (and, on a small VM, a
+socket write and read that cost as much CPU as the work). Closed transitions hand them
+here instead, and ``flush`` makes ONE statement of each kind for the whole batch, inside
+the batch's transaction: new rows first (attempts and updates may name them), then the
+changed columns, the attempt rows, the outbox; last, the final task counts of the runs the
+batch finished, in one grouped query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cadenza_events import Envelope, Topic, TopicRegistry
+from cadenza_runtime import stage_outbox
+from cadenza_state import StagedMessage
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from . import store
+from .rows import TaskRow
+
+if TYPE_CHECKING:
+    from .engine import Effects
+
+
+@dataclass
+class BatchWrites:
+    """What closed transitions left to write; ``flush`` writes it all."""
+
+    new: list[TaskRow] = field(default_factory=list)
+    changed: dict[str, set[str]] = field(default_factory=dict)
+    """Columns set on rows already in the database, by task id (``rows`` holds the rows)."""
+    rows: dict[str, TaskRow] = field(default_factory=dict)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    staged: list[tuple[Topic, Envelope[Any]]] = field(default_factory=list)
+    _owners: list[tuple[Effects, int]] = field(default_factory=list)
+    """Each transition's effects and how many of ``staged`` are its events, in order."""
+    _finished: list[Effects] = field(default_factory=list)
+    outbox: list[StagedMessage] = field(default_factory=list)
+    """The outbox rows ``flush`` inserted, for the committing process to publish."""
+
+    def add(
+        self,
+        effects: Effects,
+        *,
+        new: list[TaskRow],
+        changed: dict[str, set[str]],
+        rows: dict[str, TaskRow],
+        attempts: list[dict[str, Any]],
+        staged: list[tuple[Topic, Envelope[Any]]],
+    ) -> None:
+        """A closed transition's share (task ids are unique across runs: shares never
+        overlap)."""
+        self.new.extend(new)
+        self.changed.update(changed)
+        self.rows.update({task_id: rows[task_id] for task_id in changed})
+        self.attempts.extend(attempts)
+        self.staged.extend(staged)
+        self._owners.append((effects, len(staged)))
+        if effects.run_finished:
+            self._finished.append(effects)
+
+    async def flush(
+        self, session: AsyncSession, registry: TopicRegistry, *, publisher: str | None
+    ) -> list[StagedMessage]:
+        """Write everything, one statement per kind; each transition's ``Effects`` gets its
+        outbox rows and, for a finished run, its final counts. Returns the outbox rows."""
+        await store.insert_tasks(session, self.new)
+        await store.update_tasks(session, self.changed, self.rows)
+        await store.insert_attempts(session, self.attempts)
+        staged = await stage_outbox(session, registry, self.staged, publisher=publisher)
+        start = 0
+        for effects, count in self._owners:
+            effects.outbox.extend(staged[start : start + count])
+            start += count
+        if self._finished:
+            # The hot status's final counts, read in this transaction after the writes.
+            counts = await store.count_tasks_of(session, [e.run_id for e in self._finished])
+            for effects in self._finished:
+                effects.final_counts = counts.get(effects.run_id, (0, 0))
+        self.outbox.extend(staged)
+        self.new, self.changed, self.rows, self.attempts, self.staged = [], {}, {}, [], []
+        self._owners, self._finished = [], []
+        return staged
