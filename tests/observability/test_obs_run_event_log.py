@@ -5,11 +5,12 @@ must behave the same on both)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from datetime import date
 from typing import Any
 
 import pytest
-from cadenza_events import Envelope, RunEvent, RunEventBatch, unbatch
-from cadenza_runtime import RunEventLog
+from cadenza_events import Envelope, MemoryBus, RunEvent, RunEventBatch, unbatch
+from cadenza_runtime import RunEventLog, RunEventRecorder
 from cadenza_state import HotState, StateSettings, create_redis
 from prometheus_client import REGISTRY
 
@@ -118,3 +119,25 @@ async def test_a_fetch_of_several_runs_is_appended_in_one_pipelined_round_trip(
     ]
     assert [e.kind for e in await log.read("rb")] == ["run.started"]
     assert 0 < await hot.redis.ttl(log.stream_key("ra")) <= 60  # "ra" ended
+
+
+async def test_the_recorder_keeps_unbatch_s_ids_and_records_any_json_data(hot: HotState) -> None:
+    """The recorder unpacks a batch without an envelope per event, under the ids
+    ``unbatch`` gives (a redelivery through either path dedupes); data beyond the fast
+    encoder (an integer over 64 bits, a value JSON has no type for) is recorded too."""
+    log = RunEventLog(hot, ttl_s=600, ended_ttl_s=60)
+    recorder = RunEventRecorder(MemoryBus(), log)
+    records = batch("rr", ["run.started", "task.ready"])
+    lone = Envelope(
+        RunEvent(run_id="rr", kind="run.succeeded", data={"big": 2**70, "at": date(2026, 12, 4)}),
+        source="/test/orchestrator",
+    )
+    await recorder.handle_batch([records, lone])
+    entries = await log.read("rr")
+    expected_ids = [e.id for e in unbatch(records)] + [lone.id]
+    assert [(e.seq, e.kind, e.event_id) for e in entries] == list(
+        zip([1, 2, 3], ["run.started", "task.ready", "run.succeeded"], expected_ids, strict=True)
+    )
+    assert [e.source for e in entries] == ["/test", "/test", "/test/orchestrator"]
+    assert entries[-1].data == {"big": 2**70, "at": "2026-12-04"}
+    assert await log.append_many(unbatch(records)) == [None, None]  # the same ids

@@ -12,7 +12,7 @@ from .bus import (
     RawRecord,
     RetryPolicy,
 )
-from .envelope import Envelope, Message, decode, encode, unbatch
+from .envelope import Envelope, Message, batched_event_id, decode, encode, unbatch
 from .errors import (
     CadenzaError,
     DecodeError,
@@ -83,6 +83,7 @@ __all__ = [
     "Topic",
     "TopicRegistry",
     "Unavailable",
+    "batched_event_id",
     "create_bus",
     "decode",
     "encode",

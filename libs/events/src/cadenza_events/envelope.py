@@ -184,6 +184,12 @@ def decode(message: Message) -> Envelope[Payload]:
     )
 
 
+def batched_event_id(batch_id: str, n: int) -> str:
+    """The id of the ``n``-th event of a ``RunEventBatch``: stable, so a redelivered batch
+    dedupes event by event."""
+    return f"{batch_id}.{n}"
+
+
 def unbatch(env: Envelope[Any]) -> list[Envelope[RunEvent]]:
     """The run events an envelope carries: itself for a ``RunEvent``; each event of a
     ``RunEventBatch`` as its own envelope, with a stable id (``{batch id}.{n}``) so a
@@ -197,7 +203,7 @@ def unbatch(env: Envelope[Any]) -> list[Envelope[RunEvent]]:
         replace(
             env,
             payload=event,
-            id=f"{env.id}.{n}",
+            id=batched_event_id(env.id, n),
             task_id=event.task_id,
             attempt=event.data.get("attempt") if event.task_id else None,
             subject=event.task_id or event.run_id,

@@ -14,9 +14,19 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from cadenza_events import Bus, Consumer, ConsumerOptions, Envelope, RunEvent, Topic, unbatch
+import orjson
+from cadenza_events import (
+    Bus,
+    Consumer,
+    ConsumerOptions,
+    Envelope,
+    RunEvent,
+    RunEventBatch,
+    Topic,
+    batched_event_id,
+)
 from cadenza_state import HotState
 from opentelemetry import trace
 from prometheus_client import Counter
@@ -85,23 +95,50 @@ class RunEventEntry:
         return asdict(self)
 
 
-def _body(env: Envelope[RunEvent]) -> str:
-    event = env.payload
-    return json.dumps(
-        {
-            "run_id": event.run_id,
-            "kind": event.kind,
-            "at": event.at.isoformat().replace("+00:00", "Z"),
-            "task_id": event.task_id,
-            "node_id": event.node_id,
-            "status": event.status,
-            "data": event.data,
-            "source": env.source,
-            "event_id": env.id,
-        },
-        default=str,
-        separators=(",", ":"),
-    )
+class Recorded(NamedTuple):
+    """One event as its log records it: the event and what of its envelope the log keeps
+    (the recorder makes these straight from a ``RunEventBatch``, with no envelope per
+    event)."""
+
+    event_id: str
+    source: str
+    event: RunEvent
+
+
+def _recorded(env: Envelope[RunEvent]) -> Recorded:
+    return Recorded(env.id, env.source, env.payload)
+
+
+def _events_of(env: Envelope[Any]) -> list[Recorded]:
+    """What ``unbatch`` gives, without building an envelope per event."""
+    payload = env.payload
+    if isinstance(payload, RunEvent):
+        return [Recorded(env.id, env.source, payload)]
+    if isinstance(payload, RunEventBatch):
+        return [
+            Recorded(batched_event_id(env.id, n), env.source, event)
+            for n, event in enumerate(payload.events)
+        ]
+    return []
+
+
+def _body(item: Recorded) -> bytes:
+    event = item.event
+    body = {
+        "run_id": event.run_id,
+        "kind": event.kind,
+        "at": event.at.isoformat().replace("+00:00", "Z"),
+        "task_id": event.task_id,
+        "node_id": event.node_id,
+        "status": event.status,
+        "data": event.data,
+        "source": item.source,
+        "event_id": item.event_id,
+    }
+    try:
+        return orjson.dumps(body, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # beyond orjson (integers over 64 bits): the standard library
+        return json.dumps(body, default=str, separators=(",", ":")).encode()
 
 
 def _entry(stream_id: Any, fields: dict[Any, Any]) -> RunEventEntry:
@@ -146,7 +183,7 @@ class RunEventLog:
         run_id = envs[0].payload.run_id
         if any(env.payload.run_id != run_id for env in envs):
             raise ValueError("append_many takes the events of one run")
-        reply = await self._append(**self._append_call(envs))
+        reply = await self._append(**self._append_call([_recorded(env) for env in envs]))
         return self._counted(reply)
 
     async def append_runs(
@@ -154,21 +191,27 @@ class RunEventLog:
     ) -> list[list[int | None]]:
         """``append_many`` for the events of several runs (one list per run), all in ONE
         pipelined round trip; per run, per event its sequence number or None."""
-        runs = [envs for envs in runs if envs]
-        if len(runs) <= 1:
-            return [await self.append_many(envs) for envs in runs]
+        return await self.append_recorded([[_recorded(env) for env in envs] for envs in runs])
+
+    async def append_recorded(self, runs: Sequence[Sequence[Recorded]]) -> list[list[int | None]]:
+        """``append_runs`` of events as the recorder unpacks them (``Recorded``)."""
+        runs = [items for items in runs if items]
+        if not runs:
+            return []
+        if len(runs) == 1:
+            return [self._counted(await self._append(**self._append_call(runs[0])))]
         pipe = self._hot.redis.pipeline(transaction=False)
-        for envs in runs:
-            await self._append(**self._append_call(envs), client=pipe)
+        for items in runs:
+            await self._append(**self._append_call(items), client=pipe)
         replies = await pipe.execute()
         return [self._counted(reply) for reply in replies]
 
-    def _append_call(self, envs: Sequence[Envelope[RunEvent]]) -> dict[str, Any]:
-        run_id = envs[0].payload.run_id
+    def _append_call(self, items: Sequence[Recorded]) -> dict[str, Any]:
+        run_id = items[0].event.run_id
         args: list[Any] = [self._ttl_s, self._ended_ttl_s]
-        for env in envs:
-            terminal = "1" if env.payload.kind in TERMINAL_KINDS else "0"
-            args += [env.id, _body(env), terminal]
+        for item in items:
+            terminal = "1" if item.event.kind in TERMINAL_KINDS else "0"
+            args += [item.event_id, _body(item), terminal]
         return {"keys": [self.stream_key(run_id), self._index_key(run_id)], "args": args}
 
     @staticmethod
@@ -257,17 +300,17 @@ class RunEventRecorder:
         """One partition's fetched records: their events grouped by run (in order: a run's
         records share a partition, and its stream's numbering follows them), appended in
         ONE pipelined round trip."""
-        by_run: dict[str, list[Envelope[RunEvent]]] = {}
+        by_run: dict[str, list[Recorded]] = {}
         for env in envs:
-            events = unbatch(env)
+            events = _events_of(env)
             if not events:
                 log.warning("ignoring %s on %s", env.type, Topic.RUN_EVENTS.value)
                 continue
-            for event in events:
-                by_run.setdefault(event.payload.run_id, []).append(event)
+            for item in events:
+                by_run.setdefault(item.event.run_id, []).append(item)
         if not by_run:
             return
-        first = next(iter(by_run.values()))[0].payload
+        first = next(iter(by_run.values()))[0].event
         with tracer.start_as_current_span(
             "run_events.append",
             attributes={
@@ -277,7 +320,7 @@ class RunEventRecorder:
                 "cadenza.run_events.count": sum(len(v) for v in by_run.values()),
             },
         ) as span:
-            replies = await self._events.append_runs(list(by_run.values()))
+            replies = await self._events.append_recorded(list(by_run.values()))
             seq = next((n for n in reversed(replies[-1]) if n), None) if replies else None
             span.set_attribute("cadenza.run_events.seq", seq or 0)
 
