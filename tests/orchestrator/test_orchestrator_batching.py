@@ -89,7 +89,13 @@ async def test_a_duplicate_result_inside_one_batch_is_applied_once(stack: Stack)
     assert [(a.attempt, a.status) for a in attempts] == [(1, "succeeded")]
 
 
-BATCHED = ("SELECT runs.", "INSERT INTO task_attempts", "UPDATE tasks", "INSERT INTO outbox")
+BATCHED = (
+    "SELECT runs.",
+    "UPDATE runs",
+    "INSERT INTO task_attempts",
+    "UPDATE tasks",
+    "INSERT INTO outbox",
+)
 """Statements a batch makes once, whatever its number of runs (SQLite sends a bulk insert
 with RETURNING row by row: its outbox inserts are not counted)."""
 
@@ -156,6 +162,7 @@ async def test_a_batch_of_many_runs_costs_the_statements_of_one(stack: Stack) ->
         assert await answer("a", runs[1:]) == one
         await assert_eventually(lambda: len(held) == 8)  # every run dispatched its `b`
         finish_one = await answer("b", runs[:1])
+        assert finish_one["UPDATE runs"] == 1  # the run finished
         assert await answer("b", runs[1:]) == finish_one
     finally:
         event.remove(engine, "before_cursor_execute", count)

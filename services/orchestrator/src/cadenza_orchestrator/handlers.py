@@ -112,27 +112,7 @@ class RunHandlers:
         ):
             writes = BatchWrites()
             async with self.resources.sessions() as session, session.begin():
-                # ONE statement for each of: the runs' locks, their results' task rows, the
-                # results' attempt rows, and (writes.flush) each kind of write — whatever
-                # the number of runs in the batch.
-                runs = await store.lock_runs(
-                    session,
-                    by_run,
-                    with_spec=[
-                        run_id
-                        for run_id, items in by_run.items()
-                        if self.graphs.get(run_id) is None
-                        or any(isinstance(e.payload, PlanRequested) for e in items)
-                    ],
-                )
-                recorded = await self._record_results(session, runs, by_run)
-                applied = [
-                    await self._apply_run(session, runs.get(run_id), items, recorded, writes)
-                    for run_id, items in by_run.items()
-                ]
-                await writes.flush(
-                    session, self.resources.registry, publisher=self.resources.relay.publisher_id
-                )
+                applied = await self._apply_batch(session, by_run, writes)
             elapsed = time.perf_counter() - started
             metrics.BATCH_SECONDS.observe(elapsed)
             metrics.BATCH_EVENTS.observe(len(envs))
@@ -143,6 +123,37 @@ class RunHandlers:
             for a in applied:
                 if a is not None:
                     await self.after_commit(a.effects, planned=a.planned)
+
+    async def _apply_batch(
+        self, session: AsyncSession, by_run: dict[str, list[Envelope[Any]]], writes: BatchWrites
+    ) -> list[Applied | None]:
+        """ONE statement for each of: the runs' locks, their results' task rows, the
+        results' attempt rows, and (``writes.flush``) each kind of write — whatever the
+        number of runs in the batch."""
+        # The run rows (ORM) are written once, by the commit's flush, in one executemany
+        # for the runs that changed the same columns, not by an autoflush in front of
+        # whichever statement comes next. No statement of a batch reads the runs table
+        # after the lock.
+        with session.no_autoflush:
+            runs = await store.lock_runs(
+                session,
+                by_run,
+                with_spec=[
+                    run_id
+                    for run_id, items in by_run.items()
+                    if self.graphs.get(run_id) is None
+                    or any(isinstance(e.payload, PlanRequested) for e in items)
+                ],
+            )
+            recorded = await self._record_results(session, runs, by_run)
+            applied = [
+                await self._apply_run(session, runs.get(run_id), items, recorded, writes)
+                for run_id, items in by_run.items()
+            ]
+            await writes.flush(
+                session, self.resources.registry, publisher=self.resources.relay.publisher_id
+            )
+        return applied
 
     async def _record_results(
         self,
