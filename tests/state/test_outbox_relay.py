@@ -9,8 +9,8 @@ from typing import Any, cast
 
 from cadenza_events import Publisher, RawRecord
 from cadenza_runtime.relay import OutboxRelay
-from cadenza_state import OutboxMessage, StagedMessage, insert_outbox
-from sqlalchemy import select
+from cadenza_state import OutboxMessage, StagedMessage, insert_outbox, mark_published_many
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from support import assert_eventually
 
@@ -118,3 +118,33 @@ async def test_without_a_running_relay_the_writer_marks_at_once(sessions: Sessio
     rows = await stage(sessions, ["now"], outbox.publisher_id)
     assert await outbox.publish_committed(rows) == 1
     assert (await published_at(sessions))["now"] is not None
+
+
+async def test_the_marks_of_many_sends_are_one_statement_each_row_keeping_its_time(
+    sessions: Sessions,
+) -> None:
+    early, late = datetime(2026, 12, 4, 10, 0, tzinfo=UTC), datetime(2026, 12, 4, 10, 5, tzinfo=UTC)
+    first = await stage(sessions, ["a", "b"], "w")
+    second = await stage(sessions, ["c"], "w")
+    async with sessions() as session, session.begin():
+        assert await mark_published_many(session, [([first[0].id], early)]) == 1
+    statements: list[str] = []
+    async with sessions() as session, session.begin():
+        engine = session.get_bind()
+
+        def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(statement)
+
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            marks = [([r.id for r in first], late), ([second[0].id], early)]
+            # "a" was marked before: it keeps its time and is not counted.
+            assert await mark_published_many(session, marks) == 2
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+    assert [s for s in statements if s.startswith("UPDATE")] == statements[-1:]  # one
+    stamps = {
+        k: cast(datetime, at).replace(tzinfo=UTC)
+        for k, at in (await published_at(sessions)).items()
+    }
+    assert stamps == {"a": early, "b": late, "c": early}

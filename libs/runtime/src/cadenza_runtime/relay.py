@@ -28,6 +28,7 @@ from cadenza_state import (
     StagedMessage,
     claim_unpublished,
     mark_published,
+    mark_published_many,
     purge_published,
     release_to_relay,
     utcnow,
@@ -194,8 +195,7 @@ class OutboxRelay:
             return 0
         try:
             async with self._sessions() as session, session.begin():
-                for ids, at in marks:
-                    await mark_published(session, ids, at=at)
+                await mark_published_many(session, marks)
         except BaseException:
             self._marks[:0] = marks
             raise

@@ -57,6 +57,7 @@ from cadenza_state.outbox import (
     claim_unpublished,
     insert_outbox,
     mark_published,
+    mark_published_many,
     purge_published,
     release_to_relay,
 )
@@ -144,6 +145,7 @@ __all__ = [
     "list_provider_keys",
     "llm_spend",
     "mark_published",
+    "mark_published_many",
     "migrate",
     "open_state",
     "provider_credentials",

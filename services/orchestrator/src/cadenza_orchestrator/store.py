@@ -17,7 +17,7 @@ from cadenza_state import (
     TaskRecord,
     insert_many,
 )
-from sqlalchemy import String, all_, bindparam, exists, func, or_, select, update
+from sqlalchemy import String, all_, any_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer, undefer
@@ -64,11 +64,28 @@ async def lock_run(
     return (await session.scalars(stmt, {"run_id": run_id})).one_or_none()
 
 
-_RUN_ID_IN = RunRecord.id.in_(bindparam("ids", expanding=True))
+def _in(column: Any, name: str, postgres: bool) -> Any:
+    """``column IN :name`` with ONE SQL text whatever the list's length: ``= ANY(:name)``
+    over an array on PostgreSQL (asyncpg prepares each distinct text; an expanding IN made
+    one per list length, each a prepare round trip and an eviction from the connection's
+    statement cache), an expanding IN on SQLite."""
+    if postgres:
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(String)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def _per_dialect(build: Any) -> dict[str, Any]:
+    return {"postgresql": build(True), "sqlite": build(False)}
+
+
+def _dialect(session: AsyncSession) -> str:
+    return "postgresql" if _is_postgres(session) else "sqlite"
+
+
 _LOCK_RUNS = {
-    with_spec: (
+    (with_spec, dialect): (
         select(RunRecord)
-        .where(_RUN_ID_IN)
+        .where(_in(RunRecord.id, "ids", dialect == "postgresql"))
         .options(
             *(
                 ()
@@ -81,12 +98,15 @@ _LOCK_RUNS = {
         .with_for_update()
     )
     for with_spec in (True, False)
+    for dialect in ("postgresql", "sqlite")
 }
-_LOAD_SPECS = (
-    select(RunRecord)
-    .where(_RUN_ID_IN)
-    .options(undefer(RunRecord.spec), undefer(RunRecord.inputs), undefer(RunRecord.replay))
-    .execution_options(populate_existing=True)
+_LOAD_SPECS = _per_dialect(
+    lambda postgres: (
+        select(RunRecord)
+        .where(_in(RunRecord.id, "ids", postgres))
+        .options(undefer(RunRecord.spec), undefer(RunRecord.inputs), undefer(RunRecord.replay))
+        .execution_options(populate_existing=True)
+    )
 )
 
 
@@ -101,10 +121,12 @@ async def lock_runs(
         return {}
     need = set(with_spec)
     every = need.issuperset(ids)
-    runs = {r.id: r for r in (await session.scalars(_LOCK_RUNS[every], {"ids": ids})).all()}
+    lock = _LOCK_RUNS[(every, _dialect(session))]
+    runs = {r.id: r for r in (await session.scalars(lock, {"ids": ids})).all()}
     specs = sorted(need & runs.keys())
     if specs and not every:
-        (await session.scalars(_LOAD_SPECS, {"ids": specs})).all()  # fills the deferred columns
+        load = _LOAD_SPECS[_dialect(session)]
+        (await session.scalars(load, {"ids": specs})).all()  # fills the deferred columns
     return runs
 
 
@@ -121,13 +143,17 @@ async def _rows(
     return rows
 
 
-_LOAD_TASKS = _select_rows().where(
-    _TASKS.c.run_id == bindparam("run_id"), _TASKS.c.id.in_(bindparam("ids", expanding=True))
+_LOAD_TASKS = _per_dialect(
+    lambda postgres: _select_rows().where(
+        _TASKS.c.run_id == bindparam("run_id"), _in(_TASKS.c.id, "ids", postgres)
+    )
 )
-_LOAD_NODES = _select_rows().where(
-    _TASKS.c.run_id == bindparam("run_id"),
-    _TASKS.c.node_id.in_(bindparam("ids", expanding=True)),
-    _TASKS.c.item_index.is_(None),
+_LOAD_NODES = _per_dialect(
+    lambda postgres: _select_rows().where(
+        _TASKS.c.run_id == bindparam("run_id"),
+        _in(_TASKS.c.node_id, "ids", postgres),
+        _TASKS.c.item_index.is_(None),
+    )
 )
 _LOAD_INSTANCES = (
     _select_rows()
@@ -148,11 +174,11 @@ async def load_tasks(
     ids = sorted(set(task_ids))
     if not ids:
         return {}
-    rows = await _rows(session, _LOAD_TASKS, {"run_id": run_id, "ids": ids})
+    rows = await _rows(session, _LOAD_TASKS[_dialect(session)], {"run_id": run_id, "ids": ids})
     return {row.id: row for row in rows}
 
 
-_LOAD_BY_ID = _select_rows().where(_TASKS.c.id.in_(bindparam("ids", expanding=True)))
+_LOAD_BY_ID = _per_dialect(lambda postgres: _select_rows().where(_in(_TASKS.c.id, "ids", postgres)))
 
 
 async def load_tasks_by_id(session: AsyncSession, task_ids: Iterable[str]) -> dict[str, TaskRow]:
@@ -161,7 +187,8 @@ async def load_tasks_by_id(session: AsyncSession, task_ids: Iterable[str]) -> di
     ids = sorted(set(task_ids))
     if not ids:
         return {}
-    return {row.id: row for row in await _rows(session, _LOAD_BY_ID, {"ids": ids})}
+    rows = await _rows(session, _LOAD_BY_ID[_dialect(session)], {"ids": ids})
+    return {row.id: row for row in rows}
 
 
 async def load_nodes(session: AsyncSession, run_id: str, node_ids: Iterable[str]) -> list[TaskRow]:
@@ -169,7 +196,7 @@ async def load_nodes(session: AsyncSession, run_id: str, node_ids: Iterable[str]
     ids = sorted(set(node_ids))
     if not ids:
         return []
-    return await _rows(session, _LOAD_NODES, {"run_id": run_id, "ids": ids})
+    return await _rows(session, _LOAD_NODES[_dialect(session)], {"run_id": run_id, "ids": ids})
 
 
 async def load_instances(session: AsyncSession, run_id: str, node_id: str) -> list[TaskRow]:
@@ -262,7 +289,7 @@ async def insert_attempts(
     # executemany on the Core table, not ``.values([...])``: one statement compiled once and
     # cached (a multi-VALUES statement compiles anew for every batch size), sent as batched
     # INSERT … VALUES … RETURNING by SQLAlchemy's insertmanyvalues.
-    stmt = _INSERT_ATTEMPTS["postgresql" if _is_postgres(session) else "sqlite"]
+    stmt = _INSERT_ATTEMPTS[_dialect(session)]
     rows = [{**_ATTEMPT_DEFAULTS, **v} for v in values]
     return {(task_id, attempt) for task_id, attempt in (await session.execute(stmt, rows)).all()}
 
@@ -311,7 +338,7 @@ async def has_open_tasks(
     waits for a person (checked only when nothing else is open: the run's last moments).
     ``besides``: rows the caller holds changed and has not written yet (it judges those
     itself), so it need not write them first."""
-    stmt = _HAS_OPEN_TASKS["postgresql" if _is_postgres(session) else "sqlite"]
+    stmt = _HAS_OPEN_TASKS[_dialect(session)]
     params = {"run_id": run_id, "besides": sorted(set(besides))}
     return bool(await session.scalar(stmt, params))
 
@@ -404,18 +431,20 @@ async def count_tasks_of(
     ids = sorted(set(run_ids))
     if not ids:
         return {}
-    rows = (await session.execute(_COUNT_TASKS_OF, {"ids": ids})).all()
+    rows = (await session.execute(_COUNT_TASKS_OF[_dialect(session)], {"ids": ids})).all()
     return {run_id: (int(total), int(done or 0)) for run_id, total, done in rows}
 
 
-_COUNT_TASKS_OF = (
-    select(
-        _TASKS.c.run_id,
-        func.count(),
-        func.count().filter(_TASKS.c.status.in_(sorted(TERMINAL))),
+_COUNT_TASKS_OF = _per_dialect(
+    lambda postgres: (
+        select(
+            _TASKS.c.run_id,
+            func.count(),
+            func.count().filter(_TASKS.c.status.in_(sorted(TERMINAL))),
+        )
+        .where(_in(_TASKS.c.run_id, "ids", postgres))
+        .group_by(_TASKS.c.run_id)
     )
-    .where(_TASKS.c.run_id.in_(bindparam("ids", expanding=True)))
-    .group_by(_TASKS.c.run_id)
 )
 
 _COUNT_TASKS = select(
