@@ -65,7 +65,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from cadenza_state import StateSettings, create_engine  # noqa: E402
-from support.cleanup import drop_schema  # noqa: E402
+from support.cleanup import drop_schema, prefixed_hot_state  # noqa: E402
 from support.cluster import Cluster, ServiceProcess  # noqa: E402
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -608,7 +608,15 @@ async def distributed(args: argparse.Namespace, servers: dict[str, Any]) -> dict
         await db.dispose()
         await drop_schema(StateSettings(database_schema=namespace))
         await delete_topics(f"{namespace}.")
+        await delete_hot_keys(f"{namespace}:")
     return out
+
+
+async def delete_hot_keys(prefix: str) -> None:
+    """The run's Redis keys (event logs live 7 days): left behind, they pile up, and Redis
+    rewriting its append-only file for them burns CPU in later benchmarks' figures."""
+    async with prefixed_hot_state("redis", prefix):
+        pass
 
 
 async def delete_topics(prefix: str) -> None:
