@@ -382,3 +382,25 @@ async def test_batch_with_a_poison_message_dead_letters_only_it(bus: Bus, unique
     assert sorted(handled) == [0, 1, 2, 4, 5]
     assert letters[0].payload.error_code == "poison"
     assert letters[0].payload.offset == 3
+
+
+async def test_a_consumer_that_lets_fetches_wait_still_gets_a_trickle_promptly(
+    bus: Bus, unique_id: str
+) -> None:
+    """``fetch_wait_ms``: the broker gathers up to 16 KiB per fetch, but never holds a
+    fetch longer than the wait: records far below that size still arrive, in order."""
+    got: list[int] = []
+
+    async def handle(envs: Sequence[Envelope[Any]]) -> None:
+        got.extend(e.payload.data["seq"] for e in envs)
+
+    options = ConsumerOptions(fetch_wait_ms=50)
+    consumer = bus.batch_consumer([Topic.RUN_EVENTS], f"{unique_id}-g", handle, options)
+    await consumer.start()
+    try:
+        for seq in range(5):
+            await bus.publisher.publish(Topic.RUN_EVENTS, run_event("plan-t", seq))
+            await assert_eventually(lambda seq=seq: seq in got, timeout=10)
+    finally:
+        await consumer.stop()
+    assert got == [0, 1, 2, 3, 4]

@@ -36,6 +36,10 @@ def _connect_retry() -> AsyncRetrying:
     )
 
 
+FETCH_BATCH_BYTES = 16 * 1024
+"""What a consumer with ``fetch_wait_ms`` asks the broker to gather before answering."""
+
+
 class _Listener(ConsumerRebalanceListener):
     def __init__(self, listener: RebalanceListener) -> None:
         self._listener = listener
@@ -48,10 +52,13 @@ class _Listener(ConsumerRebalanceListener):
 
 
 class KafkaConsumerTransport:
-    def __init__(self, settings: BusSettings, topics: list[str], group: str) -> None:
+    def __init__(
+        self, settings: BusSettings, topics: list[str], group: str, *, fetch_wait_ms: int = 0
+    ) -> None:
         self._settings = settings
         self._topics = topics
         self._group = group
+        self._fetch_wait_ms = fetch_wait_ms
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self, listener: RebalanceListener) -> None:
@@ -66,6 +73,13 @@ class KafkaConsumerTransport:
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             rebalance_timeout_ms=max(30_000, s.session_timeout_ms),
             max_poll_interval_ms=900_000,
+            # See ConsumerOptions.fetch_wait_ms; without it, aiokafka's defaults (1 byte, and
+            # a 500 ms long poll on an idle topic).
+            **(
+                {"fetch_min_bytes": FETCH_BATCH_BYTES, "fetch_max_wait_ms": self._fetch_wait_ms}
+                if self._fetch_wait_ms
+                else {}
+            ),
         )
         consumer.subscribe(topics=self._topics, listener=_Listener(listener))
         async for attempt in _connect_retry():
@@ -256,8 +270,12 @@ class KafkaBus:
         batch_handler: BatchHandler | None = None,
     ) -> ConsumerRunner:
         group = self.registry.group(group)
+        options = options or ConsumerOptions()
         transport = KafkaConsumerTransport(
-            self.settings, [self.registry.name(t) for t in topics], group
+            self.settings,
+            [self.registry.name(t) for t in topics],
+            group,
+            fetch_wait_ms=options.fetch_wait_ms,
         )
         return ConsumerRunner(
             transport,
@@ -265,7 +283,7 @@ class KafkaBus:
             handler=handler,
             registry=self.registry,
             publisher=self.publisher,
-            options=options or ConsumerOptions(),
+            options=options,
             commit_interval_s=self.settings.commit_interval_s,
             batch_handler=batch_handler,
         )
