@@ -127,10 +127,20 @@ async def test_a_batch_of_many_runs_costs_the_statements_of_one(stack: Stack) ->
 
     engine = stack.resources.state.engine.sync_engine
     event.listen(engine, "before_cursor_execute", count)
+    hot = stack.resources.hot
+    pipelines: list[object] = []
+    real_pipeline = hot.redis.pipeline
+
+    def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipelines.append(args)
+        return real_pipeline(*args, **kwargs)
+
+    hot.redis.pipeline = counting_pipeline  # type: ignore[method-assign]
 
     async def answer(step: str, run_ids: list[str]) -> Counter[str]:
         """The batch's statements by kind: the locks of run rows and every write."""
         statements.clear()
+        pipelines.clear()
         ready = {r.run_id: r for r in held if r.node_id == step}
         batch = [
             Envelope(
@@ -148,6 +158,7 @@ async def test_a_batch_of_many_runs_costs_the_statements_of_one(stack: Stack) ->
             for run_id in run_ids
         ]
         await stack.orchestrator.handlers.handle_batch(batch)
+        assert len(pipelines) == 1  # every run's hot status in one Redis round trip
         return Counter(
             kind
             for sql in statements
@@ -169,7 +180,15 @@ async def test_a_batch_of_many_runs_costs_the_statements_of_one(stack: Stack) ->
         assert await answer("b", runs[1:]) == finish_one
     finally:
         event.remove(engine, "before_cursor_execute", count)
+        hot.redis.pipeline = real_pipeline  # type: ignore[method-assign]
     for run_id in runs:
+        status = await hot.get_run_status(run_id)
+        assert status is not None
+        assert (status["status"], status["tasks_total"], status["tasks_done"]) == (
+            "succeeded",
+            "2",
+            "2",
+        )
         run = await stack.wait_run(run_id)
         assert (run.status, run.output) == ("succeeded", None), run.error
         attempts = await stack.attempts(run_id)

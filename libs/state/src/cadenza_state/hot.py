@@ -102,10 +102,8 @@ class HotState:
     ) -> None:
         """Merge fields into the run's status hash and (re)set its TTL; PostgreSQL stays
         the source of truth, this is a cache for polling and dashboards."""
-        key = self._run_key(run_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=dict[Any, Any](mapping))
-            pipe.expire(key, ttl_s)
+            self.stage_run_status(pipe, run_id, mapping, {}, ttl_s)
             await pipe.execute()
 
     async def update_run_status(
@@ -117,14 +115,26 @@ class HotState:
     ) -> None:
         """Set ``fields`` and add ``increments`` to counters in one transaction: an O(1)
         update whatever the run's size."""
-        key = self._run_key(run_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=dict[Any, Any](fields))
-            for name, amount in increments.items():
-                if amount:
-                    pipe.hincrby(key, name, amount)
-            pipe.expire(key, ttl_s)
+            self.stage_run_status(pipe, run_id, fields, increments, ttl_s)
             await pipe.execute()
+
+    def stage_run_status(
+        self,
+        pipe: Any,
+        run_id: str,
+        fields: Mapping[str, str | int | float],
+        increments: Mapping[str, int],
+        ttl_s: int,
+    ) -> None:
+        """Queue on ``pipe`` what ``update_run_status`` does (a caller writing several
+        runs' statuses sends them in one round trip)."""
+        key = self._run_key(run_id)
+        pipe.hset(key, mapping=dict[Any, Any](fields))
+        for name, amount in increments.items():
+            if amount:
+                pipe.hincrby(key, name, amount)
+        pipe.expire(key, ttl_s)
 
     async def get_run_status(self, run_id: str) -> dict[str, str] | None:
         raw = await self.redis.hgetall(self._run_key(run_id))

@@ -120,9 +120,7 @@ class RunHandlers:
             for env in envs:
                 metrics.TRANSITION_SECONDS.labels(_kind(env)).observe(per_event)
             await self.resources.relay.publish_committed(writes.outbox)
-            for a in applied:
-                if a is not None:
-                    await self.after_commit(a.effects, planned=a.planned)
+            await self.after_commit_batch([a for a in applied if a is not None])
 
     async def _apply_batch(
         self, session: AsyncSession, by_run: dict[str, list[Envelope[Any]]], writes: BatchWrites
@@ -288,8 +286,10 @@ class RunHandlers:
             metrics.CANCELS.labels("run_finished").inc()
             self._ignored(env, "run_finished")
             if run.status == RunStatus.CANCELLED:
-                ttl = self.settings.status_ttl_s
-                await hot_status.mark_cancelled(self.resources.hot, run.id, ttl_s=ttl)
+                hot, ttl = self.resources.hot, self.settings.status_ttl_s
+                async with hot.redis.pipeline(transaction=False) as pipe:
+                    hot_status.mark_cancelled(hot, pipe, run.id, ttl_s=ttl)
+                    await pipe.execute()
             return transition
         with self._item_span("orchestrator.cancel", env):
             if transition is None:
@@ -496,8 +496,62 @@ class RunHandlers:
         )
 
     async def after_commit(self, effects: Effects, *, planned: bool = False) -> None:
-        """Work that must follow the commit; failures here are logged, never retried (the
-        database already holds the truth and a redelivery would be a no-op)."""
+        """``after_commit_batch`` of one run (the sweeper's transitions)."""
+        await self.after_commit_batch([Applied(effects, planned)])
+
+    async def after_commit_batch(self, applied: Sequence[Applied]) -> None:
+        """Work that must follow the commit: metrics, and the runs' hot statuses in ONE
+        Redis round trip. Failures here are logged, never retried (the database already
+        holds the truth and a redelivery would be a no-op)."""
+        hot, ttl = self.resources.hot, self.settings.status_ttl_s
+        pipe = hot.redis.pipeline(transaction=False)
+        for a in applied:
+            effects = a.effects
+            self._count(effects)
+            if effects.run_status in STOPPED_RUN_STATUSES:
+                hot_status.mark_cancelled(hot, pipe, effects.run_id, ttl_s=ttl)
+            if effects.run_finished and effects.final_counts is not None:
+                total, done = effects.final_counts
+                hot_status.set_counts(
+                    hot,
+                    pipe,
+                    effects.run_id,
+                    tenant_id=effects.tenant_id,
+                    status=effects.run_status,
+                    total=total,
+                    done=done,
+                    ttl_s=ttl,
+                )
+            elif a.planned:
+                hot_status.set_counts(
+                    hot,
+                    pipe,
+                    effects.run_id,
+                    tenant_id=effects.tenant_id,
+                    status=effects.run_status,
+                    total=effects.tasks_added,
+                    done=effects.tasks_done,
+                    ttl_s=ttl,
+                )
+            else:
+                hot_status.add_counts(
+                    hot,
+                    pipe,
+                    effects.run_id,
+                    status=effects.run_status,
+                    added=effects.tasks_added,
+                    done=effects.tasks_done,
+                    ttl_s=ttl,
+                )
+        try:
+            async with pipe:
+                await pipe.execute()
+        except Exception:
+            log.exception(
+                "hot status of %d runs not updated (the database is up to date)", len(applied)
+            )
+
+    def _count(self, effects: Effects) -> None:
         metrics.TASKS_DISPATCHED.inc(sum(effects.dispatched.values()))
         for kind, n in effects.held.items():
             metrics.HOLDS.labels(kind).inc(n)
@@ -511,44 +565,6 @@ class RunHandlers:
         if effects.run_finished:
             metrics.RUNS_FINISHED.labels(effects.run_status).inc()
             self.graphs.forget(effects.run_id)
-        hot, ttl = self.resources.hot, self.settings.status_ttl_s
-        try:
-            if effects.run_status in STOPPED_RUN_STATUSES:
-                await hot_status.mark_cancelled(hot, effects.run_id, ttl_s=ttl)
-            if effects.run_finished and effects.final_counts is not None:
-                total, done = effects.final_counts
-                await hot_status.set_counts(
-                    hot,
-                    effects.run_id,
-                    tenant_id=effects.tenant_id,
-                    status=effects.run_status,
-                    total=total,
-                    done=done,
-                    ttl_s=ttl,
-                )
-            elif planned:
-                await hot_status.set_counts(
-                    hot,
-                    effects.run_id,
-                    tenant_id=effects.tenant_id,
-                    status=effects.run_status,
-                    total=effects.tasks_added,
-                    done=effects.tasks_done,
-                    ttl_s=ttl,
-                )
-            else:
-                await hot_status.add_counts(
-                    hot,
-                    effects.run_id,
-                    status=effects.run_status,
-                    added=effects.tasks_added,
-                    done=effects.tasks_done,
-                    ttl_s=ttl,
-                )
-        except Exception:
-            log.exception(
-                "run %s: hot status update failed (database is up to date)", effects.run_id
-            )
 
 
 def _kind(env: Envelope[Any]) -> str:

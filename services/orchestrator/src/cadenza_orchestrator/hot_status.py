@@ -2,12 +2,14 @@
 
 Written after the commit (PostgreSQL is the truth; Redis is a cache for polling and live
 views), so a crash in between can leave a counter short until the run's next change; the
-final counts are recomputed exactly when the run finishes.
+final counts are recomputed exactly when the run finishes. Each function queues its
+commands on a pipeline: a batch's runs go to Redis in one round trip.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from cadenza_runtime import keys
 from cadenza_state import HotState, utcnow
@@ -15,8 +17,9 @@ from cadenza_state import HotState, utcnow
 log = logging.getLogger("cadenza.orchestrator")
 
 
-async def set_counts(
+def set_counts(
     hot: HotState,
+    pipe: Any,
     run_id: str,
     *,
     tenant_id: str,
@@ -33,14 +36,15 @@ async def set_counts(
         "tasks_done": done,
         "updated_at": utcnow().isoformat(),
     }
-    await hot.set_run_status(run_id, fields, ttl_s)
+    hot.stage_run_status(pipe, run_id, fields, {}, ttl_s)
 
 
-async def add_counts(
-    hot: HotState, run_id: str, *, status: str, added: int, done: int, ttl_s: int
+def add_counts(
+    hot: HotState, pipe: Any, run_id: str, *, status: str, added: int, done: int, ttl_s: int
 ) -> None:
     """Incremental status after a result: O(1) whatever the run's size."""
-    await hot.update_run_status(
+    hot.stage_run_status(
+        pipe,
         run_id,
         {"status": status, "updated_at": utcnow().isoformat()},
         {"tasks_total": added, "tasks_done": done},
@@ -48,6 +52,6 @@ async def add_counts(
     )
 
 
-async def mark_cancelled(hot: HotState, run_id: str, *, ttl_s: int) -> None:
+def mark_cancelled(hot: HotState, pipe: Any, run_id: str, *, ttl_s: int) -> None:
     """Tell workers running tasks of a failed run to stop (they watch this key)."""
-    await hot.redis.set(hot.key(keys.run_cancelled(run_id)), "1", ex=ttl_s)
+    pipe.set(hot.key(keys.run_cancelled(run_id)), "1", ex=ttl_s)
