@@ -4,6 +4,7 @@ results locks and writes with the statements of one."""
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from cadenza_events import (
     Envelope,
     Message,
+    PlanRequested,
     RunEventBatch,
     TaskReady,
     TaskResult,
@@ -19,7 +21,7 @@ from cadenza_events import (
 )
 from cadenza_orchestrator import store
 from cadenza_orchestrator.engine import TIMELINE_CHUNK
-from cadenza_state import OutboxMessage
+from cadenza_state import OutboxMessage, RunRecord
 from orchestrator_stack import STACKS, UNIT, Reply, Stack
 from sqlalchemy import event, inspect, select
 from support import assert_eventually
@@ -210,3 +212,57 @@ async def test_lock_runs_loads_the_spec_only_of_the_runs_that_need_it(stack: Sta
     async with stack.resources.sessions() as session, session.begin():
         both = await store.lock_runs(session, [first, second], with_spec=[first, second])
         assert [both[r].spec for r in (first, second)] == [TWO_STEPS, TWO_STEPS]
+
+
+@pytest.mark.parametrize("stack", STACKS, indirect=True)
+async def test_a_batch_mixing_a_plan_a_cold_run_and_a_cached_one_moves_each_on(
+    stack: Stack,
+) -> None:
+    """One batch: a result of a run whose graph is cached (its spec is not read), a result
+    of a run whose graph was evicted (read again), and a new run's plan.requested. The
+    batch locks all three at once and loads the spec of the two that need it."""
+    held: list[TaskReady] = []
+
+    def script(ready: TaskReady, params: dict[str, Any]) -> Reply:
+        held.append(ready)
+        return None  # answered by hand below
+
+    stack.worker.script = script
+    cached, cold = await stack.submit(TWO_STEPS), await stack.submit(TWO_STEPS)
+    await assert_eventually(lambda: len(held) == 2)
+    stack.orchestrator.handlers.graphs.forget(cold)
+    fresh = str(uuid.uuid4())  # inserted as the gateway does; its plan.requested below
+    async with stack.resources.sessions() as session, session.begin():
+        session.add(
+            RunRecord(
+                id=fresh,
+                tenant_id="acme",
+                workflow_name=TWO_STEPS["name"],
+                spec=TWO_STEPS,
+                inputs={},
+                status="pending",
+            )
+        )
+
+    def result(ready: TaskReady) -> Envelope[Any]:
+        done = TaskResult(
+            run_id=ready.run_id, task_id=ready.task_id, attempt=1, status="succeeded", output=1
+        )
+        return Envelope(payload=done, source="/tests", plan_id=ready.run_id, tenant_id="acme")
+
+    plan = PlanRequested(run_id=fresh, workflow_name="two-steps", spec=TWO_STEPS, inputs={})
+    await stack.orchestrator.handlers.handle_batch(
+        [
+            *(result(r) for r in held),
+            Envelope(payload=plan, source="/tests", plan_id=fresh, tenant_id="acme"),
+        ]
+    )
+    await assert_eventually(lambda: len(held) == 5)
+    assert sorted((r.run_id, r.node_id) for r in held[2:]) == sorted(
+        [(cached, "b"), (cold, "b"), (fresh, "a")]
+    )
+    await stack.orchestrator.handlers.handle_batch([result(r) for r in held[2:]])
+    await assert_eventually(lambda: len(held) == 6)  # the new run's `b`
+    await stack.orchestrator.handlers.handle_batch([result(held[5])])
+    for run_id in (cached, cold, fresh):
+        assert (await stack.wait_run(run_id)).status == "succeeded"
