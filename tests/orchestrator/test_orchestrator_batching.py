@@ -4,7 +4,6 @@ results locks and writes with the statements of one."""
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from typing import Any
 
@@ -21,7 +20,7 @@ from cadenza_events import (
 )
 from cadenza_orchestrator import store
 from cadenza_orchestrator.engine import TIMELINE_CHUNK
-from cadenza_state import OutboxMessage, RunRecord
+from cadenza_state import OutboxMessage
 from orchestrator_stack import STACKS, UNIT, Reply, Stack
 from sqlalchemy import event, inspect, select
 from support import assert_eventually
@@ -68,22 +67,32 @@ async def test_a_wide_fan_out_timeline_is_chunked_records(stack: Stack) -> None:
     assert len(records) < width  # batched: far fewer records than events
 
 
-@unit_only
-async def test_a_duplicate_result_inside_one_batch_is_applied_once(stack: Stack) -> None:
+def hold_by_hand(stack: Stack) -> list[TaskReady]:
+    """The fake worker answers nothing: the test answers each dispatched task itself."""
     held: list[TaskReady] = []
 
     def script(ready: TaskReady, params: dict[str, Any]) -> Reply:
         held.append(ready)
-        return None  # answered by hand below
+        return None
 
     stack.worker.script = script
+    return held
+
+
+def succeeded(ready: TaskReady, output: Any = 1) -> Envelope[TaskResult]:
+    """The worker's result of a dispatched task (attempt 1)."""
+    result = TaskResult(
+        run_id=ready.run_id, task_id=ready.task_id, attempt=1, status="succeeded", output=output
+    )
+    return Envelope(payload=result, source="/tests", plan_id=ready.run_id, tenant_id="acme")
+
+
+@unit_only
+async def test_a_duplicate_result_inside_one_batch_is_applied_once(stack: Stack) -> None:
+    held = hold_by_hand(stack)
     run_id = await stack.submit({"name": "dup", "tasks": [{"id": "a", "tool": "noop"}]})
     await assert_eventually(lambda: held)
-    ready = held[0]
-    result = TaskResult(
-        run_id=run_id, task_id=ready.task_id, attempt=ready.attempt, status="succeeded", output=1
-    )
-    env = Envelope(payload=result, source="/tests", plan_id=run_id, tenant_id="acme")
+    env = succeeded(held[0])
     await stack.orchestrator.handlers.handle_batch([env, env, env])
     run = await stack.wait_run(run_id)
     assert run.status == "succeeded", run.error
@@ -113,13 +122,7 @@ async def test_a_batch_of_many_runs_costs_the_statements_of_one(stack: Stack) ->
     locks and writes with as many statements as a batch of one run's result (runs locked
     together, attempts recorded together, writes made together). Only the reads a rule
     needs (the next task's row) are made per run."""
-    held: list[TaskReady] = []
-
-    def script(ready: TaskReady, params: dict[str, Any]) -> Reply:
-        held.append(ready)
-        return None  # answered by hand below
-
-    stack.worker.script = script
+    held = hold_by_hand(stack)
     runs = [await stack.submit(TWO_STEPS) for _ in range(4)]
     await assert_eventually(lambda: len(held) == 4)
     statements: list[str] = []
@@ -144,21 +147,7 @@ async def test_a_batch_of_many_runs_costs_the_statements_of_one(stack: Stack) ->
         statements.clear()
         pipelines.clear()
         ready = {r.run_id: r for r in held if r.node_id == step}
-        batch = [
-            Envelope(
-                payload=TaskResult(
-                    run_id=run_id,
-                    task_id=ready[run_id].task_id,
-                    attempt=1,
-                    status="succeeded",
-                    output=step,
-                ),
-                source="/tests",
-                plan_id=run_id,
-                tenant_id="acme",
-            )
-            for run_id in run_ids
-        ]
+        batch = [succeeded(ready[run_id], output=step) for run_id in run_ids]
         await stack.orchestrator.handlers.handle_batch(batch)
         assert len(pipelines) == 1  # every run's hot status in one Redis round trip
         return Counter(
@@ -221,39 +210,15 @@ async def test_a_batch_mixing_a_plan_a_cold_run_and_a_cached_one_moves_each_on(
     """One batch: a result of a run whose graph is cached (its spec is not read), a result
     of a run whose graph was evicted (read again), and a new run's plan.requested. The
     batch locks all three at once and loads the spec of the two that need it."""
-    held: list[TaskReady] = []
-
-    def script(ready: TaskReady, params: dict[str, Any]) -> Reply:
-        held.append(ready)
-        return None  # answered by hand below
-
-    stack.worker.script = script
+    held = hold_by_hand(stack)
     cached, cold = await stack.submit(TWO_STEPS), await stack.submit(TWO_STEPS)
     await assert_eventually(lambda: len(held) == 2)
     stack.orchestrator.handlers.graphs.forget(cold)
-    fresh = str(uuid.uuid4())  # inserted as the gateway does; its plan.requested below
-    async with stack.resources.sessions() as session, session.begin():
-        session.add(
-            RunRecord(
-                id=fresh,
-                tenant_id="acme",
-                workflow_name=TWO_STEPS["name"],
-                spec=TWO_STEPS,
-                inputs={},
-                status="pending",
-            )
-        )
-
-    def result(ready: TaskReady) -> Envelope[Any]:
-        done = TaskResult(
-            run_id=ready.run_id, task_id=ready.task_id, attempt=1, status="succeeded", output=1
-        )
-        return Envelope(payload=done, source="/tests", plan_id=ready.run_id, tenant_id="acme")
-
+    fresh = await stack.submit(TWO_STEPS, publish_times=0)  # its plan.requested comes below
     plan = PlanRequested(run_id=fresh, workflow_name="two-steps", spec=TWO_STEPS, inputs={})
     await stack.orchestrator.handlers.handle_batch(
         [
-            *(result(r) for r in held),
+            *(succeeded(r) for r in held),
             Envelope(payload=plan, source="/tests", plan_id=fresh, tenant_id="acme"),
         ]
     )
@@ -261,8 +226,8 @@ async def test_a_batch_mixing_a_plan_a_cold_run_and_a_cached_one_moves_each_on(
     assert sorted((r.run_id, r.node_id) for r in held[2:]) == sorted(
         [(cached, "b"), (cold, "b"), (fresh, "a")]
     )
-    await stack.orchestrator.handlers.handle_batch([result(r) for r in held[2:]])
+    await stack.orchestrator.handlers.handle_batch([succeeded(r) for r in held[2:]])
     await assert_eventually(lambda: len(held) == 6)  # the new run's `b`
-    await stack.orchestrator.handlers.handle_batch([result(held[5])])
+    await stack.orchestrator.handlers.handle_batch([succeeded(held[5])])
     for run_id in (cached, cold, fresh):
         assert (await stack.wait_run(run_id)).status == "succeeded"

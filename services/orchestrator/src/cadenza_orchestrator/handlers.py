@@ -63,7 +63,7 @@ class Applied:
 
 
 @dataclass
-class Recorded:
+class RecordedResults:
     """The batch's results after their attempts were recorded: their task rows as loaded
     before the batch, and why each result that is not applied was ignored."""
 
@@ -158,7 +158,7 @@ class RunHandlers:
         session: AsyncSession,
         runs: dict[str, RunRecord],
         by_run: dict[str, list[Envelope[Any]]],
-    ) -> Recorded:
+    ) -> RecordedResults:
         """Record the attempt of every result of the batch once, in ONE bulk insert (after
         loading their task rows in one query): a result whose task or attempt is unknown,
         or whose attempt was recorded before, is not applied. An attempt a result names was
@@ -172,7 +172,7 @@ class RunHandlers:
             if isinstance(env.payload, TaskResult)
         ]
         rows = await store.load_tasks_by_id(session, {e.payload.task_id for _, e in results})
-        recorded = Recorded(rows)
+        recorded = RecordedResults(rows)
         fresh: list[tuple[TaskResult, TaskRow]] = []
         seen: set[tuple[str, int]] = set()
         for at, env in results:
@@ -213,7 +213,7 @@ class RunHandlers:
         session: AsyncSession,
         run: RunRecord | None,
         items: list[Envelope[Any]],
-        recorded: Recorded,
+        recorded: RecordedResults,
         writes: BatchWrites,
     ) -> Applied | None:
         """Apply one run's events of the batch, in order, on its row (locked)."""
@@ -344,7 +344,7 @@ class RunHandlers:
         run: RunRecord,
         transition: Transition | None,
         envs: list[tuple[int, Envelope[Any]]],
-        recorded: Recorded,
+        recorded: RecordedResults,
     ) -> Transition | None:
         """Apply, in order, the results whose attempt the batch recorded now (see
         ``_record_results``). Returns the transition, if any result applied."""

@@ -362,7 +362,7 @@ def _has_open_statement(postgres: bool) -> Any:
     )
 
 
-_HAS_OPEN_TASKS = {"postgresql": _has_open_statement(True), "sqlite": _has_open_statement(False)}
+_HAS_OPEN_TASKS = _per_dialect(_has_open_statement)
 
 
 async def insert_hold(
