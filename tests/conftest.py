@@ -21,6 +21,9 @@ from support import service_missing
 if TYPE_CHECKING:
     from cadenza_llm.llama_server import LlamaServer
 
+# Prints the awaiting asyncio tasks of a test about to hit pytest-timeout.
+pytest_plugins = ["support.hang_report"]
+
 # Addresses the project's own infra listens on (see `cadenza infra status`).
 SERVICE_ADDRESSES: dict[str, tuple[str, int]] = {
     "kafka": ("127.0.0.1", int(os.environ.get("CADENZA_INFRA_KAFKA_PORT", "19092"))),
