@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import orjson
 import yaml
 from cadenza_workflow import (
     BUILTIN_TOOLS,
@@ -35,6 +36,10 @@ YAML_MEDIA_TYPES = frozenset(
 MAX_ALIAS_EXPANSION = 100_000
 """YAML aliases may add at most this many nodes to a document (billion-laughs guard)."""
 MAX_VALUE_DEPTH = 100
+INLINE_PARSE_BYTES = 16 * 1024
+"""Documents up to this size are parsed on the event loop: for them the thread-pool hop
+(a queue hand-over and the GIL passed twice) costs more than the parse. Larger ones go
+to a thread, so a long YAML parse does not hold the loop for its whole length."""
 """Deepest nesting of lists/objects in a spec or in inputs: events must still serialize
 (pydantic refuses beyond ~255 levels) and no real workflow comes close."""
 
@@ -145,10 +150,23 @@ async def load_workflow_spec(
     against the workers' built-in tools; returns the spec and its native JSON form (what
     is stored and sent). Raises :class:`SpecValidationError`."""
     with tracer.start_as_current_span("cadenza.gateway.load_spec") as span:
-        spec, data = await run_in_threadpool(_load, source, fmt)
+        if _size(source) <= INLINE_PARSE_BYTES:
+            spec, data = _load(source, fmt)
+        else:
+            spec, data = await run_in_threadpool(_load, source, fmt)
         span.set_attribute("cadenza.workflow.name", spec.name)
         span.set_attribute("cadenza.workflow.tasks", len(spec.tasks))
         return spec, data
+
+
+def _size(source: bytes | Mapping[str, Any]) -> int:
+    """The document's size in bytes (a parsed body's, re-encoded: microseconds in C)."""
+    if isinstance(source, bytes):
+        return len(source)
+    try:
+        return len(orjson.dumps(source))
+    except (TypeError, orjson.JSONEncodeError):  # not plain JSON: let the thread judge it
+        return INLINE_PARSE_BYTES + 1
 
 
 def nesting_depth(value: Any) -> int:

@@ -14,11 +14,13 @@ from ..problems import UnsupportedMediaType
 from ..settings import GatewaySettings
 
 
-def get_resources(request: Request) -> Resources:
+# ``async def`` although they do not await: FastAPI runs a plain ``def`` dependency in its
+# thread pool, a thread hop (and GIL hand-over) on every request for an attribute read.
+async def get_resources(request: Request) -> Resources:
     return cast(Resources, request.app.state.resources)
 
 
-def get_settings(request: Request) -> GatewaySettings:
+async def get_settings(request: Request) -> GatewaySettings:
     return cast(GatewaySettings, request.app.state.settings)
 
 

@@ -82,7 +82,7 @@ class ProviderKeyNotFound(ProblemError):
     status, slug, title = 404, "provider-key-not-found", "Provider key not found"
 
 
-def get_cipher(request: Request) -> EnvelopeCipher:
+async def get_cipher(request: Request) -> EnvelopeCipher:  # async: no thread-pool hop
     cipher = cast(EnvelopeCipher, request.app.state.cipher)
     if not cipher.configured:
         raise ProviderKeysDisabled(
