@@ -30,9 +30,11 @@ def _running_loops() -> list[asyncio.AbstractEventLoop]:
     return [o for o in gc.get_objects() if isinstance(o, asyncio.BaseEventLoop) and o.is_running()]
 
 
-def _report() -> str:
+def report(title: str | None = None) -> str:
+    """Every task of every running event loop, with the line each one waits on."""
     out = io.StringIO()
-    print(f"\n+++++ asyncio tasks of {_current['test']} (about to time out) +++++", file=out)
+    title = title or f"asyncio tasks of {_current['test']} (about to time out)"
+    print(f"\n+++++ {title} +++++", file=out)
     for loop in _running_loops():
         try:
             tasks = list(asyncio.all_tasks(loop))
@@ -52,7 +54,7 @@ def _watch() -> None:
             _current["deadline"] = None  # once per test
             stream = sys.__stderr__ or sys.stderr
             try:
-                stream.write(_report())
+                stream.write(report())
                 stream.flush()
             except Exception as exc:  # a diagnostic must never break the run
                 stream.write(f"hang report failed: {exc!r}\n")

@@ -5,15 +5,18 @@ parametrized with ``BOTH_STACKS``) and ``http_server``. Helpers are in worker_su
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from cadenza_events import Topic
-from cadenza_runtime import open_resources
+from cadenza_events import Consumer, Topic
+from cadenza_runtime import Resources, open_resources
+from cadenza_state import StateSettings
 from support.cleanup import drop_schema
+from support.hang_report import report
 from worker_support import (
     HttpServer,
     Stack,
@@ -22,6 +25,14 @@ from worker_support import (
     memory_settings,
     real_settings,
 )
+
+TEARDOWN_S = 60.0
+"""Longest wait for the workers and the observer to stop (a stop takes well under a
+second; the grace periods inside it add up to ~20 s at worst)."""
+
+
+class HangWarning(UserWarning):
+    """A teardown that did not end: the message holds every task's await stack."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -53,17 +64,41 @@ async def stack(
     try:
         yield harness
     finally:
-        for worker in harness.workers:
-            await worker.stop()
-        await collector.stop(grace_s=1)
-        try:
-            if kind == "real":
-                await cleanup_real(resources, state_settings)
-        finally:
-            await resources.close()
-            if kind == "real":
-                await resources.bus.delete_topics()  # type: ignore[attr-defined]
-                await drop_schema(state_settings)
+        teardown = asyncio.create_task(
+            _tear_down(harness, collector, resources, kind, state_settings)
+        )
+        done, _ = await asyncio.wait({teardown}, timeout=TEARDOWN_S)
+        if teardown in done:
+            teardown.result()  # its errors fail the test
+        else:
+            # Once in a full CI run (1,600 tests) this teardown waited for ever after the
+            # test had passed; 20 reruns of this folder did not reproduce it. Say where it
+            # waits (the tasks' stacks, taken before the cancel unwinds them, in a warning
+            # of the run's summary) instead of failing a test that passed.
+            stacks = report(f"the worker stack's teardown still waits after {TEARDOWN_S}s")
+            teardown.cancel()
+            await asyncio.wait({teardown}, timeout=5)
+            warnings.warn(HangWarning(stacks), stacklevel=1)
+
+
+async def _tear_down(
+    harness: Stack,
+    collector: Consumer,
+    resources: Resources,
+    kind: str,
+    state_settings: StateSettings,
+) -> None:
+    for worker in harness.workers:
+        await worker.stop()
+    await collector.stop(grace_s=1)
+    try:
+        if kind == "real":
+            await cleanup_real(resources, state_settings)
+    finally:
+        await resources.close()
+        if kind == "real":
+            await resources.bus.delete_topics()  # type: ignore[attr-defined]
+            await drop_schema(state_settings)
 
 
 @pytest_asyncio.fixture(loop_scope="function")
