@@ -20,6 +20,7 @@ from cadenza_events import (
     TaskReady,
     Topic,
 )
+from prometheus_client import REGISTRY
 from support import assert_eventually
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.05)
@@ -358,6 +359,77 @@ async def test_batch_consumer_gets_partition_batches_in_order(bus: Bus, unique_i
         seqs = [seq for b in batches for p, seq in b if p == plan]
         assert seqs == sorted(seqs)
         assert len(seqs) == 20
+
+
+async def test_records_fetched_while_a_batch_waits_join_it(bus: Bus, unique_id: str) -> None:
+    """A partition's batch that waits behind the one being handled takes the records of
+    its partition fetched meanwhile: a backlog reaches the handler as one batch, in order,
+    not as one small batch per fetch."""
+    batches: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def handle(envs: Sequence[Envelope[Any]]) -> None:
+        batches.append([e.payload.data["seq"] for e in envs])
+        if len(batches) == 1:
+            await release.wait()  # the first batch holds the partition
+
+    options = ConsumerOptions(concurrency=64)  # room for the whole backlog
+    consumer = bus.batch_consumer([Topic.RUN_EVENTS], f"{unique_id}-g", handle, options)
+    await consumer.start()
+    try:
+        await bus.publisher.publish(Topic.RUN_EVENTS, run_event("plan-j", 0))
+        await assert_eventually(lambda: len(batches) == 1, timeout=30)
+        for seq in range(1, 31):  # thirty records, each fetched before the next is sent
+            await bus.publisher.publish(Topic.RUN_EVENTS, run_event("plan-j", seq))
+            await assert_eventually(
+                lambda n=seq + 1: in_flight(consumer.group) == n,
+                timeout=30,  # type: ignore[misc]
+            )
+        release.set()
+        await assert_eventually(lambda: sum(len(b) for b in batches) == 31, timeout=30)
+    finally:
+        release.set()
+        await consumer.stop()
+    assert batches[0] == [0]
+    assert [seq for b in batches for seq in b] == list(range(31))  # in order, each once
+    assert len(batches) == 2, batches  # all thirty waited together: one more call
+
+
+def in_flight(group: str) -> float:
+    """The consumer's ``cadenza_bus_inflight`` gauge: records fetched, not yet handled."""
+    return REGISTRY.get_sample_value("cadenza_bus_inflight", {"group": group}) or 0.0
+
+
+async def test_batches_in_flight_hands_batches_over_one_at_a_time(bus: Bus, unique_id: str) -> None:
+    """``batches_in_flight=1``: batches of different partitions never overlap, and every
+    key's records still arrive once and in order."""
+    inside = 0
+    most = 0
+    seen: list[tuple[str | None, int]] = []
+
+    async def handle(envs: Sequence[Envelope[Any]]) -> None:
+        nonlocal inside, most
+        inside += 1
+        most = max(most, inside)
+        await asyncio.sleep(0.01)  # an await inside the handler, as a transaction has
+        seen.extend((e.plan_id, e.payload.data["seq"]) for e in envs)
+        inside -= 1
+
+    options = ConsumerOptions(batches_in_flight=1)
+    consumer = bus.batch_consumer([Topic.RUN_EVENTS], f"{unique_id}-g", handle, options)
+    sent = [(f"plan-{i % 6}", i) for i in range(120)]
+    await consumer.start()
+    try:
+        for chunk in range(0, 120, 10):
+            await bus.publisher.publish_many(
+                [(Topic.RUN_EVENTS, run_event(p, i)) for p, i in sent[chunk : chunk + 10]]
+            )
+        await assert_eventually(lambda: len(seen) == 120, timeout=30)
+    finally:
+        await consumer.stop()
+    assert most == 1
+    for plan in {p for p, _ in sent}:
+        assert [i for p, i in seen if p == plan] == [i for p, i in sent if p == plan]
 
 
 async def test_batch_with_a_poison_message_dead_letters_only_it(bus: Bus, unique_id: str) -> None:

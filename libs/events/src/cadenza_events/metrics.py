@@ -42,7 +42,14 @@ PAUSED = Gauge(
 )
 BATCH_SIZE = Histogram(
     "cadenza_bus_batch_size_messages",
-    "Messages handed to a batch handler at once (one partition's fetch).",
+    "Messages handed to a batch handler at once (one partition's records: a fetch, and "
+    "the fetches that joined it while it waited).",
     ["group"],
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+BATCHES_JOINED = Counter(
+    "cadenza_bus_batch_joins_total",
+    "Fetches whose records joined their partition's batch that was waiting to start "
+    "(instead of making a batch of their own).",
+    ["group"],
 )

@@ -47,6 +47,7 @@ class Orchestrator:
                 max_backoff_s=5.0,
             ),
             is_outage=is_outage,
+            batches_in_flight=self.settings.batches_in_flight,
         )
         self._consumer = self.resources.bus.batch_consumer(
             [Topic.PLAN_REQUESTED, Topic.TASK_RESULT],
