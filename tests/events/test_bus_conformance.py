@@ -432,6 +432,38 @@ async def test_batches_in_flight_hands_batches_over_one_at_a_time(bus: Bus, uniq
         assert [i for p, i in seen if p == plan] == [i for p, i in sent if p == plan]
 
 
+async def test_batches_in_flight_counts_per_topic(bus: Bus, unique_id: str) -> None:
+    """A batch of one topic that is still running never holds up another topic's batch
+    (the orchestrator: a backlog of results never delays a new run's plan)."""
+    release = asyncio.Event()
+    got: list[str] = []
+
+    async def handle(envs: Sequence[Envelope[Any]]) -> None:
+        got.extend(e.type for e in envs)
+        if isinstance(envs[0].payload, RunEvent):
+            await release.wait()
+
+    options = ConsumerOptions(batches_in_flight=1)
+    topics = [Topic.RUN_EVENTS, Topic.TASK_READY]
+    consumer = bus.batch_consumer(topics, f"{unique_id}-g", handle, options)
+    await consumer.start()
+    ready = TaskReady(run_id="run-t", task_id="task-t", node_id="n", name="noop", params={})
+    try:
+        await bus.publisher.publish(Topic.RUN_EVENTS, run_event("plan-t", 0))
+        await assert_eventually(lambda: len(got) == 1, timeout=30)
+        await bus.publisher.publish(
+            Topic.TASK_READY,
+            Envelope(
+                payload=ready, source="/tests", tenant_id="acme", plan_id="run-t", task_id="task-t"
+            ),
+        )
+        await assert_eventually(lambda: len(got) == 2, timeout=30)  # the other still runs
+        assert not release.is_set()
+    finally:
+        release.set()
+        await consumer.stop()
+
+
 async def test_batch_with_a_poison_message_dead_letters_only_it(bus: Bus, unique_id: str) -> None:
     handled: list[int] = []
     calls: list[int] = []

@@ -56,12 +56,13 @@ class ConsumerOptions:
     may wait a little (the run-event log) makes far fewer fetches under load: each is a
     request, syscalls and parsing on both sides."""
     batches_in_flight: int | None = None
-    """Batch consumers: how many partitions' batches are handled at once (None: one per
-    partition). Either way a partition's batch that has not started yet takes the records
-    of its partition fetched meanwhile, so a backlog becomes a few large batches, not many
-    small ones. 1 hands batches over one at a time: each waits behind no other batch's
-    awaits, and under load each carries more records (a handler with a fixed cost per
-    batch, such as a transaction, pays it less often)."""
+    """Batch consumers: how many partitions' batches of one topic are handled at once (None:
+    one per partition). Either way a partition's batch that has not started yet takes the
+    records of its partition fetched meanwhile, so a backlog becomes a few large batches,
+    not many small ones. 1 hands each topic's batches over one at a time: a batch waits
+    behind no other batch's awaits, and under load each carries more records (a handler
+    with a fixed cost per batch, such as a transaction, pays it less often). Per topic, so
+    one topic's backlog (results) never holds up another's first record (a new run)."""
 
 
 class Publisher(Protocol):

@@ -105,9 +105,8 @@ class ConsumerRunner:
         self._tails: dict[tuple[TopicPartition, bytes | None], asyncio.Task[None]] = {}
         self._open: dict[TopicPartition, list[Message]] = {}
         """Batch mode: each partition's batch that has not started yet (it grows)."""
-        self._batch_slots = (
-            asyncio.Semaphore(options.batches_in_flight) if options.batches_in_flight else None
-        )
+        self._batch_slots: dict[str, asyncio.Semaphore] = {}
+        """Batch mode with ``batches_in_flight``: each topic's slots."""
         self._slot_freed = asyncio.Event()
         self._commit_lock = asyncio.Lock()
         self._stopping = False
@@ -288,11 +287,16 @@ class ConsumerRunner:
         slot), then close the batch to newcomers and handle it."""
         if previous is not None and not previous.done():
             await asyncio.wait({previous})
-        if self._batch_slots is None:
+        limit = self._options.batches_in_flight
+        if limit is None:
             self._close(batch)
             await self._handle_batch(batch)
             return
-        async with self._batch_slots:
+        topic = batch[0].topic
+        slots = self._batch_slots.get(topic)
+        if slots is None:
+            slots = self._batch_slots[topic] = asyncio.Semaphore(limit)
+        async with slots:
             self._close(batch)
             await self._handle_batch(batch)
 

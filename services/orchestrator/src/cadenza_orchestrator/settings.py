@@ -27,10 +27,11 @@ class OrchestratorSettings(BaseSettings):
     batches_in_flight: int = Field(
         default=1,
         ge=1,
-        description="Partitions' batches applied at once. 1: one transaction at a time; "
-        "events fetched meanwhile join their partition's next batch, so under load a batch "
-        "carries more events and the per-batch cost (lock, round trips, commit) is paid less "
-        "often, and no batch waits behind the awaits of the others (docs/orchestrator.md).",
+        description="Partitions' batches of one topic applied at once. 1: one transaction at "
+        "a time for task.result and one for plan.requested; events fetched meanwhile join "
+        "their partition's next batch, so under load a batch carries more events and the "
+        "per-batch cost (lock, round trips, commit) is paid less often, and no batch waits "
+        "behind the awaits of many others (docs/orchestrator.md).",
     )
     handler_max_attempts: int = Field(
         default=8,
