@@ -287,18 +287,20 @@ class ConsumerRunner:
         slot), then close the batch to newcomers and handle it."""
         if previous is not None and not previous.done():
             await asyncio.wait({previous})
-        limit = self._options.batches_in_flight
-        if limit is None:
+        async with self._slot_of(batch[0].topic):
             self._close(batch)
             await self._handle_batch(batch)
-            return
-        topic = batch[0].topic
+
+    def _slot_of(self, topic: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        """What a batch of ``topic`` holds while it is handled: one of the topic's
+        ``batches_in_flight`` slots, or nothing when batches are not limited."""
+        limit = self._options.batches_in_flight
+        if limit is None:
+            return contextlib.nullcontext()
         slots = self._batch_slots.get(topic)
         if slots is None:
             slots = self._batch_slots[topic] = asyncio.Semaphore(limit)
-        async with slots:
-            self._close(batch)
-            await self._handle_batch(batch)
+        return slots
 
     async def _handle_batch(self, batch: list[Message]) -> None:
         """Decode every record (dead-lettering the undecodable), then hand the rest to the
