@@ -587,6 +587,7 @@ async def distributed(args: argparse.Namespace, servers: dict[str, Any]) -> dict
         env_overrides={
             "CADENZA_WORKER_CONCURRENCY": str(args.worker_concurrency),
             **BUS_OVERRIDES,
+            **dict(kv.split("=", 1) for kv in args.env),
         },
     )
     STARTED_CLUSTERS.append(cluster)
@@ -931,6 +932,13 @@ def main() -> None:
         help="no-state ceilings: bus (cadenza_events.KafkaBus), raw (aiokafka); '' disables",
     )
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for every engine service (repeatable), e.g. CADENZA_BUS_LINGER_MS=5",
+    )
     args = parser.parse_args()
     if args.quick:
         defaults = {a.dest: a.default for a in parser._actions}

@@ -137,3 +137,25 @@ async def test_a_result_the_broker_keeps_refusing_fails_the_handler_as_unavailab
     assert raised.value.code == "result_publish_failed"
     assert publisher.calls >= 2  # the first send, then tenacity's until the deadline
     assert publisher.sent == []
+
+
+async def test_a_lone_event_travels_as_itself_and_only_its_attempts_result_takes_it() -> None:
+    publisher = SlowPublisher()
+    reporter = Reporter(publisher, "w1", 5.0, linger_s=10.0)  # type: ignore[arg-type]
+    second = ready("run-a", "a1").model_copy(update={"attempt": 2})
+    reporter.event(incoming(second), second, "task.started", "running")
+    first = ready("run-a", "a1")  # attempt 1's late result must not take attempt 2's events
+    await reporter.result(incoming(first), first, _result(first))
+    assert publisher.sent[0][1].payload.events == []
+    await reporter.flush()
+    (_, env) = publisher.sent[1]
+    assert isinstance(env.payload, RunEvent)
+    assert (env.plan_id, env.task_id, env.attempt, env.subject, env.tenant_id) == (
+        "run-a",
+        "a1",
+        2,
+        "a1",
+        "acme",
+    )
+    await reporter.flush()  # nothing left: no second record
+    assert len(publisher.sent) == 2

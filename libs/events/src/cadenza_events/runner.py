@@ -29,6 +29,7 @@ from . import metrics
 from .bus import BatchHandler, ConsumerOptions, Decoder, Handler, Publisher
 from .envelope import Envelope, Message, decode
 from .errors import CadenzaError, DecodeError, is_retryable
+from .labelled import labelled
 from .offsets import OffsetTracker, TopicPartition
 from .payloads import DEFAULT_TENANT, DeadLetter
 from .topics import Topic, TopicRegistry
@@ -413,8 +414,8 @@ class ConsumerRunner:
         except Exception as exc:
             outcome = "dead_lettered"
             await self._failed(record, env, exc, max(tries[0], 1))
-        metrics.MESSAGES.labels(record.topic, self.group, outcome).inc()
-        metrics.HANDLE_SECONDS.labels(record.topic, self.group).observe(
+        labelled(metrics.MESSAGES, record.topic, self.group, outcome).inc()
+        labelled(metrics.HANDLE_SECONDS, record.topic, self.group).observe(
             time.perf_counter() - started
         )
 

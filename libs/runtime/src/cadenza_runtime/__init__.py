@@ -1,10 +1,18 @@
 """cadenza_runtime: what every Cadenza service process shares."""
 
+from cadenza_events.labelled import labelled
+
 from . import keys
 from .http_server import HttpServer
 from .internal_auth import InsecureEndpoint, bearer_matches, is_loopback, require_token_off_loopback
 from .outages import is_outage
-from .process import run_until_signal, tune_gc, wait_for_shutdown_signal
+from .process import (
+    event_loop_choice,
+    run_service,
+    run_until_signal,
+    tune_gc,
+    wait_for_shutdown_signal,
+)
 from .relay import OutboxRelay
 from .resources import Resources, open_resources
 from .run_events import RunEventEntry, RunEventLog, RunEventRecorder
@@ -24,11 +32,14 @@ __all__ = [
     "RunEventRecorder",
     "bearer_matches",
     "create_run",
+    "event_loop_choice",
     "is_loopback",
     "is_outage",
     "keys",
+    "labelled",
     "open_resources",
     "require_token_off_loopback",
+    "run_service",
     "run_until_signal",
     "serve_metrics",
     "setup_logging",

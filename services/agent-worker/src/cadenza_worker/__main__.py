@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from cadenza_events import BusSettings
 from cadenza_runtime import (
     open_resources,
+    run_service,
     run_until_signal,
     serve_metrics,
     setup_logging,
@@ -38,7 +38,7 @@ def main() -> None:
     settings = WorkerSettings()
     setup_logging(settings.log_level)
     setup_tracing("cadenza-worker")
-    asyncio.run(serve(settings))
+    run_service(serve(settings))
 
 
 if __name__ == "__main__":

@@ -76,13 +76,6 @@ async def run_with_retries(
     The first try runs on its own: most succeed, and tenacity's machinery cost about a
     twentieth of a no-op task's CPU. Only a retryable failure hands the rest to tenacity."""
     timeout_s = max(task.timeout_s, 0.001)
-    backoff = wait_spec_backoff(
-        task.initial_backoff_s,
-        task.max_backoff_s,
-        task.backoff_multiplier,
-        task.jitter,
-        tries_before=1,
-    )
     progress.tries += 1
     try:
         return Outcome("succeeded", progress.tries, output=await _one_try(try_once, 1, timeout_s))
@@ -91,6 +84,13 @@ async def run_with_retries(
     except Exception as exc:
         if task.max_attempts <= 1 or not should_retry(exc):
             return Outcome("failed", progress.tries, error=to_task_error(exc))
+        backoff = wait_spec_backoff(
+            task.initial_backoff_s,
+            task.max_backoff_s,
+            task.backoff_multiplier,
+            task.jitter,
+            tries_before=1,
+        )
         delay_s = backoff.after_try(1)
         if on_retry is not None:
             on_retry(1, exc, delay_s)

@@ -28,7 +28,7 @@ from cadenza_events import (
     TaskReady,
     TaskResult,
 )
-from cadenza_runtime import Resources
+from cadenza_runtime import Resources, labelled
 from cadenza_state import utcnow
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
@@ -117,7 +117,7 @@ class TaskHandler:
         started_at = utcnow()
         if claim is Claim.STARTED:
             latency = (started_at - task.ready_at).total_seconds()
-            metrics.DISPATCH_LATENCY.labels(task.kind, label).observe(max(0.0, latency))
+            labelled(metrics.DISPATCH_LATENCY, task.kind, label).observe(max(0.0, latency))
         self.reporter.event(
             env, task, "task.started", "running", {"resumed": claim is Claim.RESUMED}
         )
@@ -179,7 +179,7 @@ class TaskHandler:
             return Outcome("failed", 0, error=to_task_error(exc))
 
         async def try_once(number: int) -> Any:
-            metrics.TRIES.labels(label).inc()
+            labelled(metrics.TRIES, label).inc()
             ctx = ToolContext(
                 tenant_id=env.tenant_id,
                 run_id=task.run_id,
@@ -271,5 +271,5 @@ class TaskHandler:
             await self.claims.finish(task.task_id, task.attempt, status)
         except Exception:  # the result is out; a redelivery would only repeat it (deduped)
             log.warning("could not mark %s#%d done", task.task_id, task.attempt, exc_info=True)
-        metrics.TASKS.labels(task.kind, label, status).inc()
-        metrics.TASK_DURATION.labels(task.kind, label, status).observe(duration_s)
+        labelled(metrics.TASKS, task.kind, label, status).inc()
+        labelled(metrics.TASK_DURATION, task.kind, label, status).observe(duration_s)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cadenza_events import NonRetryableError, TaskReady
+from cadenza_runtime import labelled
 from cadenza_workflow import TaskApproval, merge_approval
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
@@ -122,9 +123,9 @@ async def invoke_tool(
             span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
             raise
         finally:
-            metrics.TOOL_DURATION.labels(tool.name).observe(time.perf_counter() - started)
+            labelled(metrics.TOOL_DURATION, tool.name).observe(time.perf_counter() - started)
         span.set_attribute("cadenza.tool.replayed", replayed)
-        metrics.TOOL_CALLS.labels(tool.name, "replayed" if replayed else "ok").inc()
+        labelled(metrics.TOOL_CALLS, tool.name, "replayed" if replayed else "ok").inc()
         return result
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from cadenza_events import (
@@ -34,6 +35,15 @@ def _not_cancelled(exc: BaseException) -> bool:
     return not isinstance(exc, asyncio.CancelledError)
 
 
+@dataclass(slots=True)
+class _Queued:
+    """A run event waiting for the next flush, unless its attempt's result took it."""
+
+    event: RunEvent
+    tenant_id: str
+    taken: bool = False
+
+
 class Reporter:
     def __init__(
         self,
@@ -46,7 +56,12 @@ class Reporter:
         self._worker_id = worker_id
         self._publish_timeout_s = publish_timeout_s
         self._linger_s = linger_s
-        self._queued: dict[str, list[Envelope[RunEvent]]] = {}
+        self._queued: dict[str, list[_Queued]] = {}
+        """By run, in the order they happened."""
+        self._attempts: dict[tuple[str, int], list[_Queued]] = {}
+        """The same events by attempt (task id, attempt): what a result takes along. Most
+        events leave in their result, so they are kept as payloads, and only those a
+        flush sends get an envelope."""
         self._flusher: asyncio.Task[None] | None = None
 
     def _envelope(self, incoming: Envelope[Any], task: TaskReady, payload: Any) -> Envelope[Any]:
@@ -99,23 +114,13 @@ class Reporter:
             ) from exc
 
     def _take(self, run_id: str, task_id: str, attempt: int) -> list[RunEvent]:
-        """Remove and return the queued events of one attempt, in order."""
-        queued = self._queued.get(run_id)
-        if not queued:
+        """Take the queued events of one attempt, in order (a flush skips them)."""
+        mine = self._attempts.pop((task_id, attempt), None)
+        if not mine:
             return []
-        mine: list[RunEvent] = []
-        rest: list[Envelope[RunEvent]] = []
-        for env in queued:
-            event = env.payload
-            if event.task_id == task_id and event.data.get("attempt") == attempt:
-                mine.append(event)
-            else:
-                rest.append(env)
-        if rest:
-            self._queued[run_id] = rest
-        else:
-            del self._queued[run_id]
-        return mine
+        for queued in mine:
+            queued.taken = True
+        return [queued.event for queued in mine]
 
     def event(
         self,
@@ -135,7 +140,9 @@ class Reporter:
             status=status,
             data={"attempt": task.attempt, "worker_id": self._worker_id, **(data or {})},
         )
-        self._queued.setdefault(task.run_id, []).append(self._envelope(incoming, task, payload))
+        queued = _Queued(payload, incoming.tenant_id)
+        self._queued.setdefault(task.run_id, []).append(queued)
+        self._attempts.setdefault((task.task_id, task.attempt), []).append(queued)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_soon())
 
@@ -148,37 +155,23 @@ class Reporter:
 
     async def flush(self) -> None:
         """Publish the queued events now: one record per run, in the order they happened."""
-        queued, self._queued = self._queued, {}
-        if not queued:
+        queued, self._queued, self._attempts = self._queued, {}, {}
+        runs = {
+            run_id: left
+            for run_id, events in queued.items()
+            if (left := [q for q in events if not q.taken])
+        }
+        if not runs:
             return
-        items: list[tuple[Topic, Envelope[Any]]] = []
-        chunks = [
-            envs[i : i + TIMELINE_CHUNK]
-            for envs in queued.values()
-            for i in range(0, len(envs), TIMELINE_CHUNK)
+        items: list[tuple[Topic, Envelope[Any]]] = [
+            (Topic.RUN_EVENTS, _record(events[i : i + TIMELINE_CHUNK]))
+            for events in runs.values()
+            for i in range(0, len(events), TIMELINE_CHUNK)
         ]
-        for envs in chunks:
-            if len(envs) == 1:
-                items.append((Topic.RUN_EVENTS, envs[0]))
-                continue
-            first = envs[0]
-            batch = RunEventBatch(run_id=first.payload.run_id, events=[e.payload for e in envs])
-            items.append(
-                (
-                    Topic.RUN_EVENTS,
-                    Envelope(
-                        payload=batch,
-                        source=SOURCE,
-                        tenant_id=first.tenant_id,
-                        plan_id=first.plan_id,
-                        subject=first.plan_id,
-                    ),
-                )
-            )
         try:
             await self._publisher.publish_many(items)
         except Exception:
-            count = sum(len(envs) for envs in queued.values())
+            count = sum(len(events) for events in runs.values())
             log.warning("%d run events lost (the broker refused them)", count, exc_info=True)
 
     async def drain(self, timeout_s: float = 5.0) -> None:
@@ -189,3 +182,23 @@ class Reporter:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(timeout_s):
                 await self.flush()
+
+
+def _record(chunk: list[_Queued]) -> Envelope[Any]:
+    """One ``run.events`` record: a lone event as itself, several as a ``RunEventBatch``."""
+    first = chunk[0]
+    event, run_id = first.event, first.event.run_id
+    if len(chunk) == 1:
+        return Envelope(
+            payload=event,
+            source=SOURCE,
+            tenant_id=first.tenant_id,
+            plan_id=run_id,
+            task_id=event.task_id,
+            attempt=event.data.get("attempt"),
+            subject=event.node_id,
+        )
+    batch = RunEventBatch(run_id=run_id, events=[q.event for q in chunk])
+    return Envelope(
+        payload=batch, source=SOURCE, tenant_id=first.tenant_id, plan_id=run_id, subject=run_id
+    )

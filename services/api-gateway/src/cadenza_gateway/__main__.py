@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 
 from cadenza_events import BusSettings
-from cadenza_runtime import open_resources, run_until_signal, setup_logging, setup_tracing
+from cadenza_runtime import (
+    open_resources,
+    run_service,
+    run_until_signal,
+    setup_logging,
+    setup_tracing,
+)
 from cadenza_state import StateSettings
 
 from .server import Gateway
@@ -35,7 +40,7 @@ async def serve(settings: GatewaySettings) -> None:
 def main() -> None:
     setup_logging(os.environ.get("CADENZA_LOG_LEVEL", "INFO"))
     setup_tracing("cadenza-gateway")
-    asyncio.run(serve(GatewaySettings()))
+    run_service(serve(GatewaySettings()))
 
 
 if __name__ == "__main__":

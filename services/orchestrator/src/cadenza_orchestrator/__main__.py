@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 
 from cadenza_events import BusSettings
 from cadenza_runtime import (
     open_resources,
+    run_service,
     run_until_signal,
     serve_metrics,
     setup_logging,
@@ -44,7 +44,7 @@ def main() -> None:
     setup_tracing("cadenza-orchestrator")
     settings = OrchestratorSettings()
     serve_metrics(settings.metrics_port)
-    asyncio.run(serve(settings))
+    run_service(serve(settings))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from cadenza_events import (
     TaskResult,
 )
 from cadenza_events.tracing import context_of
-from cadenza_runtime import Resources
+from cadenza_runtime import Resources, labelled
 from cadenza_state import (
     STOPPED_RUN_STATUSES,
     TERMINAL_RUN_STATUSES,
@@ -118,7 +118,7 @@ class RunHandlers:
             metrics.BATCH_EVENTS.observe(len(envs))
             per_event = elapsed / len(envs)  # the batch's cost, shared by its events
             for env in envs:
-                metrics.TRANSITION_SECONDS.labels(_kind(env)).observe(per_event)
+                labelled(metrics.TRANSITION_SECONDS, _kind(env)).observe(per_event)
             await self.resources.relay.publish_committed(writes.outbox)
             await self.after_commit_batch([a for a in applied if a is not None])
 

@@ -3,13 +3,12 @@ consumer and, unless `CADENZA_RAG_SEARCH_PORT=0`, the search API on the same sto
 
 from __future__ import annotations
 
-import asyncio
-
 from cadenza_retrieval import RetrievalSettings, Retriever
 from cadenza_runtime import (
     HttpServer,
     open_resources,
     require_token_off_loopback,
+    run_service,
     run_until_signal,
     serve_metrics,
     setup_logging,
@@ -65,7 +64,7 @@ def main() -> None:
     setup_tracing("cadenza-rag-ingest")
     settings = RagSettings()
     serve_metrics(settings.metrics_port)
-    asyncio.run(serve(settings))
+    run_service(serve(settings))
 
 
 if __name__ == "__main__":

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from cadenza_runtime import (
     open_resources,
+    run_service,
     run_until_signal,
     serve_metrics,
     setup_logging,
@@ -33,7 +32,7 @@ def main() -> None:
     setup_tracing("cadenza-trigger")
     settings = TriggerSettings()
     serve_metrics(settings.metrics_port)
-    asyncio.run(serve(settings))
+    run_service(serve(settings))
 
 
 if __name__ == "__main__":
