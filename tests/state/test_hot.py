@@ -112,3 +112,45 @@ async def test_memory_clients_for_one_url_share_state(unique_id: str) -> None:
         await one.redis.delete(one.key("k"))
         await one.aclose()
         await two.aclose()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("EVALSHA", "0123abcd", 2, "lease:task:r1:n1", b"done:r1", "w1:1", 3, 86_400, 1.5),
+        ("SCRIPT LOAD", "return 1"),
+        (b"CONFIG GET", b"maxmemory"),
+        ("SET", "k", "é" * 3, "EX", 10),
+        ("SET", "k", b"\xff\x00", "PX", 2**40),
+        ("ZADD", "z", 1e-07, "a", -0.0, "b", float("inf"), "c"),
+    ],
+)
+def test_the_hiredis_packer_writes_the_bytes_redis_py_writes(args: tuple[Any, ...]) -> None:
+    from cadenza_state.hot import HiredisPackingConnection
+    from redis.asyncio.connection import Connection
+
+    fast, plain = HiredisPackingConnection(), Connection()
+    assert b"".join(fast.pack_command(*args)) == b"".join(plain.pack_command(*args))
+    twice = [args, args]
+    assert b"".join(fast.pack_commands(twice)) == b"".join(plain.pack_commands(twice))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("bad", [True, None])
+def test_what_hiredis_refuses_gets_redis_pys_own_error(bad: Any) -> None:
+    from cadenza_state.hot import HiredisPackingConnection
+    from redis.exceptions import DataError
+
+    with pytest.raises(DataError):
+        HiredisPackingConnection().pack_command("SET", "k", bad)
+
+
+@pytest.mark.unit
+def test_a_tcp_client_packs_with_hiredis() -> None:
+    from cadenza_state.hot import HiredisPackingConnection
+
+    client = create_redis(StateSettings(redis_url="redis://127.0.0.1:1/0"))
+    assert client.connection_pool.connection_class is HiredisPackingConnection
+    tls = create_redis(StateSettings(redis_url="rediss://127.0.0.1:1/0"))
+    assert tls.connection_pool.connection_class is not HiredisPackingConnection
