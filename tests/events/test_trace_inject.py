@@ -46,3 +46,36 @@ def test_an_envelope_keeps_the_context_it_already_carries() -> None:
     carried = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     with tracer.start_as_current_span("other"):
         assert inject(_env().with_trace(carried, None)).traceparent == carried
+
+
+def test_a_child_span_is_made_under_a_recorded_span_and_skipped_under_an_unrecorded_one() -> None:
+    from cadenza_events.tracing import child_span
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    asked: list[str] = []
+
+    def attributes() -> dict[str, str]:
+        asked.append("yes")
+        return {"cadenza.task_id": "t1"}
+
+    recorded = TracerProvider().get_tracer("test")
+    with recorded.start_as_current_span("consume") as parent:
+        with child_span(recorded, "task", attributes) as child:
+            assert child is not parent and child.is_recording()
+            assert child.attributes["cadenza.task_id"] == "t1"  # type: ignore[attr-defined]
+            assert child.get_span_context().trace_id == parent.get_span_context().trace_id
+    assert asked == ["yes"]
+
+    unrecorded = TracerProvider(sampler=ALWAYS_OFF).get_tracer("test")
+    with unrecorded.start_as_current_span("consume") as parent:
+        assert not parent.is_recording() and parent.get_span_context().is_valid
+        with child_span(unrecorded, "task", attributes) as child:
+            assert child is parent  # what the block publishes carries the consumer's trace
+            assert trace.get_current_span() is parent
+            child.set_attribute("cadenza.status", "ok")  # a no-op, not an error
+    assert asked == ["yes"]  # attributes are not even built
+
+    with child_span(unrecorded, "task", attributes) as root:  # no current span: one is made
+        assert root.get_span_context().is_valid
+    assert asked == ["yes", "yes"]

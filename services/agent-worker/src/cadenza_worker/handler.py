@@ -28,6 +28,7 @@ from cadenza_events import (
     TaskReady,
     TaskResult,
 )
+from cadenza_events.tracing import child_span
 from cadenza_runtime import Resources, labelled
 from cadenza_state import utcnow
 from opentelemetry import trace
@@ -121,16 +122,19 @@ class TaskHandler:
         self.reporter.event(
             env, task, "task.started", "running", {"resumed": claim is Claim.RESUMED}
         )
-        attributes: dict[str, AttributeValue] = {
-            "cadenza.run_id": task.run_id,
-            "cadenza.task_id": task.task_id,
-            "cadenza.node_id": task.node_id,
-            "cadenza.attempt": task.attempt,
-            "cadenza.task.kind": task.kind,
-            "cadenza.tool.name": task.name,
-            "cadenza.tenant_id": env.tenant_id,
-        }
-        with tracer.start_as_current_span(f"task {task.name}", attributes=attributes) as span:
+
+        def attributes() -> dict[str, AttributeValue]:
+            return {
+                "cadenza.run_id": task.run_id,
+                "cadenza.task_id": task.task_id,
+                "cadenza.node_id": task.node_id,
+                "cadenza.attempt": task.attempt,
+                "cadenza.task.kind": task.kind,
+                "cadenza.tool.name": task.name,
+                "cadenza.tenant_id": env.tenant_id,
+            }
+
+        with child_span(tracer, f"task {task.name}", attributes) as span:
             clock = time.perf_counter()
             metrics.IN_FLIGHT.inc()
             try:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cadenza_events import NonRetryableError, TaskReady
+from cadenza_events.tracing import child_span
 from cadenza_runtime import labelled
 from cadenza_workflow import TaskApproval, merge_approval
 from opentelemetry import trace
@@ -89,15 +90,18 @@ async def invoke_tool(
 ) -> Any:
     """One tool call with its span, metrics and (for tools with side effects) the effect
     journal. Shared by the tool executor and, later, the agent loop (call_index 0, 1, …)."""
-    attributes: dict[str, AttributeValue] = {
-        "cadenza.tool.name": tool.name,
-        "cadenza.run_id": ctx.run_id,
-        "cadenza.task_id": ctx.task_id,
-        "cadenza.attempt": ctx.attempt,
-        "cadenza.try": ctx.try_number,
-        "cadenza.tool.call_index": call_index,
-    }
-    with tracer.start_as_current_span(f"tool {tool.name}", attributes=attributes) as span:
+
+    def attributes() -> dict[str, AttributeValue]:
+        return {
+            "cadenza.tool.name": tool.name,
+            "cadenza.run_id": ctx.run_id,
+            "cadenza.task_id": ctx.task_id,
+            "cadenza.attempt": ctx.attempt,
+            "cadenza.try": ctx.try_number,
+            "cadenza.tool.call_index": call_index,
+        }
+
+    with child_span(tracer, f"tool {tool.name}", attributes) as span:
         started = time.perf_counter()
         try:
             if has_side_effects(tool):
