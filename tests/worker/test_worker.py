@@ -200,6 +200,37 @@ async def test_cancellation_stops_a_running_tool(stack: Stack) -> None:
     await assert_eventually(lambda: "task.finished" in stack.event_kinds(task.task_id))
 
 
+async def test_a_tool_that_finishes_despite_the_stop_keeps_its_output(stack: Stack) -> None:
+    """The presence loop cancels the handler's own task; a tool that swallows that and
+    returns anyway gets its output reported, and the handler goes on to report it (the
+    stop is taken back, so no stray cancellation hits the report)."""
+
+    class Stubborn:
+        name = "stubborn"
+        side_effects = False
+
+        async def __call__(self, params: dict[str, Any], ctx: ToolContext) -> Any:
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                await asyncio.sleep(0.05)  # an await after the stop: nothing cancels it
+                return {"finished": "anyway"}
+            return {"finished": "normally"}
+
+    await stack.start_worker(tools=ToolRegistry([Stubborn()]))
+    task = await stack.add_task("stubborn", timeout_s=120)
+    await stack.dispatch(task)
+    await assert_eventually(lambda: metric("cadenza_worker_tasks_in_flight") >= 1)
+    await stack.cancel_run(task.run_id)
+    result = await stack.result(task)
+    assert (result.status, result.output) == ("succeeded", {"finished": "anyway"})
+
+    async def released() -> bool:
+        return await stack.lease_owner(task.task_id) is None
+
+    await assert_eventually(released)  # finish ran: the report was not cut short
+
+
 async def test_cancelled_run_is_reported_without_starting(stack: Stack) -> None:
     await stack.start_worker()
     task = await stack.add_task("flaky", {"failures": 0, "key": key()})

@@ -39,7 +39,7 @@ from .claimcheck import ClaimCheck
 from .errors import InvalidOutputError, ParamsUnavailableError, to_task_error
 from .execution import Outcome, Progress, run_with_retries
 from .kinds import ExecutorRegistry, TaskCall
-from .lease import Claim, Presence, StopReason, TaskClaims, stop_task
+from .lease import Claim, Presence, StopReason, TaskClaims
 from .reporting import Reporter
 from .settings import WorkerSettings
 from .tools import ToolContext
@@ -153,26 +153,36 @@ class TaskHandler:
     async def _execute_watched(
         self, env: Envelope[Any], task: TaskReady, label: str
     ) -> Outcome | None:
-        """Run the attempt in its own asyncio task so the presence loop can really stop it."""
+        """Run the attempt in this asyncio task, watched by the presence loop, which cancels
+        it when the run is cancelled or the lease is lost (``Watched.reason`` says which).
+
+        Such a stop is told apart from the worker stopping by the reason and by
+        ``Task.uncancel`` (another cancellation still pending means the worker is stopping
+        too): then the attempt's outcome is reported, or nothing for a lost lease. A stopping
+        worker's cancellation goes on up: the unacked task.ready is redelivered and resumed
+        (effects replay from the journal). No second asyncio task per attempt: it cost a task,
+        a wait and their callbacks on every no-op task."""
         progress = Progress()
-        work = asyncio.create_task(self._execute(env, task, label, progress))
+        me = asyncio.current_task()
+        assert me is not None, "a handler runs in an asyncio task"
         watched = self.presence.watch(
-            task.task_id, task.run_id, self.claims.owner(task.attempt), work
+            task.task_id, task.run_id, self.claims.owner(task.attempt), me
         )
         try:
-            await asyncio.wait({work})
+            outcome = await self._execute(env, task, label, progress)
         except asyncio.CancelledError:
-            # The worker is stopping: stop the tool too; the unacked task.ready is
-            # redelivered and resumed (effects replay from the journal).
-            await stop_task(work)
-            raise
-        finally:
-            self.presence.unwatch(watched)
-        if work.cancelled():
+            if watched.reason is None or me.uncancel() > 0:
+                raise
             if watched.reason is StopReason.CANCELLED:
                 return Outcome("cancelled", progress.tries, error=_CANCELLED_ERROR)
             return None
-        return work.result()
+        finally:
+            self.presence.unwatch(watched)
+        if watched.reason is not None:
+            # Stopped as it finished (the tool swallowed the cancellation, or the stop came
+            # after its last await): take the stop back and keep the outcome it reached.
+            me.uncancel()
+        return outcome
 
     async def _execute(
         self, env: Envelope[Any], task: TaskReady, label: str, progress: Progress
