@@ -60,16 +60,20 @@ def test_a_child_span_is_made_under_a_recorded_span_and_skipped_under_an_unrecor
         return {"cadenza.task_id": "t1"}
 
     recorded = TracerProvider().get_tracer("test")
-    with recorded.start_as_current_span("consume") as parent:
-        with child_span(recorded, "task", attributes) as child:
-            assert child is not parent and child.is_recording()
-            assert child.attributes["cadenza.task_id"] == "t1"  # type: ignore[attr-defined]
-            assert child.get_span_context().trace_id == parent.get_span_context().trace_id
+    with (
+        recorded.start_as_current_span("consume") as parent,
+        child_span(recorded, "task", attributes) as child,
+    ):
+        assert child is not parent
+        assert child.is_recording()
+        assert child.attributes["cadenza.task_id"] == "t1"  # type: ignore[attr-defined]
+        assert child.get_span_context().trace_id == parent.get_span_context().trace_id
     assert asked == ["yes"]
 
     unrecorded = TracerProvider(sampler=ALWAYS_OFF).get_tracer("test")
     with unrecorded.start_as_current_span("consume") as parent:
-        assert not parent.is_recording() and parent.get_span_context().is_valid
+        assert not parent.is_recording()
+        assert parent.get_span_context().is_valid
         with child_span(unrecorded, "task", attributes) as child:
             assert child is parent  # what the block publishes carries the consumer's trace
             assert trace.get_current_span() is parent
