@@ -131,11 +131,12 @@ class KafkaConsumerTransport:
 class KeyHashCache:
     """Kafka's default partitioner (murmur2 of the key, as the Java client and every other
     client hash it, so a run's events land on the same partition whoever writes them) with
-    the hashes remembered: aiokafka's murmur2 is pure Python (~10 µs), and every event of
-    a run — its plan, each task's ready and result — hashes the same key again.
+    the hashes remembered: aiokafka's murmur2 is pure Python (~10 µs), and the events keyed
+    by run (each task's result, the run's timeline records) hash the same key again and
+    again. ``task.ready`` is keyed by task: those keys are hashed once either way.
 
-    At most ``size`` keys are kept; past that the cache starts over (keys are run ids: the
-    busy ones come back within moments)."""
+    At most ``size`` keys are kept; past that the cache starts over (a run's key that is
+    still busy is back within moments)."""
 
     def __init__(self, size: int = 50_000) -> None:
         self._size = size
