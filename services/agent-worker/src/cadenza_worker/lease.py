@@ -286,10 +286,3 @@ class Presence:
     def _stop(watched: Watched, reason: StopReason) -> None:
         watched.reason = reason
         watched.target.cancel()
-
-
-async def stop_task(task: asyncio.Task[object]) -> None:
-    """Cancel ``task`` and wait until it has really stopped."""
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
