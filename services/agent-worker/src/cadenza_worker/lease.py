@@ -6,8 +6,8 @@ heartbeat per worker PROCESS (docs/execution.md, Liveness).
   ``lease:task:{id}`` (owner ``{worker_id}:{attempt}``; a newer attempt takes it over from an
   older one, whose worker was presumed dead); set the started marker; say whether the run
   was cancelled.
-- ``finish`` (one Lua call): the done marker (``{status}:{epoch seconds}``) and the lease
-  released together, once the result is published.
+- ``finish`` (one Lua call): the done marker (``{status}:{epoch seconds}``) set, the lease
+  released and the started marker dropped together, once the result is published.
 - ``Presence``: the worker's ``worker:{id}:alive`` key, renewed every ``ttl/3`` by ONE loop
   for all in-flight tasks; the same beat reads the cancel flags of their runs and their
   leases, and stops a task whose run was cancelled or whose lease another worker took.
@@ -57,9 +57,13 @@ if redis.call('exists', KEYS[4]) == 1 then return 'cancelled' end
 if resumed == 1 then return 'resumed' end
 return 'started'
 """
-# KEYS: done marker, lease. ARGV: owner, done value, marker ttl (s).
+# KEYS: done marker, lease, started marker. ARGV: owner, done value, marker ttl (s).
+# The started marker goes: every reader (the claim, the sweeper) looks at the done marker
+# first, so a finished attempt keeps ONE key for the marker's lifetime, not two (at the
+# default day-long TTL, the hot store's largest share of memory).
 _FINISH = """
 redis.call('set', KEYS[1], ARGV[2], 'EX', ARGV[3])
+redis.call('del', KEYS[3])
 if redis.call('get', KEYS[2]) == ARGV[1] then redis.call('del', KEYS[2]) end
 return 1
 """
@@ -133,7 +137,11 @@ class TaskClaims:
         k = self._hot.key
         await self._batch.call(
             self._finish,
-            [k(keys.task_done(task_id, attempt)), k(keys.task_lease(task_id))],
+            [
+                k(keys.task_done(task_id, attempt)),
+                k(keys.task_lease(task_id)),
+                k(keys.task_started(task_id, attempt)),
+            ],
             [self.owner(attempt), done_value(status), self._ttl_s],
         )
 
