@@ -26,7 +26,7 @@ async def _echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 async def test_requests_are_parsed_by_httptools_not_h11() -> None:
     """uvicorn falls back to h11's pure-Python parser when httptools is missing, silently;
-    h11 doubled the server's CPU per request (bench figure in docs/benchmarks.md)."""
+    h11 doubled the server's CPU per request (`bench/http_parser.py`, docs/benchmarks.md)."""
     server = HttpServer(_echo, "127.0.0.1", 0, name="test")
     await server.start()
     try:
