@@ -886,9 +886,38 @@ def ints(value: str) -> list[int]:
     return [int(v) for v in value.split(",") if v.strip() and int(v)]
 
 
+REDIS_KEYS_WARNING = 200_000
+
+
+def redis_info() -> dict[str, int]:
+    """Redis' key count and fork count (snapshots, AOF rewrites): a big dataset makes every
+    fork long, and a fork's CPU lands in the Redis row (through ``cutime``) and takes a core
+    from the engine while it runs. Empty when Redis does not answer."""
+    import redis
+
+    try:
+        client = redis.Redis(port=SERVER_PORTS["redis"], socket_timeout=5)
+        stats = client.info("stats")
+        return {"keys": int(client.dbsize()), "forks": int(stats["total_forks"])}
+    except (redis.RedisError, OSError, KeyError):
+        return {}
+
+
 async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     servers = server_roots()
+    before = redis_info()
+    if before.get("keys", 0) > REDIS_KEYS_WARNING:
+        print(
+            f"warning: Redis holds {before['keys']:,} keys before the bench: its snapshots "
+            "and AOF rewrites fork a large dataset during the rows (CPU in the Redis row, a "
+            "core taken from the engine); see docs/benchmarks.md, eighth session",
+            file=sys.stderr,
+        )
     result = await distributed(args, servers)
+    after = redis_info()
+    if before and after:
+        result["redis_keys_before"] = before["keys"]
+        result["redis_forks_during"] = after["forks"] - before["forks"]
     for impl in args.ceiling:
         row = "ceiling" if impl == "bus" else "ceiling_raw"
         result.update(await ceiling(args, servers, impl))
