@@ -896,9 +896,9 @@ def redis_info() -> dict[str, int]:
     import redis
 
     try:
-        client = redis.Redis(port=SERVER_PORTS["redis"], socket_timeout=5)
-        stats = client.info("stats")
-        return {"keys": int(client.dbsize()), "forks": int(stats["total_forks"])}
+        with redis.Redis(port=SERVER_PORTS["redis"], socket_timeout=5) as client:
+            stats = client.info("stats")
+            return {"keys": int(client.dbsize()), "forks": int(stats["total_forks"])}
     except (redis.RedisError, OSError, KeyError):
         return {}
 

@@ -18,11 +18,14 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import sys
+from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.cluster import free_port
 
 SERVER = r"""
 import sys
@@ -57,12 +60,6 @@ def cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def server_cpu_us_per_request(parser: str, requests: int) -> float:
