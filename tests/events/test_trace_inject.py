@@ -83,3 +83,72 @@ def test_a_child_span_is_made_under_a_recorded_span_and_skipped_under_an_unrecor
     with child_span(unrecorded, "task", attributes) as root:  # no current span: one is made
         assert root.get_span_context().is_valid
     assert asked == ["yes", "yes"]
+
+
+_CARRIED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        None,
+        "",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",  # no flags
+        "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  # a version we don't know
+        "00-00000000000000000000000000000000-b7ad6b7169203331-01",  # zero trace id
+        "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",  # zero span id
+        "00-0af7651916cd43dd8448eb211c80319x-b7ad6b7169203331-01",  # not hex
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333-011",  # misplaced dash
+    ],
+)
+def test_an_invalid_carried_context_is_none(traceparent: str | None) -> None:
+    from cadenza_events.tracing import carried_context
+
+    assert carried_context(_env().with_trace(traceparent, None)) is None
+
+
+def test_the_carried_context_is_parsed_as_the_propagator_would_but_not_sampled() -> None:
+    from cadenza_events.tracing import carried_context, context_of
+    from opentelemetry import trace
+
+    env = _env().with_trace(_CARRIED, "vendor=abc")
+    parsed = carried_context(env)
+    expected = trace.get_current_span(context_of(env)).get_span_context()
+    assert parsed is not None
+    assert (parsed.trace_id, parsed.span_id) == (expected.trace_id, expected.span_id)
+    assert parsed.is_remote
+    assert parsed.is_valid
+    assert not parsed.trace_flags.sampled
+    assert parsed.trace_state.get("vendor") == "abc"
+
+
+def test_a_process_that_records_nothing_continues_the_producers_context(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No span is made where none is recorded: the producer's context is made current,
+    and what is published inside carries its trace."""
+    from cadenza_events.envelope import Message
+    from cadenza_events.tracing import consume_span, continued, unrecorded
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    env = _env().with_trace(_CARRIED, None)
+    msg = Message(topic="t", partition=0, offset=1, key=None, value=b"")
+
+    recording = TracerProvider()
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: recording)
+    assert not unrecorded()
+    assert continued(env) is None  # a recording process makes its spans
+
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: TracerProvider(sampler=ALWAYS_OFF))
+    assert unrecorded()
+    assert continued(_env()) is None  # nothing carried: a span (a new trace) is made
+    with consume_span(env, msg, "g") as span:
+        assert trace.get_current_span() is span
+        assert not span.is_recording()
+        assert _span_ids(inject(_env()).traceparent) == _span_ids(_CARRIED)
+        assert inject(_env()).traceparent.endswith("-00")  # passed on as not sampled
+    assert not trace.get_current_span().get_span_context().is_valid  # detached after
+
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: trace.NoOpTracerProvider())
+    assert unrecorded()  # the API alone records nothing either

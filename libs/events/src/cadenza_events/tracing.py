@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.util.types import AttributeValue
 
 from .envelope import Envelope, Message
@@ -62,8 +62,74 @@ def child_span(
     return tracer_.start_as_current_span(name, attributes=attributes())
 
 
+#: The tracer provider last looked at, and whether it records nothing.
+_provider_checked: tuple[object, bool] = (None, False)
+
+
+def unrecorded() -> bool:
+    """Whether this process records no span at all: no SDK, or the sampler ``always_off``
+    that ``setup_tracing`` installs when no exporter is configured."""
+    global _provider_checked
+    provider = trace.get_tracer_provider()
+    checked, answer = _provider_checked
+    if provider is checked:
+        return answer
+    if isinstance(provider, (trace.NoOpTracerProvider, trace.ProxyTracerProvider)):
+        answer = True
+    else:
+        sampler = getattr(provider, "sampler", None)
+        answer = sampler is not None and sampler.get_description() == "AlwaysOffSampler"
+    _provider_checked = (provider, answer)
+    return answer
+
+
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+
+
+def carried_context(env: Envelope[Any]) -> SpanContext | None:
+    """The producer's span context in ``env``'s W3C ``traceparent``, parsed directly (the
+    propagators' regular expressions cost ~3.5 µs a call); None if it carries none or an
+    invalid one. Marked not sampled: it is only used where nothing is recorded."""
+    traceparent = env.traceparent
+    if not traceparent or len(traceparent) != 55:
+        return None
+    parts = traceparent.split("-")
+    if len(parts) != 4:
+        return None
+    version, trace_hex, span_hex, flags = parts
+    if version != "00" or len(trace_hex) != 32 or len(span_hex) != 16 or len(flags) != 2:
+        return None
+    try:
+        trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
+    except ValueError:
+        return None
+    if not trace_id or not span_id:
+        return None
+    state = TraceState.from_header([env.tracestate]) if env.tracestate else None
+    return SpanContext(
+        trace_id, span_id, is_remote=True, trace_flags=_NOT_SAMPLED, trace_state=state
+    )
+
+
+def continued(env: Envelope[Any]) -> AbstractContextManager[Any] | None:
+    """In a process that records nothing: the producer's context made current as it is,
+    instead of a child span that would never be recorded (an SDK span costs ~10 µs with
+    its ids and context; this ~2.5). What the block publishes carries the producer's
+    trace, marked not sampled, as with an unrecorded child. None when spans may be recorded
+    or ``env`` carries no valid context: then make a span."""
+    if not unrecorded():
+        return None
+    context = carried_context(env)
+    if context is None:
+        return None
+    return trace.use_span(NonRecordingSpan(context), end_on_exit=False)
+
+
 def consume_span(env: Envelope[Any], msg: Message, group: str) -> AbstractContextManager[Any]:
     """A CONSUMER span, child of the producer's context carried in the envelope."""
+    fast = continued(env)
+    if fast is not None:
+        return fast
     carrier = {"traceparent": env.traceparent or ""}
     if env.tracestate:
         carrier["tracestate"] = env.tracestate
@@ -105,6 +171,10 @@ def batch_span(
     messaging conventions for batch receive), and handlers start per-item spans as
     children of each envelope's own context, so every run's trace stays whole."""
     first_msg, first_env = items[0]
+    if len(items) == 1:
+        fast = continued(first_env)
+        if fast is not None:
+            return fast
     attributes: dict[str, AttributeValue] = {
         "messaging.system": "kafka",
         "messaging.destination.name": topic,
@@ -128,7 +198,9 @@ def batch_span(
             attributes=attributes,
         )
     links = []
-    for _, env in items[:128]:  # enough to follow; a span with thousands of links is noise
+    for _, env in (
+        items[:128] if not unrecorded() else ()
+    ):  # links of an unrecorded span: noise  # enough to follow; a span with thousands of links is noise
         ctx = context_of(env)
         if ctx is not None:
             span_ctx = trace.get_current_span(ctx).get_span_context()

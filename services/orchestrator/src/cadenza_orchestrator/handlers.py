@@ -30,7 +30,7 @@ from cadenza_events import (
     RunResumeRequested,
     TaskResult,
 )
-from cadenza_events.tracing import context_of
+from cadenza_events.tracing import context_of, continued
 from cadenza_runtime import Resources, labelled
 from cadenza_state import (
     STOPPED_RUN_STATUSES,
@@ -438,7 +438,12 @@ class RunHandlers:
 
     @staticmethod
     def _item_span(name: str, env: Envelope[Any]) -> AbstractContextManager[Any]:
-        """A span per event of the batch, in that event's own trace (its producer's)."""
+        """A span per event of the batch, in that event's own trace (its producer's). In a
+        process that records no span, the producer's context itself (``continued``): what
+        the item stages carries that trace all the same."""
+        fast = continued(env)
+        if fast is not None:
+            return fast
         payload = env.payload
         attributes: dict[str, AttributeValue] = {"cadenza.run_id": payload.run_id}
         if isinstance(payload, (TaskResult, HoldResolved)):
