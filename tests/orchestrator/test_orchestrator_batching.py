@@ -103,6 +103,7 @@ async def test_a_duplicate_result_inside_one_batch_is_applied_once(stack: Stack)
 
 BATCHED = (
     "SELECT runs.",
+    "SELECT tasks.",
     "UPDATE runs",
     "INSERT INTO task_attempts",
     "UPDATE tasks",
@@ -120,9 +121,9 @@ TWO_STEPS = {
 @pytest.mark.parametrize("stack", STACKS, indirect=True)
 async def test_a_batch_of_many_runs_costs_the_statements_of_one(stack: Stack) -> None:
     """Results of several runs in one batch: each run moves on as if alone, and the batch
-    locks and writes with as many statements as a batch of one run's result (runs locked
-    together, attempts recorded together, writes made together). Only the reads a rule
-    needs (the next task's row) are made per run."""
+    locks, reads and writes with as many statements as a batch of one run's result (runs
+    locked together, the results' rows read with the next tasks' rows, attempts recorded
+    together, writes made together)."""
     held = hold_by_hand(stack)
     runs = [await stack.submit(TWO_STEPS) for _ in range(4)]
     await assert_eventually(lambda: len(held) == 4)
@@ -168,6 +169,7 @@ async def test_a_batch_of_many_runs_costs_the_statements_of_one(stack: Stack) ->
         one = await answer("a", runs[:1])
         reads = {sql for sql in statements if sql.startswith("SELECT")}
         assert one["SELECT runs."] == one["INSERT INTO task_attempts"] == 1
+        assert one["SELECT tasks."] == 1  # `b`'s row came with `a`'s: no read per run
         assert await answer("a", runs[1:]) == one
         if postgres:  # one text per query whatever the number of ids: asyncpg prepares each
             assert {sql for sql in statements if sql.startswith("SELECT")} == reads

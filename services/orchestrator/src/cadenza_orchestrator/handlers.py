@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import hot_status, machine, metrics, store
 from .engine import Effects, Transition
-from .graph import GraphCache, RunGraph
+from .graph import GraphCache, RunGraph, task_id_for
 from .rows import TaskRow
 from .settings import OrchestratorSettings
 from .writes import BatchWrites
@@ -71,6 +71,11 @@ class RecordedResults:
     ignored: dict[tuple[str, int], str] = field(default_factory=dict)
     """Why a result is not applied, by ``(run_id, its position in the run's events)``: the
     same event may come twice in one batch, and only its first delivery applies."""
+    ahead: dict[str, set[str]] = field(default_factory=dict)
+    """By run: ids of the node rows its results' next steps read (loaded with ``rows``)."""
+
+    def rows_ahead(self, run_id: str) -> list[TaskRow]:
+        return [self.rows[i] for i in self.ahead.get(run_id, ()) if i in self.rows]
 
 
 class RunHandlers:
@@ -171,8 +176,11 @@ class RunHandlers:
             for position, env in enumerate(items)
             if isinstance(env.payload, TaskResult)
         ]
-        rows = await store.load_tasks_by_id(session, {e.payload.task_id for _, e in results})
-        recorded = RecordedResults(rows)
+        ahead = self._rows_ahead(results)
+        rows = await store.load_tasks_by_id(
+            session, {e.payload.task_id for _, e in results}.union(*ahead.values())
+        )
+        recorded = RecordedResults(rows, ahead=ahead)
         fresh: list[tuple[TaskResult, TaskRow]] = []
         seen: set[tuple[str, int]] = set()
         for at, env in results:
@@ -207,6 +215,32 @@ class RunHandlers:
             if at not in recorded.ignored and key not in inserted:
                 recorded.ignored[at] = "duplicate"  # recorded by an earlier batch
         return recorded
+
+    def _rows_ahead(
+        self, results: list[tuple[tuple[str, int], Envelope[Any]]]
+    ) -> dict[str, set[str]]:
+        """The node rows the results' next steps will read, to load with the results' own
+        rows in ONE query (a chain's step made two): for a spec task's result, each
+        dependant and that dependant's prerequisites (what ``Advance`` reads); for a fan-out
+        instance's, its fan-out row. Only for runs whose graph this process holds; a row
+        not asked for here is loaded when a step wants it, as before."""
+        ahead: dict[str, set[str]] = {}
+        for (run_id, _), env in results:
+            graph = self.graphs.get(run_id)
+            task_id: str = env.payload.task_id
+            prefix = f"{run_id}."  # task ids are task_id_for(run, node[, index])
+            if graph is None or not task_id.startswith(prefix):
+                continue
+            node_id = task_id[len(prefix) :]
+            node = graph.nodes.get(node_id)
+            wanted = ahead.setdefault(run_id, set())
+            if node is not None:
+                for dependant in node.dependants:
+                    for nid in (dependant, *graph.prerequisites(dependant)):
+                        wanted.add(task_id_for(run_id, nid))
+            elif (parent := node_id.rpartition(".")[0]) in graph.nodes:
+                wanted.add(task_id_for(run_id, parent))
+        return ahead
 
     async def _apply_run(
         self,
@@ -354,6 +388,16 @@ class RunHandlers:
         # event of the batch may have changed them).
         held = transition.adopt(loaded) if transition is not None else loaded
         rows = {row.id: row for row in held}
+        ahead = recorded.rows_ahead(run.id)
+
+        def joined(transition: Transition | None) -> Transition:
+            nonlocal ahead
+            transition = self._joined(transition, session, run)
+            if ahead:  # known to the transition, which then need not load them again
+                transition.adopt(ahead)
+                ahead = []
+            return transition
+
         for position, env in envs:
             result: TaskResult = env.payload
             reason = ignored[position]
@@ -362,7 +406,7 @@ class RunHandlers:
                 continue
             row = rows[result.task_id]
             if result.events:  # the worker's timeline of this attempt, first, in its order
-                transition = self._joined(transition, session, run)
+                transition = joined(transition)
                 transition.add_run_events(result.events)
             reason = machine.ignore_reason(run.status, row, result)
             if reason is not None:
@@ -374,7 +418,7 @@ class RunHandlers:
                 )
                 if latency is not None:
                     metrics.DISPATCH_LATENCY.observe(max(0.0, latency))
-            transition = self._joined(transition, session, run)
+            transition = joined(transition)
             transition.track(row)
             with self._item_span("orchestrator.result", env):
                 if run.status == RunStatus.CANCELLED:
