@@ -5,10 +5,15 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
 .PHONY: demo test test-deploy lint typecheck bootstrap
 
-# Install uv (from PyPI) and the locked Python environment.
+# Install uv (from PyPI) and the locked Python environment, compiled to bytecode once (as the
+# Dockerfile does): where PYTHONDONTWRITEBYTECODE is set (this machine sets it), nothing is
+# ever cached, and every process start — each service a test starts — compiled every module
+# it imports from source again (~2.7 s of CPU for a worker; an e2e file ran 46 s, now 30).
+# Python still checks each cached file against its source, so an edit is never run stale.
 bootstrap:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --quiet --compile-bytecode
+	@$(UV) run --frozen --no-sync python -m compileall -q -j 0 libs services
 
 # 1. Cadenza's main job: a multi-agent workflow (payment failure triage: LLM agents on the
 #    embedded model, tools reading seeded reference data, a condition on the structured
