@@ -152,3 +152,38 @@ def test_a_process_that_records_nothing_continues_the_producers_context(
 
     monkeypatch.setattr(trace, "get_tracer_provider", lambda: trace.NoOpTracerProvider())
     assert unrecorded()  # the API alone records nothing either
+
+
+@pytest.mark.parametrize("state", [None, "vendor=abc,other=1"])
+@pytest.mark.parametrize("sampled", [True, False])
+def test_the_carried_headers_are_what_the_w3c_propagator_writes(
+    state: str | None, sampled: bool
+) -> None:
+    from opentelemetry import propagate, trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+
+    context = SpanContext(
+        0x0AF7651916CD43DD8448EB211C80319C,
+        0x00AD6B7169203331,  # leading zeros are kept
+        is_remote=False,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT),
+        trace_state=TraceState.from_header([state]) if state else None,
+    )
+    with trace.use_span(NonRecordingSpan(context)):
+        stamped = inject(_env())
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+    assert stamped.traceparent == carrier["traceparent"]
+    assert stamped.tracestate == carrier.get("tracestate")
+
+
+def test_with_trace_keeps_every_other_field() -> None:
+    import dataclasses
+
+    env = Envelope(
+        payload=RunEvent(run_id="r", kind="run.started"), source="/t", tenant_id="a",
+        plan_id="p", task_id="t", attempt=2, subject="s",
+    )  # fmt: skip
+    stamped = env.with_trace(_CARRIED, "vendor=abc")
+    assert (stamped.traceparent, stamped.tracestate) == (_CARRIED, "vendor=abc")
+    assert dataclasses.replace(stamped, traceparent=None, tracestate=None) == env

@@ -66,7 +66,21 @@ class Envelope(Generic[P]):
         return self.payload.EVENT_TYPE
 
     def with_trace(self, traceparent: str | None, tracestate: str | None) -> Envelope[P]:
-        return replace(self, traceparent=traceparent, tracestate=tracestate)
+        # Positional, not dataclasses.replace (which inspects every field on each call):
+        # every published event is stamped.
+        return Envelope(
+            self.payload,
+            self.source,
+            self.tenant_id,
+            self.plan_id,
+            self.task_id,
+            self.attempt,
+            self.subject,
+            self.id,
+            self.time,
+            traceparent,
+            tracestate,
+        )
 
 
 def new_event_id() -> str:

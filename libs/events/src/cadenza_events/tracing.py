@@ -23,26 +23,29 @@ def inject(env: Envelope[Any]) -> Envelope[Any]:
     if not span_context.is_valid:  # no span (tracing off): nothing to carry
         return env
     traceparent, tracestate = _carried(span_context)
-    if traceparent is None:
-        return env
     return env.with_trace(traceparent, tracestate)
 
 
 #: The last span context's carried headers: a plan stamps its 10,000 task.ready events in
-#: one span, and the propagators cost ~7 µs a call.
+#: one span.
 _last_carried: tuple[Any, str | None, str | None] = (None, None, None)
 
 
-def _carried(span_context: Any) -> tuple[str | None, str | None]:
+def _carried(span_context: SpanContext) -> tuple[str | None, str | None]:
+    """The W3C headers of a valid span context, written directly: the envelope carries only
+    ``traceparent`` and ``tracestate``, which the global propagator would write the same
+    way at ~7 µs a call (and a worker's every result has a context of its own)."""
     global _last_carried
     last, traceparent, tracestate = _last_carried
     if span_context is last:
         return traceparent, tracestate
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    traceparent, tracestate = carrier.get("traceparent"), carrier.get("tracestate")
-    _last_carried = (span_context, traceparent, tracestate)
-    return traceparent, tracestate
+    traceparent = (
+        f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-"
+        f"{int(span_context.trace_flags):02x}"
+    )
+    tracestate = span_context.trace_state.to_header() if span_context.trace_state else None
+    _last_carried = (span_context, traceparent, tracestate or None)
+    return traceparent, tracestate or None
 
 
 def child_span(
