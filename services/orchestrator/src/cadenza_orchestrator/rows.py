@@ -2,7 +2,7 @@
 
 The orchestrator is the one writer of task rows, so it needs no identity map or unit of
 work to know what changed: a ``Transition`` records which columns it set on which rows and
-writes them in one Core ``executemany`` per column set (``store.update_tasks``). Building
+writes them in one statement per batch (``store.update_tasks``). Building
 and flushing ORM instances was the largest share of its CPU per task (planning a 10,000
 task fan-out spent a third of its time in SQLAlchemy's instrumentation).
 """
