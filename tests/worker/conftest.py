@@ -72,9 +72,12 @@ async def stack(
             teardown.result()  # its errors fail the test
         else:
             # Once in a full CI run (1,600 tests) this teardown waited for ever after the
-            # test had passed; 20 reruns of this folder did not reproduce it. Say where it
-            # waits (the tasks' stacks, taken before the cancel unwinds them, in a warning
-            # of the run's summary) instead of failing a test that passed.
+            # test had passed; 20 reruns of this folder did not reproduce it. The stacks
+            # this warning printed showed the worker's presence loop "cancelling" yet
+            # beating on: a cancellation swallowed inside a beat (Presence.stop now
+            # insists, tests/worker/test_presence_stop.py). Should another teardown hang,
+            # say where it waits (the tasks' stacks, taken before the cancel unwinds them,
+            # in a warning of the run's summary) instead of failing a test that passed.
             stacks = report(f"the worker stack's teardown still waits after {TEARDOWN_S}s")
             teardown.cancel()
             await asyncio.wait({teardown}, timeout=5)

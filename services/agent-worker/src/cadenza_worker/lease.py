@@ -214,9 +214,14 @@ class Presence:
         """Stop beating and say so (the sweeper re-dispatches what is left at once)."""
         loop, self._loop = self._loop, None
         if loop is not None:
-            loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
+            # Cancelled again until it ends: a cancellation a library under the beat
+            # swallows must not leave stop() waiting for ever (``_run`` also stops itself
+            # once it sees it was asked to).
+            while not loop.done():
+                loop.cancel()
+                await asyncio.wait({loop}, timeout=max(1.0, self.interval_s))
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                loop.result()
         thread, self._thread = self._thread, None
         if thread is not None:
             self._stopping.set()
@@ -249,6 +254,7 @@ class Presence:
         self._watched.discard(watched)
 
     async def _run(self) -> None:
+        me = asyncio.current_task()
         while True:
             await asyncio.sleep(self.interval_s)
             try:
@@ -256,8 +262,15 @@ class Presence:
             except asyncio.CancelledError:
                 raise
             except Exception:  # Redis hiccup: keep working; the key may still hold
+                if me is not None and me.cancelling():
+                    raise asyncio.CancelledError from None  # see below
                 metrics.HEARTBEAT_FAILURES.inc()
                 log.warning("heartbeat of %s failed", self.worker_id, exc_info=True)
+            # Only stop() cancels this task. Once in a full CI run, the cancellation that
+            # reached it inside the beat never came out (a library took it as an error or
+            # swallowed it) and the loop beat on, "cancelling", while stop() waited.
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
 
     async def _beat(self, alive: bool | None = None) -> None:
         watched = [w for w in self._watched if not w.target.done()]
