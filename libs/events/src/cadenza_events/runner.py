@@ -32,6 +32,7 @@ from .errors import CadenzaError, DecodeError, is_retryable
 from .labelled import labelled
 from .offsets import OffsetTracker, TopicPartition
 from .payloads import DEFAULT_TENANT, DeadLetter
+from .tasks import cancel_and_wait
 from .topics import Topic, TopicRegistry
 from .tracing import batch_span, consume_span
 
@@ -128,9 +129,7 @@ class ConsumerRunner:
         self._stopping = True
         for task in (self._fetch_task, self._commit_task):
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_and_wait(task)
         await self._drain(set(self._inflight) | set(self._batches), grace)
         await self._commit()
         with contextlib.suppress(Exception):

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from uuid import uuid4
 
 from cadenza_events import Publisher, RawRecord
+from cadenza_events.tasks import cancel_and_wait
 from cadenza_state import (
     OutboxMessage,
     StagedMessage,
@@ -114,18 +115,13 @@ class OutboxRelay:
             # then waits out the busy timeout). Cancel only a batch stuck past the grace.
             self._stopping = True
             self._wakeup.set()
-            _done, pending = await asyncio.wait({task}, timeout=grace_s)
-            if pending:
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task}, timeout=grace_s)
+            await cancel_and_wait(task)  # a no-op for a batch that ended within the grace
         if self._sends:  # sends of committed rows a request handler left running
             await asyncio.wait(set(self._sends), timeout=grace_s)
         marker, self._marker = self._marker, None
         if marker is not None:
-            marker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await marker
+            await cancel_and_wait(marker)
         # Best effort: flush what is committed so a graceful stop leaves nothing behind.
         with contextlib.suppress(Exception):
             await self.flush_marks()

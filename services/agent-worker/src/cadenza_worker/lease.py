@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 import redis as redis_sync
+from cadenza_events.tasks import cancel_and_wait
 from cadenza_runtime import keys
 from cadenza_state import HotState
 
@@ -214,14 +215,10 @@ class Presence:
         """Stop beating and say so (the sweeper re-dispatches what is left at once)."""
         loop, self._loop = self._loop, None
         if loop is not None:
-            # Cancelled again until it ends: a cancellation a library under the beat
-            # swallows must not leave stop() waiting for ever (``_run`` also stops itself
-            # once it sees it was asked to).
-            while not loop.done():
-                loop.cancel()
-                await asyncio.wait({loop}, timeout=max(1.0, self.interval_s))
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                loop.result()
+            # Cancelled again until it ends (``_run`` also stops itself once it sees it was
+            # asked to): a cancellation a library under the beat swallows must not leave
+            # stop() waiting for ever.
+            await cancel_and_wait(loop, nudge_s=max(1.0, self.interval_s))
         thread, self._thread = self._thread, None
         if thread is not None:
             self._stopping.set()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from cadenza_events import Consumer, ConsumerOptions, RetryPolicy, Topic
+from cadenza_events.tasks import cancel_and_wait
 from cadenza_runtime import Resources, is_outage
 
 from .dead_letters import DeadLetterRecorder
@@ -64,9 +64,7 @@ class Orchestrator:
 
     async def stop(self) -> None:
         if self._sweeping is not None:
-            self._sweeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeping
+            await cancel_and_wait(self._sweeping)
             self._sweeping = None
         await self.dead_letters.stop()
         if self._consumer is not None:

@@ -25,6 +25,7 @@ from cadenza_events import (
     Message,
 )
 from cadenza_events.bus import Decoder
+from cadenza_events.tasks import cancel_and_wait
 from cadenza_runtime import Resources, is_outage
 from cadenza_state import RunRecord, RunStatus
 from cadenza_triggers import CloudEvent, SpecCache, Trigger, kafka_decoder, load_triggers
@@ -63,9 +64,7 @@ class TriggerConsumer:
 
     async def stop(self) -> None:
         if self._reloader is not None:
-            self._reloader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reloader
+            await cancel_and_wait(self._reloader)
         async with self._lock:
             if self._consumer is not None:
                 await self._consumer.stop()

@@ -5,10 +5,10 @@ each tick once)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 
+from cadenza_events.tasks import cancel_and_wait
 from cadenza_runtime import Resources, is_outage
 from cadenza_state import utcnow
 from cadenza_triggers import PassReport, SpecCache, fire_due
@@ -33,9 +33,7 @@ class Scheduler:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     async def run_once(self) -> PassReport:
         with tracer.start_as_current_span("cadenza.scheduler.pass") as span:

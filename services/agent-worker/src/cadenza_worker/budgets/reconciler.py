@@ -4,8 +4,9 @@ the settle script makes concurrent reconcilers (and a late settle) safe."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+
+from cadenza_events.tasks import cancel_and_wait
 
 from . import metrics
 from .ledger import BudgetLedger
@@ -26,9 +27,7 @@ class Reconciler:
     async def stop(self) -> None:
         if self._task is not None:
             task, self._task = self._task, None
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def run_once(self) -> list[str]:
         released = await self._ledger.release_expired()
