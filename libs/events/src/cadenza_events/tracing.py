@@ -28,10 +28,10 @@ def inject(env: Envelope[Any]) -> Envelope[Any]:
 
 #: The last span context's carried headers: a plan stamps its 10,000 task.ready events in
 #: one span.
-_last_carried: tuple[Any, str | None, str | None] = (None, None, None)
+_last_carried: tuple[Any, str, str | None] = (None, "", None)
 
 
-def _carried(span_context: SpanContext) -> tuple[str | None, str | None]:
+def _carried(span_context: SpanContext) -> tuple[str, str | None]:
     """The W3C headers of a valid span context, written directly: the envelope carries only
     ``traceparent`` and ``tracestate``, which the global propagator would write the same
     way at ~7 µs a call (and a worker's every result has a context of its own)."""
@@ -43,9 +43,11 @@ def _carried(span_context: SpanContext) -> tuple[str | None, str | None]:
         f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-"
         f"{int(span_context.trace_flags):02x}"
     )
-    tracestate = span_context.trace_state.to_header() if span_context.trace_state else None
-    _last_carried = (span_context, traceparent, tracestate or None)
-    return traceparent, tracestate or None
+    tracestate = (
+        (span_context.trace_state.to_header() or None) if span_context.trace_state else None
+    )
+    _last_carried = (span_context, traceparent, tracestate)
+    return traceparent, tracestate
 
 
 def child_span(
@@ -200,10 +202,11 @@ def batch_span(
             kind=SpanKind.CONSUMER,
             attributes=attributes,
         )
+    # Enough to follow (a span with thousands of links is noise); none for a span nobody
+    # records.
+    linked = items[:128] if not unrecorded() else []
     links = []
-    for _, env in (
-        items[:128] if not unrecorded() else ()
-    ):  # links of an unrecorded span: noise  # enough to follow; a span with thousands of links is noise
+    for _, env in linked:
         ctx = context_of(env)
         if ctx is not None:
             span_ctx = trace.get_current_span(ctx).get_span_context()

@@ -275,12 +275,15 @@ async def update_tasks(
         return
     names = tuple(sorted(set().union(*changed.values())))
     if _is_postgres(session):
-        statement, processors = _unnest_update(session.get_bind().dialect, names)
+        dialect = session.get_bind().dialect
         params: dict[str, list[Any]] = {"row_id": list(changed)}
-        for name, process in zip(names, processors, strict=True):
+        for name in names:
+            # What SQLAlchemy would apply to a value of the column: the engine's JSON
+            # serializer, the UTC timestamp's.
+            process = _TASKS.c[name].type.bind_processor(dialect)
             values = [getattr(rows[task_id], name) for task_id in changed]
             params[name] = values if process is None else [process(v) for v in values]
-        await session.execute(statement, params)
+        await session.execute(_unnest_update(dialect, names), params)
     else:
         await session.execute(
             _update_statement(names),
@@ -292,32 +295,28 @@ async def update_tasks(
     metrics.TASK_ROWS_WRITTEN.labels("update").inc(len(changed))
 
 
-_UNNEST_UPDATES: dict[tuple[int, tuple[str, ...]], tuple[Any, list[Any]]] = {}
+_UNNEST_UPDATES: dict[tuple[str, ...], Any] = {}
 
 
-def _unnest_update(dialect: Any, names: tuple[str, ...]) -> tuple[Any, list[Any]]:
+def _unnest_update(dialect: Any, names: tuple[str, ...]) -> Any:
     """``UPDATE tasks SET <names> FROM unnest(<arrays>) WHERE id = row_id`` for PostgreSQL,
-    and each column's bind processor (what SQLAlchemy would apply to a value of it: the
-    engine's JSON serializer, the UTC timestamp's), built once per column set and dialect.
-    JSON travels as text and is cast per element, so the document is stored as written."""
-    key = (id(dialect), names)
-    built = _UNNEST_UPDATES.get(key)
-    if built is None:
-        arrays, sets, processors = ["CAST(:row_id AS VARCHAR[])"], [], []
+    built once per column set. JSON travels as text and is cast per element, so the
+    document is stored as written."""
+    statement = _UNNEST_UPDATES.get(names)
+    if statement is None:
+        arrays, sets = ["CAST(:row_id AS VARCHAR[])"], []
         for name in names:
             column = _TASKS.c[name]
             json_column = isinstance(column.type, JSON)
             sql_type = "TEXT" if json_column else column.type.compile(dialect=dialect)
             arrays.append(f"CAST(:{name} AS {sql_type}[])")
             sets.append(f"{name} = CAST(v.{name} AS JSON)" if json_column else f"{name} = v.{name}")
-            processors.append(column.type.bind_processor(dialect))
-        statement = text(
+        statement = _UNNEST_UPDATES[names] = text(
             f"UPDATE {_TASKS.name} SET {', '.join(sets)} "
             f"FROM unnest({', '.join(arrays)}) AS v(row_id, {', '.join(names)}) "
             f"WHERE {_TASKS.name}.id = v.row_id"
         )
-        built = _UNNEST_UPDATES[key] = (statement, processors)
-    return built
+    return statement
 
 
 async def insert_attempts(
