@@ -71,7 +71,6 @@ from support.cluster import Cluster, ServiceProcess  # noqa: E402
 TERMINAL = {"succeeded", "failed", "cancelled"}
 BUS_OVERRIDES = {
     "CADENZA_BUS_PARTITIONS": "6",
-    "CADENZA_BUS_LINGER_MS": "1",
     "CADENZA_BUS_COMMIT_INTERVAL_S": "0.2",
 }
 SERVER_PORTS = {"kafka": 19092, "postgres": 15432, "redis": 16379}

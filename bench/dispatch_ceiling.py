@@ -13,7 +13,7 @@ outbox, no run events.
 Both roles run on the services' event loop (``cadenza_runtime.run_service``: uvloop).
 
 ``--impl raw`` does the same with bare aiokafka (same producer settings: acks=all,
-idempotence, linger 1 ms; auto-commit every 200 ms) and a tiny JSON value instead of the
+idempotence, the bus's default linger; auto-commit every 200 ms) and a tiny JSON value instead of the
 CloudEvents envelope: the limit of Kafka + the Python client on this machine.
 
 The orchestrator reads commands on stdin and answers each with one JSON line on stdout:
@@ -55,7 +55,6 @@ def bus_settings(prefix: str, client_id: str) -> BusSettings:
         backend="kafka",
         topic_prefix=prefix,
         partitions=6,
-        linger_ms=1,
         commit_interval_s=0.2,
         session_timeout_ms=6000,
         client_id=client_id,
@@ -213,7 +212,10 @@ def _raw_clients(prefix: str, topic: str, group: str) -> tuple[Any, Any]:
 
     servers = bus_settings(prefix, group).bootstrap_servers
     producer = AIOKafkaProducer(
-        bootstrap_servers=servers, acks="all", enable_idempotence=True, linger_ms=1
+        bootstrap_servers=servers,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=BusSettings().linger_ms,
     )
     consumer = AIOKafkaConsumer(
         prefix + topic,
