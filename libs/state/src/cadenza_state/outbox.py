@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cadenza_state.bulk import insert_many, reserve_ids, uses_copy
+from cadenza_state.direct import insert_rows, is_postgres
 from cadenza_state.models import OutboxMessage
 from cadenza_state.types import utcnow
 
@@ -102,6 +103,9 @@ async def insert_outbox(
         for value, row_id in zip(values, ids, strict=True):
             value["id"] = row_id
         await insert_many(session, table, values)
+    elif is_postgres(session):  # a batch's few rows: one array per column, on asyncpg
+        # Inserted in the arrays' order, so the serial ids ascend with the given rows.
+        ids = sorted(row[0] for row in await insert_rows(session, table, values, returning=("id",)))
     else:
         result = await session.execute(_INSERT_RETURNING_IDS, values)
         ids = [row[0] for row in result.all()]

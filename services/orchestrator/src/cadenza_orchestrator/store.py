@@ -15,9 +15,11 @@ from cadenza_state import (
     RunStatus,
     TaskAttemptRecord,
     TaskRecord,
+    direct,
     insert_many,
 )
-from sqlalchemy import JSON, String, all_, any_, bindparam, exists, func, or_, select, text, update
+from cadenza_state.direct import insert_rows, is_postgres, unnest_for
+from sqlalchemy import String, all_, any_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer, undefer
@@ -30,10 +32,6 @@ _OPEN = sorted(OPEN)
 _HELD = sorted(HELD)
 _DISPATCHED = ["ready", "running"]
 _TASKS: Any = TaskRecord.__table__
-
-
-def _is_postgres(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 def _lock_run_statement(with_spec: bool, skip_locked: bool) -> Any:
@@ -79,7 +77,7 @@ def _per_dialect(build: Any) -> dict[str, Any]:
 
 
 def _dialect(session: AsyncSession) -> str:
-    return "postgresql" if _is_postgres(session) else "sqlite"
+    return "postgresql" if is_postgres(session) else "sqlite"
 
 
 _LOCK_RUNS = {
@@ -178,7 +176,7 @@ async def load_tasks(
     return {row.id: row for row in rows}
 
 
-_LOAD_BY_ID = _per_dialect(lambda postgres: _select_rows().where(_in(_TASKS.c.id, "ids", postgres)))
+_LOAD_BY_ID = _select_rows().where(_in(_TASKS.c.id, "ids", False))  # SQLite's
 
 
 async def load_tasks_by_id(session: AsyncSession, task_ids: Iterable[str]) -> dict[str, TaskRow]:
@@ -187,8 +185,19 @@ async def load_tasks_by_id(session: AsyncSession, task_ids: Iterable[str]) -> di
     ids = sorted(set(task_ids))
     if not ids:
         return {}
-    rows = await _rows(session, _LOAD_BY_ID[_dialect(session)], {"ids": ids})
+    if is_postgres(session):  # every batch's read: straight on asyncpg (cadenza_state.direct)
+        records = await direct.fetch(session, _SELECT_BY_ID, ids)
+        rows = [TaskRow(*record) for record in records]
+        metrics.TASK_ROWS_LOADED.inc(len(rows))
+    else:
+        rows = await _rows(session, _LOAD_BY_ID, {"ids": ids})
     return {row.id: row for row in rows}
+
+
+_SELECT_BY_ID = (
+    f"SELECT {', '.join(f'tasks.{name}' for name in COLUMNS)} FROM tasks "
+    "WHERE tasks.id = ANY($1::VARCHAR[])"
+)
 
 
 async def load_nodes(session: AsyncSession, run_id: str, node_ids: Iterable[str]) -> list[TaskRow]:
@@ -226,7 +235,7 @@ async def insert_attempt(
         "finished_at": finished_at,
         "error": error,
     }
-    dialect = postgresql if _is_postgres(session) else sqlite
+    dialect = postgresql if is_postgres(session) else sqlite
     stmt = (
         dialect.insert(TaskAttemptRecord)
         .values(**values)
@@ -269,21 +278,23 @@ async def update_tasks(
 
     On PostgreSQL, one ``UPDATE … FROM unnest(<one array per column>)``: the server runs
     one statement, where an executemany ran (and SQLAlchemy bound) one per row — in a
-    fan-out's batch of 200 results, that was most of the update's cost on both sides.
-    Elsewhere (``cadenza dev``'s SQLite), an executemany."""
+    fan-out's batch of 200 results, that was most of the update's cost on both sides. It
+    runs straight on asyncpg (``cadenza_state.direct``). Elsewhere (``cadenza dev``'s
+    SQLite), an executemany."""
     if not changed:
         return
     names = tuple(sorted(set().union(*changed.values())))
-    if _is_postgres(session):
-        dialect = session.get_bind().dialect
-        params: dict[str, list[Any]] = {"row_id": list(changed)}
-        for name in names:
-            # What SQLAlchemy would apply to a value of the column: the engine's JSON
-            # serializer, the UTC timestamp's.
-            process = _TASKS.c[name].type.bind_processor(dialect)
-            values = [getattr(rows[task_id], name) for task_id in changed]
-            params[name] = values if process is None else [process(v) for v in values]
-        await session.execute(_unnest_update(dialect, names), params)
+    if is_postgres(session):
+        source = unnest_for(session, _TASKS, ("id", *names))
+        sql = _UNNEST_UPDATES.get(names)
+        if sql is None:
+            sets = ", ".join(f"{name} = {source.value(name)}" for name in names)
+            sql = _UNNEST_UPDATES[names] = (
+                f"UPDATE {_TASKS.name} SET {sets} FROM {source.source()} "
+                f"WHERE {_TASKS.name}.id = v.id"
+            )
+        arrays = source.arrays(session, [rows[task_id] for task_id in changed], getattr)
+        await direct.execute(session, sql, *arrays)
     else:
         await session.execute(
             _update_statement(names),
@@ -295,28 +306,8 @@ async def update_tasks(
     metrics.TASK_ROWS_WRITTEN.labels("update").inc(len(changed))
 
 
-_UNNEST_UPDATES: dict[tuple[str, ...], Any] = {}
-
-
-def _unnest_update(dialect: Any, names: tuple[str, ...]) -> Any:
-    """``UPDATE tasks SET <names> FROM unnest(<arrays>) WHERE id = row_id`` for PostgreSQL,
-    built once per column set. JSON travels as text and is cast per element, so the
-    document is stored as written."""
-    statement = _UNNEST_UPDATES.get(names)
-    if statement is None:
-        arrays, sets = ["CAST(:row_id AS VARCHAR[])"], []
-        for name in names:
-            column = _TASKS.c[name]
-            json_column = isinstance(column.type, JSON)
-            sql_type = "TEXT" if json_column else column.type.compile(dialect=dialect)
-            arrays.append(f"CAST(:{name} AS {sql_type}[])")
-            sets.append(f"{name} = CAST(v.{name} AS JSON)" if json_column else f"{name} = v.{name}")
-        statement = _UNNEST_UPDATES[names] = text(
-            f"UPDATE {_TASKS.name} SET {', '.join(sets)} "
-            f"FROM unnest({', '.join(arrays)}) AS v(row_id, {', '.join(names)}) "
-            f"WHERE {_TASKS.name}.id = v.row_id"
-        )
-    return statement
+_UNNEST_UPDATES: dict[tuple[str, ...], str] = {}
+"""``UPDATE tasks … FROM unnest(…)`` by column set (``id`` and the columns set)."""
 
 
 async def insert_attempts(
@@ -326,24 +317,32 @@ async def insert_attempts(
     pairs inserted now — the others were recorded before (duplicate deliveries)."""
     if not values:
         return set()
-    # executemany on the Core table, not ``.values([...])``: one statement compiled once and
-    # cached (a multi-VALUES statement compiles anew for every batch size), sent as batched
-    # INSERT … VALUES … RETURNING by SQLAlchemy's insertmanyvalues.
-    stmt = _INSERT_ATTEMPTS[_dialect(session)]
     rows = [{**_ATTEMPT_DEFAULTS, **v} for v in values]
-    return {(task_id, attempt) for task_id, attempt in (await session.execute(stmt, rows)).all()}
+    if is_postgres(session):  # every batch's write: one array per column, straight on asyncpg
+        inserted = await insert_rows(
+            session,
+            _ATTEMPTS,
+            rows,
+            returning=("task_id", "attempt"),
+            skip_conflicts_on=("task_id", "attempt"),
+        )
+        return {(task_id, attempt) for task_id, attempt in inserted}
+    # SQLite: an executemany of one statement compiled once (SQLAlchemy's insertmanyvalues).
+    result = await session.execute(_INSERT_ATTEMPTS, rows)
+    return {(task_id, attempt) for task_id, attempt in result.all()}
 
 
 _ATTEMPTS: Any = TaskAttemptRecord.__table__
-_INSERT_ATTEMPTS = {
-    dialect.__name__.rsplit(".", 1)[-1]: dialect.insert(_ATTEMPTS)
+_INSERT_ATTEMPTS = (  # SQLite's; PostgreSQL's is an unnest insert (insert_rows)
+    sqlite.insert(_ATTEMPTS)
     .on_conflict_do_nothing(index_elements=["task_id", "attempt"])
     .returning(_ATTEMPTS.c.task_id, _ATTEMPTS.c.attempt)
-    for dialect in (postgresql, sqlite)
-}
+)
 
 # Every column an attempt row may set: executemany needs the same keys in every row.
 _ATTEMPT_DEFAULTS: dict[str, Any] = {
+    "task_id": None,
+    "attempt": None,
     "status": None,
     "worker_id": None,
     "started_at": None,
@@ -429,7 +428,7 @@ async def insert_hold(
         "created_at": now,
     }
     table: Any = ApprovalRecord.__table__
-    if _is_postgres(session):
+    if is_postgres(session):
         stmt: Any = postgresql.insert(table).values(values).on_conflict_do_nothing()
     else:
         stmt = sqlite.insert(table).values(values).on_conflict_do_nothing()

@@ -1,0 +1,149 @@
+"""Statements run straight on the session's asyncpg connection: the few the orchestrator
+runs in every batch, and many rows in ONE statement with one array per column (``unnest``).
+
+Why not ``session.execute``: SQLAlchemy's execution of one statement (the greenlet hop, the
+execution context, parameter and result processing) costs ~130 µs of CPU on this machine,
+asyncpg's own ~45 µs; a chain's step runs four such statements in its batch. The SQL is
+built once per table and column set; values go through the bind processors SQLAlchemy
+would apply (the engine's JSON serializer, UTC timestamps), so what is stored is what a
+Core insert stores (tests/state/test_direct.py reads both back). JSON travels as text and
+is cast per element, so a document is stored as written.
+
+The statements run on the same connection, inside the session's transaction: a caller
+mixes them freely with ``session.execute``. Observers of SQLAlchemy's
+``before_cursor_execute`` event see them too. PostgreSQL only; callers keep their portable
+statement for ``cadenza dev``'s SQLite (``is_postgres``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import JSON, Table
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+def is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def fetch(session: AsyncSession, sql: str, *args: Any) -> list[Any]:
+    """The rows (asyncpg records) of ``sql`` with positional ``$n`` arguments."""
+    return list(await _run(session, sql, args, returns_rows=True))
+
+
+async def execute(session: AsyncSession, sql: str, *args: Any) -> None:
+    """Run ``sql`` (a statement that returns no rows) with positional ``$n`` arguments."""
+    await _run(session, sql, args, returns_rows=False)
+
+
+async def _run(
+    session: AsyncSession, sql: str, args: tuple[Any, ...], *, returns_rows: bool
+) -> Any:
+    connection = await session.connection()  # begins the session's transaction if need be
+    sync = connection.sync_connection
+    assert sync is not None
+    if sync.dispatch.before_cursor_execute:  # statement observers (tests) see these too
+        sync.dispatch.before_cursor_execute(sync, None, sql, args, None, False)
+    driver: Any = (await connection.get_raw_connection()).driver_connection
+    if returns_rows:
+        return await driver.fetch(sql, *args)
+    return await driver.execute(sql, *args)
+
+
+class Unnest:
+    """``unnest($1::<type>[], …) AS v(<columns>)`` for some columns of one table, and the
+    arrays to bind to it. The SQL depends on the table and columns only (every PostgreSQL
+    dialect names the types alike); the values are processed by the session's dialect."""
+
+    def __init__(self, table: Table, columns: Sequence[str], dialect: Dialect) -> None:
+        self.table = table
+        self.columns = tuple(columns)
+        self._json = [isinstance(table.c[name].type, JSON) for name in self.columns]
+        self._types = [
+            "TEXT" if is_json else table.c[name].type.compile(dialect=dialect)
+            for name, is_json in zip(self.columns, self._json, strict=True)
+        ]
+
+    def source(self, first: int = 1, *, ordinality: bool = False) -> str:
+        """The ``FROM`` item, its parameters numbered from ``first``; with ``ordinality``,
+        ``v.n`` numbers the rows in the arrays' order."""
+        arrays = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(self._types))
+        names = ", ".join((*self.columns, "n") if ordinality else self.columns)
+        return f"unnest({arrays}){' WITH ORDINALITY' if ordinality else ''} AS v({names})"
+
+    def value(self, name: str) -> str:
+        """``v.<name>`` as the column's type (JSON cast back from its text)."""
+        return f"CAST(v.{name} AS JSON)" if self._json[self.columns.index(name)] else f"v.{name}"
+
+    def arrays(self, session: AsyncSession, rows: Sequence[Any], get: Getter = None) -> list[Any]:
+        """One array per column, each value processed as SQLAlchemy would bind it on the
+        session's dialect. Rows are mappings, or objects read with ``get`` (e.g. getattr)."""
+        dialect = session.get_bind().dialect
+        read = get or _item
+        arrays: list[Any] = []
+        for name in self.columns:
+            process = self.table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            column = [read(row, name) for row in rows]
+            arrays.append(column if process is None else list(map(process, column)))
+        return arrays
+
+
+Getter = Callable[[Any, str], Any] | None
+
+
+def _item(row: Any, name: str) -> Any:
+    return row[name]
+
+
+_UNNESTS: dict[tuple[Table, tuple[str, ...]], Unnest] = {}
+
+
+def unnest_for(session: AsyncSession, table: Table, columns: Sequence[str]) -> Unnest:
+    """The :class:`Unnest` of these columns, built once per (table, columns)."""
+    key = (table, tuple(columns))
+    found = _UNNESTS.get(key)
+    if found is None:
+        found = _UNNESTS[key] = Unnest(table, key[1], session.get_bind().dialect)
+    return found
+
+
+_INSERTS: dict[tuple[Table, tuple[str, ...], tuple[str, ...], tuple[str, ...]], str] = {}
+
+
+async def insert_rows(
+    session: AsyncSession,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    returning: Sequence[str] = (),
+    skip_conflicts_on: Sequence[str] = (),
+) -> list[Any]:
+    """``INSERT INTO table`` the rows (each naming the same columns), in the arrays' order,
+    as ONE statement; returns the ``returning`` columns of the rows inserted (asyncpg
+    records). ``skip_conflicts_on``: ``ON CONFLICT (<these>) DO NOTHING``. Rows are inserted
+    in order, so a serial id returned ascends with them."""
+    if not rows:
+        return []
+    source = unnest_for(session, table, tuple(rows[0]))
+    key = (table, source.columns, tuple(returning), tuple(skip_conflicts_on))
+    sql = _INSERTS.get(key)
+    if sql is None:
+        names = ", ".join(source.columns)
+        values = ", ".join(source.value(name) for name in source.columns)
+        sql = (
+            f"INSERT INTO {table.name} ({names}) "
+            f"SELECT {values} FROM {source.source(ordinality=True)} ORDER BY v.n"
+        )
+        if skip_conflicts_on:
+            sql += f" ON CONFLICT ({', '.join(skip_conflicts_on)}) DO NOTHING"
+        if returning:
+            sql += f" RETURNING {', '.join(returning)}"
+        _INSERTS[key] = sql
+    arrays = source.arrays(session, rows)
+    if returning:
+        return await fetch(session, sql, *arrays)
+    await execute(session, sql, *arrays)
+    return []

@@ -1,0 +1,179 @@
+"""Statements straight on asyncpg (``cadenza_state.direct``): an unnest insert stores exactly
+what a Core insert stores, keeps the rows' order, skips conflicts, runs inside the session's
+transaction, and is seen by SQLAlchemy's statement observers. PostgreSQL only: SQLite
+callers keep their portable statements."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from cadenza_state import (
+    OutboxMessage,
+    RunRecord,
+    TaskAttemptRecord,
+    TaskRecord,
+    direct,
+    insert_many,
+)
+from sqlalchemy import Table, event, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize("db_settings", ["postgres"], indirect=True),
+]
+
+Sessions = async_sessionmaker[AsyncSession]
+OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
+ATTEMPTS: Table = TaskAttemptRecord.__table__  # type: ignore[assignment]
+TASKS: Table = TaskRecord.__table__  # type: ignore[assignment]
+
+DOCUMENTS: list[Any] = [  # outbox headers may not be NULL: attempts' errors test that
+    {"zz": 1e308, "a": -0.0, "nested": {"bb": [1, 2.5, None], "a": "é\u0001"}},
+    [["ce_id", "x"], ["ce_subject", "{y}"]],
+    "text",
+]
+AT = datetime(2026, 12, 5, 11, 30, 0, 654321, tzinfo=UTC)
+
+
+def _outbox_rows(prefix: str, n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "topic": "task.ready",
+            "key": None if i % 3 == 0 else f"{prefix}{i}",
+            "headers": DOCUMENTS[i % len(DOCUMENTS)],
+            "payload": b"\x00p%d\xff" % i,
+            "published_at": None if i % 2 else AT,
+            "publisher": prefix,
+        }
+        for i in range(n)
+    ]
+
+
+async def test_an_unnest_insert_stores_what_a_core_insert_stores(sessions: Sessions) -> None:
+    n = 8
+    async with sessions() as session, session.begin():
+        await session.execute(insert(OUTBOX), _outbox_rows("core", n))
+        await direct.insert_rows(session, OUTBOX, _outbox_rows("direct", n))
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                select(
+                    OUTBOX.c.publisher,
+                    OUTBOX.c.key,
+                    text("CAST(headers AS TEXT)"),  # the stored text: key order, -0.0, 1e308
+                    OUTBOX.c.payload,
+                    OUTBOX.c.published_at,
+                ).order_by(OUTBOX.c.id)
+            )
+        ).all()
+    core = [r[1:] for r in rows if r[0] == "core"]
+    stored = [r[1:] for r in rows if r[0] == "direct"]
+    assert len(core) == len(stored) == n
+    for i, (ours, theirs) in enumerate(zip(stored, core, strict=True)):
+        key, headers, payload, published_at = theirs
+        expected_key = key if key is None else key.replace("core", "direct")
+        assert ours == (expected_key, headers, payload, published_at), i
+    assert (stored[0][3], stored[1][3]) == (AT, None)
+    assert (stored[0][0], stored[1][0]) == (None, "direct1")
+
+
+async def test_inserted_rows_keep_the_given_order(sessions: Sessions) -> None:
+    n = 300
+    async with sessions() as session, session.begin():
+        returned = await direct.insert_rows(
+            session, OUTBOX, _outbox_rows("order", n), returning=("id", "payload")
+        )
+    assert [payload for _, payload in sorted(returned)] == [b"\x00p%d\xff" % i for i in range(n)]
+
+
+async def _tasks(sessions: Sessions, ids: list[str]) -> None:
+    async with sessions() as session, session.begin():
+        run = RunRecord(tenant_id="t", workflow_name="w", spec={}, inputs={}, status="running")
+        session.add(run)
+        await session.flush()
+        rows = [
+            {"id": i, "run_id": run.id, "node_id": i, "status": "ready", "max_attempts": 3}
+            for i in ids
+        ]
+        await insert_many(session, TASKS, rows)
+
+
+def _attempt(task_id: str, attempt: int, error: Any = None) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "attempt": attempt,
+        "status": "failed" if error else "succeeded",
+        "worker_id": None,
+        "started_at": AT,
+        "finished_at": None,
+        "error": error,
+    }
+
+
+async def test_conflicting_rows_are_skipped_and_not_returned(sessions: Sessions) -> None:
+    await _tasks(sessions, ["a", "b"])
+    keys = ("task_id", "attempt")
+    async with sessions() as session, session.begin():
+        first = await direct.insert_rows(
+            session,
+            ATTEMPTS,
+            [_attempt("a", 1), _attempt("b", 1, {"code": "x"})],
+            returning=keys,
+            skip_conflicts_on=keys,
+        )
+    async with sessions() as session, session.begin():
+        again = await direct.insert_rows(
+            session,
+            ATTEMPTS,
+            [_attempt("a", 1, {"code": "late"}), _attempt("a", 2)],
+            returning=keys,
+            skip_conflicts_on=keys,
+        )
+    assert sorted(tuple(r) for r in first) == [("a", 1), ("b", 1)]
+    assert [tuple(r) for r in again] == [("a", 2)]
+    async with sessions() as session:
+        stored = (
+            await session.execute(
+                select(ATTEMPTS.c.task_id, ATTEMPTS.c.attempt, ATTEMPTS.c.error).order_by(
+                    ATTEMPTS.c.task_id, ATTEMPTS.c.attempt
+                )
+            )
+        ).all()
+    # None is SQL NULL (the column's none_as_null), not JSON null
+    assert [tuple(r) for r in stored] == [("a", 1, None), ("a", 2, None), ("b", 1, {"code": "x"})]
+    async with sessions() as session:
+        nulls = await session.scalar(text("SELECT count(*) FROM task_attempts WHERE error IS NULL"))
+    assert nulls == 2
+
+
+async def test_direct_statements_run_in_the_sessions_transaction(sessions: Sessions) -> None:
+    count = "SELECT count(*) FROM outbox WHERE publisher = $1"
+    async with sessions() as session:
+        async with session.begin():
+            await direct.insert_rows(session, OUTBOX, _outbox_rows("undone", 4))
+            (seen,) = await direct.fetch(session, count, "undone")
+            assert seen[0] == 4  # its own uncommitted rows
+            await session.rollback()
+        async with session.begin():
+            await direct.execute(session, "DELETE FROM outbox WHERE publisher = $1", "undone")
+            (after,) = await direct.fetch(session, count, "undone")
+    assert after[0] == 0
+
+
+async def test_statement_observers_see_direct_statements(sessions: Sessions) -> None:
+    seen: list[tuple[str, Any]] = []
+
+    def observe(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        seen.append((statement, parameters))
+
+    engine = sessions.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", observe)
+    try:
+        async with sessions() as session, session.begin():
+            await direct.fetch(session, "SELECT $1::int + 1", 41)
+    finally:
+        event.remove(engine, "before_cursor_execute", observe)
+    assert ("SELECT $1::int + 1", (41,)) in seen
