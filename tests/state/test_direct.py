@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from cadenza_runtime import is_outage
 from cadenza_state import (
     OutboxMessage,
     RunRecord,
@@ -18,6 +19,7 @@ from cadenza_state import (
     insert_many,
 )
 from sqlalchemy import Table, event, insert, select, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 pytestmark = [
@@ -150,6 +152,8 @@ async def test_conflicting_rows_are_skipped_and_not_returned(sessions: Sessions)
 
 
 async def test_direct_statements_run_in_the_sessions_transaction(sessions: Sessions) -> None:
+    """Even as a transaction's FIRST statement (SQLAlchemy's adapter begins its transaction
+    lazily, with the first statement it runs itself): a rollback undoes it."""
     count = "SELECT count(*) FROM outbox WHERE publisher = $1"
     async with sessions() as session:
         async with session.begin():
@@ -158,9 +162,36 @@ async def test_direct_statements_run_in_the_sessions_transaction(sessions: Sessi
             assert seen[0] == 4  # its own uncommitted rows
             await session.rollback()
         async with session.begin():
-            await direct.execute(session, "DELETE FROM outbox WHERE publisher = $1", "undone")
             (after,) = await direct.fetch(session, count, "undone")
+            await direct.execute(session, "DELETE FROM outbox WHERE publisher = $1", "x")
+        async with session.begin():  # a lock taken by a first statement is held
+            await direct.fetch(session, "SELECT id FROM outbox FOR UPDATE")
+            (locks,) = await direct.fetch(
+                session,
+                "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND mode = $1",
+                "RowShareLock",
+            )
     assert after[0] == 0
+    assert locks[0] >= 1
+
+
+async def test_a_lost_connection_is_an_outage_and_is_replaced(sessions: Sessions) -> None:
+    """A direct statement on a connection the server dropped raises what SQLAlchemy's own
+    execution raises (``is_outage`` says so: consumers pause instead of dead-lettering), and
+    the pool hands out a working connection next."""
+    async with sessions() as session:
+        transaction = await session.begin()
+        (pid,) = await direct.fetch(session, "SELECT pg_backend_pid()")
+        async with sessions() as killer, killer.begin():
+            await killer.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid[0]})
+        with pytest.raises(sa_exc.DBAPIError) as raised:
+            await direct.fetch(session, "SELECT 1")
+        await transaction.rollback()
+    assert is_outage(raised.value)
+    assert raised.value.connection_invalidated
+    async with sessions() as session, session.begin():
+        (one,) = await direct.fetch(session, "SELECT 1")
+    assert one[0] == 1
 
 
 async def test_statement_observers_see_direct_statements(sessions: Sessions) -> None:

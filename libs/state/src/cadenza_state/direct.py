@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import JSON, Table
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,15 +43,52 @@ async def execute(session: AsyncSession, sql: str, *args: Any) -> None:
 async def _run(
     session: AsyncSession, sql: str, args: tuple[Any, ...], *, returns_rows: bool
 ) -> Any:
-    connection = await session.connection()  # begins the session's transaction if need be
+    connection = await session.connection()
     sync = connection.sync_connection
     assert sync is not None
     if sync.dispatch.before_cursor_execute:  # statement observers (tests) see these too
         sync.dispatch.before_cursor_execute(sync, None, sql, args, None, False)
-    driver: Any = (await connection.get_raw_connection()).driver_connection
-    if returns_rows:
-        return await driver.fetch(sql, *args)
-    return await driver.execute(sql, *args)
+    pooled = await connection.get_raw_connection()
+    adapted: Any = pooled.dbapi_connection  # SQLAlchemy's asyncpg adapter
+    driver: Any = pooled.driver_connection
+    try:
+        if adapted._transaction is None:
+            # The adapter sends BEGIN with the first statement IT runs; a statement sent
+            # around it must begin the transaction the same way, or it would run (and
+            # commit) on its own, outside the session's transaction.
+            await adapted._start_transaction()
+        if returns_rows:
+            return await driver.fetch(sql, *args)
+        return await driver.execute(sql, *args)
+    except Exception as error:
+        raise await _translated(connection, adapted, sql, args, error) from error
+
+
+async def _translated(
+    connection: Any, adapted: Any, sql: str, args: tuple[Any, ...], error: Exception
+) -> Exception:
+    """``error`` as SQLAlchemy's own execution raises it (so callers and ``is_outage`` see
+    the same types): asyncpg's error translated to the DBAPI's, wrapped in a
+    ``sqlalchemy.exc.DBAPIError`` subclass, and the connection invalidated when it is
+    gone (the pool then replaces it)."""
+    dialect = connection.dialect
+    try:
+        adapted._handle_exception(error)  # raises the DBAPI-level error
+    except dialect.loaded_dbapi.Error as dbapi_error:
+        gone = bool(dialect.is_disconnect(dbapi_error, adapted, None))
+        if gone:
+            await connection.invalidate(dbapi_error)
+        return sa_exc.DBAPIError.instance(
+            sql,
+            args,
+            dbapi_error,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=gone,
+            dialect=dialect,
+        )
+    except Exception as other:  # not a database error: as it is
+        return other
+    return error
 
 
 class Unnest:
@@ -147,3 +185,29 @@ async def insert_rows(
         return await fetch(session, sql, *arrays)
     await execute(session, sql, *arrays)
     return []
+
+
+_UPDATES: dict[tuple[Table, tuple[str, ...]], str] = {}
+
+
+async def update_rows(
+    session: AsyncSession,
+    table: Table,
+    rows: Sequence[Any],
+    columns: Sequence[str],
+    *,
+    get: Getter = None,
+) -> None:
+    """``UPDATE table SET <columns> FROM unnest(…) WHERE table.id = v.id``: each row (a
+    mapping, or an object read with ``get``) its own values, in ONE statement."""
+    if not rows:
+        return
+    source = unnest_for(session, table, ("id", *columns))
+    key = (table, source.columns)
+    sql = _UPDATES.get(key)
+    if sql is None:
+        sets = ", ".join(f"{name} = {source.value(name)}" for name in columns)
+        sql = _UPDATES[key] = (
+            f"UPDATE {table.name} SET {sets} FROM {source.source()} WHERE {table.name}.id = v.id"
+        )
+    await execute(session, sql, *source.arrays(session, rows, get))
