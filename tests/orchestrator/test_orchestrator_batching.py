@@ -23,7 +23,7 @@ from cadenza_orchestrator import store
 from cadenza_orchestrator.engine import TIMELINE_CHUNK
 from cadenza_state import OutboxMessage
 from orchestrator_stack import STACKS, UNIT, Reply, Stack
-from sqlalchemy import event, inspect, select
+from sqlalchemy import event, select
 from support import assert_eventually
 
 unit_only = pytest.mark.parametrize(
@@ -202,10 +202,10 @@ async def test_lock_runs_loads_the_spec_only_of_the_runs_that_need_it(stack: Sta
     async with stack.resources.sessions() as session, session.begin():
         runs = await store.lock_runs(session, [second, first, "no-such-run"], with_spec=[second])
         assert sorted(runs) == sorted([first, second])
-        assert "spec" in inspect(runs[first]).unloaded  # its graph is cached: not read
-        assert "spec" not in inspect(runs[second]).unloaded
+        assert (runs[first].spec, runs[first].inputs) == (None, None)  # graph cached: not read
         assert runs[second].spec == TWO_STEPS
         assert runs[second].inputs == {}
+        assert runs[first].workflow_name == runs[second].workflow_name == TWO_STEPS["name"]
     async with stack.resources.sessions() as session, session.begin():
         both = await store.lock_runs(session, [first, second], with_spec=[first, second])
         assert [both[r].spec for r in (first, second)] == [TWO_STEPS, TWO_STEPS]

@@ -1,15 +1,17 @@
 """``store.update_tasks`` writes each row's own values of the columns a batch set, on both
-backends (PostgreSQL: one ``UPDATE … FROM unnest``; SQLite: an executemany)."""
+backends (PostgreSQL: one ``UPDATE … FROM unnest``; SQLite: an executemany); run rows are
+locked as plain ``RunRow``s and their changes written by ``store.update_runs``."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from cadenza_orchestrator import TaskRow, store
 from cadenza_state import RunRecord
 from cadenza_state.types import dumps_in_jsonb_key_order
-from orchestrator_stack import INTEGRATION, Stack
+from orchestrator_stack import INTEGRATION, STACKS, Stack
 from sqlalchemy import text
 
 
@@ -70,3 +72,53 @@ async def test_update_tasks_writes_each_rows_own_columns(stack: Stack) -> None:
     assert nulls[b.id]  # JSON None is SQL NULL (IS NULL filters rely on it)
     assert got_b.output is None
     assert (got_c.status, got_c.output, got_c.worker_id) == ("pending", {"kept": True}, "w-0")
+
+
+async def _run_row(stack: Stack, **values: object) -> str:
+    run_id = str(uuid.uuid4())
+    async with stack.resources.sessions() as session, session.begin():
+        session.add(RunRecord(id=run_id, tenant_id="acme", workflow_name="w", spec={"n": 1},
+                              inputs={"i": 2}, status="running", **values))  # fmt: skip
+    return run_id
+
+
+async def test_a_runs_changes_are_written_with_updated_at(stack: Stack) -> None:
+    """A RunRow names what was set on it since the load; ``update_runs`` writes exactly that
+    (and ``updated_at``), and nothing once written."""
+    run_id = await _run_row(stack, budget={"max_usd": 1.0})
+    now = datetime(2026, 12, 5, 11, 0, tzinfo=UTC)
+    async with stack.resources.sessions() as session, session.begin():
+        run = (await store.lock_runs(session, [run_id], with_spec=[run_id]))[run_id]
+        assert (run.spec, run.inputs, run.budget) == ({"n": 1}, {"i": 2}, {"max_usd": 1.0})
+        run.status = "running"  # the value it had: no change
+        assert run.changes() == {}
+        run.status, run.error = "failed", {"code": "boom"}
+        run.output, run.finished_at = {"zz": 1, "a": [1.5, None]}, now
+        assert set(run.changes()) == {"status", "error", "output", "finished_at"}
+        await store.update_runs(session, [run], now=now)
+        assert run.changes() == {}
+        await store.update_runs(session, [run], now=now + timedelta(hours=1))  # nothing left
+    async with stack.resources.sessions() as session:
+        stored = await session.get(RunRecord, run_id)
+        assert stored is not None
+        assert (stored.status, stored.error, stored.finished_at) == (
+            "failed",
+            {"code": "boom"},
+            now,
+        )
+        assert stored.output == {"zz": 1, "a": [1.5, None]}
+        assert stored.budget == {"max_usd": 1.0}  # not set: kept
+        assert stored.updated_at == now  # the second call wrote nothing
+
+
+@pytest.mark.parametrize("stack", [STACKS[1]], indirect=True)  # row locks: PostgreSQL's
+async def test_a_run_another_transaction_holds_is_skipped_when_asked(stack: Stack) -> None:
+    run_id = await _run_row(stack)
+    async with stack.resources.sessions() as holder, holder.begin():
+        assert (await store.lock_runs(holder, [run_id]))[run_id].status == "running"
+        async with stack.resources.sessions() as other, other.begin():
+            assert await store.lock_run(other, run_id, skip_locked=True) is None
+    async with stack.resources.sessions() as session, session.begin():
+        run = await store.lock_run(session, run_id, skip_locked=True)
+        assert run is not None
+        assert run.spec == {"n": 1}  # lock_run reads the spec unless told not to

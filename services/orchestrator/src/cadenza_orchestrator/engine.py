@@ -23,7 +23,6 @@ from cadenza_state import (
     TERMINAL_RUN_STATUSES,
     ObjectNotFound,
     ObjectStore,
-    RunRecord,
     RunStatus,
     StagedMessage,
     utcnow,
@@ -52,7 +51,7 @@ from .outcome import (
     Step,
     TaskUpdate,
 )
-from .rows import TaskRow
+from .rows import RunRow, TaskRow
 from .settings import OrchestratorSettings
 from .writes import BatchWrites
 
@@ -105,7 +104,7 @@ class Transition:
     def __init__(
         self,
         session: AsyncSession,
-        run: RunRecord,
+        run: RunRow,
         graph: RunGraph | None,
         *,
         objects: ObjectStore,
@@ -251,6 +250,7 @@ class Transition:
             rows=self.tasks,
             attempts=attempts,
             staged=staged,
+            run=self.run,
         )
         if writes is None:
             await batch.flush(self.session, self.registry, publisher=self.publisher)

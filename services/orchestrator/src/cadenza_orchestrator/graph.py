@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cadenza_state import RunRecord
 from cadenza_workflow import (
     TaskSpec,
     WorkflowSpec,
@@ -23,6 +22,8 @@ from cadenza_workflow import (
     resolve_inputs,
     validate_spec,
 )
+
+from .rows import RunRow
 
 
 def task_id_for(run_id: str, node_id: str, item_index: int | None = None) -> str:
@@ -136,8 +137,10 @@ class RunGraph:
     _descendants: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def for_run(cls, run: RunRecord) -> RunGraph:
-        """The graph of a run row (its spec, inputs and replay loaded)."""
+    def for_run(cls, run: RunRow) -> RunGraph:
+        """The graph of a run row (locked with its spec, inputs and replay)."""
+        if run.spec is None or run.inputs is None:
+            raise ValueError(f"run {run.id}: locked without its spec (lock_runs(with_spec=…))")
         return cls.build(run.id, run.spec, run.inputs, run.replay)
 
     @classmethod

@@ -35,7 +35,6 @@ from cadenza_runtime import Resources, labelled
 from cadenza_state import (
     STOPPED_RUN_STATUSES,
     TERMINAL_RUN_STATUSES,
-    RunRecord,
     RunStatus,
 )
 from cadenza_workflow import ExpressionError, SpecValidationError
@@ -46,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from . import hot_status, machine, metrics, store
 from .engine import Effects, Transition
 from .graph import GraphCache, RunGraph, task_id_for
-from .rows import TaskRow
+from .rows import RunRow, TaskRow
 from .settings import OrchestratorSettings
 from .writes import BatchWrites
 
@@ -133,35 +132,34 @@ class RunHandlers:
         """ONE statement for each of: the runs' locks, their results' task rows, the
         results' attempt rows, and (``writes.flush``) each kind of write — whatever the
         number of runs in the batch."""
-        # The run rows (ORM) are written once, by the commit's flush, in one executemany
-        # for the runs that changed the same columns, not by an autoflush in front of
-        # whichever statement comes next. No statement of a batch reads the runs table
-        # after the lock.
-        with session.no_autoflush:
-            runs = await store.lock_runs(
-                session,
-                by_run,
-                with_spec=[
-                    run_id
-                    for run_id, items in by_run.items()
-                    if self.graphs.get(run_id) is None
-                    or any(isinstance(e.payload, PlanRequested) for e in items)
-                ],
-            )
-            recorded = await self._record_results(session, runs, by_run)
-            applied = [
-                await self._apply_run(session, runs.get(run_id), items, recorded, writes)
+        # No ORM on this path: the run rows are plain RunRows, and what the batch changed
+        # on them is written by ``writes.flush`` with the batch's other writes (one
+        # statement per set of changed columns). No statement of a batch reads the runs
+        # table after the lock.
+        runs = await store.lock_runs(
+            session,
+            by_run,
+            with_spec=[
+                run_id
                 for run_id, items in by_run.items()
-            ]
-            await writes.flush(
-                session, self.resources.registry, publisher=self.resources.relay.publisher_id
-            )
+                if self.graphs.get(run_id) is None
+                or any(isinstance(e.payload, PlanRequested) for e in items)
+            ],
+        )
+        recorded = await self._record_results(session, runs, by_run)
+        applied = [
+            await self._apply_run(session, runs.get(run_id), items, recorded, writes)
+            for run_id, items in by_run.items()
+        ]
+        await writes.flush(
+            session, self.resources.registry, publisher=self.resources.relay.publisher_id
+        )
         return applied
 
     async def _record_results(
         self,
         session: AsyncSession,
-        runs: dict[str, RunRecord],
+        runs: dict[str, RunRow],
         by_run: dict[str, list[Envelope[Any]]],
     ) -> RecordedResults:
         """Record the attempt of every result of the batch once, in ONE bulk insert (after
@@ -245,7 +243,7 @@ class RunHandlers:
     async def _apply_run(
         self,
         session: AsyncSession,
-        run: RunRecord | None,
+        run: RunRow | None,
         items: list[Envelope[Any]],
         recorded: RecordedResults,
         writes: BatchWrites,
@@ -292,7 +290,7 @@ class RunHandlers:
 
     # -- plan.requested -------------------------------------------------------------------
 
-    async def _plan(self, session: AsyncSession, run: RunRecord) -> Transition:
+    async def _plan(self, session: AsyncSession, run: RunRow) -> Transition:
         try:
             graph = self.graphs.put(RunGraph.for_run(run))
         except (SpecValidationError, ExpressionError) as exc:
@@ -309,7 +307,7 @@ class RunHandlers:
     async def _cancel(
         self,
         session: AsyncSession,
-        run: RunRecord,
+        run: RunRow,
         transition: Transition | None,
         env: Envelope[RunCancelRequested],
     ) -> Transition | None:
@@ -340,7 +338,7 @@ class RunHandlers:
     async def _resume(
         self,
         session: AsyncSession,
-        run: RunRecord,
+        run: RunRow,
         transition: Transition | None,
         env: Envelope[RunResumeRequested],
     ) -> Transition | None:
@@ -375,7 +373,7 @@ class RunHandlers:
     async def _results(
         self,
         session: AsyncSession,
-        run: RunRecord,
+        run: RunRow,
         transition: Transition | None,
         envs: list[tuple[int, Envelope[Any]]],
         recorded: RecordedResults,
@@ -442,7 +440,7 @@ class RunHandlers:
     async def _answers(
         self,
         session: AsyncSession,
-        run: RunRecord,
+        run: RunRow,
         transition: Transition | None,
         envs: list[Envelope[Any]],
     ) -> Transition | None:
@@ -512,7 +510,7 @@ class RunHandlers:
 
     @staticmethod
     async def _task_rows(
-        session: AsyncSession, run: RunRecord, transition: Transition | None, ids: set[str]
+        session: AsyncSession, run: RunRow, transition: Transition | None, ids: set[str]
     ) -> dict[str, TaskRow]:
         """Task rows by id; once the batch has a transition of this run, the rows it holds
         (an earlier event of the batch may have changed them)."""
@@ -521,7 +519,7 @@ class RunHandlers:
         return await store.load_tasks(session, run.id, ids)
 
     def _joined(
-        self, transition: Transition | None, session: AsyncSession, run: RunRecord
+        self, transition: Transition | None, session: AsyncSession, run: RunRow
     ) -> Transition:
         """The batch's transition of this run, started (graph built and cached) if none yet."""
         if transition is not None:
@@ -531,9 +529,7 @@ class RunHandlers:
             graph = self.graphs.put(RunGraph.for_run(run))
         return self._transition(session, run, graph)
 
-    def _transition(
-        self, session: AsyncSession, run: RunRecord, graph: RunGraph | None
-    ) -> Transition:
+    def _transition(self, session: AsyncSession, run: RunRow, graph: RunGraph | None) -> Transition:
         return Transition(
             session,
             run,

@@ -73,6 +73,10 @@ TASK_ROWS_LOADED = Counter(
     "Task rows read from PostgreSQL by the orchestrator (its work per result must not grow "
     "with the size of the run: a few rows per result).",
 )
+RUN_ROWS_WRITTEN = Counter(
+    "cadenza_orchestrator_run_rows_written_total",
+    "Run rows the orchestrator updated (a batch writes its runs' changes at its end).",
+)
 TASK_ROWS_WRITTEN = Counter(
     "cadenza_orchestrator_task_rows_written_total",
     "Task rows the orchestrator wrote, by statement (insert, update).",

@@ -9,7 +9,7 @@ task fan-out spent a third of its time in SQLAlchemy's instrumentation).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -46,3 +46,53 @@ class TaskRow:
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(TaskRow))
 """The ``tasks`` columns in ``TaskRow``'s field order (the order rows are selected in)."""
+
+
+@dataclass(slots=True, eq=False)
+class RunRow:
+    """The columns of a ``runs`` row the orchestrator reads, in the order they are selected
+    (``store.lock_runs``). ``spec``, ``inputs`` and ``replay`` are None unless asked for:
+    a run whose graph is cached does not read its (large) spec again.
+
+    The orchestrator sets ``status``, ``output``, ``error``, ``budget`` and
+    ``finished_at``, always by assignment; ``changes`` names those that differ from the
+    row as loaded, and the batch writes them with the run's other changes at its end."""
+
+    id: str
+    tenant_id: str
+    workflow_name: str
+    status: str
+    output: Any = None
+    error: dict[str, Any] | None = None
+    budget: dict[str, Any] | None = None
+    finished_at: datetime | None = None
+    spec: dict[str, Any] | None = None
+    inputs: dict[str, Any] | None = None
+    replay: dict[str, Any] | None = None
+    _loaded: tuple[Any, ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        self._loaded = self._written()
+
+    def _written(self) -> tuple[Any, ...]:
+        return (self.status, self.output, self.error, self.budget, self.finished_at)
+
+    def changes(self) -> dict[str, Any]:
+        """The written columns set to another value since the load (or the last write)."""
+        return {
+            name: value
+            for name, value, before in zip(RUN_WRITTEN, self._written(), self._loaded, strict=True)
+            if value is not before and value != before
+        }
+
+    def mark_written(self) -> None:
+        """The database now holds the row as it is."""
+        self._loaded = self._written()
+
+
+RUN_WRITTEN: tuple[str, ...] = ("status", "output", "error", "budget", "finished_at")
+"""The ``runs`` columns the orchestrator writes."""
+RUN_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RunRow) if not f.name.startswith("_"))
+"""The ``runs`` columns in ``RunRow``'s field order."""
+RUN_SPEC_COLUMNS: tuple[str, ...] = ("spec", "inputs", "replay")
+"""Read only for the runs that need their graph built."""

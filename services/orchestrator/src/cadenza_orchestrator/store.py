@@ -18,15 +18,14 @@ from cadenza_state import (
     direct,
     insert_many,
 )
-from cadenza_state.direct import insert_rows, is_postgres, unnest_for
-from sqlalchemy import String, all_, any_, bindparam, exists, func, or_, select, update
+from cadenza_state.direct import insert_rows, is_postgres
+from sqlalchemy import String, all_, any_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer, undefer
 
 from . import metrics
 from .outcome import HELD, OPEN, TERMINAL, HoldRequest
-from .rows import COLUMNS, TaskRow
+from .rows import COLUMNS, RUN_COLUMNS, RUN_SPEC_COLUMNS, RunRow, TaskRow
 
 _OPEN = sorted(OPEN)
 _HELD = sorted(HELD)
@@ -34,32 +33,104 @@ _DISPATCHED = ["ready", "running"]
 _TASKS: Any = TaskRecord.__table__
 
 
-def _lock_run_statement(with_spec: bool, skip_locked: bool) -> Any:
-    stmt = select(RunRecord).where(RunRecord.id == bindparam("run_id"))
-    if not with_spec:
-        stmt = stmt.options(defer(RunRecord.spec), defer(RunRecord.inputs), defer(RunRecord.replay))
-    return stmt.with_for_update(skip_locked=skip_locked)
+_RUNS: Any = RunRecord.__table__
 
 
-# The hot path's statements are built once, with bind parameters: building one (coercing
-# every operand, generating its cache key) cost as much CPU as executing it — ~200 µs of
-# ~400 per query on this machine.
-_LOCK_RUN = {
-    (with_spec, skip_locked): _lock_run_statement(with_spec, skip_locked)
-    for with_spec in (True, False)
-    for skip_locked in (True, False)
-}
+def _lock_runs_sql(skip_locked: bool) -> str:
+    """PostgreSQL's lock: the runs of ``$1`` in id order, with the spec columns of those of
+    ``$2`` (a CASE per column: one statement however the batch's runs are mixed)."""
+    columns = [f"runs.{name}" for name in RUN_COLUMNS if name not in RUN_SPEC_COLUMNS]
+    columns += [
+        f"CASE WHEN runs.id = ANY($2::VARCHAR[]) THEN runs.{name} END AS {name}"
+        for name in RUN_SPEC_COLUMNS
+    ]
+    return (
+        f"SELECT {', '.join(columns)} FROM runs WHERE runs.id = ANY($1::VARCHAR[]) "
+        # Locked in id order: two writers of overlapping sets (a rebalance) cannot deadlock.
+        f"ORDER BY runs.id FOR UPDATE{' SKIP LOCKED' if skip_locked else ''}"
+    )
+
+
+_LOCK_RUNS_SQL = {skip: _lock_runs_sql(skip) for skip in (False, True)}
+# SQLite's (no row locks: its BEGIN IMMEDIATE serialises writers). Built once: building a
+# statement costs about as much CPU as executing it.
+_SELECT_RUNS = select(
+    *(_RUNS.c[name] for name in RUN_COLUMNS if name not in RUN_SPEC_COLUMNS),
+    *(
+        case((_RUNS.c.id.in_(bindparam("spec_ids", expanding=True)), _RUNS.c[name])).label(name)
+        for name in RUN_SPEC_COLUMNS
+    ),
+).where(_RUNS.c.id.in_(bindparam("ids", expanding=True)))
+
+
+async def lock_runs(
+    session: AsyncSession,
+    run_ids: Iterable[str],
+    *,
+    with_spec: Iterable[str] = (),
+    skip_locked: bool = False,
+) -> dict[str, RunRow]:
+    """The batch's run rows by id, locked ``FOR UPDATE`` until the transaction ends, in ONE
+    statement: every change to a run is serialised, even when a consumer rebalance briefly
+    lets two orchestrators handle the same run. Those of ``with_spec`` come with their
+    spec, inputs and replay; the others leave them None (a run whose graph is cached does
+    not read them). ``skip_locked``: leave out the runs another transaction holds."""
+    ids = sorted(set(run_ids))
+    if not ids:
+        return {}
+    spec_ids = sorted(set(with_spec) & set(ids))
+    if is_postgres(session):
+        records = await direct.fetch(session, _LOCK_RUNS_SQL[skip_locked], ids, spec_ids)
+    else:
+        result = await session.execute(_SELECT_RUNS, {"ids": ids, "spec_ids": spec_ids})
+        records = list(result.all())
+    return {row.id: row for row in (RunRow(*record) for record in records)}
 
 
 async def lock_run(
     session: AsyncSession, run_id: str, *, with_spec: bool = True, skip_locked: bool = False
-) -> RunRecord | None:
-    """The run row, locked ``FOR UPDATE`` until the transaction ends: every change to a run
-    is serialised, even when a consumer rebalance briefly lets two orchestrators handle the
-    same run. ``with_spec=False`` leaves the (large) spec and inputs unloaded. SQLite has no
-    row locks; its ``BEGIN IMMEDIATE`` serialises writers instead."""
-    stmt = _LOCK_RUN[(with_spec, skip_locked)]
-    return (await session.scalars(stmt, {"run_id": run_id})).one_or_none()
+) -> RunRow | None:
+    """One run row, locked (see ``lock_runs``); None when it does not exist, or another
+    transaction holds it and ``skip_locked``."""
+    runs = await lock_runs(
+        session, [run_id], with_spec=[run_id] if with_spec else (), skip_locked=skip_locked
+    )
+    return runs.get(run_id)
+
+
+async def update_runs(session: AsyncSession, runs: Iterable[RunRow], *, now: datetime) -> None:
+    """Write what the batch changed on its run rows (``RunRow.changes``), with
+    ``updated_at``: one statement per set of changed columns (a batch's runs mostly change
+    the same ones, or none)."""
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for run in runs:
+        changes = run.changes()
+        if changes:
+            columns = (*sorted(changes), "updated_at")
+            by_columns.setdefault(columns, []).append({"id": run.id, **changes, "updated_at": now})
+            run.mark_written()
+    for columns, values in by_columns.items():
+        if is_postgres(session):
+            await direct.update_rows(session, _RUNS, values, columns)
+        else:
+            params = [{**v, "run_id": v["id"]} for v in values]
+            await session.execute(_update_runs_statement(columns), params)
+    metrics.RUN_ROWS_WRITTEN.inc(sum(len(v) for v in by_columns.values()))
+
+
+_RUN_UPDATES: dict[tuple[str, ...], Any] = {}
+
+
+def _update_runs_statement(columns: tuple[str, ...]) -> Any:
+    """SQLite's executemany ``UPDATE runs SET <columns> WHERE id = :run_id``, built once."""
+    stmt = _RUN_UPDATES.get(columns)
+    if stmt is None:
+        stmt = _RUN_UPDATES[columns] = (
+            update(_RUNS)
+            .where(_RUNS.c.id == bindparam("run_id"))
+            .values({name: bindparam(name) for name in columns})
+        )
+    return stmt
 
 
 def _in(column: Any, name: str, postgres: bool) -> Any:
@@ -78,54 +149,6 @@ def _per_dialect(build: Any) -> dict[str, Any]:
 
 def _dialect(session: AsyncSession) -> str:
     return "postgresql" if is_postgres(session) else "sqlite"
-
-
-_LOCK_RUNS = {
-    (with_spec, dialect): (
-        select(RunRecord)
-        .where(_in(RunRecord.id, "ids", dialect == "postgresql"))
-        .options(
-            *(
-                ()
-                if with_spec
-                else (defer(RunRecord.spec), defer(RunRecord.inputs), defer(RunRecord.replay))
-            )
-        )
-        # Locked in id order: two writers of overlapping sets (a rebalance) cannot deadlock.
-        .order_by(RunRecord.id)
-        .with_for_update()
-    )
-    for with_spec in (True, False)
-    for dialect in ("postgresql", "sqlite")
-}
-_LOAD_SPECS = _per_dialect(
-    lambda postgres: (
-        select(RunRecord)
-        .where(_in(RunRecord.id, "ids", postgres))
-        .options(undefer(RunRecord.spec), undefer(RunRecord.inputs), undefer(RunRecord.replay))
-        .execution_options(populate_existing=True)
-    )
-)
-
-
-async def lock_runs(
-    session: AsyncSession, run_ids: Iterable[str], *, with_spec: Iterable[str] = ()
-) -> dict[str, RunRecord]:
-    """The batch's run rows by id, locked ``FOR UPDATE`` in ONE statement (see
-    ``lock_run``); those of ``with_spec`` with their spec, inputs and replay loaded (in a
-    second statement when only some need them: a run whose graph is cached does not)."""
-    ids = sorted(set(run_ids))
-    if not ids:
-        return {}
-    need = set(with_spec)
-    every = need.issuperset(ids)
-    lock = _LOCK_RUNS[(every, _dialect(session))]
-    runs = {r.id: r for r in (await session.scalars(lock, {"ids": ids})).all()}
-    specs = sorted(need & runs.keys())
-    if specs and not every:
-        load = _LOAD_SPECS[_dialect(session)]
-        (await session.scalars(load, {"ids": specs})).all()  # fills the deferred columns
-    return runs
 
 
 def _select_rows() -> Any:
@@ -285,16 +308,8 @@ async def update_tasks(
         return
     names = tuple(sorted(set().union(*changed.values())))
     if is_postgres(session):
-        source = unnest_for(session, _TASKS, ("id", *names))
-        sql = _UNNEST_UPDATES.get(names)
-        if sql is None:
-            sets = ", ".join(f"{name} = {source.value(name)}" for name in names)
-            sql = _UNNEST_UPDATES[names] = (
-                f"UPDATE {_TASKS.name} SET {sets} FROM {source.source()} "
-                f"WHERE {_TASKS.name}.id = v.id"
-            )
-        arrays = source.arrays(session, [rows[task_id] for task_id in changed], getattr)
-        await direct.execute(session, sql, *arrays)
+        ordered = [rows[task_id] for task_id in changed]
+        await direct.update_rows(session, _TASKS, ordered, names, get=getattr)
     else:
         await session.execute(
             _update_statement(names),
@@ -304,10 +319,6 @@ async def update_tasks(
             ],
         )
     metrics.TASK_ROWS_WRITTEN.labels("update").inc(len(changed))
-
-
-_UNNEST_UPDATES: dict[tuple[str, ...], str] = {}
-"""``UPDATE tasks … FROM unnest(…)`` by column set (``id`` and the columns set)."""
 
 
 async def insert_attempts(

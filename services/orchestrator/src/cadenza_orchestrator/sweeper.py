@@ -39,7 +39,6 @@ from cadenza_state import (
     ApprovalRecord,
     AuditLogEntry,
     HoldStatus,
-    RunRecord,
     RunStatus,
     utcnow,
 )
@@ -51,6 +50,7 @@ from . import machine, metrics, store
 from .engine import Effects, Transition
 from .graph import GraphCache, RunGraph
 from .outcome import OPEN, Outcome
+from .rows import RunRow
 from .settings import OrchestratorSettings
 
 log = logging.getLogger("cadenza.orchestrator.sweeper")
@@ -261,9 +261,7 @@ class Sweeper:
                 lost.append((c, NOT_STARTED))
         return lost
 
-    def _transition(
-        self, session: AsyncSession, run: RunRecord, graph: RunGraph | None
-    ) -> Transition:
+    def _transition(self, session: AsyncSession, run: RunRow, graph: RunGraph | None) -> Transition:
         """A transition on a locked run (its graph built and cached when not yet known)."""
         if graph is None:
             graph = self.graphs.put(RunGraph.for_run(run))

@@ -6,7 +6,7 @@ events itself: four or five statements per run, each a round trip (and, on a sma
 socket write and read that cost as much CPU as the work). Closed transitions hand them
 here instead, and ``flush`` makes ONE statement of each kind for the whole batch, inside
 the batch's transaction: new rows first (attempts and updates may name them), then the
-changed columns, the attempt rows, the outbox; last, the final task counts of the runs the
+changed columns, the attempt rows, the runs' changes, the outbox; last, the final task counts of the runs the
 batch finished, in one grouped query.
 """
 
@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from cadenza_events import Envelope, Topic, TopicRegistry
 from cadenza_runtime import stage_outbox
-from cadenza_state import StagedMessage
+from cadenza_state import StagedMessage, utcnow
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import store
-from .rows import TaskRow
+from .rows import RunRow, TaskRow
 
 if TYPE_CHECKING:
     from .engine import Effects
@@ -37,6 +37,9 @@ class BatchWrites:
     rows: dict[str, TaskRow] = field(default_factory=dict)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     staged: list[tuple[Topic, Envelope[Any]]] = field(default_factory=list)
+    runs: list[RunRow] = field(default_factory=list)
+    """The transitions' run rows: those whose status, output, error or budget changed are
+    written at the end."""
     _owners: list[tuple[Effects, int]] = field(default_factory=list)
     """Each transition's effects and how many of ``staged`` are its events, in order."""
     _finished: list[Effects] = field(default_factory=list)
@@ -52,6 +55,7 @@ class BatchWrites:
         rows: dict[str, TaskRow],
         attempts: list[dict[str, Any]],
         staged: list[tuple[Topic, Envelope[Any]]],
+        run: RunRow,
     ) -> None:
         """A closed transition's share (task ids are unique across runs: shares never
         overlap)."""
@@ -60,6 +64,7 @@ class BatchWrites:
         self.rows.update({task_id: rows[task_id] for task_id in changed})
         self.attempts.extend(attempts)
         self.staged.extend(staged)
+        self.runs.append(run)
         self._owners.append((effects, len(staged)))
         if effects.run_finished:
             self._finished.append(effects)
@@ -72,6 +77,7 @@ class BatchWrites:
         await store.insert_tasks(session, self.new)
         await store.update_tasks(session, self.changed, self.rows)
         await store.insert_attempts(session, self.attempts)
+        await store.update_runs(session, self.runs, now=utcnow())
         staged = await stage_outbox(session, registry, self.staged, publisher=publisher)
         start = 0
         for effects, count in self._owners:
@@ -84,5 +90,6 @@ class BatchWrites:
                 effects.final_counts = counts.get(effects.run_id, (0, 0))
         self.outbox.extend(staged)
         self.new, self.changed, self.rows, self.attempts, self.staged = [], {}, {}, [], []
+        self.runs = []
         self._owners, self._finished = [], []
         return staged
