@@ -52,7 +52,8 @@ class ConsumerOptions:
     """Longest wait between two tries while a store is down."""
     fetch_wait_ms: int = 0
     """Kafka: let the broker hold a fetch up to this long for more records (16 KiB). 0 (the
-    dispatch path) answers a fetch as soon as one record is there; a consumer whose records
+    dispatch path) answers a fetch as soon as one record is there, and holds one with none
+    at most ``BusSettings.fetch_max_wait_ms``; a consumer whose records
     may wait a little (the run-event log) makes far fewer fetches under load: each is a
     request, syscalls and parsing on both sides."""
     batches_in_flight: int | None = None

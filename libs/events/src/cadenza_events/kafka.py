@@ -75,13 +75,10 @@ class KafkaConsumerTransport:
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             rebalance_timeout_ms=max(30_000, s.session_timeout_ms),
             max_poll_interval_ms=900_000,
-            # See ConsumerOptions.fetch_wait_ms; without it, aiokafka's defaults (1 byte, and
-            # a 500 ms long poll on an idle topic).
-            **(
-                {"fetch_min_bytes": FETCH_BATCH_BYTES, "fetch_max_wait_ms": self._fetch_wait_ms}
-                if self._fetch_wait_ms
-                else {}
-            ),
+            # See ConsumerOptions.fetch_wait_ms; without it (the dispatch path), answered as
+            # soon as one record is there, and held at most BusSettings.fetch_max_wait_ms.
+            fetch_min_bytes=FETCH_BATCH_BYTES if self._fetch_wait_ms else 1,
+            fetch_max_wait_ms=self._fetch_wait_ms or s.fetch_max_wait_ms,
         )
         consumer.subscribe(topics=self._topics, listener=_Listener(listener))
         async for attempt in _connect_retry():
