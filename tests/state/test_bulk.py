@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from cadenza_state import OutboxMessage, RunRecord, TaskRecord, bulk, claim_unpublished, insert_many
 from cadenza_state.outbox import insert_outbox
-from sqlalchemy import Table, select, text
+from sqlalchemy import Table, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -55,9 +55,10 @@ async def test_copied_rows_read_back_as_inserted_ones(
     run_id = await _run(sessions)
     n = 8
     async with sessions() as session, session.begin():
-        monkeypatch.setattr(bulk, "COPY_MIN_ROWS", 10**9)  # executemany
+        await session.execute(insert(TASKS), _task_rows(run_id, "insert-", n))  # Core's
+        monkeypatch.setattr(bulk, "COPY_MIN_ROWS", 10**9)  # an unnest insert (executemany)
         assert not bulk.uses_copy(session, n)
-        await insert_many(session, TASKS, _task_rows(run_id, "insert-", n))
+        await insert_many(session, TASKS, _task_rows(run_id, "few-", n))
         monkeypatch.setattr(bulk, "COPY_MIN_ROWS", 1)  # COPY where the database has it
         await insert_many(session, TASKS, _task_rows(run_id, "copy-", n))
         copied = bulk.uses_copy(session, n)
@@ -71,24 +72,22 @@ async def test_copied_rows_read_back_as_inserted_ones(
             )
         ).all()
     by_id = {row[0]: row[1:] for row in rows}
-    assert len(by_id) == 2 * n
+    assert len(by_id) == 3 * n
     for i in range(n):
         assert by_id[f"copy-{i}"] == by_id[f"insert-{i}"], i
+        assert by_id[f"few-{i}"] == by_id[f"insert-{i}"], i
     assert by_id["copy-2"][0] is None
     assert by_id["copy-0"][1] == datetime(2026, 12, 4, 13, 0, 0, 123456, tzinfo=UTC)
     assert copied == (sessions.kw["bind"].dialect.name == "postgresql")
 
 
-async def test_a_column_copy_cannot_default_must_be_given(
-    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_column_copy_cannot_default_must_be_given(sessions: Sessions) -> None:
     run_id = await _run(sessions)
     rows = _task_rows(run_id, "x", 3)
     for row in rows:
         del row["status"]  # a Python-side default only
-    monkeypatch.setattr(bulk, "COPY_MIN_ROWS", 1)
     async with sessions() as session, session.begin():
-        if bulk.uses_copy(session, 3):  # PostgreSQL: refused before anything is sent
+        if bulk.uses_copy(session, 1000):  # PostgreSQL (COPY or unnest): refused up front
             with pytest.raises(ValueError, match="status"):
                 await insert_many(session, TASKS, rows)
             return

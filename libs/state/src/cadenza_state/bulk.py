@@ -1,4 +1,5 @@
-"""Many rows into one table at once: binary ``COPY`` on PostgreSQL, one executemany elsewhere.
+"""Many rows into one table at once: binary ``COPY`` on PostgreSQL (an unnest insert for a
+few rows), one executemany elsewhere.
 
 A plan of 10,000 tasks writes 10,000 task rows and 10,000 outbox rows in its transaction.
 As ``INSERT … VALUES`` executemany, SQLAlchemy binds every parameter of every row and
@@ -19,6 +20,8 @@ from sqlalchemy import Table, insert, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cadenza_state.direct import insert_rows
+
 #: Below this many rows an executemany is as fast (COPY costs a round trip of its own).
 COPY_MIN_ROWS = 200
 
@@ -32,11 +35,12 @@ async def insert_many(
     session: AsyncSession, table: Table, rows: Sequence[Mapping[str, Any]]
 ) -> None:
     """Insert ``rows`` (each naming the same columns) into ``table`` in the session's
-    transaction. Columns a row leaves out get their server default; a column with only a
-    Python-side default must be given (COPY cannot run it)."""
+    transaction. Columns a row leaves out get their server default; on PostgreSQL a column
+    with only a Python-side default must be given (neither COPY nor the unnest insert can
+    run it)."""
     if not rows:
         return
-    if not uses_copy(session, len(rows)):
+    if session.get_bind().dialect.name != "postgresql":
         await session.execute(_insert(table), list(rows))
         return
     columns = list(rows[0])
@@ -47,6 +51,11 @@ async def insert_many(
     ]
     if missing:
         raise ValueError(f"{table.name}: give {', '.join(missing)} (Python-side defaults)")
+    if not uses_copy(session, len(rows)):
+        # A few rows (a small plan's tasks): ONE unnest insert straight on asyncpg, where
+        # SQLAlchemy's executemany bound every parameter of every row.
+        await insert_rows(session, table, rows)
+        return
     connection = await session.connection()
     # Column by column: map() runs a column's bind processor without a Python loop per value.
     values: list[Any] = []
