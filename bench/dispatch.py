@@ -342,11 +342,15 @@ def listening_pid(port: int) -> int | None:
         if not entry.name.isdigit():
             continue
         try:
-            for fd in os.scandir(f"/proc/{entry.name}/fd"):
+            fds = list(os.scandir(f"/proc/{entry.name}/fd"))
+        except OSError:  # gone, or not ours to read
+            continue
+        for fd in fds:
+            try:
                 if os.readlink(fd.path) in inodes:
                     return int(entry.name)
-        except OSError:
-            continue
+            except OSError:  # this fd closed meanwhile: the next may be the socket (a
+                continue  # broker with a thousand files open closes some all the time)
     return None
 
 
