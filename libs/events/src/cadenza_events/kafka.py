@@ -163,6 +163,7 @@ class KafkaPublisher:
             acks="all",
             enable_idempotence=True,  # broker dedupes producer retries: no duplicates from us
             linger_ms=self._settings.linger_ms,
+            max_batch_size=self._settings.producer_batch_bytes,
             partitioner=KeyHashCache(),
         )
         async for attempt in _connect_retry():

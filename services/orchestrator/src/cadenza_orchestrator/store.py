@@ -103,19 +103,22 @@ async def update_runs(session: AsyncSession, runs: Iterable[RunRow], *, now: dat
     ``updated_at``: one statement per set of changed columns (a batch's runs mostly change
     the same ones, or none)."""
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    changed: list[RunRow] = []
     for run in runs:
         changes = run.changes()
         if changes:
             columns = (*sorted(changes), "updated_at")
             by_columns.setdefault(columns, []).append({"id": run.id, **changes, "updated_at": now})
-            run.mark_written()
+            changed.append(run)
     for columns, values in by_columns.items():
         if is_postgres(session):
             await direct.update_rows(session, _RUNS, values, columns)
         else:
             params = [{**v, "run_id": v["id"]} for v in values]
             await session.execute(_update_runs_statement(columns), params)
-    metrics.RUN_ROWS_WRITTEN.inc(sum(len(v) for v in by_columns.values()))
+    for run in changed:
+        run.mark_written()
+    metrics.RUN_ROWS_WRITTEN.inc(len(changed))
 
 
 _RUN_UPDATES: dict[tuple[str, ...], Any] = {}
