@@ -19,7 +19,7 @@ from cadenza_state import (
     insert_many,
 )
 from cadenza_state.direct import insert_rows, is_postgres
-from sqlalchemy import String, all_, any_, bindparam, case, exists, func, or_, select, update
+from sqlalchemy import String, any_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -391,31 +391,47 @@ async def has_open_tasks(
     waits for a person (checked only when nothing else is open: the run's last moments).
     ``besides``: rows the caller holds changed and has not written yet (it judges those
     itself), so it need not write them first."""
-    stmt = _HAS_OPEN_TASKS[_dialect(session)]
+    if is_postgres(session):  # every small run's end: straight on asyncpg
+        (row,) = await direct.fetch(session, _HAS_OPEN_SQL, run_id, sorted(set(besides)))
+        return bool(row[0])
     params = {"run_id": run_id, "besides": sorted(set(besides))}
-    return bool(await session.scalar(stmt, params))
+    return bool(await session.scalar(_HAS_OPEN_TASKS, params))
 
 
-def _has_open_statement(postgres: bool) -> Any:
-    # One SQL text whatever the number of rows left out: an array on PostgreSQL (one
-    # prepared statement), an expanding NOT IN on SQLite.
-    if postgres:
-        besides = _TASKS.c.id != all_(bindparam("besides", type_=postgresql.ARRAY(String)))
-    else:
-        besides = _TASKS.c.id.not_in(bindparam("besides", expanding=True))
-    return select(
-        or_(
-            *(
-                exists().where(
-                    _TASKS.c.run_id == bindparam("run_id"), _TASKS.c.status.in_(statuses), besides
-                )
-                for statuses in (_OPEN, _HELD)
+def _sql_list(values: Iterable[str]) -> str:
+    """Constant statuses as SQL literals: the planner matches them against the partial
+    indexes' predicates (``ix_tasks_run_id_open``), which bound values may not prove."""
+    out = []
+    for value in values:
+        assert value.replace("_", "").isalpha(), value  # our own status names, nothing else
+        out.append(f"'{value}'")
+    return ", ".join(out)
+
+
+_HAS_OPEN_SQL = "SELECT " + " OR ".join(
+    f"EXISTS (SELECT 1 FROM tasks WHERE tasks.run_id = $1 AND tasks.status IN "
+    f"({_sql_list(statuses)}) AND tasks.id <> ALL($2::VARCHAR[]))"
+    for statuses in (_OPEN, _HELD)
+)
+_COUNT_TASKS_OF_SQL = (
+    "SELECT tasks.run_id, count(*), count(*) FILTER (WHERE tasks.status IN "
+    f"({_sql_list(sorted(TERMINAL))})) FROM tasks WHERE tasks.run_id = ANY($1::VARCHAR[]) "
+    "GROUP BY tasks.run_id"
+)
+
+
+_HAS_OPEN_TASKS = select(  # SQLite's; PostgreSQL's is _HAS_OPEN_SQL, straight on asyncpg
+    or_(
+        *(
+            exists().where(
+                _TASKS.c.run_id == bindparam("run_id"),
+                _TASKS.c.status.in_(statuses),
+                _TASKS.c.id.not_in(bindparam("besides", expanding=True)),
             )
+            for statuses in (_OPEN, _HELD)
         )
     )
-
-
-_HAS_OPEN_TASKS = _per_dialect(_has_open_statement)
+)
 
 
 async def insert_hold(
@@ -484,20 +500,21 @@ async def count_tasks_of(
     ids = sorted(set(run_ids))
     if not ids:
         return {}
-    rows = (await session.execute(_COUNT_TASKS_OF[_dialect(session)], {"ids": ids})).all()
+    if is_postgres(session):  # every batch that finished a run: straight on asyncpg
+        rows: Any = await direct.fetch(session, _COUNT_TASKS_OF_SQL, ids)
+    else:
+        rows = (await session.execute(_COUNT_TASKS_OF, {"ids": ids})).all()
     return {run_id: (int(total), int(done or 0)) for run_id, total, done in rows}
 
 
-_COUNT_TASKS_OF = _per_dialect(
-    lambda postgres: (
-        select(
-            _TASKS.c.run_id,
-            func.count(),
-            func.count().filter(_TASKS.c.status.in_(sorted(TERMINAL))),
-        )
-        .where(_in(_TASKS.c.run_id, "ids", postgres))
-        .group_by(_TASKS.c.run_id)
+_COUNT_TASKS_OF = (  # SQLite's; PostgreSQL's is _COUNT_TASKS_OF_SQL, straight on asyncpg
+    select(
+        _TASKS.c.run_id,
+        func.count(),
+        func.count().filter(_TASKS.c.status.in_(sorted(TERMINAL))),
     )
+    .where(_in(_TASKS.c.run_id, "ids", False))
+    .group_by(_TASKS.c.run_id)
 )
 
 _COUNT_TASKS = select(
