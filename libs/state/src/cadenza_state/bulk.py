@@ -13,14 +13,13 @@ serialiser, UTC timestamps), so what is stored is the same either way
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Table, insert, text
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cadenza_state.direct import insert_rows
+from cadenza_state.direct import column_arrays, insert_rows, is_postgres
 
 #: Below this many rows an executemany is as fast (COPY costs a round trip of its own).
 COPY_MIN_ROWS = 200
@@ -28,7 +27,7 @@ COPY_MIN_ROWS = 200
 
 def uses_copy(session: AsyncSession, rows: int) -> bool:
     """Whether :func:`insert_many` copies ``rows`` rows on this session's database."""
-    return rows >= COPY_MIN_ROWS and session.get_bind().dialect.name == "postgresql"
+    return rows >= COPY_MIN_ROWS and is_postgres(session)
 
 
 async def insert_many(
@@ -40,7 +39,7 @@ async def insert_many(
     run it)."""
     if not rows:
         return
-    if session.get_bind().dialect.name != "postgresql":
+    if not is_postgres(session):
         await session.execute(_insert(table), list(rows))
         return
     columns = list(rows[0])
@@ -56,15 +55,8 @@ async def insert_many(
         # SQLAlchemy's executemany bound every parameter of every row.
         await insert_rows(session, table, rows)
         return
+    records = list(zip(*column_arrays(session, table, columns, rows), strict=True))
     connection = await session.connection()
-    # Column by column: map() runs a column's bind processor without a Python loop per value.
-    values: list[Any] = []
-    for name, processor in zip(
-        columns, _bind_processors(table, columns, connection.dialect), strict=True
-    ):
-        column = [row[name] for row in rows]
-        values.append(column if processor is None else list(map(processor, column)))
-    records = list(zip(*values, strict=True))
     raw = await connection.get_raw_connection()
     await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
         table.name, records=records, columns=columns
@@ -85,9 +77,3 @@ async def reserve_ids(session: AsyncSession, table: Table, count: int) -> list[i
         {"table": table.name, "n": count},
     )
     return sorted(row[0] for row in result)
-
-
-def _bind_processors(
-    table: Table, columns: Sequence[str], dialect: Dialect
-) -> list[Callable[[Any], Any] | None]:
-    return [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]

@@ -123,19 +123,31 @@ class Unnest:
         return f"CAST(v.{name} AS JSON)" if self._json[self.columns.index(name)] else f"v.{name}"
 
     def arrays(self, session: AsyncSession, rows: Sequence[Any], get: Getter = None) -> list[Any]:
-        """One array per column, each value processed as SQLAlchemy would bind it on the
-        session's dialect. Rows are mappings, or objects read with ``get`` (e.g. getattr)."""
-        dialect = session.get_bind().dialect
-        read = get or _item
-        arrays: list[Any] = []
-        for name in self.columns:
-            process = self.table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            column = [read(row, name) for row in rows]
-            arrays.append(column if process is None else list(map(process, column)))
-        return arrays
+        """``column_arrays`` of these columns."""
+        return column_arrays(session, self.table, self.columns, rows, get)
 
 
 Getter = Callable[[Any, str], Any] | None
+
+
+def column_arrays(
+    session: AsyncSession,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Any],
+    get: Getter = None,
+) -> list[list[Any]]:
+    """One list per column, each value processed as SQLAlchemy would bind it on the
+    session's dialect (map() runs a column's processor without a Python loop per value).
+    Rows are mappings, or objects read with ``get`` (e.g. getattr)."""
+    dialect = session.get_bind().dialect
+    read = get or _item
+    arrays: list[list[Any]] = []
+    for name in columns:
+        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        column = [read(row, name) for row in rows]
+        arrays.append(column if process is None else list(map(process, column)))
+    return arrays
 
 
 def _item(row: Any, name: str) -> Any:

@@ -6,8 +6,8 @@ events itself: four or five statements per run, each a round trip (and, on a sma
 socket write and read that cost as much CPU as the work). Closed transitions hand them
 here instead, and ``flush`` makes ONE statement of each kind for the whole batch, inside
 the batch's transaction: new rows first (attempts and updates may name them), then the
-changed columns, the attempt rows, the runs' changes, the outbox; last, the final task counts of the runs the
-batch finished, in one grouped query.
+changed columns, the attempt rows, the runs' changes, the outbox; last, the final task
+counts of the runs the batch finished, in one grouped query.
 """
 
 from __future__ import annotations
