@@ -17,8 +17,10 @@ from cadenza_events import (
     NonRetryableError,
     RetryPolicy,
     RunEvent,
+    RunStopped,
     TaskReady,
     Topic,
+    encode,
 )
 from prometheus_client import REGISTRY
 from support import assert_eventually
@@ -508,3 +510,92 @@ async def test_a_consumer_that_lets_fetches_wait_still_gets_a_trickle_promptly(
     finally:
         await consumer.stop()
     assert got == [0, 1, 2, 3, 4]
+
+
+# -- broadcast listeners (Bus.listener) ------------------------------------------------------
+
+
+def run_stopped(run_id: str) -> Envelope[RunStopped]:
+    return Envelope(
+        payload=RunStopped(run_id=run_id, status="cancelled"),
+        source="/tests",
+        tenant_id="acme",
+        plan_id=run_id,
+    )
+
+
+async def test_every_listener_hears_every_record(bus: Bus, unique_id: str) -> None:
+    """Unlike a group's members, two listeners both get each record (a control message
+    must reach every worker process), in order per run, whatever partition it lands on."""
+    heard: dict[str, list[str]] = {"a": [], "b": []}
+
+    def hear(name: str) -> Any:
+        async def handle(env: Envelope[Any]) -> None:
+            heard[name].append(env.payload.run_id)
+
+        return handle
+
+    listeners = [bus.listener([Topic.RUN_CONTROL], hear(n), f"{unique_id}-{n}") for n in heard]
+    for listener in listeners:
+        await listener.start()
+    try:
+        runs = [f"run-{i}" for i in range(12)]  # spread over the partitions
+        await bus.publisher.publish_many([(Topic.RUN_CONTROL, run_stopped(r)) for r in runs])
+        await assert_eventually(lambda: all(len(h) == len(runs) for h in heard.values()))
+        assert sorted(heard["a"]) == sorted(heard["b"]) == sorted(runs)
+    finally:
+        for listener in listeners:
+            await listener.stop()
+
+
+async def test_a_listener_hears_only_what_is_published_after_it_started(
+    bus: Bus, unique_id: str
+) -> None:
+    await bus.publisher.publish(Topic.RUN_CONTROL, run_stopped("before"))
+    heard: list[str] = []
+
+    async def handle(env: Envelope[Any]) -> None:
+        heard.append(env.payload.run_id)
+
+    listener = bus.listener([Topic.RUN_CONTROL], handle, f"{unique_id}-late")
+    await listener.start()
+    try:
+        await bus.publisher.publish(Topic.RUN_CONTROL, run_stopped("after"))
+        await assert_eventually(lambda: heard == ["after"])
+    finally:
+        await listener.stop()
+
+
+async def test_a_failing_listener_handler_skips_the_record_and_goes_on(
+    bus: Bus, unique_id: str
+) -> None:
+    """No retries, no dead letters: a control message is news or nothing."""
+    heard: list[str] = []
+
+    async def handle(env: Envelope[Any]) -> None:
+        if env.payload.run_id == "bad":
+            raise RuntimeError("boom")
+        heard.append(env.payload.run_id)
+
+    failed = REGISTRY.get_sample_value(
+        "cadenza_bus_broadcast_messages_total",
+        {"topic": bus.registry.name(Topic.RUN_CONTROL), "outcome": "failed"},
+    )
+    listener = bus.listener([Topic.RUN_CONTROL], handle, f"{unique_id}-bad")
+    await listener.start()
+    try:
+        for run_id in ("bad", "good"):  # one key → one partition → this order
+            env = run_stopped(run_id)
+            await bus.publisher.publish_raw(
+                bus.registry.name(Topic.RUN_CONTROL),
+                b"same-key",
+                *encode(env, "same-key")[1:],
+            )
+        await assert_eventually(lambda: heard == ["good"])
+        after = REGISTRY.get_sample_value(
+            "cadenza_bus_broadcast_messages_total",
+            {"topic": bus.registry.name(Topic.RUN_CONTROL), "outcome": "failed"},
+        )
+        assert (after or 0) - (failed or 0) == 1
+    finally:
+        await listener.stop()

@@ -16,8 +16,11 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cadenza_events import BusSettings, Envelope, RunStopped, Topic, Unavailable
+from cadenza_events.kafka import KafkaBus
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import assert_eventually
 from support.drills import (
@@ -170,3 +173,47 @@ async def test_kafka_restart_mid_run(
     probes, _ = await _drill(private_kafka, unique_id, tmp_path, 5.0, require_services)
     _assert_never_500(probes)
     assert {p.status for p in probes} <= {200, 201, 503}, [str(p) for p in probes]
+
+
+async def test_a_run_stop_broadcast_is_heard_again_after_a_kafka_restart(
+    private_kafka: PrivateService, unique_id: str
+) -> None:
+    """The workers' `run.control` listener (no group, no commits) rides out a broker
+    restart: the client reconnects and a stop published after it is heard, once."""
+    settings = BusSettings(
+        bootstrap_servers=private_kafka.overrides()["CADENZA_BUS_BOOTSTRAP_SERVERS"],
+        topic_prefix=f"{unique_id}.",
+        partitions=3,
+    )
+    bus = KafkaBus(settings)
+    await bus.start()
+    heard: list[str] = []
+
+    async def hear(env: Envelope[Any]) -> None:
+        heard.append(env.payload.run_id)
+
+    def stop(run_id: str) -> Envelope[RunStopped]:
+        payload = RunStopped(run_id=run_id, status="cancelled")
+        return Envelope(payload=payload, source="/tests", tenant_id="t", plan_id=run_id)
+
+    listener = bus.listener([Topic.RUN_CONTROL], hear, "drill-control")
+    await listener.start()
+    try:
+        await bus.publisher.publish(Topic.RUN_CONTROL, stop("before"))
+        await assert_eventually(lambda: heard == ["before"], timeout=30)
+        await asyncio.to_thread(private_kafka.down)
+        await asyncio.to_thread(private_kafka.up)
+
+        async def published() -> bool:  # the producer reconnects too; it may fail meanwhile
+            try:
+                await bus.publisher.publish(Topic.RUN_CONTROL, stop("after"))
+            except Unavailable:
+                return False
+            return True
+
+        await assert_eventually(published, timeout=60, interval=0.5)
+        await assert_eventually(lambda: "after" in heard, timeout=60)
+        assert heard == ["before", "after"]
+    finally:
+        await listener.stop()
+        await bus.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from cadenza_events import RunEvent, TaskReady
+from cadenza_events import Envelope, RunEvent, RunStopped, TaskReady, Topic
 from cadenza_runtime import keys
 from orchestrator_specs import DIAMOND, FAN_OUT
 from orchestrator_stack import UNIT, Reply, Stack
@@ -340,9 +340,20 @@ async def test_failure_without_fallback_fails_the_run_and_cancels_the_rest(stack
         return None  # "slow" keeps running
 
     stack.worker.script = script
+    stops: list[Any] = []
+
+    async def hear(env: Envelope[Any]) -> None:
+        stops.append(env.payload)
+
+    control = stack.resources.bus.listener([Topic.RUN_CONTROL], hear, "test-control")
+    await control.start()
     run_id = await stack.submit(spec)
     run = await stack.wait_run(run_id)
     assert run.status == "failed"
+    # Workers are told to stop the run's tasks in flight ("slow") at once.
+    await assert_eventually(lambda: stops, message="run.stopped broadcast")
+    await control.stop()
+    assert stops == [RunStopped(run_id=run_id, status="failed")]
     assert run.error is not None
     assert run.error["code"] == "task_failed"
     assert run.error["task"] == "bad"

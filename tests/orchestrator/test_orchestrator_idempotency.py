@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from cadenza_events import Envelope, PlanRequested, TaskReady, TaskResult, Topic
+from cadenza_events import Envelope, PlanRequested, RunStopped, TaskReady, TaskResult, Topic
 from cadenza_runtime import keys
 from orchestrator_specs import DIAMOND
 from orchestrator_stack import UNIT, Reply, Stack, publish_result
@@ -116,6 +116,14 @@ async def test_a_cancel_command_stops_the_run_and_late_results_change_nothing(
     hot = stack.resources.hot
     marker = hot.key(keys.run_cancelled(run_id))
     assert not await hot.redis.exists(marker)
+    stops: list[RunStopped] = []
+
+    async def hear(env: Envelope[Any]) -> None:
+        if env.payload.run_id == run_id:
+            stops.append(env.payload)
+
+    control = stack.resources.bus.listener([Topic.RUN_CONTROL], hear, "test-control")
+    await control.start()
 
     await stack.cancel(run_id, reason="wrong inputs")
     run = await stack.wait_run(run_id, "cancelled")
@@ -124,8 +132,10 @@ async def test_a_cancel_command_stops_the_run_and_late_results_change_nothing(
     assert {n: t.status for n, t in tasks.items()} == dict.fromkeys(
         ["one", "two", "three", "after"], "cancelled"
     )
-    # The workers' stop marker is set after the commit.
+    # The workers' stop marker is set after the commit; the stop is broadcast with it.
     await assert_eventually(lambda: hot.redis.exists(marker), message="stop marker set")
+    await assert_eventually(lambda: stops, message="run.stopped broadcast")
+    assert stops == [RunStopped(run_id=run_id, status="cancelled")]
     events = await stack.run_events(run_id)
     cancelled = [e for e in events if e.kind == "run.cancelled"]
     assert len(cancelled) == 1
@@ -151,6 +161,8 @@ async def test_a_cancel_command_stops_the_run_and_late_results_change_nothing(
     assert cancels("run_finished") == finished_before + 1
     assert (await stack.run(run_id)).status == "cancelled"
     assert [e.kind for e in await stack.run_events(run_id)].count("run.cancelled") == 1
+    await control.stop()
+    assert len(stops) == 1  # the repeat repairs the marker; it broadcasts nothing
 
 
 async def test_a_cancel_before_the_plan_cancels_the_run_unplanned(stack: Stack) -> None:

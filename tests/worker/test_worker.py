@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
-from cadenza_events import Envelope, RunEvent, TaskReady, Topic
+from cadenza_events import Envelope, RunEvent, RunStopped, TaskReady, Topic
 from cadenza_runtime import keys
 from cadenza_state import ToolEffectRecord
 from cadenza_worker import (
@@ -199,6 +199,63 @@ async def test_cancellation_stops_a_running_tool(stack: Stack) -> None:
 
     await assert_eventually(released)
     await assert_eventually(lambda: "task.finished" in stack.event_kinds(task.task_id))
+
+
+async def stop_broadcast(stack: Stack, run_id: str) -> None:
+    """What the orchestrator publishes when a run stops (no Redis marker: only the
+    broadcast can tell the worker)."""
+    await stack.resources.bus.publisher.publish(
+        Topic.RUN_CONTROL,
+        Envelope(
+            payload=RunStopped(run_id=run_id, status="cancelled"),
+            source="/tests",
+            tenant_id="default",
+            plan_id=run_id,
+        ),
+    )
+
+
+async def test_a_stop_broadcast_stops_a_running_tool_at_once(stack: Stack) -> None:
+    """The heartbeat (which would read the Redis marker) beats every 20 s here, and no
+    marker is set: only the run.control broadcast can stop the sleep this fast."""
+    await stack.start_worker(lease_ttl_s=60)
+    task = await stack.add_task("sleep", {"seconds": 60}, timeout_s=120)
+    await stack.dispatch(task)
+    await assert_eventually(lambda: metric("cadenza_worker_tasks_in_flight") >= 1)
+    before = metric("cadenza_worker_tasks_stopped_total", source="broadcast")
+    stopped_at = time.monotonic()
+    await stop_broadcast(stack, task.run_id)
+    result = await stack.result(task, timeout=10)
+    assert time.monotonic() - stopped_at < 5  # far inside one heartbeat (20 s)
+    assert (result.status, result.tries) == ("cancelled", 1)
+    assert result.error is not None
+    assert result.error.code == "cancelled"
+    assert metric("cadenza_worker_tasks_stopped_total", source="broadcast") == before + 1
+    assert metric("cadenza_worker_tasks_in_flight") == 0
+
+
+async def test_a_stop_broadcast_stops_only_its_runs_tasks(stack: Stack) -> None:
+    await stack.start_worker(lease_ttl_s=60)
+    doomed = await stack.add_task("sleep", {"seconds": 60}, timeout_s=120)
+    other = await stack.add_task("sleep", {"seconds": 1.5}, timeout_s=120)
+    await stack.dispatch(doomed)
+    await stack.dispatch(other)
+    await assert_eventually(lambda: metric("cadenza_worker_tasks_in_flight") >= 2)
+    await stop_broadcast(stack, doomed.run_id)
+    assert (await stack.result(doomed, timeout=10)).status == "cancelled"
+    assert (await stack.result(other, timeout=10)).status == "succeeded"
+
+
+async def test_a_task_of_a_run_heard_stopped_is_reported_without_running(stack: Stack) -> None:
+    """A claim under way as the broadcast comes (before the orchestrator's Redis marker):
+    the worker remembers the stopped run and reports the attempt cancelled, untried."""
+    worker = await stack.start_worker(lease_ttl_s=60)
+    task = await stack.add_task("sleep", {"seconds": 60}, timeout_s=120)
+    await stop_broadcast(stack, task.run_id)
+    await assert_eventually(lambda: worker._handler.presence.run_stopped(task.run_id))
+    await stack.dispatch(task)
+    result = await stack.result(task, timeout=10)
+    assert (result.status, result.tries, result.started_at) == ("cancelled", 0, None)
 
 
 async def test_a_tool_that_finishes_despite_the_stop_keeps_its_output(stack: Stack) -> None:

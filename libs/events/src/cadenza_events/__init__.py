@@ -1,5 +1,6 @@
 """cadenza_events: the one event contract every Cadenza service imports."""
 
+from .broadcast import Listener
 from .bus import (
     BatchHandler,
     Bus,
@@ -37,6 +38,7 @@ from .payloads import (
     RunEvent,
     RunEventBatch,
     RunResumeRequested,
+    RunStopped,
     TaskError,
     TaskReady,
     TaskResult,
@@ -62,6 +64,7 @@ __all__ = [
     "Handoff",
     "Hold",
     "HoldResolved",
+    "Listener",
     "MemoryBroker",
     "MemoryBus",
     "Message",
@@ -77,6 +80,7 @@ __all__ = [
     "RunEvent",
     "RunEventBatch",
     "RunResumeRequested",
+    "RunStopped",
     "TaskError",
     "TaskReady",
     "TaskResult",

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .envelope import Envelope, Message
 from .topics import Topic, TopicRegistry
+
+if TYPE_CHECKING:
+    from .broadcast import Listener
 
 Handler = Callable[[Envelope[Any]], Awaitable[None]]
 BatchHandler = Callable[[Sequence[Envelope[Any]]], Awaitable[None]]
@@ -151,4 +154,11 @@ class Bus(Protocol):
         (one retry, one span per batch; offsets committed in order after it returns). When
         a batch keeps failing, its envelopes are retried one by one so only a poison
         message is dead-lettered."""
+        ...
+
+    def listener(self, topics: Sequence[Topic], handler: Handler, name: str) -> Listener:
+        """Every record published on ``topics`` after ``start()`` reaches ``handler`` in
+        THIS process (no group: each listener hears everything; no commits, retries or
+        dead letters): for control messages a slower durable path backs up
+        (``cadenza_events.broadcast``)."""
         ...

@@ -15,6 +15,7 @@ from aiokafka.partitioner import DefaultPartitioner, murmur2
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from . import metrics
+from .broadcast import Listener
 from .bus import BatchHandler, ConsumerOptions, Decoder, Handler, RawRecord
 from .envelope import Envelope, Message, encode
 from .errors import Unavailable
@@ -40,6 +41,24 @@ def _connect_retry() -> AsyncRetrying:
 
 FETCH_BATCH_BYTES = 16 * 1024
 """What a consumer with ``fetch_wait_ms`` asks the broker to gather before answering."""
+
+
+async def _fetch(consumer: AIOKafkaConsumer, max_records: int, timeout_s: float) -> list[Message]:
+    """One ``getmany``'s records as the bus's messages."""
+    batches = await consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+    return [
+        Message(
+            topic=r.topic,
+            partition=r.partition,
+            offset=r.offset,
+            key=r.key,
+            value=r.value or b"",
+            headers=tuple(r.headers or ()),
+            timestamp_ms=r.timestamp,
+        )
+        for records in batches.values()
+        for r in records
+    ]
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -88,22 +107,7 @@ class KafkaConsumerTransport:
 
     async def fetch(self, max_records: int, timeout_s: float) -> list[Message]:
         assert self._consumer is not None
-        batches = await self._consumer.getmany(
-            timeout_ms=int(timeout_s * 1000), max_records=max_records
-        )
-        return [
-            Message(
-                topic=r.topic,
-                partition=r.partition,
-                offset=r.offset,
-                key=r.key,
-                value=r.value or b"",
-                headers=tuple(r.headers or ()),
-                timestamp_ms=r.timestamp,
-            )
-            for records in batches.values()
-            for r in records
-        ]
+        return await _fetch(self._consumer, max_records, timeout_s)
 
     async def commit(self, offsets: dict[TP, int]) -> None:
         assert self._consumer is not None
@@ -123,6 +127,53 @@ class KafkaConsumerTransport:
             if hw is not None:
                 out[(tp.topic, tp.partition)] = hw
         return out
+
+
+class KafkaBroadcastTransport:
+    """A ``Listener``'s records on Kafka: no group; every partition of ``names`` assigned
+    and sought to its end at start. Idle fetches are held up to Kafka's 500 ms (a record
+    still comes back at once): the listener has its own connection, so its long poll
+    holds up nothing else."""
+
+    def __init__(self, settings: BusSettings, names: list[str]) -> None:
+        self._settings = settings
+        self._names = names
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        s = self._settings
+        # Subscribed without a group, the client assigns itself every partition.
+        consumer = AIOKafkaConsumer(
+            *self._names,
+            bootstrap_servers=s.bootstrap_servers,
+            client_id=s.client_id,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+        )
+        async for attempt in _connect_retry():
+            with attempt:
+                await consumer.start()
+        try:
+            # start() waited for the topics' metadata and assigned every partition. The ends
+            # as of now, awaited: a record published once start() returns is heard.
+            partitions = consumer.assignment()
+            if not partitions:
+                raise Unavailable(f"Kafka: no partitions of {self._names}", code="bus_unavailable")
+            await consumer.seek_to_end(*partitions)
+        except BaseException:
+            await consumer.stop()
+            raise
+        self._consumer = consumer
+
+    async def fetch(self, max_records: int, timeout_s: float) -> list[Message]:
+        assert self._consumer is not None
+        return await _fetch(self._consumer, max_records, timeout_s)
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            await consumer.stop()
 
 
 class KeyHashCache:
@@ -342,3 +393,7 @@ class KafkaBus:
         options: ConsumerOptions | None = None,
     ) -> ConsumerRunner:
         return self.consumer(topics, group, one_by_one(handler), options, batch_handler=handler)
+
+    def listener(self, topics: Sequence[Topic], handler: Handler, name: str) -> Listener:
+        transport = KafkaBroadcastTransport(self.settings, [self.registry.name(t) for t in topics])
+        return Listener(transport, handler, name)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import metrics
+from .broadcast import Listener
 from .bus import BatchHandler, ConsumerOptions, Decoder, Handler, RawRecord
 from .envelope import Envelope, Message, encode
 from .offsets import TopicPartition
@@ -208,6 +209,36 @@ class MemoryPublisher:
             await self.publish_raw(topic, key, value, headers)
 
 
+class MemoryBroadcastTransport:
+    """A ``Listener``'s records in process: every partition of ``names`` from its end."""
+
+    def __init__(self, broker: MemoryBroker, names: list[str]) -> None:
+        self.broker = broker
+        self.names = names
+        self.positions: dict[TopicPartition, int] = {}
+
+    async def start(self) -> None:
+        for name in self.names:
+            for p, part in enumerate(self.broker.topics[name]):
+                self.positions[(name, p)] = len(part)
+
+    async def fetch(self, max_records: int, timeout_s: float) -> list[Message]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            out: list[Message] = []
+            for (name, p), pos in self.positions.items():
+                take = self.broker.topics[name][p][pos : pos + (max_records - len(out))]
+                out.extend(take)
+                self.positions[(name, p)] = pos + len(take)
+            remaining = deadline - time.monotonic()
+            if out or remaining <= 0:
+                return out
+            await self.broker.wait_for_change(remaining)
+
+    async def close(self) -> None:
+        return None
+
+
 class MemoryBus:
     """`Bus` over a `MemoryBroker` (pass a shared broker to connect several services)."""
 
@@ -283,3 +314,7 @@ class MemoryBus:
         options: ConsumerOptions | None = None,
     ) -> ConsumerRunner:
         return self.consumer(topics, group, one_by_one(handler), options, batch_handler=handler)
+
+    def listener(self, topics: Sequence[Topic], handler: Handler, name: str) -> Listener:
+        transport = MemoryBroadcastTransport(self.broker, [self.registry.name(t) for t in topics])
+        return Listener(transport, handler, name)

@@ -63,6 +63,18 @@ class RunResumeRequested(Payload):
     )
 
 
+class RunStopped(Payload):
+    """A run stopped before its tasks finished (cancelled, failed, over its budget): every
+    worker process stops the run's tasks in flight at once and reports them ``cancelled``.
+    Broadcast on ``run.control`` to every worker (``Bus.listener``). The Redis marker
+    ``run:{id}:cancelled`` stays the durable record (a claim checks it, the heartbeat
+    re-reads it): this event only makes the stop immediate."""
+
+    EVENT_TYPE: ClassVar[str] = "cadenza.run.stopped.v1"
+    run_id: str
+    status: str = Field(description="The run's status: cancelled, failed or budget_exceeded")
+
+
 class TaskReady(Payload):
     """A task instance is ready to run; workers compete for it (keyed by task id)."""
 
@@ -250,6 +262,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         PlanRequested,
         RunCancelRequested,
         RunResumeRequested,
+        RunStopped,
         TaskReady,
         TaskResult,
         HoldResolved,

@@ -13,6 +13,7 @@ class Topic(StrEnum):
     TASK_READY = "task.ready"
     TASK_RESULT = "task.result"
     RUN_EVENTS = "run.events"
+    RUN_CONTROL = "run.control"
     DOC_INGEST = "doc.ingest"
     DLQ = "dlq"
 
@@ -31,11 +32,13 @@ def _by_subject(env: Envelope) -> str | None:
 
 # Why these keys: task.ready spreads across workers (one key per task); everything about a
 # plan lands on one partition so one orchestrator sees a plan's events in order.
+# run.control is heard by every worker process (``Bus.listener``), whatever its key.
 KEY_RULES = {
     Topic.PLAN_REQUESTED: _by_plan,
     Topic.TASK_READY: _by_task,
     Topic.TASK_RESULT: _by_plan,
     Topic.RUN_EVENTS: _by_plan,
+    Topic.RUN_CONTROL: _by_plan,
     Topic.DOC_INGEST: _by_subject,
     Topic.DLQ: _by_subject,
 }

@@ -24,6 +24,7 @@ from cadenza_events import (
     Handoff,
     Hold,
     NonRetryableError,
+    RunStopped,
     TaskError,
     TaskReady,
     TaskResult,
@@ -92,9 +93,24 @@ class TaskHandler:
         finally:
             self._running.discard(attempt)
 
+    async def on_control(self, env: Envelope[Any]) -> None:
+        """A ``run.control`` broadcast: a stopped run's attempts in flight here stop now."""
+        stop = env.payload
+        if not isinstance(stop, RunStopped):
+            log.debug("ignoring control event %s", env.type)
+            return
+        stopped = self.presence.stop_run(stop.run_id)
+        trace.get_current_span().set_attribute("cadenza.tasks_stopped", stopped)
+        if stopped:
+            log.info(
+                "run %s %s: stopped %d attempt(s) in flight", stop.run_id, stop.status, stopped
+            )
+
     async def _claim_and_run(self, env: Envelope[Any], task: TaskReady) -> None:
         await self.presence.ensure_started()  # our heartbeat covers the lease we take
         claim = await self.claims.claim(task.task_id, task.attempt, task.run_id)
+        if claim in (Claim.STARTED, Claim.RESUMED) and self.presence.run_stopped(task.run_id):
+            claim = Claim.CANCELLED  # the stop was heard before its Redis marker was set
         if claim is Claim.DONE:
             metrics.SKIPPED.labels("done").inc()
             return

@@ -75,6 +75,13 @@ return 0
 """
 
 
+_STOPPED_RUN_MEMORY_S = 60.0
+"""How long a ``run.stopped`` broadcast is remembered for claims (far longer than the
+moment between the orchestrator's commit and its Redis marker)."""
+_STOPPED_RUNS_KEPT = 1_000
+"""Past this many remembered runs, the ones older than the memory are forgotten."""
+
+
 class Claim(StrEnum):
     STARTED = "started"
     """The lease is ours: run the attempt."""
@@ -188,6 +195,9 @@ class Presence:
         self.interval_s = ttl_s / 3
         self._redis_url = redis_url
         self._watched: set[Watched] = set()
+        self._stopped_runs: dict[str, float] = {}
+        """Runs a ``run.stopped`` broadcast named (monotonic time heard), for the claims
+        that were under way when it came (the Redis marker follows within moments)."""
         self._loop: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -250,6 +260,29 @@ class Presence:
     def unwatch(self, watched: Watched) -> None:
         self._watched.discard(watched)
 
+    def stop_run(self, run_id: str) -> int:
+        """The run stopped (a ``run.stopped`` broadcast): stop this process's attempts of it
+        now, not at the next beat; returns how many. The run is remembered for a while, so
+        a claim that was under way as the broadcast came is stopped too."""
+        now = time.monotonic()
+        if len(self._stopped_runs) >= _STOPPED_RUNS_KEPT:
+            horizon = now - _STOPPED_RUN_MEMORY_S
+            self._stopped_runs = {r: t for r, t in self._stopped_runs.items() if t > horizon}
+        self._stopped_runs[run_id] = now
+        stopped = 0
+        for w in list(self._watched):
+            if w.run_id == run_id and w.reason is None and not w.target.done():
+                self._stop(w, StopReason.CANCELLED)
+                stopped += 1
+        if stopped:
+            metrics.TASKS_STOPPED.labels("broadcast").inc(stopped)
+        return stopped
+
+    def run_stopped(self, run_id: str) -> bool:
+        """Whether a ``run.stopped`` broadcast named this run lately."""
+        heard = self._stopped_runs.get(run_id)
+        return heard is not None and time.monotonic() - heard < _STOPPED_RUN_MEMORY_S
+
     async def _run(self) -> None:
         me = asyncio.current_task()
         while True:
@@ -291,6 +324,8 @@ class Presence:
         holders = replies[len(runs) :]
         for w, holder in zip(watched, holders, strict=True):
             if w.run_id in cancelled:
+                if w.reason is None:  # else a broadcast stopped it already
+                    metrics.TASKS_STOPPED.labels("heartbeat").inc()
                 self._stop(w, StopReason.CANCELLED)
                 continue
             text = holder.decode() if isinstance(holder, bytes) else holder

@@ -52,6 +52,13 @@ HEARTBEAT_FAILURES = Counter(
     "cadenza_worker_heartbeat_failures_total",
     "Process heartbeats that could not reach Redis (tasks are presumed lost after the TTL).",
 )
+TASKS_STOPPED = Counter(
+    "cadenza_worker_tasks_stopped_total",
+    "Attempts in flight stopped because their run stopped, by how the worker learned it: "
+    "broadcast (a run.stopped on run.control, at once) or heartbeat (the Redis marker, "
+    "read every lease_ttl/3: a broadcast this process missed).",
+    ["source"],
+)
 IN_FLIGHT = Gauge("cadenza_worker_tasks_in_flight", "Tasks running on this worker now.")
 TOOL_CALLS = Counter(
     "cadenza_worker_tool_calls_total",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from cadenza_events import Consumer, ConsumerOptions, Envelope, RetryPolicy, Topic
+from cadenza_events import Consumer, ConsumerOptions, Envelope, Listener, RetryPolicy, Topic
 from cadenza_llm import ProviderRegistry
 from cadenza_runtime import Resources, is_outage
 from cadenza_state import EnvelopeCipher, SecretsSettings
@@ -88,6 +88,7 @@ class Worker:
         )
         self._handler = TaskHandler(resources, self.settings, self.executors)
         self._consumer: Consumer | None = None
+        self._control: Listener | None = None
 
     def _tenant_providers(self, secrets: SecretsSettings) -> TenantProviders | None:
         """Tenants' own provider keys need the master key that sealed them; without one,
@@ -110,6 +111,15 @@ class Worker:
         if self._consumer is not None:
             return
         await self._handler.presence.ensure_started()  # beating before the first claim
+        # Listening before consuming: a stop broadcast while the first tasks start is heard.
+        if self._control is None:
+            control = self.resources.bus.listener(
+                [Topic.RUN_CONTROL],
+                self._handler.on_control,
+                f"worker-control:{self.settings.worker_id}",
+            )
+            await control.start()
+            self._control = control
         consumer = self.resources.bus.consumer(
             [Topic.TASK_READY],
             self.settings.consumer_group,
@@ -140,6 +150,9 @@ class Worker:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             await consumer.stop()
+        if self._control is not None:  # after the consumer: its grace still hears stops
+            control, self._control = self._control, None
+            await control.stop()
         await self._reconciler.stop()
         await self._handler.presence.stop()
         await self._handler.reporter.drain()

@@ -16,7 +16,15 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from cadenza_events import Envelope, RunEvent, RunEventBatch, TaskReady, Topic, TopicRegistry
+from cadenza_events import (
+    Envelope,
+    RunEvent,
+    RunEventBatch,
+    RunStopped,
+    TaskReady,
+    Topic,
+    TopicRegistry,
+)
 from cadenza_events.tracing import inject
 from cadenza_state import (
     STOPPED_RUN_STATUSES,
@@ -564,6 +572,11 @@ class Transition:
         elif status == RunStatus.PAUSED or self.run.error is not None:
             self.run.error = error  # a pause names the budget; a resume clears it
         if status in STOPPED_RUN_STATUSES:
+            # Every worker process stops the run's tasks in flight as this is published
+            # (``run.control`` is broadcast); the Redis marker set after the commit is the
+            # durable record that claims and heartbeats read.
+            stop = RunStopped(run_id=self.run.id, status=status)
+            self._staged.append((Topic.RUN_CONTROL, inject(self._envelope(stop, None, None))))
             await self.write_changes()
             ids = await store.cancel_open_tasks(self.session, self.run.id, now=self.now)
             self._cancelled(ids)
