@@ -246,6 +246,26 @@ async def test_a_stop_broadcast_stops_only_its_runs_tasks(stack: Stack) -> None:
     assert (await stack.result(other, timeout=10)).status == "succeeded"
 
 
+async def test_without_the_broadcast_the_heartbeat_still_stops_a_cancelled_run(
+    stack: Stack,
+) -> None:
+    """``stop_broadcast=False`` (bench/run_stop.py's baseline): no listener; the Redis
+    marker, read by the heartbeat (every 0.5 s here), stops the task, and is counted so."""
+    worker = await stack.start_worker(lease_ttl_s=1.5, stop_broadcast=False)
+    assert worker._control is None
+    task = await stack.add_task("sleep", {"seconds": 60}, timeout_s=120)
+    await stack.dispatch(task)
+    await assert_eventually(lambda: metric("cadenza_worker_tasks_in_flight") >= 1)
+    by = {
+        s: metric("cadenza_worker_tasks_stopped_total", source=s)
+        for s in ("broadcast", "heartbeat")
+    }
+    await stack.cancel_run(task.run_id)  # the marker only, as the orchestrator sets it
+    assert (await stack.result(task, timeout=10)).status == "cancelled"
+    assert metric("cadenza_worker_tasks_stopped_total", source="heartbeat") == by["heartbeat"] + 1
+    assert metric("cadenza_worker_tasks_stopped_total", source="broadcast") == by["broadcast"]
+
+
 async def test_a_task_of_a_run_heard_stopped_is_reported_without_running(stack: Stack) -> None:
     """A claim under way as the broadcast comes (before the orchestrator's Redis marker):
     the worker remembers the stopped run and reports the attempt cancelled, untried."""

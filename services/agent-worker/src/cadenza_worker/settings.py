@@ -86,6 +86,13 @@ class WorkerSettings(BaseSettings):
         description="Upper bound on one `http_request` call; a task's own `timeout_s` "
         "param can only lower it.",
     )
+    stop_broadcast: bool = Field(
+        default=True,
+        description="Listen on run.control (every worker process, no consumer group) and stop "
+        "a stopped run's tasks in flight at once. Off, a stop reaches this worker only "
+        "through the Redis marker its heartbeat reads every lease_ttl/3 (bench/run_stop.py "
+        "compares the two).",
+    )
     marker_ttl_s: int = Field(
         default=86_400,
         ge=60,

@@ -112,7 +112,7 @@ class Worker:
             return
         await self._handler.presence.ensure_started()  # beating before the first claim
         # Listening before consuming: a stop broadcast while the first tasks start is heard.
-        if self._control is None:
+        if self._control is None and self.settings.stop_broadcast:
             control = self.resources.bus.listener(
                 [Topic.RUN_CONTROL],
                 self._handler.on_control,
