@@ -27,6 +27,8 @@ Rows, all measured in the same run, one after the other (never two at once):
 - ceiling: the same four Kafka hops with no state (bench/dispatch_ceiling.py: one process
   per role, `--workers` workers) for the chain and the fan-outs, on cadenza_events' KafkaBus
   (`ceiling_*`) and on bare aiokafka (`ceiling_raw_*`), and the ratios engine / ceiling.
+  The bus ceiling also takes the offered load (`ceiling_dispatch_p50/p99_ms`: a ready's
+  publish → the worker's start, the floor of the engine's dispatch on this machine).
 - planning: plan.requested handled in this process by the orchestrator's handler against
   the real PostgreSQL (a fresh schema) for layered DAGs and fan-outs of `--plan-sizes`
   tasks; ms to the commit and µs per task+edge (linearity: compare the sizes).
@@ -693,7 +695,7 @@ async def ceiling(args: argparse.Namespace, servers: dict[str, Any], impl: str) 
         meter = CpuMeter({row: lambda: [p.pid for p in procs], **servers})
         tally = CpuTally()
 
-        async def ask(command: str, n: int, *, metered: bool = True) -> dict[str, Any]:
+        async def ask(command: str, n: int | str, *, metered: bool = True) -> dict[str, Any]:
             assert orch.stdin is not None
             assert orch.stdout is not None
             before = meter.sample()
@@ -723,6 +725,13 @@ async def ceiling(args: argparse.Namespace, servers: dict[str, Any], impl: str) 
         if args.big_fanout:
             big = await ask("fanout", args.big_fanout)
             out[f"{row}_bigfanout_tasks_per_s"] = round(args.big_fanout / big["seconds"], 1)
+        if impl == "bus" and args.duration > 0:
+            # The engine's offered load with no state: the floor of its dispatch latency.
+            progress(f"{row}: latency at {args.rate} tasks/s offered")
+            load = await ask("load", f"{args.rate} {args.duration} {args.batch}", metered=False)
+            floor = percentiles_ms([ms / 1000 for ms in load["dispatch_ms"]])
+            out[f"{row}_dispatch_p50_ms"] = floor["p50"]
+            out[f"{row}_dispatch_p99_ms"] = floor["p99"]
         out[f"{row}_cpu_ms_per_task"] = tally.total_ms()
         out[f"{row}_cpu_ms_per_task_by"] = tally.per_task_ms()
         if meter.warnings:
@@ -934,6 +943,10 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
         if args.big_fanout:
             result[f"ratio_bigfanout_vs_{row}"] = round(
                 result["bigfanout_tasks_per_s"] / result[f"{row}_bigfanout_tasks_per_s"], 3
+            )
+        if f"{row}_dispatch_p50_ms" in result and "dispatch_p50_ms" in result:
+            result[f"ratio_dispatch_p50_vs_{row}"] = round(
+                result["dispatch_p50_ms"] / result[f"{row}_dispatch_p50_ms"], 2
             )
     if args.plan_sizes:
         progress("planning")

@@ -18,7 +18,10 @@ CloudEvents envelope: the limit of Kafka + the Python client on this machine.
 
 The orchestrator reads commands on stdin and answers each with one JSON line on stdout:
 ``chain N`` (publish the next ready when the previous result arrives), ``fanout M`` (publish
-M readies at once, wait for every result), ``quit``.
+M readies at once, wait for every result), ``load RATE SECONDS BATCH`` (``--impl bus``: a
+batch of BATCH readies every BATCH/RATE s for SECONDS, like the engine's offered load; the
+answer has each task's dispatch, publish → the worker's ``started_at``, as
+``dispatch_ms``), ``quit``.
 """
 
 from __future__ import annotations
@@ -134,11 +137,21 @@ class CeilingOrchestrator:
         self.remaining: dict[str, int] = {}
         self.done: dict[str, asyncio.Event] = {}
         self.workers: dict[str, set[str]] = {}
+        self.published: dict[str, float] = {}
+        """Offered-load tasks: when their ready was handed to the producer (epoch s)."""
+        self.dispatched: list[float] = []
+        self.load_done = asyncio.Event()
+        self.load_expected = 0
 
     async def handle(self, env: Envelope[Any]) -> None:
         result = env.payload
         if not isinstance(result, TaskResult):
             return
+        published = self.published.pop(result.task_id, None)
+        if published is not None and result.started_at is not None:
+            self.dispatched.append(result.started_at.timestamp() - published)
+            if len(self.dispatched) >= self.load_expected:
+                self.load_done.set()
         future = self.waiting.pop(result.task_id, None)
         if future is not None and not future.done():
             future.set_result(None)
@@ -176,6 +189,35 @@ class CeilingOrchestrator:
         workers = len(self.workers.pop(run_id))
         return {"kind": "fanout", "tasks": width, "seconds": seconds, "workers": workers}
 
+    async def load(self, rate: float, duration_s: float, batch: int) -> dict[str, Any]:
+        """Open-loop offered load: a run of ``batch`` readies every batch/rate s; each
+        task's dispatch is its ready's publish → the worker's ``started_at`` (what the
+        engine's ``dispatch`` measures from ``ready_at``, minus every piece of state)."""
+        self.dispatched = []
+        self.load_done.clear()
+        self.load_expected = 1 << 62  # known once every batch is out
+        interval = batch / rate
+        started = time.monotonic()
+        sends: list[asyncio.Task[None]] = []
+        while time.monotonic() - started < duration_s:
+            run_id = uuid.uuid4().hex
+            envs = [ready_env(run_id, i) for i in range(batch)]
+            now = time.time()
+            for env in envs:
+                self.published[env.payload.task_id] = now
+            items = [(Topic.TASK_READY, env) for env in envs]
+            sends.append(asyncio.create_task(self.bus.publisher.publish_many(items)))
+            due = started + len(sends) * interval
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+        await asyncio.gather(*sends)
+        self.load_expected = len(sends) * batch
+        if len(self.dispatched) >= self.load_expected:
+            self.load_done.set()
+        async with asyncio.timeout(60):
+            await self.load_done.wait()
+        dispatch_ms = [d * 1000 for d in self.dispatched]
+        return {"kind": "load", "tasks": self.load_expected, "dispatch_ms": dispatch_ms}
+
 
 async def serve_commands(state: CeilingOrchestrator | RawOrchestrator) -> None:
     """``chain N`` / ``fanout M`` / ``quit`` on stdin; one JSON line per command."""
@@ -183,8 +225,14 @@ async def serve_commands(state: CeilingOrchestrator | RawOrchestrator) -> None:
         line = (await asyncio.to_thread(sys.stdin.readline)).split()
         if not line or line[0] == "quit":
             return
-        command, n = line[0], int(line[1])
-        answer = await (state.chain(n) if command == "chain" else state.fanout(n))
+        command = line[0]
+        if command == "load" and isinstance(state, CeilingOrchestrator):
+            rate, seconds, batch = float(line[1]), float(line[2]), int(line[3])
+            answer = await state.load(rate, seconds, batch)
+        elif command == "chain":
+            answer = await state.chain(int(line[1]))
+        else:
+            answer = await state.fanout(int(line[1]))
         print(json.dumps(answer), flush=True)
 
 
