@@ -208,3 +208,97 @@ async def test_statement_observers_see_direct_statements(sessions: Sessions) -> 
     finally:
         event.remove(engine, "before_cursor_execute", observe)
     assert ("SELECT $1::int + 1", (41,)) in seen
+
+
+# -- Deferred: independent writes as ONE statement ---------------------------------------
+
+
+async def _run_id(sessions: Sessions) -> str:
+    async with sessions() as session, session.begin():
+        run = RunRecord(tenant_id="t", workflow_name="w", spec={}, inputs={}, status="running")
+        session.add(run)
+        await session.flush()
+        return str(run.id)
+
+
+async def test_deferred_writes_go_as_one_statement_with_their_own_arguments(
+    sessions: Sessions,
+) -> None:
+    """New task rows, attempts naming them (their foreign key checked at the statement's
+    end), an update of an older row and an outbox insert returning its ids: one round trip,
+    each part bound to its own arrays (the parts' ``$n`` renumbered)."""
+    await _tasks(sessions, ["old"])
+    run_id = await _run_id(sessions)
+    seen: list[str] = []
+
+    def observe(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    new = [
+        {"id": i, "run_id": run_id, "node_id": i, "status": "ready", "max_attempts": 2}
+        for i in ("n1", "n2")
+    ]
+    engine = sessions.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", observe)
+    try:
+        async with sessions() as session, session.begin():
+            group = direct.Deferred()
+            await insert_many(session, TASKS, new, into=group)
+            await direct.insert_rows(
+                session, ATTEMPTS, [_attempt("n1", 1), _attempt("n2", 1, {"code": "e"})], into=group
+            )
+            await direct.update_rows(
+                session, TASKS, [{"id": "old", "status": "succeeded"}], ["status"], into=group
+            )
+            assert (len(group), seen) == (3, [])  # nothing sent yet
+            ids = await direct.insert_rows(
+                session, OUTBOX, _outbox_rows("deferred", 3), returning=("id",), into=group
+            )
+            assert len(group) == 0
+    finally:
+        event.remove(engine, "before_cursor_execute", observe)
+    assert len(seen) == 1
+    assert seen[0].startswith("WITH w0 AS (INSERT INTO tasks")
+    assert len(ids) == 3
+    async with sessions() as session:
+        statuses = dict(
+            (
+                await session.execute(
+                    select(TASKS.c.id, TASKS.c.status).where(TASKS.c.id.in_(["old", "n1", "n2"]))
+                )
+            ).all()
+        )
+        errors = dict(
+            (
+                await session.execute(
+                    select(ATTEMPTS.c.task_id, ATTEMPTS.c.error).where(
+                        ATTEMPTS.c.task_id.in_(["n1", "n2"])
+                    )
+                )
+            ).all()
+        )
+        published = await session.scalar(
+            text("SELECT count(*) FROM outbox WHERE publisher = 'deferred'")
+        )
+    assert statuses == {"old": "succeeded", "n1": "ready", "n2": "ready"}
+    assert errors == {"n1": None, "n2": {"code": "e"}}
+    assert published == 3
+
+
+async def test_a_failing_part_fails_the_deferred_statement_as_sqlalchemy_would(
+    sessions: Sessions,
+) -> None:
+    """An attempt naming no task: the foreign key, checked at the statement's end, fails
+    the group with SQLAlchemy's IntegrityError — a bad write, not an outage."""
+    run_id = await _run_id(sessions)
+    group = direct.Deferred()
+    row = {"id": "lone", "run_id": run_id, "node_id": "x", "status": "ready", "max_attempts": 1}
+    async with sessions() as session:
+        transaction = await session.begin()
+        await insert_many(session, TASKS, [row], into=group)
+        await direct.insert_rows(session, ATTEMPTS, [_attempt("nowhere", 1)], into=group)
+        with pytest.raises(sa_exc.IntegrityError) as raised:
+            await group.send(session)
+        await transaction.rollback()
+    assert not is_outage(raised.value)
+    assert "task_attempts" in str(raised.value)

@@ -8,6 +8,7 @@ from typing import Any
 from cadenza_events import Envelope, Topic, TopicRegistry, encode
 from cadenza_events.tracing import inject
 from cadenza_state import OutboxMessage, StagedMessage, insert_outbox
+from cadenza_state.direct import Deferred
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -38,18 +39,20 @@ async def stage_outbox(
     items: Iterable[tuple[Topic, Envelope[Any]]],
     *,
     publisher: str | None,
+    into: Deferred | None = None,
 ) -> list[StagedMessage]:
     """Queue events in ``session``'s transaction with ONE bulk insert, encoded exactly as a
     publisher would, and return them with their ids, so the committing process can publish
     them right after the commit (``OutboxRelay.publish_committed``, whose ``publisher_id``
-    goes in ``publisher``). Insertion order gives the ids and so the publication order."""
+    goes in ``publisher``). Insertion order gives the ids and so the publication order.
+    ``into``: the insert goes as that group's last part (``cadenza_state.direct.Deferred``)."""
     rows = []
     for topic, env in items:
         env = inject(env)  # the trace context of the request/handler that caused the event
         raw_key, value, headers = encode(env, registry.key_for(topic, env))
         key = raw_key.decode() if raw_key is not None else None
         rows.append((registry.name(topic), key, headers, value))
-    return await insert_outbox(session, rows, publisher=publisher)
+    return await insert_outbox(session, rows, publisher=publisher, into=into)
 
 
 async def stage_event(

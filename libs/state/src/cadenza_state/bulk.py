@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Table, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cadenza_state.direct import column_arrays, insert_rows, is_postgres
+from cadenza_state.direct import Deferred, column_arrays, insert_rows, is_postgres
 
 #: Below this many rows an executemany is as fast (COPY costs a round trip of its own).
 COPY_MIN_ROWS = 200
@@ -31,12 +31,16 @@ def uses_copy(session: AsyncSession, rows: int) -> bool:
 
 
 async def insert_many(
-    session: AsyncSession, table: Table, rows: Sequence[Mapping[str, Any]]
+    session: AsyncSession,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    into: Deferred | None = None,
 ) -> None:
     """Insert ``rows`` (each naming the same columns) into ``table`` in the session's
     transaction. Columns a row leaves out get their server default; on PostgreSQL a column
     with only a Python-side default must be given (neither COPY nor the unnest insert can
-    run it)."""
+    run it). ``into``: a few rows' unnest insert joins that group (a COPY runs at once)."""
     if not rows:
         return
     if not is_postgres(session):
@@ -53,7 +57,7 @@ async def insert_many(
     if not uses_copy(session, len(rows)):
         # A few rows (a small plan's tasks): ONE unnest insert straight on asyncpg, where
         # SQLAlchemy's executemany bound every parameter of every row.
-        await insert_rows(session, table, rows)
+        await insert_rows(session, table, rows, into=into)
         return
     records = list(zip(*column_arrays(session, table, columns, rows), strict=True))
     connection = await session.connection()

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cadenza_state.bulk import insert_many, reserve_ids, uses_copy
-from cadenza_state.direct import insert_rows, is_postgres
+from cadenza_state.direct import Deferred, insert_rows, is_postgres
 from cadenza_state.models import OutboxMessage
 from cadenza_state.types import utcnow
 
@@ -78,12 +78,14 @@ async def insert_outbox(
     rows: Sequence[tuple[str, str | None, list[tuple[str, bytes]], bytes]],
     *,
     publisher: str | None = None,
+    into: Deferred | None = None,
 ) -> list[StagedMessage]:
     """Queue many events in ONE statement (no ORM objects: a plan of 10,000 tasks stages
     10,000 events); returns them with their ids, in the given order (the publication
     order). Rows are ``(topic, key, headers, payload)``. ``publisher``: the process that
     will publish them itself right after the commit (relays leave them alone for a grace
-    period); None leaves them to the relay."""
+    period); None leaves them to the relay. ``into`` (PostgreSQL): a few rows' insert is
+    sent as that group's last part, with the writes added to it before."""
     if not rows:
         return []
     table: Any = OutboxMessage.__table__
@@ -105,7 +107,8 @@ async def insert_outbox(
         await insert_many(session, table, values)
     elif is_postgres(session):  # a batch's few rows: one array per column, on asyncpg
         # Inserted in the arrays' order, so the serial ids ascend with the given rows.
-        ids = sorted(row[0] for row in await insert_rows(session, table, values, returning=("id",)))
+        inserted = await insert_rows(session, table, values, returning=("id",), into=into)
+        ids = sorted(row[0] for row in inserted)
     else:
         result = await session.execute(_INSERT_RETURNING_IDS, values)
         ids = [row[0] for row in result.all()]

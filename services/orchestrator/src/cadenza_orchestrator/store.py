@@ -98,10 +98,16 @@ async def lock_run(
     return runs.get(run_id)
 
 
-async def update_runs(session: AsyncSession, runs: Iterable[RunRow], *, now: datetime) -> None:
+async def update_runs(
+    session: AsyncSession,
+    runs: Iterable[RunRow],
+    *,
+    now: datetime,
+    into: direct.Deferred | None = None,
+) -> None:
     """Write what the batch changed on its run rows (``RunRow.changes``), with
     ``updated_at``: one statement per set of changed columns (a batch's runs mostly change
-    the same ones, or none)."""
+    the same ones, or none). ``into`` (PostgreSQL): they join that group."""
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     changed: list[RunRow] = []
     for run in runs:
@@ -112,7 +118,7 @@ async def update_runs(session: AsyncSession, runs: Iterable[RunRow], *, now: dat
             changed.append(run)
     for columns, values in by_columns.items():
         if is_postgres(session):
-            await direct.update_rows(session, _RUNS, values, columns)
+            await direct.update_rows(session, _RUNS, values, columns, into=into)
         else:
             params = [{**v, "run_id": v["id"]} for v in values]
             await session.execute(_update_runs_statement(columns), params)
@@ -271,10 +277,13 @@ async def insert_attempt(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def insert_tasks(session: AsyncSession, rows: Sequence[TaskRow]) -> None:
-    """Insert new task rows (every column given) in ONE executemany on the Core table."""
+async def insert_tasks(
+    session: AsyncSession, rows: Sequence[TaskRow], *, into: direct.Deferred | None = None
+) -> None:
+    """Insert new task rows (every column given) in ONE statement (``into``: a few rows'
+    insert joins that group)."""
     if rows:
-        await insert_many(session, _TASKS, [row.values() for row in rows])
+        await insert_many(session, _TASKS, [row.values() for row in rows], into=into)
         metrics.TASK_ROWS_WRITTEN.labels("insert").inc(len(rows))
 
 
@@ -296,7 +305,11 @@ def _update_statement(columns: tuple[str, ...]) -> Any:
 
 
 async def update_tasks(
-    session: AsyncSession, changed: Mapping[str, set[str]], rows: Mapping[str, TaskRow]
+    session: AsyncSession,
+    changed: Mapping[str, set[str]],
+    rows: Mapping[str, TaskRow],
+    *,
+    into: direct.Deferred | None = None,
 ) -> None:
     """Write the columns a transition set on these rows in ONE statement: the union of the
     columns set on any of them, each row's own values (the transition holds whole rows, so
@@ -306,13 +319,13 @@ async def update_tasks(
     one statement, where an executemany ran (and SQLAlchemy bound) one per row — in a
     fan-out's batch of 200 results, that was most of the update's cost on both sides. It
     runs straight on asyncpg (``cadenza_state.direct``). Elsewhere (``cadenza dev``'s
-    SQLite), an executemany."""
+    SQLite), an executemany. ``into`` (PostgreSQL): the update joins that group."""
     if not changed:
         return
     names = tuple(sorted(set().union(*changed.values())))
     if is_postgres(session):
         ordered = [rows[task_id] for task_id in changed]
-        await direct.update_rows(session, _TASKS, ordered, names, get=getattr)
+        await direct.update_rows(session, _TASKS, ordered, names, get=getattr, into=into)
     else:
         await session.execute(
             _update_statement(names),
@@ -325,10 +338,15 @@ async def update_tasks(
 
 
 async def insert_attempts(
-    session: AsyncSession, values: Sequence[dict[str, Any]]
+    session: AsyncSession,
+    values: Sequence[dict[str, Any]],
+    *,
+    into: direct.Deferred | None = None,
 ) -> set[tuple[str, int]]:
     """Record many attempts' results in ONE statement; returns the ``(task_id, attempt)``
-    pairs inserted now — the others were recorded before (duplicate deliveries)."""
+    pairs inserted now — the others were recorded before (duplicate deliveries). ``into``
+    (PostgreSQL): the insert joins that group and nothing is returned (for attempts whose
+    duplicates need no answer: the ones the orchestrator writes itself)."""
     if not values:
         return set()
     rows = [{**_ATTEMPT_DEFAULTS, **v} for v in values]
@@ -337,8 +355,9 @@ async def insert_attempts(
             session,
             _ATTEMPTS,
             rows,
-            returning=("task_id", "attempt"),
+            returning=() if into is not None else ("task_id", "attempt"),
             skip_conflicts_on=("task_id", "attempt"),
+            into=into,
         )
         return {(task_id, attempt) for task_id, attempt in inserted}
     # SQLite: an executemany of one statement compiled once (SQLAlchemy's insertmanyvalues).

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from cadenza_events import Envelope, Topic, TopicRegistry
 from cadenza_runtime import stage_outbox
-from cadenza_state import StagedMessage, utcnow
+from cadenza_state import StagedMessage, direct, utcnow
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import store
@@ -73,12 +73,20 @@ class BatchWrites:
         self, session: AsyncSession, registry: TopicRegistry, *, publisher: str | None
     ) -> list[StagedMessage]:
         """Write everything, one statement per kind; each transition's ``Effects`` gets its
-        outbox rows and, for a finished run, its final counts. Returns the outbox rows."""
-        await store.insert_tasks(session, self.new)
-        await store.update_tasks(session, self.changed, self.rows)
-        await store.insert_attempts(session, self.attempts)
-        await store.update_runs(session, self.runs, now=utcnow())
-        staged = await stage_outbox(session, registry, self.staged, publisher=publisher)
+        outbox rows and, for a finished run, its final counts. Returns the outbox rows.
+
+        On PostgreSQL the kinds go as ONE statement (``direct.Deferred``): none of these
+        writes reads what another writes (the updates name rows inserted by earlier
+        statements, a new row carries its own changes), so they may share a snapshot. Only
+        a thousands-row plan's COPYs go on their own, first."""
+        into = direct.Deferred() if direct.is_postgres(session) else None
+        await store.insert_tasks(session, self.new, into=into)
+        await store.update_tasks(session, self.changed, self.rows, into=into)
+        await store.insert_attempts(session, self.attempts, into=into)
+        await store.update_runs(session, self.runs, now=utcnow(), into=into)
+        staged = await stage_outbox(session, registry, self.staged, publisher=publisher, into=into)
+        if into is not None and len(into):  # no outbox row took them along
+            await into.send(session)
         start = 0
         for effects, count in self._owners:
             effects.outbox.extend(staged[start : start + count])
