@@ -21,6 +21,7 @@ from .bus import Handler
 from .envelope import Message, decode
 from .errors import DecodeError
 from .labelled import labelled
+from .runner import fetch_backoff_s
 from .tasks import cancel_and_wait
 from .tracing import consume_span
 
@@ -34,8 +35,6 @@ HEARD = Counter(
 
 _FETCH_TIMEOUT_S = 1.0
 _MAX_RECORDS = 500
-_BACKOFF_S = (0.2, 5.0)
-"""First and longest wait after a failed fetch (the broker away); doubled each time."""
 
 
 class BroadcastTransport(Protocol):
@@ -86,7 +85,7 @@ class Listener:
                 log.warning(
                     "%s: fetching failed (%d in a row)", self.name, failures, exc_info=failures == 1
                 )
-                await asyncio.sleep(min(_BACKOFF_S[1], _BACKOFF_S[0] * 2 ** (failures - 1)))
+                await asyncio.sleep(fetch_backoff_s(failures))
                 continue
             failures = 0
             for record in records:

@@ -210,30 +210,24 @@ class MemoryPublisher:
 
 
 class MemoryBroadcastTransport:
-    """A ``Listener``'s records in process: every partition of ``names`` from its end."""
+    """A ``Listener``'s records in process: a consumer transport that joins no group but
+    holds every partition of ``names``, each from its end at ``start()``."""
 
     def __init__(self, broker: MemoryBroker, names: list[str]) -> None:
-        self.broker = broker
-        self.names = names
-        self.positions: dict[TopicPartition, int] = {}
+        self._reader = MemoryConsumerTransport(broker, names, group="")
 
     async def start(self) -> None:
-        for name in self.names:
-            for p, part in enumerate(self.broker.topics[name]):
-                self.positions[(name, p)] = len(part)
+        reader = self._reader
+        for name in reader.topics:
+            parts = reader.broker.topics.get(name)
+            if parts is None:
+                raise UnknownTopicError(f"topic {name!r} does not exist")
+            for p, part in enumerate(parts):
+                reader.assignment.add((name, p))
+                reader.positions[(name, p)] = len(part)
 
     async def fetch(self, max_records: int, timeout_s: float) -> list[Message]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            out: list[Message] = []
-            for (name, p), pos in self.positions.items():
-                take = self.broker.topics[name][p][pos : pos + (max_records - len(out))]
-                out.extend(take)
-                self.positions[(name, p)] = pos + len(take)
-            remaining = deadline - time.monotonic()
-            if out or remaining <= 0:
-                return out
-            await self.broker.wait_for_change(remaining)
+        return await self._reader.fetch(max_records, timeout_s)
 
     async def close(self) -> None:
         return None

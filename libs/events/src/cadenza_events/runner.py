@@ -72,6 +72,12 @@ class ConsumerTransport(Protocol):
     def end_offsets(self) -> dict[TopicPartition, int]: ...
 
 
+def fetch_backoff_s(failures: int) -> float:
+    """The wait after ``failures`` failed fetches in a row (the broker away): 0.2 s,
+    doubled each time, at most 5 s."""
+    return min(0.1 * 2**failures, 5.0)
+
+
 class ConsumerRunner:
     """Implements ``Consumer`` on top of any ``ConsumerTransport``."""
 
@@ -187,7 +193,7 @@ class ConsumerRunner:
                 log.exception(
                     "group %s: fetch failed (%d in a row); backing off", self.group, failures
                 )
-                await asyncio.sleep(min(0.1 * 2**failures, 5.0))
+                await asyncio.sleep(fetch_backoff_s(failures))
                 continue
             if self._batch_handler is not None:
                 by_partition: dict[TopicPartition, list[Message]] = {}

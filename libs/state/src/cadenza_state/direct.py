@@ -265,14 +265,11 @@ async def insert_rows(
             sql += f" RETURNING {', '.join(returning)}"
         _INSERTS[key] = sql
     arrays = source.arrays(session, rows)
-    if into is not None:
-        if returning:
-            return await into.send(session, (sql, arrays))
-        into.add(sql, arrays)
-        return []
     if returning:
+        if into is not None:
+            return await into.send(session, (sql, arrays))
         return await fetch(session, sql, *arrays)
-    await execute(session, sql, *arrays)
+    await _write(session, sql, arrays, into)
     return []
 
 
@@ -301,8 +298,14 @@ async def update_rows(
         sql = _UPDATES[key] = (
             f"UPDATE {table.name} SET {sets} FROM {source.source()} WHERE {table.name}.id = v.id"
         )
-    arrays = source.arrays(session, rows, get)
-    if into is not None:
-        into.add(sql, arrays)
-        return
-    await execute(session, sql, *arrays)
+    await _write(session, sql, source.arrays(session, rows, get), into)
+
+
+async def _write(
+    session: AsyncSession, sql: str, args: Sequence[Any], into: Deferred | None
+) -> None:
+    """Run a write now, or add it to ``into`` to go with that group."""
+    if into is None:
+        await execute(session, sql, *args)
+    else:
+        into.add(sql, args)

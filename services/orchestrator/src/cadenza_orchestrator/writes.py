@@ -85,7 +85,7 @@ class BatchWrites:
         await store.insert_attempts(session, self.attempts, into=into)
         await store.update_runs(session, self.runs, now=utcnow(), into=into)
         staged = await stage_outbox(session, registry, self.staged, publisher=publisher, into=into)
-        if into is not None and len(into):  # no outbox row took them along
+        if into is not None:  # what no outbox insert took along (nothing: no statement)
             await into.send(session)
         start = 0
         for effects, count in self._owners:
