@@ -5,6 +5,7 @@ callers keep their portable statements."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from cadenza_state import (
 from sqlalchemy import Table, event, insert, select, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from support import assert_eventually
 
 pytestmark = [
     pytest.mark.integration,
@@ -302,3 +304,143 @@ async def test_a_failing_part_fails_the_deferred_statement_as_sqlalchemy_would(
         await transaction.rollback()
     assert not is_outage(raised.value)
     assert "task_attempts" in str(raised.value)
+
+
+# -- alone and guarded: a write that needs no transaction of its own ---------------------
+
+RUNS: Table = RunRecord.__table__  # type: ignore[assignment]
+
+
+async def _pending_runs(sessions: Sessions, n: int) -> list[str]:
+    async with sessions() as session, session.begin():
+        runs = [
+            RunRecord(tenant_id="t", workflow_name="w", spec={}, inputs={}, status="pending")
+            for _ in range(n)
+        ]
+        session.add_all(runs)
+        await session.flush()
+        return [str(run.id) for run in runs]
+
+
+async def _visible(sessions: Sessions, sql: str, *args: Any) -> Any:
+    """What another connection sees (committed rows only)."""
+    async with sessions() as other, other.begin():
+        (row,) = await direct.fetch(other, sql, *args)
+    return row[0]
+
+
+async def _plan_like(
+    session: AsyncSession, group: direct.Deferred, run_ids: list[str], prefix: str
+) -> list[Any]:
+    """What a plan sends: task rows, the runs' change guarded on ``pending``, outbox rows."""
+    tasks = [
+        {"id": f"{prefix}{i}", "run_id": run_id, "node_id": "a", "status": "ready"}
+        for i, run_id in enumerate(run_ids)
+    ]
+    await insert_many(session, TASKS, [{**t, "max_attempts": 1} for t in tasks], into=group)
+    await direct.update_rows(
+        session,
+        RUNS,
+        [{"id": run_id, "status": "running"} for run_id in run_ids],
+        ["status"],
+        into=group,
+        only_where=("status", "pending"),
+    )
+    return await direct.insert_rows(
+        session, OUTBOX, _outbox_rows(prefix, 2), returning=("id",), into=group
+    )
+
+
+async def test_an_alone_group_commits_by_itself_with_no_transaction(sessions: Sessions) -> None:
+    """No transaction open: the guarded group is ONE statement, committed on its own (seen
+    by another connection before the session ends), its last part's ids returned."""
+    run_ids = await _pending_runs(sessions, 2)
+    seen: list[str] = []
+
+    def observe(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    engine = sessions.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", observe)
+    try:
+        async with sessions() as session:
+            ids = await _plan_like(session, direct.Deferred(alone=True), run_ids, "alone")
+            event.remove(engine, "before_cursor_execute", observe)
+            # Committed already: the session has not ended, nor sent COMMIT.
+            assert (
+                await _visible(sessions, "SELECT count(*) FROM tasks WHERE id LIKE 'alone%'") == 2
+            )
+    finally:
+        if event.contains(engine, "before_cursor_execute", observe):
+            event.remove(engine, "before_cursor_execute", observe)
+    assert len(seen) == 1
+    assert "cadenza_expect_rows" in seen[0]
+    assert sorted(i for (i,) in ids) == [i for (i,) in ids]
+    assert len(ids) == 2
+    statuses = "SELECT count(*) FROM runs WHERE id = ANY($1::VARCHAR[]) AND status = 'running'"
+    assert await _visible(sessions, statuses, run_ids) == 2
+    assert await _visible(sessions, "SELECT count(*) FROM outbox WHERE publisher = 'alone'") == 2
+
+
+async def test_a_guard_that_fails_writes_nothing(sessions: Sessions) -> None:
+    """One run of two is no longer ``pending`` when the statement runs: GuardFailed, and
+    neither the task rows, nor the other run's change, nor the outbox rows are written."""
+    run_ids = await _pending_runs(sessions, 2)
+    async with sessions() as other, other.begin():
+        await direct.execute(
+            other, "UPDATE runs SET status = 'cancelled' WHERE id = $1", run_ids[1]
+        )
+    async with sessions() as session:
+        with pytest.raises(direct.GuardFailed, match="matched 1 row"):
+            await _plan_like(session, direct.Deferred(alone=True), run_ids, "undone")
+    assert await _visible(sessions, "SELECT count(*) FROM tasks WHERE id LIKE 'undone%'") == 0
+    assert await _visible(sessions, "SELECT count(*) FROM outbox WHERE publisher = 'undone'") == 0
+    statuses = "SELECT array_agg(status ORDER BY status) FROM runs WHERE id = ANY($1::VARCHAR[])"
+    assert await _visible(sessions, statuses, run_ids) == ["cancelled", "pending"]
+
+
+async def test_a_guard_sees_a_change_committed_while_it_waited(sessions: Sessions) -> None:
+    """Another transaction holds the run's row and cancels it: the guarded statement waits
+    for it, then checks the committed status (not its snapshot's) and fails."""
+    (run_id,) = await _pending_runs(sessions, 1)
+    async with sessions() as holder:
+        transaction = await holder.begin()
+        await direct.execute(holder, "UPDATE runs SET status = 'cancelled' WHERE id = $1", run_id)
+
+        async def plan() -> None:
+            async with sessions() as session:
+                await _plan_like(session, direct.Deferred(alone=True), [run_id], "raced")
+
+        planning = asyncio.create_task(plan())
+        await asyncio.sleep(0)  # let the statement reach the row lock before the commit
+        await assert_eventually(
+            lambda: _waiting_on_a_lock(sessions), message="the guarded write never waited"
+        )
+        await transaction.commit()
+        with pytest.raises(direct.GuardFailed):
+            await planning
+    assert await _visible(sessions, "SELECT count(*) FROM tasks WHERE id LIKE 'raced%'") == 0
+
+
+async def _waiting_on_a_lock(sessions: Sessions) -> bool:
+    waiting = await _visible(
+        sessions,
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query LIKE '%cadenza_expect_rows%'",
+    )
+    return bool(waiting >= 1)
+
+
+async def test_an_alone_group_joins_an_open_transaction(sessions: Sessions) -> None:
+    """A transaction already open (a step read inside it): the group runs in it, and a
+    rollback undoes it."""
+    run_ids = await _pending_runs(sessions, 1)
+    async with sessions() as session:
+        transaction = await session.begin()
+        await direct.fetch(session, "SELECT 1")  # begins the transaction
+        await _plan_like(session, direct.Deferred(alone=True), run_ids, "joined")
+        assert await _visible(sessions, "SELECT count(*) FROM tasks WHERE id LIKE 'joined%'") == 0
+        await transaction.rollback()
+    assert await _visible(sessions, "SELECT count(*) FROM tasks WHERE id LIKE 'joined%'") == 0
+    statuses = "SELECT count(*) FROM runs WHERE id = ANY($1::VARCHAR[]) AND status = 'pending'"
+    assert await _visible(sessions, statuses, run_ids) == 1

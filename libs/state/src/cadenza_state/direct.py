@@ -38,18 +38,36 @@ def is_postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-async def fetch(session: AsyncSession, sql: str, *args: Any) -> list[Any]:
-    """The rows (asyncpg records) of ``sql`` with positional ``$n`` arguments."""
-    return list(await _run(session, sql, args, returns_rows=True))
+GUARD_SQLSTATE = "CZ409"
+"""The SQLSTATE ``cadenza_expect_rows`` raises (migration ``0014_expect_rows``)."""
 
 
-async def execute(session: AsyncSession, sql: str, *args: Any) -> None:
-    """Run ``sql`` (a statement that returns no rows) with positional ``$n`` arguments."""
-    await _run(session, sql, args, returns_rows=False)
+class GuardFailed(Exception):
+    """A guarded part of a ``Deferred`` group matched another number of rows than it
+    expected: PostgreSQL undid the whole statement, nothing of the group was written."""
+
+
+async def fetch(session: AsyncSession, sql: str, *args: Any, alone: bool = False) -> list[Any]:
+    """The rows (asyncpg records) of ``sql`` with positional ``$n`` arguments. ``alone``:
+    when the session has no transaction open, the statement runs on its own (PostgreSQL
+    makes one statement atomic by itself) instead of beginning one — no BEGIN and no
+    COMMIT round trip; in an open transaction it runs there, as always."""
+    return list(await _run(session, sql, args, returns_rows=True, alone=alone))
+
+
+async def execute(session: AsyncSession, sql: str, *args: Any, alone: bool = False) -> None:
+    """Run ``sql`` (a statement that returns no rows) with positional ``$n`` arguments
+    (``alone``: see ``fetch``)."""
+    await _run(session, sql, args, returns_rows=False, alone=alone)
 
 
 async def _run(
-    session: AsyncSession, sql: str, args: tuple[Any, ...], *, returns_rows: bool
+    session: AsyncSession,
+    sql: str,
+    args: tuple[Any, ...],
+    *,
+    returns_rows: bool,
+    alone: bool = False,
 ) -> Any:
     connection = await session.connection()
     sync = connection.sync_connection
@@ -60,7 +78,7 @@ async def _run(
     adapted: Any = pooled.dbapi_connection  # SQLAlchemy's asyncpg adapter
     driver: Any = pooled.driver_connection
     try:
-        if adapted._transaction is None:
+        if adapted._transaction is None and not alone:
             # The adapter sends BEGIN with the first statement IT runs; a statement sent
             # around it must begin the transaction the same way, or it would run (and
             # commit) on its own, outside the session's transaction.
@@ -109,32 +127,79 @@ class Deferred:
     PostgreSQL runs every part on the same snapshot: no part sees another's rows, so only
     writes that do not depend on each other may be grouped (an insert and its foreign keys
     may: the key is checked at the statement's end). A caller ``add``s the parts and
-    ``send``s them, with the last one that returns rows, if any."""
+    ``send``s them, with the last one that returns rows, if any.
 
-    def __init__(self) -> None:
+    A part may be guarded (``expect_rows``): a write whose own ``WHERE`` re-checks what its
+    caller read without a lock, and that returns a row for each row it wrote. If it does
+    not write exactly the rows expected (another writer got there first), the statement
+    fails with ``GuardFailed`` and PostgreSQL undoes all of it. ``alone``: the group is
+    sent as a statement of its own when no transaction is open (``fetch``)."""
+
+    def __init__(self, *, alone: bool = False) -> None:
         self._parts: list[tuple[str, tuple[Any, ...]]] = []
+        self._expected: list[tuple[int, int]] = []
+        """The guarded parts: (index in ``_parts``, the rows each must return)."""
+        self.alone = alone
 
     def __len__(self) -> int:
         return len(self._parts)
 
-    def add(self, sql: str, args: Sequence[Any]) -> None:
+    def add(self, sql: str, args: Sequence[Any], *, expect_rows: int | None = None) -> None:
+        """Add a part; ``expect_rows``: it must return exactly that many rows (it has a
+        ``RETURNING`` clause), or the whole statement fails with ``GuardFailed``."""
+        if expect_rows is not None:
+            self._expected.append((len(self._parts), expect_rows))
         self._parts.append((sql, tuple(args)))
 
     async def send(
-        self, session: AsyncSession, last: tuple[str, Sequence[Any]] | None = None
+        self,
+        session: AsyncSession,
+        last: tuple[str, Sequence[Any]] | None = None,
+        *,
+        returning: Sequence[str] = (),
     ) -> list[Any]:
-        """Run the parts added (and ``last``) as one statement; the rows ``last`` returns."""
+        """Run the parts added (and ``last``) as one statement; the rows ``last`` returns
+        (``returning`` names its columns: a guarded group returns one, as 1-tuples)."""
         parts, self._parts = self._parts, []
+        expected, self._expected = self._expected, []
         if last is not None:
             parts.append((last[0], tuple(last[1])))
         if not parts:
             return []
-        sql = _combined(tuple(text for text, _ in parts))
+        texts = tuple(text for text, _ in parts)
         args = tuple(arg for _, part_args in parts for arg in part_args)
+        if expected:
+            return await self._send_guarded(session, texts, args, expected, last, returning)
+        sql = _combined(texts)
         if last is not None:
-            return await fetch(session, sql, *args)
-        await execute(session, sql, *args)
+            return await fetch(session, sql, *args, alone=self.alone)
+        await execute(session, sql, *args, alone=self.alone)
         return []
+
+    async def _send_guarded(
+        self,
+        session: AsyncSession,
+        texts: tuple[str, ...],
+        args: tuple[Any, ...],
+        expected: list[tuple[int, int]],
+        last: tuple[str, Sequence[Any]] | None,
+        returning: Sequence[str],
+    ) -> list[Any]:
+        column: str | None = None
+        if last is not None:
+            if len(returning) != 1:
+                raise ValueError("a guarded group's last part returns exactly one column")
+            column = returning[0]
+        sql = _guarded(texts, tuple(index for index, _ in expected), column)
+        try:
+            (row,) = await fetch(
+                session, sql, *args, *(rows for _, rows in expected), alone=self.alone
+            )
+        except sa_exc.DBAPIError as error:
+            if getattr(error.orig, "sqlstate", None) == GUARD_SQLSTATE:
+                raise GuardFailed(str(error.orig)) from error
+            raise
+        return [(value,) for value in row[-1]] if column is not None else []
 
 
 def _shifted(offset: int, match: re.Match[str]) -> str:
@@ -150,14 +215,45 @@ def _combined(parts: tuple[str, ...]) -> str:
     arguments of the parts before it (the statements here hold no ``$`` but those)."""
     sql = _COMBINED.get(parts)
     if sql is None:
-        offset, renumbered = 0, []
-        for part in parts:
-            count = max((int(n) for n in _PLACEHOLDER.findall(part)), default=0)
-            renumbered.append(_PLACEHOLDER.sub(partial(_shifted, offset), part))
-            offset += count
-        *clauses, main = renumbered
+        *clauses, main = _renumbered(parts)[0]
         with_ = ", ".join(f"w{i} AS ({clause})" for i, clause in enumerate(clauses))
         sql = _COMBINED[parts] = f"WITH {with_} {main}" if clauses else main
+    return sql
+
+
+def _renumbered(parts: tuple[str, ...]) -> tuple[list[str], int]:
+    """Each part's ``$n`` moved past the arguments of the parts before it (the statements
+    here hold no ``$`` but those), and the number of arguments of them all."""
+    offset, renumbered = 0, []
+    for part in parts:
+        count = max((int(n) for n in _PLACEHOLDER.findall(part)), default=0)
+        renumbered.append(_PLACEHOLDER.sub(partial(_shifted, offset), part))
+        offset += count
+    return renumbered, offset
+
+
+_GUARDED: dict[tuple[tuple[str, ...], tuple[int, ...], str | None], str] = {}
+
+
+def _guarded(parts: tuple[str, ...], guarded: tuple[int, ...], column: str | None) -> str:
+    """``WITH w0 AS (<part 0>), …, wN AS (<part N>) SELECT cadenza_expect_rows((SELECT
+    count(*) FROM w<i>), $<k>), …[, ARRAY(SELECT <column> FROM wN)]``: every part is a
+    clause, and the ONE row selected checks each guarded part's count (the expected
+    counts are the last arguments). A failed check raises, so PostgreSQL undoes every
+    part: data-modifying clauses run to completion whether read or not, but only
+    together with the statement."""
+    key = (parts, guarded, column)
+    sql = _GUARDED.get(key)
+    if sql is None:
+        renumbered, offset = _renumbered(parts)
+        with_ = ", ".join(f"w{i} AS ({clause})" for i, clause in enumerate(renumbered))
+        checks = [
+            f"cadenza_expect_rows((SELECT count(*) FROM w{index}), ${offset + k + 1}::BIGINT)"
+            for k, index in enumerate(guarded)
+        ]
+        if column is not None:
+            checks.append(f"ARRAY(SELECT {column} FROM w{len(parts) - 1})")
+        sql = _GUARDED[key] = f"WITH {with_} SELECT {', '.join(checks)}"
     return sql
 
 
@@ -267,13 +363,13 @@ async def insert_rows(
     arrays = source.arrays(session, rows)
     if returning:
         if into is not None:
-            return await into.send(session, (sql, arrays))
+            return await into.send(session, (sql, arrays), returning=returning)
         return await fetch(session, sql, *arrays)
     await _write(session, sql, arrays, into)
     return []
 
 
-_UPDATES: dict[tuple[Table, tuple[str, ...]], str] = {}
+_UPDATES: dict[tuple[Table, tuple[str, ...], str | None], str] = {}
 
 
 async def update_rows(
@@ -284,21 +380,36 @@ async def update_rows(
     *,
     get: Getter = None,
     into: Deferred | None = None,
+    only_where: tuple[str, Any] | None = None,
 ) -> None:
     """``UPDATE table SET <columns> FROM unnest(…) WHERE table.id = v.id``: each row (a
     mapping, or an object read with ``get``) its own values, in ONE statement (``into``:
-    added to that group instead)."""
+    added to that group instead). ``only_where=(column, value)`` (with ``into``): a guard —
+    a row is written only where ``column`` still holds ``value`` when the statement runs,
+    and the group fails with ``GuardFailed`` unless every row was."""
     if not rows:
         return
     source = unnest_for(session, table, ("id", *columns))
-    key = (table, source.columns)
+    key = (table, source.columns, only_where[0] if only_where is not None else None)
     sql = _UPDATES.get(key)
     if sql is None:
         sets = ", ".join(f"{name} = {source.value(name)}" for name in columns)
-        sql = _UPDATES[key] = (
-            f"UPDATE {table.name} SET {sets} FROM {source.source()} WHERE {table.name}.id = v.id"
-        )
-    await _write(session, sql, source.arrays(session, rows, get), into)
+        sql = f"UPDATE {table.name} SET {sets} FROM {source.source()} WHERE {table.name}.id = v.id"
+        if only_where is not None:
+            # Under READ COMMITTED a row another transaction changed is re-checked on its
+            # newest version: the guard sees what was committed, not the snapshot.
+            sql += (
+                f" AND {table.name}.{only_where[0]} = ${len(source.columns) + 1}"
+                f" RETURNING {table.name}.id"
+            )
+        _UPDATES[key] = sql
+    arrays = source.arrays(session, rows, get)
+    if only_where is None:
+        await _write(session, sql, arrays, into)
+        return
+    if into is None:
+        raise ValueError("a guarded update goes in a Deferred group")
+    into.add(sql, [*arrays, only_where[1]], expect_rows=len(rows))
 
 
 async def _write(

@@ -36,10 +36,12 @@ from cadenza_state import (
     STOPPED_RUN_STATUSES,
     TERMINAL_RUN_STATUSES,
     RunStatus,
+    direct,
 )
 from cadenza_workflow import ExpressionError, SpecValidationError
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import hot_status, machine, metrics, store
@@ -113,10 +115,16 @@ class RunHandlers:
         with tracer.start_as_current_span(
             "orchestrator.batch",
             attributes={"cadenza.events": len(envs), "cadenza.runs": len(by_run)},
-        ):
+        ) as span:
             writes = BatchWrites()
-            async with self.resources.sessions() as session, session.begin():
-                applied = await self._apply_batch(session, by_run, writes)
+            applied: list[Applied | None] | None = None
+            if self._plans_unlocked(envs):
+                applied = await self._plan_unlocked(by_run, writes)
+                span.set_attribute("cadenza.plan.unlocked", applied is not None)
+            if applied is None:
+                writes = BatchWrites()
+                async with self.resources.sessions() as session, session.begin():
+                    applied = await self._apply_batch(session, by_run, writes)
             elapsed = time.perf_counter() - started
             metrics.BATCH_SECONDS.observe(elapsed)
             metrics.BATCH_EVENTS.observe(len(envs))
@@ -125,6 +133,54 @@ class RunHandlers:
                 labelled(metrics.TRANSITION_SECONDS, _kind(env)).observe(per_event)
             await self.resources.relay.publish_committed(writes.outbox)
             await self.after_commit_batch([a for a in applied if a is not None])
+
+    def _plans_unlocked(self, envs: Sequence[Envelope[Any]]) -> bool:
+        """Whether this batch is planned without a transaction: only plan.requested in it
+        (a partition of that topic, commands aside), on PostgreSQL, when enabled."""
+        return (
+            self.settings.plan_unlocked
+            and self.resources.state.engine.dialect.name == "postgresql"
+            and all(isinstance(env.payload, PlanRequested) for env in envs)
+        )
+
+    async def _plan_unlocked(
+        self, by_run: dict[str, list[Envelope[Any]]], writes: BatchWrites
+    ) -> list[Applied | None] | None:
+        """Plan a batch of plan.requested with no transaction of its own: the runs read
+        with no lock, each planned as ``_apply_batch`` would, and everything written as ONE
+        statement that holds only while each planned run is still ``pending``
+        (``BatchWrites.flush``'s ``unlocked_from``). Two round trips where the locked way
+        makes four (BEGIN, the lock, the writes, COMMIT), and the dispatch waits for one of
+        them, not two. A step that reads inside the plan (a rerun's recorded outputs)
+        begins a transaction as before; the guarded statement then joins it.
+
+        Why a lock is not needed: nothing but this orchestrator changes a pending run, and a
+        partition's batches are applied one after the other. What remains — a cancel or a
+        second orchestrator (a rebalance) getting to the run first — makes the guard or the
+        task rows' primary key fail the statement, and PostgreSQL undoes all of it. Then
+        None: the caller plans the batch again the locked way, which sees what happened."""
+        async with self.resources.sessions() as session:
+            runs = await store.read_runs(session, by_run)
+            recorded = RecordedResults({})
+            applied = [
+                await self._apply_run(session, runs.get(run_id), items, recorded, writes)
+                for run_id, items in by_run.items()
+            ]
+            try:
+                await writes.flush(
+                    session,
+                    self.resources.registry,
+                    publisher=self.resources.relay.publisher_id,
+                    unlocked_from=RunStatus.PENDING.value,
+                )
+                await session.commit()  # nothing to commit unless a step began a transaction
+            except (direct.GuardFailed, IntegrityError) as exc:
+                await session.rollback()
+                reason = "changed" if isinstance(exc, direct.GuardFailed) else "conflict"
+                metrics.PLANS_LOCKED_AGAIN.labels(reason).inc()
+                log.info("planning %d run(s) again, locked (%s): %s", len(by_run), reason, exc)
+                return None
+        return applied
 
     async def _apply_batch(
         self, session: AsyncSession, by_run: dict[str, list[Envelope[Any]]], writes: BatchWrites
@@ -279,7 +335,6 @@ class RunHandlers:
                 plan_started = time.perf_counter()
                 transition = await self._plan(session, run)
                 metrics.PLAN_SECONDS.observe(time.perf_counter() - plan_started)
-                metrics.RUNS_STARTED.inc()
                 planned = True
         if results:
             transition = await self._results(session, run, transition, results, recorded)
@@ -553,6 +608,8 @@ class RunHandlers:
         for a in applied:
             effects = a.effects
             self._count(effects)
+            if a.planned:  # counted after the commit: a plan undone is planned again
+                metrics.RUNS_STARTED.inc()
             if effects.run_status in STOPPED_RUN_STATUSES:
                 hot_status.mark_cancelled(hot, pipe, effects.run_id, ttl_s=ttl)
             if effects.run_finished and effects.final_counts is not None:

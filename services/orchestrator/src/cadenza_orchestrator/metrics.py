@@ -39,6 +39,13 @@ PLANS_IGNORED = Counter(
     "plan.requested events that changed nothing (duplicate, unknown_run).",
     ["reason"],
 )
+PLANS_LOCKED_AGAIN = Counter(
+    "cadenza_orchestrator_plans_locked_again_total",
+    "Batches of plan.requested planned without a lock that wrote nothing and were planned "
+    "again the locked way, by reason (changed: a run was no longer pending when written; "
+    "conflict: its task rows were there already — another orchestrator planned it).",
+    ["reason"],
+)
 CANCELS = Counter(
     "cadenza_orchestrator_cancels_total",
     "Cancel commands: applied, or ignored because the run had already finished (a repeated "

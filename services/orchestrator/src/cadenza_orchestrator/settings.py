@@ -33,6 +33,14 @@ class OrchestratorSettings(BaseSettings):
         "per-batch cost (lock, round trips, commit) is paid less often, and no batch waits "
         "behind the awaits of many others (docs/orchestrator.md).",
     )
+    plan_unlocked: bool = Field(
+        default=True,
+        description="Plan a batch of plan.requested without a transaction (PostgreSQL): the "
+        "runs are read with no lock and the plan written as ONE statement that holds only "
+        "while each run is still pending; no BEGIN, lock or COMMIT round trip. When a run "
+        "changed meanwhile, nothing is written and the batch is planned the locked way. "
+        "false: always the locked way (docs/orchestrator.md).",
+    )
     handler_max_attempts: int = Field(
         default=8,
         ge=1,

@@ -36,22 +36,24 @@ _TASKS: Any = TaskRecord.__table__
 _RUNS: Any = RunRecord.__table__
 
 
-def _lock_runs_sql(skip_locked: bool) -> str:
+def _lock_runs_sql(skip_locked: bool | None) -> str:
     """PostgreSQL's lock: the runs of ``$1`` in id order, with the spec columns of those of
-    ``$2`` (a CASE per column: one statement however the batch's runs are mixed)."""
+    ``$2`` (a CASE per column: one statement however the batch's runs are mixed).
+    ``skip_locked`` None: the same read, with no lock (``read_runs``)."""
     columns = [f"runs.{name}" for name in RUN_COLUMNS if name not in RUN_SPEC_COLUMNS]
     columns += [
         f"CASE WHEN runs.id = ANY($2::VARCHAR[]) THEN runs.{name} END AS {name}"
         for name in RUN_SPEC_COLUMNS
     ]
-    return (
-        f"SELECT {', '.join(columns)} FROM runs WHERE runs.id = ANY($1::VARCHAR[]) "
-        # Locked in id order: two writers of overlapping sets (a rebalance) cannot deadlock.
-        f"ORDER BY runs.id FOR UPDATE{' SKIP LOCKED' if skip_locked else ''}"
-    )
+    sql = f"SELECT {', '.join(columns)} FROM runs WHERE runs.id = ANY($1::VARCHAR[])"
+    if skip_locked is None:
+        return sql
+    # Locked in id order: two writers of overlapping sets (a rebalance) cannot deadlock.
+    return f"{sql} ORDER BY runs.id FOR UPDATE{' SKIP LOCKED' if skip_locked else ''}"
 
 
 _LOCK_RUNS_SQL = {skip: _lock_runs_sql(skip) for skip in (False, True)}
+_READ_RUNS_SQL = _lock_runs_sql(None)
 # SQLite's (no row locks: its BEGIN IMMEDIATE serialises writers). Built once: building a
 # statement costs about as much CPU as executing it.
 _SELECT_RUNS = select(
@@ -87,6 +89,17 @@ async def lock_runs(
     return {row.id: row for row in (RunRow(*record) for record in records)}
 
 
+async def read_runs(session: AsyncSession, run_ids: Iterable[str]) -> dict[str, RunRow]:
+    """The run rows by id with their spec, NOT locked, read on their own (no transaction
+    begun; PostgreSQL only): for a batch that writes them back under a guard
+    (``update_runs``'s ``only_from``) instead of holding their lock."""
+    ids = sorted(set(run_ids))
+    if not ids:
+        return {}
+    records = await direct.fetch(session, _READ_RUNS_SQL, ids, ids, alone=True)
+    return {row.id: row for row in (RunRow(*record) for record in records)}
+
+
 async def lock_run(
     session: AsyncSession, run_id: str, *, with_spec: bool = True, skip_locked: bool = False
 ) -> RunRow | None:
@@ -104,21 +117,28 @@ async def update_runs(
     *,
     now: datetime,
     into: direct.Deferred | None = None,
+    only_from: str | None = None,
 ) -> None:
     """Write what the batch changed on its run rows (``RunRow.changes``), with
     ``updated_at``: one statement per set of changed columns (a batch's runs mostly change
-    the same ones, or none). ``into`` (PostgreSQL): they join that group."""
+    the same ones, or none). ``into`` (PostgreSQL): they join that group.
+
+    ``only_from`` (with ``into``): the runs were read without a lock while their status
+    was this one. Every run is written (at least ``updated_at``), only where its status
+    still is: the group fails with ``direct.GuardFailed``, writing nothing, if one's is
+    not (a command or another orchestrator changed it meanwhile)."""
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     changed: list[RunRow] = []
     for run in runs:
         changes = run.changes()
-        if changes:
+        if changes or only_from is not None:
             columns = (*sorted(changes), "updated_at")
             by_columns.setdefault(columns, []).append({"id": run.id, **changes, "updated_at": now})
             changed.append(run)
+    guard = ("status", only_from) if only_from is not None else None
     for columns, values in by_columns.items():
         if is_postgres(session):
-            await direct.update_rows(session, _RUNS, values, columns, into=into)
+            await direct.update_rows(session, _RUNS, values, columns, into=into, only_where=guard)
         else:
             params = [{**v, "run_id": v["id"]} for v in values]
             await session.execute(_update_runs_statement(columns), params)
@@ -513,14 +533,15 @@ async def count_tasks(session: AsyncSession, run_id: str) -> tuple[int, int]:
 
 
 async def count_tasks_of(
-    session: AsyncSession, run_ids: Iterable[str]
+    session: AsyncSession, run_ids: Iterable[str], *, alone: bool = False
 ) -> dict[str, tuple[int, int]]:
-    """``count_tasks`` of several runs in one grouped query (the runs a batch finished)."""
+    """``count_tasks`` of several runs in one grouped query (the runs a batch finished).
+    ``alone`` (PostgreSQL): read on its own when no transaction is open."""
     ids = sorted(set(run_ids))
     if not ids:
         return {}
     if is_postgres(session):  # every batch that finished a run: straight on asyncpg
-        rows: Any = await direct.fetch(session, _COUNT_TASKS_OF_SQL, ids)
+        rows: Any = await direct.fetch(session, _COUNT_TASKS_OF_SQL, ids, alone=alone)
     else:
         rows = (await session.execute(_COUNT_TASKS_OF, {"ids": ids})).all()
     return {run_id: (int(total), int(done or 0)) for run_id, total, done in rows}

@@ -70,7 +70,12 @@ class BatchWrites:
             self._finished.append(effects)
 
     async def flush(
-        self, session: AsyncSession, registry: TopicRegistry, *, publisher: str | None
+        self,
+        session: AsyncSession,
+        registry: TopicRegistry,
+        *,
+        publisher: str | None,
+        unlocked_from: str | None = None,
     ) -> list[StagedMessage]:
         """Write everything, one statement per kind; each transition's ``Effects`` gets its
         outbox rows and, for a finished run, its final counts. Returns the outbox rows.
@@ -78,12 +83,22 @@ class BatchWrites:
         On PostgreSQL the kinds go as ONE statement (``direct.Deferred``): none of these
         writes reads what another writes (the updates name rows inserted by earlier
         statements, a new row carries its own changes), so they may share a snapshot. Only
-        a thousands-row plan's COPYs go on their own, first."""
-        into = direct.Deferred() if direct.is_postgres(session) else None
+        a thousands-row plan's COPYs go on their own, first.
+
+        ``unlocked_from`` (PostgreSQL): the batch read its runs without a lock, each with
+        this status. The statement then holds only if every run still has it
+        (``direct.GuardFailed`` otherwise, nothing written), and it is sent on its own
+        when no transaction is open: no BEGIN, no COMMIT."""
+        postgres = direct.is_postgres(session)
+        if unlocked_from is not None and not postgres:
+            raise ValueError("unlocked writes need PostgreSQL")
+        into = direct.Deferred(alone=unlocked_from is not None) if postgres else None
         await store.insert_tasks(session, self.new, into=into)
         await store.update_tasks(session, self.changed, self.rows, into=into)
         await store.insert_attempts(session, self.attempts, into=into)
-        await store.update_runs(session, self.runs, now=utcnow(), into=into)
+        await store.update_runs(
+            session, self.runs, now=utcnow(), into=into, only_from=unlocked_from
+        )
         staged = await stage_outbox(session, registry, self.staged, publisher=publisher, into=into)
         if into is not None:  # what no outbox insert took along (nothing: no statement)
             await into.send(session)
@@ -93,7 +108,9 @@ class BatchWrites:
             start += count
         if self._finished:
             # The hot status's final counts, read in this transaction after the writes.
-            counts = await store.count_tasks_of(session, [e.run_id for e in self._finished])
+            counts = await store.count_tasks_of(
+                session, [e.run_id for e in self._finished], alone=unlocked_from is not None
+            )
             for effects in self._finished:
                 effects.final_counts = counts.get(effects.run_id, (0, 0))
         self.outbox.extend(staged)
