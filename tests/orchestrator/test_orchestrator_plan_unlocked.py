@@ -30,15 +30,22 @@ THREE = {
 }
 
 
-def plan_of(run_id: str) -> Envelope[PlanRequested]:
-    plan = PlanRequested(run_id=run_id, workflow_name=THREE["name"], spec=THREE, inputs={})
+WIDE = {  # its 250 task rows and outbox rows go by COPY (cadenza_state.bulk)
+    "name": "wide",
+    "tasks": [{"id": "each", "tool": "noop", "for_each": "list(range(250))"}],
+}
+SPECS = {"wide": WIDE, "three": THREE}
+
+
+def plan_of(run_id: str, spec: dict[str, Any] = THREE) -> Envelope[PlanRequested]:
+    plan = PlanRequested(run_id=run_id, workflow_name=spec["name"], spec=spec, inputs={})
     return Envelope(payload=plan, source="/test/gateway", tenant_id="acme", plan_id=run_id)
 
 
-async def pending_run(stack: Stack) -> str:
+async def pending_run(stack: Stack, spec: dict[str, Any] = THREE) -> str:
     """A run the way the gateway inserts it, its plan.requested NOT published (the test
     hands it to the handler itself)."""
-    return await stack.submit(THREE, publish_times=0)
+    return await stack.submit(spec, publish_times=0)
 
 
 @contextmanager
@@ -136,12 +143,14 @@ def changing_after_read(stack: Stack, change: Callable[[str], Any]) -> Any:
     return read_then_change
 
 
+@pytest.mark.parametrize("spec", ["three", "wide"])
 async def test_a_run_cancelled_after_its_read_is_not_planned(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, spec: str
 ) -> None:
     """The run is cancelled between the unlocked read and the write: the guard fails, the
-    statement writes nothing, and the locked way finds the run cancelled."""
-    run_id = await pending_run(stack)
+    statement writes nothing — nor do the COPYs of a wide plan, which ran in the
+    transaction they began — and the locked way finds the run cancelled."""
+    run_id = await pending_run(stack, SPECS[spec])
 
     async def cancel(rid: str) -> None:
         async with stack.resources.sessions() as other, other.begin():
@@ -150,7 +159,7 @@ async def test_a_run_cancelled_after_its_read_is_not_planned(
     monkeypatch.setattr(store, "read_runs", changing_after_read(stack, cancel))
     before, ignored = locked_again(), metrics.PLANS_IGNORED.labels("duplicate")._value.get()
     started = metrics.RUNS_STARTED._value.get()
-    await stack.orchestrator.handlers.handle_batch([plan_of(run_id)])
+    await stack.orchestrator.handlers.handle_batch([plan_of(run_id, SPECS[spec])])
     assert metrics.PLANS_LOCKED_AGAIN.labels("changed")._value.get() >= 1
     assert locked_again() == before + 1
     assert metrics.PLANS_IGNORED.labels("duplicate")._value.get() == ignored + 1

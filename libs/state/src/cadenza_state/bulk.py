@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Table, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cadenza_state.direct import Deferred, column_arrays, insert_rows, is_postgres
+from cadenza_state.direct import Deferred, column_arrays, copy_records, insert_rows, is_postgres
 
 #: Below this many rows an executemany is as fast (COPY costs a round trip of its own).
 COPY_MIN_ROWS = 200
@@ -60,11 +60,9 @@ async def insert_many(
         await insert_rows(session, table, rows, into=into)
         return
     records = list(zip(*column_arrays(session, table, columns, rows), strict=True))
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-        table.name, records=records, columns=columns
-    )
+    # In the session's transaction, begun here if this is its first statement: a COPY on
+    # its own would commit by itself (a plan's unlocked write, whose guard may yet fail).
+    await copy_records(session, table.name, records, columns)
 
 
 @functools.cache

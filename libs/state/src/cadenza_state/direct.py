@@ -24,7 +24,7 @@ first statement outside the transaction, a dropped connection not seen as an out
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -69,6 +69,36 @@ async def _run(
     returns_rows: bool,
     alone: bool = False,
 ) -> Any:
+    async def run(driver: Any) -> Any:
+        if returns_rows:
+            return await driver.fetch(sql, *args)
+        return await driver.execute(sql, *args)
+
+    return await _on_driver(session, run, sql, args, alone=alone)
+
+
+async def copy_records(
+    session: AsyncSession, table: str, records: Sequence[tuple[Any, ...]], columns: Sequence[str]
+) -> None:
+    """asyncpg's binary ``COPY`` of ``records`` into ``table``, in the session's
+    transaction (begun first if none is open, as any statement here)."""
+
+    async def copy(driver: Any) -> None:
+        await driver.copy_records_to_table(table, records=records, columns=list(columns))
+
+    await _on_driver(session, copy, f"COPY {table}", (), alone=False)
+
+
+async def _on_driver(
+    session: AsyncSession,
+    call: Callable[[Any], Awaitable[Any]],
+    sql: str,
+    args: tuple[Any, ...],
+    *,
+    alone: bool,
+) -> Any:
+    """``call`` with the session's asyncpg connection, in its transaction (``alone``: on
+    its own when none is open), its errors translated as SQLAlchemy's."""
     connection = await session.connection()
     sync = connection.sync_connection
     assert sync is not None
@@ -76,16 +106,13 @@ async def _run(
         sync.dispatch.before_cursor_execute(sync, None, sql, args, None, False)
     pooled = await connection.get_raw_connection()
     adapted: Any = pooled.dbapi_connection  # SQLAlchemy's asyncpg adapter
-    driver: Any = pooled.driver_connection
     try:
         if adapted._transaction is None and not alone:
             # The adapter sends BEGIN with the first statement IT runs; a statement sent
             # around it must begin the transaction the same way, or it would run (and
             # commit) on its own, outside the session's transaction.
             await adapted._start_transaction()
-        if returns_rows:
-            return await driver.fetch(sql, *args)
-        return await driver.execute(sql, *args)
+        return await call(pooled.driver_connection)
     except Exception as error:
         raise await _translated(connection, adapted, sql, args, error) from error
 
