@@ -32,6 +32,9 @@ Rows, all measured in the same run, one after the other (never two at once):
 - planning: plan.requested handled in this process by the orchestrator's handler against
   the real PostgreSQL (a fresh schema) for layered DAGs and fan-outs of `--plan-sizes`
   tasks; ms to the commit and µs per task+edge (linearity: compare the sizes).
+- profile (`--profile DIR`): py-spy samples the gateway, the orchestrator and each worker
+  through the offered load (200 Hz, collapsed stacks in DIR/<role>-<pid>.txt) and
+  bench/profile_summary.py writes where each spent its time to DIR/summary.txt.
 - baseline: the combined row on the in-process stack (`cadenza dev`: memory bus, SQLite)
   in this process (`--no-baseline` skips it).
 The LAST line printed is the JSON result.
@@ -45,6 +48,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -66,6 +70,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+import profile_summary  # noqa: E402  (bench/, next to this script)
 from cadenza_state import StateSettings, create_engine  # noqa: E402
 from support.cleanup import drop_schema, prefixed_hot_state  # noqa: E402
 from support.cluster import Cluster, ServiceProcess  # noqa: E402
@@ -550,6 +555,7 @@ async def engine_rows(engine: Engine, args: argparse.Namespace, out: dict[str, A
             slots.release()
 
     submissions: list[asyncio.Task[str]] = []
+    profilers = await start_profilers(engine, args.profile, args.duration)
     cpu_before = engine.meter.sample()
     started = time.monotonic()
     while (now := time.monotonic()) - started < args.duration:
@@ -560,6 +566,8 @@ async def engine_rows(engine: Engine, args: argparse.Namespace, out: dict[str, A
     offered = len(submissions) * args.batch / (now - started)
     load_runs = list(await asyncio.gather(*submissions))
     accepted_s = time.monotonic() - started  # the gateway answered the last submission
+    if profilers:
+        out["profile"] = await finish_profilers(profilers, args.profile)
     await wait_runs(engine.db, load_runs, timeout=600)
     load_cpu = CpuTally()  # per RUN: small runs cost mostly what a run costs, not a task
     load_cpu.add(engine.meter.delta(cpu_before, engine.meter.sample()), len(load_runs))
@@ -582,6 +590,56 @@ async def engine_rows(engine: Engine, args: argparse.Namespace, out: dict[str, A
         commit, hop = (percentiles_ms([part[i] for part in split]) for i in (0, 1))
         out["dispatch_commit_p50_ms"], out["dispatch_commit_p99_ms"] = commit["p50"], commit["p99"]
         out["dispatch_hop_p50_ms"], out["dispatch_hop_p99_ms"] = hop["p50"], hop["p99"]
+
+
+async def start_profilers(
+    engine: Engine, directory: Path | None, duration_s: float
+) -> list[tuple[Path, asyncio.subprocess.Process]]:
+    """py-spy on every service process for the offered load's duration (none without
+    ``--profile``). ``--nonblocking``: the processes are sampled without being paused."""
+    if directory is None:
+        return []
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        raise SystemExit("--profile needs py-spy (uv sync installs it with the dev group)")
+    await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+    started = []
+    for process in engine.cluster.processes:
+        if process.proc.poll() is not None:
+            continue
+        path = directory / f"{process.name}-{process.proc.pid}.txt"
+        record = await asyncio.create_subprocess_exec(
+            py_spy,
+            "record",
+            "--pid",
+            str(process.proc.pid),
+            "--duration",
+            str(max(1, math.ceil(duration_s))),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--nonblocking",
+            "--output",
+            str(path),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        started.append((path, record))
+    return started
+
+
+async def finish_profilers(
+    profilers: list[tuple[Path, asyncio.subprocess.Process]], directory: Path
+) -> str:
+    """Wait for py-spy, then write (and show) the summary; returns the directory."""
+    for _, record in profilers:
+        await record.wait()
+    recorded = [path for path, _ in profilers if path.is_file()]
+    summary = await asyncio.to_thread(profile_summary.summarize, recorded)
+    await asyncio.to_thread((directory / "summary.txt").write_text, summary)
+    progress(f"profile of the offered load in {directory}:\n{summary}")
+    return str(directory)
 
 
 async def distributed(args: argparse.Namespace, servers: dict[str, Any]) -> dict[str, Any]:
@@ -976,6 +1034,13 @@ def main() -> None:
         help="no-state ceilings: bus (cadenza_events.KafkaBus), raw (aiokafka); '' disables",
     )
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="py-spy every service process through the offered load; stacks and a summary "
+        "go to DIR",
+    )
     parser.add_argument(
         "--env",
         action="append",
