@@ -84,7 +84,8 @@ async def _run_row(stack: Stack, **values: object) -> str:
 
 async def test_a_runs_changes_are_written_with_updated_at(stack: Stack) -> None:
     """A RunRow names what was set on it since the load; ``update_runs`` writes exactly that
-    (and ``updated_at``), and nothing once written."""
+    (and ``updated_at``), and every call moves the run's version on — a batch that changed
+    none of its columns still changed its task rows."""
     run_id = await _run_row(stack, budget={"max_usd": 1.0})
     now = datetime(2026, 12, 5, 11, 0, tzinfo=UTC)
     async with stack.resources.sessions() as session, session.begin():
@@ -95,9 +96,12 @@ async def test_a_runs_changes_are_written_with_updated_at(stack: Stack) -> None:
         run.status, run.error = "failed", {"code": "boom"}
         run.output, run.finished_at = {"zz": 1, "a": [1.5, None]}, now
         assert set(run.changes()) == {"status", "error", "output", "finished_at"}
+        assert run.version == 0
         await store.update_runs(session, [run], now=now)
         assert run.changes() == {}
-        await store.update_runs(session, [run], now=now + timedelta(hours=1))  # nothing left
+        assert run.version == 1
+        await store.update_runs(session, [run], now=now + timedelta(hours=1))  # no change left
+        assert run.version == 2
     async with stack.resources.sessions() as session:
         stored = await session.get(RunRecord, run_id)
         assert stored is not None
@@ -108,7 +112,8 @@ async def test_a_runs_changes_are_written_with_updated_at(stack: Stack) -> None:
         )
         assert stored.output == {"zz": 1, "a": [1.5, None]}
         assert stored.budget == {"max_usd": 1.0}  # not set: kept
-        assert stored.updated_at == now  # the second call wrote nothing
+        assert stored.updated_at == now + timedelta(hours=1)  # the second call: its time
+        assert stored.version == 2
 
 
 @pytest.mark.parametrize("stack", [STACKS[1]], indirect=True)  # row locks: PostgreSQL's

@@ -322,6 +322,10 @@ async def _pending_runs(sessions: Sessions, n: int) -> list[str]:
         return [str(run.id) for run in runs]
 
 
+_CANCEL = "UPDATE runs SET status = 'cancelled', version = version + 1 WHERE id = $1"
+"""A write of a run the way every writer of its state makes one: its version moves on."""
+
+
 async def _visible(sessions: Sessions, sql: str, *args: Any) -> Any:
     """What another connection sees (committed rows only)."""
     async with sessions() as other, other.begin():
@@ -332,7 +336,8 @@ async def _visible(sessions: Sessions, sql: str, *args: Any) -> Any:
 async def _plan_like(
     session: AsyncSession, group: direct.Deferred, run_ids: list[str], prefix: str
 ) -> list[Any]:
-    """What a plan sends: task rows, the runs' change guarded on ``pending``, outbox rows."""
+    """What a plan sends: task rows, the runs' change guarded on the version read (0, as
+    inserted), outbox rows."""
     tasks = [
         {"id": f"{prefix}{i}", "run_id": run_id, "node_id": "a", "status": "ready"}
         for i, run_id in enumerate(run_ids)
@@ -341,10 +346,11 @@ async def _plan_like(
     await direct.update_rows(
         session,
         RUNS,
-        [{"id": run_id, "status": "running"} for run_id in run_ids],
+        [{"id": run_id, "status": "running", "version": 0} for run_id in run_ids],
         ["status"],
         into=group,
-        only_where=("status", "pending"),
+        version="version",
+        guarded=True,
     )
     return await direct.insert_rows(
         session, OUTBOX, _outbox_rows(prefix, 2), returning=("id",), into=group
@@ -377,19 +383,21 @@ async def test_an_alone_group_commits_by_itself_with_no_transaction(sessions: Se
     assert "cadenza_expect_rows" in seen[0]
     assert sorted(i for (i,) in ids) == [i for (i,) in ids]
     assert len(ids) == 2
-    statuses = "SELECT count(*) FROM runs WHERE id = ANY($1::VARCHAR[]) AND status = 'running'"
-    assert await _visible(sessions, statuses, run_ids) == 2
+    statuses = (
+        "SELECT count(*) FROM runs WHERE id = ANY($1::VARCHAR[]) "
+        "AND status = 'running' AND version = 1"
+    )
+    assert await _visible(sessions, statuses, run_ids) == 2  # written, version moved on
     assert await _visible(sessions, "SELECT count(*) FROM outbox WHERE publisher = 'alone'") == 2
 
 
 async def test_a_guard_that_fails_writes_nothing(sessions: Sessions) -> None:
-    """One run of two is no longer ``pending`` when the statement runs: GuardFailed, and
-    neither the task rows, nor the other run's change, nor the outbox rows are written."""
+    """One run of two was written after it was read (its version moved on): GuardFailed,
+    and neither the task rows, nor the other run's change, nor the outbox rows are
+    written."""
     run_ids = await _pending_runs(sessions, 2)
     async with sessions() as other, other.begin():
-        await direct.execute(
-            other, "UPDATE runs SET status = 'cancelled' WHERE id = $1", run_ids[1]
-        )
+        await direct.execute(other, _CANCEL, run_ids[1])
     async with sessions() as session:
         with pytest.raises(direct.GuardFailed, match="matched 1 row"):
             await _plan_like(session, direct.Deferred(alone=True), run_ids, "undone")
@@ -401,11 +409,11 @@ async def test_a_guard_that_fails_writes_nothing(sessions: Sessions) -> None:
 
 async def test_a_guard_sees_a_change_committed_while_it_waited(sessions: Sessions) -> None:
     """Another transaction holds the run's row and cancels it: the guarded statement waits
-    for it, then checks the committed status (not its snapshot's) and fails."""
+    for it, then checks the committed version (not its snapshot's) and fails."""
     (run_id,) = await _pending_runs(sessions, 1)
     async with sessions() as holder:
         transaction = await holder.begin()
-        await direct.execute(holder, "UPDATE runs SET status = 'cancelled' WHERE id = $1", run_id)
+        await direct.execute(holder, _CANCEL, run_id)
 
         async def plan() -> None:
             async with sessions() as session:

@@ -396,7 +396,7 @@ async def insert_rows(
     return []
 
 
-_UPDATES: dict[tuple[Table, tuple[str, ...], str | None], str] = {}
+_UPDATES: dict[tuple[Table, tuple[str, ...], str | None, bool], str] = {}
 
 
 async def update_rows(
@@ -407,36 +407,44 @@ async def update_rows(
     *,
     get: Getter = None,
     into: Deferred | None = None,
-    only_where: tuple[str, Any] | None = None,
+    version: str | None = None,
+    guarded: bool = False,
 ) -> None:
     """``UPDATE table SET <columns> FROM unnest(…) WHERE table.id = v.id``: each row (a
     mapping, or an object read with ``get``) its own values, in ONE statement (``into``:
-    added to that group instead). ``only_where=(column, value)`` (with ``into``): a guard —
-    a row is written only where ``column`` still holds ``value`` when the statement runs,
-    and the group fails with ``GuardFailed`` unless every row was."""
+    added to that group instead).
+
+    ``version``: a counter column every write moves on by one. ``guarded`` (with ``into``):
+    each row carries the value of it that its caller read, without a lock; a row is written
+    only where the column still holds that value when the statement runs, and the group
+    fails with ``GuardFailed`` unless every row was (another writer got there first)."""
     if not rows:
         return
-    source = unnest_for(session, table, ("id", *columns))
-    key = (table, source.columns, only_where[0] if only_where is not None else None)
+    if guarded and (version is None or into is None):
+        raise ValueError("a guarded update names its version column and goes in a group")
+    carried = (*columns, version) if guarded and version is not None else tuple(columns)
+    source = unnest_for(session, table, ("id", *carried))
+    key = (table, source.columns, version, guarded)
     sql = _UPDATES.get(key)
     if sql is None:
-        sets = ", ".join(f"{name} = {source.value(name)}" for name in columns)
-        sql = f"UPDATE {table.name} SET {sets} FROM {source.source()} WHERE {table.name}.id = v.id"
-        if only_where is not None:
+        sets = [f"{name} = {source.value(name)}" for name in columns]
+        where = f"{table.name}.id = v.id"
+        if version is not None and guarded:
             # Under READ COMMITTED a row another transaction changed is re-checked on its
             # newest version: the guard sees what was committed, not the snapshot.
-            sql += (
-                f" AND {table.name}.{only_where[0]} = ${len(source.columns) + 1}"
-                f" RETURNING {table.name}.id"
-            )
-        _UPDATES[key] = sql
+            sets.append(f"{version} = v.{version} + 1")
+            where += f" AND {table.name}.{version} = v.{version} RETURNING {table.name}.id"
+        elif version is not None:
+            sets.append(f"{version} = {table.name}.{version} + 1")
+        sql = _UPDATES[key] = (
+            f"UPDATE {table.name} SET {', '.join(sets)} FROM {source.source()} WHERE {where}"
+        )
     arrays = source.arrays(session, rows, get)
-    if only_where is None:
-        await _write(session, sql, arrays, into)
+    if guarded:
+        assert into is not None
+        into.add(sql, arrays, expect_rows=len(rows))
         return
-    if into is None:
-        raise ValueError("a guarded update goes in a Deferred group")
-    into.add(sql, [*arrays, only_where[1]], expect_rows=len(rows))
+    await _write(session, sql, arrays, into)
 
 
 async def _write(

@@ -148,6 +148,10 @@ class RunRecord(Base):
         default=utcnow, onupdate=utcnow, server_default=func.now()
     )
     finished_at: Mapped[datetime | None]
+    # Moved on by one with every write of the run's state by the orchestrator: a batch that
+    # read the run without its lock writes only while it is still what it read
+    # (docs/orchestrator.md, "Applying a batch without a lock").
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # Lineage (docs/replay.md): the run this one reran or forked, what was asked (kind,
     # from tasks, overrides) and what the orchestrator may reuse (outputs by task, with the
     # cache key each was recorded under; per-task agent overrides).

@@ -118,9 +118,9 @@ class RunHandlers:
         ) as span:
             writes = BatchWrites()
             applied: list[Applied | None] | None = None
-            if self._plans_unlocked(envs):
-                applied = await self._plan_unlocked(by_run, writes)
-                span.set_attribute("cadenza.plan.unlocked", applied is not None)
+            if self._unlocked(envs):
+                applied = await self._apply_unlocked(by_run, writes)
+                span.set_attribute("cadenza.batch.unlocked", applied is not None)
             if applied is None:
                 writes = BatchWrites()
                 async with self.resources.sessions() as session, session.begin():
@@ -134,34 +134,40 @@ class RunHandlers:
             await self.resources.relay.publish_committed(writes.outbox)
             await self.after_commit_batch([a for a in applied if a is not None])
 
-    def _plans_unlocked(self, envs: Sequence[Envelope[Any]]) -> bool:
-        """Whether this batch is planned without a transaction: only plan.requested in it
-        (a partition of that topic, commands aside), on PostgreSQL, when enabled."""
-        return (
-            self.settings.plan_unlocked
+    def _unlocked(self, envs: Sequence[Envelope[Any]]) -> bool:
+        """Whether this batch is applied without a transaction of its own: only plan.requested
+        or only task.result in it (commands go the locked way), on PostgreSQL, when
+        enabled."""
+        if not (
+            self.settings.unlocked_batches
             and self.resources.state.engine.dialect.name == "postgresql"
-            and all(isinstance(env.payload, PlanRequested) for env in envs)
-        )
+        ):
+            return False
+        kinds = {type(env.payload) for env in envs}
+        return kinds <= {PlanRequested} or kinds <= {TaskResult}
 
-    async def _plan_unlocked(
+    async def _apply_unlocked(
         self, by_run: dict[str, list[Envelope[Any]]], writes: BatchWrites
     ) -> list[Applied | None] | None:
-        """Plan a batch of plan.requested with no transaction of its own: the runs read
-        with no lock, each planned as ``_apply_batch`` would, and everything written as ONE
-        statement that holds only while each planned run is still ``pending``
-        (``BatchWrites.flush``'s ``unlocked_from``). Two round trips where the locked way
-        makes four (BEGIN, the lock, the writes, COMMIT), and the dispatch waits for one of
-        them, not two. A step that reads inside the plan (a rerun's recorded outputs)
-        begins a transaction as before; the guarded statement then joins it.
+        """Apply a batch of plans or of results with no transaction of its own: the runs read
+        with no lock (``store.read_runs``), the results' task rows and recorded attempts in
+        ONE read, each run's events applied as ``_apply_batch`` would, and everything —
+        the results' attempts too — written as ONE statement that holds only while no run's
+        ``version`` moved since it was read (``BatchWrites.flush``'s ``unlocked``). A plan
+        makes two round trips where the locked way makes four (BEGIN, the lock, the writes,
+        COMMIT), a result three where it made six, and a dispatch waits for one of them. A
+        step that reads inside a transition (a rerun's outputs, "is any task open?") begins
+        a transaction as before; the guarded statement then joins it.
 
-        Why a lock is not needed: nothing but this orchestrator changes a pending run, and a
-        partition's batches are applied one after the other. What remains — a cancel or a
-        second orchestrator (a rebalance) getting to the run first — makes the guard or the
-        task rows' primary key fail the statement, and PostgreSQL undoes all of it. Then
-        None: the caller plans the batch again the locked way, which sees what happened."""
+        Why no lock is needed: only the orchestrator writes a run's state, every such write
+        moves the run's version on (``store.update_runs``), and a partition's batches are
+        applied one after the other. What is left — a command applied meanwhile, the
+        sweeper, a second orchestrator during a rebalance — makes the guard (or a task row's
+        primary key) fail the statement, and PostgreSQL undoes all of it. Then None: the
+        caller applies the batch again the locked way, which sees what happened."""
         async with self.resources.sessions() as session:
-            runs = await store.read_runs(session, by_run)
-            recorded = RecordedResults({})
+            runs = await store.read_runs(session, by_run, with_spec=self._needs_spec(by_run))
+            recorded = await self._record_results(session, runs, by_run, deferred=writes)
             applied = [
                 await self._apply_run(session, runs.get(run_id), items, recorded, writes)
                 for run_id, items in by_run.items()
@@ -171,16 +177,33 @@ class RunHandlers:
                     session,
                     self.resources.registry,
                     publisher=self.resources.relay.publisher_id,
-                    unlocked_from=RunStatus.PENDING.value,
+                    unlocked=True,
                 )
                 await session.commit()  # nothing to commit unless a step began a transaction
             except (direct.GuardFailed, IntegrityError) as exc:
                 await session.rollback()
                 reason = "changed" if isinstance(exc, direct.GuardFailed) else "conflict"
-                metrics.PLANS_LOCKED_AGAIN.labels(reason).inc()
-                log.info("planning %d run(s) again, locked (%s): %s", len(by_run), reason, exc)
+                event = _kind(next(iter(by_run.values()))[0])
+                metrics.BATCHES_LOCKED_AGAIN.labels(event, reason).inc()
+                log.info(
+                    "applying %s of %d run(s) again, locked (%s): %s",
+                    event,
+                    len(by_run),
+                    reason,
+                    exc,
+                )
                 return None
         return applied
+
+    def _needs_spec(self, by_run: dict[str, list[Envelope[Any]]]) -> list[str]:
+        """The runs whose spec is read with their row: those whose graph this process does
+        not hold, and those being planned."""
+        return [
+            run_id
+            for run_id, items in by_run.items()
+            if self.graphs.get(run_id) is None
+            or any(isinstance(e.payload, PlanRequested) for e in items)
+        ]
 
     async def _apply_batch(
         self, session: AsyncSession, by_run: dict[str, list[Envelope[Any]]], writes: BatchWrites
@@ -192,16 +215,7 @@ class RunHandlers:
         # on them is written by ``writes.flush`` with the batch's other writes (one
         # statement per set of changed columns). No statement of a batch reads the runs
         # table after the lock.
-        runs = await store.lock_runs(
-            session,
-            by_run,
-            with_spec=[
-                run_id
-                for run_id, items in by_run.items()
-                if self.graphs.get(run_id) is None
-                or any(isinstance(e.payload, PlanRequested) for e in items)
-            ],
-        )
+        runs = await store.lock_runs(session, by_run, with_spec=self._needs_spec(by_run))
         recorded = await self._record_results(session, runs, by_run)
         applied = [
             await self._apply_run(session, runs.get(run_id), items, recorded, writes)
@@ -217,12 +231,19 @@ class RunHandlers:
         session: AsyncSession,
         runs: dict[str, RunRow],
         by_run: dict[str, list[Envelope[Any]]],
+        *,
+        deferred: BatchWrites | None = None,
     ) -> RecordedResults:
         """Record the attempt of every result of the batch once, in ONE bulk insert (after
         loading their task rows in one query): a result whose task or attempt is unknown,
         or whose attempt was recorded before, is not applied. An attempt a result names was
         dispatched by an earlier, committed batch, so the rows as they were before this
-        batch decide."""
+        batch decide.
+
+        ``deferred`` (a batch applied without a lock): the rows come with the attempts
+        recorded for them in ONE read, and the new attempts are inserted with the batch's
+        other writes — its guard stands for the lock (another writer of these attempts
+        moved the run's version on)."""
         results = [
             ((run_id, position), env)
             for run_id, items in by_run.items()
@@ -230,40 +251,47 @@ class RunHandlers:
             for position, env in enumerate(items)
             if isinstance(env.payload, TaskResult)
         ]
+        if not results:
+            return RecordedResults({})
         ahead = self._rows_ahead(results)
-        rows = await store.load_tasks_by_id(
-            session, {e.payload.task_id for _, e in results}.union(*ahead.values())
-        )
+        ids = {e.payload.task_id for _, e in results}.union(*ahead.values())
+        before: set[tuple[str, int]] = set()
+        if deferred is None:
+            rows = await store.load_tasks_by_id(session, ids)
+        else:
+            rows, before = await store.read_tasks_with_attempts(session, ids)
         recorded = RecordedResults(rows, ahead=ahead)
         fresh: list[tuple[TaskResult, TaskRow]] = []
         seen: set[tuple[str, int]] = set()
         for at, env in results:
             result: TaskResult = env.payload
             row = rows.get(result.task_id)
+            key = (result.task_id, result.attempt)
             if row is None or row.run_id != result.run_id:
                 recorded.ignored[at] = "unknown_task"
             elif not 1 <= result.attempt <= row.attempt:
                 recorded.ignored[at] = "unknown_attempt"  # never dispatched: no record
-            elif (result.task_id, result.attempt) in seen:
+            elif key in seen or key in before:
                 recorded.ignored[at] = "duplicate"
             else:
-                seen.add((result.task_id, result.attempt))
+                seen.add(key)
                 fresh.append((result, row))
-        inserted = await store.insert_attempts(
-            session,
-            [
-                {
-                    "task_id": row.id,
-                    "attempt": result.attempt,
-                    "status": "handed_off" if result.handoff is not None else result.status,
-                    "worker_id": result.worker_id,
-                    "started_at": result.started_at,
-                    "finished_at": result.finished_at,
-                    "error": result.error.model_dump() if result.error is not None else None,
-                }
-                for result, row in fresh
-            ],
-        )
+        attempts = [
+            {
+                "task_id": row.id,
+                "attempt": result.attempt,
+                "status": "handed_off" if result.handoff is not None else result.status,
+                "worker_id": result.worker_id,
+                "started_at": result.started_at,
+                "finished_at": result.finished_at,
+                "error": result.error.model_dump() if result.error is not None else None,
+            }
+            for result, row in fresh
+        ]
+        if deferred is not None:
+            deferred.attempts.extend(attempts)
+            return recorded
+        inserted = await store.insert_attempts(session, attempts)
         for at, env in results:
             key = (env.payload.task_id, env.payload.attempt)
             if at not in recorded.ignored and key not in inserted:

@@ -39,12 +39,12 @@ PLANS_IGNORED = Counter(
     "plan.requested events that changed nothing (duplicate, unknown_run).",
     ["reason"],
 )
-PLANS_LOCKED_AGAIN = Counter(
-    "cadenza_orchestrator_plans_locked_again_total",
-    "Batches of plan.requested planned without a lock that wrote nothing and were planned "
-    "again the locked way, by reason (changed: a run was no longer pending when written; "
-    "conflict: its task rows were there already — another orchestrator planned it).",
-    ["reason"],
+BATCHES_LOCKED_AGAIN = Counter(
+    "cadenza_orchestrator_batches_locked_again_total",
+    "Batches applied without a lock that wrote nothing and were applied again the locked "
+    "way, by event (plan.requested, task.result) and reason (changed: a run's version "
+    "moved between the read and the write; conflict: a row was there already).",
+    ["event", "reason"],
 )
 CANCELS = Counter(
     "cadenza_orchestrator_cancels_total",

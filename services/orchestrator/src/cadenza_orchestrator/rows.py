@@ -56,7 +56,8 @@ class RunRow:
 
     The orchestrator sets ``status``, ``output``, ``error``, ``budget`` and
     ``finished_at``, always by assignment; ``changes`` names those that differ from the
-    row as loaded, and the batch writes them with the run's other changes at its end."""
+    row as loaded, and the batch writes them with the run's other changes at its end
+    (and ``version``, moved on by one, whatever changed)."""
 
     id: str
     tenant_id: str
@@ -66,6 +67,8 @@ class RunRow:
     error: dict[str, Any] | None = None
     budget: dict[str, Any] | None = None
     finished_at: datetime | None = None
+    version: int = 0
+    """As read: every write moves it on by one (``store.update_runs``)."""
     spec: dict[str, Any] | None = None
     inputs: dict[str, Any] | None = None
     replay: dict[str, Any] | None = None

@@ -33,13 +33,14 @@ class OrchestratorSettings(BaseSettings):
         "per-batch cost (lock, round trips, commit) is paid less often, and no batch waits "
         "behind the awaits of many others (docs/orchestrator.md).",
     )
-    plan_unlocked: bool = Field(
+    unlocked_batches: bool = Field(
         default=True,
-        description="Plan a batch of plan.requested without a transaction (PostgreSQL): the "
-        "runs are read with no lock and the plan written as ONE statement that holds only "
-        "while each run is still pending; no BEGIN, lock or COMMIT round trip. When a run "
-        "changed meanwhile, nothing is written and the batch is planned the locked way. "
-        "false: always the locked way (docs/orchestrator.md).",
+        description="Apply a batch of plan.requested or of task.result without a transaction "
+        "of its own (PostgreSQL): runs and rows are read with no lock and the batch written "
+        "as ONE statement that holds only while no run's version moved since; no BEGIN, lock "
+        "or COMMIT round trip. When a run was written meanwhile, nothing is written and the "
+        "batch is applied the locked way. false: always the locked way "
+        "(docs/orchestrator.md).",
     )
     handler_max_attempts: int = Field(
         default=8,

@@ -89,14 +89,18 @@ async def lock_runs(
     return {row.id: row for row in (RunRow(*record) for record in records)}
 
 
-async def read_runs(session: AsyncSession, run_ids: Iterable[str]) -> dict[str, RunRow]:
-    """The run rows by id with their spec, NOT locked, read on their own (no transaction
-    begun; PostgreSQL only): for a batch that writes them back under a guard
-    (``update_runs``'s ``only_from``) instead of holding their lock."""
+async def read_runs(
+    session: AsyncSession, run_ids: Iterable[str], *, with_spec: Iterable[str] = ()
+) -> dict[str, RunRow]:
+    """The run rows by id (those of ``with_spec`` with their spec, as ``lock_runs``), NOT
+    locked, read on their own (no transaction begun; PostgreSQL only): for a batch that
+    writes them back guarded by their version (``update_runs``'s ``unlocked``) instead of
+    holding their lock."""
     ids = sorted(set(run_ids))
     if not ids:
         return {}
-    records = await direct.fetch(session, _READ_RUNS_SQL, ids, ids, alone=True)
+    spec_ids = sorted(set(with_spec) & set(ids))
+    records = await direct.fetch(session, _READ_RUNS_SQL, ids, spec_ids, alone=True)
     return {row.id: row for row in (RunRow(*record) for record in records)}
 
 
@@ -117,47 +121,57 @@ async def update_runs(
     *,
     now: datetime,
     into: direct.Deferred | None = None,
-    only_from: str | None = None,
+    unlocked: bool = False,
 ) -> None:
-    """Write what the batch changed on its run rows (``RunRow.changes``), with
-    ``updated_at``: one statement per set of changed columns (a batch's runs mostly change
-    the same ones, or none). ``into`` (PostgreSQL): they join that group.
+    """Write the batch's run rows: what it changed on them (``RunRow.changes``), with
+    ``updated_at``, and ``version`` moved on by one — on every run of the batch, changed
+    or not: a writer that read a run without its lock must see that its task rows moved
+    on. One statement per set of changed columns (a batch's runs mostly change the same
+    ones, or none). ``into`` (PostgreSQL): they join that group.
 
-    ``only_from`` (with ``into``): the runs were read without a lock while their status
-    was this one. Every run is written (at least ``updated_at``), only where its status
-    still is: the group fails with ``direct.GuardFailed``, writing nothing, if one's is
-    not (a command or another orchestrator changed it meanwhile)."""
+    ``unlocked`` (with ``into``, PostgreSQL): the batch read its runs without their lock.
+    Each run is written only where its version is still the one read; the group fails
+    with ``direct.GuardFailed``, writing nothing, unless every run was (a command, the
+    sweeper or another orchestrator wrote it meanwhile)."""
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    changed: list[RunRow] = []
-    for run in runs:
+    written: list[RunRow] = []
+    # In id order, as the locked way locks them: the usual plan (a nested loop over the
+    # arrays) updates them in that order, so two writers of overlapping sets (a rebalance)
+    # wait for each other; a deadlock PostgreSQL breaks fails the batch, which is retried.
+    for run in sorted(runs, key=lambda r: r.id):
         changes = run.changes()
-        if changes or only_from is not None:
-            columns = (*sorted(changes), "updated_at")
-            by_columns.setdefault(columns, []).append({"id": run.id, **changes, "updated_at": now})
-            changed.append(run)
-    guard = ("status", only_from) if only_from is not None else None
-    for columns, values in by_columns.items():
+        columns = (*sorted(changes), "updated_at")
+        row = {"id": run.id, **changes, "updated_at": now, "version": run.version}
+        by_columns.setdefault(columns, []).append(row)
+        written.append(run)
+    for columns, rows in by_columns.items():
         if is_postgres(session):
-            await direct.update_rows(session, _RUNS, values, columns, into=into, only_where=guard)
+            await direct.update_rows(
+                session, _RUNS, rows, columns, into=into, version="version", guarded=unlocked
+            )
         else:
-            params = [{**v, "run_id": v["id"]} for v in values]
+            params = [{**v, "run_id": v["id"]} for v in rows]
             await session.execute(_update_runs_statement(columns), params)
-    for run in changed:
+    changed = 0
+    for run in written:
+        changed += bool(run.changes())
         run.mark_written()
-    metrics.RUN_ROWS_WRITTEN.inc(len(changed))
+        run.version += 1
+    metrics.RUN_ROWS_WRITTEN.inc(changed)
 
 
 _RUN_UPDATES: dict[tuple[str, ...], Any] = {}
 
 
 def _update_runs_statement(columns: tuple[str, ...]) -> Any:
-    """SQLite's executemany ``UPDATE runs SET <columns> WHERE id = :run_id``, built once."""
+    """SQLite's executemany ``UPDATE runs SET <columns>, version = version + 1 WHERE id =
+    :run_id``, built once."""
     stmt = _RUN_UPDATES.get(columns)
     if stmt is None:
         stmt = _RUN_UPDATES[columns] = (
             update(_RUNS)
             .where(_RUNS.c.id == bindparam("run_id"))
-            .values({name: bindparam(name) for name in columns})
+            .values({**{name: bindparam(name) for name in columns}, "version": _RUNS.c.version + 1})
         )
     return stmt
 
@@ -250,6 +264,32 @@ _SELECT_BY_ID = (
     f"SELECT {', '.join(f'tasks.{name}' for name in COLUMNS)} FROM tasks "
     "WHERE tasks.id = ANY($1::VARCHAR[])"
 )
+_SELECT_BY_ID_WITH_ATTEMPTS = (
+    f"SELECT {', '.join(f'tasks.{name}' for name in COLUMNS)}, "
+    "ARRAY(SELECT a.attempt FROM task_attempts a WHERE a.task_id = tasks.id) FROM tasks "
+    "WHERE tasks.id = ANY($1::VARCHAR[])"
+)
+
+
+async def read_tasks_with_attempts(
+    session: AsyncSession, task_ids: Iterable[str]
+) -> tuple[dict[str, TaskRow], set[tuple[str, int]]]:
+    """``load_tasks_by_id`` with the ``(task_id, attempt)`` pairs recorded for them, in ONE
+    read on its own (no transaction begun; PostgreSQL only): for a batch applied without a
+    lock, which inserts its new attempts with its other writes."""
+    ids = sorted(set(task_ids))
+    if not ids:
+        return {}, set()
+    records = await direct.fetch(session, _SELECT_BY_ID_WITH_ATTEMPTS, ids, alone=True)
+    rows: dict[str, TaskRow] = {}
+    recorded: set[tuple[str, int]] = set()
+    width = len(COLUMNS)
+    for record in records:
+        row = TaskRow(*record[:width])
+        rows[row.id] = row
+        recorded.update((row.id, attempt) for attempt in record[width])
+    metrics.TASK_ROWS_LOADED.inc(len(rows))
+    return rows, recorded
 
 
 async def load_nodes(session: AsyncSession, run_id: str, node_ids: Iterable[str]) -> list[TaskRow]:

@@ -75,7 +75,7 @@ class BatchWrites:
         registry: TopicRegistry,
         *,
         publisher: str | None,
-        unlocked_from: str | None = None,
+        unlocked: bool = False,
     ) -> list[StagedMessage]:
         """Write everything, one statement per kind; each transition's ``Effects`` gets its
         outbox rows and, for a finished run, its final counts. Returns the outbox rows.
@@ -85,20 +85,18 @@ class BatchWrites:
         statements, a new row carries its own changes), so they may share a snapshot. Only
         a thousands-row plan's COPYs go on their own, first.
 
-        ``unlocked_from`` (PostgreSQL): the batch read its runs without a lock, each with
-        this status. The statement then holds only if every run still has it
-        (``direct.GuardFailed`` otherwise, nothing written), and it is sent on its own
-        when no transaction is open: no BEGIN, no COMMIT."""
+        ``unlocked`` (PostgreSQL): the batch read its runs and rows without a lock. The
+        statement then holds only if no run's version moved since (``direct.GuardFailed``
+        otherwise, nothing written), and it is sent on its own when no transaction is
+        open: no BEGIN, no COMMIT."""
         postgres = direct.is_postgres(session)
-        if unlocked_from is not None and not postgres:
+        if unlocked and not postgres:
             raise ValueError("unlocked writes need PostgreSQL")
-        into = direct.Deferred(alone=unlocked_from is not None) if postgres else None
+        into = direct.Deferred(alone=unlocked) if postgres else None
         await store.insert_tasks(session, self.new, into=into)
         await store.update_tasks(session, self.changed, self.rows, into=into)
         await store.insert_attempts(session, self.attempts, into=into)
-        await store.update_runs(
-            session, self.runs, now=utcnow(), into=into, only_from=unlocked_from
-        )
+        await store.update_runs(session, self.runs, now=utcnow(), into=into, unlocked=unlocked)
         staged = await stage_outbox(session, registry, self.staged, publisher=publisher, into=into)
         if into is not None:  # what no outbox insert took along (nothing: no statement)
             await into.send(session)
@@ -109,7 +107,7 @@ class BatchWrites:
         if self._finished:
             # The hot status's final counts, read in this transaction after the writes.
             counts = await store.count_tasks_of(
-                session, [e.run_id for e in self._finished], alone=unlocked_from is not None
+                session, [e.run_id for e in self._finished], alone=unlocked
             )
             for effects in self._finished:
                 effects.final_counts = counts.get(effects.run_id, (0, 0))

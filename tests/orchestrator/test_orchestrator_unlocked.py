@@ -1,0 +1,339 @@
+"""Batches applied without a transaction (PostgreSQL): a batch of plan.requested or of
+task.result reads its runs and rows with no lock and writes everything as ONE statement
+that holds only while no run's ``version`` moved since the read. When a run was written
+between the read and the write — a command, the sweeper, or a second orchestrator during a
+rebalance — nothing is written and the batch is applied the locked way, which sees what
+happened: every plan and every result is applied once, and nothing is half-written."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import asyncpg.transaction
+import pytest
+from cadenza_events import Envelope, PlanRequested, TaskReady, TaskResult
+from cadenza_orchestrator import GraphCache, metrics, store
+from cadenza_orchestrator.handlers import RunHandlers
+from cadenza_state import OutboxMessage, direct
+from orchestrator_stack import INTEGRATION, Stack
+from sqlalchemy import event, func, select
+from support import assert_eventually
+
+pytestmark = pytest.mark.parametrize(
+    "stack", [pytest.param(INTEGRATION, marks=pytest.mark.integration)], indirect=True
+)
+
+THREE = {
+    "name": "three",
+    "tasks": [{"id": n, "tool": "noop"} for n in ("a", "b", "c")],
+}
+
+
+WIDE = {  # its 250 task rows and outbox rows go by COPY (cadenza_state.bulk)
+    "name": "wide",
+    "tasks": [{"id": "each", "tool": "noop", "for_each": "list(range(250))"}],
+}
+SPECS = {"wide": WIDE, "three": THREE}
+TWO_STEPS = {
+    "name": "two-steps",
+    "tasks": [{"id": "a", "tool": "noop"}, {"id": "b", "tool": "noop", "needs": ["a"]}],
+}
+
+
+def plan_of(run_id: str, spec: dict[str, Any] = THREE) -> Envelope[PlanRequested]:
+    plan = PlanRequested(run_id=run_id, workflow_name=spec["name"], spec=spec, inputs={})
+    return Envelope(payload=plan, source="/test/gateway", tenant_id="acme", plan_id=run_id)
+
+
+async def pending_run(stack: Stack, spec: dict[str, Any] = THREE) -> str:
+    """A run the way the gateway inserts it, its plan.requested NOT published (the test
+    hands it to the handler itself)."""
+    return await stack.submit(spec, publish_times=0)
+
+
+@contextmanager
+def watched(stack: Stack) -> Iterator[tuple[list[str], list[str]]]:
+    """The statements this task sends, and the transactions asyncpg begins for it."""
+    statements: list[str] = []
+    begun: list[str] = []
+    me = asyncio.current_task()
+
+    def observe(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if asyncio.current_task() is me:
+            statements.append(statement)
+
+    real_start = asyncpg.transaction.Transaction.start
+
+    async def start(self: Any) -> None:
+        if asyncio.current_task() is me:
+            begun.append("BEGIN")
+        await real_start(self)
+
+    engine = stack.resources.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", observe)
+    asyncpg.transaction.Transaction.start = start  # type: ignore[method-assign]
+    try:
+        yield statements, begun
+    finally:
+        asyncpg.transaction.Transaction.start = real_start  # type: ignore[method-assign]
+        event.remove(engine, "before_cursor_execute", observe)
+
+
+async def ready_rows(stack: Stack, run_id: str) -> int:
+    """task.ready rows staged for this run's tasks (keyed by task id)."""
+    async with stack.resources.sessions() as session:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.key.like(f"{run_id}.%"))
+        )
+    return int(count or 0)
+
+
+def locked_again(event: str = "plan.requested") -> float:
+    return sum(
+        metrics.BATCHES_LOCKED_AGAIN.labels(event, reason)._value.get()
+        for reason in ("changed", "conflict")
+    )
+
+
+def hold_by_hand(stack: Stack) -> list[TaskReady]:
+    """The fake worker answers nothing: the test answers each dispatched task itself."""
+    held: list[TaskReady] = []
+
+    def script(ready: TaskReady, params: dict[str, Any]) -> None:
+        held.append(ready)
+
+    stack.worker.script = script
+    return held
+
+
+def succeeded(ready: TaskReady) -> Envelope[TaskResult]:
+    result = TaskResult(
+        run_id=ready.run_id, task_id=ready.task_id, attempt=1, status="succeeded", output=1
+    )
+    return Envelope(payload=result, source="/tests", plan_id=ready.run_id, tenant_id="acme")
+
+
+async def version_of(stack: Stack, run_id: str) -> int:
+    return (await stack.run(run_id)).version
+
+
+async def bump(stack: Stack, run_id: str, status: str | None = None) -> None:
+    """Write the run the way every writer of its state does: its version moves on."""
+    async with stack.resources.sessions() as other, other.begin():
+        await direct.execute(
+            other,
+            "UPDATE runs SET version = version + 1, status = coalesce($2, status) WHERE id = $1",
+            run_id,
+            status,
+        )
+
+
+def silent_worker(stack: Stack) -> None:
+    stack.worker.script = lambda ready, params: None  # tasks stay as the plan left them
+
+
+async def test_a_plan_is_two_statements_and_no_transaction(stack: Stack) -> None:
+    silent_worker(stack)
+    run_id = await pending_run(stack)
+    started = metrics.RUNS_STARTED._value.get()
+    with watched(stack) as (statements, begun):
+        await stack.orchestrator.handlers.handle_batch([plan_of(run_id)])
+    assert begun == []  # no BEGIN, so no COMMIT either
+    assert len(statements) == 2, statements
+    assert statements[0].startswith("SELECT runs.")
+    assert "FOR UPDATE" not in statements[0]
+    assert statements[1].startswith("WITH w0 AS (INSERT INTO tasks")
+    assert "cadenza_expect_rows" in statements[1]
+    assert (await stack.run(run_id)).status == "running"
+    assert {n: t.status for n, t in (await stack.tasks(run_id)).items()} == {
+        "a": "ready",
+        "b": "ready",
+        "c": "ready",
+    }
+    assert await ready_rows(stack, run_id) == 3
+    assert metrics.RUNS_STARTED._value.get() == started + 1
+
+
+async def test_turned_off_a_plan_takes_the_runs_lock_in_a_transaction(stack: Stack) -> None:
+    await stack.restart_orchestrator(unlocked_batches=False)
+    held = hold_by_hand(stack)
+    run_id = await stack.submit(TWO_STEPS, publish_times=0)
+    with watched(stack) as (statements, begun):
+        await stack.orchestrator.handlers.handle_batch([plan_of(run_id, TWO_STEPS)])
+    assert begun == ["BEGIN"]
+    assert "FOR UPDATE" in statements[0]
+    assert (await stack.run(run_id)).status == "running"
+    assert await version_of(stack, run_id) == 1  # the locked way moves it on too
+    await assert_eventually(lambda: len(held) == 1)
+    with watched(stack) as (statements, begun):
+        await stack.orchestrator.handlers.handle_batch([succeeded(held[0])])
+    assert begun == ["BEGIN"]
+    assert "FOR UPDATE" in statements[0]
+    assert await version_of(stack, run_id) == 2  # a result that changed no run column too
+
+
+def changing_after_read(stack: Stack, change: Callable[[str], Any]) -> Any:
+    """``store.read_runs`` that lets ``change`` act on each run right after reading it."""
+    real = store.read_runs
+
+    async def read_then_change(session: Any, run_ids: Any, **kwargs: Any) -> Any:
+        runs = await real(session, run_ids, **kwargs)
+        for run_id in runs:
+            await change(run_id)
+        return runs
+
+    return read_then_change
+
+
+@pytest.mark.parametrize("spec", ["three", "wide"])
+async def test_a_run_cancelled_after_its_read_is_not_planned(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, spec: str
+) -> None:
+    """The run is cancelled between the unlocked read and the write: the guard fails, the
+    statement writes nothing — nor do the COPYs of a wide plan, which ran in the
+    transaction they began — and the locked way finds the run cancelled."""
+    run_id = await pending_run(stack, SPECS[spec])
+
+    async def cancel(rid: str) -> None:
+        await bump(stack, rid, "cancelled")
+
+    monkeypatch.setattr(store, "read_runs", changing_after_read(stack, cancel))
+    before, ignored = locked_again(), metrics.PLANS_IGNORED.labels("duplicate")._value.get()
+    started = metrics.RUNS_STARTED._value.get()
+    await stack.orchestrator.handlers.handle_batch([plan_of(run_id, SPECS[spec])])
+    assert metrics.BATCHES_LOCKED_AGAIN.labels("plan.requested", "changed")._value.get() >= 1
+    assert locked_again() == before + 1
+    assert metrics.PLANS_IGNORED.labels("duplicate")._value.get() == ignored + 1
+    assert metrics.RUNS_STARTED._value.get() == started  # undone: never counted
+    assert (await stack.run(run_id)).status == "cancelled"
+    assert await stack.tasks(run_id) == {}
+    assert await ready_rows(stack, run_id) == 0
+
+
+async def test_two_orchestrators_planning_one_run_plan_it_once(stack: Stack) -> None:
+    """A rebalance hands the same plan.requested to two orchestrators, and both read the
+    run while it is pending: one statement wins, the other fails whole and its
+    orchestrator, locked, finds the run planned. One set of task rows, one dispatch each."""
+    run_id = await pending_run(stack)
+    both_read = asyncio.Barrier(2)
+    real = store.read_runs
+
+    calls = 0
+
+    async def read_together(session: Any, run_ids: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        runs = await real(session, run_ids, **kwargs)
+        calls += 1
+        if calls <= 2:  # the two plans; the results that follow go their way
+            await both_read.wait()  # neither writes before both have read it pending
+        return runs
+
+    first = stack.orchestrator.handlers
+    second = RunHandlers(stack.resources, stack.settings, GraphCache())
+    before = locked_again()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store, "read_runs", read_together)
+        await asyncio.gather(
+            first.handle_batch([plan_of(run_id)]), second.handle_batch([plan_of(run_id)])
+        )
+    assert locked_again() == before + 1
+    assert sorted(await stack.tasks(run_id)) == ["a", "b", "c"]
+    assert await ready_rows(stack, run_id) == 3
+    run = await stack.wait_run(run_id)
+    assert run.status == "succeeded"
+    assert sorted(a.attempt for a in await stack.attempts(run_id)) == [1, 1, 1]
+
+
+# -- results -------------------------------------------------------------------------------
+
+
+async def dispatched_a(stack: Stack) -> tuple[str, list[TaskReady]]:
+    """A two-step run planned, its `a` dispatched and held."""
+    held = hold_by_hand(stack)
+    run_id = await stack.submit(TWO_STEPS)
+    await assert_eventually(lambda: len(held) == 1)
+    return run_id, held
+
+
+async def test_a_result_is_three_statements_and_no_transaction(stack: Stack) -> None:
+    """The run read, the rows read with their recorded attempts, ONE guarded write (the
+    attempt, `a`'s end, `b`'s dispatch, the run's version, the outbox)."""
+    run_id, held = await dispatched_a(stack)
+    version = await version_of(stack, run_id)
+    with watched(stack) as (statements, begun):
+        await stack.orchestrator.handlers.handle_batch([succeeded(held[0])])
+    assert begun == []
+    assert len(statements) == 3, statements
+    assert statements[0].startswith("SELECT runs.")
+    assert "FOR UPDATE" not in statements[0]
+    assert statements[1].startswith("SELECT tasks.")
+    assert "task_attempts" in statements[1]
+    assert "INSERT INTO task_attempts" in statements[2]
+    assert "cadenza_expect_rows" in statements[2]
+    assert await version_of(stack, run_id) == version + 1
+    tasks = await stack.tasks(run_id)
+    assert (tasks["a"].status, tasks["b"].status) == ("succeeded", "ready")
+    assert [(a.task_id.rpartition(".")[2], a.attempt) for a in await stack.attempts(run_id)] == [
+        ("a", 1)
+    ]
+    await assert_eventually(lambda: len(held) == 2)  # `b` published once
+
+
+async def test_a_result_whose_run_was_written_meanwhile_is_applied_locked(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer (the sweeper, a command) moves the run's version on between the read
+    and the write: nothing of the batch is written, and the locked way applies the result
+    once — one attempt recorded, `b` dispatched once."""
+    run_id, held = await dispatched_a(stack)
+    monkeypatch.setattr(
+        store, "read_runs", changing_after_read(stack, lambda rid: bump(stack, rid))
+    )
+    before = locked_again("task.result")
+    await stack.orchestrator.handlers.handle_batch([succeeded(held[0])])
+    assert metrics.BATCHES_LOCKED_AGAIN.labels("task.result", "changed")._value.get() >= 1
+    assert locked_again("task.result") == before + 1
+    tasks = await stack.tasks(run_id)
+    assert (tasks["a"].status, tasks["b"].status, tasks["b"].attempt) == ("succeeded", "ready", 1)
+    assert len(await stack.attempts(run_id)) == 1
+    assert await ready_rows(stack, run_id) == 2  # a's and b's, each once
+
+
+async def test_two_orchestrators_applying_one_result_apply_it_once(stack: Stack) -> None:
+    """A rebalance hands the same result to two orchestrators, and both read before either
+    writes: one statement wins, the other fails whole and, locked, finds the attempt
+    recorded (a duplicate)."""
+    run_id, held = await dispatched_a(stack)
+    both_read = asyncio.Barrier(2)
+    real = store.read_tasks_with_attempts
+
+    calls = 0
+
+    async def read_together(session: Any, task_ids: Any) -> Any:
+        nonlocal calls
+        read = await real(session, task_ids)
+        calls += 1
+        if calls <= 2:  # neither writes before both have read the attempt unrecorded
+            await both_read.wait()
+        return read
+
+    second = RunHandlers(stack.resources, stack.settings, GraphCache())
+    before = locked_again("task.result")
+    duplicates = metrics.RESULTS_IGNORED.labels("duplicate")._value.get()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store, "read_tasks_with_attempts", read_together)
+        await asyncio.gather(
+            stack.orchestrator.handlers.handle_batch([succeeded(held[0])]),
+            second.handle_batch([succeeded(held[0])]),
+        )
+    assert locked_again("task.result") == before + 1
+    assert metrics.RESULTS_IGNORED.labels("duplicate")._value.get() == duplicates + 1
+    assert len(await stack.attempts(run_id)) == 1
+    assert await ready_rows(stack, run_id) == 2
+    await assert_eventually(lambda: len(held) == 2)
+    assert [r.node_id for r in held] == ["a", "b"]
