@@ -11,11 +11,13 @@ is cast per element, so a document is stored as written.
 
 The statements run on the same connection, inside the session's transaction: a caller
 mixes them freely with ``session.execute``. Observers of SQLAlchemy's
-``before_cursor_execute`` event see them too. PostgreSQL only; callers keep their portable
-statement for ``cadenza dev``'s SQLite (``is_postgres``).
+``before_cursor_execute`` event see them too. A statement sent ``alone`` runs on its own
+when no transaction is open (the orchestrator's unlocked batches: one guarded statement,
+no BEGIN or COMMIT). PostgreSQL only; callers keep their portable statement for
+``cadenza dev``'s SQLite (``is_postgres``).
 
-To behave as SQLAlchemy's own execution does, ``_run`` uses three private members of its
-asyncpg adapter (``_transaction``, ``_start_transaction``, ``_handle_exception``: begin the
+To behave as SQLAlchemy's own execution does, ``_on_driver`` uses three private members of
+its asyncpg adapter (``_transaction``, ``_start_transaction``, ``_handle_exception``: begin the
 transaction like the adapter, translate an error like it). SQLAlchemy is pinned in
 ``uv.lock``; tests/state/test_direct.py fails if an upgrade changes either behaviour (a
 first statement outside the transaction, a dropped connection not seen as an outage).

@@ -2,12 +2,14 @@
 same topic) cancels it, ``run.resume_requested`` resumes a run a budget paused,
 ``task.result`` moves it on.
 
-The consumer hands over one partition's fetch at a time. The whole batch is ONE
-transaction, and its statements do not grow with the number of runs in it: the batch's run
-rows are locked in one statement (the lock also fences a stale owner during a rebalance),
-the attempts of all its results recorded in one bulk insert, each run's events applied in
-order, and what the runs' transitions left to write written together (``BatchWrites``: one
-statement per kind). After the commit this process publishes the outbox rows the batch wrote
+The consumer hands over one partition's fetch at a time, and its statements do not grow
+with the number of runs in it. A batch of plans or of results is applied without a lock
+(``_apply_unlocked``): its runs and rows read on their own, everything written as ONE
+statement guarded on the runs' versions — a stale owner's write fails whole. Any other
+batch, or one whose guard failed, is ONE transaction: the batch's run rows locked in one
+statement (the lock also fences a stale owner during a rebalance), the attempts of all its
+results recorded in one bulk insert, each run's events applied in order, and what the runs'
+transitions left to write written together (``BatchWrites``: one statement per kind). After the commit this process publishes the outbox rows the batch wrote
 (the relay only recovers what a crash left), updates the Redis hot status once per run and
 counts metrics. Handlers are idempotent: a redelivered event finds the run no longer
 ``pending`` or the attempt already recorded.
@@ -96,9 +98,10 @@ class RunHandlers:
     async def handle_batch(self, envs: Sequence[Envelope[Any]]) -> None:
         """The consumer's entry point: what one fetch brought for one partition.
 
-        ONE transaction for the whole batch: each run's events are applied in order on its
-        row, locked once; then, after the commit, the batch's outbox rows are published by
-        this process and the hot status updated once per run."""
+        Without a lock when it can (``_unlocked``), else ONE transaction for the whole
+        batch: each run's events are applied in order on its row, locked once; then, after
+        the commit, the batch's outbox rows are published by this process and the hot
+        status updated once per run."""
         by_run: dict[str, list[Envelope[Any]]] = {}
         for env in envs:
             payload = env.payload
