@@ -337,3 +337,36 @@ async def test_two_orchestrators_applying_one_result_apply_it_once(stack: Stack)
     assert await ready_rows(stack, run_id) == 2
     await assert_eventually(lambda: len(held) == 2)
     assert [r.node_id for r in held] == ["a", "b"]
+
+
+async def test_the_sweeper_redispatching_between_read_and_write_wins(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real second writer: the sweeper, under the run's lock, dispatches `a` again (its
+    worker counted lost) after the result's batch read the rows and before it writes. Its
+    write moved the version on, so the batch writes nothing; applied locked, the late
+    result of attempt 1 finds that attempt recorded `lost` and is a duplicate."""
+    run_id, held = await dispatched_a(stack)
+    real = store.read_tasks_with_attempts
+    sweeps: list[int] = []
+
+    async def read_then_sweep(session: Any, task_ids: Any) -> Any:
+        read = await real(session, task_ids)
+        if not sweeps:  # once: the locked way's own read goes through
+            sweeps.append(
+                await stack.orchestrator.sweeper._redispatch(
+                    run_id, {held[0].task_id: (1, "worker_lost")}
+                )
+            )
+        return read
+
+    monkeypatch.setattr(store, "read_tasks_with_attempts", read_then_sweep)
+    before = locked_again("task.result")
+    await stack.orchestrator.handlers.handle_batch([succeeded(held[0])])
+    assert sweeps == [1]
+    assert locked_again("task.result") == before + 1
+    a = (await stack.tasks(run_id))["a"]
+    assert (a.status, a.attempt) == ("ready", 2)
+    assert [(x.attempt, x.status) for x in await stack.attempts(run_id)] == [(1, "lost")]
+    await assert_eventually(lambda: len(held) == 2)
+    assert [(r.node_id, r.attempt) for r in held] == [("a", 1), ("a", 2)]
