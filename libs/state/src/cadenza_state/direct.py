@@ -245,9 +245,13 @@ def _combined(parts: tuple[str, ...]) -> str:
     sql = _COMBINED.get(parts)
     if sql is None:
         *clauses, main = _renumbered(parts)[0]
-        with_ = ", ".join(f"w{i} AS ({clause})" for i, clause in enumerate(clauses))
-        sql = _COMBINED[parts] = f"WITH {with_} {main}" if clauses else main
+        sql = _COMBINED[parts] = f"{_with(clauses)} {main}" if clauses else main
     return sql
+
+
+def _with(clauses: Sequence[str]) -> str:
+    """``WITH w0 AS (<clause 0>), w1 AS (…)``: clause i is named ``w<i>``."""
+    return "WITH " + ", ".join(f"w{i} AS ({clause})" for i, clause in enumerate(clauses))
 
 
 def _renumbered(parts: tuple[str, ...]) -> tuple[list[str], int]:
@@ -275,14 +279,13 @@ def _guarded(parts: tuple[str, ...], guarded: tuple[int, ...], column: str | Non
     sql = _GUARDED.get(key)
     if sql is None:
         renumbered, offset = _renumbered(parts)
-        with_ = ", ".join(f"w{i} AS ({clause})" for i, clause in enumerate(renumbered))
         checks = [
             f"cadenza_expect_rows((SELECT count(*) FROM w{index}), ${offset + k + 1}::BIGINT)"
             for k, index in enumerate(guarded)
         ]
         if column is not None:
             checks.append(f"ARRAY(SELECT {column} FROM w{len(parts) - 1})")
-        sql = _GUARDED[key] = f"WITH {with_} SELECT {', '.join(checks)}"
+        sql = _GUARDED[key] = f"{_with(renumbered)} SELECT {', '.join(checks)}"
     return sql
 
 
@@ -431,7 +434,7 @@ async def update_rows(
     if sql is None:
         sets = [f"{name} = {source.value(name)}" for name in columns]
         where = f"{table.name}.id = v.id"
-        if version is not None and guarded:
+        if guarded:
             # Under READ COMMITTED a row another transaction changed is re-checked on its
             # newest version: the guard sees what was committed, not the snapshot.
             sets.append(f"{version} = v.{version} + 1")

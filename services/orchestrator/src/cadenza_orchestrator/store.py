@@ -36,24 +36,23 @@ _TASKS: Any = TaskRecord.__table__
 _RUNS: Any = RunRecord.__table__
 
 
-def _lock_runs_sql(skip_locked: bool | None) -> str:
-    """PostgreSQL's lock: the runs of ``$1`` in id order, with the spec columns of those of
-    ``$2`` (a CASE per column: one statement however the batch's runs are mixed).
-    ``skip_locked`` None: the same read, with no lock (``read_runs``)."""
+def _read_runs_sql() -> str:
+    """PostgreSQL's read of the runs of ``$1``, with the spec columns of those of ``$2`` (a
+    CASE per column: one statement however the batch's runs are mixed)."""
     columns = [f"runs.{name}" for name in RUN_COLUMNS if name not in RUN_SPEC_COLUMNS]
     columns += [
         f"CASE WHEN runs.id = ANY($2::VARCHAR[]) THEN runs.{name} END AS {name}"
         for name in RUN_SPEC_COLUMNS
     ]
-    sql = f"SELECT {', '.join(columns)} FROM runs WHERE runs.id = ANY($1::VARCHAR[])"
-    if skip_locked is None:
-        return sql
-    # Locked in id order: two writers of overlapping sets (a rebalance) cannot deadlock.
-    return f"{sql} ORDER BY runs.id FOR UPDATE{' SKIP LOCKED' if skip_locked else ''}"
+    return f"SELECT {', '.join(columns)} FROM runs WHERE runs.id = ANY($1::VARCHAR[])"
 
 
-_LOCK_RUNS_SQL = {skip: _lock_runs_sql(skip) for skip in (False, True)}
-_READ_RUNS_SQL = _lock_runs_sql(None)
+_READ_RUNS_SQL = _read_runs_sql()  # no lock: ``read_runs``
+# The lock, in id order: two writers of overlapping sets (a rebalance) cannot deadlock.
+_LOCK_RUNS_SQL = {
+    skip: f"{_READ_RUNS_SQL} ORDER BY runs.id FOR UPDATE{' SKIP LOCKED' if skip else ''}"
+    for skip in (False, True)
+}
 # SQLite's (no row locks: its BEGIN IMMEDIATE serialises writers). Built once: building a
 # statement costs about as much CPU as executing it.
 _SELECT_RUNS = select(
@@ -135,6 +134,7 @@ async def update_runs(
     sweeper or another orchestrator wrote it meanwhile)."""
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     written: list[RunRow] = []
+    changed = 0
     # In id order, as the locked way locks them: the usual plan (a nested loop over the
     # arrays) updates them in that order, so two writers of overlapping sets (a rebalance)
     # wait for each other; a deadlock PostgreSQL breaks fails the batch, which is retried.
@@ -144,6 +144,7 @@ async def update_runs(
         row = {"id": run.id, **changes, "updated_at": now, "version": run.version}
         by_columns.setdefault(columns, []).append(row)
         written.append(run)
+        changed += bool(changes)
     for columns, rows in by_columns.items():
         if is_postgres(session):
             await direct.update_rows(
@@ -152,9 +153,7 @@ async def update_runs(
         else:
             params = [{**v, "run_id": v["id"]} for v in rows]
             await session.execute(_update_runs_statement(columns), params)
-    changed = 0
     for run in written:
-        changed += bool(run.changes())
         run.mark_written()
         run.version += 1
     metrics.RUN_ROWS_WRITTEN.inc(changed)
@@ -260,12 +259,10 @@ async def load_tasks_by_id(session: AsyncSession, task_ids: Iterable[str]) -> di
     return {row.id: row for row in rows}
 
 
-_SELECT_BY_ID = (
-    f"SELECT {', '.join(f'tasks.{name}' for name in COLUMNS)} FROM tasks "
-    "WHERE tasks.id = ANY($1::VARCHAR[])"
-)
-_SELECT_BY_ID_WITH_ATTEMPTS = (
-    f"SELECT {', '.join(f'tasks.{name}' for name in COLUMNS)}, "
+_TASK_COLUMNS_SQL = ", ".join(f"tasks.{name}" for name in COLUMNS)
+_SELECT_BY_ID = f"SELECT {_TASK_COLUMNS_SQL} FROM tasks WHERE tasks.id = ANY($1::VARCHAR[])"
+_SELECT_BY_ID_WITH_ATTEMPTS = (  # and the attempts recorded for each row, as an array
+    f"SELECT {_TASK_COLUMNS_SQL}, "
     "ARRAY(SELECT a.attempt FROM task_attempts a WHERE a.task_id = tasks.id) FROM tasks "
     "WHERE tasks.id = ANY($1::VARCHAR[])"
 )
