@@ -253,10 +253,13 @@ async def test_two_orchestrators_planning_one_run_plan_it_once(stack: Stack) -> 
 
 
 async def dispatched_a(stack: Stack) -> tuple[str, list[TaskReady]]:
-    """A two-step run planned, its `a` dispatched and held."""
+    """A two-step run planned, its `a` dispatched and held; the run then forgotten by the
+    orchestrator's memory, as by a process that did not plan it: its batches read the run
+    and rows (test_run_memory.py has those that read nothing)."""
     held = hold_by_hand(stack)
     run_id = await stack.submit(TWO_STEPS)
     await assert_eventually(lambda: len(held) == 1)
+    stack.orchestrator.handlers.memory.forget([run_id])
     return run_id, held
 
 

@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import machine, store
 from .graph import RunGraph, task_id_for
+from .memory import RunState, counts
 from .outcome import (
     HELD,
     OPEN,
@@ -120,9 +121,15 @@ class Transition:
         settings: OrchestratorSettings,
         publisher: str | None = None,
         now: datetime | None = None,
+        known: RunState | None = None,
     ) -> None:
         """``publisher``: the id of the process that publishes the staged events right after
-        the commit (``OutboxRelay.publisher_id``); None leaves them to the relay."""
+        the commit (``OutboxRelay.publisher_id``); None leaves them to the relay.
+
+        ``known``: the whole run as this process last wrote it (``memory.RunState``, whose
+        ``run`` is ``run``): rows are taken from it instead of the database, and the run's
+        end is judged from it. The caller's write must then hold only while the run's
+        version is the one ``known`` has (an unlocked batch's guard)."""
         self.session = session
         self.publisher = publisher
         self.run = run
@@ -131,6 +138,10 @@ class Transition:
         self.registry = registry
         self.settings = settings
         self.now = now or utcnow()
+        self.known = known
+        self.diverged = False
+        """A statement of this transition changed rows in the database that it does not
+        hold (a bulk cancel): ``known`` no longer matches the database after its write."""
         self.nodes: dict[str, TaskRow] = {}
         self.tasks: dict[str, TaskRow] = {}
         self.effects = Effects(run.id, run.tenant_id, run.status)
@@ -237,11 +248,12 @@ class Transition:
             and self._node_finished
             and not self._holds_open()
             # The rows held here are all closed; the database answers for the others.
-            and not await store.has_open_tasks(
-                self.session, self.run.id, besides=self._changed.keys()
-            )
+            and not await self._others_open()
         ):
             await self._step(FinishRun())
+        if self.effects.run_finished and self.known is not None and not self.diverged:
+            # Known whole: the final counts need no query after the write.
+            self.effects.final_counts = counts({**self.known.rows, **self.tasks}.values())
         self._stage_timeline()
         batch = writes if writes is not None else BatchWrites()
         new, self._new = self._new, []
@@ -263,6 +275,13 @@ class Transition:
         if writes is None:
             await batch.flush(self.session, self.registry, publisher=self.publisher)
         return self.effects
+
+    async def _others_open(self) -> bool:
+        """Whether a row this transition does not hold has work ahead or waits for a
+        person (its held rows are judged by ``_holds_open``)."""
+        if self.known is not None and not self.diverged:
+            return any(tid not in self.tasks for tid in self.known.waiting)
+        return await store.has_open_tasks(self.session, self.run.id, besides=self._changed.keys())
 
     def _holds_open(self) -> bool:
         """Whether a row this transition holds has work ahead or waits for a person: then
@@ -307,9 +326,7 @@ class Transition:
             aggregate = (await self._load_nodes([step.node_id]))[step.node_id]
             # The instances this transition holds (changed, perhaps not yet written) win
             # over the database's copies.
-            instances = self.adopt(
-                await store.load_instances(self.session, self.run.id, step.node_id)
-            )
+            instances = self.adopt(await self._instances(step.node_id))
             missing = [
                 r for r in self._new if r.node_id == step.node_id and r.item_index is not None
             ]
@@ -360,19 +377,35 @@ class Transition:
             cache_key=replay.reuse[node_id],
         )
 
+    async def _instances(self, node_id: str) -> list[TaskRow]:
+        """A fan-out task's instance rows, in index order, as the database has them."""
+        if self.known is None:
+            return await store.load_instances(self.session, self.run.id, node_id)
+        rows = [
+            r for r in self.known.rows.values() if r.node_id == node_id and r.item_index is not None
+        ]
+        return sorted(rows, key=lambda r: r.item_index or 0)
+
     async def load_tasks(self, task_ids: Iterable[str]) -> dict[str, TaskRow]:
         """The run's task rows by id: those the transition holds, the rest loaded (rows it
         does not hold are unchanged since the batch began: the database has them right)."""
         wanted = set(task_ids)
         missing = wanted - self.tasks.keys()
-        if missing:
+        if missing and self.known is not None:
+            rows = self.known.rows
+            self.track(*(rows[tid] for tid in missing if tid in rows))
+        elif missing:
             self.track(*(await store.load_tasks(self.session, self.run.id, missing)).values())
         return {tid: self.tasks[tid] for tid in wanted if tid in self.tasks}
 
     async def _load_nodes(self, node_ids: Iterable[str]) -> dict[str, TaskRow]:
         wanted = set(node_ids)
         missing = wanted - self.nodes.keys()
-        if missing:
+        if missing and self.known is not None:
+            rows = self.known.rows
+            ids = (task_id_for(self.run.id, nid) for nid in missing)
+            self.track(*(rows[tid] for tid in ids if tid in rows))
+        elif missing:
             self.track(*await store.load_nodes(self.session, self.run.id, missing))
         return {nid: self.nodes[nid] for nid in wanted if nid in self.nodes}
 
@@ -457,6 +490,7 @@ class Transition:
             ids = await store.cancel_open_tasks(
                 self.session, self.run.id, now=self.now, node_id=cancel.node_id
             )
+            self.diverged = True
             self._cancelled(ids)
             self._finished("cancelled", len(ids), node=False)
         for event in outcome.events:
@@ -579,6 +613,7 @@ class Transition:
             self._staged.append((Topic.RUN_CONTROL, inject(self._envelope(stop, None, None))))
             await self.write_changes()
             ids = await store.cancel_open_tasks(self.session, self.run.id, now=self.now)
+            self.diverged = True
             self._cancelled(ids)
             self._finished("cancelled", len(ids), node=False)
             await store.cancel_pending_holds(self.session, self.run.id, now=self.now)

@@ -49,6 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from . import hot_status, machine, metrics, store
 from .engine import Effects, Transition
 from .graph import GraphCache, RunGraph, task_id_for
+from .memory import RunMemory, RunState
 from .rows import RunRow, TaskRow
 from .settings import OrchestratorSettings
 from .writes import BatchWrites
@@ -63,6 +64,8 @@ class Applied:
 
     effects: Effects
     planned: bool
+    transition: Transition | None = None
+    """The transition that made it (for ``RunMemory``: what it held is the run now)."""
 
 
 @dataclass
@@ -90,6 +93,8 @@ class RunHandlers:
         self.resources = resources
         self.settings = settings
         self.graphs = graphs
+        self.memory = RunMemory(settings.run_memory_rows if settings.unlocked_batches else 0)
+        """Whole runs this process planned: their results batches read nothing."""
 
     async def handle(self, env: Envelope[Any]) -> None:
         """One event (tests, tools): a batch of one."""
@@ -126,6 +131,7 @@ class RunHandlers:
                 span.set_attribute("cadenza.batch.unlocked", applied is not None)
             if applied is None:
                 writes = BatchWrites()
+                self.memory.forget(by_run)  # the locked way reads them from the database
                 async with self.resources.sessions() as session, session.begin():
                     applied = await self._apply_batch(session, by_run, writes)
             elapsed = time.perf_counter() - started
@@ -168,13 +174,51 @@ class RunHandlers:
         sweeper, a second orchestrator during a rebalance — makes the guard (or a task row's
         primary key) fail the statement, and PostgreSQL undoes all of it. Then None: the
         caller applies the batch again the locked way, which sees what happened."""
+        known = self._known(by_run)
+        try:
+            return await self._apply_guarded(by_run, known, writes)
+        except BaseException:
+            self.memory.forget(by_run)  # their rows may be half-changed: the database decides
+            raise
+
+    def _known(self, by_run: dict[str, list[Envelope[Any]]]) -> dict[str, RunState]:
+        """The batch's runs held whole in memory (with their graph: nothing to read)."""
+        known: dict[str, RunState] = {}
+        for run_id in by_run:
+            state = self.memory.get(run_id)
+            if state is not None and self.graphs.get(run_id) is not None:
+                known[run_id] = state
+        span = trace.get_current_span()
+        span.set_attribute("cadenza.batch.runs_in_memory", len(known))
+        for outcome, n in (("hit", len(known)), ("miss", len(by_run) - len(known))):
+            if n:
+                metrics.RUN_MEMORY.labels(outcome).inc(n)
+        return known
+
+    async def _apply_guarded(
+        self,
+        by_run: dict[str, list[Envelope[Any]]],
+        known: dict[str, RunState],
+        writes: BatchWrites,
+    ) -> list[Applied | None] | None:
         async with self.resources.sessions() as session:
-            runs = await store.read_runs(session, by_run, with_spec=self._needs_spec(by_run))
-            recorded = await self._record_results(session, runs, by_run, deferred=writes)
+            unknown = {r: items for r, items in by_run.items() if r not in known}
+            runs = {run_id: state.run for run_id, state in known.items()}
+            if unknown:
+                runs |= await store.read_runs(session, unknown, with_spec=self._needs_spec(unknown))
+            recorded = await self._record_results(
+                session, runs, by_run, deferred=writes, known=known
+            )
             applied = [
                 await self._apply_run(session, runs.get(run_id), items, recorded, writes)
                 for run_id, items in by_run.items()
             ]
+            for run_id, a in zip(by_run, applied, strict=True):
+                if a is None and run_id in known:
+                    # Its results were all ignored on what memory says: the guard must
+                    # still prove memory right (the sweeper may have dispatched again).
+                    writes.runs.append(known[run_id].run)
+            recorded_attempts = [(a["task_id"], a["attempt"]) for a in writes.attempts]
             try:
                 await writes.flush(
                     session,
@@ -195,8 +239,34 @@ class RunHandlers:
                     reason,
                     exc,
                 )
+                self.memory.forget(by_run)
                 return None
+        self._remember(by_run, known, applied, recorded_attempts)
         return applied
+
+    def _remember(
+        self,
+        by_run: dict[str, list[Envelope[Any]]],
+        known: dict[str, RunState],
+        applied: list[Applied | None],
+        attempts: list[tuple[str, int]],
+    ) -> None:
+        """After a guarded write held: a run known whole is now what its transition held
+        (and the attempts recorded); a run planned here enters whole; a run that finished,
+        or whose transition changed rows it did not hold, is forgotten."""
+        for run_id, a in zip(by_run, applied, strict=True):
+            state = known.get(run_id)
+            transition = a.transition if a is not None else None
+            if a is None or transition is None:
+                if state is not None:  # nothing of it written but its results' attempts
+                    self.memory.absorb(state, (), attempts)
+            elif a.effects.run_finished or transition.diverged:
+                self.memory.forget([run_id])
+            elif state is not None:
+                self.memory.absorb(state, transition.tasks.values(), attempts)
+            elif a.planned and self.memory.max_rows:
+                self.memory.put(RunState(transition.run, dict(transition.tasks)))
+        metrics.RUN_MEMORY_ROWS.set(self.memory.rows)
 
     def _needs_spec(self, by_run: dict[str, list[Envelope[Any]]]) -> list[str]:
         """The runs whose spec is read with their row: those whose graph this process does
@@ -236,6 +306,7 @@ class RunHandlers:
         by_run: dict[str, list[Envelope[Any]]],
         *,
         deferred: BatchWrites | None = None,
+        known: dict[str, RunState] | None = None,
     ) -> RecordedResults:
         """Record the attempt of every result of the batch once, in ONE bulk insert (after
         loading their task rows in one query): a result whose task or attempt is unknown,
@@ -246,7 +317,8 @@ class RunHandlers:
         ``deferred`` (a batch applied without a lock): the rows come with the attempts
         recorded for them in ONE read, and the new attempts are inserted with the batch's
         other writes — its guard stands for the lock (another writer of these attempts
-        moved the run's version on)."""
+        moved the run's version on). ``known``: runs held whole in memory, whose rows and
+        recorded attempts are read from there."""
         results = [
             ((run_id, position), env)
             for run_id, items in by_run.items()
@@ -257,12 +329,25 @@ class RunHandlers:
         if not results:
             return RecordedResults({})
         ahead = self._rows_ahead(results)
-        ids = {e.payload.task_id for _, e in results}.union(*ahead.values())
+        rows: dict[str, TaskRow] = {}
         before: set[tuple[str, int]] = set()
-        if deferred is None:
-            rows = await store.load_tasks_by_id(session, ids)
-        else:
-            rows, before = await store.read_tasks_with_attempts(session, ids)
+        ids: set[str] = set()
+        for (run_id, _), env in results:
+            state = known.get(run_id) if known else None
+            wanted = {env.payload.task_id, *ahead.get(run_id, ())}
+            if state is None:
+                ids |= wanted
+                continue
+            rows |= {i: state.rows[i] for i in wanted if i in state.rows}
+            key = (env.payload.task_id, env.payload.attempt)
+            if key in state.attempts:
+                before.add(key)
+        if ids and deferred is None:
+            rows |= await store.load_tasks_by_id(session, ids)
+        elif ids:
+            read, recorded_before = await store.read_tasks_with_attempts(session, ids)
+            rows |= read
+            before |= recorded_before
         recorded = RecordedResults(rows, ahead=ahead)
         fresh: list[tuple[TaskResult, TaskRow]] = []
         seen: set[tuple[str, int]] = set()
@@ -372,7 +457,7 @@ class RunHandlers:
         if transition is None:
             return None
         effects = await transition.close(writes)
-        return Applied(effects, planned)
+        return Applied(effects, planned, transition)
 
     # -- plan.requested -------------------------------------------------------------------
 
@@ -624,6 +709,7 @@ class RunHandlers:
             registry=self.resources.registry,
             settings=self.settings,
             publisher=self.resources.relay.publisher_id,
+            known=self.memory.holds(run),  # only when the batch took the run from there
         )
 
     async def after_commit(self, effects: Effects, *, planned: bool = False) -> None:

@@ -39,6 +39,16 @@ PLANS_IGNORED = Counter(
     "plan.requested events that changed nothing (duplicate, unknown_run).",
     ["reason"],
 )
+RUN_MEMORY = Counter(
+    "cadenza_orchestrator_run_memory_total",
+    "Runs of batches applied without a lock, by whether the run was held whole in memory "
+    "(hit: nothing read for it) or read from the database (miss).",
+    ["outcome"],
+)
+RUN_MEMORY_ROWS = Gauge(
+    "cadenza_orchestrator_run_memory_rows",
+    "Task rows of the runs held whole in memory (bounded by CADENZA_ORCHESTRATOR_RUN_MEMORY_ROWS).",
+)
 BATCHES_LOCKED_AGAIN = Counter(
     "cadenza_orchestrator_batches_locked_again_total",
     "Batches applied without a lock that wrote nothing and were applied again the locked "

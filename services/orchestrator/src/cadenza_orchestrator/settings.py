@@ -42,6 +42,14 @@ class OrchestratorSettings(BaseSettings):
         "batch is applied the locked way. false: always the locked way "
         "(docs/orchestrator.md).",
     )
+    run_memory_rows: int = Field(
+        default=100_000,
+        ge=0,
+        description="Task rows of the runs this process planned that it keeps in memory "
+        "(least recently used out past this): a results batch of such a run reads nothing "
+        "and writes ONE statement, guarded on the run's version. Only with "
+        "unlocked_batches. 0: every batch reads its runs and rows (docs/orchestrator.md).",
+    )
     handler_max_attempts: int = Field(
         default=8,
         ge=1,

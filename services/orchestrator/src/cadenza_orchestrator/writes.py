@@ -104,12 +104,14 @@ class BatchWrites:
         for effects, count in self._owners:
             effects.outbox.extend(staged[start : start + count])
             start += count
-        if self._finished:
-            # The hot status's final counts, read in this transaction after the writes.
+        # The hot status's final counts, read in this transaction after the writes (a run
+        # known whole in memory counted its own: ``Transition.close``).
+        unknown = [e for e in self._finished if e.final_counts is None]
+        if unknown:
             counts = await store.count_tasks_of(
-                session, [e.run_id for e in self._finished], alone=unlocked
+                session, [e.run_id for e in unknown], alone=unlocked
             )
-            for effects in self._finished:
+            for effects in unknown:
                 effects.final_counts = counts.get(effects.run_id, (0, 0))
         self.outbox.extend(staged)
         self.new, self.changed, self.rows, self.attempts, self.staged = [], {}, {}, [], []

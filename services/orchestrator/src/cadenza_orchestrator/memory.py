@@ -1,0 +1,133 @@
+"""The runs this orchestrator last wrote, held whole in memory.
+
+The owner of a run's partition applies its batches one after the other, and it is the one
+writer of task rows. So once it has planned a run, it knows every row of it as well as the
+database does: a results batch of that run needs no read at all — no run row, no task
+rows, no recorded attempts, no "is any task open?" at its end — and a chain's step is ONE
+statement (the batch's guarded write) instead of three.
+
+What keeps this safe is not the memory but the write: every write of a run moves its
+``version`` on (``store.update_runs``), and a batch applied from memory writes only where
+the version is still the one it holds. A command, the sweeper, or another orchestrator
+that wrote the run meanwhile makes that write fail whole; the batch is then applied again
+the locked way, from the database, and the run is forgotten here. A run is also forgotten
+when its batch fails for any reason, when it finishes, when a transition wrote rows in the
+database that it does not hold (a cancel's bulk update), and, least recently used first,
+when the rows held pass ``run_memory_rows``.
+
+A run enters only when this process plans it (its plan creates every one of its rows, so
+nothing is missing); a run planned elsewhere, or before a restart, goes on from the
+database as before.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .outcome import HELD, OPEN, TERMINAL
+from .rows import RunRow, TaskRow
+
+_WAITING = OPEN | HELD
+"""Statuses of a row with work ahead or waiting for a person: the run is not over."""
+
+
+@dataclass(eq=False)
+class RunState:
+    """A run as this process last wrote it: its row and EVERY one of its task rows, and
+    the attempts recorded for them. The objects are the ones the next batch's transition
+    changes in place; the batch refreshes the state once its write holds."""
+
+    run: RunRow
+    rows: dict[str, TaskRow]
+    attempts: set[tuple[str, int]] = field(default_factory=set)
+    """``(task_id, attempt)`` of every attempt recorded for the run's tasks."""
+    waiting: set[str] = field(default_factory=set)
+    """Ids of the rows whose status is open or held (``has_open_tasks``'s question)."""
+
+    def __post_init__(self) -> None:
+        self.waiting = {i for i, row in self.rows.items() if row.status in _WAITING}
+
+    def absorb(self, rows: Iterable[TaskRow], attempts: Iterable[tuple[str, int]]) -> None:
+        """A batch's write held: the rows its transition held (changed or new) and the
+        attempts it recorded are now the run's."""
+        for row in rows:
+            self.rows[row.id] = row
+            if row.status in _WAITING:
+                self.waiting.add(row.id)
+            else:
+                self.waiting.discard(row.id)
+        self.attempts.update(a for a in attempts if a[0] in self.rows)
+
+
+def counts(rows: Iterable[TaskRow]) -> tuple[int, int]:
+    """``(total, finished)`` of a run's rows, as ``store.count_tasks_of`` counts them."""
+    total = finished = 0
+    for row in rows:
+        total += 1
+        finished += row.status in TERMINAL
+    return total, finished
+
+
+class RunMemory:
+    """Whole runs by id, least recently used first out once more than ``max_rows`` task
+    rows are held (0 holds none)."""
+
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max_rows
+        self._runs: OrderedDict[str, RunState] = OrderedDict()
+        self._rows = 0
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    @property
+    def rows(self) -> int:
+        """Task rows held, over every run (as of each run's last refresh)."""
+        return self._rows
+
+    def get(self, run_id: str) -> RunState | None:
+        state = self._runs.get(run_id)
+        if state is not None:
+            self._runs.move_to_end(run_id)
+        return state
+
+    def holds(self, run: RunRow) -> RunState | None:
+        """The state whose run row IS this object: a batch that took ``run`` from here."""
+        state = self._runs.get(run.id)
+        return state if state is not None and state.run is run else None
+
+    def put(self, state: RunState) -> None:
+        """Hold a run just planned."""
+        self.forget([state.run.id])
+        self._runs[state.run.id] = state
+        self._rows += len(state.rows)
+        self._bound()
+
+    def absorb(
+        self, state: RunState, rows: Iterable[TaskRow], attempts: Iterable[tuple[str, int]]
+    ) -> None:
+        """``RunState.absorb`` on a held run, keeping the count of rows held."""
+        before = len(state.rows)
+        state.absorb(rows, attempts)
+        if self._runs.get(state.run.id) is state:
+            self._rows += len(state.rows) - before
+            self._runs.move_to_end(state.run.id)
+            self._bound()
+
+    def _bound(self) -> None:
+        """Least recently used out until within ``max_rows`` (a run bigger than that on
+        its own is not held at all)."""
+        while self._rows > self.max_rows and self._runs:
+            _, evicted = self._runs.popitem(last=False)
+            self._rows -= len(evicted.rows)
+
+    def forget(self, run_ids: Iterable[str]) -> None:
+        for run_id in run_ids:
+            self._rows -= self._size(run_id)
+            self._runs.pop(run_id, None)
+
+    def _size(self, run_id: str) -> int:
+        state = self._runs.get(run_id)
+        return len(state.rows) if state is not None else 0

@@ -1,0 +1,66 @@
+"""``RunMemory``'s bookkeeping, in process: rows counted as runs enter, grow and leave;
+least recently used out past ``max_rows``; ``waiting`` kept as rows change."""
+
+from __future__ import annotations
+
+import pytest
+from cadenza_orchestrator.memory import RunMemory, RunState, counts
+from cadenza_orchestrator.rows import RunRow, TaskRow
+
+pytestmark = pytest.mark.unit
+
+
+def state(run_id: str, *statuses: str) -> RunState:
+    rows = {
+        f"{run_id}.t{i}": TaskRow(f"{run_id}.t{i}", run_id, f"t{i}", None, status, 1, 3)
+        for i, status in enumerate(statuses)
+    }
+    return RunState(RunRow(run_id, "acme", "wf", "running"), rows)
+
+
+def test_least_recently_used_runs_leave_past_the_bound() -> None:
+    memory = RunMemory(max_rows=5)
+    memory.put(state("r1", "ready", "pending"))
+    memory.put(state("r2", "ready", "pending"))
+    assert memory.get("r1") is not None  # r1 used last: r2 is the oldest now
+    memory.put(state("r3", "ready", "pending"))
+    assert (memory.rows, len(memory)) == (4, 2)
+    assert memory.get("r2") is None
+    assert memory.get("r1") is not None
+    assert memory.get("r3") is not None
+
+
+def test_a_run_larger_than_the_bound_is_not_held() -> None:
+    memory = RunMemory(max_rows=2)
+    memory.put(state("big", "ready", "ready", "ready"))
+    assert (memory.rows, len(memory), memory.get("big")) == (0, 0, None)
+    assert RunMemory(max_rows=0).rows == 0
+
+
+def test_absorbing_rows_counts_them_and_keeps_waiting() -> None:
+    memory = RunMemory(max_rows=10)
+    held = state("r1", "running", "pending")
+    memory.put(held)
+    assert held.waiting == {"r1.t0", "r1.t1"}
+    done, nxt = held.rows["r1.t0"], held.rows["r1.t1"]
+    done.status, nxt.status = "succeeded", "ready"
+    new = TaskRow("r1.t2", "r1", "t2", None, "pending", 0, 3)
+    memory.absorb(held, [done, nxt, new], [("r1.t0", 1), ("elsewhere.t0", 1)])
+    assert memory.rows == 3
+    assert held.waiting == {"r1.t1", "r1.t2"}
+    assert held.attempts == {("r1.t0", 1)}  # only the run's own
+    assert counts(held.rows.values()) == (3, 1)
+    memory.forget(["r1", "unknown"])
+    assert (memory.rows, len(memory)) == (0, 0)
+
+
+def test_growing_past_the_bound_lets_older_runs_go() -> None:
+    memory = RunMemory(max_rows=4)
+    memory.put(state("old", "ready", "ready"))
+    young = state("young", "ready")
+    memory.put(young)
+    memory.absorb(
+        young, [TaskRow(f"young.n{i}", "young", "n", i, "ready", 1, 3) for i in range(2)], []
+    )
+    assert memory.get("old") is None
+    assert (memory.rows, len(memory)) == (3, 1)
