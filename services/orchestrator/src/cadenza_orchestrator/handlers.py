@@ -5,7 +5,9 @@ same topic) cancels it, ``run.resume_requested`` resumes a run a budget paused,
 The consumer hands over one partition's fetch at a time, and its statements do not grow
 with the number of runs in it. A batch of plans or of results is applied without a lock
 (``_apply_unlocked``): its runs and rows read on their own, everything written as ONE
-statement guarded on the runs' versions — a stale owner's write fails whole. Any other
+statement guarded on the runs' versions — a stale owner's write fails whole; the runs this
+process planned are held whole in memory (``memory.RunMemory``), and their batches read
+nothing. Any other
 batch, or one whose guard failed, is ONE transaction: the batch's run rows locked in one
 statement (the lock also fences a stale owner during a rebalance), the attempts of all its
 results recorded in one bulk insert, each run's events applied in order, and what the runs'
@@ -160,7 +162,7 @@ class RunHandlers:
     ) -> list[Applied | None] | None:
         """Apply a batch of plans or of results with no transaction of its own: the runs read
         with no lock (``store.read_runs``), the results' task rows and recorded attempts in
-        ONE read, each run's events applied as ``_apply_batch`` would, and everything —
+        ONE read — or nothing read for a run held whole in memory (``memory``), each run's events applied as ``_apply_batch`` would, and everything —
         the results' attempts too — written as ONE statement that holds only while no run's
         ``version`` moved since it was read (``BatchWrites.flush``'s ``unlocked``). A plan
         makes two round trips where the locked way makes four (BEGIN, the lock, the writes,
@@ -188,6 +190,8 @@ class RunHandlers:
             state = self.memory.get(run_id)
             if state is not None and self.graphs.get(run_id) is not None:
                 known[run_id] = state
+            elif state is not None:  # its graph went out of the cache: read it all again
+                self.memory.forget([run_id])
         span = trace.get_current_span()
         span.set_attribute("cadenza.batch.runs_in_memory", len(known))
         for outcome, n in (("hit", len(known)), ("miss", len(by_run) - len(known))):
@@ -266,6 +270,8 @@ class RunHandlers:
                 self.memory.absorb(state, transition.tasks.values(), attempts)
             elif a.planned and self.memory.max_rows:
                 self.memory.put(RunState(transition.run, dict(transition.tasks)))
+            else:  # written from what the batch read: memory, if any, is behind
+                self.memory.forget([run_id])
         metrics.RUN_MEMORY_ROWS.set(self.memory.rows)
 
     def _needs_spec(self, by_run: dict[str, list[Envelope[Any]]]) -> list[str]:
