@@ -8,19 +8,19 @@ happened: every plan and every result is applied once, and nothing is half-writt
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
-import asyncpg.transaction
 import pytest
 from cadenza_events import Envelope, PlanRequested, TaskReady, TaskResult
 from cadenza_orchestrator import GraphCache, metrics, store
 from cadenza_orchestrator.handlers import RunHandlers
 from cadenza_state import OutboxMessage, direct
 from orchestrator_stack import INTEGRATION, Stack
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from support import assert_eventually
+from support.statements import watched as watched_statements
 
 pytestmark = pytest.mark.parametrize(
     "stack", [pytest.param(INTEGRATION, marks=pytest.mark.integration)], indirect=True
@@ -54,32 +54,9 @@ async def pending_run(stack: Stack, spec: dict[str, Any] = THREE) -> str:
     return await stack.submit(spec, publish_times=0)
 
 
-@contextmanager
-def watched(stack: Stack) -> Iterator[tuple[list[str], list[str]]]:
+def watched(stack: Stack) -> AbstractContextManager[tuple[list[str], list[str]]]:
     """The statements this task sends, and the transactions asyncpg begins for it."""
-    statements: list[str] = []
-    begun: list[str] = []
-    me = asyncio.current_task()
-
-    def observe(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if asyncio.current_task() is me:
-            statements.append(statement)
-
-    real_start = asyncpg.transaction.Transaction.start
-
-    async def start(self: Any) -> None:
-        if asyncio.current_task() is me:
-            begun.append("BEGIN")
-        await real_start(self)
-
-    engine = stack.resources.state.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", observe)
-    asyncpg.transaction.Transaction.start = start  # type: ignore[method-assign]
-    try:
-        yield statements, begun
-    finally:
-        asyncpg.transaction.Transaction.start = real_start  # type: ignore[method-assign]
-        event.remove(engine, "before_cursor_execute", observe)
+    return watched_statements(stack.resources.state.engine)
 
 
 async def ready_rows(stack: Stack, run_id: str) -> int:

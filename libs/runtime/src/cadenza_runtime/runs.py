@@ -2,7 +2,12 @@
 POST /v1/runs, a trigger's event, a schedule's tick). The caller owns the transaction, so
 the run, its ``plan.requested`` and ``run.accepted`` events (staged in the outbox), its
 audit entry and whatever the caller adds (a trigger's dedupe row, a schedule's fire row)
-commit together or not at all."""
+commit together or not at all.
+
+On PostgreSQL the run, its events and its audit entry go as ONE statement (straight on
+asyncpg, ``cadenza_state.direct``): a POST made five round trips (BEGIN, the run, the
+outbox, the audit row, COMMIT) and SQLAlchemy's ORM flush of two objects. A caller that
+adds nothing else asks for it ``alone``: then no BEGIN or COMMIT either."""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from cadenza_events import (
     Topic,
     TopicRegistry,
 )
-from cadenza_state import AuditLogEntry, RunRecord, RunStatus, StagedMessage
+from cadenza_state import AuditLogEntry, RunRecord, RunStatus, StagedMessage, direct, utcnow
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .staging import stage_event, stage_outbox
@@ -54,6 +59,7 @@ async def create_run(
     lineage: dict[str, Any] | None = None,
     replay: dict[str, Any] | None = None,
     publisher: str | None = None,
+    alone: bool = False,
 ) -> CreatedRun:
     """Insert a pending run and stage its ``plan.requested`` and ``run.accepted`` events
     (one bulk insert; ``publisher``: the relay id of a caller that publishes them itself
@@ -64,24 +70,41 @@ async def create_run(
     request's limits (the workers apply them with the workflow's own). A rerun or fork also
     records its parent, what was asked (``lineage``) and what the orchestrator may reuse
     (``replay``, docs/replay.md); it is audited as ``run.rerun`` / ``run.fork``. Raises IntegrityError at
-    once (the insert is flushed first) when another request took the same idempotency key."""
-    run = RunRecord(
-        id=run_id or str(uuid.uuid4()),
-        tenant_id=tenant_id,
-        workflow_name=workflow_name,
-        workflow_version=workflow_version,
-        spec=spec,
-        inputs=inputs,
-        status=RunStatus.PENDING.value,
-        idempotency_key=idempotency_key,
-        started_by=started_by,
-        budget=budget,
-        parent_run_id=parent_run_id,
-        lineage=lineage,
-        replay=replay,
-    )
-    session.add(run)
-    await session.flush()
+    once (the insert is flushed first) when another request took the same idempotency key.
+
+    ``alone`` (PostgreSQL): the caller writes nothing else in its transaction, so the one
+    statement may run on its own — committed when it returns, whatever the caller does
+    next. Rows the caller added before are flushed first, and the statement then joins
+    their transaction: they commit together or not at all, ``alone`` or not."""
+    now = utcnow()
+    values: dict[str, Any] = {
+        "id": run_id or str(uuid.uuid4()),
+        "tenant_id": tenant_id,
+        "workflow_name": workflow_name,
+        "workflow_version": workflow_version,
+        "spec": spec,
+        "inputs": inputs,
+        "status": RunStatus.PENDING.value,
+        "idempotency_key": idempotency_key,
+        "started_by": started_by,
+        "budget": budget,
+        "parent_run_id": parent_run_id,
+        "lineage": lineage,
+        "replay": replay,
+        "version": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    run = RunRecord(**values)
+    into: direct.Deferred | None = None
+    if direct.is_postgres(session):
+        if session.new or session.dirty or session.deleted:
+            await session.flush()  # the caller's rows first: a failure then fails them all
+        into = direct.Deferred(alone=alone)
+        await direct.insert_rows(session, _RUNS, [values], into=into)
+    else:
+        session.add(run)
+        await session.flush()
     plan = PlanRequested(
         run_id=run.id,
         workflow_name=workflow_name,
@@ -97,7 +120,19 @@ async def create_run(
     accepted = RunEvent(
         run_id=run.id, kind="run.accepted", status=RunStatus.PENDING.value, data=data
     )
-    events = await stage_outbox(
+    audit = {
+        "tenant_id": tenant_id,
+        "actor": actor,
+        "action": f"run.{lineage['kind']}" if lineage is not None else "run.created",
+        "subject": f"run:{run.id}",
+        "data": data,
+        "created_at": now,
+    }
+    if into is not None:
+        await direct.insert_rows(session, _AUDIT, [audit], into=into)
+    else:
+        session.add(AuditLogEntry(**audit))
+    events = await stage_outbox(  # on PostgreSQL the group's last part: ONE statement
         session,
         registry,
         [
@@ -111,17 +146,13 @@ async def create_run(
             ),
         ],
         publisher=publisher,
-    )
-    session.add(
-        AuditLogEntry(
-            tenant_id=tenant_id,
-            actor=actor,
-            action=f"run.{lineage['kind']}" if lineage is not None else "run.created",
-            subject=f"run:{run.id}",
-            data=data,
-        )
+        into=into,
     )
     return CreatedRun(run, events)
+
+
+_RUNS: Any = RunRecord.__table__
+_AUDIT: Any = AuditLogEntry.__table__
 
 
 async def request_cancel(

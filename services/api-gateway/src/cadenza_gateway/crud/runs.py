@@ -61,6 +61,7 @@ async def create_run(
     replay: dict[str, Any] | None = None,
     budget: dict[str, Any] | None = None,
     publisher: str | None = None,
+    alone: bool = False,
 ) -> CreatedRun:
     """Insert a pending run and stage its ``plan.requested`` and ``run.accepted`` events
     (the shared path, ``cadenza_runtime.create_run``), audited as the request's caller;
@@ -69,7 +70,8 @@ async def create_run(
     orchestrator may reuse (``replay``, docs/replay.md).
 
     Raises IntegrityError at once (the insert is flushed first) when another request took
-    the same idempotency key."""
+    the same idempotency key. ``alone``: the caller's transaction holds nothing else (on
+    PostgreSQL the run is then ONE statement, with no BEGIN or COMMIT)."""
     return await runtime_create_run(
         session=session,
         registry=registry,
@@ -86,6 +88,7 @@ async def create_run(
         lineage=lineage,
         replay=replay,
         publisher=publisher,
+        alone=alone,
     )
 
 

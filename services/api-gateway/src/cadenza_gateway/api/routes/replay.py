@@ -94,6 +94,7 @@ async def _replay(
             replay=child.replay,
             budget=parent.budget,  # the parent's limits hold for its rerun or fork
             publisher=resources.relay.publisher_id,
+            alone=True,  # nothing else in this transaction: one statement, no BEGIN
         )
     run = created.run
     resources.relay.publish_soon(created.events)

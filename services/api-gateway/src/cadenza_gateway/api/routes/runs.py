@@ -142,6 +142,7 @@ async def create_run(
                 idempotency_key=idempotency_key,
                 budget=run_in.budget.model_dump(exclude_none=True) if run_in.budget else None,
                 publisher=resources.relay.publisher_id,
+                alone=True,  # nothing else in this transaction: one statement, no BEGIN
             )
     except IntegrityError:
         if idempotency_key is None:
