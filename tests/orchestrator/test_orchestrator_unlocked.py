@@ -12,7 +12,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-import asyncpg.transaction
 import pytest
 from cadenza_events import Envelope, PlanRequested, TaskReady, TaskResult
 from cadenza_orchestrator import GraphCache, metrics, store
@@ -20,7 +19,6 @@ from cadenza_orchestrator.handlers import RunHandlers
 from cadenza_state import OutboxMessage, direct
 from orchestrator_stack import INTEGRATION, Stack
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from support import assert_eventually
 from support.statements import watched as watched_statements
 
@@ -352,46 +350,3 @@ async def test_the_sweeper_redispatching_between_read_and_write_wins(
     assert [(x.attempt, x.status) for x in await stack.attempts(run_id)] == [(1, "lost")]
     await assert_eventually(lambda: len(held) == 2)
     assert [(r.node_id, r.attempt) for r in held] == [("a", 1), ("a", 2)]
-
-
-@pytest.mark.parametrize("spec", ["three", "wide"])
-async def test_a_batchs_events_go_once_its_rows_are_committed(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch, spec: str
-) -> None:
-    """A plan's one statement commits on its own: its task.ready go at once, before the
-    session's commit and teardown (a dispatch waits for what comes first). A wide plan's
-    COPYs began a transaction: then only after its COMMIT."""
-    silent_worker(stack)
-    run_id = await pending_run(stack, SPECS[spec])
-    order: list[str] = []
-    me = asyncio.current_task()
-    relay = stack.resources.relay
-    real_publish = relay.publish_committed
-    real_commit = asyncpg.transaction.Transaction.commit
-    real_session_commit = AsyncSession.commit
-
-    async def publish(rows: Any) -> int:
-        if rows:
-            order.append("publish")
-        return await real_publish(rows)
-
-    async def commit(self: Any) -> None:
-        if asyncio.current_task() is me:
-            order.append("COMMIT")
-        await real_commit(self)
-
-    async def session_commit(self: AsyncSession) -> None:
-        if asyncio.current_task() is me:
-            order.append("session.commit")
-        await real_session_commit(self)
-
-    monkeypatch.setattr(relay, "publish_committed", publish)
-    monkeypatch.setattr(asyncpg.transaction.Transaction, "commit", commit)
-    monkeypatch.setattr(AsyncSession, "commit", session_commit)
-    await stack.orchestrator.handlers.handle_batch([plan_of(run_id, SPECS[spec])])
-    if spec == "three":
-        assert order[:2] == ["publish", "session.commit"], order  # no COMMIT at all
-    else:
-        assert order[:3] == ["session.commit", "COMMIT", "publish"], order
-    assert order.count("publish") == 1
-    assert await ready_rows(stack, run_id) == (3 if spec == "three" else 250)

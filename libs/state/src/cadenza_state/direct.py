@@ -91,15 +91,6 @@ async def copy_records(
     await _on_driver(session, copy, f"COPY {table}", (), alone=False)
 
 
-async def in_transaction(session: AsyncSession) -> bool:
-    """Whether the session's connection has a transaction open in the database (a BEGIN
-    sent and not yet ended). False after statements sent ``alone``: what they wrote is
-    committed already."""
-    connection = await session.connection()
-    pooled = await connection.get_raw_connection()
-    return pooled.dbapi_connection._transaction is not None  # type: ignore[union-attr]
-
-
 async def _on_driver(
     session: AsyncSession,
     call: Callable[[Any], Awaitable[Any]],

@@ -142,13 +142,8 @@ class RunHandlers:
             per_event = elapsed / len(envs)  # the batch's cost, shared by its events
             for env in envs:
                 labelled(metrics.TRANSITION_SECONDS, _kind(env)).observe(per_event)
-            await self._publish(writes)  # unless published already (``_apply_guarded``)
+            await self.resources.relay.publish_committed(writes.outbox)
             await self.after_commit_batch([a for a in applied if a is not None])
-
-    async def _publish(self, writes: BatchWrites) -> None:
-        """Publish the outbox rows a COMMITTED batch wrote (once)."""
-        rows, writes.outbox = writes.outbox, []
-        await self.resources.relay.publish_committed(rows)
 
     def _unlocked(self, envs: Sequence[Envelope[Any]]) -> bool:
         """Whether this batch is applied without a transaction of its own: only plan.requested
@@ -235,10 +230,6 @@ class RunHandlers:
                     publisher=self.resources.relay.publisher_id,
                     unlocked=True,
                 )
-                if not await direct.in_transaction(session):
-                    # The one statement committed on its own: its events go now, before
-                    # the session's teardown, which a dispatch would otherwise wait for.
-                    await self._publish(writes)
                 await session.commit()  # nothing to commit unless a step began a transaction
             except (direct.GuardFailed, IntegrityError) as exc:
                 await session.rollback()
