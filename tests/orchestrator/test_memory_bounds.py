@@ -64,3 +64,19 @@ def test_growing_past_the_bound_lets_older_runs_go() -> None:
     )
     assert memory.get("old") is None
     assert (memory.rows, len(memory)) == (3, 1)
+
+
+def test_no_more_runs_than_the_graph_cache_holds() -> None:
+    memory = RunMemory(max_rows=100, max_runs=2)
+    for run_id in ("r1", "r2", "r3"):
+        memory.put(state(run_id, "ready"))
+    assert memory.get("r1") is None
+    assert (memory.rows, len(memory)) == (2, 2)
+
+
+def test_a_held_run_lets_its_spec_go() -> None:
+    """Only the graph needs the spec, and the graph cache holds it."""
+    held = state("r1", "ready")
+    held.run.spec, held.run.inputs, held.run.replay = {"tasks": []}, {"n": 1}, {}
+    RunMemory(max_rows=10).put(held)
+    assert (held.run.spec, held.run.inputs, held.run.replay) == (None, None, None)

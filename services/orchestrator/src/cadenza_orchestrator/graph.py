@@ -260,7 +260,7 @@ class GraphCache:
     """LRU of built graphs by run id (a run's spec and inputs are immutable)."""
 
     def __init__(self, size: int = 256) -> None:
-        self._size = size
+        self.size = size
         self._graphs: OrderedDict[str, RunGraph] = OrderedDict()
 
     def get(self, run_id: str) -> RunGraph | None:
@@ -272,7 +272,7 @@ class GraphCache:
     def put(self, graph: RunGraph) -> RunGraph:
         self._graphs[graph.run_id] = graph
         self._graphs.move_to_end(graph.run_id)
-        while len(self._graphs) > self._size:
+        while len(self._graphs) > self.size:
             self._graphs.popitem(last=False)
         return graph
 

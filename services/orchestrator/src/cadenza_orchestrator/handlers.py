@@ -95,7 +95,9 @@ class RunHandlers:
         self.resources = resources
         self.settings = settings
         self.graphs = graphs
-        self.memory = RunMemory(settings.run_memory_rows if settings.unlocked_batches else 0)
+        self.memory = RunMemory(
+            settings.run_memory_rows if settings.unlocked_batches else 0, max_runs=graphs.size
+        )
         """Whole runs this process planned: their results batches read nothing."""
 
     async def handle(self, env: Envelope[Any]) -> None:

@@ -72,10 +72,12 @@ def counts(rows: Iterable[TaskRow]) -> tuple[int, int]:
 
 class RunMemory:
     """Whole runs by id, least recently used first out once more than ``max_rows`` task
-    rows are held (0 holds none)."""
+    rows (0 holds none) or ``max_runs`` runs are held. A run is used from here only while
+    its graph is cached too, so ``max_runs`` is the graph cache's size."""
 
-    def __init__(self, max_rows: int) -> None:
+    def __init__(self, max_rows: int, max_runs: int = 256) -> None:
         self.max_rows = max_rows
+        self.max_runs = max_runs
         self._runs: OrderedDict[str, RunState] = OrderedDict()
         self._rows = 0
 
@@ -99,7 +101,9 @@ class RunMemory:
         return state if state is not None and state.run is run else None
 
     def put(self, state: RunState) -> None:
-        """Hold a run just planned."""
+        """Hold a run just planned. Its spec, inputs and replay are let go: they only build
+        the graph, which the graph cache holds (and without which the run is not used)."""
+        state.run.spec = state.run.inputs = state.run.replay = None
         self.forget([state.run.id])
         self._runs[state.run.id] = state
         self._rows += len(state.rows)
@@ -117,9 +121,9 @@ class RunMemory:
             self._bound()
 
     def _bound(self) -> None:
-        """Least recently used out until within ``max_rows`` (a run bigger than that on
-        its own is not held at all)."""
-        while self._rows > self.max_rows and self._runs:
+        """Least recently used out until within ``max_rows`` and ``max_runs`` (a run bigger
+        than ``max_rows`` on its own is not held at all)."""
+        while (self._rows > self.max_rows or len(self._runs) > self.max_runs) and self._runs:
             _, evicted = self._runs.popitem(last=False)
             self._rows -= len(evicted.rows)
 
