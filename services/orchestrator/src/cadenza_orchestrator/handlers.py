@@ -7,13 +7,13 @@ with the number of runs in it. A batch of plans or of results is applied without
 (``_apply_unlocked``): its runs and rows read on their own, everything written as ONE
 statement guarded on the runs' versions — a stale owner's write fails whole; the runs this
 process planned are held whole in memory (``memory.RunMemory``), and their batches read
-nothing. Any other
-batch, or one whose guard failed, is ONE transaction: the batch's run rows locked in one
-statement (the lock also fences a stale owner during a rebalance), the attempts of all its
-results recorded in one bulk insert, each run's events applied in order, and what the runs'
-transitions left to write written together (``BatchWrites``: one statement per kind). After the commit this process publishes the outbox rows the batch wrote
-(the relay only recovers what a crash left), updates the Redis hot status once per run and
-counts metrics. Handlers are idempotent: a redelivered event finds the run no longer
+nothing. Any other batch, or one whose guard failed, is ONE transaction: the batch's run
+rows locked in one statement (the lock also fences a stale owner during a rebalance), the
+attempts of all its results recorded in one bulk insert, each run's events applied in
+order, and what the runs' transitions left to write written together (``BatchWrites``: one
+statement per kind). After the commit this process publishes the outbox rows the batch
+wrote (the relay only recovers what a crash left), updates the Redis hot status once per
+run and counts metrics. Handlers are idempotent: a redelivered event finds the run no longer
 ``pending`` or the attempt already recorded.
 """
 
@@ -164,13 +164,15 @@ class RunHandlers:
     ) -> list[Applied | None] | None:
         """Apply a batch of plans or of results with no transaction of its own: the runs read
         with no lock (``store.read_runs``), the results' task rows and recorded attempts in
-        ONE read — or nothing read for a run held whole in memory (``memory``), each run's events applied as ``_apply_batch`` would, and everything —
-        the results' attempts too — written as ONE statement that holds only while no run's
-        ``version`` moved since it was read (``BatchWrites.flush``'s ``unlocked``). A plan
-        makes two round trips where the locked way makes four (BEGIN, the lock, the writes,
-        COMMIT), a result three where it made six, and a dispatch waits for one of them. A
-        step that reads inside a transition (a rerun's outputs, "is any task open?") begins
-        a transaction as before; the guarded statement then joins it.
+        ONE read — nothing read for a run held whole in memory (``_known``) —, each run's
+        events applied as ``_apply_batch`` would, and everything — the results' attempts
+        too — written as ONE statement that holds only while no run's ``version`` moved
+        since it was read (``BatchWrites.flush``'s ``unlocked``). A plan makes two round
+        trips where the locked way makes four (BEGIN, the lock, the writes, COMMIT), a
+        result three where it made six (one for a run in memory), and a dispatch waits for
+        one of them. A step that reads inside a transition (a rerun's outputs, "is any task
+        open?" of a run read from the database) begins a transaction as before; the
+        guarded statement then joins it.
 
         Why no lock is needed: only the orchestrator writes a run's state, every such write
         moves the run's version on (``store.update_runs``), and a partition's batches are
