@@ -88,9 +88,14 @@ def hold_by_hand(stack: Stack) -> list[TaskReady]:
     return held
 
 
-def succeeded(ready: TaskReady) -> Envelope[TaskResult]:
+def succeeded(ready: TaskReady, output: Any = 1) -> Envelope[TaskResult]:
+    """The dispatched attempt's success (a re-dispatch's too)."""
     result = TaskResult(
-        run_id=ready.run_id, task_id=ready.task_id, attempt=1, status="succeeded", output=1
+        run_id=ready.run_id,
+        task_id=ready.task_id,
+        attempt=ready.attempt,
+        status="succeeded",
+        output=output,
     )
     return Envelope(payload=result, source="/tests", plan_id=ready.run_id, tenant_id="acme")
 

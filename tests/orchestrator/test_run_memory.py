@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from cadenza_events import Envelope, TaskError, TaskReady, TaskResult
+from cadenza_events import Envelope, TaskError, TaskResult
 from cadenza_orchestrator import metrics
 from cadenza_orchestrator.handlers import RunHandlers
 from cadenza_orchestrator.outcome import HELD, OPEN
@@ -76,18 +76,6 @@ async def assert_memory_is_the_database(stack: Stack, run_id: str) -> None:
     assert state.waiting == {i for i, r in rows.items() if r["status"] in OPEN | HELD}
 
 
-def finished(ready: TaskReady, output: Any = 1) -> Envelope[TaskResult]:
-    """``succeeded`` of the attempt dispatched (a re-dispatch's too)."""
-    result = TaskResult(
-        run_id=ready.run_id,
-        task_id=ready.task_id,
-        attempt=ready.attempt,
-        status="succeeded",
-        output=output,
-    )
-    return Envelope(payload=result, source="/tests", plan_id=ready.run_id, tenant_id="acme")
-
-
 def memory_hits() -> float:
     return (
         REGISTRY.get_sample_value("cadenza_orchestrator_run_memory_total", {"outcome": "hit"})
@@ -145,7 +133,7 @@ async def test_memory_is_the_database_after_every_batch(stack: Stack, spec: dict
     while (await stack.run(run_id)).status == "running":
         await assert_eventually(lambda n=answered: len(held) > n, timeout=10)
         for ready in held[answered:]:
-            await handlers(stack).handle_batch([finished(ready, output={"v": 1, "sum": 2})])
+            await handlers(stack).handle_batch([succeeded(ready, output={"v": 1, "sum": 2})])
             answered += 1
             if (await stack.run(run_id)).status == "running":
                 await assert_memory_is_the_database(stack, run_id)
@@ -201,7 +189,7 @@ async def test_the_sweeper_dispatching_again_since_memory(stack: Stack) -> None:
     # Not held again (only a run planned here enters): it is read from now on.
     assert handlers(stack).memory.get(run_id) is None
     assert held[1].attempt == 2
-    await handlers(stack).handle_batch([finished(held[1])])
+    await handlers(stack).handle_batch([succeeded(held[1])])
     tasks = await stack.tasks(run_id)
     assert (tasks["a"].status, tasks["a"].attempt, tasks["b"].status) == ("succeeded", 2, "ready")
 
@@ -220,7 +208,7 @@ async def test_an_ignored_result_still_proves_memory_right(stack: Stack) -> None
     await assert_eventually(lambda: len(held) == 2)
     assert held[1].attempt == 2
     before = locked_again("task.result")
-    await handlers(stack).handle_batch([finished(held[1])])
+    await handlers(stack).handle_batch([succeeded(held[1])])
     assert locked_again("task.result") == before + 1
     tasks = await stack.tasks(run_id)
     assert (tasks["a"].status, tasks["a"].attempt, tasks["b"].status) == ("succeeded", 2, "ready")
@@ -329,7 +317,7 @@ async def test_a_bulk_cancel_forgets_the_run(stack: Stack) -> None:
     ]
     await assert_eventually(lambda: len(held) == 4)  # the fallback
     late = next(r for r in held if r.task_id.endswith(".0"))
-    await handlers(stack).handle_batch([finished(late)])
+    await handlers(stack).handle_batch([succeeded(late)])
     assert (await database_rows(stack, run_id))[late.task_id]["status"] == "cancelled"
-    await handlers(stack).handle_batch([finished(held[3])])
+    await handlers(stack).handle_batch([succeeded(held[3])])
     assert (await stack.run(run_id)).status == "succeeded"

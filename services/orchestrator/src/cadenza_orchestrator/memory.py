@@ -43,8 +43,9 @@ class RunState:
     rows: dict[str, TaskRow]
     attempts: set[tuple[str, int]] = field(default_factory=set)
     """``(task_id, attempt)`` of every attempt recorded for the run's tasks."""
-    waiting: set[str] = field(default_factory=set)
-    """Ids of the rows whose status is open or held (``has_open_tasks``'s question)."""
+    waiting: set[str] = field(init=False)
+    """Ids of the rows whose status is open or held (``has_open_tasks``'s question), kept
+    as rows are absorbed rather than scanned for at each batch's end."""
 
     def __post_init__(self) -> None:
         self.waiting = {i for i, row in self.rows.items() if row.status in _WAITING}
