@@ -135,6 +135,34 @@ async def test_two_consumers_in_one_group_share_partitions(bus: Bus, unique_id: 
     assert sorted(handled["a"] + handled["b"]) == list(range(60)), "each message exactly once"
 
 
+async def test_a_member_hears_the_partitions_a_rebalance_takes(bus: Bus, unique_id: str) -> None:
+    """``ConsumerOptions.on_revoked``: a second member joins; the first hears every
+    partition it gave up (the orchestrator forgets the runs it held), among them all
+    those the second now has — and a member alone in its group hears nothing."""
+    revoked: list[set[tuple[str, int]]] = []
+
+    async def ignore(env: Envelope[Any]) -> None:
+        return None
+
+    group = f"{unique_id}-g"
+    a = bus.consumer([Topic.RUN_EVENTS], group, ignore, ConsumerOptions(on_revoked=revoked.append))
+    await a.start()
+    topic = bus.registry.name(Topic.RUN_EVENTS)
+    await assert_eventually(lambda: len(a.assignment) == 3, timeout=30)  # type: ignore[attr-defined]
+    assert revoked == []
+    b = bus.consumer([Topic.RUN_EVENTS], group, ignore)
+    await b.start()
+    await assert_eventually(lambda: bool(b.assignment), timeout=30)  # type: ignore[attr-defined]
+    await assert_eventually(
+        lambda: b.assignment <= set().union(*revoked),  # type: ignore[attr-defined]
+        timeout=30,
+        message="the first member was not told what it gave up",
+    )
+    assert all(t == topic for given_up in revoked for t, _ in given_up)
+    await b.stop()
+    await a.stop()
+
+
 async def test_uncommitted_messages_are_redelivered_after_consumer_dies(
     bus: Bus, unique_id: str
 ) -> None:

@@ -80,3 +80,32 @@ def test_a_held_run_lets_its_spec_go() -> None:
     held.run.spec, held.run.inputs, held.run.replay = {"tasks": []}, {"n": 1}, {}
     RunMemory(max_rows=10).put(held)
     assert (held.run.spec, held.run.inputs, held.run.replay) == (None, None, None)
+
+
+def test_a_rebuilt_run_fills_only_the_room_left() -> None:
+    """``fill`` (a run read whole from the database) never pushes a held run out; one that
+    does not fit is remembered as too big and not read whole again."""
+    memory = RunMemory(max_rows=5)
+    memory.put(state("busy", "ready", "pending", "pending"))
+    assert memory.may_fill("moved")
+    assert memory.fill(state("moved", "ready", "pending"))
+    assert (memory.rows, len(memory)) == (5, 2)
+    assert not memory.fill(state("big", "ready"))  # 1 row, but no room left
+    assert memory.get("busy") is not None
+    assert memory.get("moved") is not None
+    assert memory.get("big") is None
+    memory.forget(["busy"])
+    assert not memory.may_fill("big")  # too big once: read in part from now on
+    assert memory.may_fill("other")
+    memory.clear()  # a rebalance: nothing held, nothing remembered
+    assert (memory.rows, len(memory)) == (0, 0)
+    assert memory.may_fill("big")
+
+
+def test_no_run_is_filled_past_the_run_bound_or_with_memory_off() -> None:
+    memory = RunMemory(max_rows=100, max_runs=1)
+    assert memory.fill(state("r1", "ready"))
+    assert not memory.may_fill("r2")
+    assert not memory.fill(state("r2", "ready"))
+    assert memory.get("r1") is not None
+    assert not RunMemory(max_rows=0).may_fill("r1")

@@ -234,14 +234,20 @@ async def test_two_orchestrators_planning_one_run_plan_it_once(stack: Stack) -> 
 # -- results -------------------------------------------------------------------------------
 
 
+def memory_off(handlers: RunHandlers) -> RunHandlers:
+    handlers.memory.clear()
+    handlers.memory.max_rows = 0
+    return handlers
+
+
 async def dispatched_a(stack: Stack) -> tuple[str, list[TaskReady]]:
     """A two-step run planned, its `a` dispatched and held; the run then forgotten by the
-    orchestrator's memory, as by a process that did not plan it: its batches read the run
-    and rows (test_run_memory.py has those that read nothing)."""
+    orchestrator's memory, which is turned off: its batches read the run and the rows
+    they need (test_run_memory.py has those that read nothing, and the rebuild)."""
     held = hold_by_hand(stack)
     run_id = await stack.submit(TWO_STEPS)
     await assert_eventually(lambda: len(held) == 1)
-    stack.orchestrator.handlers.memory.forget([run_id])
+    memory_off(stack.orchestrator.handlers)
     return run_id, held
 
 
@@ -307,7 +313,7 @@ async def test_two_orchestrators_applying_one_result_apply_it_once(stack: Stack)
             await both_read.wait()
         return read
 
-    second = RunHandlers(stack.resources, stack.settings, GraphCache())
+    second = memory_off(RunHandlers(stack.resources, stack.settings, GraphCache()))
     before = locked_again("task.result")
     duplicates = metrics.RESULTS_IGNORED.labels("duplicate")._value.get()
     with pytest.MonkeyPatch.context() as patch:

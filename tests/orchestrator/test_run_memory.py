@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 from cadenza_events import Envelope, TaskError, TaskResult
-from cadenza_orchestrator import metrics
+from cadenza_orchestrator import metrics, store
+from cadenza_orchestrator.graph import GraphCache
 from cadenza_orchestrator.handlers import RunHandlers
 from cadenza_orchestrator.outcome import HELD, OPEN
 from cadenza_orchestrator.rows import COLUMNS, TaskRow
@@ -65,8 +66,10 @@ async def database_attempts(stack: Stack, run_id: str) -> set[tuple[str, int]]:
     return {(a.task_id, a.attempt) for a in await stack.attempts(run_id)}
 
 
-async def assert_memory_is_the_database(stack: Stack, run_id: str) -> None:
-    state = handlers(stack).memory.get(run_id)
+async def assert_memory_is_the_database(
+    stack: Stack, run_id: str, of: RunHandlers | None = None
+) -> None:
+    state = (of or handlers(stack)).memory.get(run_id)
     assert state is not None, "the run is not held"
     assert {i: row.values() for i, row in state.rows.items()} == await database_rows(stack, run_id)
     assert state.attempts == await database_attempts(stack, run_id)
@@ -76,9 +79,9 @@ async def assert_memory_is_the_database(stack: Stack, run_id: str) -> None:
     assert state.waiting == {i for i, r in rows.items() if r["status"] in OPEN | HELD}
 
 
-def memory_hits() -> float:
+def memory_hits(outcome: str = "hit") -> float:
     return (
-        REGISTRY.get_sample_value("cadenza_orchestrator_run_memory_total", {"outcome": "hit"})
+        REGISTRY.get_sample_value("cadenza_orchestrator_run_memory_total", {"outcome": outcome})
         or 0.0
     )
 
@@ -186,12 +189,13 @@ async def test_the_sweeper_dispatching_again_since_memory(stack: Stack) -> None:
     assert (a.status, a.attempt) == ("ready", 2)
     assert [(x.attempt, x.status) for x in await stack.attempts(run_id)] == [(1, "lost")]
 
-    # Not held again (only a run planned here enters): it is read from now on.
+    # Forgotten; its next batch reads it whole again, and holds it as the database has it.
     assert handlers(stack).memory.get(run_id) is None
     assert held[1].attempt == 2
     await handlers(stack).handle_batch([succeeded(held[1])])
     tasks = await stack.tasks(run_id)
     assert (tasks["a"].status, tasks["a"].attempt, tasks["b"].status) == ("succeeded", 2, "ready")
+    await assert_memory_is_the_database(stack, run_id)
 
 
 async def test_an_ignored_result_still_proves_memory_right(stack: Stack) -> None:
@@ -321,3 +325,93 @@ async def test_a_bulk_cancel_forgets_the_run(stack: Stack) -> None:
     assert (await database_rows(stack, run_id))[late.task_id]["status"] == "cancelled"
     await handlers(stack).handle_batch([succeeded(held[3])])
     assert (await stack.run(run_id)).status == "succeeded"
+
+
+def elsewhere(stack: Stack) -> RunHandlers:
+    """A second orchestrator process: no run held, no graph cached (a restart, or the new
+    owner of a partition after a rebalance)."""
+    return RunHandlers(stack.resources, stack.settings, GraphCache())
+
+
+@pytest.mark.parametrize("spec", [DIAMOND, FAN_OF_THREE], ids=["diamond", "fan-out"])
+async def test_a_run_planned_elsewhere_is_read_whole_once_then_nothing(
+    stack: Stack, spec: dict[str, Any]
+) -> None:
+    """The new owner's first batch of a running run (one result in already, applied by the
+    orchestrator that planned it) reads its row (with the spec: no graph cached) and ALL
+    its rows and attempts in one statement, writes guarded, and holds the run as the
+    database has it; every later batch reads nothing."""
+    held = hold_by_hand(stack)
+    run_id = await stack.submit(spec)
+    await assert_eventually(lambda: len(held) >= 1)
+    await handlers(stack).handle_batch([succeeded(held[0], output={"v": 1, "sum": 2})])
+    await assert_eventually(lambda: len(held) >= 2)
+    owner = elsewhere(stack)
+    rebuilt = memory_hits("rebuilt")
+    with watched(stack) as (statements, begun):
+        await owner.handle_batch([succeeded(held[1], output={"v": 1, "sum": 2})])
+    assert begun == []
+    assert len(statements) == 3, statements
+    assert statements[0].startswith("SELECT runs.")
+    assert "tasks.run_id = ANY" in statements[1]
+    assert "task_attempts" in statements[1]
+    assert "cadenza_expect_rows" in statements[2]
+    assert memory_hits("rebuilt") == rebuilt + 1
+    await assert_memory_is_the_database(stack, run_id, of=owner)
+    answered = 2
+    while (await stack.run(run_id)).status == "running":
+        await assert_eventually(lambda n=answered: len(held) > n, timeout=10)
+        for ready in held[answered:]:
+            hits = memory_hits()
+            with watched(stack) as (statements, begun):
+                await owner.handle_batch([succeeded(ready, output={"v": 1, "sum": 2})])
+            assert (begun, len(statements)) == ([], 1), statements
+            assert memory_hits() == hits + 1
+            answered += 1
+            if (await stack.run(run_id)).status == "running":
+                await assert_memory_is_the_database(stack, run_id, of=owner)
+    run = await stack.run(run_id)
+    assert run.status == "succeeded", run.error
+    rows = await database_rows(stack, run_id)
+    assert await database_attempts(stack, run_id) == {(i, 1) for i in rows}
+
+
+async def test_a_rebuilt_run_that_was_written_meanwhile_is_applied_locked(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer moves the run on between the new owner's two reads (its row, then its
+    rows): the guard fails, the batch applies locked once, and nothing is held."""
+    held = hold_by_hand(stack)
+    run_id = await stack.submit(TWO_STEPS)
+    await assert_eventually(lambda: len(held) == 1)
+    real = store.read_whole_runs
+
+    async def written_meanwhile(session: Any, run_ids: Any) -> Any:
+        await bump(stack, run_id)
+        return await real(session, run_ids)
+
+    monkeypatch.setattr(store, "read_whole_runs", written_meanwhile)
+    owner = elsewhere(stack)
+    before = locked_again("task.result")
+    await owner.handle_batch([succeeded(held[0])])
+    assert locked_again("task.result") == before + 1
+    assert owner.memory.get(run_id) is None
+    tasks = await stack.tasks(run_id)
+    assert (tasks["a"].status, tasks["b"].status) == ("succeeded", "ready")
+    assert len(await stack.attempts(run_id)) == 1
+    assert await ready_rows(stack, run_id) == 2
+
+
+async def test_a_rebalance_forgets_every_run_held(stack: Stack) -> None:
+    """Partitions revoked: nothing held (the runs may now be another's to write); the run's
+    next batch here reads it whole again."""
+    held = hold_by_hand(stack)
+    run_id = await stack.submit(TWO_STEPS)
+    await assert_eventually(lambda: len(held) == 1)
+    assert handlers(stack).memory.get(run_id) is not None
+    handlers(stack).revoked({("cadenza.task.result", 0)})
+    assert (len(handlers(stack).memory), handlers(stack).memory.rows) == (0, 0)
+    rebuilt = memory_hits("rebuilt")
+    await handlers(stack).handle_batch([succeeded(held[0])])
+    assert memory_hits("rebuilt") == rebuilt + 1
+    await assert_memory_is_the_database(stack, run_id)

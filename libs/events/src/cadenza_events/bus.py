@@ -67,6 +67,10 @@ class ConsumerOptions:
     behind no other batch's awaits, and under load each carries more records (a handler
     with a fixed cost per batch, such as a transaction, pays it less often). Per topic, so
     one topic's backlog (results) never holds up another's first record (a new run)."""
+    on_revoked: Callable[[set[tuple[str, int]]], None] | None = None
+    """Called with the ``(topic, partition)`` pairs a rebalance took from this consumer, once
+    their in-flight work finished and was committed: what the handler keeps per partition
+    (the orchestrator's runs held in memory) is no longer its own to trust."""
 
 
 class Publisher(Protocol):

@@ -155,6 +155,8 @@ class ConsumerRunner:
         await self._commit(only=partitions)
         self._tracker.drop(partitions)
         self.assignment -= partitions
+        if self._options.on_revoked is not None and partitions:
+            self._options.on_revoked(partitions)
         for chain in [c for c in self._tails if c[0] in partitions]:
             del self._tails[chain]
 

@@ -6,7 +6,8 @@ The consumer hands over one partition's fetch at a time, and its statements do n
 with the number of runs in it. A batch of plans or of results is applied without a lock
 (``_apply_unlocked``): its runs and rows read on their own, everything written as ONE
 statement guarded on the runs' versions — a stale owner's write fails whole; the runs this
-process planned are held whole in memory (``memory.RunMemory``), and their batches read
+process planned, or read whole on their first results batch here (after a restart or a
+rebalance), are held whole in memory (``memory.RunMemory``), and their batches read
 nothing. Any other batch, or one whose guard failed, is ONE transaction: the batch's run
 rows locked in one statement (the lock also fences a stale owner during a rebalance), the
 attempts of all its results recorded in one bulk insert, each run's events applied in
@@ -98,7 +99,19 @@ class RunHandlers:
         self.memory = RunMemory(
             settings.run_memory_rows if settings.unlocked_batches else 0, max_runs=graphs.size
         )
-        """Whole runs this process planned: their results batches read nothing."""
+        """Whole runs this process planned or rebuilt: their results batches read nothing."""
+
+    def revoked(self, partitions: set[tuple[str, int]]) -> None:
+        """A rebalance took partitions from this process: forget every run held. Kafka's
+        assignors are eager (a rebalance revokes every partition before assigning them
+        again), and a run's partition is not kept, so all go; the runs of the partitions
+        assigned again are read whole on their next batch (``_rebuild``). The guard alone
+        would keep a stale run safe; forgetting spares its failed write, and frees the
+        room a rebuild needs."""
+        if len(self.memory):
+            log.info("partitions revoked: forgetting %d run(s) held", len(self.memory))
+        self.memory.clear()
+        metrics.RUN_MEMORY_ROWS.set(0)
 
     async def handle(self, env: Envelope[Any]) -> None:
         """One event (tests, tools): a batch of one."""
@@ -196,12 +209,45 @@ class RunHandlers:
                 known[run_id] = state
             elif state is not None:  # its graph went out of the cache: read it all again
                 self.memory.forget([run_id])
-        span = trace.get_current_span()
-        span.set_attribute("cadenza.batch.runs_in_memory", len(known))
-        for outcome, n in (("hit", len(known)), ("miss", len(by_run) - len(known))):
-            if n:
-                metrics.RUN_MEMORY.labels(outcome).inc(n)
+        if known:
+            metrics.RUN_MEMORY.labels("hit").inc(len(known))
         return known
+
+    async def _rebuild(
+        self,
+        session: AsyncSession,
+        runs: dict[str, RunRow],
+        missed: dict[str, list[Envelope[Any]]],
+    ) -> dict[str, RunState]:
+        """Read whole, in ONE statement, the runs of a results batch that memory does not
+        hold but has room for (planned by another orchestrator, or before this one
+        started), and hold them: their later batches read nothing. Their rows were read
+        after their run rows, so the batch's guard covers this read as any other."""
+        graphs: dict[str, RunGraph] = {}
+        for run_id, items in missed.items():
+            run = runs.get(run_id)
+            if (
+                run is None
+                or run.status in TERMINAL_RUN_STATUSES
+                or not isinstance(items[0].payload, TaskResult)
+                or not self.memory.may_fill(run_id)
+            ):
+                continue
+            graph = self.graphs.get(run_id)
+            if graph is None:
+                try:
+                    graph = self.graphs.put(RunGraph.for_run(run))
+                except (SpecValidationError, ExpressionError):
+                    continue  # the transition reports it, from the database
+            graphs[run_id] = graph
+        if not graphs:
+            return {}
+        rebuilt: dict[str, RunState] = {}
+        for run_id, (rows, attempts) in (await store.read_whole_runs(session, graphs)).items():
+            state = RunState(runs[run_id], rows, attempts)
+            if self.memory.fill(state):
+                rebuilt[run_id] = state
+        return rebuilt
 
     async def _apply_guarded(
         self,
@@ -214,6 +260,15 @@ class RunHandlers:
             runs = {run_id: state.run for run_id, state in known.items()}
             if unknown:
                 runs |= await store.read_runs(session, unknown, with_spec=self._needs_spec(unknown))
+                rebuilt = await self._rebuild(session, runs, unknown)
+                known |= rebuilt
+                for outcome, n in (
+                    ("rebuilt", len(rebuilt)),
+                    ("miss", len(unknown) - len(rebuilt)),
+                ):
+                    if n:
+                        metrics.RUN_MEMORY.labels(outcome).inc(n)
+            trace.get_current_span().set_attribute("cadenza.batch.runs_in_memory", len(known))
             recorded = await self._record_results(
                 session, runs, by_run, deferred=writes, known=known
             )

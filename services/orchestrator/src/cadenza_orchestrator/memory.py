@@ -15,9 +15,15 @@ when its batch fails for any reason, when it finishes, when a transition wrote r
 database that it does not hold (a cancel's bulk update), and, least recently used first,
 when the rows held pass ``run_memory_rows``.
 
-A run enters only when this process plans it (its plan creates every one of its rows, so
-nothing is missing); a run planned elsewhere, or before a restart, goes on from the
-database as before.
+A run enters when this process plans it (its plan creates every one of its rows, so
+nothing is missing), or, planned elsewhere or before a restart, when a results batch of it
+finds it missing: the batch then reads the run whole (``store.read_whole_runs``, after the
+run's row, so the guard covers the read) instead of only the rows it needs, once, and
+the run's later batches read nothing. That is the rebuild a new owner of the run's
+partition does — on the run's first batch rather than at the assignment, so a rebalance
+waits for no read, and only runs still being answered are read. A rebuilt run enters only
+into room left (it never pushes a held run out); one too big for it is not read whole
+again.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ from dataclasses import dataclass, field
 
 from .outcome import HELD, OPEN, TERMINAL
 from .rows import RunRow, TaskRow
+
+_BIG_REMEMBERED = 4096
+"""How many runs found too big to hold are remembered as such (the oldest first out)."""
 
 _WAITING = OPEN | HELD
 """Statuses of a row with work ahead or waiting for a person: the run is not over."""
@@ -81,6 +90,8 @@ class RunMemory:
         self.max_runs = max_runs
         self._runs: OrderedDict[str, RunState] = OrderedDict()
         self._rows = 0
+        self._big: OrderedDict[str, None] = OrderedDict()
+        """Runs read whole that did not fit (``fill``): not read whole again."""
 
     def __len__(self) -> int:
         return len(self._runs)
@@ -110,6 +121,24 @@ class RunMemory:
         self._rows += len(state.rows)
         self._bound()
 
+    def may_fill(self, run_id: str) -> bool:
+        """Whether a run this process does not hold is worth reading whole (``fill``): memory
+        is on, has room for one more run, and the run was not found too big before."""
+        return bool(self.max_rows) and len(self._runs) < self.max_runs and run_id not in self._big
+
+    def fill(self, state: RunState) -> bool:
+        """Hold a run rebuilt from the database (planned elsewhere, or before a restart) if
+        it fits in the room left: unlike a run just planned, it never pushes a held run out
+        (the runs this process is busy with stay). One that does not fit is remembered as
+        too big, so that its batches go on reading only what they need."""
+        if len(state.rows) > self.max_rows - self._rows or len(self._runs) >= self.max_runs:
+            self._big[state.run.id] = None
+            while len(self._big) > _BIG_REMEMBERED:
+                self._big.popitem(last=False)
+            return False
+        self.put(state)
+        return True
+
     def absorb(
         self, state: RunState, rows: Iterable[TaskRow], attempts: Iterable[tuple[str, int]]
     ) -> None:
@@ -127,6 +156,12 @@ class RunMemory:
         while (self._rows > self.max_rows or len(self._runs) > self.max_runs) and self._runs:
             _, evicted = self._runs.popitem(last=False)
             self._rows -= len(evicted.rows)
+
+    def clear(self) -> None:
+        """Hold nothing (and forget which runs were too big)."""
+        self._runs.clear()
+        self._big.clear()
+        self._rows = 0
 
     def forget(self, run_ids: Iterable[str]) -> None:
         for run_id in run_ids:

@@ -289,6 +289,37 @@ async def read_tasks_with_attempts(
     return rows, recorded
 
 
+_SELECT_RUNS_WHOLE = (  # every row of the runs, each with its recorded attempts
+    f"SELECT {_TASK_COLUMNS_SQL}, "
+    "ARRAY(SELECT a.attempt FROM task_attempts a WHERE a.task_id = tasks.id) FROM tasks "
+    "WHERE tasks.run_id = ANY($1::VARCHAR[])"
+)
+
+
+async def read_whole_runs(
+    session: AsyncSession, run_ids: Iterable[str]
+) -> dict[str, tuple[dict[str, TaskRow], set[tuple[str, int]]]]:
+    """EVERY task row of these runs by id, with the ``(task_id, attempt)`` pairs recorded
+    for them, per run, in ONE read on its own (PostgreSQL only): the runs a batch rebuilds
+    in memory (``RunMemory.fill``). Read after the runs' rows: a writer in between has
+    moved a run's version past the one the batch's guard expects."""
+    ids = sorted(set(run_ids))
+    runs: dict[str, tuple[dict[str, TaskRow], set[tuple[str, int]]]] = {
+        run_id: ({}, set()) for run_id in ids
+    }
+    if not ids:
+        return runs
+    records = await direct.fetch(session, _SELECT_RUNS_WHOLE, ids, alone=True)
+    width = len(COLUMNS)
+    for record in records:
+        row = TaskRow(*record[:width])
+        rows, recorded = runs[row.run_id]
+        rows[row.id] = row
+        recorded.update((row.id, attempt) for attempt in record[width])
+    metrics.TASK_ROWS_LOADED.inc(len(records))
+    return runs
+
+
 async def load_nodes(session: AsyncSession, run_id: str, node_ids: Iterable[str]) -> list[TaskRow]:
     """The node rows (``item_index`` NULL) of these spec tasks."""
     ids = sorted(set(node_ids))
