@@ -1,7 +1,8 @@
 """Two orchestrator processes share the partitions of plan.requested and task.result; one
 is killed with SIGKILL in the middle of a 500-wide fan-out of journaled side effects (and
 five short chains, so both own runs). The survivor takes the partitions over: every run
-finishes, no task is lost, none is dispatched or executed twice."""
+finishes, no task is lost, none is dispatched or executed twice; and it reads the runs it
+took over whole once (the rebuild), not on every batch."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ pytestmark = pytest.mark.timeout(240)
 WIDTH = 500
 # Task rows each orchestrator moved to a terminal status (it applied their results).
 APPLIED = "cadenza_orchestrator_tasks_finished_total"
+# Runs of batches applied without a lock, by outcome (hit, rebuilt, miss).
+MEMORY = "cadenza_orchestrator_run_memory_total"
 
 
 async def test_kill_9_one_of_two_orchestrators_mid_fan_out(
@@ -57,6 +60,7 @@ async def test_kill_9_one_of_two_orchestrators_mid_fan_out(
         await assert_eventually(mid_run, timeout=90, interval=0.05)
         orchestrators = [p for p in cluster.processes if p.name == "orchestrator"]
         applied = [await scrape_total(url, APPLIED) for url in metrics]
+        rebuilt = [await scrape_total(url, MEMORY, outcome="rebuilt") for url in metrics]
         # Kill the one that applied more results: it owns the runs in flight right now.
         victim = max(range(2), key=lambda i: applied[i])
         survivor = 1 - victim
@@ -77,3 +81,9 @@ async def test_kill_9_one_of_two_orchestrators_mid_fan_out(
         after = await scrape_total(metrics[survivor], APPLIED)
         assert after > applied[survivor], "the survivor applied nothing after the kill"
         print(f"survivor applied {after - applied[survivor]:.0f} task results after the kill")
+        # It read the runs it took over (and, the rebalance having made it forget what it
+        # held, its own) whole once, and held them from then on.
+        now_rebuilt = await scrape_total(metrics[survivor], MEMORY, outcome="rebuilt")
+        hits = await scrape_total(metrics[survivor], MEMORY, outcome="hit")
+        print(f"survivor rebuilt {now_rebuilt - rebuilt[survivor]:.0f} run(s); {hits:.0f} hits")
+        assert now_rebuilt > rebuilt[survivor], "the survivor held none of the runs it took over"

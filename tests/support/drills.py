@@ -354,8 +354,9 @@ async def attempts_above_one(db: AsyncEngine, run_ids: list[str]) -> list[str]:
         return [f"{run} {node}[{index}] attempt {attempt}" for run, node, index, attempt in rows]
 
 
-async def scrape_total(url: str, metric: str) -> float:
-    """Sum of every sample of ``metric`` (a counter, all labels) at a /metrics endpoint."""
+async def scrape_total(url: str, metric: str, **labels: str) -> float:
+    """Sum of the samples of ``metric`` (a counter) at a /metrics endpoint: every label's,
+    or only those with ``labels``."""
     from prometheus_client.parser import text_string_to_metric_families
 
     async with httpx.AsyncClient(timeout=5) as client:
@@ -365,4 +366,5 @@ async def scrape_total(url: str, metric: str) -> float:
         for family in text_string_to_metric_families(body)
         for sample in family.samples
         if sample.name in (metric, f"{metric}_total")
+        and all(sample.labels.get(k) == v for k, v in labels.items())
     )
