@@ -415,3 +415,30 @@ async def test_a_rebalance_forgets_every_run_held(stack: Stack) -> None:
     await handlers(stack).handle_batch([succeeded(held[0])])
     assert memory_hits("rebuilt") == rebuilt + 1
     await assert_memory_is_the_database(stack, run_id)
+
+
+async def test_a_run_read_whole_while_a_command_applies_is_not_held_after_it(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command (on plan.requested) and a results batch (on task.result) of one run are
+    batches of two partitions: the results batch may read the run whole and hold it after
+    the command's batch forgot it, but before it locked the run. What the command wrote is
+    not in that state, so the command's batch forgets the run again once applied."""
+    held = hold_by_hand(stack)
+    run_id = await stack.submit(TWO_STEPS)
+    await assert_eventually(lambda: len(held) == 1)
+    real = store.lock_runs
+    raced: list[bool] = []
+
+    async def results_first(session: Any, run_ids: Any, **kwargs: Any) -> Any:
+        if not raced:
+            raced.append(True)
+            await handlers(stack).handle_batch([succeeded(held[0])])
+            assert handlers(stack).memory.get(run_id) is not None  # read whole, held
+        return await real(session, run_ids, **kwargs)
+
+    monkeypatch.setattr(store, "lock_runs", results_first)
+    await stack.cancel(run_id)
+    await stack.wait_run(run_id, "cancelled")
+    assert raced == [True]
+    assert handlers(stack).memory.get(run_id) is None

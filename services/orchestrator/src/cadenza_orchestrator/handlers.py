@@ -151,6 +151,10 @@ class RunHandlers:
                 self.memory.forget(by_run)  # the locked way reads them from the database
                 async with self.resources.sessions() as session, session.begin():
                     applied = await self._apply_batch(session, by_run, writes)
+                # And again: a results batch of another partition (a command's run is on
+                # plan.requested, its results on task.result) may have read one whole
+                # meanwhile; what this batch wrote is not in it.
+                self.memory.forget(by_run)
             elapsed = time.perf_counter() - started
             metrics.BATCH_SECONDS.observe(elapsed)
             metrics.BATCH_EVENTS.observe(len(envs))
