@@ -2,7 +2,8 @@
 is killed with SIGKILL in the middle of a 500-wide fan-out of journaled side effects (and
 five short chains, so both own runs). The survivor takes the partitions over: every run
 finishes, no task is lost, none is dispatched or executed twice; and it reads the runs it
-took over whole once (the rebuild), not on every batch."""
+took over whole once (the rebuild), not on every batch. And the same with no peer: the only
+orchestrator killed, and a fresh one started."""
 
 from __future__ import annotations
 
@@ -87,3 +88,48 @@ async def test_kill_9_one_of_two_orchestrators_mid_fan_out(
         hits = await scrape_total(metrics[survivor], MEMORY, outcome="hit")
         print(f"survivor rebuilt {now_rebuilt - rebuilt[survivor]:.0f} run(s); {hits:.0f} hits")
         assert now_rebuilt > rebuilt[survivor], "the survivor held none of the runs it took over"
+
+
+async def test_kill_9_the_only_orchestrator_mid_fan_out_and_start_another(
+    unique_id: str, tmp_path: Path, require_services: Callable[..., None]
+) -> None:
+    """No peer to take over: the only orchestrator dies mid fan-out, results pile up in
+    Kafka, and a fresh process starts. It reads each run in flight whole on its first
+    results batch (the rebuild: nothing of them was in its memory) and finishes every run
+    with each effect once and nothing dispatched twice."""
+    require_services("kafka", "postgres", "redis", "minio")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    env = {"CADENZA_ORCHESTRATOR_METRICS_PORT": str(port)}
+    async with deployment(unique_id, tmp_path, workers=2, orchestrator_env=lambda _: env) as (
+        cluster,
+        api,
+        db,
+    ):
+        big = await start_run(api, effect_fan_out("big", WIDTH))
+        chains = [await start_run(api, effect_chain(f"chain{i}", 3, 0.3)) for i in range(3)]
+        runs = [big, *chains]
+
+        async def mid_run() -> bool:
+            done = await succeeded_count(db, big)
+            assert done < WIDTH, "the fan-out finished before the kill: too fast"
+            return done >= 50
+
+        await assert_eventually(mid_run, timeout=90, interval=0.05)
+        (first,) = [p for p in cluster.processes if p.name == "orchestrator"]
+        first.kill()
+        cluster.start_orchestrator(env)
+
+        for run_id in runs:
+            run = await finished(api, run_id, timeout=120)
+            assert_exactly_once(run, await task_facts(db, run_id))
+        big_run = await finished(api, big)
+        assert big_run["status"] == "succeeded"
+        fan_in = next(t for t in big_run["tasks"] if t["node_id"] == "fan_in")
+        assert fan_in["output"] == {"calls": WIDTH}
+        assert await redispatches(db, runs) == []
+        assert await attempts_above_one(db, runs) == []
+        rebuilt = await scrape_total(url, MEMORY, outcome="rebuilt")
+        hits = await scrape_total(url, MEMORY, outcome="hit")
+        print(f"the new orchestrator rebuilt {rebuilt:.0f} run(s); {hits:.0f} hits")
+        assert rebuilt >= 1, "the new orchestrator held none of the runs in flight"
