@@ -19,6 +19,9 @@ from cadenza_orchestrator.outcome import HELD, OPEN
 from cadenza_orchestrator.rows import COLUMNS, TaskRow
 from cadenza_orchestrator.writes import BatchWrites
 from cadenza_state import TaskRecord
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from orchestrator_specs import DIAMOND
 from orchestrator_stack import INTEGRATION, Stack
 from prometheus_client import REGISTRY
@@ -402,19 +405,29 @@ async def test_a_rebuilt_run_that_was_written_meanwhile_is_applied_locked(
     assert await ready_rows(stack, run_id) == 2
 
 
-async def test_a_rebalance_forgets_every_run_held(stack: Stack) -> None:
+async def test_a_rebalance_forgets_every_run_held(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Partitions revoked: nothing held (the runs may now be another's to write); the run's
-    next batch here reads it whole again."""
+    next batch here reads it whole again, and its span says so."""
     held = hold_by_hand(stack)
     run_id = await stack.submit(TWO_STEPS)
     await assert_eventually(lambda: len(held) == 1)
     assert handlers(stack).memory.get(run_id) is not None
     handlers(stack).revoked({("cadenza.task.result", 0)})
     assert (len(handlers(stack).memory), handlers(stack).memory.rows) == (0, 0)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr("cadenza_orchestrator.handlers.tracer", provider.get_tracer("test"))
     rebuilt = memory_hits("rebuilt")
     await handlers(stack).handle_batch([succeeded(held[0])])
     assert memory_hits("rebuilt") == rebuilt + 1
     await assert_memory_is_the_database(stack, run_id)
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "orchestrator.batch"]
+    attributes = dict(span.attributes or {})
+    assert attributes["cadenza.batch.runs_rebuilt"] == 1
+    assert attributes["cadenza.batch.runs_in_memory"] == 1
 
 
 async def test_a_run_read_whole_while_a_command_applies_is_not_held_after_it(

@@ -266,6 +266,7 @@ class RunHandlers:
                 runs |= await store.read_runs(session, unknown, with_spec=self._needs_spec(unknown))
                 rebuilt = await self._rebuild(session, runs, unknown)
                 known |= rebuilt
+                trace.get_current_span().set_attribute("cadenza.batch.runs_rebuilt", len(rebuilt))
                 for outcome, n in (
                     ("rebuilt", len(rebuilt)),
                     ("miss", len(unknown) - len(rebuilt)),
