@@ -77,6 +77,9 @@ MAY_BE_EMPTY: dict[tuple[str, str], str] = {
     ),
     ("cadenza-triggers", "Schedule ticks per minute by outcome"): "no schedule",
     ("cadenza-triggers", "Dead-lettered upstream events by reason"): "no trigger",
+    ("cadenza-runs-tasks", "Orchestrator: batches applied again locked, by event and reason"): (
+        "one orchestrator, and no command or sweep raced a batch: no guard failed"
+    ),
 }
 """(dashboard uid, panel title) → why the panel may show nothing after this test's load."""
 
