@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
+import yaml
 
 from .conftest import Render, helm_run
 
@@ -54,6 +55,8 @@ def validate(doc: dict[str, Any]) -> None:
                 jsonschema.validate(trigger["metadata"], schema["$defs"]["kafkaMetadata"])
     elif doc["kind"] == "ServiceMonitor":
         jsonschema.validate(doc, json.loads((SCHEMAS / "servicemonitor.json").read_text()))
+    elif doc["kind"] == "PrometheusRule":
+        jsonschema.validate(doc, json.loads((SCHEMAS / "prometheusrule.json").read_text()))
     else:
         for version in KUBE_VERSIONS:
             kubernetes_validate.validate(doc, version, strict=True)
@@ -173,6 +176,15 @@ def test_keda_scales_workers_on_the_task_ready_lag(render: Render) -> None:
     (monitor,) = by_kind(docs, "ServiceMonitor")
     ports = {e["port"] for e in monitor["spec"]["endpoints"]}
     assert ports == {"metrics", "http"}
+    # job = cadenza-<component>, the names the dashboards and alerts select.
+    for endpoint in monitor["spec"]["endpoints"]:
+        assert endpoint["relabelings"] == [
+            {"sourceLabels": ["job"], "targetLabel": "job", "replacement": "cadenza-$1"}
+        ]
+    (rules,) = by_kind(docs, "PrometheusRule")
+    assert rules["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    repo_rules = yaml.safe_load((REPO / "infra/prometheus/alerts.yml").read_text())
+    assert rules["spec"]["groups"] == repo_rules["groups"], "the chart's alerts differ"
     dashboards = one(docs, "ConfigMap", "rel-cadenza-dashboards")
     assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
     repo_dashboards = sorted((REPO / "infra/grafana/dashboards").glob("*.json"))

@@ -4,7 +4,9 @@ receiver in the test and metrics to a real Prometheus (Debian package).
 
 - one trace per run, with parent links intact across every Kafka hop;
 - metrics move as a run predicts;
-- every PromQL expression of every Grafana panel parses and returns data.
+- every PromQL expression of every Grafana panel parses and returns data;
+- every alerting rule loads and evaluates, none fires on a healthy deployment, and a real
+  dead letter fires CadenzaDeadLetters.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from cadenza_cli.infra import ops
 from cadenza_cli.infra.paths import infra_dir
 from cadenza_cli.infra.prometheus import Prometheus
@@ -33,6 +36,7 @@ from support.cluster import Cluster, free_port
 pytestmark = pytest.mark.e2e
 
 DASHBOARDS = infra_dir() / "grafana" / "dashboards"
+ALERT_RULES = infra_dir() / "prometheus" / "alerts.yml"
 # Panels that need what this deployment does not run, and so may return no data here:
 # RAG panels need the rag-ingest service. (LLM panels get data: the deployment runs an
 # agent, replayed from the cassette recorded from the embedded model.)
@@ -178,7 +182,15 @@ def prometheus(
         }
         for name, url in metrics_urls(deployment).items()
     ]
-    config.write_text(json.dumps({"global": {"scrape_interval": "1s"}, "scrape_configs": jobs}))
+    config.write_text(
+        json.dumps(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(ALERT_RULES)],
+                "scrape_configs": jobs,
+            }
+        )
+    )
     server = Prometheus(state, state, config=config, port=free_port())
     errors = ops.up([server], state, ops.Reporter(print))
     assert not errors, errors[0].describe()
@@ -418,3 +430,55 @@ async def test_every_dashboard_panel_queries_real_data(
     unexpected = [p for p in empty if p not in MAY_BE_EMPTY]
     assert not unexpected, f"panels without data: {unexpected}"
     print("panels without data here:", {p: MAY_BE_EMPTY[p] for p in empty})
+
+
+# -- alerts ----------------------------------------------------------------------------
+
+
+async def alert_rules(server: Prometheus) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(timeout=10) as client:
+        resp = await client.get(f"{server.url}/api/v1/rules", params={"type": "alert"})
+    return [rule for group in resp.json()["data"]["groups"] for rule in group["rules"]]
+
+
+async def test_every_alert_loads_and_a_real_dead_letter_fires_one(
+    deployment: Cluster, prometheus: Prometheus
+) -> None:
+    expected = {
+        rule["alert"]
+        for group in yaml.safe_load(ALERT_RULES.read_text())["groups"]
+        for rule in group["rules"]
+    }
+
+    async def all_evaluated() -> bool:
+        rules = await alert_rules(prometheus)
+        return {r["name"] for r in rules} == expected and all(r["health"] == "ok" for r in rules)
+
+    await assert_eventually(all_evaluated, timeout=30, message="the rules never all evaluated")
+    critical = [
+        r["name"]
+        for r in await alert_rules(prometheus)
+        if r["labels"].get("severity") == "critical" and r["state"] != "inactive"
+    ]
+    assert critical == [], f"a healthy deployment pages: {critical}"
+
+    # A topic no other test of this module dead-letters on: the alert is this record's.
+    topic = f"{deployment.namespace}.task.result"
+
+    async def dead_letters_fire() -> bool:
+        for rule in await alert_rules(prometheus):
+            if rule["name"] == "CadenzaDeadLetters":
+                return any(
+                    a["state"] == "firing" and a["labels"].get("topic") == topic
+                    for a in rule["alerts"]
+                )
+        return False
+
+    assert not await dead_letters_fire()
+    bus = KafkaBus(BusSettings(topic_prefix=f"{deployment.namespace}.", partitions=3))
+    await bus.start()
+    try:  # the orchestrator dead-letters an undecodable task.result
+        await bus.publisher.publish_raw(topic, b"alert", b"not a cloudevent", [])
+    finally:
+        await bus.stop()
+    await assert_eventually(dead_letters_fire, timeout=60, message="CadenzaDeadLetters never fired")

@@ -29,6 +29,10 @@ REDISPATCHES = Counter(
     "Tasks dispatched again by the sweeper, by reason (worker_lost, not_started).",
     ["reason"],
 )
+for _reason in ("worker_lost", "not_started"):
+    # Exported at 0 from the start: an alert's increase() then sees the first ones too (a
+    # series born at its first increment has no earlier sample to rise from).
+    REDISPATCHES.labels(_reason)
 RESULTS_IGNORED = Counter(
     "cadenza_orchestrator_results_ignored_total",
     "task.result events that changed nothing, by reason (duplicate, stale_attempt…).",
