@@ -49,3 +49,8 @@ def private_redis() -> Iterator[PrivateService]:
 @pytest.fixture(scope="module")
 def private_kafka() -> Iterator[PrivateService]:
     yield from _private("kafka")
+
+
+@pytest.fixture(scope="module")
+def private_minio() -> Iterator[PrivateService]:
+    yield from _private("minio")

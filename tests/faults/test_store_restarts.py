@@ -1,4 +1,4 @@
-"""PostgreSQL, Redis and Kafka restarted mid-run (`cadenza infra down --only X`, a timed
+"""PostgreSQL, Redis, Kafka and MinIO restarted mid-run (`cadenza infra down --only X`, a timed
 outage, `up`): every run finishes, each effect once, and while the store is down the
 gateway answers 503 with Retry-After — never 500.
 
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from support import assert_eventually
 from support.drills import (
     Probe,
+    assert_exactly_once,
     deployment,
     effect_chain,
     effect_fan_out,
@@ -34,6 +35,7 @@ from support.drills import (
     redispatches,
     start_run,
     succeeded_count,
+    task_facts,
 )
 from support.infra import PrivateService
 
@@ -54,11 +56,13 @@ async def _drill(
     log_dir: Path,
     down_s: float,
     require_services: Callable[..., None],
+    extra: dict[str, str] | None = None,
 ) -> tuple[list[Probe], list[str]]:
     """Run the workload through a restart of ``private``; returns the gateway's answers
     while it was down and the ids of every run that must have finished exactly once."""
     require_services(*({"kafka", "postgres", "redis", "minio"} - {private.name}))
-    async with deployment(namespace, log_dir, private.overrides(), workers=2) as (_, api, db):
+    overrides = private.overrides() | (extra or {})
+    async with deployment(namespace, log_dir, overrides, workers=2) as (_, api, db):
         # A finished run whose event stream (Redis log + PostgreSQL status) is probed too.
         done = await start_run(api, fan_out("done", 2))
         assert (await finished(api, done))["status"] == "succeeded"
@@ -115,6 +119,15 @@ async def _drill(
         # reported only: a fast engine may finish it while `infra down` runs.
         print(f"unfinished when the stop of {private.name} began: {unfinished}")
         assert unfinished[chain] > 0, "the chain finished before the outage"
+        # What the drill is for: every run finishes, each task's effect once.
+        for run_id in runs:
+            run = await finished(api, run_id, timeout=120)
+            assert_exactly_once(run, await task_facts(db, run_id))
+        fan_run = await finished(api, fan)
+        assert {t["status"] for t in fan_run["tasks"]} == {"succeeded"}, fan_run["tasks"]
+        assert len(fan_run["tasks"]) == _tasks(chain_or_fan=False)
+        chain_run = await finished(api, chain)
+        assert chain_run["status"] == "succeeded", chain_run
         lost = await redispatches(db, runs)
         print(f"re-dispatched during the {private.name} drill: {len(lost)}", *lost, sep="\n  ")
         return probes, runs
@@ -171,6 +184,28 @@ async def test_kafka_restart_mid_run(
     require_services: Callable[..., None],
 ) -> None:
     probes, _ = await _drill(private_kafka, unique_id, tmp_path, 5.0, require_services)
+    _assert_never_500(probes)
+    assert {p.status for p in probes} <= {200, 201, 503}, [str(p) for p in probes]
+
+
+async def test_minio_restart_mid_run(
+    private_minio: PrivateService,
+    unique_id: str,
+    tmp_path: Path,
+    require_services: Callable[..., None],
+) -> None:
+    """With a claim-check threshold of 16 bytes, every task's params and every output but
+    the smallest travel through the object store: the outage hits the engine's path, not
+    only documents. (An effect's own output, `{"calls":1}`, stays inline: the exactly-once
+    check reads it from the run.)"""
+    probes, _ = await _drill(
+        private_minio,
+        unique_id,
+        tmp_path,
+        7.0,
+        require_services,
+        {"CADENZA_CLAIM_CHECK_BYTES": "16"},
+    )
     _assert_never_500(probes)
     assert {p.status for p in probes} <= {200, 201, 503}, [str(p) for p in probes]
 

@@ -1,4 +1,4 @@
-"""A private PostgreSQL, Redis or Kafka that a fault drill may stop and start.
+"""A private PostgreSQL, Redis, Kafka or MinIO that a fault drill may stop and start.
 
 The shared services (``cadenza infra up`` from the main checkout) serve other test runs at
 the same time and must never be restarted. A ``PrivateService`` is the same code path —
@@ -25,6 +25,7 @@ PORT_NAMES: dict[str, tuple[str, ...]] = {
     "postgres": ("postgres",),
     "redis": ("redis",),
     "kafka": ("kafka", "kafka_controller"),
+    "minio": ("minio", "minio_console"),
 }
 
 
@@ -76,6 +77,8 @@ class PrivateService:
             return {"CADENZA_DATABASE_URL": url}
         if self.name == "redis":
             return {"CADENZA_REDIS_URL": f"redis://127.0.0.1:{self.port}/0"}
+        if self.name == "minio":
+            return {"CADENZA_S3_ENDPOINT": f"127.0.0.1:{self.port}"}
         return {"CADENZA_BUS_BOOTSTRAP_SERVERS": f"127.0.0.1:{self.port}"}
 
     def _cli(self, *args: str, timeout: float = 180) -> float:
