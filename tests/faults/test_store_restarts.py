@@ -122,7 +122,8 @@ async def _drill(
         # What the drill is for: every run finishes, each task's effect once.
         for run_id in runs:
             run = await finished(api, run_id, timeout=120)
-            assert_exactly_once(run, await task_facts(db, run_id))
+            facts = await task_facts(db, run_id)
+            assert_exactly_once(run, facts, journal_store_down=private.name == "postgres")
         fan_run = await finished(api, fan)
         assert {t["status"] for t in fan_run["tasks"]} == {"succeeded"}, fan_run["tasks"]
         assert len(fan_run["tasks"]) == _tasks(chain_or_fan=False)
