@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import assert_eventually
@@ -36,6 +37,35 @@ APPLIED = "cadenza_orchestrator_tasks_finished_total"
 MEMORY = "cadenza_orchestrator_run_memory_total"
 
 
+async def fan_out_in_flight(api: Any, db: Any, chains: int) -> tuple[str, list[str]]:
+    """A 500-wide fan-out of journaled effects and short chains, returned once the fan-out
+    is under way (50 effects done, not all): (the fan-out's run, every run)."""
+    big = await start_run(api, effect_fan_out("big", WIDTH))
+    runs = [big, *[await start_run(api, effect_chain(f"chain{i}", 3, 0.3)) for i in range(chains)]]
+
+    async def mid_run() -> bool:
+        done = await succeeded_count(db, big)
+        assert done < WIDTH, "the fan-out finished before the kill: too fast"
+        return done >= 50
+
+    await assert_eventually(mid_run, timeout=90, interval=0.05)
+    return big, runs
+
+
+async def assert_every_run_once(api: Any, db: Any, big: str, runs: list[str]) -> None:
+    """Every run finished, each effect once (the fan-in counts WIDTH calls), and no task
+    dispatched again or twice."""
+    for run_id in runs:
+        run = await finished(api, run_id, timeout=120)
+        assert_exactly_once(run, await task_facts(db, run_id))
+    big_run = await finished(api, big)
+    assert big_run["status"] == "succeeded"
+    fan_in = next(t for t in big_run["tasks"] if t["node_id"] == "fan_in")
+    assert fan_in["output"] == {"calls": WIDTH}
+    assert await redispatches(db, runs) == []
+    assert await attempts_above_one(db, runs) == []
+
+
 async def test_kill_9_one_of_two_orchestrators_mid_fan_out(
     unique_id: str, tmp_path: Path, require_services: Callable[..., None]
 ) -> None:
@@ -49,16 +79,7 @@ async def test_kill_9_one_of_two_orchestrators_mid_fan_out(
         workers=2,
         orchestrator_env=lambda i: {"CADENZA_ORCHESTRATOR_METRICS_PORT": str(ports[i])},
     ) as (cluster, api, db):
-        big = await start_run(api, effect_fan_out("big", WIDTH))
-        chains = [await start_run(api, effect_chain(f"chain{i}", 3, 0.3)) for i in range(5)]
-        runs = [big, *chains]
-
-        async def mid_run() -> bool:
-            done = await succeeded_count(db, big)
-            assert done < WIDTH, "the fan-out finished before the kill: too fast"
-            return done >= 50
-
-        await assert_eventually(mid_run, timeout=90, interval=0.05)
+        big, runs = await fan_out_in_flight(api, db, chains=5)
         orchestrators = [p for p in cluster.processes if p.name == "orchestrator"]
         applied = [await scrape_total(url, APPLIED) for url in metrics]
         rebuilt = [await scrape_total(url, MEMORY, outcome="rebuilt") for url in metrics]
@@ -68,17 +89,8 @@ async def test_kill_9_one_of_two_orchestrators_mid_fan_out(
         orchestrators[victim].kill()
         print(f"applied before the kill {applied}; killed orchestrator {victim}")
 
-        for run_id in runs:
-            run = await finished(api, run_id, timeout=120)
-            assert_exactly_once(run, await task_facts(db, run_id))
-        big_run = await finished(api, big)
-        assert big_run["status"] == "succeeded"
-        fan_in = next(t for t in big_run["tasks"] if t["node_id"] == "fan_in")
-        assert fan_in["output"] == {"calls": WIDTH}  # every effect ran exactly once
-
         # Nothing was dispatched twice: the survivor took over, the sweeper had no reason.
-        assert await redispatches(db, runs) == []
-        assert await attempts_above_one(db, runs) == []
+        await assert_every_run_once(api, db, big, runs)
         after = await scrape_total(metrics[survivor], APPLIED)
         assert after > applied[survivor], "the survivor applied nothing after the kill"
         print(f"survivor applied {after - applied[survivor]:.0f} task results after the kill")
@@ -106,29 +118,12 @@ async def test_kill_9_the_only_orchestrator_mid_fan_out_and_start_another(
         api,
         db,
     ):
-        big = await start_run(api, effect_fan_out("big", WIDTH))
-        chains = [await start_run(api, effect_chain(f"chain{i}", 3, 0.3)) for i in range(3)]
-        runs = [big, *chains]
-
-        async def mid_run() -> bool:
-            done = await succeeded_count(db, big)
-            assert done < WIDTH, "the fan-out finished before the kill: too fast"
-            return done >= 50
-
-        await assert_eventually(mid_run, timeout=90, interval=0.05)
+        big, runs = await fan_out_in_flight(api, db, chains=3)
         (first,) = [p for p in cluster.processes if p.name == "orchestrator"]
         first.kill()
         cluster.start_orchestrator(env)
 
-        for run_id in runs:
-            run = await finished(api, run_id, timeout=120)
-            assert_exactly_once(run, await task_facts(db, run_id))
-        big_run = await finished(api, big)
-        assert big_run["status"] == "succeeded"
-        fan_in = next(t for t in big_run["tasks"] if t["node_id"] == "fan_in")
-        assert fan_in["output"] == {"calls": WIDTH}
-        assert await redispatches(db, runs) == []
-        assert await attempts_above_one(db, runs) == []
+        await assert_every_run_once(api, db, big, runs)
         rebuilt = await scrape_total(url, MEMORY, outcome="rebuilt")
         hits = await scrape_total(url, MEMORY, outcome="hit")
         print(f"the new orchestrator rebuilt {rebuilt:.0f} run(s); {hits:.0f} hits")
