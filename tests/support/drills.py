@@ -176,16 +176,18 @@ async def redispatches(db: AsyncEngine, run_ids: list[str]) -> list[str]:
 
 
 def assert_exactly_once(
-    run: dict[str, Any], facts: dict[str, TaskFacts], *, journal_store_down: bool = False
+    run: dict[str, Any], facts: dict[str, TaskFacts], *, effect_store_down: bool = False
 ) -> None:
     """Every task succeeded with exactly one recorded result per dispatch; every ``fx*``
     task (journaled side effect) recorded its effect once and really executed once.
 
-    ``journal_store_down``: the drill took PostgreSQL, where the journal lives, away. The
-    ``fx`` tool is idempotent, journaled AFTER its call (docs/execution.md): a call whose
-    record could not be written is made again on the retry, so it may have executed more
-    than once — still recorded once, its task still applied once. (A call that is not
-    idempotent is journaled ``sent`` before it is made, and held in doubt instead.)"""
+    ``effect_store_down``: the drill took away a store an ``fx`` call depends on: PostgreSQL,
+    where the journal lives, or Redis, where the ``flaky`` tool's effect (a counter) lives.
+    The tool is idempotent, journaled AFTER its call (docs/execution.md): a call whose
+    record could not be written, or whose reply was lost after Redis applied it, is made
+    again when the attempt resumes, so it may have executed more than once — still
+    recorded once, its task still applied once. (A call that is not idempotent is journaled
+    ``sent`` before it is made, and held in doubt instead.)"""
     assert run["status"] == "succeeded", f"run {run['id']} {run['status']}: {run.get('error')}"
     groups = {name.split("[")[0] for name in facts if "[" in name}
     problems = []
@@ -204,7 +206,7 @@ def assert_exactly_once(
         if not task["node_id"].startswith("fx") or fan_group:
             continue
         calls = (task["output"] or {}).get("calls", 0)
-        if calls != 1 and not (journal_store_down and calls > 1):
+        if calls != 1 and not (effect_store_down and calls > 1):
             problems.append(f"{task['node_id']}[{task['item_index']}] executed {task['output']}")
     assert not problems, f"run {run['id']}: " + "; ".join(problems[:20])
 

@@ -15,21 +15,13 @@ from cadenza_events import CadenzaError
 from cadenza_state import HotState, LocalObjectStore, StateSettings, create_redis
 from cadenza_worker import InvalidParamsError, ToolContext, WorkerSettings, builtin_tools
 from cadenza_worker.tools import CalculatorTool, CurrentTimeTool, agent_tool_schema, calculate
+from worker_support import tool_context
 
 
 @pytest_asyncio.fixture(loop_scope="function")
 async def ctx(tmp_path: Path) -> AsyncIterator[ToolContext]:
     hot = HotState(create_redis(StateSettings(redis_backend="memory")), "test:")
-    yield ToolContext(
-        tenant_id="acme",
-        run_id="run-1",
-        task_id="task-1",
-        node_id="agent",
-        attempt=1,
-        try_number=1,
-        hot=hot,
-        objects=LocalObjectStore(tmp_path / "objects"),
-    )
+    yield tool_context(hot, LocalObjectStore(tmp_path / "objects"), node="agent")
     await hot.aclose()
 
 

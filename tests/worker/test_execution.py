@@ -7,24 +7,12 @@ import time
 from typing import Any
 
 import pytest
-from cadenza_events import NonRetryableError, RetryableError, TaskReady
+from cadenza_events import NonRetryableError, RetryableError
 from cadenza_worker import Progress, run_with_retries, to_task_error, wait_spec_backoff
 from tenacity import RetryCallState
+from worker_support import retry_task
 
-
-def task(**overrides: Any) -> TaskReady:
-    values: dict[str, Any] = {
-        "run_id": "r",
-        "task_id": "t",
-        "node_id": "n",
-        "name": "x",
-        "max_attempts": 3,
-        "initial_backoff_s": 0.001,
-        "max_backoff_s": 0.002,
-        "timeout_s": 5,
-    }
-    values.update(overrides)
-    return TaskReady(**values)
+task = retry_task
 
 
 async def test_retryable_errors_are_retried_until_success() -> None:

@@ -24,6 +24,7 @@ from cadenza_worker import InvalidParamsError, ToolContext, WorkerSettings, buil
 from cadenza_worker.tools import DatasetLookupTool, agent_tool_schema, scenario_tools
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from support.cleanup import drop_schema
+from worker_support import tool_context
 
 SEED = [
     ("acme", "transactions", "tx_1", {"amount": 120.5, "psp": "stripe", "status": "declined"}),
@@ -71,17 +72,9 @@ async def context(
     hot = HotState(create_redis(StateSettings(redis_backend="memory")), "test:")
 
     def make(tenant: str = "acme", with_db: bool = True) -> ToolContext:
-        return ToolContext(
-            tenant_id=tenant,
-            run_id="run-1",
-            task_id="task-1",
-            node_id="lookup",
-            attempt=1,
-            try_number=1,
-            hot=hot,
-            objects=LocalObjectStore(tmp_path / "objects"),
-            sessions=sessions if with_db else None,
-        )
+        objects = LocalObjectStore(tmp_path / "objects")
+        db = sessions if with_db else None
+        return tool_context(hot, objects, db, tenant=tenant, node="lookup")
 
     yield make
     await hot.aclose()

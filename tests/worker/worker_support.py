@@ -25,6 +25,8 @@ from cadenza_events import (
 )
 from cadenza_runtime import Resources, keys
 from cadenza_state import (
+    HotState,
+    ObjectStore,
     RunRecord,
     S3ObjectStore,
     SecretsSettings,
@@ -32,8 +34,9 @@ from cadenza_state import (
     TaskRecord,
     utcnow,
 )
-from cadenza_worker import ExecutorRegistry, ToolRegistry, Worker, WorkerSettings
+from cadenza_worker import ExecutorRegistry, ToolContext, ToolRegistry, Worker, WorkerSettings
 from prometheus_client import REGISTRY
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from support import assert_eventually
 from support.cleanup import drop_bucket
 
@@ -45,6 +48,44 @@ BOTH_STACKS = pytest.mark.parametrize(
     ],
     indirect=True,
 )
+
+
+def tool_context(
+    hot: HotState,
+    objects: ObjectStore,
+    sessions: async_sessionmaker[AsyncSession] | None = None,
+    *,
+    tenant: str = "acme",
+    node: str = "n",
+) -> ToolContext:
+    """The context a tool is called with, for calling tools directly."""
+    return ToolContext(
+        tenant_id=tenant,
+        run_id="run-1",
+        task_id="task-1",
+        node_id=node,
+        attempt=1,
+        try_number=1,
+        hot=hot,
+        objects=objects,
+        sessions=sessions,
+    )
+
+
+def retry_task(**overrides: Any) -> TaskReady:
+    """A task.ready for the retry loop on its own: three tries, millisecond backoffs."""
+    values: dict[str, Any] = {
+        "run_id": "r",
+        "task_id": "t",
+        "node_id": "n",
+        "name": "x",
+        "max_attempts": 3,
+        "initial_backoff_s": 0.001,
+        "max_backoff_s": 0.002,
+        "timeout_s": 5,
+    }
+    values.update(overrides)
+    return TaskReady(**values)
 
 
 def metric(name: str, **labels: str) -> float:

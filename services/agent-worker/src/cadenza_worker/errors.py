@@ -60,18 +60,28 @@ def parse_params(model: type[BaseModel], params: dict[str, Any], tool: str) -> A
         raise InvalidParamsError(f"{tool}: invalid params: {problems}") from exc
 
 
-class JournalUnavailable(Unavailable):
-    """The effect journal's database is away: the attempt must wait for it, not fail — the
-    task.ready is held by the bus and run again (recorded effects replay) once it is back."""
+class StoreUnavailable(Unavailable):
+    """One of the platform's own stores (Redis, PostgreSQL, MinIO) is away while an attempt
+    uses it: the engine's calls, or a tool's through its `ToolContext`. That is no fault of
+    the task, so it spends none of the task's tries: the attempt stops, the bus holds its
+    task.ready until the store is back, and the attempt runs again (recorded effects
+    replay). A tool's OWN services being away (an HTTP API, the search engine) stays the
+    tool's retryable error, bounded by its retry policy."""
+
+    code = "store_unavailable"
+
+
+class JournalUnavailable(StoreUnavailable):
+    """The effect journal's database is away (see `StoreUnavailable`)."""
 
     code = "journal_unavailable"
 
 
 def should_retry(exc: BaseException) -> bool:
     """Retry errors that say they are retryable; never a cancellation (tenacity sees
-    BaseException too, and a cancelled task must stop, not run again), nor our own store
+    BaseException too, and a cancelled task must stop, not run again), nor a platform store
     being away (that pauses the whole message instead)."""
-    return not isinstance(exc, (asyncio.CancelledError, JournalUnavailable)) and is_retryable(exc)
+    return not isinstance(exc, (asyncio.CancelledError, StoreUnavailable)) and is_retryable(exc)
 
 
 def to_task_error(exc: BaseException) -> TaskError:

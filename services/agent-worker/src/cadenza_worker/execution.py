@@ -14,7 +14,7 @@ from cadenza_workflow import RetryPolicy
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_base
 
-from .errors import JournalUnavailable, TaskTimeoutError, should_retry, to_task_error
+from .errors import StoreUnavailable, TaskTimeoutError, should_retry, to_task_error
 
 Status = Literal["succeeded", "failed", "cancelled"]
 RetryHook = Callable[[int, BaseException, float], None]
@@ -79,8 +79,8 @@ async def run_with_retries(
     progress.tries += 1
     try:
         return Outcome("succeeded", progress.tries, output=await _one_try(try_once, 1, timeout_s))
-    except (asyncio.CancelledError, JournalUnavailable):
-        raise  # our own store away: the message waits for it (the bus retries it)
+    except (asyncio.CancelledError, StoreUnavailable):
+        raise  # a platform store away: the message waits for it (the bus retries it)
     except Exception as exc:
         if task.max_attempts <= 1 or not should_retry(exc):
             return Outcome("failed", progress.tries, error=to_task_error(exc))
@@ -117,7 +117,7 @@ async def run_with_retries(
             with attempt:
                 progress.tries += 1
                 output = await _one_try(try_once, progress.tries, timeout_s)
-    except (asyncio.CancelledError, JournalUnavailable):
+    except (asyncio.CancelledError, StoreUnavailable):
         raise
     except Exception as exc:
         return Outcome("failed", progress.tries, error=to_task_error(exc))

@@ -43,6 +43,7 @@ from .kinds import ExecutorRegistry, TaskCall
 from .lease import Claim, Presence, StopReason, TaskClaims
 from .reporting import Reporter
 from .settings import WorkerSettings
+from .store_outages import guard_hot, guard_objects, guard_sessions
 from .tools import ToolContext
 
 log = logging.getLogger("cadenza.worker")
@@ -76,6 +77,10 @@ class TaskHandler:
         self.reporter = Reporter(
             resources.publisher, settings.worker_id, settings.result_publish_timeout_s
         )
+        # What tools get: the same stores, whose outages pause the attempt (store_outages).
+        self._tool_hot = guard_hot(resources.hot)
+        self._tool_objects = guard_objects(resources.objects)
+        self._tool_sessions = guard_sessions(resources.sessions)
 
     async def handle(self, env: Envelope[Any]) -> None:
         task = env.payload
@@ -217,9 +222,9 @@ class TaskHandler:
                 node_id=task.node_id,
                 attempt=task.attempt,
                 try_number=number,
-                hot=self._resources.hot,
-                objects=self._resources.objects,
-                sessions=self._resources.sessions,
+                hot=self._tool_hot,
+                objects=self._tool_objects,
+                sessions=self._tool_sessions,
             )
 
             def emit(kind: str, data: dict[str, Any]) -> None:

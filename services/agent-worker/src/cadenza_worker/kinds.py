@@ -25,6 +25,7 @@ from .budgets import BudgetLimits
 from .errors import UnknownKindError, UnknownToolError
 from .holds import ApprovalGate, HoldRequested
 from .journal import EffectJournal, ensure_json
+from .store_outages import platform_calls
 from .tools import Tool, ToolContext, ToolRegistry, has_side_effects, is_idempotent
 
 tracer = trace.get_tracer("cadenza.worker")
@@ -176,17 +177,19 @@ class ToolExecutor:
                 f"(known: {', '.join(sorted(self._tools.names()))})"
             )
         task = call.task
-        policy = merge_approval(None, await self._rules(task), timeout_s=self._gate.timeout_s)
         try:
-            answer = await self._gate.check(
-                tool,
-                call.params,
-                call_index=0,
-                task_id=task.task_id,
-                decisions=self._journal.decisions,
-                policy=policy,
-                reason=f"workflow task {task.node_id!r} calls {tool.name}",
-            )
+            with platform_calls():  # the tool's own call below is not one
+                rules = await self._rules(task)
+                policy = merge_approval(None, rules, timeout_s=self._gate.timeout_s)
+                answer = await self._gate.check(
+                    tool,
+                    call.params,
+                    call_index=0,
+                    task_id=task.task_id,
+                    decisions=self._journal.decisions,
+                    policy=policy,
+                    reason=f"workflow task {task.node_id!r} calls {tool.name}",
+                )
             if answer is not None and not answer.approved:
                 raise ApprovalRejectedError(f"{tool.name}: {answer.refusal()}")
             return await invoke_tool(tool, call.params, call.context, self._journal)

@@ -91,3 +91,10 @@ SCRIPT_BATCH_CALLS = Histogram(
     "Claim/finish script calls sent together in one Redis pipeline (one turn of the loop).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
+STORE_OUTAGES = Counter(
+    "cadenza_worker_store_outages_total",
+    "Attempts paused because a platform store (redis, postgresql, minio) was away while the "
+    "attempt used it: the engine's calls or a tool's through its context. No try is spent; "
+    "the bus holds the task.ready until the store is back.",
+    ["store"],
+)

@@ -32,6 +32,7 @@ from ..guardrails.plugins import Detector
 from ..holds import ApprovalGate, HoldRequested
 from ..journal import EffectJournal
 from ..kinds import TaskCall
+from ..store_outages import platform_calls
 from ..tools import ToolRegistry
 from . import metrics
 from .accounting import Accounting, CallSite
@@ -100,6 +101,13 @@ class AgentExecutor:
             return self._saver
 
     async def execute(self, call: TaskCall) -> Any:
+        # Every store call of an agent attempt is the platform's (definitions, policies,
+        # budgets, checkpoints, accounting): the loop turns a tool's own failures into
+        # observations, and the LLM clients raise their own typed errors.
+        with platform_calls():
+            return await self._execute(call)
+
+    async def _execute(self, call: TaskCall) -> Any:
         task, ctx = call.task, call.context
         spec, version = await self._definitions.load(ctx.tenant_id, task.name)
         spec = apply_overrides(spec, task.agent_overrides)

@@ -43,6 +43,7 @@ from opentelemetry import trace
 from pydantic import ValidationError
 
 from ..budgets import CallBudget, Reservation
+from ..errors import StoreUnavailable
 from ..guardrails import PiiGuard, enforce
 from ..holds import ApprovalGate, HoldRequested
 from ..journal import EffectJournal
@@ -489,6 +490,11 @@ class AgentLoop:
                 result = await invoke_tool(tool, call.arguments, run.ctx, run.journal, index)
         except HoldRequested as held:  # its effect is in doubt
             await self._record_tool(turn, index, call, None, "in_doubt", held.hold.reason, 0.0)
+            raise
+        except StoreUnavailable:
+            # A platform store (the journal, or one the tool used through its context) is
+            # away: no observation for the model; the attempt pauses and resumes at this
+            # call from its checkpoint once the store is back.
             raise
         except TimeoutError:
             reason = f"tool {call.name!r} timed out after {run.limits.tool_timeout_s:g}s"
