@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import psycopg
 import pytest
 import pytest_asyncio
@@ -279,3 +280,56 @@ async def test_the_engines_own_store_calls_in_an_attempt_cost_no_try(
         assert (result.status, result.tries) == ("succeeded", 1), result
     assert gate == ["check"]
     assert definitions == ["load"]
+
+
+class DatabaseRestartingTool:
+    """A pure tool whose first call cuts every connection to the platform's database, as a
+    PostgreSQL restart does, from outside the worker's pools."""
+
+    name = "cut_db"
+    description = "Cut the database connections."
+    side_effects = False
+
+    def __init__(self, database_url: str) -> None:
+        self._dsn = database_url.replace("+asyncpg", "")
+        self.calls = 0
+
+    async def __call__(self, params: dict[str, Any], ctx: ToolContext) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            conn = await asyncpg.connect(self._dsn)
+            try:
+                cut = await conn.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND backend_type = 'client backend'"
+                )
+            finally:
+                await conn.close()
+            assert cut > 0
+        return {"cut": self.calls == 1}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("stack", ["real"], indirect=True)
+async def test_an_agent_rides_out_its_databases_connections_cut_mid_loop(stack: Stack) -> None:
+    """The real thing for agents: every PostgreSQL connection (the state pool's, the
+    LangGraph checkpointer's psycopg pool's) cut while a tool runs. Writing that call's
+    accounting and checkpoint fails on a dead connection: the attempt pauses and resumes
+    from the checkpoint before the call. One try; the model is never asked turn 0 again."""
+    ref = await register_agent(stack, tools=["cut_db"])
+    # LangGraph saves a step's checkpoint while the next step runs: turn 1 may be asked
+    # before the cut surfaces, and again after the pause (its answer was never saved).
+    provider = ScriptedProvider([calls(("cut_db", {})), answer("done"), answer("done")])
+    tool = DatabaseRestartingTool(stack.resources.state.settings.database_url)
+    before = metric("cadenza_worker_store_outages_total", store="postgresql")
+    await stack.start_worker(tools=ToolRegistry([tool]), llm=ScriptedRegistry(provider))
+    task_ready = await stack.add_task(ref, {"prompt": "go"}, kind="agent", max_attempts=1)
+    await stack.dispatch(task_ready)
+
+    result = await stack.result(task_ready, timeout=60)
+    assert (result.status, result.tries, result.output) == ("succeeded", 1, "done"), result
+    turns = [len(request.messages) for request in provider.requests]
+    assert turns[0] == 2  # system + user: turn 0, asked once
+    assert turns.count(2) == 1, turns
+    assert metric("cadenza_worker_store_outages_total", store="postgresql") > before

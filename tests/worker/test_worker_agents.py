@@ -6,6 +6,8 @@ exact turns; the embedded model runs in tests/llm and the e2e scenarios.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from agent_support import (
     EchoTool,
@@ -282,6 +284,40 @@ async def test_a_crash_mid_loop_resumes_from_the_checkpoint(stack: Stack) -> Non
     rows = await llm_rows(stack, task.task_id)
     assert [(r.turn, r.status) for r in rows] == [(0, "ok"), (1, "error")]
     assert metric("cadenza_agent_resumes_total", agent="helper") == resumes + 1
+
+
+async def test_a_stop_between_a_steps_writes_and_its_checkpoint_resumes_the_loop(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tools step's writes were saved (pending writes) but its checkpoint was not: the
+    attempt stopped between the two. The next try must go on from there (the tool's result
+    applied, not called again), not take the loop for finished and answer nothing."""
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    real_put = AsyncSqliteSaver.aput
+    puts: list[int] = []
+
+    async def put(self: AsyncSqliteSaver, *args: Any, **kwargs: Any) -> Any:
+        step = args[2]["step"]  # -1 the input, 0 start, 1 model turn 0, 2 the tools, …
+        puts.append(step)
+        if step == 2 and puts.count(2) == 1:
+            raise crash_once("checkpoint write lost")
+        return await real_put(self, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncSqliteSaver, "aput", put)
+    ref = await register_agent(stack)
+    provider = ScriptedProvider(
+        [calls(("echo", {"text": "once"})), answer("early"), answer("after the stop")]
+    )
+    echo = await start(stack, provider)
+    task = await stack.add_task(ref, {"prompt": "go"}, kind="agent")
+    await stack.dispatch(task)
+
+    result = await stack.result(task)
+    assert result.status == "succeeded"
+    assert result.tries == 2
+    assert result.output in {"early", "after the stop"}  # turn 1 may run before the stop
+    assert echo.calls == [{"text": "once"}]
 
 
 async def test_a_redispatched_attempt_continues_the_lost_attempts_loop(stack: Stack) -> None:

@@ -202,7 +202,10 @@ class AgentExecutor:
     ) -> tuple[AgentState, str]:
         snapshot = await graph.aget_state(config)
         if snapshot.values:
-            if not snapshot.next:
+            # Finished only with nothing left to run. `next` leaves out a step's tasks whose
+            # writes were saved (pending writes) when its checkpoint was not: the attempt
+            # stopped between the two (a crash, the database away), and the graph must go on.
+            if not snapshot.next and not snapshot.tasks:
                 return cast(AgentState, snapshot.values), "finished"
             metrics.AGENT_RESUMES.labels(spec.name).inc()
             return cast(AgentState, await graph.ainvoke(None, config)), "resumed"
