@@ -41,6 +41,7 @@ from worker_support import BOTH_STACKS, Stack, metric, retry_task, tool_context
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 DEAD_POSTGRES = "postgresql+asyncpg://cadenza@127.0.0.1:1/cadenza"
+STORES = ("redis", "postgresql", "minio")
 
 
 def task() -> TaskReady:
@@ -71,14 +72,13 @@ async def test_a_tool_whose_platform_redis_is_away_pauses_the_attempt(
         calls_made += 1
         return await tool({"failures": 0}, ctx)
 
-    before = metric("cadenza_worker_store_outages_total", store="redis")
     guarded = context(guard_hot(dead_hot))
     with pytest.raises(StoreUnavailable) as raised:
         await run_with_retries(task(), lambda n: once(guarded), Progress())
     assert calls_made == 1
+    assert raised.value.store == "redis"
     assert "redis unreachable" in str(raised.value)
     assert isinstance(raised.value.__cause__, redis_errors.ConnectionError)
-    assert metric("cadenza_worker_store_outages_total", store="redis") == before + 1
 
     calls_made = 0  # the gap this closes: the raw client's error counted as the tool's
     outcome = await run_with_retries(task(), lambda n: once(context(dead_hot)), Progress())
@@ -145,10 +145,9 @@ async def test_a_tool_whose_object_store_is_away_pauses() -> None:
         "127.0.0.1:1", "k", "s", secure=False, http_client=urllib3.PoolManager(retries=False)
     )
     objects = guard_objects(S3ObjectStore(client, "bucket"))
-    before = metric("cadenza_worker_store_outages_total", store="minio")
-    with pytest.raises(StoreUnavailable, match="minio unreachable"):
+    with pytest.raises(StoreUnavailable, match="minio unreachable") as raised:
         await objects.get("some/key")
-    assert metric("cadenza_worker_store_outages_total", store="minio") == before + 1
+    assert raised.value.store == "minio"
 
 
 def test_the_checkpointers_lost_connection_is_an_outage_a_cancelled_query_is_not() -> None:
@@ -202,12 +201,14 @@ async def test_a_store_blip_in_a_tool_task_costs_no_try(
     """With a single try allowed, a tool error would fail the task; the blip pauses the
     attempt, the bus runs it again, and it succeeds on its one try."""
     tool = BlippingTool()
+    before = metric("cadenza_worker_store_outages_total", store="redis")
     await stack.start_worker(tools=ToolRegistry([tool]))
     task_ready = await stack.add_task("blip", {}, max_attempts=1)
     await stack.dispatch(task_ready)
 
     result = await stack.result(task_ready)
     assert (result.status, result.tries, result.output) == ("succeeded", 1, {"count": 0})
+    assert metric("cadenza_worker_store_outages_total", store="redis") == before + 1
     assert blip_once
     assert tool.calls == 2
     assert "task.retrying" not in stack.event_kinds(task_ready.task_id)
@@ -267,6 +268,7 @@ async def test_the_engines_own_store_calls_in_an_attempt_cost_no_try(
     lost = OperationalError("SELECT", {}, ConnectionResetError("connection was closed"))
     definitions = fail_once(monkeypatch, AgentDefinitions, "load", lost)
     ref = await register_agent(stack, tools=[])
+    before = {s: metric("cadenza_worker_store_outages_total", store=s) for s in STORES}
     provider = ScriptedProvider([answer("done")])
     tool = BlippingTool()
     await stack.start_worker(tools=ToolRegistry([tool]), llm=ScriptedRegistry(provider))
@@ -280,6 +282,8 @@ async def test_the_engines_own_store_calls_in_an_attempt_cost_no_try(
         assert (result.status, result.tries) == ("succeeded", 1), result
     assert gate == ["check"]
     assert definitions == ["load"]
+    paused = {s: metric("cadenza_worker_store_outages_total", store=s) - before[s] for s in STORES}
+    assert paused == {"redis": 1, "postgresql": 1, "minio": 0}
 
 
 class DatabaseRestartingTool:

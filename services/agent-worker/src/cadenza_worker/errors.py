@@ -69,12 +69,15 @@ class StoreUnavailable(Unavailable):
     tool's retryable error, bounded by its retry policy."""
 
     code = "store_unavailable"
+    store = "unknown"
+    """Which store: ``redis``, ``postgresql`` or ``minio`` (the metric's label)."""
 
 
 class JournalUnavailable(StoreUnavailable):
     """The effect journal's database is away (see `StoreUnavailable`)."""
 
     code = "journal_unavailable"
+    store = "postgresql"
 
 
 def should_retry(exc: BaseException) -> bool:

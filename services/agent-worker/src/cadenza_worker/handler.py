@@ -37,7 +37,7 @@ from opentelemetry.util.types import AttributeValue
 
 from . import metrics
 from .claimcheck import ClaimCheck
-from .errors import InvalidOutputError, ParamsUnavailableError, to_task_error
+from .errors import InvalidOutputError, ParamsUnavailableError, StoreUnavailable, to_task_error
 from .execution import Outcome, Progress, run_with_retries
 from .kinds import ExecutorRegistry, TaskCall
 from .lease import Claim, Presence, StopReason, TaskClaims
@@ -160,6 +160,10 @@ class TaskHandler:
             metrics.IN_FLIGHT.inc()
             try:
                 outcome = await self._execute_watched(env, task, label)
+            except StoreUnavailable as exc:  # paused, no try spent: the bus runs it again
+                metrics.STORE_OUTAGES.labels(exc.store).inc()
+                span.add_event("store.unavailable", {"cadenza.store": exc.store})
+                raise
             finally:
                 metrics.IN_FLIGHT.dec()
             span.set_attribute("cadenza.task.status", outcome.status if outcome else "abandoned")

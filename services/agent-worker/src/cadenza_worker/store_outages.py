@@ -1,5 +1,5 @@
 """A platform store away in the middle of an attempt pauses the attempt; it never spends
-the task's tries (docs/execution.md, "When a store is away").
+the task's tries (docs/tools.md, "Platform stores away").
 
 The drivers raise their own connection errors (`cadenza_runtime.is_outage` knows them), and
 a tool cannot be trusted to tell them from its own failures: caught as a tool error, a
@@ -26,10 +26,8 @@ import urllib3.exceptions as http_errors
 from cadenza_events import CadenzaError
 from cadenza_runtime import is_outage
 from cadenza_state import HotState, ObjectStore
-from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from . import metrics
 from .errors import StoreUnavailable
 
 _STORES: tuple[tuple[str, tuple[type[BaseException], ...]], ...] = (
@@ -72,11 +70,8 @@ def store_outage(exc: BaseException, store: str | None = None) -> StoreUnavailab
         (name for e in _chain(exc) for name, types in _STORES if isinstance(e, types)),
         "unknown",
     )
-    metrics.STORE_OUTAGES.labels(store).inc()
-    trace.get_current_span().add_event(
-        "store.unavailable", {"cadenza.store": store, "exception.type": type(exc).__name__}
-    )
     error = StoreUnavailable(f"{store} unreachable: {type(exc).__name__}: {exc}"[:500])
+    error.store = store
     error.__cause__ = exc
     return error
 
