@@ -819,8 +819,9 @@ async def engine_plan(resources: Any, spec: dict[str, Any]) -> tuple[str, float]
     gateway does, hand its plan.requested to the orchestrator's consumer entry point, and
     return (run id, seconds from handling start to return — the plan's commit, plus the
     after-commit hot-status write on in-memory Redis)."""
-    from cadenza_events import Envelope, PlanRequested
+    from cadenza_events import Envelope
     from cadenza_orchestrator import Orchestrator, OrchestratorSettings
+    from cadenza_runtime import plan_requested
     from cadenza_state import RunRecord
 
     run_id = str(uuid.uuid4())
@@ -835,7 +836,17 @@ async def engine_plan(resources: Any, spec: dict[str, Any]) -> tuple[str, float]
                 status="pending",
             )
         )
-    plan = PlanRequested(run_id=run_id, workflow_name=spec["name"], spec=spec, inputs={})
+    postgres = resources.state.engine.dialect.name == "postgresql"
+    plan = plan_requested(
+        run_id=run_id,
+        workflow_name=spec["name"],
+        workflow_version=None,
+        spec=spec,
+        inputs={},
+        budget=None,
+        replay=None,
+        row_version=0 if postgres else None,  # as the gateway's: the row travels with it
+    )
     env = Envelope(payload=plan, source="/bench/gateway", tenant_id="bench", plan_id=run_id)
     orchestrator = Orchestrator(resources, OrchestratorSettings())
     started = time.perf_counter()

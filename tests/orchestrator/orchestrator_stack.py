@@ -32,7 +32,7 @@ from cadenza_events import (
     Topic,
 )
 from cadenza_orchestrator import Orchestrator, OrchestratorSettings
-from cadenza_runtime import Resources, keys
+from cadenza_runtime import Resources, keys, plan_requested
 from cadenza_state import (
     OutboxMessage,
     RunRecord,
@@ -191,13 +191,35 @@ class Stack:
                     replay=replay,
                 )
             )
-        plan = PlanRequested(
-            run_id=run_id, workflow_name=spec["name"], spec=spec, inputs=inputs or {}
-        )
-        env = Envelope(payload=plan, source="/test/gateway", tenant_id=tenant_id, plan_id=run_id)
+        env = self.plan_of(run_id, spec, inputs, tenant_id=tenant_id, replay=replay)
         for _ in range(publish_times):
             await self.resources.publisher.publish(Topic.PLAN_REQUESTED, env)
         return run_id
+
+    def plan_of(
+        self,
+        run_id: str,
+        spec: dict[str, Any],
+        inputs: dict[str, Any] | None = None,
+        *,
+        tenant_id: str = "acme",
+        replay: dict[str, Any] | None = None,
+        carries_row: bool = True,
+    ) -> Envelope[PlanRequested]:
+        """The plan.requested the gateway stages for a run ``submit`` inserted: on
+        PostgreSQL it carries the row (unless ``carries_row`` is off: an older writer's)."""
+        postgres = self.resources.state.engine.dialect.name == "postgresql"
+        plan = plan_requested(
+            run_id=run_id,
+            workflow_name=spec["name"],
+            workflow_version=None,
+            spec=spec,
+            inputs=inputs or {},
+            budget=None,
+            replay=replay,
+            row_version=0 if postgres and carries_row else None,
+        )
+        return Envelope(payload=plan, source="/test/gateway", tenant_id=tenant_id, plan_id=run_id)
 
     async def cancel(self, run_id: str, *, reason: str | None = None) -> None:
         """Send the command the gateway stages for ``POST /v1/runs/{id}/cancel``."""

@@ -8,12 +8,13 @@ happened: every plan and every result is applied once, and nothing is half-writt
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
-from cadenza_events import Envelope, PlanRequested, TaskReady, TaskResult
+from cadenza_events import Envelope, TaskReady, TaskResult
 from cadenza_orchestrator import GraphCache, metrics, store
 from cadenza_orchestrator.handlers import RunHandlers
 from cadenza_state import OutboxMessage, direct
@@ -41,11 +42,6 @@ TWO_STEPS = {
     "name": "two-steps",
     "tasks": [{"id": "a", "tool": "noop"}, {"id": "b", "tool": "noop", "needs": ["a"]}],
 }
-
-
-def plan_of(run_id: str, spec: dict[str, Any] = THREE) -> Envelope[PlanRequested]:
-    plan = PlanRequested(run_id=run_id, workflow_name=spec["name"], spec=spec, inputs={})
-    return Envelope(payload=plan, source="/test/gateway", tenant_id="acme", plan_id=run_id)
 
 
 async def pending_run(stack: Stack, spec: dict[str, Any] = THREE) -> str:
@@ -119,19 +115,29 @@ def silent_worker(stack: Stack) -> None:
     stack.worker.script = lambda ready, params: None  # tasks stay as the plan left them
 
 
-async def test_a_plan_is_two_statements_and_no_transaction(stack: Stack) -> None:
+@pytest.mark.parametrize("carries_row", [True, False], ids=["carried", "read"])
+async def test_a_plan_is_one_statement_and_no_transaction(stack: Stack, carries_row: bool) -> None:
+    """The gateway's plan.requested carries the new run's row: nothing is read, and ONE
+    guarded statement writes the plan. An older writer's (or a rerun's, a fork's) carries
+    none: the run is read first, without a lock."""
     silent_worker(stack)
     run_id = await pending_run(stack)
     started = metrics.RUNS_STARTED._value.get()
+    carried = metrics.RUN_MEMORY.labels("carried")._value.get()
     with watched(stack) as (statements, begun):
-        await stack.orchestrator.handlers.handle_batch([plan_of(run_id)])
+        plan = stack.plan_of(run_id, THREE, carries_row=carries_row)
+        await stack.orchestrator.handlers.handle_batch([plan])
     assert begun == []  # no BEGIN, so no COMMIT either
-    assert len(statements) == 2, statements
-    assert statements[0].startswith("SELECT runs.")
-    assert "FOR UPDATE" not in statements[0]
-    assert statements[1].startswith("WITH w0 AS (INSERT INTO tasks")
-    assert "cadenza_expect_rows" in statements[1]
+    if not carries_row:
+        read = statements.pop(0)
+        assert read.startswith("SELECT runs.")
+        assert "FOR UPDATE" not in read
+    assert len(statements) == 1, statements
+    assert statements[0].startswith("WITH w0 AS (INSERT INTO tasks")
+    assert "cadenza_expect_rows" in statements[0]
+    assert metrics.RUN_MEMORY.labels("carried")._value.get() == carried + carries_row
     assert (await stack.run(run_id)).status == "running"
+    assert await version_of(stack, run_id) == 1
     assert {n: t.status for n, t in (await stack.tasks(run_id)).items()} == {
         "a": "ready",
         "b": "ready",
@@ -146,7 +152,7 @@ async def test_turned_off_a_plan_takes_the_runs_lock_in_a_transaction(stack: Sta
     held = hold_by_hand(stack)
     run_id = await stack.submit(TWO_STEPS, publish_times=0)
     with watched(stack) as (statements, begun):
-        await stack.orchestrator.handlers.handle_batch([plan_of(run_id, TWO_STEPS)])
+        await stack.orchestrator.handlers.handle_batch([stack.plan_of(run_id, TWO_STEPS)])
     assert begun == ["BEGIN"]
     assert "FOR UPDATE" in statements[0]
     assert (await stack.run(run_id)).status == "running"
@@ -187,7 +193,8 @@ async def test_a_run_cancelled_after_its_read_is_not_planned(
     monkeypatch.setattr(store, "read_runs", changing_after_read(stack, cancel))
     before, ignored = locked_again(), metrics.PLANS_IGNORED.labels("duplicate")._value.get()
     started = metrics.RUNS_STARTED._value.get()
-    await stack.orchestrator.handlers.handle_batch([plan_of(run_id, SPECS[spec])])
+    plan = stack.plan_of(run_id, SPECS[spec], carries_row=False)
+    await stack.orchestrator.handlers.handle_batch([plan])
     assert metrics.BATCHES_LOCKED_AGAIN.labels("plan.requested", "changed")._value.get() >= 1
     assert locked_again() == before + 1
     assert metrics.PLANS_IGNORED.labels("duplicate")._value.get() == ignored + 1
@@ -197,10 +204,73 @@ async def test_a_run_cancelled_after_its_read_is_not_planned(
     assert await ready_rows(stack, run_id) == 0
 
 
-async def test_two_orchestrators_planning_one_run_plan_it_once(stack: Stack) -> None:
-    """A rebalance hands the same plan.requested to two orchestrators, and both read the
-    run while it is pending: one statement wins, the other fails whole and its
-    orchestrator, locked, finds the run planned. One set of task rows, one dispatch each."""
+async def test_a_carried_plan_of_a_run_written_meanwhile_is_applied_locked(
+    stack: Stack,
+) -> None:
+    """The row a plan carries is the run as the gateway wrote it. A run cancelled before
+    its plan (the plan's send failed and the relay sent it after the cancel's), or a plan
+    delivered again after it was applied: the row's version moved, the guard fails, and
+    the locked way sees the run as it is."""
+    run_id = await pending_run(stack)
+    await bump(stack, run_id, "cancelled")
+    before, ignored = locked_again(), metrics.PLANS_IGNORED.labels("duplicate")._value.get()
+    await stack.orchestrator.handlers.handle_batch([stack.plan_of(run_id, THREE)])
+    assert locked_again() == before + 1
+    assert metrics.PLANS_IGNORED.labels("duplicate")._value.get() == ignored + 1
+    assert (await stack.run(run_id)).status == "cancelled"
+    assert await stack.tasks(run_id) == {}
+    assert await ready_rows(stack, run_id) == 0
+
+    planned = await pending_run(stack)
+    silent_worker(stack)
+    await stack.orchestrator.handlers.handle_batch([stack.plan_of(planned, THREE)])
+    # Delivered again, to an orchestrator that did not plan it (a restart, a rebalance):
+    # one that did holds the run and ignores the plan on what it holds.
+    fresh = RunHandlers(stack.resources, stack.settings, GraphCache())
+    await fresh.handle_batch([stack.plan_of(planned, THREE)])
+    assert locked_again() == before + 2
+    assert metrics.PLANS_IGNORED.labels("duplicate")._value.get() == ignored + 2
+    assert sorted(await stack.tasks(planned)) == ["a", "b", "c"]
+    assert await ready_rows(stack, planned) == 3
+
+
+async def test_a_carried_plan_dispatches_the_params_a_read_one_does(stack: Stack) -> None:
+    """The row travels with its documents in the key order the row reads back in: a plan
+    from the event dispatches params (and so agent prompts, cassette keys) in exactly the
+    order a plan from the row does."""
+    spec = {
+        "name": "ordered",
+        "inputs": {"q": {"type": "object"}},
+        "tasks": [
+            {
+                "id": "t",
+                "tool": "transform",
+                "with": {"zeta": 1, "alpha": {"yy": 2, "b": 3}, "mid": "${{ inputs.q }}"},
+            }
+        ],
+    }
+    held = hold_by_hand(stack)
+    inputs = {"q": {"second": 1, "a": 2}}
+    from_event = await stack.submit(spec, inputs, publish_times=0)
+    from_row = await stack.submit(spec, inputs, publish_times=0)
+    await stack.orchestrator.handlers.handle_batch([stack.plan_of(from_event, spec, inputs)])
+    await stack.orchestrator.handlers.handle_batch(
+        [stack.plan_of(from_row, spec, inputs, carries_row=False)]
+    )
+    await assert_eventually(lambda: len(held) == 2)
+    params = {ready.run_id: ready.params for ready in held}
+    assert json.dumps(params[from_event]) == json.dumps(params[from_row])
+    assert list(params[from_event]) == ["mid", "zeta", "alpha"]  # jsonb: shorter keys first
+
+
+@pytest.mark.parametrize("carries_row", [True, False], ids=["carried", "read"])
+async def test_two_orchestrators_planning_one_run_plan_it_once(
+    stack: Stack, carries_row: bool
+) -> None:
+    """A rebalance hands the same plan.requested to two orchestrators, and both take the
+    run for pending (read, or as the plan carries it): one statement wins, the other fails
+    whole and its orchestrator, locked, finds the run planned. One set of task rows, one
+    dispatch each."""
     run_id = await pending_run(stack)
     both_read = asyncio.Barrier(2)
     real = store.read_runs
@@ -220,9 +290,8 @@ async def test_two_orchestrators_planning_one_run_plan_it_once(stack: Stack) -> 
     before = locked_again()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(store, "read_runs", read_together)
-        await asyncio.gather(
-            first.handle_batch([plan_of(run_id)]), second.handle_batch([plan_of(run_id)])
-        )
+        plan = stack.plan_of(run_id, THREE, carries_row=carries_row)
+        await asyncio.gather(first.handle_batch([plan]), second.handle_batch([plan]))
     assert locked_again() == before + 1
     assert sorted(await stack.tasks(run_id)) == ["a", "b", "c"]
     assert await ready_rows(stack, run_id) == 3

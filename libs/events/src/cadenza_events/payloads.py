@@ -26,7 +26,13 @@ class Payload(BaseModel):
 
 
 class PlanRequested(Payload):
-    """A run was accepted: the orchestrator should expand its spec into a plan."""
+    """A run was accepted: the orchestrator should expand its spec into a plan.
+
+    With ``row_version`` set, the event carries every column of the new run that the
+    orchestrator reads (the spec and inputs as the row holds them, ``budget``; no
+    ``replay``), and planning reads no row: its guarded write still checks that the row is
+    at that version (a plan delivered again, or a cancel applied first, fails the guard).
+    Events older writers sent lack it, as do reruns and forks: their row is read."""
 
     EVENT_TYPE: ClassVar[str] = "cadenza.plan.requested.v1"
     run_id: str
@@ -34,6 +40,8 @@ class PlanRequested(Payload):
     workflow_version: int | None = None
     spec: dict[str, Any]
     inputs: dict[str, Any] = Field(default_factory=dict)
+    budget: dict[str, Any] | None = None
+    row_version: int | None = None
 
 
 class RunCancelRequested(Payload):

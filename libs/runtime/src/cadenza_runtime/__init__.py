@@ -16,7 +16,7 @@ from .process import (
 from .relay import OutboxRelay
 from .resources import Resources, open_resources
 from .run_events import RunEventEntry, RunEventLog, RunEventRecorder
-from .runs import CreatedRun, create_run
+from .runs import CreatedRun, create_run, plan_requested
 from .staging import stage_event, stage_events, stage_outbox
 from .telemetry import MetricsSettings, serve_metrics, setup_logging, setup_tracing
 
@@ -38,6 +38,7 @@ __all__ = [
     "keys",
     "labelled",
     "open_resources",
+    "plan_requested",
     "require_token_off_loopback",
     "run_service",
     "run_until_signal",

@@ -24,7 +24,15 @@ from cadenza_events import (
     Topic,
     TopicRegistry,
 )
-from cadenza_state import AuditLogEntry, RunRecord, RunStatus, StagedMessage, direct, utcnow
+from cadenza_state import (
+    AuditLogEntry,
+    RunRecord,
+    RunStatus,
+    StagedMessage,
+    direct,
+    in_jsonb_key_order,
+    utcnow,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .staging import stage_event, stage_outbox
@@ -38,6 +46,42 @@ class CreatedRun:
 
     run: RunRecord
     events: list[StagedMessage]
+
+
+def plan_requested(
+    *,
+    run_id: str,
+    workflow_name: str,
+    workflow_version: int | None,
+    spec: dict[str, Any],
+    inputs: dict[str, Any],
+    budget: dict[str, Any] | None,
+    replay: dict[str, Any] | None,
+    row_version: int | None,
+) -> PlanRequested:
+    """The ``plan.requested`` of a new run. ``row_version``: the version its row was
+    written at on PostgreSQL. Then, unless the run replays another (its ``replay`` may be
+    large), the event carries the whole row, its documents in the key order the row reads
+    back in (the engine's serializer writes them so): the orchestrator plans it without
+    reading it, to the same task rows and dispatched params as from the row."""
+    if row_version is None or replay is not None:
+        return PlanRequested(
+            run_id=run_id,
+            workflow_name=workflow_name,
+            workflow_version=workflow_version,
+            spec=spec,
+            inputs=inputs,
+        )
+    ordered = in_jsonb_key_order
+    return PlanRequested(
+        run_id=run_id,
+        workflow_name=workflow_name,
+        workflow_version=workflow_version,
+        spec=ordered(spec),
+        inputs=ordered(inputs),
+        budget=ordered(budget),
+        row_version=row_version,
+    )
 
 
 async def create_run(
@@ -105,12 +149,15 @@ async def create_run(
     else:
         session.add(run)
         await session.flush()
-    plan = PlanRequested(
+    plan = plan_requested(
         run_id=run.id,
         workflow_name=workflow_name,
         workflow_version=workflow_version,
         spec=spec,
         inputs=inputs,
+        budget=budget,
+        replay=replay,
+        row_version=values["version"] if into is not None else None,
     )
     data: dict[str, Any] = {"workflow_name": workflow_name, "workflow_version": workflow_version}
     if started_by is not None:

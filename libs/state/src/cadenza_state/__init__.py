@@ -77,7 +77,7 @@ from cadenza_state.secrets import (
 )
 from cadenza_state.settings import StateSettings
 from cadenza_state.spend import llm_spend
-from cadenza_state.types import JSONType, UTCDateTime, utcnow
+from cadenza_state.types import JSONType, UTCDateTime, in_jsonb_key_order, utcnow
 
 __all__ = [
     "EFFECT_DONE",
@@ -140,6 +140,7 @@ __all__ = [
     "create_object_store",
     "create_redis",
     "delete_provider_key",
+    "in_jsonb_key_order",
     "insert_many",
     "insert_outbox",
     "list_provider_keys",

@@ -29,7 +29,9 @@ def _jsonb_key(key: str) -> tuple[int, bytes]:
     return len(raw), raw
 
 
-def _in_jsonb_key_order(value: Any) -> Any:
+def in_jsonb_key_order(value: Any) -> Any:
+    """``value`` with every object's keys in the order ``jsonb`` keeps them (shorter keys
+    first, then bytewise): as a document written by the PostgreSQL engines reads back."""
     if isinstance(value, dict):
         keys: list[str] = list(value)
         if len(keys) > 1 and all(type(k) is str for k in keys):
@@ -40,12 +42,10 @@ def _in_jsonb_key_order(value: Any) -> Any:
             else:
                 keys = sorted(keys, key=_jsonb_key)
         return {
-            k: v if type(v) in _LEAVES else _in_jsonb_key_order(v)
-            for k in keys
-            for v in (value[k],)
+            k: v if type(v) in _LEAVES else in_jsonb_key_order(v) for k in keys for v in (value[k],)
         }
     if isinstance(value, list | tuple):
-        return [v if type(v) in _LEAVES else _in_jsonb_key_order(v) for v in value]
+        return [v if type(v) in _LEAVES else in_jsonb_key_order(v) for v in value]
     return value
 
 
@@ -62,9 +62,9 @@ def dumps_in_jsonb_key_order(value: Any) -> str:
     try:
         if type(value) is list and b"{" not in (text := orjson.dumps(value)):
             return text.decode()  # no object anywhere (an outbox row's headers): as it is
-        return orjson.dumps(_in_jsonb_key_order(value)).decode()
+        return orjson.dumps(in_jsonb_key_order(value)).decode()
     except TypeError:  # orjson.JSONEncodeError is a TypeError
-        return json.dumps(_in_jsonb_key_order(value))
+        return json.dumps(in_jsonb_key_order(value))
 
 
 #: 64-bit autoincrement key; SQLite only autoincrements an ``INTEGER PRIMARY KEY``.

@@ -260,8 +260,11 @@ class RunHandlers:
         writes: BatchWrites,
     ) -> list[Applied | None] | None:
         async with self.resources.sessions() as session:
-            unknown = {r: items for r, items in by_run.items() if r not in known}
-            runs = {run_id: state.run for run_id, state in known.items()}
+            carried = self._carried(by_run, known)
+            unknown = {r: e for r, e in by_run.items() if r not in known and r not in carried}
+            runs = {run_id: state.run for run_id, state in known.items()} | carried
+            if carried:
+                metrics.RUN_MEMORY.labels("carried").inc(len(carried))
             if unknown:
                 runs |= await store.read_runs(session, unknown, with_spec=self._needs_spec(unknown))
                 rebuilt = await self._rebuild(session, runs, unknown)
@@ -337,6 +340,37 @@ class RunHandlers:
             else:  # written from what the batch read: memory, if any, is behind
                 self.memory.forget([run_id])
         metrics.RUN_MEMORY_ROWS.set(self.memory.rows)
+
+    @staticmethod
+    def _carried(
+        by_run: dict[str, list[Envelope[Any]]], known: dict[str, RunState]
+    ) -> dict[str, RunRow]:
+        """The new runs whose plan carries their whole row (``PlanRequested.row_version``):
+        nothing to read. Each is the row as the gateway wrote it; if it is not that any
+        more (the plan was applied already, or a cancel came first), the version differs,
+        the guarded write fails and the batch is applied again the locked way."""
+        carried: dict[str, RunRow] = {}
+        for run_id, items in by_run.items():
+            plan = items[0].payload
+            if (
+                run_id in known
+                or len(items) != 1
+                or not isinstance(plan, PlanRequested)
+                or plan.row_version is None
+                or plan.workflow_name is None
+            ):
+                continue
+            carried[run_id] = RunRow(
+                id=run_id,
+                tenant_id=items[0].tenant_id,
+                workflow_name=plan.workflow_name,
+                status=RunStatus.PENDING.value,
+                budget=plan.budget,
+                version=plan.row_version,
+                spec=plan.spec,
+                inputs=plan.inputs,
+            )
+        return carried
 
     def _needs_spec(self, by_run: dict[str, list[Envelope[Any]]]) -> list[str]:
         """The runs whose spec is read with their row: those whose graph this process does

@@ -46,8 +46,9 @@ PLANS_IGNORED = Counter(
 RUN_MEMORY = Counter(
     "cadenza_orchestrator_run_memory_total",
     "Runs of batches applied without a lock, by whether the run was held whole in memory "
-    "(hit: nothing read for it), read whole from the database and held from then on "
-    "(rebuilt), or read in part from the database (miss).",
+    "(hit: nothing read for it), a new run whose plan.requested carried its row (carried: "
+    "nothing read), read whole from the database and held from then on (rebuilt), or "
+    "read in part from the database (miss).",
     ["outcome"],
 )
 RUN_MEMORY_ROWS = Gauge(
