@@ -5,7 +5,7 @@ from cadenza_events.labelled import labelled
 from . import keys
 from .http_server import HttpServer
 from .internal_auth import InsecureEndpoint, bearer_matches, is_loopback, require_token_off_loopback
-from .outages import is_outage
+from .outages import causes, is_outage
 from .process import (
     event_loop_choice,
     run_service,
@@ -31,6 +31,7 @@ __all__ = [
     "RunEventLog",
     "RunEventRecorder",
     "bearer_matches",
+    "causes",
     "create_run",
     "event_loop_choice",
     "is_loopback",

@@ -8,6 +8,8 @@ lost connection, so they are listed here, in the one module that knows them all.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import redis.exceptions as redis_errors
 import sqlalchemy.exc as sa_errors
 import urllib3.exceptions as http_errors
@@ -32,15 +34,36 @@ OUTAGE_TYPES: tuple[type[BaseException], ...] = (
 )
 
 
-def is_outage(exc: BaseException) -> bool:
-    """Whether ``exc`` (or an error it was raised from) says a backing store is away."""
+try:  # psycopg: the agents' LangGraph checkpointer, in the processes that have it
+    import psycopg
+except ImportError:  # pragma: no cover - every service but the worker
+    psycopg = None  # type: ignore[assignment]
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then each error it was raised from (``__cause__``, else ``__context__``)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, OUTAGE_TYPES):
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _psycopg_outage(exc: BaseException) -> bool:
+    """A lost or refused connection (no SQLSTATE, class 08) or a server shutting down (57P);
+    not a cancelled statement."""
+    if psycopg is None or not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith(("08", "57P"))
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) says a backing store is away."""
+    for current in causes(exc):
+        if isinstance(current, OUTAGE_TYPES) or _psycopg_outage(current):
             return True
         if isinstance(current, sa_errors.DBAPIError) and current.connection_invalidated:
             return True
-        current = current.__cause__ or current.__context__
     return False

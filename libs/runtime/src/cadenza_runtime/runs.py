@@ -72,14 +72,13 @@ def plan_requested(
             spec=spec,
             inputs=inputs,
         )
-    ordered = in_jsonb_key_order
     return PlanRequested(
         run_id=run_id,
         workflow_name=workflow_name,
         workflow_version=workflow_version,
-        spec=ordered(spec),
-        inputs=ordered(inputs),
-        budget=ordered(budget),
+        spec=in_jsonb_key_order(spec),
+        inputs=in_jsonb_key_order(inputs),
+        budget=in_jsonb_key_order(budget),
         row_version=row_version,
     )
 

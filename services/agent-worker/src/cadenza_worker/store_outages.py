@@ -24,7 +24,7 @@ import redis.exceptions as redis_errors
 import sqlalchemy.exc as sa_errors
 import urllib3.exceptions as http_errors
 from cadenza_events import CadenzaError
-from cadenza_runtime import is_outage
+from cadenza_runtime import causes, is_outage
 from cadenza_state import HotState, ObjectStore
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -37,24 +37,6 @@ _STORES: tuple[tuple[str, tuple[type[BaseException], ...]], ...] = (
 )
 
 
-def _psycopg_outage(exc: BaseException) -> bool:
-    """psycopg (the agents' checkpointer) is not among `is_outage`'s drivers: a lost or
-    refused connection (no SQLSTATE, class 08) or a server shutting down (57P)."""
-    if not isinstance(exc, psycopg.OperationalError):
-        return False
-    state = exc.sqlstate
-    return state is None or state.startswith(("08", "57P"))
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def store_outage(exc: BaseException, store: str | None = None) -> StoreUnavailable | None:
     """``exc`` as a `StoreUnavailable` if it says a platform store is away, else None.
     ``store`` names the store when the caller knows it (a refused connect is a bare
@@ -64,10 +46,10 @@ def store_outage(exc: BaseException, store: str | None = None) -> StoreUnavailab
         return exc
     if isinstance(exc, CadenzaError):
         return None
-    if not (is_outage(exc) or any(_psycopg_outage(e) for e in _chain(exc))):
+    if not is_outage(exc):
         return None
     store = store or next(
-        (name for e in _chain(exc) for name, types in _STORES if isinstance(e, types)),
+        (name for e in causes(exc) for name, types in _STORES if isinstance(e, types)),
         "unknown",
     )
     error = StoreUnavailable(f"{store} unreachable: {type(exc).__name__}: {exc}"[:500])
