@@ -143,6 +143,23 @@ def test_owned_pid_accepts_live_process_with_marker(tmp_path: Path) -> None:
 
 
 @pytest.mark.unit
+def test_owned_pid_waits_out_an_exec_in_progress(tmp_path: Path) -> None:
+    # Popen returns once the child's close-on-exec fds close, a moment before the kernel lays
+    # out its new command line: a bare /proc read right then misses the marker about 1 in 100
+    # spawns (CI saw it), and the pid file of a process that just started was called stale.
+    pidfile = tmp_path / "svc.pid"
+    for _ in range(400):
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "marker-x2"])
+        try:
+            assert "marker-x2" in process.settled_cmdline(proc.pid)
+            process.write_pid(pidfile, proc.pid)
+            assert process.owned_pid(pidfile, "marker-x2") == proc.pid
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.unit
 def test_owned_pid_removes_stale_pidfiles(tmp_path: Path) -> None:
     pidfile = tmp_path / "svc.pid"
     dead = subprocess.Popen(["true"])

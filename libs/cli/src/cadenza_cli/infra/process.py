@@ -87,11 +87,25 @@ def owned_pid(pidfile: Path, marker: str) -> int | None:
     The ``marker`` check guards against pid reuse after a reboot or crash.
     """
     pid = read_pid(pidfile)
-    if pid is not None and pid_alive(pid) and marker in cmdline(pid):
+    if pid is not None and pid_alive(pid) and marker in settled_cmdline(pid):
         return pid
     with contextlib.suppress(FileNotFoundError):
         pidfile.unlink()
     return None
+
+
+def settled_cmdline(pid: int, wait: float = 1.0) -> str:
+    """``cmdline(pid)``, waiting out an ``exec`` in progress.
+
+    The kernel closes the close-on-exec fds (which is when ``Popen`` returns) before it lays out
+    the new program's arguments, so a process that was just spawned can show an empty command
+    line for a moment. A live user process always has one; only kernel threads have none, and
+    for those this gives up after ``wait`` seconds.
+    """
+    deadline = time.monotonic() + wait
+    while not (line := cmdline(pid)) and pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return line
 
 
 def tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
