@@ -193,11 +193,19 @@ def test_terminate_stops_a_process() -> None:
 
 @pytest.mark.unit
 def test_terminate_falls_back_to_sigkill() -> None:
-    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(30)"
-    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
-    time.sleep(0.3)  # let it install the handler
-    assert process.terminate(proc.pid, timeout=0.5) is True
-    assert proc.wait(timeout=5) == -9
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ignoring', flush=True); time.sleep(30)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    # Its handler is in place once it says so (a fixed pause could lose that race when busy).
+    with proc.stdout:
+        assert proc.stdout.readline() == b"ignoring\n"
+        assert process.terminate(proc.pid, timeout=0.5) is True
+        assert proc.wait(timeout=5) == -9
 
 
 @pytest.mark.unit
