@@ -14,6 +14,9 @@ Rows, all measured in the same run, one after the other (never two at once):
 - big fan-out: a fan-out of `--big-fanout` (0 disables). When the engine caps a for_each
   below that (cadenza_workflow.MAX_FAN_OUT), the fan-out is split into sibling for_each
   tasks of at most that many items (`bigfanout_nodes` says how many).
+- idle: every process's CPU over `--idle` s with the services up and nothing submitted
+  (idle_cpu_pct: percent of one core, all of them; idle_cpu_pct_by per component), before
+  the rows below; 0 skips it.
 - CPU: utime+stime from /proc of every process — gateway, orchestrator, workers, the Kafka
   broker, PostgreSQL (the postmaster and all its children, reaped ones through its cutime)
   and Redis — before and after each throughput row; cpu_ms_per_task over the four rows and
@@ -506,7 +509,15 @@ class Row:
 
 
 async def engine_rows(engine: Engine, args: argparse.Namespace, out: dict[str, Any]) -> None:
-    """Chain, fan-out, both, big fan-out (CPU metered), then the latency row."""
+    """Idle, then chain, fan-out, both, big fan-out (CPU metered), then the latency row."""
+    if args.idle:
+        await asyncio.sleep(1.0)  # the warm-up's last results, commits and marks settle
+        before, started = engine.meter.sample(), time.monotonic()
+        await asyncio.sleep(args.idle)
+        used = engine.meter.delta(before, engine.meter.sample())
+        elapsed = time.monotonic() - started
+        out["idle_cpu_pct"] = round(sum(used.values()) / elapsed * 100, 1)
+        out["idle_cpu_pct_by"] = {name: round(s / elapsed * 100, 1) for name, s in used.items()}
     # Throughput rows, one after the other.
     chain = await engine.measure("chain", [chain_spec(args.chain)])
     out["chain"] = args.chain
@@ -959,6 +970,7 @@ QUICK = {
     "duration": 3.0,
     "scaling": "1,2,4",
     "plan_sizes": "1000,10000",
+    "idle": 2.0,
 }
 
 
@@ -1036,6 +1048,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10, help="parallel tasks per load run")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of offered load")
     parser.add_argument("--scaling", default="1,2,4", help="worker counts; '' disables")
+    parser.add_argument(
+        "--idle", type=float, default=5.0, help="seconds of the idle CPU row; 0 disables"
+    )
     parser.add_argument(
         "--plan-sizes", default="1000,10000", help="tasks of the planned DAGs; '' disables"
     )
