@@ -64,23 +64,21 @@ def plan_requested(
     large), the event carries the whole row, its documents in the key order the row reads
     back in (the engine's serializer writes them so): the orchestrator plans it without
     reading it, to the same task rows and dispatched params as from the row."""
-    if row_version is None or replay is not None:
-        return PlanRequested(
-            run_id=run_id,
-            workflow_name=workflow_name,
-            workflow_version=workflow_version,
-            spec=spec,
-            inputs=inputs,
-        )
+    carried = row_version is not None and replay is None
+    order = in_jsonb_key_order if carried else _as_given
     return PlanRequested(
         run_id=run_id,
         workflow_name=workflow_name,
         workflow_version=workflow_version,
-        spec=in_jsonb_key_order(spec),
-        inputs=in_jsonb_key_order(inputs),
-        budget=in_jsonb_key_order(budget),
-        row_version=row_version,
+        spec=order(spec),
+        inputs=order(inputs),
+        budget=order(budget) if carried else None,
+        row_version=row_version if carried else None,
     )
+
+
+def _as_given(document: Any) -> Any:
+    return document
 
 
 async def create_run(
