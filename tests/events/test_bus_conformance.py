@@ -20,6 +20,7 @@ from cadenza_events import (
     RunStopped,
     TaskReady,
     Topic,
+    batch_partition,
     encode,
 )
 from prometheus_client import REGISTRY
@@ -136,20 +137,24 @@ async def test_two_consumers_in_one_group_share_partitions(bus: Bus, unique_id: 
 
 
 async def test_a_member_hears_the_partitions_a_rebalance_takes(bus: Bus, unique_id: str) -> None:
-    """``ConsumerOptions.on_revoked``: a second member joins; the first hears every
-    partition it gave up (the orchestrator forgets the runs it held), among them all
-    those the second now has — and a member alone in its group hears nothing."""
+    """``ConsumerOptions.on_revoked`` and ``on_assigned``: a second member joins; the first
+    hears every partition it gave up (the orchestrator then keeps only the runs of those it
+    gets back), among them all those the second now has, and then what it holds now — and
+    a member alone in its group hears of no revocation."""
     revoked: list[set[tuple[str, int]]] = []
+    assigned: list[set[tuple[str, int]]] = []
 
     async def ignore(env: Envelope[Any]) -> None:
         return None
 
     group = f"{unique_id}-g"
-    a = bus.consumer([Topic.RUN_EVENTS], group, ignore, ConsumerOptions(on_revoked=revoked.append))
+    options = ConsumerOptions(on_revoked=revoked.append, on_assigned=assigned.append)
+    a = bus.consumer([Topic.RUN_EVENTS], group, ignore, options)
     await a.start()
     topic = bus.registry.name(Topic.RUN_EVENTS)
     await assert_eventually(lambda: len(a.assignment) == 3, timeout=30)  # type: ignore[attr-defined]
     assert revoked == []
+    assert assigned[-1] == {(topic, p) for p in range(3)}
     b = bus.consumer([Topic.RUN_EVENTS], group, ignore)
     await b.start()
     await assert_eventually(lambda: bool(b.assignment), timeout=30)  # type: ignore[attr-defined]
@@ -159,6 +164,11 @@ async def test_a_member_hears_the_partitions_a_rebalance_takes(bus: Bus, unique_
         message="the first member was not told what it gave up",
     )
     assert all(t == topic for given_up in revoked for t, _ in given_up)
+    await assert_eventually(
+        lambda: assigned[-1] == a.assignment and not assigned[-1] & b.assignment,  # type: ignore[attr-defined]
+        timeout=30,
+        message="the first member was not told what it holds after the rebalance",
+    )
     await b.stop()
     await a.stop()
 
@@ -389,6 +399,29 @@ async def test_batch_consumer_gets_partition_batches_in_order(bus: Bus, unique_i
         seqs = [seq for b in batches for p, seq in b if p == plan]
         assert seqs == sorted(seqs)
         assert len(seqs) == 20
+
+
+async def test_a_batch_handler_knows_its_batch_s_partition(bus: Bus, unique_id: str) -> None:
+    """``batch_partition()``: inside a batch handler, the partition every record of the
+    batch came from — one per key, and every partition of the topic over enough keys; None
+    outside a batch."""
+    partitions: dict[str | None, set[tuple[str, int] | None]] = defaultdict(set)
+
+    async def handle(envs: Sequence[Envelope[Any]]) -> None:
+        for env in envs:
+            partitions[env.plan_id].add(batch_partition())
+
+    consumer = bus.batch_consumer([Topic.RUN_EVENTS], f"{unique_id}-g", handle)
+    await bus.publisher.publish_many(
+        [(Topic.RUN_EVENTS, run_event(f"plan-{i % 30}", i)) for i in range(90)]
+    )
+    await consumer.start()
+    await assert_eventually(lambda: len(partitions) == 30, timeout=30)
+    await consumer.stop()
+    topic = bus.registry.name(Topic.RUN_EVENTS)
+    assert all(len(seen) == 1 for seen in partitions.values()), partitions
+    assert set().union(*partitions.values()) == {(topic, p) for p in range(3)}
+    assert batch_partition() is None
 
 
 async def test_records_fetched_while_a_batch_waits_join_it(bus: Bus, unique_id: str) -> None:

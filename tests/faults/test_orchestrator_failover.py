@@ -35,6 +35,8 @@ WIDTH = 500
 APPLIED = "cadenza_orchestrator_tasks_finished_total"
 # Runs of batches applied without a lock, by outcome (hit, rebuilt, miss).
 MEMORY = "cadenza_orchestrator_run_memory_total"
+# Runs held at a rebalance, by outcome (kept, forgotten).
+REBALANCED = "cadenza_orchestrator_run_memory_rebalanced_total"
 
 
 async def fan_out_in_flight(api: Any, db: Any, chains: int) -> tuple[str, list[str]]:
@@ -83,6 +85,7 @@ async def test_kill_9_one_of_two_orchestrators_mid_fan_out(
         orchestrators = [p for p in cluster.processes if p.name == "orchestrator"]
         applied = [await scrape_total(url, APPLIED) for url in metrics]
         rebuilt = [await scrape_total(url, MEMORY, outcome="rebuilt") for url in metrics]
+        forgotten = [await scrape_total(url, REBALANCED, outcome="forgotten") for url in metrics]
         # Kill the one that applied more results: it owns the runs in flight right now.
         victim = max(range(2), key=lambda i: applied[i])
         survivor = 1 - victim
@@ -94,12 +97,20 @@ async def test_kill_9_one_of_two_orchestrators_mid_fan_out(
         after = await scrape_total(metrics[survivor], APPLIED)
         assert after > applied[survivor], "the survivor applied nothing after the kill"
         print(f"survivor applied {after - applied[survivor]:.0f} task results after the kill")
-        # It read the runs it took over (and, the rebalance having made it forget what it
-        # held, its own) whole once, and held them from then on.
+        # It read the runs it took over whole once, and held them from then on; its own
+        # partitions came straight back, so it forgot none of the runs it held.
         now_rebuilt = await scrape_total(metrics[survivor], MEMORY, outcome="rebuilt")
         hits = await scrape_total(metrics[survivor], MEMORY, outcome="hit")
-        print(f"survivor rebuilt {now_rebuilt - rebuilt[survivor]:.0f} run(s); {hits:.0f} hits")
+        kept = await scrape_total(metrics[survivor], REBALANCED, outcome="kept")
+        print(
+            f"survivor rebuilt {now_rebuilt - rebuilt[survivor]:.0f} run(s); {hits:.0f} hits; "
+            f"kept {kept:.0f} run(s) held across its rebalances"
+        )
         assert now_rebuilt > rebuilt[survivor], "the survivor held none of the runs it took over"
+        assert (
+            await scrape_total(metrics[survivor], REBALANCED, outcome="forgotten")
+            == forgotten[survivor]
+        ), "the survivor forgot runs of partitions it kept"
 
 
 async def test_kill_9_the_only_orchestrator_mid_fan_out_and_start_another(

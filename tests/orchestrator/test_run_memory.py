@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from cadenza_events import Envelope, TaskError, TaskResult
+from cadenza_events import Envelope, TaskError, TaskReady, TaskResult
 from cadenza_orchestrator import metrics, store
 from cadenza_orchestrator.graph import GraphCache
 from cadenza_orchestrator.handlers import RunHandlers
@@ -405,17 +405,61 @@ async def test_a_rebuilt_run_that_was_written_meanwhile_is_applied_locked(
     assert await ready_rows(stack, run_id) == 2
 
 
-async def test_a_rebalance_forgets_every_run_held(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Partitions revoked: nothing held (the runs may now be another's to write); the run's
-    next batch here reads it whole again, and its span says so."""
+def rebalanced(outcome: str) -> float:
+    return (
+        REGISTRY.get_sample_value(
+            "cadenza_orchestrator_run_memory_rebalanced_total", {"outcome": outcome}
+        )
+        or 0.0
+    )
+
+
+async def planned_and_held(stack: Stack) -> tuple[str, list[TaskReady], tuple[str, int]]:
+    """A two-step run planned through the consumer, its `a` held by hand: (the run, what
+    was dispatched, the partition its plan.requested came from)."""
     held = hold_by_hand(stack)
     run_id = await stack.submit(TWO_STEPS)
     await assert_eventually(lambda: len(held) == 1)
-    assert handlers(stack).memory.get(run_id) is not None
-    handlers(stack).revoked({("cadenza.task.result", 0)})
-    assert (len(handlers(stack).memory), handlers(stack).memory.rows) == (0, 0)
+    state = handlers(stack).memory.get(run_id)
+    assert state is not None
+    (where,) = state.partitions  # its plan's batch; its results have not come yet
+    assert where[0].endswith("plan.requested")
+    return run_id, held, where
+
+
+async def test_a_rebalance_keeps_the_runs_of_partitions_assigned_straight_back(
+    stack: Stack,
+) -> None:
+    """Kafka's assignors revoke every partition, then assign them again: a run whose
+    partition came straight back is still this process's, held as it was, and its next
+    batch reads nothing."""
+    run_id, held, where = await planned_and_held(stack)
+    state = handlers(stack).memory.get(run_id)
+    others = {(where[0], where[1] + 1), ("cadenza.task.result", where[1])}
+    kept, hits, rebuilt = rebalanced("kept"), memory_hits("hit"), memory_hits("rebuilt")
+    handlers(stack).revoked({where} | others)
+    handlers(stack).assigned({where} | others)
+    assert handlers(stack).memory.get(run_id) is state
+    assert rebalanced("kept") >= kept + 1
+    await handlers(stack).handle_batch([succeeded(held[0])])
+    assert (memory_hits("hit"), memory_hits("rebuilt")) == (hits + 1, rebuilt)
+    await assert_memory_is_the_database(stack, run_id)
+
+
+async def test_a_rebalance_forgets_the_runs_of_partitions_that_went(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose partition went to another process may now be that one's to write: it
+    is forgotten at the assignment, and its next batch here (the partition back again)
+    reads it whole, and its span says so. Its other partitions coming back changes
+    nothing."""
+    run_id, held, where = await planned_and_held(stack)
+    forgotten = rebalanced("forgotten")
+    stays = ("cadenza.task.result", where[1] + 1)
+    handlers(stack).revoked({where, stays})
+    handlers(stack).assigned({stays})
+    assert handlers(stack).memory.get(run_id) is None
+    assert rebalanced("forgotten") >= forgotten + 1
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))

@@ -43,6 +43,7 @@ from .payloads import (
     TaskReady,
     TaskResult,
 )
+from .runner import batch_partition
 from .settings import BusSettings
 from .topics import Topic, TopicRegistry
 
@@ -87,6 +88,7 @@ __all__ = [
     "Topic",
     "TopicRegistry",
     "Unavailable",
+    "batch_partition",
     "batched_event_id",
     "create_bus",
     "decode",

@@ -70,7 +70,13 @@ class ConsumerOptions:
     on_revoked: Callable[[set[tuple[str, int]]], None] | None = None
     """Called with the ``(topic, partition)`` pairs a rebalance took from this consumer, once
     their in-flight work finished and was committed: what the handler keeps per partition
-    (the orchestrator's runs held in memory) is no longer its own to trust."""
+    (the orchestrator's runs held in memory) may no longer be its own."""
+    on_assigned: Callable[[set[tuple[str, int]]], None] | None = None
+    """Called with every ``(topic, partition)`` pair this consumer holds after a rebalance,
+    before any of their records is handled: with ``on_revoked`` just before, what the
+    handler kept for a partition assigned straight back is still its own, and what it kept
+    for one that went is not. A batch handler learns its batch's partition from
+    ``batch_partition()``."""
 
 
 class Publisher(Protocol):

@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from functools import partial
 from typing import Any, Protocol
 
@@ -37,6 +38,17 @@ from .topics import Topic, TopicRegistry
 from .tracing import batch_span, consume_span
 
 log = logging.getLogger("cadenza.events.consumer")
+
+_BATCH_PARTITION: ContextVar[TopicPartition | None] = ContextVar(
+    "cadenza_batch_partition", default=None
+)
+
+
+def batch_partition() -> TopicPartition | None:
+    """The ``(topic, partition)`` of the batch a batch handler is handling (None outside a
+    consumer's batch: a handler called directly, a per-message handler). What a handler
+    keeps per partition is tied to it here, and let go on ``ConsumerOptions.on_assigned``."""
+    return _BATCH_PARTITION.get()
 
 
 def _should_retry(exc: BaseException) -> bool:
@@ -163,6 +175,8 @@ class ConsumerRunner:
     async def on_assigned(self, partitions: set[TopicPartition]) -> None:
         self.assignment = set(partitions)
         log.debug("group %s assigned %s", self.group, sorted(partitions))
+        if self._options.on_assigned is not None:
+            self._options.on_assigned(set(partitions))
 
     async def _drain(self, tasks: set[asyncio.Task[None]], grace: float) -> None:
         if not tasks:
@@ -327,6 +341,7 @@ class ConsumerRunner:
         if not decoded:
             return
         topic = decoded[0][0].topic
+        _BATCH_PARTITION.set((topic, decoded[0][0].partition))  # this batch's own task
         metrics.BATCH_SIZE.labels(self.group).observe(len(decoded))
         try:
             with batch_span(self.group, topic, decoded):

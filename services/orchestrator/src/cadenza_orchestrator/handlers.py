@@ -34,6 +34,7 @@ from cadenza_events import (
     RunCancelRequested,
     RunResumeRequested,
     TaskResult,
+    batch_partition,
 )
 from cadenza_events.tracing import context_of, continued
 from cadenza_runtime import Resources, labelled
@@ -100,18 +101,34 @@ class RunHandlers:
             settings.run_memory_rows if settings.unlocked_batches else 0, max_runs=graphs.size
         )
         """Whole runs this process planned or rebuilt: their results batches read nothing."""
+        self._revoked: set[tuple[str, int]] = set()
+        """Partitions revoked since the last assignment (``revoked``, ``assigned``)."""
 
     def revoked(self, partitions: set[tuple[str, int]]) -> None:
-        """A rebalance took partitions from this process: forget every run held. Kafka's
-        assignors are eager (a rebalance revokes every partition before assigning them
-        again), and a run's partition is not kept, so all go; the runs of the partitions
-        assigned again are read whole on their next batch (``_rebuild``). The guard alone
-        would keep a stale run safe; forgetting spares its failed write, and frees the
-        room a rebuild needs."""
-        if len(self.memory):
-            log.info("partitions revoked: forgetting %d run(s) held", len(self.memory))
-        self.memory.clear()
-        metrics.RUN_MEMORY_ROWS.set(0)
+        """A rebalance took partitions from this process (Kafka's assignors are eager: all
+        of them, before assigning them again). Which runs held in memory stay is decided
+        by the assignment that follows (``assigned``). Even a run kept wrongly would be
+        safe: the guard of its next write fails, and its batch is applied the locked way."""
+        self._revoked |= partitions
+
+    def assigned(self, partitions: set[tuple[str, int]]) -> None:
+        """The rebalance's assignment: forget the runs of the partitions that went
+        elsewhere; keep those of the partitions assigned straight back, so their next
+        batches read nothing (``_rebuild`` reads a forgotten one whole on its next batch)."""
+        lost, self._revoked = self._revoked - partitions, set()
+        held = len(self.memory)
+        forgotten = self.memory.keep_assigned(lost)
+        if held:
+            log.info(
+                "rebalance: %d partition(s) went elsewhere; kept %d run(s) held, forgot %d",
+                len(lost),
+                held - forgotten,
+                forgotten,
+            )
+            for outcome, n in (("kept", held - forgotten), ("forgotten", forgotten)):
+                if n:
+                    metrics.RUN_MEMORY_REBALANCED.labels(outcome).inc(n)
+        metrics.RUN_MEMORY_ROWS.set(self.memory.rows)
 
     async def handle(self, env: Envelope[Any]) -> None:
         """One event (tests, tools): a batch of one."""
@@ -324,7 +341,9 @@ class RunHandlers:
     ) -> None:
         """After a guarded write held: a run known whole is now what its transition held
         (and the attempts recorded); a run planned here enters whole; a run that finished,
-        or whose transition changed rows it did not hold, is forgotten."""
+        or whose transition changed rows it did not hold, is forgotten. A run held is tied
+        to the batch's partition (``assigned``)."""
+        where = batch_partition()
         for run_id, a in zip(by_run, applied, strict=True):
             state = known.get(run_id)
             transition = a.transition if a is not None else None
@@ -339,6 +358,7 @@ class RunHandlers:
                 self.memory.put(RunState(transition.run, dict(transition.tasks)))
             else:  # written from what the batch read: memory, if any, is behind
                 self.memory.forget([run_id])
+            self.memory.seen_on(run_id, where)
         metrics.RUN_MEMORY_ROWS.set(self.memory.rows)
 
     @staticmethod

@@ -51,6 +51,12 @@ RUN_MEMORY = Counter(
     "read in part from the database (miss).",
     ["outcome"],
 )
+RUN_MEMORY_REBALANCED = Counter(
+    "cadenza_orchestrator_run_memory_rebalanced_total",
+    "Runs held in memory at a rebalance, by whether their partitions came straight back "
+    "(kept: their next batches read nothing) or went elsewhere (forgotten).",
+    ["outcome"],
+)
 RUN_MEMORY_ROWS = Gauge(
     "cadenza_orchestrator_run_memory_rows",
     "Task rows of the runs held whole in memory (bounded by CADENZA_ORCHESTRATOR_RUN_MEMORY_ROWS).",

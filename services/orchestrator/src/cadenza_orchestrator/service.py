@@ -49,6 +49,7 @@ class Orchestrator:
             is_outage=is_outage,
             batches_in_flight=self.settings.batches_in_flight,
             on_revoked=self.handlers.revoked,
+            on_assigned=self.handlers.assigned,
         )
         self._consumer = self.resources.bus.batch_consumer(
             [Topic.PLAN_REQUESTED, Topic.TASK_RESULT],
