@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from support.cluster import Cluster
-from test_workflows_e2e import finished, tool
+from support.drills import finished, tool
 
 ROOT = Path(__file__).resolve().parents[2]
 # Four runs and two CLI calls on three service processes: generous on a loaded machine.

@@ -16,13 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import assert_eventually
 from support.cluster import Cluster
-
-TERMINAL = {"succeeded", "failed", "cancelled"}
-
-
-def tool(task_id: str, name: str, **fields: Any) -> dict[str, Any]:
-    return {"id": task_id, "kind": "tool", "tool": name, **fields}
-
+from support.drills import effect_chain, finished, start_run, tool
 
 DIAMOND = {
     "name": "diamond",
@@ -49,43 +43,6 @@ def chain(name: str, length: int, seconds: float) -> dict[str, Any]:
         for i in range(1, length)
     ]
     return {"name": name, "tasks": tasks}
-
-
-def effect_chain(name: str, length: int, seconds: float) -> dict[str, Any]:
-    """sleep → side effect → sleep → side effect …; `fx*` tasks call the journaled `flaky`
-    tool, whose Redis counter counts REAL executions (output `calls`)."""
-    tasks: list[dict[str, Any]] = []
-    previous: list[str] = []
-    for i in range(length):
-        tasks.append(tool(f"s{i}", "sleep", needs=previous, **{"with": {"seconds": seconds}}))
-        tasks.append(
-            tool(
-                f"fx{i}",
-                "flaky",
-                needs=[f"s{i}"],
-                **{"with": {"failures": 0, "key": f"${{{{ run.id }}}}-{i}"}},
-            )
-        )
-        previous = [f"fx{i}"]
-    return {"name": name, "tasks": tasks}
-
-
-async def start_run(
-    api: httpx.AsyncClient, spec: dict[str, Any], inputs: dict[str, Any] | None = None
-) -> str:
-    resp = await api.post("/v1/runs", json={"spec": spec, "inputs": inputs or {}})
-    assert resp.status_code == 201, resp.text
-    run_id: str = resp.json()["id"]
-    return run_id
-
-
-async def finished(api: httpx.AsyncClient, run_id: str, timeout: float = 60) -> dict[str, Any]:
-    async def poll() -> dict[str, Any] | None:
-        run: dict[str, Any] = (await api.get(f"/v1/runs/{run_id}")).json()
-        return run if run["status"] in TERMINAL else None
-
-    result: dict[str, Any] = await assert_eventually(poll, timeout=timeout, interval=0.1)
-    return result
 
 
 async def wait_until_a_worker_runs(
