@@ -474,6 +474,29 @@ async def test_a_rebalance_forgets_the_runs_of_partitions_that_went(
     assert attributes["cadenza.batch.runs_in_memory"] == 1
 
 
+async def test_a_run_kept_across_a_rebalance_but_written_meanwhile_is_caught_by_the_guard(
+    stack: Stack,
+) -> None:
+    """The partition came "straight back", but another orchestrator wrote the run in
+    between (this process was dropped from the group for a generation): the run kept is
+    stale. Its next batch here fails the guard, is applied the locked way from the
+    database, and the run ends as if nothing had been kept."""
+    run_id, held, where = await planned_and_held(stack)
+    handlers(stack).revoked({where})
+    await elsewhere(stack).handle_batch([succeeded(held[0])])  # a done, b dispatched there
+    await assert_eventually(lambda: len(held) == 2)
+    handlers(stack).assigned({where})
+    assert handlers(stack).memory.get(run_id) is not None  # kept, and behind the database
+    before = locked_again("task.result")
+    await handlers(stack).handle_batch([succeeded(held[1])])
+    assert locked_again("task.result") == before + 1
+    run = await stack.wait_run(run_id)
+    assert run.status == "succeeded"
+    assert sorted((a.task_id, a.attempt) for a in await stack.attempts(run_id)) == sorted(
+        (r.task_id, r.attempt) for r in held
+    )
+
+
 async def test_a_run_read_whole_while_a_command_applies_is_not_held_after_it(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:

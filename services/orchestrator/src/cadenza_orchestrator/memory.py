@@ -182,9 +182,10 @@ class RunMemory:
     def keep_assigned(self, lost: set[tuple[str, int]]) -> int:
         """After a rebalance that took ``lost`` away: forget the runs with a batch from one
         of them, and, unless nothing was lost, those of no known partition; returns how
-        many were forgotten. The others' partitions came straight back, and no one else
-        consumed them in between (a rebalance assigns each partition once): they are
-        still this process's to write, as they were."""
+        many were forgotten. The others' partitions came straight back: no one else
+        consumed them in between, unless the group dropped this process meanwhile (it
+        stalled past its session); then the guard of each stale run's next write fails,
+        and that batch is applied the locked way."""
         gone = [
             run_id
             for run_id, state in self._runs.items()
