@@ -136,6 +136,39 @@ async def test_two_consumers_in_one_group_share_partitions(bus: Bus, unique_id: 
     assert sorted(handled["a"] + handled["b"]) == list(range(60)), "each message exactly once"
 
 
+async def test_a_co_partitioned_group_gives_each_member_whole_partition_numbers(
+    bus: Bus, unique_id: str
+) -> None:
+    """``ConsumerOptions.co_partitioned``: two members of a group on two topics keyed alike
+    (the orchestrator's plan.requested and task.result) share the partitions so that each
+    partition number of both topics is one member's — a key's events of either topic are
+    handled in one process."""
+
+    async def ignore(env: Envelope[Any]) -> None:
+        return None
+
+    group = f"{unique_id}-g"
+    topics = [Topic.PLAN_REQUESTED, Topic.TASK_RESULT]
+    options = ConsumerOptions(co_partitioned=True)
+    a = bus.consumer(topics, group, ignore, options)
+    b = bus.consumer(topics, group, ignore, options)
+    await a.start()
+    await b.start()
+    names = [bus.registry.name(t) for t in topics]
+    every = {(name, p) for name in names for p in range(3)}
+
+    def balanced() -> bool:
+        sa, sb = a.assignment, b.assignment  # type: ignore[attr-defined]
+        return bool(sa) and bool(sb) and not (sa & sb) and (sa | sb) == every
+
+    await assert_eventually(balanced, timeout=30, message="group never balanced")
+    for member in (a, b):
+        numbers = [{p for t, p in member.assignment if t == name} for name in names]  # type: ignore[attr-defined]
+        assert numbers[0] == numbers[1], f"split partition numbers: {member.assignment}"  # type: ignore[attr-defined]
+    await b.stop()
+    await a.stop()
+
+
 async def test_a_member_hears_the_partitions_a_rebalance_takes(bus: Bus, unique_id: str) -> None:
     """``ConsumerOptions.on_revoked`` and ``on_assigned``: a second member joins; the first
     hears every partition it gave up (the orchestrator then keeps only the runs of those it

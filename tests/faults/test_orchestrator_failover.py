@@ -37,6 +37,7 @@ APPLIED = "cadenza_orchestrator_tasks_finished_total"
 MEMORY = "cadenza_orchestrator_run_memory_total"
 # Runs held at a rebalance, by outcome (kept, forgotten).
 REBALANCED = "cadenza_orchestrator_run_memory_rebalanced_total"
+OUTCOMES = ("kept", "forgotten")
 
 
 async def fan_out_in_flight(api: Any, db: Any, chains: int) -> tuple[str, list[str]]:
@@ -139,3 +140,54 @@ async def test_kill_9_the_only_orchestrator_mid_fan_out_and_start_another(
         hits = await scrape_total(url, MEMORY, outcome="hit")
         print(f"the new orchestrator rebuilt {rebuilt:.0f} run(s); {hits:.0f} hits")
         assert rebuilt >= 1, "the new orchestrator held none of the runs in flight"
+
+
+async def test_a_second_orchestrator_joins_mid_run(
+    unique_id: str, tmp_path: Path, require_services: Callable[..., None]
+) -> None:
+    """Scaling out while runs are in flight: a second orchestrator joins, and the rebalance
+    moves some partitions to it. The first forgets the runs of the partitions that went (the
+    newcomer reads each whole on its next batch) and keeps the others without reading them
+    again; every run finishes, each effect once, nothing dispatched twice."""
+    require_services("kafka", "postgres", "redis", "minio")
+    ports = [free_port(), free_port()]
+    metrics = [f"http://127.0.0.1:{port}/metrics" for port in ports]
+    first_env = {"CADENZA_ORCHESTRATOR_METRICS_PORT": str(ports[0])}
+    async with deployment(unique_id, tmp_path, workers=2, orchestrator_env=lambda _: first_env) as (
+        cluster,
+        api,
+        db,
+    ):
+        # Twelve long chains (~12 s of sleeps each) over six partitions: at the rebalance
+        # the first holds them all, and some are on partitions that stay, some on those
+        # that go (all twelve on one side: 1 chance in 2,000).
+        runs = [await start_run(api, effect_chain(f"chain{i}", 15, 0.8)) for i in range(12)]
+
+        async def all_under_way() -> bool:
+            return all([await succeeded_count(db, run_id) >= 1 for run_id in runs])
+
+        await assert_eventually(all_under_way, timeout=60, interval=0.1)
+        before = {o: await scrape_total(metrics[0], REBALANCED, outcome=o) for o in OUTCOMES}
+        cluster.start_orchestrator({"CADENZA_ORCHESTRATOR_METRICS_PORT": str(ports[1])})
+
+        async def rebalanced() -> dict[str, float]:
+            now = {o: await scrape_total(metrics[0], REBALANCED, outcome=o) for o in OUTCOMES}
+            moved = {o: now[o] - before[o] for o in OUTCOMES}
+            assert moved["forgotten"] > 0, f"no run forgotten yet: {moved}"
+            return moved
+
+        moved = await assert_eventually(rebalanced, timeout=90, interval=0.2)
+        print(
+            f"at the join the first orchestrator kept {moved['kept']:.0f} run(s), forgot "
+            f"{moved['forgotten']:.0f}"
+        )
+        assert moved["kept"] > 0, "the first orchestrator kept none of the runs it still owns"
+
+        for run_id in runs:
+            run = await finished(api, run_id, timeout=120)
+            assert_exactly_once(run, await task_facts(db, run_id))
+        assert await redispatches(db, runs) == []
+        assert await attempts_above_one(db, runs) == []
+        rebuilt = await scrape_total(metrics[1], MEMORY, outcome="rebuilt")
+        print(f"the newcomer rebuilt {rebuilt:.0f} run(s)")
+        assert rebuilt > 0, "the newcomer applied no run it took over"

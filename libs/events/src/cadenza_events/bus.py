@@ -67,6 +67,15 @@ class ConsumerOptions:
     behind no other batch's awaits, and under load each carries more records (a handler
     with a fixed cost per batch, such as a transaction, pays it less often). Per topic, so
     one topic's backlog (results) never holds up another's first record (a new run)."""
+    co_partitioned: bool = False
+    """Every member of the group gets the same partition numbers of each of its topics
+    (Kafka: the range assignor, which needs the topics to have as many partitions as each
+    other, as Cadenza creates them). A consumer of two topics keyed alike — the
+    orchestrator's ``plan.requested`` and ``task.result``, both keyed by run — then has
+    all of a run's events in one process. Kafka's default for a group of aiokafka
+    consumers, the round-robin assignor, deals the partitions of all topics out in turn,
+    so a run planned by one member had its results applied by another about half the time.
+    The in-process bus always assigns this way."""
     on_revoked: Callable[[set[tuple[str, int]]], None] | None = None
     """Called with the ``(topic, partition)`` pairs a rebalance took from this consumer, once
     their in-flight work finished and was committed: what the handler keeps per partition

@@ -10,6 +10,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -74,12 +76,26 @@ class _Listener(ConsumerRebalanceListener):
 
 class KafkaConsumerTransport:
     def __init__(
-        self, settings: BusSettings, topics: list[str], group: str, *, fetch_wait_ms: int = 0
+        self,
+        settings: BusSettings,
+        topics: list[str],
+        group: str,
+        *,
+        fetch_wait_ms: int = 0,
+        co_partitioned: bool = False,
     ) -> None:
         self._settings = settings
         self._topics = topics
         self._group = group
         self._fetch_wait_ms = fetch_wait_ms
+        # ConsumerOptions.co_partitioned. Round-robin stays listed second: a group chooses
+        # the first strategy every member offers, so during a rolling upgrade the members
+        # that offer only round-robin and those that prefer range still form one group.
+        self._assignors = (
+            (RangePartitionAssignor, RoundRobinPartitionAssignor)
+            if co_partitioned
+            else (RoundRobinPartitionAssignor,)
+        )
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self, listener: RebalanceListener) -> None:
@@ -94,6 +110,7 @@ class KafkaConsumerTransport:
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             rebalance_timeout_ms=max(30_000, s.session_timeout_ms),
             max_poll_interval_ms=900_000,
+            partition_assignment_strategy=self._assignors,
             # See ConsumerOptions.fetch_wait_ms; without it (the dispatch path), answered as
             # soon as one record is there, and held at most BusSettings.fetch_max_wait_ms.
             fetch_min_bytes=FETCH_BATCH_BYTES if self._fetch_wait_ms else 1,
@@ -353,6 +370,7 @@ class KafkaBus:
             [self.registry.name(t) for t in topics],
             group,
             fetch_wait_ms=options.fetch_wait_ms,
+            co_partitioned=options.co_partitioned,
         )
         return ConsumerRunner(
             transport,

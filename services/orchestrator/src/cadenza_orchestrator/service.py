@@ -48,6 +48,8 @@ class Orchestrator:
             ),
             is_outage=is_outage,
             batches_in_flight=self.settings.batches_in_flight,
+            # A run's plan, commands and results in one process: its memory is used.
+            co_partitioned=True,
             on_revoked=self.handlers.revoked,
             on_assigned=self.handlers.assigned,
         )
