@@ -73,9 +73,9 @@ class ConsumerOptions:
     other, as Cadenza creates them). A consumer of two topics keyed alike — the
     orchestrator's ``plan.requested`` and ``task.result``, both keyed by run — then has
     all of a run's events in one process. Kafka's default for a group of aiokafka
-    consumers, the round-robin assignor, deals the partitions of all topics out in turn,
-    so a run planned by one member had its results applied by another about half the time.
-    The in-process bus always assigns this way."""
+    consumers, the round-robin assignor, deals the partitions of all topics out in turn:
+    whether a partition number's two halves meet depends on the counts (3 partitions and 2
+    members: never). The in-process bus always assigns this way."""
     on_revoked: Callable[[set[tuple[str, int]]], None] | None = None
     """Called with the ``(topic, partition)`` pairs a rebalance took from this consumer, once
     their in-flight work finished and was committed: what the handler keeps per partition
