@@ -22,9 +22,13 @@ Rows, all measured in the same run, one after the other (never two at once):
   and Redis — before and after each throughput row; cpu_ms_per_task over the four rows and
   per component. The servers are found by their listening ports; on a shared machine they
   also serve others' work, which lands in these figures.
+- WAL: PostgreSQL's write-ahead log written over the same rows (wal_kb_per_task) and the
+  latency row (load_wal_kb_per_run): what the engine's writes cost the database's disk,
+  and its replicas' network, per task.
 - latency: an open-loop offered load of `--rate` tasks/s (a run of `--batch` parallel
   tasks every batch/rate s) for `--duration` s; dispatch = ready in the orchestrator →
-  started in a worker, p50/p95/p99.
+  started in a worker, p50/p95/p99; split where the `task.ready` was sent (its Kafka
+  record's CreateTime): dispatch_commit (ready → sent) and dispatch_hop (sent → started).
 - scaling: the fan-out of `--fanout` with each worker count of `--scaling`. Workers start
   once, all together, and are stopped count by count (4, 2 + the rows above, 1).
 - ceiling: the same four Kafka hops with no state (bench/dispatch_ceiling.py: one process
@@ -65,6 +69,7 @@ from typing import Any
 
 import cadenza_workflow
 import httpx
+from aiokafka import AIOKafkaConsumer
 from cadenza_events import BusSettings
 from cadenza_events.kafka import KafkaBus
 from sqlalchemy import text
@@ -246,21 +251,54 @@ async def submit_to_start(db: AsyncEngine, run_ids: list[str]) -> list[float]:
         return [s.timestamp() - c.timestamp() for c, s in rows]
 
 
-async def dispatch_split(db: AsyncEngine, run_ids: list[str]) -> list[tuple[float, float]]:
-    """Each task's dispatch in two parts, from its ``task.ready`` outbox row: ``ready_at`` →
-    ``published_at`` (the orchestrator's commit and its claim of the row) and
-    ``published_at`` → ``started_at`` (the Kafka hop and the worker's claim)."""
+async def dispatch_split(
+    db: AsyncEngine, run_ids: list[str], ready_topic: str
+) -> list[tuple[float, float]]:
+    """Each task's dispatch in two parts, split where its ``task.ready`` was sent (the
+    record's CreateTime in Kafka): ``ready_at`` → sent (the orchestrator's commit) and sent
+    → ``started_at`` (the Kafka hop and the worker's claim). The outbox row that carried it
+    is deleted once published, so the log is the record of when."""
     async with db.connect() as conn:
-        rows = await conn.execute(
-            text(
-                "SELECT t.ready_at, o.published_at, t.started_at FROM tasks t "
-                "JOIN outbox o ON o.key = t.id AND o.topic LIKE '%task.ready' "
-                "WHERE t.run_id = ANY(:ids) AND t.status = 'succeeded' "
-                "AND o.published_at IS NOT NULL AND t.started_at IS NOT NULL"
-            ),
-            {"ids": run_ids},
-        )
-        return [(p.timestamp() - r.timestamp(), s.timestamp() - p.timestamp()) for r, p, s in rows]
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT id, ready_at, started_at FROM tasks "
+                    "WHERE run_id = ANY(:ids) AND status = 'succeeded' "
+                    "AND ready_at IS NOT NULL AND started_at IS NOT NULL"
+                ),
+                {"ids": run_ids},
+            )
+        ).all()
+    sent = await sent_at(ready_topic, {task_id for task_id, _, _ in rows})
+    return [(sent[t] - r.timestamp(), s.timestamp() - sent[t]) for t, r, s in rows if t in sent]
+
+
+async def sent_at(topic: str, keys: set[str]) -> dict[str, float]:
+    """When each record of ``keys`` was sent to ``topic``: its CreateTime (epoch seconds),
+    by key, read from the start of every partition to its end. CreateTime has whole
+    milliseconds (the producer's clock at ``send``, rounded down): each is moved to the
+    middle of its millisecond, so the two parts of a split are not biased by half of one."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=BusSettings().bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()  # no group: every partition is assigned at once
+    try:
+        while not consumer.assignment():  # noqa: ASYNC110 (aiokafka sets it, no event)
+            await asyncio.sleep(0.05)
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+        found: dict[str, float] = {}
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for record in records:
+                    key = record.key.decode() if record.key else ""
+                    if key in keys:
+                        found[key] = (record.timestamp + 0.5) / 1000
+        return found
+    finally:
+        await consumer.stop()
 
 
 async def worker_ids(db: AsyncEngine, run_id: str) -> set[str]:
@@ -270,6 +308,13 @@ async def worker_ids(db: AsyncEngine, run_id: str) -> set[str]:
             {"id": run_id},
         )
         return {r for (r,) in rows if r}
+
+
+async def wal_position(db: AsyncEngine) -> int:
+    """PostgreSQL's current WAL insert position, in bytes."""
+    async with db.connect() as conn:
+        lsn = await conn.scalar(text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')"))
+        return int(lsn)
 
 
 async def run_seconds(db: AsyncEngine, run_id: str) -> float:
@@ -456,7 +501,11 @@ class Engine:
     api: httpx.AsyncClient
     db: AsyncEngine
     meter: CpuMeter
+    ready_topic: str
+    """The ``task.ready`` topic's full name (the bench's own prefix)."""
     cpu: CpuTally = field(default_factory=CpuTally)
+    wal_bytes: int = 0
+    """PostgreSQL's WAL written during the metered rows (every database's, so the engine's)."""
 
     def workers(self) -> list[ServiceProcess]:
         return [p for p in self.cluster.processes if p.name == "worker" and p.proc.poll() is None]
@@ -481,13 +530,14 @@ class Engine:
     ) -> Row:
         """Submit the specs together and wait for their runs; CPU of the whole row."""
         progress(f"{label}: start")
-        before = self.meter.sample()
+        before, wal_before = self.meter.sample(), await wal_position(self.db)
         runs = [await submit(self.api, spec) for spec in specs]
         await wait_runs(self.db, runs, timeout=1800)
-        after = self.meter.sample()
+        after, wal_after = self.meter.sample(), await wal_position(self.db)
         row = Row(runs, await task_times(self.db, runs), await runs_finished(self.db, runs))
         if metered:
             self.cpu.add(self.meter.delta(before, after), len(row.times))
+            self.wal_bytes += wal_after - wal_before
         progress(f"{label}: {len(row.times)} tasks, {row.rate:.1f} tasks/s")
         return row
 
@@ -548,6 +598,7 @@ async def engine_rows(engine: Engine, args: argparse.Namespace, out: dict[str, A
     out["cpu_ms_per_task"] = engine.cpu.total_ms()
     out["cpu_ms_per_task_by"] = engine.cpu.per_task_ms()
     out["cpu_tasks"] = engine.cpu.tasks
+    out["wal_kb_per_task"] = round(engine.wal_bytes / 1024 / max(1, engine.cpu.tasks), 2)
     if engine.meter.warnings:
         out["cpu_warnings"] = sorted(set(engine.meter.warnings))
 
@@ -567,7 +618,7 @@ async def engine_rows(engine: Engine, args: argparse.Namespace, out: dict[str, A
 
     submissions: list[asyncio.Task[str]] = []
     profilers = await start_profilers(engine, args.profile, args.duration)
-    cpu_before = engine.meter.sample()
+    cpu_before, wal_before = engine.meter.sample(), await wal_position(engine.db)
     started = time.monotonic()
     while (now := time.monotonic()) - started < args.duration:
         await slots.acquire()
@@ -582,6 +633,7 @@ async def engine_rows(engine: Engine, args: argparse.Namespace, out: dict[str, A
     await wait_runs(engine.db, load_runs, timeout=600)
     load_cpu = CpuTally()  # per RUN: small runs cost mostly what a run costs, not a task
     load_cpu.add(engine.meter.delta(cpu_before, engine.meter.sample()), len(load_runs))
+    load_wal = await wal_position(engine.db) - wal_before
     phase2 = await task_times(engine.db, load_runs)
     load = percentiles_ms([s - r for r, s, _ in phase2])
     out["offered_tasks_per_s"] = round(offered, 1)
@@ -591,13 +643,14 @@ async def engine_rows(engine: Engine, args: argparse.Namespace, out: dict[str, A
     out["load_runs"] = len(load_runs)
     out["load_cpu_ms_per_run"] = load_cpu.total_ms()
     out["load_cpu_ms_per_run_by"] = load_cpu.per_task_ms()
+    out["load_wal_kb_per_run"] = round(load_wal / 1024 / max(1, len(load_runs)), 2)
     out["dispatch_p50_ms"] = load["p50"]
     out["dispatch_p95_ms"] = load["p95"]
     out["dispatch_p99_ms"] = load["p99"]
     e2e = percentiles_ms(await submit_to_start(engine.db, load_runs))
     out["submit_to_start_p50_ms"], out["submit_to_start_p99_ms"] = e2e["p50"], e2e["p99"]
-    split = await dispatch_split(engine.db, load_runs)
-    if split:  # outbox rows are purged after a while; a quick run still finds them
+    split = await dispatch_split(engine.db, load_runs, engine.ready_topic)
+    if split:
         commit, hop = (percentiles_ms([part[i] for part in split]) for i in (0, 1))
         out["dispatch_commit_p50_ms"], out["dispatch_commit_p99_ms"] = commit["p50"], commit["p99"]
         out["dispatch_hop_p50_ms"], out["dispatch_hop_p99_ms"] = hop["p50"], hop["p99"]
@@ -673,7 +726,7 @@ async def distributed(args: argparse.Namespace, servers: dict[str, Any]) -> dict
         cluster.start_orchestrator()
         meter = CpuMeter({**cluster_roots(cluster), **servers})
         async with httpx.AsyncClient(base_url=cluster.url, timeout=60) as api:
-            engine = Engine(cluster, api, db, meter)
+            engine = Engine(cluster, api, db, meter, f"{namespace}.task.ready")
             # Workers are started once, all together (importing a worker is slow on a busy
             # machine), then stopped one count after the other: scaling 4, 2, then the
             # main rows at --workers, then 1.

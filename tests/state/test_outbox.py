@@ -1,4 +1,4 @@
-"""Outbox conformance on PostgreSQL and SQLite: atomic with the caller, claim/mark, no
+"""Outbox conformance on PostgreSQL and SQLite: atomic with the caller, claim/delete, no
 double claims."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from cadenza_state import (
     OutboxMessage,
     add_to_outbox,
     claim_unpublished,
+    delete_published,
     insert_outbox,
-    mark_published,
     purge_published,
     release_to_relay,
 )
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -47,16 +47,19 @@ async def test_claim_returns_oldest_first_up_to_limit(sessions: Sessions) -> Non
     assert first.kafka_headers() == [("ce_id", b"id-0"), ("traceparent", b"00-abc-def-01")]
 
 
-async def test_marked_messages_are_not_claimed_again(sessions: Sessions) -> None:
+async def test_published_rows_are_deleted_and_not_claimed_again(sessions: Sessions) -> None:
     ids = await _enqueue(sessions, 4)
     async with sessions() as session, session.begin():
         claimed = await claim_unpublished(session, limit=2)
-        assert await mark_published(session, [m.id for m in claimed]) == 2
+        assert await delete_published(session, [m.id for m in claimed]) == 2
     async with sessions() as session, session.begin():
-        assert await mark_published(session, ids[:2]) == 0  # already published
-        assert await mark_published(session, []) == 0
+        assert await delete_published(session, ids[:2]) == 0  # already gone
+        assert await delete_published(session, []) == 0
         rest = await claim_unpublished(session, limit=10)
     assert [m.id for m in rest] == ids[2:]
+    async with sessions() as session:
+        left = (await session.scalars(select(OutboxMessage.id).order_by(OutboxMessage.id))).all()
+    assert left == ids[2:]  # the table holds only what is still to publish
 
 
 async def test_outbox_rows_roll_back_with_the_callers_transaction(sessions: Sessions) -> None:
@@ -80,12 +83,12 @@ async def test_concurrent_claimers_get_disjoint_rows(sessions: Sessions) -> None
         if first.get_bind().dialect.name == "postgresql":
             # SKIP LOCKED: the second relay proceeds at once, past the locked rows.
             got_second = await claim_second()
-            await mark_published(first, [m.id for m in got_first])
+            await delete_published(first, [m.id for m in got_first])
             await first.commit()
         else:
             # SQLite: BEGIN IMMEDIATE makes the second claimer wait for the first commit.
             pending = asyncio.create_task(claim_second())
-            await mark_published(first, [m.id for m in got_first])
+            await delete_published(first, [m.id for m in got_first])
             await first.commit()
             got_second = await pending
     first_ids = {m.id for m in got_first}
@@ -121,8 +124,8 @@ async def test_relays_leave_rows_their_writer_publishes_alone_until_the_grace_is
 async def test_rows_released_to_the_relay_are_claimed_at_once(sessions: Sessions) -> None:
     direct = await _enqueue_direct(sessions, 3, "orchestrator-1")
     async with sessions() as session, session.begin():
-        await mark_published(session, direct[:1])
-        assert await release_to_relay(session, direct) == 2  # the published one stays put
+        await delete_published(session, direct[:1])
+        assert await release_to_relay(session, direct) == 2  # the published one is gone
         assert await release_to_relay(session, []) == 0
     async with sessions() as session, session.begin():
         cutoff = datetime.now(UTC) - timedelta(hours=1)
@@ -144,12 +147,25 @@ async def test_rows_of_a_crashed_relay_are_claimed_again(sessions: Sessions) -> 
         assert [m.id for m in await claim_unpublished(session)] == ids
 
 
-async def test_purge_removes_only_old_published_rows(sessions: Sessions) -> None:
-    ids = await _enqueue(sessions, 3)
-    old = datetime.now(UTC) - timedelta(days=2)
+async def mark_as_an_older_release_did(
+    sessions: Sessions, ids: list[int], at: datetime | None = None
+) -> None:
+    """Releases before migration 0016 marked published rows instead of deleting them."""
     async with sessions() as session, session.begin():
-        await mark_published(session, ids[:1], at=old)
-        await mark_published(session, ids[1:2])
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids))
+            .values(published_at=at or datetime.now(UTC))
+        )
+
+
+async def test_purge_removes_only_old_rows_an_older_release_marked(sessions: Sessions) -> None:
+    ids = await _enqueue(sessions, 3)
+    await mark_as_an_older_release_did(sessions, ids[:1], datetime.now(UTC) - timedelta(days=2))
+    await mark_as_an_older_release_did(sessions, ids[1:2])
+    async with sessions() as session, session.begin():
+        # A marked row is published: no relay claims it again.
+        assert [m.id for m in await claim_unpublished(session, limit=10)] == ids[2:]
     async with sessions() as session, session.begin():
         assert await purge_published(session, older_than=datetime.now(UTC) - timedelta(days=1)) == 1
     async with sessions() as session:

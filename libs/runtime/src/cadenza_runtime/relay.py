@@ -1,13 +1,14 @@
-"""The outbox relay: publishes committed outbox rows to the bus, then marks them published.
+"""The outbox relay: publishes committed outbox rows to the bus, then deletes them.
 
 The hot path publishes its own rows: a writer that just committed hands them to
-``publish_committed``, which sends them at once and marks them published afterwards — the
-marks of many batches in one transaction, every ``mark_interval_s`` (1 s). The rows were written
+``publish_committed``, which sends them at once and deletes them afterwards — the rows of
+many batches in one statement, every ``delete_interval_s`` (1 s). The rows were written
 with the writer's ``publisher`` id, so relays leave them alone for ``direct_grace_s``; a
-row still unmarked after that (its writer died between commit and send, or before its
-mark) is published by the relay's slow poll. A failed send hands the rows to the relay at
-once. Low-rate writers call ``notify()`` after commit instead. Published rows are purged
-after ``retention_s`` (at-least-once everywhere; every consumer is idempotent).
+row still there after that (its writer died between commit and send, or before its
+delete) is published by the relay's slow poll. A failed send hands the rows to the relay at
+once. Low-rate writers call ``notify()`` after commit instead. A published row is deleted,
+so the table holds only what is in flight (at-least-once everywhere; every consumer is
+idempotent).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 import socket
 import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from uuid import uuid4
 
 from cadenza_events import Publisher, RawRecord
@@ -28,8 +29,7 @@ from cadenza_state import (
     OutboxMessage,
     StagedMessage,
     claim_unpublished,
-    mark_published,
-    mark_published_many,
+    delete_published,
     purge_published,
     release_to_relay,
     utcnow,
@@ -45,11 +45,14 @@ DIRECT = Counter(
     "Outbox rows published by the process that committed them, right after the commit "
     "(the rest went through the relay's pass: notified writers, crash recovery).",
 )
-MARKED = Counter(
-    "cadenza_outbox_marked_total",
-    "Outbox rows a writer published itself and then marked published (in batches).",
+DELETED = Counter(
+    "cadenza_outbox_deleted_total",
+    "Outbox rows a writer published itself and then deleted (in batches).",
 )
-PURGED = Counter("cadenza_outbox_purged_total", "Published outbox rows deleted after retention.")
+PURGED = Counter(
+    "cadenza_outbox_purged_total",
+    "Outbox rows an older release marked published, deleted after retention.",
+)
 RELAY_LAG = Histogram(
     "cadenza_outbox_relay_lag_seconds",
     "Time from outbox insert to publication.",
@@ -76,15 +79,15 @@ class OutboxRelay:
         retention_s: float = 600.0,
         purge_interval_s: float = 60.0,
         direct_grace_s: float = 10.0,
-        mark_interval_s: float = 1.0,
+        delete_interval_s: float = 1.0,
     ) -> None:
         self.publisher_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid4().hex[:8]}"
         """Written on the rows this process publishes itself (``publish_committed``)."""
         self._direct_grace_s = direct_grace_s
-        self._mark_interval_s = mark_interval_s
-        self._marks: list[tuple[list[int], datetime]] = []
-        """Rows sent by ``publish_committed`` and not yet marked: (ids, when sent)."""
-        self._marker: asyncio.Task[None] | None = None
+        self._delete_interval_s = delete_interval_s
+        self._sent: list[int] = []
+        """Rows sent by ``publish_committed`` and not yet deleted."""
+        self._deleter: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[int]] = set()
         """``publish_soon`` sends in flight."""
         self._retention_s = retention_s
@@ -105,7 +108,7 @@ class OutboxRelay:
     async def start(self) -> None:
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
-        self._marker = asyncio.create_task(self._mark_forever(), name="outbox-marker")
+        self._deleter = asyncio.create_task(self._delete_forever(), name="outbox-deleter")
 
     async def stop(self, grace_s: float = 5.0) -> None:
         task, self._task = self._task, None
@@ -119,12 +122,12 @@ class OutboxRelay:
             await cancel_and_wait(task)  # a no-op for a batch that ended within the grace
         if self._sends:  # sends of committed rows a request handler left running
             await asyncio.wait(set(self._sends), timeout=grace_s)
-        marker, self._marker = self._marker, None
-        if marker is not None:
-            await cancel_and_wait(marker)
+        deleter, self._deleter = self._deleter, None
+        if deleter is not None:
+            await cancel_and_wait(deleter)
         # Best effort: flush what is committed so a graceful stop leaves nothing behind.
         with contextlib.suppress(Exception):
-            await self.flush_marks()
+            await self.flush_deletes()
         with contextlib.suppress(Exception):
             while await self.relay_once():
                 pass
@@ -132,12 +135,12 @@ class OutboxRelay:
     async def publish_committed(self, rows: Sequence[StagedMessage]) -> int:
         """Publish rows this process just committed (written with its ``publisher_id``),
         right away; returns how many it sent. No database round trip on the way: their
-        mark is queued for ``flush_marks``. A failed send hands them to the relay."""
+        delete is queued for ``flush_deletes``. A failed send hands them to the relay."""
         mine = [r for r in rows if r.id is not None]
         if not mine:
             return 0
         ids = [r.id for r in mine]
-        started, sent_at = time.perf_counter(), utcnow()
+        started = time.perf_counter()
         try:
             await self._publisher.publish_raw_many(_records(mine))
         except asyncio.CancelledError:
@@ -150,14 +153,14 @@ class OutboxRelay:
             )
             await self._release(ids)
             return 0
-        self._marks.append((ids, sent_at))
-        if self._marker is None:  # the relay is not running (tools, tests): mark them now
+        self._sent.extend(ids)
+        if self._deleter is None:  # the relay is not running (tools, tests): delete them now
             try:
-                await self.flush_marks()
+                await self.flush_deletes()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.warning("marking %d outbox rows published failed", len(mine), exc_info=True)
+                log.warning("deleting %d published outbox rows failed", len(mine), exc_info=True)
         RELAY_LAG.observe(time.perf_counter() - started)
         RELAYED.inc(len(mine))
         DIRECT.inc(len(mine))
@@ -181,45 +184,44 @@ class OutboxRelay:
             log.warning("could not hand %d outbox rows to the relay", len(ids), exc_info=True)
         self.notify()
 
-    async def flush_marks(self) -> int:
-        """Mark published, in ONE transaction, the rows ``publish_committed`` sent since the
-        last flush (each with the time it was sent); returns how many. On failure they stay
-        queued for the next flush (meanwhile a relay may send them again after the grace:
-        consumers are idempotent)."""
-        marks, self._marks = self._marks, []
-        if not marks:
+    async def flush_deletes(self) -> int:
+        """Delete, in ONE statement, the rows ``publish_committed`` sent since the last
+        flush; returns how many. On failure they stay queued for the next flush (meanwhile a
+        relay may send them again after the grace: consumers are idempotent)."""
+        sent, self._sent = self._sent, []
+        if not sent:
             return 0
         try:
             async with self._sessions() as session, session.begin():
-                await mark_published_many(session, marks)
+                await delete_published(session, sent)
         except BaseException:
-            self._marks[:0] = marks
+            self._sent[:0] = sent
             raise
-        marked = sum(len(ids) for ids, _ in marks)
-        MARKED.inc(marked)
-        return marked
+        DELETED.inc(len(sent))
+        return len(sent)
 
-    async def _mark_forever(self) -> None:
+    async def _delete_forever(self) -> None:
         failures = 0
         while True:
             await asyncio.sleep(
-                self._mark_interval_s if not failures else min(5.0, 0.2 * 2**failures)
+                self._delete_interval_s if not failures else min(5.0, 0.2 * 2**failures)
             )
             try:
-                await self.flush_marks()
+                await self.flush_deletes()
                 failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception:
                 failures += 1
                 log.warning(
-                    "marking published outbox rows failed (%d in a row)",
+                    "deleting published outbox rows failed (%d in a row)",
                     failures,
                     exc_info=failures == 1,
                 )
 
     async def purge_once(self) -> int:
-        """Delete rows published more than ``retention_s`` ago; returns how many."""
+        """Delete rows an older release marked published more than ``retention_s`` ago;
+        returns how many."""
         async with self._sessions() as session, session.begin():
             return await purge_published(
                 session, older_than=utcnow() - timedelta(seconds=self._retention_s)
@@ -237,7 +239,7 @@ class OutboxRelay:
                 return 0
             # Pipelined, in id order: rows with one key keep their order on its partition.
             await self._publisher.publish_raw_many(_records(rows))
-            await mark_published(session, [r.id for r in rows])
+            await delete_published(session, [r.id for r in rows])
         now = time.time()
         for row in rows:
             RELAY_LAG.observe(max(0.0, now - row.created_at.timestamp()))

@@ -200,7 +200,8 @@ class TaskRecord(Base):
     )
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    # No index of its own: the unique (run_id, node_id, item_index) leads with it.
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     node_id: Mapped[str] = mapped_column(String(255))
     item_index: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(32), default=TaskStatus.PENDING.value)
@@ -258,15 +259,8 @@ class OutboxMessage(Base):
     """An event written in the same transaction as the state change that caused it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (
-        # Only unpublished rows are ever scanned; a partial index stays tiny.
-        Index(
-            "ix_outbox_unpublished",
-            "id",
-            postgresql_where=text("published_at IS NULL"),
-            sqlite_where=text("published_at IS NULL"),
-        ),
-    )
+    # A published row is deleted (``delete_published``): the table holds only the rows in
+    # flight, so the primary key is all a relay's scan needs.
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     topic: Mapped[str] = mapped_column(String(255))

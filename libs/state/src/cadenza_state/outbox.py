@@ -11,14 +11,12 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    DateTime,
     any_,
     bindparam,
     delete,
     insert,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -27,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cadenza_state.bulk import insert_many, reserve_ids, uses_copy
 from cadenza_state.direct import Deferred, insert_rows, is_postgres
 from cadenza_state.models import OutboxMessage
-from cadenza_state.types import utcnow
 
 
 async def add_to_outbox(
@@ -136,7 +133,7 @@ async def claim_unpublished(
 
     On PostgreSQL rows are locked ``FOR UPDATE SKIP LOCKED`` until the caller's transaction
     ends, so concurrent relays never claim the same rows. Publish them, call
-    :func:`mark_published`, then commit; a crash before commit releases the rows for the
+    :func:`delete_published`, then commit; a crash before commit releases the rows for the
     next claim (at-least-once: consumers dedupe). SQLite has no row locks: the dev engine's
     ``BEGIN IMMEDIATE`` serialises claimers instead.
 
@@ -172,56 +169,23 @@ async def release_to_relay(session: AsyncSession, ids: Sequence[int]) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def mark_published(
-    session: AsyncSession, ids: Sequence[int], *, at: datetime | None = None
-) -> int:
-    """Mark messages published; returns how many were still unpublished."""
+async def delete_published(session: AsyncSession, ids: Sequence[int]) -> int:
+    """Delete rows once they are published; returns how many were still there.
+
+    A published row has nothing left to do: deleting it at once (rather than marking it
+    and purging it later) keeps the table as small as the rows in flight, and costs the
+    database a small delete record instead of a whole new row version and its index entry.
+    On PostgreSQL the ids go as one array (``= ANY``), however many there are."""
     if not ids:
         return 0
-    result = await session.execute(
-        update(OutboxMessage)
-        .where(_ids_clause(session, ids), OutboxMessage.published_at.is_(None))
-        .values(published_at=at or utcnow())
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-_MARK_MANY = text(
-    "UPDATE outbox SET published_at = m.at "
-    "FROM unnest(CAST(:ids AS BIGINT[]), CAST(:ats AS TIMESTAMPTZ[])) AS m(id, at) "
-    "WHERE outbox.id = m.id AND outbox.published_at IS NULL"
-).bindparams(
-    bindparam("ids", type_=ARRAY(BigInteger)),
-    bindparam("ats", type_=ARRAY(DateTime(timezone=True))),
-)
-_MARK_ONE = (
-    update(_OUTBOX)
-    .where(_OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.published_at.is_(None))
-    .values(published_at=bindparam("at"))
-)
-
-
-async def mark_published_many(
-    session: AsyncSession, marks: Sequence[tuple[Sequence[int], datetime]]
-) -> int:
-    """``mark_published`` of several sends, each with its own time, in ONE statement (an
-    ``UPDATE … FROM unnest`` on PostgreSQL; an executemany on SQLite); returns how many
-    rows were still unpublished. A relay marking once a second what hundreds of batches
-    sent makes one statement, not one per batch."""
-    ids = [row_id for sent, _ in marks for row_id in sent]
-    if not ids:
-        return 0
-    ats = [at for sent, at in marks for _ in sent]
-    if session.get_bind().dialect.name == "postgresql":
-        result = await session.execute(_MARK_MANY, {"ids": ids, "ats": ats})
-    else:
-        params = [{"row_id": i, "at": at} for i, at in zip(ids, ats, strict=True)]
-        result = await session.execute(_MARK_ONE, params)
+    result = await session.execute(delete(OutboxMessage).where(_ids_clause(session, ids)))
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def purge_published(session: AsyncSession, *, older_than: datetime) -> int:
-    """Delete messages published before ``older_than`` (housekeeping); returns the count."""
+    """Delete rows marked published before ``older_than``; returns the count. Releases before
+    migration 0016 marked published rows (``published_at``) instead of deleting them: this
+    clears what they left, during and after a rolling upgrade."""
     result = await session.execute(
         delete(OutboxMessage).where(
             OutboxMessage.published_at.is_not(None), OutboxMessage.published_at < older_than
