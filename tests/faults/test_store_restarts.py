@@ -31,6 +31,7 @@ from support.drills import (
     effect_fan_out,
     fan_out,
     finished,
+    outbox_left,
     probe_while_down,
     redispatches,
     start_run,
@@ -133,12 +134,24 @@ async def _drill(
         assert chain_run["status"] == "succeeded", chain_run
         lost = await redispatches(db, runs)
         print(f"re-dispatched during the {private.name} drill: {len(lost)}", *lost, sep="\n  ")
+        # Every event the engine committed was sent and its row deleted: a delete that
+        # failed in the outage is retried, a send that failed went to the relay.
+        await assert_eventually(
+            lambda: _outbox_empty(db),
+            timeout=60,
+            interval=0.5,
+            message="outbox rows were left unpublished or undeleted after the restart",
+        )
         return probes, runs
 
 
 def _tasks(chain_or_fan: bool) -> int:
     """Task rows of the chain, or of the fan-out (items, the group, its items, fan_in)."""
     return 2 * CHAIN_PAIRS if chain_or_fan else FAN_OUT + 3
+
+
+async def _outbox_empty(db: AsyncEngine) -> bool:
+    return await outbox_left(db) == 0
 
 
 async def _at_least(db: AsyncEngine, run_id: str, count: int) -> bool:

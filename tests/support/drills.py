@@ -221,6 +221,14 @@ async def succeeded_count(db: AsyncEngine, run_id: str) -> int:
         return int(value or 0)
 
 
+async def outbox_left(db: AsyncEngine) -> int:
+    """Outbox rows not yet published: a published row is deleted, so once every run has
+    finished and the writers' background deletes ran, none may be left (a row left would
+    be an event the engine committed and never sent)."""
+    async with db.connect() as conn:
+        return int(await conn.scalar(text("SELECT count(*) FROM outbox")) or 0)
+
+
 @dataclass
 class Probe:
     """What the gateway answered while a backing store was down."""
