@@ -112,6 +112,12 @@ TASK_ROWS_WRITTEN = Counter(
     ["statement"],
 )
 SWEEPS = Counter("cadenza_orchestrator_sweeps_total", "Sweeper passes.", ["outcome"])
+SWEPT = Counter(
+    "cadenza_orchestrator_swept_tasks_total",
+    "Dispatched tasks the sweeper examined, by page: full (the next pass goes on after "
+    "it) or last (the end was reached: the next pass starts again from the oldest).",
+    ["page"],
+)
 BATCH_SECONDS = Histogram(
     "cadenza_orchestrator_batch_seconds",
     "Time to apply one consumer batch (all its runs' events) up to the commit.",

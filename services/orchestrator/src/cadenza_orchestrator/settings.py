@@ -67,7 +67,10 @@ class OrchestratorSettings(BaseSettings):
         "ones keeps a sweep cheap while thousands of tasks are in flight.",
     )
     sweep_batch_size: int = Field(
-        default=500, ge=1, description="Dispatched tasks examined per sweep, oldest first."
+        default=500,
+        ge=1,
+        description="Dispatched tasks examined per sweep, oldest first; the next sweep goes "
+        "on after the last one examined, and the one that reaches the end starts over.",
     )
     max_dispatches: int = Field(
         default=5,

@@ -19,7 +19,7 @@ from cadenza_state import (
     insert_many,
 )
 from cadenza_state.direct import insert_rows, is_postgres
-from sqlalchemy import String, any_, bindparam, case, exists, func, or_, select, update
+from sqlalchemy import String, and_, any_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -642,10 +642,25 @@ class DispatchedTask:
 
 
 async def dispatched_tasks(
-    session: AsyncSession, *, limit: int, before: datetime | None = None
+    session: AsyncSession,
+    *,
+    limit: int,
+    before: datetime | None = None,
+    after: tuple[datetime, str] | None = None,
 ) -> list[DispatchedTask]:
     """Tasks dispatched to workers (``ready``/``running``, attempt ≥ 1) of running runs,
-    oldest dispatch first; only those dispatched before ``before`` when given."""
+    oldest dispatch first (then by id); only those dispatched before ``before``, and past
+    ``after`` — the ``(ready_at, id)`` of the last task a previous page ended on — when
+    given."""
+    past: list[Any] = []
+    if after is not None:
+        at, task_id = after
+        past.append(
+            or_(
+                TaskRecord.ready_at > at,
+                and_(TaskRecord.ready_at == at, TaskRecord.id > task_id),
+            )
+        )
     stmt = (
         select(
             TaskRecord.id,
@@ -660,9 +675,10 @@ async def dispatched_tasks(
             TaskRecord.attempt >= 1,
             TaskRecord.ready_at.is_not(None),  # fan-out rows are never dispatched themselves
             *([TaskRecord.ready_at <= before] if before is not None else []),
+            *past,
             RunRecord.status == RunStatus.RUNNING.value,
         )
-        .order_by(TaskRecord.ready_at)
+        .order_by(TaskRecord.ready_at, TaskRecord.id)
         .limit(limit)
     )
     return [DispatchedTask(*row) for row in (await session.execute(stmt)).all()]

@@ -31,7 +31,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from cadenza_events import HoldResolved
 from cadenza_runtime import Resources, keys
@@ -101,6 +101,10 @@ class Sweeper:
         self.settings = settings
         self.graphs = graphs
         self.after_commit = after_commit
+        self._resume_after: tuple[datetime, str] | None = None
+        """Where the last sweep's full page ended, ``(ready_at, task id)``: the next sweep
+        goes on from there, so more live tasks than a page holds cannot hide a lost one
+        behind them. None: from the oldest."""
 
     async def run_forever(self) -> None:
         while True:
@@ -195,12 +199,19 @@ class Sweeper:
         return 1
 
     async def _sweep_dispatched(self) -> int:
+        limit = self.settings.sweep_batch_size
         async with self.resources.sessions() as session:
             candidates = await store.dispatched_tasks(
                 session,
-                limit=self.settings.sweep_batch_size,
+                limit=limit,
                 before=utcnow() - timedelta(seconds=self.settings.sweep_min_age_s),
+                after=self._resume_after,
             )
+        # A full page: the next sweep takes the page after it. A short one reached the end:
+        # the next starts again from the oldest.
+        last = candidates[-1] if len(candidates) == limit else None
+        self._resume_after = (last.ready_at, last.task_id) if last and last.ready_at else None
+        metrics.SWEPT.labels("last" if self._resume_after is None else "full").inc(len(candidates))
         if not candidates:
             return 0
         lost = await self._lost(candidates)
