@@ -4,12 +4,14 @@ writer left; a failed send goes to the relay at once."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from cadenza_events import Publisher, RawRecord
 from cadenza_runtime.relay import OutboxRelay
 from cadenza_state import OutboxMessage, StagedMessage, delete_published, insert_outbox
-from sqlalchemy import event, select
+from prometheus_client import REGISTRY
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from support import assert_eventually
 
@@ -137,3 +139,44 @@ async def test_the_deletes_of_many_sends_are_one_statement(sessions: Sessions) -
             event.remove(engine, "before_cursor_execute", count)
     assert [s for s in statements if s.startswith("DELETE")] == statements[-1:]  # one
     assert await left(sessions) == {"unsent"}
+
+
+async def test_the_backlog_age_is_the_oldest_unpublished_rows_wait(sessions: Sessions) -> None:
+    bus = RecordingPublisher()
+    outbox = relay(sessions, bus)
+    assert await outbox.backlog_age() == 0.0  # nothing to publish
+    await stage(sessions, ["waiting"], None)
+    await stage(sessions, ["newer"], None)
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.key == "waiting")
+            .values(created_at=datetime.now(UTC) - timedelta(seconds=30))
+        )
+    assert 29 < await outbox.backlog_age() < 60  # the oldest row's wait, not the newest's
+    assert await outbox.relay_once() == 2
+    assert await outbox.backlog_age() == 0.0
+
+
+async def test_a_running_relay_reports_the_backlog_while_the_bus_is_down(
+    sessions: Sessions,
+) -> None:
+    bus = RecordingPublisher(failures=1_000)  # Kafka down for the whole test
+    outbox = relay(sessions, bus, poll_interval_s=0.05)
+    await stage(sessions, ["stuck"], None)
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(OutboxMessage).values(created_at=datetime.now(UTC) - timedelta(seconds=90))
+        )
+    await outbox.start()
+    try:
+
+        def reported() -> bool:
+            return (
+                REGISTRY.get_sample_value("cadenza_outbox_oldest_unpublished_seconds") or 0
+            ) > 89
+
+        await assert_eventually(reported, timeout=10, message="the backlog was never reported")
+    finally:
+        await outbox.stop(grace_s=0.5)
+    assert bus.sent == []

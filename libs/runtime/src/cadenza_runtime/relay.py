@@ -30,11 +30,12 @@ from cadenza_state import (
     StagedMessage,
     claim_unpublished,
     delete_published,
+    oldest_unpublished,
     purge_published,
     release_to_relay,
     utcnow,
 )
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 log = logging.getLogger("cadenza.relay")
@@ -52,6 +53,12 @@ DELETED = Counter(
 PURGED = Counter(
     "cadenza_outbox_purged_total",
     "Outbox rows an older release marked published, deleted after retention.",
+)
+BACKLOG_AGE = Gauge(
+    "cadenza_outbox_oldest_unpublished_seconds",
+    "How long the oldest outbox row still to publish has waited (0: none), measured by "
+    "each relay's poll. Rows are published at once and deleted within a second or two, so "
+    "a growing value means committed events are not reaching Kafka.",
 )
 RELAY_LAG = Histogram(
     "cadenza_outbox_relay_lag_seconds",
@@ -219,6 +226,12 @@ class OutboxRelay:
                     exc_info=failures == 1,
                 )
 
+    async def backlog_age(self) -> float:
+        """Seconds the oldest row still to publish has waited; 0 when there is none."""
+        async with self._sessions() as session:
+            oldest = await oldest_unpublished(session)
+        return 0.0 if oldest is None else max(0.0, (utcnow() - oldest).total_seconds())
+
     async def purge_once(self) -> int:
         """Delete rows an older release marked published more than ``retention_s`` ago;
         returns how many."""
@@ -258,6 +271,9 @@ class OutboxRelay:
             if self._stopping:
                 return  # stop() flushes what is left
             try:
+                # Measured before publishing: while Kafka is down the publish below fails,
+                # and this is what shows how long committed events have waited.
+                BACKLOG_AGE.set(await self.backlog_age())
                 while await self.relay_once() >= self._batch_size and not self._stopping:
                     pass
                 if time.monotonic() >= self._next_purge:

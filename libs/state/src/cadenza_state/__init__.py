@@ -57,6 +57,7 @@ from cadenza_state.outbox import (
     claim_unpublished,
     delete_published,
     insert_outbox,
+    oldest_unpublished,
     purge_published,
     release_to_relay,
 )
@@ -146,6 +147,7 @@ __all__ = [
     "list_provider_keys",
     "llm_spend",
     "migrate",
+    "oldest_unpublished",
     "open_state",
     "provider_credentials",
     "purge_published",

@@ -156,6 +156,17 @@ async def claim_unpublished(
     return list((await session.scalars(stmt)).all())
 
 
+async def oldest_unpublished(session: AsyncSession) -> datetime | None:
+    """When the oldest row still to publish was written; None: none. The lowest id of a
+    table that holds only the rows in flight: one primary-key probe."""
+    return await session.scalar(
+        select(OutboxMessage.created_at)
+        .where(OutboxMessage.published_at.is_(None))
+        .order_by(OutboxMessage.id)
+        .limit(1)
+    )
+
+
 async def release_to_relay(session: AsyncSession, ids: Sequence[int]) -> int:
     """Hand rows a writer could not publish itself (the bus was down) to the relays now,
     instead of after the grace period; returns how many were still unpublished."""
