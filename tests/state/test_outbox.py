@@ -171,3 +171,17 @@ async def test_purge_removes_only_old_rows_an_older_release_marked(sessions: Ses
     async with sessions() as session:
         left = (await session.scalars(select(OutboxMessage.id).order_by(OutboxMessage.id))).all()
     assert left == ids[1:]
+
+
+async def test_hundreds_of_thousands_of_ids_are_deleted_or_released_at_once(
+    sessions: Sessions,
+) -> None:
+    """A writer's flush after a burst of wide plans may name more ids than SQLite binds in
+    one statement (32,766 by default; Debian's build: 250,000): every backend takes them."""
+    ids = await _enqueue_direct(sessions, 3, "orchestrator-1")
+    many = [*range(10**9, 10**9 + 260_000), *ids]
+    async with sessions() as session, session.begin():
+        assert await release_to_relay(session, many) == 3
+        assert await delete_published(session, many) == 3
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(OutboxMessage)) == 0

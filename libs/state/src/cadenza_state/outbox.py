@@ -122,6 +122,23 @@ def _ids_clause(session: AsyncSession, ids: Sequence[int]) -> Any:
     return OutboxMessage.id.in_(list(ids))
 
 
+_IDS_PER_SQLITE_STATEMENT = 500
+"""SQLite binds each id of an ``IN`` list as a variable of its own, and refuses a statement
+with more than 32,766 of them: a writer's flush after a burst of wide plans has more."""
+
+
+async def _for_ids(session: AsyncSession, ids: Sequence[int], statement: Any) -> int:
+    """``statement(<the ids' clause>)`` executed for ``ids``: once on PostgreSQL (one array
+    bind, however many), in chunks elsewhere; returns how many rows it matched."""
+    step = len(ids) if is_postgres(session) else _IDS_PER_SQLITE_STATEMENT
+    matched = 0
+    for start in range(0, len(ids), max(1, step)):
+        chunk = ids[start : start + step]
+        result = await session.execute(statement(_ids_clause(session, chunk)))
+        matched += int(result.rowcount)  # type: ignore[attr-defined]
+    return matched
+
+
 def _text(value: str | bytes) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
@@ -170,14 +187,15 @@ async def oldest_unpublished(session: AsyncSession) -> datetime | None:
 async def release_to_relay(session: AsyncSession, ids: Sequence[int]) -> int:
     """Hand rows a writer could not publish itself (the bus was down) to the relays now,
     instead of after the grace period; returns how many were still unpublished."""
-    if not ids:
-        return 0
-    result = await session.execute(
-        update(OutboxMessage)
-        .where(_ids_clause(session, ids), OutboxMessage.published_at.is_(None))
-        .values(publisher=None)
+    return await _for_ids(
+        session,
+        ids,
+        lambda these: (
+            update(OutboxMessage)
+            .where(these, OutboxMessage.published_at.is_(None))
+            .values(publisher=None)
+        ),
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def delete_published(session: AsyncSession, ids: Sequence[int]) -> int:
@@ -187,10 +205,7 @@ async def delete_published(session: AsyncSession, ids: Sequence[int]) -> int:
     and purging it later) keeps the table as small as the rows in flight, and costs the
     database a small delete record instead of a whole new row version and its index entry.
     On PostgreSQL the ids go as one array (``= ANY``), however many there are."""
-    if not ids:
-        return 0
-    result = await session.execute(delete(OutboxMessage).where(_ids_clause(session, ids)))
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return await _for_ids(session, ids, lambda these: delete(OutboxMessage).where(these))
 
 
 async def purge_published(session: AsyncSession, *, older_than: datetime) -> int:
