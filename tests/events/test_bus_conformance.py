@@ -457,6 +457,42 @@ async def test_a_batch_handler_knows_its_batch_s_partition(bus: Bus, unique_id: 
     assert batch_partition() is None
 
 
+async def test_a_member_knows_which_keys_it_holds(bus: Bus, unique_id: str) -> None:
+    """``Consumer.holds_key``: with two members in a group, a key's records are handled by
+    the member that says it holds that key, and by no other (the orchestrator's sweeper
+    looks only at the runs whose results it handles)."""
+    handled_by: dict[str, set[str]] = defaultdict(set)
+
+    def handler(name: str) -> Any:
+        async def handle(envs: Sequence[Envelope[Any]]) -> None:
+            for env in envs:
+                handled_by[str(env.plan_id)].add(name)
+
+        return handle
+
+    group = f"{unique_id}-g"
+    a = bus.batch_consumer([Topic.RUN_EVENTS], group, handler("a"))
+    b = bus.batch_consumer([Topic.RUN_EVENTS], group, handler("b"))
+    await a.start()
+    await b.start()
+    topic = bus.registry.name(Topic.RUN_EVENTS)
+
+    def balanced() -> bool:
+        sa, sb = a.assignment, b.assignment  # type: ignore[attr-defined]
+        return bool(sa) and bool(sb) and sa | sb == {(topic, p) for p in range(3)}
+
+    await assert_eventually(balanced, timeout=30, message="group never balanced")
+    keys = [f"plan-{i}" for i in range(30)]
+    await bus.publisher.publish_many([(Topic.RUN_EVENTS, run_event(k, 0)) for k in keys])
+    await assert_eventually(lambda: len(handled_by) == 30, timeout=30)
+    members = (("a", a), ("b", b))
+    holders = {k: {n for n, c in members if c.holds_key(Topic.RUN_EVENTS, k)} for k in keys}
+    await a.stop()
+    await b.stop()
+    assert holders == handled_by, "holds_key disagrees with where the records went"
+    assert {n for names in holders.values() for n in names} == {"a", "b"}
+
+
 async def test_records_fetched_while_a_batch_waits_join_it(bus: Bus, unique_id: str) -> None:
     """A partition's batch that waits behind the one being handled takes the records of
     its partition fetched meanwhile: a backlog reaches the handler as one batch, in order,

@@ -48,6 +48,9 @@ class FlakyTransport:
     def end_offsets(self) -> dict[TopicPartition, int]:
         raise RuntimeError("metadata unavailable")
 
+    def partition_for(self, topic: str, key: bytes) -> int | None:
+        return None
+
 
 async def test_transport_errors_never_crash_the_consumer() -> None:
     bus = MemoryBus()

@@ -1,11 +1,13 @@
-"""The sweeper pages through dispatched tasks: on SQLite and on PostgreSQL (its keyset
-query), a lost task behind more live ones than a sweep examines is found."""
+"""The sweeper, on SQLite and the memory bus and on PostgreSQL and Kafka: it pages through
+dispatched tasks (a lost task behind more live ones than a sweep examines is found), and
+with two orchestrators each sweeps only the runs whose results it applies."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from cadenza_events import TaskReady
+from cadenza_orchestrator import Orchestrator
 from cadenza_runtime import keys
 from orchestrator_stack import Reply, Stack
 from support import assert_eventually
@@ -42,3 +44,48 @@ async def test_more_live_tasks_than_a_sweep_examines_cannot_hide_a_lost_one(
     assert [r.node_id for r in again] == [lost]
     # The end was reached: the next sweep starts from the oldest again.
     assert await stack.orchestrator.sweep_once() == 0
+
+
+async def test_each_orchestrator_sweeps_only_the_runs_whose_results_it_applies(
+    stack: Stack,
+) -> None:
+    """Two orchestrators share the partitions; twelve runs' tasks are lost. Each sweeper
+    dispatches again exactly the tasks of the runs whose ``task.result`` partition it holds
+    (so one process writes a run's state), and together they miss none."""
+    second = Orchestrator(stack.resources, stack.settings)
+    await second.start()
+    try:
+        first = stack.orchestrator
+
+        async def lost(ready: TaskReady, params: dict[str, Any]) -> Reply:
+            if ready.attempt == 1:  # started, then its worker died without a lease left
+                await stack.set_started_marker(ready.task_id, ready.attempt)
+                return None
+            return {"output": {}}
+
+        stack.worker.script = lost
+
+        def split() -> bool:  # the group rebalanced: each holds some partitions
+            return first.sweeps("probe") != second.sweeps("probe") or any(
+                first.sweeps(f"r{i}") != second.sweeps(f"r{i}") for i in range(12)
+            )
+
+        await assert_eventually(split, timeout=30, message="the group never split")
+        spec = {"name": "one", "tasks": [{"id": "a", "tool": "transform", "with": {}}]}
+        runs = [await stack.submit(spec) for _ in range(12)]
+        await assert_eventually(lambda: len(stack.worker.received) == 12, timeout=30)
+        mine = {o: {r for r in runs if o.sweeps(r)} for o in (first, second)}
+        assert mine[first], mine  # twelve runs over three partitions: both hold some
+        assert mine[second], mine
+        assert not mine[first] & mine[second]
+        assert mine[first] | mine[second] == set(runs)
+        assert await first.sweep_once() == len(mine[first])
+        assert await second.sweep_once() == len(mine[second])
+        again = await assert_eventually(
+            lambda: [r for r in stack.worker.received if r.attempt == 2], timeout=30
+        )
+        assert sorted(r.run_id for r in again) == sorted(runs)  # each once, none missed
+        for run_id in runs:
+            assert (await stack.wait_run(run_id)).status == "succeeded"
+    finally:
+        await second.stop()

@@ -111,6 +111,13 @@ class Publisher(Protocol):
 class Consumer(Protocol):
     group: str
 
+    def holds_key(self, topic: Topic, key: str) -> bool | None:
+        """Whether this member holds the partition that ``topic``'s records keyed ``key``
+        land on (the bus's own partitioner, the topic's actual partition count); None while
+        that is not known (the topic's metadata not fetched yet). A member mid-rebalance
+        holds nothing."""
+        ...
+
     async def start(self) -> None:
         """Join the group and start handling messages in the background."""
         ...

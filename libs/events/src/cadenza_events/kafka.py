@@ -135,6 +135,12 @@ class KafkaConsumerTransport:
             await self._consumer.stop()
             self._consumer = None
 
+    def partition_for(self, topic: str, key: bytes) -> int | None:
+        partitions = self._consumer.partitions_for_topic(topic) if self._consumer else None
+        if not partitions:
+            return None
+        return sorted(partitions)[key_hash(key) % len(partitions)]
+
     def end_offsets(self) -> dict[TP, int]:
         if self._consumer is None:
             return {}
@@ -214,8 +220,13 @@ class KeyHashCache:
         if hashed is None:
             if len(self._hashes) >= self._size:
                 self._hashes.clear()
-            hashed = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+            hashed = self._hashes[key] = key_hash(key)
         return all_partitions[hashed % len(all_partitions)]
+
+
+def key_hash(key: bytes) -> int:
+    """Kafka's hash of a record key: the partition is this modulo the partition count."""
+    return int(murmur2(key)) & 0x7FFFFFFF
 
 
 class KafkaPublisher:

@@ -53,6 +53,11 @@ class MemoryBroker:
     def create_topic(self, name: str, partitions: int) -> None:
         self.topics.setdefault(name, [[] for _ in range(partitions)])
 
+    def partition_of(self, topic: str, key: bytes) -> int:
+        """Where a record of ``key`` goes in ``topic`` (its own hash: no other client writes
+        to this bus)."""
+        return zlib.crc32(key) % len(self.topics[topic])
+
     def append(
         self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]
     ) -> Message:
@@ -60,7 +65,7 @@ class MemoryBroker:
         if parts is None:
             raise UnknownTopicError(f"topic {topic!r} does not exist")
         index = (
-            zlib.crc32(key) % len(parts)
+            self.partition_of(topic, key)
             if key is not None
             else next(self._round_robin) % len(parts)
         )
@@ -180,6 +185,9 @@ class MemoryConsumerTransport:
 
     def end_offsets(self) -> dict[TopicPartition, int]:
         return {tp: len(self.broker.topics[tp[0]][tp[1]]) for tp in self.assignment}
+
+    def partition_for(self, topic: str, key: bytes) -> int | None:
+        return self.broker.partition_of(topic, key) if topic in self.broker.topics else None
 
 
 class MemoryPublisher:

@@ -82,6 +82,10 @@ class ConsumerTransport(Protocol):
     async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
     async def close(self) -> None: ...
     def end_offsets(self) -> dict[TopicPartition, int]: ...
+    def partition_for(self, topic: str, key: bytes) -> int | None:
+        """The partition records of ``key`` land on in ``topic`` (a physical name); None
+        while the topic's partition count is not known."""
+        ...
 
 
 def fetch_backoff_s(failures: int) -> float:
@@ -153,6 +157,11 @@ class ConsumerRunner:
         with contextlib.suppress(Exception):
             await self._transport.close()
         metrics.INFLIGHT.labels(self.group).set(0)
+
+    def holds_key(self, topic: Topic, key: str) -> bool | None:
+        name = self._registry.name(topic)
+        partition = self._transport.partition_for(name, key.encode())
+        return None if partition is None else (name, partition) in self.assignment
 
     def committed(self) -> dict[TopicPartition, int]:
         """Positions this consumer has committed (for tests and diagnostics)."""

@@ -33,7 +33,9 @@ class Orchestrator:
         self.settings = settings or OrchestratorSettings()
         self.graphs = GraphCache()
         self.handlers = RunHandlers(resources, self.settings, self.graphs)
-        self.sweeper = Sweeper(resources, self.settings, self.graphs, self.handlers.after_commit)
+        self.sweeper = Sweeper(
+            resources, self.settings, self.graphs, self.handlers.after_commit, self.sweeps
+        )
         self.dead_letters = DeadLetterRecorder(resources)
         self._consumer: Consumer | None = None
         self._sweeping: asyncio.Task[None] | None = None
@@ -75,6 +77,16 @@ class Orchestrator:
             await self._consumer.stop()
             self._consumer = None
         log.info("orchestrator stopped")
+
+    def sweeps(self, run_id: str) -> bool:
+        """Whether this orchestrator's sweeper looks at the run: the member of the group
+        that holds the run's ``task.result`` partition (it applies the run's results and,
+        co-partitioned, its plan and commands) does; the others leave it. Not consuming
+        (tools, tests) or the partitions not known yet: it looks, and the run's lock keeps
+        two sweepers from dispatching one attempt twice."""
+        if self._consumer is None:
+            return True
+        return self._consumer.holds_key(Topic.TASK_RESULT, run_id) is not False
 
     async def sweep_once(self) -> int:
         """One sweeper pass (tests and operators); returns the tasks it acted on."""

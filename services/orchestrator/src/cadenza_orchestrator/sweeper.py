@@ -18,9 +18,10 @@ It also expires approvals nobody answered in time (``expires_at``): the approval
 (``on_timeout: reject``) or fails with ``approval_timeout`` (``on_timeout: fail``).
 
 A lost task goes back to ``ready`` with ``attempt + 1`` (same params) until
-``max_dispatches``, then fails with ``worker_lost``. Each run is handled in its own
-transaction on its row locked ``FOR UPDATE SKIP LOCKED``, and the task rows are re-checked
-under the lock, so several orchestrators never dispatch the same attempt twice.
+``max_dispatches``, then fails with ``worker_lost``. With several orchestrators each sweeps
+the runs whose results it applies (``sweeps``). Each run is handled in its own transaction
+on its row locked ``FOR UPDATE SKIP LOCKED``, and the task rows are re-checked under the
+lock, so even two sweepers of one run never dispatch the same attempt twice.
 """
 
 from __future__ import annotations
@@ -96,11 +97,15 @@ class Sweeper:
         settings: OrchestratorSettings,
         graphs: GraphCache,
         after_commit: Callable[[Effects], Awaitable[None]],
+        sweeps: Callable[[str], bool] = lambda run_id: True,
     ) -> None:
         self.resources = resources
         self.settings = settings
         self.graphs = graphs
         self.after_commit = after_commit
+        self.sweeps = sweeps
+        """Whether this sweeper looks at a run (by id): the orchestrator that applies the
+        run's results does, so one process writes a run's state; the others leave it."""
         self._resume_after: tuple[datetime, str] | None = None
         """Where the last sweep's full page ended, ``(ready_at, task id)``: the next sweep
         goes on from there, so more live tasks than a page holds cannot hide a lost one
@@ -132,7 +137,7 @@ class Sweeper:
         for kind in ("approval", "in_doubt"):
             metrics.HOLDS_PENDING.labels(kind).set(pending.get(kind, 0))
         handled = 0
-        for approval in expired:
+        for approval in [a for a in expired if self.sweeps(a.run_id)]:
             with tracer.start_as_current_span(
                 "orchestrator.expire_hold",
                 attributes={"cadenza.run_id": approval.run_id, "cadenza.task_id": approval.task_id},
@@ -211,10 +216,11 @@ class Sweeper:
         # the next starts again from the oldest.
         last = candidates[-1] if len(candidates) == limit else None
         self._resume_after = (last.ready_at, last.task_id) if last and last.ready_at else None
-        metrics.SWEPT.labels("last" if self._resume_after is None else "full").inc(len(candidates))
-        if not candidates:
+        mine = [c for c in candidates if self.sweeps(c.run_id)]
+        metrics.SWEPT.labels("last" if self._resume_after is None else "full").inc(len(mine))
+        if not mine:
             return 0
-        lost = await self._lost(candidates)
+        lost = await self._lost(mine)
         by_run: dict[str, dict[str, tuple[int, str]]] = defaultdict(dict)
         for task, reason in lost:
             by_run[task.run_id][task.task_id] = (task.attempt, reason)
