@@ -25,6 +25,7 @@ from cadenza_state import (
 from sqlalchemy import select
 from support import assert_eventually
 from support.auth import issue_key
+from support.stacks import hold_relay
 
 unit_only = pytest.mark.parametrize("stack", ["unit"], indirect=True)
 
@@ -182,8 +183,12 @@ async def seed_letter(
 
 @unit_only
 async def test_dead_letters_are_listed_replayed_once_and_discarded(
-    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, resources: Resources
+    client: httpx.AsyncClient,
+    anonymous: httpx.AsyncClient,
+    resources: Resources,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    hold_relay(resources, monkeypatch)  # the replayed record stays staged, to be read
     letter = await seed_letter(resources)
     other = await seed_letter(resources, offset=43)
     listed = (await client.get("/v1/dead-letters", params={"run_id": "run-1"})).json()["items"]

@@ -11,6 +11,13 @@ from cadenza_events.envelope import Message
 from cadenza_runtime import Resources
 from cadenza_state import AuditLogEntry, OutboxMessage, RunRecord
 from sqlalchemy import select, update
+from support.stacks import hold_relay
+
+
+@pytest.fixture(autouse=True)
+def _held(resources: Resources, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here reads the commands staged for the orchestrator (none runs)."""
+    hold_relay(resources, monkeypatch)
 
 
 async def commands(resources: Resources, run_id: str) -> list[object]:

@@ -10,7 +10,14 @@ from cadenza_events import PlanRequested, RunResumeRequested
 from cadenza_runtime import Resources
 from cadenza_state import AuditLogEntry
 from sqlalchemy import select
+from support.stacks import hold_relay
 from test_cancel import commands, set_status
+
+
+@pytest.fixture(autouse=True)
+def _held(resources: Resources, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here reads the commands staged for the orchestrator (none runs)."""
+    hold_relay(resources, monkeypatch)
 
 
 async def test_resume_stages_a_command_with_the_raised_limit_and_an_audit_row(

@@ -21,6 +21,7 @@ from orchestrator_stack import (
     _state_settings,
 )
 from support.cleanup import drop_schema
+from support.stacks import KEEP_PUBLISHED_S
 
 
 @pytest.fixture(params=STACKS)
@@ -41,7 +42,8 @@ async def stack(
         commit_interval_s=0.05,
         session_timeout_ms=6000,
     )
-    resources = await open_resources(bus, state)
+    # run_events() and friends read what the orchestrator staged from the outbox.
+    resources = await open_resources(bus, state, outbox_delete_interval_s=KEEP_PUBLISHED_S)
     # The sweeper loop stays out of the way; tests call sweep_once() when they mean it.
     settings = OrchestratorSettings(sweep_interval_s=3600, sweep_min_age_s=0, metrics_port=0)
     orchestrator = Orchestrator(resources, settings)

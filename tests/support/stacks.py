@@ -41,6 +41,22 @@ def unit_state(tmp_path: Path, unique_id: str, **overrides: Any) -> StateSetting
     )
 
 
+# Tests read what a transaction staged from the outbox: the rows this process publishes
+# itself stay until the test ends (deleted at the relay's stop) instead of a second later.
+KEEP_PUBLISHED_S = 3600.0
+
+
+def hold_relay(resources: Resources, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The relay publishes nothing, so it deletes nothing: what a transaction staged for it
+    (commands, replayed dead letters) stays in the outbox for the test to read. Only for
+    tests in which nothing consumes those topics."""
+
+    async def held() -> int:
+        return 0
+
+    monkeypatch.setattr(resources.relay, "relay_once", held)
+
+
 @asynccontextmanager
 async def stack_resources(
     stack: str, tmp_path: Path, unique_id: str, require_services: Callable[..., None]
@@ -48,7 +64,9 @@ async def stack_resources(
     if stack == "unit":
         state = unit_state(tmp_path, unique_id)
         bus = BusSettings(backend="memory", topic_prefix=f"{unique_id}.", partitions=3)
-        res = await open_resources(bus, state, broker=MemoryBroker())
+        res = await open_resources(
+            bus, state, broker=MemoryBroker(), outbox_delete_interval_s=KEEP_PUBLISHED_S
+        )
     else:
         require_services("kafka", "postgres", "redis", "minio")
         state = StateSettings(
@@ -57,7 +75,7 @@ async def stack_resources(
         bus = BusSettings(
             backend="kafka", topic_prefix=f"{unique_id}.", partitions=3, commit_interval_s=0.05
         )
-        res = await open_resources(bus, state)
+        res = await open_resources(bus, state, outbox_delete_interval_s=KEEP_PUBLISHED_S)
     try:
         yield res
     finally:

@@ -8,11 +8,13 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from cadenza_events import Message, RunCancelRequested, Topic, decode
 from cadenza_runtime import Resources
 from cadenza_state import OutboxMessage, RunRecord, RunStatus, ScheduleFireRecord, ScheduleRecord
 from cadenza_triggers import ScheduleSpec, SpecCache, fire_due, next_fire
 from sqlalchemy import select, update
+from support.stacks import hold_relay
 from trigger_support import add_workflow
 
 T0 = datetime(2026, 5, 1, 8, 0, 0, tzinfo=UTC)
@@ -112,7 +114,10 @@ async def test_one_run_per_tick_however_many_passes_race(resources: Resources, s
     assert all(r.inputs == {"n": 1} and r.workflow_version == 1 for r in started)
 
 
-async def test_overlap_skip_and_cancel_previous(resources: Resources) -> None:
+async def test_overlap_skip_and_cancel_previous(
+    resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hold_relay(resources, monkeypatch)  # the cancel command stays staged, to be read
     await add_workflow(resources)
     await add_schedule(resources, overlap="skip")
     await add_schedule(resources, name="cancel", overlap="cancel_previous")

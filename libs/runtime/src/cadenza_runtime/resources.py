@@ -55,8 +55,11 @@ async def open_resources(
     *,
     broker: MemoryBroker | None = None,
     start_relay: bool = True,
+    outbox_delete_interval_s: float = 1.0,
 ) -> Resources:
-    """Connect to the bus and state (migrating the database), and start the outbox relay."""
+    """Connect to the bus and state (migrating the database), and start the outbox relay.
+    ``outbox_delete_interval_s``: how often the rows this process published itself are
+    deleted, all together (``OutboxRelay.flush_deletes``)."""
     state = await open_state(state_settings or StateSettings())
     bus = create_bus(bus_settings or BusSettings(), broker)
     try:
@@ -64,7 +67,7 @@ async def open_resources(
     except BaseException:
         await state.aclose()
         raise
-    relay = OutboxRelay(state.sessions, bus.publisher)
+    relay = OutboxRelay(state.sessions, bus.publisher, delete_interval_s=outbox_delete_interval_s)
     if start_relay:
         await relay.start()
     return Resources(bus=bus, state=state, relay=relay)
