@@ -11,6 +11,7 @@ from typing import Any
 
 from cadenza_events import (
     Bus,
+    Consumer,
     ConsumerOptions,
     DeadLetter,
     Envelope,
@@ -104,6 +105,17 @@ async def test_per_key_ordering_under_concurrency(bus: Bus, unique_id: str) -> N
         assert seen[plan] == list(range(40)), f"{plan} out of order"
 
 
+async def wait_balanced(a: Consumer, b: Consumer, every: set[tuple[str, int]]) -> None:
+    """Until the two members of a group hold ``every`` partition between them, each some
+    and none both."""
+
+    def balanced() -> bool:
+        sa, sb = a.assignment, b.assignment  # type: ignore[attr-defined]
+        return bool(sa) and bool(sb) and not (sa & sb) and (sa | sb) == every
+
+    await assert_eventually(balanced, timeout=30, message="group never balanced")
+
+
 async def test_two_consumers_in_one_group_share_partitions(bus: Bus, unique_id: str) -> None:
     handled: dict[str, list[int]] = {"a": [], "b": []}
 
@@ -120,11 +132,7 @@ async def test_two_consumers_in_one_group_share_partitions(bus: Bus, unique_id: 
     await b.start()
     all_partitions = {(bus.registry.name(Topic.RUN_EVENTS), p) for p in range(3)}
 
-    def balanced() -> bool:
-        sa, sb = a.assignment, b.assignment  # type: ignore[attr-defined]
-        return bool(sa) and bool(sb) and not (sa & sb) and (sa | sb) == all_partitions
-
-    await assert_eventually(balanced, timeout=30, message="group never balanced")
+    await wait_balanced(a, b, all_partitions)
     await bus.publisher.publish_many(
         [(Topic.RUN_EVENTS, run_event(f"plan-{i}", i)) for i in range(60)]
     )
@@ -157,11 +165,7 @@ async def test_a_co_partitioned_group_gives_each_member_whole_partition_numbers(
     names = [bus.registry.name(t) for t in topics]
     every = {(name, p) for name in names for p in range(3)}
 
-    def balanced() -> bool:
-        sa, sb = a.assignment, b.assignment  # type: ignore[attr-defined]
-        return bool(sa) and bool(sb) and not (sa & sb) and (sa | sb) == every
-
-    await assert_eventually(balanced, timeout=30, message="group never balanced")
+    await wait_balanced(a, b, every)
     for member in (a, b):
         numbers = [{p for t, p in member.assignment if t == name} for name in names]  # type: ignore[attr-defined]
         assert numbers[0] == numbers[1], f"split partition numbers: {member.assignment}"  # type: ignore[attr-defined]
@@ -477,11 +481,7 @@ async def test_a_member_knows_which_keys_it_holds(bus: Bus, unique_id: str) -> N
     await b.start()
     topic = bus.registry.name(Topic.RUN_EVENTS)
 
-    def balanced() -> bool:
-        sa, sb = a.assignment, b.assignment  # type: ignore[attr-defined]
-        return bool(sa) and bool(sb) and sa | sb == {(topic, p) for p in range(3)}
-
-    await assert_eventually(balanced, timeout=30, message="group never balanced")
+    await wait_balanced(a, b, {(topic, p) for p in range(3)})
     keys = [f"plan-{i}" for i in range(30)]
     await bus.publisher.publish_many([(Topic.RUN_EVENTS, run_event(k, 0)) for k in keys])
     await assert_eventually(lambda: len(handled_by) == 30, timeout=30)

@@ -4,7 +4,7 @@ together (DESIGN §4 "no lost work")."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -127,7 +127,9 @@ _IDS_PER_SQLITE_STATEMENT = 500
 with more than 32,766 of them: a writer's flush after a burst of wide plans has more."""
 
 
-async def _for_ids(session: AsyncSession, ids: Sequence[int], statement: Any) -> int:
+async def _for_ids(
+    session: AsyncSession, ids: Sequence[int], statement: Callable[[Any], Any]
+) -> int:
     """``statement(<the ids' clause>)`` executed for ``ids``: once on PostgreSQL (one array
     bind, however many), in chunks elsewhere; returns how many rows it matched."""
     step = len(ids) if is_postgres(session) else _IDS_PER_SQLITE_STATEMENT
