@@ -21,6 +21,7 @@ from support.drills import (
     effect_chain,
     effect_fan_out,
     finished,
+    finished_runs,
     redispatches,
     scrape_total,
     start_run,
@@ -158,10 +159,13 @@ async def test_a_second_orchestrator_joins_mid_run(
         api,
         db,
     ):
-        # Twelve long chains (~12 s of sleeps each) over six partitions: at the rebalance
+        # Twelve long chains (~20 s of sleeps each) over the partitions: at the rebalance
         # the first holds them all, and some are on partitions that stay, some on those
-        # that go (all twelve on one side: 1 chance in 2,000).
-        runs = [await start_run(api, effect_chain(f"chain{i}", 15, 0.8)) for i in range(12)]
+        # that go (all twelve on one side: 1 chance in 2,000). Long enough that none has
+        # finished by then on a loaded machine: a finished run is held by no one, and the
+        # workers' own partitioning can make the runs of the partitions that stay finish
+        # first.
+        runs = [await start_run(api, effect_chain(f"chain{i}", 25, 0.8)) for i in range(12)]
 
         async def all_under_way() -> bool:
             return all([await succeeded_count(db, run_id) >= 1 for run_id in runs])
@@ -181,6 +185,8 @@ async def test_a_second_orchestrator_joins_mid_run(
             f"at the join the first orchestrator kept {moved['kept']:.0f} run(s), forgot "
             f"{moved['forgotten']:.0f}"
         )
+        done = await finished_runs(db, runs)
+        assert not done, f"{len(done)} chain(s) finished before the rebalance: make them longer"
         assert moved["kept"] > 0, "the first orchestrator kept none of the runs it still owns"
 
         for run_id in runs:

@@ -26,6 +26,7 @@ import httpx
 from cadenza_events import BusSettings
 from cadenza_events.kafka import KafkaBus
 from cadenza_state import StateSettings, create_engine
+from cadenza_state.models import TERMINAL_RUN_STATUSES
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -209,6 +210,16 @@ def assert_exactly_once(
         if calls != 1 and not (effect_store_down and calls > 1):
             problems.append(f"{task['node_id']}[{task['item_index']}] executed {task['output']}")
     assert not problems, f"run {run['id']}: " + "; ".join(problems[:20])
+
+
+async def finished_runs(db: AsyncEngine, run_ids: list[str]) -> list[str]:
+    """Those of ``run_ids`` in a terminal status now."""
+    async with db.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT id FROM runs WHERE id = ANY(:ids) AND status = ANY(:done)"),
+            {"ids": run_ids, "done": [s.value for s in TERMINAL_RUN_STATUSES]},
+        )
+        return [row[0] for row in rows]
 
 
 async def succeeded_count(db: AsyncEngine, run_id: str) -> int:
