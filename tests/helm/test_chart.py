@@ -222,6 +222,16 @@ def test_existing_secret_replaces_the_charts_secrets(render: Render) -> None:
     assert one(docs, "HorizontalPodAutoscaler", "rel-cadenza-worker")["spec"]["maxReplicas"] == 6
 
 
+def test_orchestrator_retention_is_a_value(render: Render) -> None:
+    """Off by default (every run kept); ``orchestrator.retentionDays`` sets it."""
+    for args, expected in (([], "0"), (["--set", "orchestrator.retentionDays=45"], "45")):
+        docs = render(*values("default"), *args)
+        (c,) = one(docs, "Deployment", "rel-cadenza-orchestrator")["spec"]["template"]["spec"][
+            "containers"
+        ]
+        assert env_of(c)["CADENZA_ORCHESTRATOR_RETENTION_DAYS"] == expected
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -233,6 +243,7 @@ def test_existing_secret_replaces_the_charts_secrets(render: Render) -> None:
         (["--set", "gateway.replica=3"], "replica"),  # a typo: unknown keys are refused
         (["--set", "s3.bucket=Bad_Bucket"], "s3/bucket"),
         (["--set", "logLevel=LOUD"], "logLevel"),
+        (["--set", "orchestrator.retentionDays=-1"], "orchestrator/retentionDays"),
     ],
 )
 def test_bad_values_fail(helm: Path, args: list[str], message: str) -> None:

@@ -28,6 +28,28 @@ async def test_put_get_exists_delete(store: ObjectStore) -> None:
     await store.delete(key)  # idempotent
 
 
+async def test_delete_prefix_removes_one_folder_and_nothing_beside_it(store: ObjectStore) -> None:
+    """A run's folder goes whole (nested keys too); a sibling whose name starts the same
+    (``runs/r1`` vs ``runs/r10``) and other folders stay."""
+    gone = ["runs/r1/tasks/a/params.json", "runs/r1/tasks/a/1/output.json", "runs/r1/x"]
+    kept = ["runs/r10/tasks/a/params.json", "runs/r2/x", "documents/r1/x"]
+    for key in gone + kept:
+        await store.put(key, b"{}")
+    assert await store.delete_prefix("runs/r1/") == len(gone)
+    assert [await store.exists(k) for k in gone] == [False] * len(gone)
+    assert [await store.exists(k) for k in kept] == [True] * len(kept)
+    assert await store.delete_prefix("runs/r1/") == 0  # idempotent
+    assert await store.delete_prefix("runs/none/") == 0
+
+
+@pytest.mark.parametrize("prefix", ["", "/", "runs/r1", "runs/../", "../runs/"])
+async def test_delete_prefix_rejects_what_is_not_a_folder(store: ObjectStore, prefix: str) -> None:
+    await store.put("runs/r1/x", b"{}")
+    with pytest.raises(InvalidObjectKey):
+        await store.delete_prefix(prefix)
+    assert await store.exists("runs/r1/x")
+
+
 async def test_overwrite_replaces_content(store: ObjectStore) -> None:
     await store.put("doc", b"v1")
     await store.put("doc", b"version two")

@@ -124,6 +124,13 @@ class RunRecord(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key"),
         Index(None, "tenant_id", "status", "created_at"),
+        # Retention's scan, oldest finished first (only finished runs have an entry).
+        Index(
+            None,
+            "finished_at",
+            postgresql_where=text("finished_at IS NOT NULL"),
+            sqlite_where=text("finished_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=_uuid_str)

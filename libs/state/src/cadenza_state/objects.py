@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Protocol, runtime_checkable
 
 from minio import Minio
+from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
 from cadenza_state.settings import StateSettings
@@ -53,6 +55,15 @@ def validate_key(key: str) -> str:
     return key
 
 
+def validate_prefix(prefix: str) -> str:
+    """A folder of keys: a valid key that ends with ``/`` (never the empty prefix, which
+    would name the whole bucket)."""
+    if not prefix.endswith("/"):
+        raise InvalidObjectKey(f"invalid object prefix (must end with '/'): {prefix!r}")
+    validate_key(prefix.rstrip("/"))
+    return prefix
+
+
 @runtime_checkable
 class ObjectStore(Protocol):
     async def ensure_bucket(self) -> None: ...
@@ -66,6 +77,8 @@ class ObjectStore(Protocol):
     async def exists(self, key: str) -> bool: ...
 
     async def delete(self, key: str) -> None: ...
+
+    async def delete_prefix(self, prefix: str) -> int: ...
 
 
 class S3ObjectStore:
@@ -148,6 +161,24 @@ class S3ObjectStore:
         validate_key(key)
         await asyncio.to_thread(self.client.remove_object, self.bucket, key)
 
+    async def delete_prefix(self, prefix: str) -> int:
+        """Remove every object whose key starts with ``prefix`` (a folder: it ends with
+        ``/``); returns how many. S3's multi-object delete, 1,000 keys per request."""
+        validate_prefix(prefix)
+
+        def run() -> int:
+            names = [
+                o.object_name
+                for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
+                if o.object_name is not None
+            ]
+            failed = list(self.client.remove_objects(self.bucket, (DeleteObject(n) for n in names)))
+            if failed:  # the iterator yields only the keys S3 refused
+                raise ObjectStoreError(f"could not delete {len(failed)} object(s): {failed[0]}")
+            return len(names)
+
+        return await asyncio.to_thread(run)
+
 
 class LocalObjectStore:
     """Objects as files under ``root`` (dev mode). Writes are atomic (temp file + rename)."""
@@ -197,6 +228,21 @@ class LocalObjectStore:
     async def delete(self, key: str) -> None:
         """Remove the object; deleting a missing key is not an error (idempotent)."""
         await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Remove the folder ``prefix`` names (it ends with ``/``) and every object in it;
+        returns how many objects there were."""
+        validate_prefix(prefix)
+        folder = self._path(prefix.rstrip("/"))
+
+        def run() -> int:
+            if not folder.is_dir():
+                return 0
+            count = sum(1 for p in folder.rglob("*") if p.is_file())
+            shutil.rmtree(folder, ignore_errors=False)
+            return count
+
+        return await asyncio.to_thread(run)
 
 
 def create_object_store(settings: StateSettings) -> ObjectStore:

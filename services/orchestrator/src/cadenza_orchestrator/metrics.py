@@ -155,3 +155,27 @@ HOLDS_PENDING = Gauge(
     "sweeper on each pass.",
     ["kind"],
 )
+
+RETENTION_RUNS = Counter(
+    "cadenza_orchestrator_retention_runs_deleted_total",
+    "Finished runs deleted by retention (with their tasks, calls and checkpoints).",
+)
+RETENTION_OBJECTS = Counter(
+    "cadenza_orchestrator_retention_objects_deleted_total",
+    "Objects under runs/{id}/ deleted by retention.",
+)
+RETENTION_PASSES = Counter(
+    "cadenza_orchestrator_retention_passes_total",
+    "Retention passes, by outcome (ok, error).",
+    ["outcome"],
+)
+for _outcome in ("ok", "error"):
+    RETENTION_PASSES.labels(_outcome)
+RETENTION_LAST_SUCCESS = Gauge(
+    "cadenza_orchestrator_retention_last_success_timestamp_seconds",
+    "Unix time of the last retention pass that finished without an error (0: none yet).",
+)
+RETENTION_PAGE_SECONDS = Histogram(
+    "cadenza_orchestrator_retention_page_seconds",
+    "Time to delete one page of runs: their objects, checkpoints and rows.",
+)

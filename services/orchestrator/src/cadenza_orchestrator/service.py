@@ -1,9 +1,11 @@
-"""The orchestrator service: the run consumer and the sweeper on shared ``Resources``."""
+"""The orchestrator service: the run consumer, the sweeper and retention on shared
+``Resources``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 
 from cadenza_events import Consumer, ConsumerOptions, RetryPolicy, Topic
 from cadenza_events.tasks import cancel_and_wait
@@ -12,6 +14,7 @@ from cadenza_runtime import Resources, is_outage
 from .dead_letters import DeadLetterRecorder
 from .graph import GraphCache
 from .handlers import RunHandlers
+from .retention import Pruned, Retention
 from .settings import OrchestratorSettings
 from .sweeper import Sweeper
 
@@ -36,9 +39,11 @@ class Orchestrator:
         self.sweeper = Sweeper(
             resources, self.settings, self.graphs, self.handlers.after_commit, self.sweeps
         )
+        self.retention = Retention(resources, self.settings, self.sweeps)
         self.dead_letters = DeadLetterRecorder(resources)
         self._consumer: Consumer | None = None
         self._sweeping: asyncio.Task[None] | None = None
+        self._pruning: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         options = ConsumerOptions(
@@ -66,12 +71,19 @@ class Orchestrator:
         self._sweeping = asyncio.create_task(
             self.sweeper.run_forever(), name="orchestrator-sweeper"
         )
+        if self.settings.retention_days:
+            self._pruning = asyncio.create_task(
+                self.retention.run_forever(), name="orchestrator-retention"
+            )
         log.info("orchestrator started (group %s)", self.settings.group)
 
     async def stop(self) -> None:
         if self._sweeping is not None:
             await cancel_and_wait(self._sweeping)
             self._sweeping = None
+        if self._pruning is not None:
+            await cancel_and_wait(self._pruning)
+            self._pruning = None
         await self.dead_letters.stop()
         if self._consumer is not None:
             await self._consumer.stop()
@@ -79,7 +91,7 @@ class Orchestrator:
         log.info("orchestrator stopped")
 
     def sweeps(self, run_id: str) -> bool:
-        """Whether this orchestrator's sweeper looks at the run: the member of the group
+        """Whether this orchestrator's sweeper (and retention) looks at the run: the member of the group
         that holds the run's ``task.result`` partition (it applies the run's results and,
         co-partitioned, its plan and commands) does; the others leave it. Not consuming
         (tools, tests) or the partitions not known yet: it looks, and the run's lock keeps
@@ -91,3 +103,7 @@ class Orchestrator:
     async def sweep_once(self) -> int:
         """One sweeper pass (tests and operators); returns the tasks it acted on."""
         return await self.sweeper.sweep_once()
+
+    async def prune_once(self, now: datetime | None = None) -> Pruned:
+        """One retention pass (tests and operators), as if at ``now``."""
+        return await self.retention.prune_once(now)

@@ -72,6 +72,23 @@ class OrchestratorSettings(BaseSettings):
         description="Dispatched tasks examined per sweep, oldest first; the next sweep goes "
         "on after the last one examined, and the one that reaches the end starts over.",
     )
+    retention_days: float = Field(
+        default=0,
+        ge=0,
+        description="Delete the runs that finished more than this many days ago, whole (their "
+        "tasks, attempts, holds, LLM and tool calls, checkpoints and objects); never a run "
+        "that finished in the current UTC month, which tenant budgets count. 0: keep every "
+        'run (docs/state.md, "Retention").',
+    )
+    retention_interval_s: float = Field(
+        default=3600.0, gt=0, description="Seconds between two retention passes."
+    )
+    retention_batch_size: int = Field(
+        default=500,
+        ge=1,
+        description="Finished runs read, and deleted in one transaction, per page of a "
+        "retention pass.",
+    )
     max_dispatches: int = Field(
         default=5,
         ge=1,

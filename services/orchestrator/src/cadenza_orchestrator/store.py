@@ -641,6 +641,15 @@ class DispatchedTask:
     ready_at: datetime | None
 
 
+def keyset_after(at: Any, key: Any, after: tuple[datetime, str] | None) -> list[Any]:
+    """The condition of a page that goes on past ``after`` — the ``(at, key)`` of the last
+    row of the previous page — in ``ORDER BY at, key``; none for the first page."""
+    if after is None:
+        return []
+    last_at, last_key = after
+    return [or_(at > last_at, and_(at == last_at, key > last_key))]
+
+
 async def dispatched_tasks(
     session: AsyncSession,
     *,
@@ -652,15 +661,6 @@ async def dispatched_tasks(
     oldest dispatch first (then by id); only those dispatched before ``before``, and past
     ``after`` — the ``(ready_at, id)`` of the last task a previous page ended on — when
     given."""
-    past: list[Any] = []
-    if after is not None:
-        at, task_id = after
-        past.append(
-            or_(
-                TaskRecord.ready_at > at,
-                and_(TaskRecord.ready_at == at, TaskRecord.id > task_id),
-            )
-        )
     stmt = (
         select(
             TaskRecord.id,
@@ -675,7 +675,7 @@ async def dispatched_tasks(
             TaskRecord.attempt >= 1,
             TaskRecord.ready_at.is_not(None),  # fan-out rows are never dispatched themselves
             *([TaskRecord.ready_at <= before] if before is not None else []),
-            *past,
+            *keyset_after(TaskRecord.ready_at, TaskRecord.id, after),
             RunRecord.status == RunStatus.RUNNING.value,
         )
         .order_by(TaskRecord.ready_at, TaskRecord.id)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from cadenza_state import StateSettings
+from cadenza_state.checkpoints import sqlite_checkpoints_path
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from sqlalchemy.engine import make_url
 
@@ -61,7 +61,7 @@ async def _sqlite(database: str | None) -> AsyncIterator[BaseCheckpointSaver[str
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     # Beside the state database (its own file: LangGraph manages its own transactions).
-    path = ":memory:" if not database or database == ":memory:" else _beside(database)
+    path = sqlite_checkpoints_path(database)
     conn = await aiosqlite.connect(path)
     try:
         await conn.execute("PRAGMA busy_timeout=30000")
@@ -70,8 +70,3 @@ async def _sqlite(database: str | None) -> AsyncIterator[BaseCheckpointSaver[str
         yield saver
     finally:
         await conn.close()
-
-
-def _beside(database: str) -> str:
-    db = Path(database)
-    return str(db.with_name(f"{db.stem}.checkpoints.sqlite"))

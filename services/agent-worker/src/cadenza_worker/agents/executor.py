@@ -18,6 +18,7 @@ from typing import Any, cast
 from cadenza_events import Handoff, TaskReady
 from cadenza_llm import PriceTable, ProviderRegistry
 from cadenza_state import ObjectStore, StateSettings
+from cadenza_state.checkpoints import thread_id
 from cadenza_workflow import AgentSpec, combine, merge_approval
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -240,10 +241,6 @@ def apply_overrides(spec: AgentSpec, overrides: dict[str, Any] | None) -> AgentS
     """The pinned definition with a fork's per-task overrides (system prompt, model)."""
     update = {k: v for k, v in (overrides or {}).items() if k in OVERRIDABLE and v is not None}
     return spec.model_copy(update=update) if update else spec
-
-
-def thread_id(task_id: str, attempt: int) -> str:
-    return f"{task_id}:{attempt}"
 
 
 def initial_messages(spec: AgentSpec, params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,0 +1,225 @@
+"""Run history retention: the runs that finished long ago are deleted, whole.
+
+With ``retention_days`` set, each orchestrator deletes, every ``retention_interval_s``, the
+runs it owns (the runs of the ``task.result`` partitions it holds, as the sweeper) that
+reached a terminal status before the cutoff:
+
+- the run's objects first (``runs/{id}/`` in the object store: claim-checked params and
+  outputs, LLM call records), so a pass that fails half-way leaves rows whose objects are
+  gone, which the next pass deletes, never objects no row points to any more;
+- then the agent loops' LangGraph checkpoints (thread ``{task id}:{attempt}``);
+- then, in ONE transaction per page, the run rows, whose foreign keys take their tasks,
+  attempts, tool effects, holds, LLM calls and tool calls with them, and one audit entry
+  per tenant naming the runs deleted.
+
+The cutoff is ``now - retention_days`` but never later than the start of the current UTC
+month: a tenant's day and month budgets are counted from ``llm_calls``, so a run that may
+still count towards one is kept whatever the setting. The audit log, dead letters and the
+dedupe ledgers of triggers and schedules (``triggered_events``, ``schedule_fires``) are left
+alone: they are what makes an effect happen once, or what an auditor reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cadenza_runtime import Resources
+from cadenza_state import AuditLogEntry, RunRecord, TaskRecord, utcnow
+from cadenza_state.checkpoints import delete_checkpoint_threads, thread_id
+from cadenza_state.models import TERMINAL_RUN_STATUSES
+from opentelemetry import trace
+from sqlalchemy import delete, select
+
+from . import metrics, store
+from .settings import OrchestratorSettings
+
+log = logging.getLogger("cadenza.orchestrator.retention")
+tracer = trace.get_tracer("cadenza.orchestrator")
+
+ACTOR = "system:retention"
+TERMINAL = sorted(s.value for s in TERMINAL_RUN_STATUSES)
+# Objects of one run deleted at once: each is one list and one multi-delete request.
+OBJECT_CONCURRENCY = 8
+
+
+def cutoff(now: datetime, retention_days: float) -> datetime:
+    """Runs that finished before this are deleted: ``retention_days`` ago, but never later
+    than the start of ``now``'s UTC month (the tenant budgets' longest period)."""
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return min(now - timedelta(days=retention_days), month_start)
+
+
+@dataclass
+class Pruned:
+    """What one pass deleted."""
+
+    runs: int = 0
+    objects: int = 0
+    checkpoints: int = 0
+    examined: int = 0
+    """Finished runs past the cutoff looked at, owned or not."""
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    run_id: str
+    tenant_id: str
+    finished_at: datetime
+
+
+class Retention:
+    """``Retention(resources, settings, owns)``; ``await prune_once()`` is one pass (tests,
+    operators); ``run_forever()`` passes every ``retention_interval_s`` while
+    ``retention_days`` is set."""
+
+    def __init__(
+        self,
+        resources: Resources,
+        settings: OrchestratorSettings,
+        owns: Callable[[str], bool] = lambda run_id: True,
+    ) -> None:
+        self.resources = resources
+        self.settings = settings
+        self.owns = owns
+        """Whether this process deletes a run (by id): the one that writes its state does."""
+
+    async def run_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.retention_interval_s)
+            try:
+                await self.prune_once()
+                metrics.RETENTION_PASSES.labels("ok").inc()
+                metrics.RETENTION_LAST_SUCCESS.set(time.time())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                metrics.RETENTION_PASSES.labels("error").inc()
+                log.exception("retention pass failed; retrying next interval")
+
+    async def prune_once(self, now: datetime | None = None) -> Pruned:
+        """Delete every owned run that finished before the cutoff, a page at a time; nothing
+        while ``retention_days`` is 0 (keep every run)."""
+        if not self.settings.retention_days:
+            return Pruned()
+        before = cutoff(now or utcnow(), self.settings.retention_days)
+        pruned = Pruned()
+        after: tuple[datetime, str] | None = None
+        with tracer.start_as_current_span(
+            "orchestrator.retention", attributes={"cadenza.retention.cutoff": before.isoformat()}
+        ) as span:
+            while True:
+                page = await self._candidates(before, after)
+                pruned.examined += len(page)
+                owned = [c for c in page if self.owns(c.run_id)]
+                if owned:
+                    await self._delete(owned, before, pruned)
+                if len(page) < self.settings.retention_batch_size:
+                    break
+                after = (page[-1].finished_at, page[-1].run_id)
+            span.set_attribute("cadenza.retention.runs", pruned.runs)
+            span.set_attribute("cadenza.retention.objects", pruned.objects)
+        if pruned.runs:
+            log.info(
+                "retention: deleted %d run(s) finished before %s (%d object(s), %d checkpoint "
+                "row(s))",
+                pruned.runs,
+                before.isoformat(),
+                pruned.objects,
+                pruned.checkpoints,
+            )
+        return pruned
+
+    async def _candidates(
+        self, before: datetime, after: tuple[datetime, str] | None
+    ) -> list[_Candidate]:
+        """One page of finished runs past the cutoff, oldest first, after ``after``."""
+        stmt = (
+            select(RunRecord.id, RunRecord.tenant_id, RunRecord.finished_at)
+            .where(
+                RunRecord.finished_at.is_not(None),
+                RunRecord.finished_at < before,
+                RunRecord.status.in_(TERMINAL),
+                *store.keyset_after(RunRecord.finished_at, RunRecord.id, after),
+            )
+            .order_by(RunRecord.finished_at, RunRecord.id)
+            .limit(self.settings.retention_batch_size)
+        )
+        async with self.resources.sessions() as session:
+            rows = (await session.execute(stmt)).all()
+        return [_Candidate(run_id, tenant, at) for run_id, tenant, at in rows if at is not None]
+
+    async def _delete(self, runs: Sequence[_Candidate], before: datetime, pruned: Pruned) -> None:
+        started = time.perf_counter()
+        with tracer.start_as_current_span(
+            "orchestrator.retention.page", attributes={"cadenza.runs": len(runs)}
+        ):
+            run_ids = [c.run_id for c in runs]
+            pruned.objects += await self._delete_objects(run_ids)
+            pruned.checkpoints += await delete_checkpoint_threads(
+                self.resources.state.engine, await self._threads(run_ids)
+            )
+            async with self.resources.sessions() as session, session.begin():
+                deleted = set(
+                    (
+                        await session.execute(
+                            delete(RunRecord)
+                            .where(
+                                RunRecord.id.in_(run_ids),
+                                # Again, under the delete's row locks: a run resumed since
+                                # the page was read is running, and stays.
+                                RunRecord.status.in_(TERMINAL),
+                                RunRecord.finished_at < before,
+                            )
+                            .returning(RunRecord.id)
+                        )
+                    ).scalars()
+                )
+                by_tenant: dict[str, list[str]] = defaultdict(list)
+                for c in runs:
+                    if c.run_id in deleted:
+                        by_tenant[c.tenant_id].append(c.run_id)
+                for tenant, run_ids in by_tenant.items():
+                    session.add(
+                        AuditLogEntry(
+                            tenant_id=tenant,
+                            actor=ACTOR,
+                            action="runs.deleted",
+                            subject="runs",
+                            data={
+                                "reason": "retention",
+                                "finished_before": before.isoformat(),
+                                "runs": len(run_ids),
+                                "run_ids": run_ids,
+                            },
+                        )
+                    )
+        pruned.runs += len(deleted)
+        metrics.RETENTION_RUNS.inc(len(deleted))
+        metrics.RETENTION_PAGE_SECONDS.observe(time.perf_counter() - started)
+
+    async def _threads(self, run_ids: Sequence[str]) -> list[str]:
+        """The checkpointer threads the runs' tasks may have: one per attempt."""
+        async with self.resources.sessions() as session:
+            rows = await session.execute(
+                select(TaskRecord.id, TaskRecord.attempt).where(TaskRecord.run_id.in_(run_ids))
+            )
+        return [thread_id(task_id, n) for task_id, attempt in rows for n in range(1, attempt + 1)]
+
+    async def _delete_objects(self, run_ids: Sequence[str]) -> int:
+        """Every run's ``runs/{id}/`` folder, a few runs at a time."""
+        objects = self.resources.objects
+        limit = asyncio.Semaphore(OBJECT_CONCURRENCY)
+
+        async def one(run_id: str) -> int:
+            async with limit:
+                return await objects.delete_prefix(f"runs/{run_id}/")
+
+        counts = await asyncio.gather(*(one(r) for r in run_ids))
+        metrics.RETENTION_OBJECTS.inc(sum(counts))
+        return sum(counts)
