@@ -135,7 +135,9 @@ async def one_row(args: argparse.Namespace, name: str) -> dict[str, Any]:
         cpu = time.process_time()
         started = time.perf_counter()
         if name == "retention":
-            pruned = await Retention(resources, settings).prune_once(utcnow() + timedelta(days=100))
+            pruned = await Retention(resources.state, settings).prune_once(
+                utcnow() + timedelta(days=100)
+            )
             runs, objects = pruned.runs, pruned.objects
         else:
             runs, objects = await rows_only(resources, args.batch), 0

@@ -11,7 +11,8 @@ import typer
 from cadenza_cli.dev import DevStack
 from cadenza_cli.evaluate import pinned_request
 from prometheus_client import REGISTRY
-from test_run_commands import ROOT, cadenza, stack
+from support.cli import ROOT
+from test_run_commands import cadenza, stack
 
 __all__ = ["stack"]  # a fixture: used by name
 

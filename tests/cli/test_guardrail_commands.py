@@ -3,35 +3,21 @@ no key): list the inbox, approve a held call, replay a dead letter."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from cadenza_cli.dev import DevStack
+from support.cli import run_cli
 from support.inbox import running_dev_stack, seed_inbox
 from test_run_commands import cli
 
 pytestmark = pytest.mark.unit
-ROOT = Path(__file__).resolve().parents[2]
 
 
 async def cadenza(*args: str, url: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cadenza_cli",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-        env={**os.environ, "CADENZA_URL": url},
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    return proc.returncode or 0, out.decode(), err.decode()
+    return await run_cli(*args, env={"CADENZA_URL": url})
 
 
 @pytest.fixture

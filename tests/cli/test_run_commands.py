@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,24 +14,14 @@ from cadenza_cli.replay import format_call
 from cadenza_client import RecordedCall
 from cadenza_runtime import open_resources
 from cadenza_state import RunRecord, TaskRecord
+from support.cli import run_cli
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.unit
-ROOT = Path(__file__).resolve().parents[2]
 
 
 async def cadenza(*args: str, timeout: float = 120) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cadenza_cli",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    return proc.returncode or 0, out.decode(), err.decode()
+    return await run_cli(*args, timeout=timeout)
 
 
 async def cli(*args: str) -> tuple[int, str, str]:

@@ -175,12 +175,12 @@ async def test_a_pass_pages_and_keeps_to_the_runs_it_owns(stack: Stack) -> None:
     runs = await _finished_runs(stack, 5)
     settings = stack.settings.model_copy(update={"retention_days": 30, "retention_batch_size": 2})
     mine = set(runs[::2])
-    first = await Retention(stack.resources, settings, owns=mine.__contains__).prune_once(
+    first = await Retention(stack.resources.state, settings, owns=mine.__contains__).prune_once(
         utcnow() + LATER
     )
     assert (first.runs, first.examined) == (3, 5)
     assert await _runs_left(stack, runs) == set(runs) - mine
-    other = await Retention(stack.resources, settings, owns=lambda run_id: True).prune_once(
+    other = await Retention(stack.resources.state, settings, owns=lambda run_id: True).prune_once(
         utcnow() + LATER
     )
     assert (other.runs, other.examined) == (2, 2)
@@ -206,7 +206,9 @@ async def test_a_pass_that_fails_half_way_deletes_no_row_and_the_next_finishes(
         monkeypatch.setattr(stack.resources.state.objects, "delete_prefix", down)
     else:
         monkeypatch.setattr(retention_module, "delete_checkpoint_threads", down)
-    retention = Retention(stack.resources, stack.settings.model_copy(update={"retention_days": 30}))
+    retention = Retention(
+        stack.resources.state, stack.settings.model_copy(update={"retention_days": 30})
+    )
     with pytest.raises(ConnectionRefusedError):
         await retention.prune_once(utcnow() + LATER)
     assert await _runs_left(stack, runs) == set(runs)
@@ -224,7 +226,9 @@ async def test_a_late_result_of_a_deleted_run_is_ignored(stack: Stack) -> None:
     the run stays deleted and the next run finishes."""
     (run_id,) = await _finished_runs(stack, 1)
     last = stack.worker.results[-1]
-    retention = Retention(stack.resources, stack.settings.model_copy(update={"retention_days": 30}))
+    retention = Retention(
+        stack.resources.state, stack.settings.model_copy(update={"retention_days": 30})
+    )
     assert (await retention.prune_once(utcnow() + LATER)).runs == 1
     await publish_result(stack.resources, TaskResult.model_validate(last.model_dump()))
     after = await stack.submit(SPEC)

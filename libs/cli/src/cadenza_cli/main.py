@@ -11,6 +11,7 @@ from cadenza_cli.guardrails import approvals_app, dead_letters_app
 from cadenza_cli.infra import infra_app
 from cadenza_cli.keys import keys_app
 from cadenza_cli.migrate import migrate_command
+from cadenza_cli.retention import retention_app
 from cadenza_cli.runs import run_command, runs_app
 from cadenza_cli.triggers import events_app, schedules_app, triggers_app
 from cadenza_cli.watch import watch_command
@@ -29,4 +30,5 @@ app.add_typer(schedules_app, name="schedules")
 app.add_typer(events_app, name="events")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(dead_letters_app, name="dead-letters")
+app.add_typer(retention_app, name="retention")
 services.register(app)

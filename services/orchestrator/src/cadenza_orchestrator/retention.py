@@ -29,12 +29,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from cadenza_runtime import Resources
-from cadenza_state import AuditLogEntry, RunRecord, TaskRecord, utcnow
+from cadenza_state import AuditLogEntry, RunRecord, StateRuntime, TaskRecord, utcnow
 from cadenza_state.checkpoints import delete_checkpoint_threads, thread_id
 from cadenza_state.models import TERMINAL_RUN_STATUSES
 from opentelemetry import trace
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from . import metrics, store
 from .settings import OrchestratorSettings
@@ -67,6 +66,19 @@ class Pruned:
 
 
 @dataclass(frozen=True)
+class Due:
+    """What a pass would delete: runs that finished before ``cutoff``, per tenant (how
+    many, and when the oldest finished)."""
+
+    cutoff: datetime
+    tenants: dict[str, tuple[int, datetime | None]]
+
+    @property
+    def runs(self) -> int:
+        return sum(n for n, _ in self.tenants.values())
+
+
+@dataclass(frozen=True)
 class _Candidate:
     run_id: str
     tenant_id: str
@@ -74,17 +86,18 @@ class _Candidate:
 
 
 class Retention:
-    """``Retention(resources, settings, owns)``; ``await prune_once()`` is one pass (tests,
-    operators); ``run_forever()`` passes every ``retention_interval_s`` while
-    ``retention_days`` is set."""
+    """``Retention(state, settings, owns)``; ``await prune_once()`` is one pass (tests,
+    operators: ``cadenza retention run``), ``await due()`` what a pass would delete
+    (``cadenza retention preview``); ``run_forever()`` passes every
+    ``retention_interval_s`` while ``retention_days`` is set."""
 
     def __init__(
         self,
-        resources: Resources,
+        state: StateRuntime,
         settings: OrchestratorSettings,
         owns: Callable[[str], bool] = lambda run_id: True,
     ) -> None:
-        self.resources = resources
+        self.state = state
         self.settings = settings
         self.owns = owns
         """Whether this process deletes a run (by id): the one that writes its state does."""
@@ -135,6 +148,24 @@ class Retention:
             )
         return pruned
 
+    async def due(self, now: datetime | None = None) -> Due:
+        """What a pass at ``now`` would delete, over every orchestrator's runs: per tenant,
+        how many runs and the oldest end."""
+        before = cutoff(now or utcnow(), self.settings.retention_days)
+        stmt = (
+            select(RunRecord.tenant_id, func.count(), func.min(RunRecord.finished_at))
+            .where(
+                RunRecord.finished_at.is_not(None),
+                RunRecord.finished_at < before,
+                RunRecord.status.in_(TERMINAL),
+            )
+            .group_by(RunRecord.tenant_id)
+            .order_by(RunRecord.tenant_id)
+        )
+        async with self.state.sessions() as session:
+            rows = (await session.execute(stmt)).all()
+        return Due(before, {tenant: (int(n), oldest) for tenant, n, oldest in rows})
+
     async def _candidates(
         self, before: datetime, after: tuple[datetime, str] | None
     ) -> list[_Candidate]:
@@ -150,7 +181,7 @@ class Retention:
             .order_by(RunRecord.finished_at, RunRecord.id)
             .limit(self.settings.retention_batch_size)
         )
-        async with self.resources.sessions() as session:
+        async with self.state.sessions() as session:
             rows = (await session.execute(stmt)).all()
         return [_Candidate(run_id, tenant, at) for run_id, tenant, at in rows if at is not None]
 
@@ -162,9 +193,9 @@ class Retention:
             run_ids = [c.run_id for c in runs]
             pruned.objects += await self._delete_objects(run_ids)
             pruned.checkpoints += await delete_checkpoint_threads(
-                self.resources.state.engine, await self._threads(run_ids)
+                self.state.engine, await self._threads(run_ids)
             )
-            async with self.resources.sessions() as session, session.begin():
+            async with self.state.sessions() as session, session.begin():
                 deleted = set(
                     (
                         await session.execute(
@@ -205,7 +236,7 @@ class Retention:
 
     async def _threads(self, run_ids: Sequence[str]) -> list[str]:
         """The checkpointer threads the runs' tasks may have: one per attempt."""
-        async with self.resources.sessions() as session:
+        async with self.state.sessions() as session:
             rows = await session.execute(
                 select(TaskRecord.id, TaskRecord.attempt).where(TaskRecord.run_id.in_(run_ids))
             )
@@ -213,7 +244,7 @@ class Retention:
 
     async def _delete_objects(self, run_ids: Sequence[str]) -> int:
         """Every run's ``runs/{id}/`` folder, a few runs at a time."""
-        objects = self.resources.objects
+        objects = self.state.objects
         limit = asyncio.Semaphore(OBJECT_CONCURRENCY)
 
         async def one(run_id: str) -> int:

@@ -39,7 +39,7 @@ class Orchestrator:
         self.sweeper = Sweeper(
             resources, self.settings, self.graphs, self.handlers.after_commit, self.sweeps
         )
-        self.retention = Retention(resources, self.settings, self.sweeps)
+        self.retention = Retention(resources.state, self.settings, self.sweeps)
         self.dead_letters = DeadLetterRecorder(resources)
         self._consumer: Consumer | None = None
         self._sweeping: asyncio.Task[None] | None = None
