@@ -21,7 +21,6 @@ from cadenza_events import (
     RunStopped,
     TaskReady,
     Topic,
-    batch_partition,
     encode,
 )
 from prometheus_client import REGISTRY
@@ -436,29 +435,6 @@ async def test_batch_consumer_gets_partition_batches_in_order(bus: Bus, unique_i
         seqs = [seq for b in batches for p, seq in b if p == plan]
         assert seqs == sorted(seqs)
         assert len(seqs) == 20
-
-
-async def test_a_batch_handler_knows_its_batch_s_partition(bus: Bus, unique_id: str) -> None:
-    """``batch_partition()``: inside a batch handler, the partition every record of the
-    batch came from — one per key, and every partition of the topic over enough keys; None
-    outside a batch."""
-    partitions: dict[str | None, set[tuple[str, int] | None]] = defaultdict(set)
-
-    async def handle(envs: Sequence[Envelope[Any]]) -> None:
-        for env in envs:
-            partitions[env.plan_id].add(batch_partition())
-
-    consumer = bus.batch_consumer([Topic.RUN_EVENTS], f"{unique_id}-g", handle)
-    await bus.publisher.publish_many(
-        [(Topic.RUN_EVENTS, run_event(f"plan-{i % 30}", i)) for i in range(90)]
-    )
-    await consumer.start()
-    await assert_eventually(lambda: len(partitions) == 30, timeout=30)
-    await consumer.stop()
-    topic = bus.registry.name(Topic.RUN_EVENTS)
-    assert all(len(seen) == 1 for seen in partitions.values()), partitions
-    assert set().union(*partitions.values()) == {(topic, p) for p in range(3)}
-    assert batch_partition() is None
 
 
 async def test_a_member_knows_which_keys_it_holds(bus: Bus, unique_id: str) -> None:

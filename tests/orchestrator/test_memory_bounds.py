@@ -111,27 +111,14 @@ def test_no_run_is_filled_past_the_run_bound_or_with_memory_off() -> None:
     assert not RunMemory(max_rows=0).may_fill("r1")
 
 
-PLANS, RESULTS = "cadenza.plan.requested", "cadenza.task.result"
-
-
-def test_a_rebalance_forgets_only_the_runs_of_partitions_that_went() -> None:
-    """``keep_assigned``: a run with a batch from a partition lost is forgotten (and its
-    rows uncounted); the others stay. A run of no known partition (a batch handled outside
-    a consumer) stays only when nothing was lost."""
+def test_a_rebalance_forgets_only_the_runs_whose_partition_is_not_held() -> None:
+    """``keep_where``: a run whose partition went elsewhere (False) or is not known (None)
+    is forgotten, and its rows uncounted; the others stay."""
     memory = RunMemory(max_rows=100)
-    for run_id, partitions in {
-        "stays": [(PLANS, 0), (RESULTS, 0)],
-        "went": [(PLANS, 1)],
-        "half": [(PLANS, 2), (RESULTS, 2)],
-        "unknown": [None],
-    }.items():
+    held = {"stays": True, "went": False, "unknown": None}
+    for run_id in held:
         memory.put(state(run_id, "ready", "pending"))
-        for partition in partitions:
-            memory.seen_on(run_id, partition)
-    memory.seen_on("not-held", (PLANS, 1))  # a run not held: nothing to tie
-    assert memory.keep_assigned(set()) == 0  # everything came back
-    assert len(memory) == 4
-    assert memory.keep_assigned({(PLANS, 1), (RESULTS, 2)}) == 3
+    assert memory.keep_where(held.__getitem__) == 2
     assert (len(memory), memory.rows) == (1, 2)
     assert memory.get("stays") is not None
-    assert all(memory.get(r) is None for r in ("went", "half", "unknown"))
+    assert all(memory.get(r) is None for r in ("went", "unknown"))

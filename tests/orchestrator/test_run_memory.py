@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from cadenza_events import Envelope, TaskError, TaskReady, TaskResult
+from cadenza_events import Envelope, TaskError, TaskReady, TaskResult, Topic
 from cadenza_orchestrator import metrics, store
 from cadenza_orchestrator.graph import GraphCache
 from cadenza_orchestrator.handlers import RunHandlers
@@ -414,17 +414,17 @@ def rebalanced(outcome: str) -> float:
     )
 
 
-async def planned_and_held(stack: Stack) -> tuple[str, list[TaskReady], tuple[str, int]]:
+async def planned_and_held(
+    stack: Stack,
+) -> tuple[str, list[TaskReady], set[tuple[str, int]]]:
     """A two-step run planned through the consumer, its `a` held by hand: (the run, what
-    was dispatched, the partition its plan.requested came from)."""
+    was dispatched, every partition of the orchestrator's two topics)."""
     held = hold_by_hand(stack)
     run_id = await stack.submit(TWO_STEPS)
     await assert_eventually(lambda: len(held) == 1)
-    state = handlers(stack).memory.get(run_id)
-    assert state is not None
-    (where,) = state.partitions  # its plan's batch; its results have not come yet
-    assert where[0].endswith("plan.requested")
-    return run_id, held, where
+    assert handlers(stack).memory.get(run_id) is not None
+    names = [stack.resources.registry.name(t) for t in (Topic.PLAN_REQUESTED, Topic.TASK_RESULT)]
+    return run_id, held, {(name, p) for name in names for p in range(3)}
 
 
 async def test_a_rebalance_keeps_the_runs_of_partitions_assigned_straight_back(
@@ -432,15 +432,19 @@ async def test_a_rebalance_keeps_the_runs_of_partitions_assigned_straight_back(
 ) -> None:
     """Kafka's assignors revoke every partition, then assign them again: a run whose
     partition came straight back is still this process's, held as it was, and its next
-    batch reads nothing."""
-    run_id, held, where = await planned_and_held(stack)
+    batch reads nothing — whether every partition came back, or only some (the consumer
+    still holds the run's)."""
+    run_id, held, every = await planned_and_held(stack)
     state = handlers(stack).memory.get(run_id)
-    others = {(where[0], where[1] + 1), ("cadenza.task.result", where[1])}
     kept, hits, rebuilt = rebalanced("kept"), memory_hits("hit"), memory_hits("rebuilt")
-    handlers(stack).revoked({where} | others)
-    handlers(stack).assigned({where} | others)
+    handlers(stack).revoked(every)
+    handlers(stack).assigned(every)
     assert handlers(stack).memory.get(run_id) is state
-    assert rebalanced("kept") >= kept + 1
+    assert stack.orchestrator.holds(run_id) is True
+    handlers(stack).revoked(every)
+    handlers(stack).assigned(every - {min(every)})  # some went elsewhere: asks the consumer
+    assert handlers(stack).memory.get(run_id) is state
+    assert rebalanced("kept") >= kept + 2
     await handlers(stack).handle_batch([succeeded(held[0])])
     assert (memory_hits("hit"), memory_hits("rebuilt")) == (hits + 1, rebuilt)
     await assert_memory_is_the_database(stack, run_id)
@@ -451,15 +455,16 @@ async def test_a_rebalance_forgets_the_runs_of_partitions_that_went(
 ) -> None:
     """A run whose partition went to another process may now be that one's to write: it
     is forgotten at the assignment, and its next batch here (the partition back again)
-    reads it whole, and its span says so. Its other partitions coming back changes
-    nothing."""
-    run_id, held, where = await planned_and_held(stack)
+    reads it whole, and its span says so."""
+    run_id, held, every = await planned_and_held(stack)
     forgotten = rebalanced("forgotten")
-    stays = ("cadenza.task.result", where[1] + 1)
-    handlers(stack).revoked({where, stays})
-    handlers(stack).assigned({stays})
+    handlers(stack).revoked(every)
+    # The consumer after the rebalance: the run's partition is another member's now.
+    monkeypatch.setattr(handlers(stack), "holds", lambda r: r != run_id)
+    handlers(stack).assigned(every - {min(every)})
     assert handlers(stack).memory.get(run_id) is None
     assert rebalanced("forgotten") >= forgotten + 1
+    monkeypatch.undo()
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -481,11 +486,11 @@ async def test_a_run_kept_across_a_rebalance_but_written_meanwhile_is_caught_by_
     between (this process was dropped from the group for a generation): the run kept is
     stale. Its next batch here fails the guard, is applied the locked way from the
     database, and the run ends as if nothing had been kept."""
-    run_id, held, where = await planned_and_held(stack)
-    handlers(stack).revoked({where})
+    run_id, held, every = await planned_and_held(stack)
+    handlers(stack).revoked(every)
     await elsewhere(stack).handle_batch([succeeded(held[0])])  # a done, b dispatched there
     await assert_eventually(lambda: len(held) == 2)
-    handlers(stack).assigned({where})
+    handlers(stack).assigned(every)
     assert handlers(stack).memory.get(run_id) is not None  # kept, and behind the database
     before = locked_again("task.result")
     await handlers(stack).handle_batch([succeeded(held[1])])

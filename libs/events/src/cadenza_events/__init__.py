@@ -43,7 +43,6 @@ from .payloads import (
     TaskReady,
     TaskResult,
 )
-from .runner import batch_partition
 from .settings import BusSettings
 from .topics import Topic, TopicRegistry
 
@@ -88,7 +87,6 @@ __all__ = [
     "Topic",
     "TopicRegistry",
     "Unavailable",
-    "batch_partition",
     "batched_event_id",
     "create_bus",
     "decode",

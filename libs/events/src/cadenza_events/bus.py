@@ -84,8 +84,7 @@ class ConsumerOptions:
     """Called with every ``(topic, partition)`` pair this consumer holds after a rebalance,
     before any of their records is handled: with ``on_revoked`` just before, what the
     handler kept for a partition assigned straight back is still its own, and what it kept
-    for one that went is not. A batch handler learns its batch's partition from
-    ``batch_partition()``."""
+    for one that went is not (``Consumer.holds_key`` says which keys it holds now)."""
 
 
 class Publisher(Protocol):

@@ -14,7 +14,6 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from functools import partial
 from typing import Any, Protocol
 
@@ -38,17 +37,6 @@ from .topics import Topic, TopicRegistry
 from .tracing import batch_span, consume_span
 
 log = logging.getLogger("cadenza.events.consumer")
-
-_BATCH_PARTITION: ContextVar[TopicPartition | None] = ContextVar(
-    "cadenza_batch_partition", default=None
-)
-
-
-def batch_partition() -> TopicPartition | None:
-    """The ``(topic, partition)`` of the batch a batch handler is handling (None outside a
-    consumer's batch: a handler called directly, a per-message handler). What a handler
-    keeps per partition is tied to it here, and let go on ``ConsumerOptions.on_assigned``."""
-    return _BATCH_PARTITION.get()
 
 
 def _should_retry(exc: BaseException) -> bool:
@@ -350,7 +338,6 @@ class ConsumerRunner:
         if not decoded:
             return
         topic = decoded[0][0].topic
-        _BATCH_PARTITION.set((topic, decoded[0][0].partition))  # this batch's own task
         metrics.BATCH_SIZE.labels(self.group).observe(len(decoded))
         try:
             with batch_span(self.group, topic, decoded):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +34,6 @@ from cadenza_events import (
     RunCancelRequested,
     RunResumeRequested,
     TaskResult,
-    batch_partition,
 )
 from cadenza_events.tracing import context_of, continued
 from cadenza_runtime import Resources, labelled
@@ -103,6 +102,9 @@ class RunHandlers:
         """Whole runs this process planned or rebuilt: their results batches read nothing."""
         self._revoked: set[tuple[str, int]] = set()
         """Partitions revoked since the last assignment (``revoked``, ``assigned``)."""
+        self.holds: Callable[[str], bool | None] = lambda run_id: None
+        """Whether this process holds a run's partition now (the consumer's assignment and
+        partitioner; None: not known). Set by the orchestrator once it consumes."""
 
     def revoked(self, partitions: set[tuple[str, int]]) -> None:
         """A rebalance took partitions from this process (Kafka's assignors are eager: all
@@ -112,12 +114,13 @@ class RunHandlers:
         self._revoked |= partitions
 
     def assigned(self, partitions: set[tuple[str, int]]) -> None:
-        """The rebalance's assignment: forget the runs of the partitions that went
-        elsewhere; keep those of the partitions assigned straight back, so their next
-        batches read nothing (``_rebuild`` reads a forgotten one whole on its next batch)."""
+        """The rebalance's assignment: when partitions went elsewhere, forget the runs whose
+        partition is not held any more; keep those of the partitions assigned straight back,
+        so their next batches read nothing (``_rebuild`` reads a forgotten one whole on its
+        next batch)."""
         lost, self._revoked = self._revoked - partitions, set()
         held = len(self.memory)
-        forgotten = self.memory.keep_assigned(lost)
+        forgotten = self.memory.keep_where(self.holds) if lost else 0
         if held:
             log.info(
                 "rebalance: %d partition(s) went elsewhere; kept %d run(s) held, forgot %d",
@@ -341,9 +344,7 @@ class RunHandlers:
     ) -> None:
         """After a guarded write held: a run known whole is now what its transition held
         (and the attempts recorded); a run planned here enters whole; a run that finished,
-        or whose transition changed rows it did not hold, is forgotten. A run held is tied
-        to the batch's partition (``assigned``)."""
-        where = batch_partition()
+        or whose transition changed rows it did not hold, is forgotten."""
         for run_id, a in zip(by_run, applied, strict=True):
             state = known.get(run_id)
             transition = a.transition if a is not None else None
@@ -358,7 +359,6 @@ class RunHandlers:
                 self.memory.put(RunState(transition.run, dict(transition.tasks)))
             else:  # written from what the batch read: memory, if any, is behind
                 self.memory.forget([run_id])
-            self.memory.seen_on(run_id, where)
         metrics.RUN_MEMORY_ROWS.set(self.memory.rows)
 
     @staticmethod

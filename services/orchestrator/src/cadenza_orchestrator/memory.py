@@ -25,17 +25,18 @@ waits for no read, and only runs still being answered are read. A rebuilt run en
 into room left (it never pushes a held run out); one too big for it is not read whole
 again.
 
-A rebalance keeps what it can: each run remembers the partitions its batches came from, and
-after a rebalance only the runs of a partition that went elsewhere are forgotten
-(``keep_assigned``). Kafka's assignors are eager — every partition is revoked, then
-assigned again — so without this every rebalance (a second orchestrator joining, one
-leaving) would make the survivor read every run it is busy with again.
+A rebalance keeps what it can: after one that took partitions away, only the runs whose
+``task.result`` partition this process no longer holds are forgotten (``keep_where``, asked
+of the consumer's own partitioner: a run's plan, commands and results share its partition
+number). Kafka's assignors are eager — every partition is revoked, then assigned again —
+so without this every rebalance (a second orchestrator joining, one leaving) would make the
+survivor read every run it is busy with again.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .outcome import HELD, OPEN, TERMINAL
@@ -58,10 +59,6 @@ class RunState:
     rows: dict[str, TaskRow]
     attempts: set[tuple[str, int]] = field(default_factory=set)
     """``(task_id, attempt)`` of every attempt recorded for the run's tasks."""
-    partitions: set[tuple[str, int]] = field(default_factory=set)
-    """The ``(topic, partition)`` pairs its batches came from (its plan.requested's and its
-    task.result's: keyed by run, one of each): it is kept across a rebalance that gives all
-    of them back (``keep_assigned``)."""
     waiting: set[str] = field(init=False)
     """Ids of the rows whose status is open or held (``has_open_tasks``'s question), kept
     as rows are absorbed rather than scanned for at each batch's end."""
@@ -173,24 +170,14 @@ class RunMemory:
         self._big.clear()
         self._rows = 0
 
-    def seen_on(self, run_id: str, partition: tuple[str, int] | None) -> None:
-        """A batch of a held run came from ``partition`` (None: unknown)."""
-        state = self._runs.get(run_id)
-        if state is not None and partition is not None:
-            state.partitions.add(partition)
-
-    def keep_assigned(self, lost: set[tuple[str, int]]) -> int:
-        """After a rebalance that took ``lost`` away: forget the runs with a batch from one
-        of them, and, unless nothing was lost, those of no known partition; returns how
+    def keep_where(self, holds: Callable[[str], bool | None]) -> int:
+        """After a rebalance that took partitions away: forget every run ``holds`` does not
+        answer True for (False: its partition went elsewhere; None: not known); returns how
         many were forgotten. The others' partitions came straight back: no one else
         consumed them in between, unless the group dropped this process meanwhile (it
         stalled past its session); then the guard of each stale run's next write fails,
         and that batch is applied the locked way."""
-        gone = [
-            run_id
-            for run_id, state in self._runs.items()
-            if state.partitions & lost or (lost and not state.partitions)
-        ]
+        gone = [run_id for run_id in self._runs if holds(run_id) is not True]
         self.forget(gone)
         return len(gone)
 

@@ -60,6 +60,7 @@ class Orchestrator:
             on_revoked=self.handlers.revoked,
             on_assigned=self.handlers.assigned,
         )
+        self.handlers.holds = self.holds
         self._consumer = self.resources.bus.batch_consumer(
             [Topic.PLAN_REQUESTED, Topic.TASK_RESULT],
             self.settings.group,
@@ -90,15 +91,21 @@ class Orchestrator:
             self._consumer = None
         log.info("orchestrator stopped")
 
+    def holds(self, run_id: str) -> bool | None:
+        """Whether this process holds the run's ``task.result`` partition (co-partitioned:
+        its plan and commands too); None while not consuming or the partitions are not
+        known yet."""
+        if self._consumer is None:
+            return None
+        return self._consumer.holds_key(Topic.TASK_RESULT, run_id)
+
     def sweeps(self, run_id: str) -> bool:
         """Whether this orchestrator's sweeper (and retention) looks at the run: the member of the group
         that holds the run's ``task.result`` partition (it applies the run's results and,
         co-partitioned, its plan and commands) does; the others leave it. Not consuming
         (tools, tests) or the partitions not known yet: it looks, and the run's lock keeps
         two sweepers from dispatching one attempt twice."""
-        if self._consumer is None:
-            return True
-        return self._consumer.holds_key(Topic.TASK_RESULT, run_id) is not False
+        return self.holds(run_id) is not False
 
     async def sweep_once(self) -> int:
         """One sweeper pass (tests and operators); returns the tasks it acted on."""
