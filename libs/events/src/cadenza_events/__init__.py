@@ -2,6 +2,7 @@
 
 from .broadcast import Listener
 from .bus import (
+    BACKGROUND_FETCH_WAIT_MS,
     BatchHandler,
     Bus,
     Consumer,
@@ -47,6 +48,7 @@ from .settings import BusSettings
 from .topics import Topic, TopicRegistry
 
 __all__ = [
+    "BACKGROUND_FETCH_WAIT_MS",
     "DEFAULT_TENANT",
     "PAYLOAD_TYPES",
     "BatchHandler",

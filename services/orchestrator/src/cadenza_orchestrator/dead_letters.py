@@ -17,7 +17,14 @@ import base64
 import logging
 from typing import Any
 
-from cadenza_events import Consumer, ConsumerOptions, DeadLetter, Envelope, Topic
+from cadenza_events import (
+    BACKGROUND_FETCH_WAIT_MS,
+    Consumer,
+    ConsumerOptions,
+    DeadLetter,
+    Envelope,
+    Topic,
+)
 from cadenza_runtime import Resources, is_outage
 from cadenza_state import DeadLetterRecord, DeadLetterStatus
 from opentelemetry import trace
@@ -81,7 +88,10 @@ class DeadLetterRecorder:
     async def start(self) -> None:
         if self._consumer is not None:
             return
-        options = ConsumerOptions(concurrency=1, is_outage=is_outage)
+        # A dead letter may wait half a second to be recorded: idle, two fetches a second.
+        options = ConsumerOptions(
+            concurrency=1, is_outage=is_outage, fetch_wait_ms=BACKGROUND_FETCH_WAIT_MS
+        )
         consumer = self.resources.bus.consumer([Topic.DLQ], self.group, self.handle, options)
         await consumer.start()
         self._consumer = consumer

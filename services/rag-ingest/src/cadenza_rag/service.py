@@ -13,7 +13,14 @@ import logging
 import time
 from typing import Any
 
-from cadenza_events import Consumer, ConsumerOptions, DocIngest, Envelope, Topic
+from cadenza_events import (
+    BACKGROUND_FETCH_WAIT_MS,
+    Consumer,
+    ConsumerOptions,
+    DocIngest,
+    Envelope,
+    Topic,
+)
 from cadenza_retrieval import DocumentInfo, Retriever, resolve_content_type
 from cadenza_runtime import Resources, is_outage
 from cadenza_state import DocumentRecord, DocumentStatus, ObjectNotFound
@@ -56,7 +63,12 @@ class RagIngest:
             [Topic.DOC_INGEST],
             "cadenza-rag-ingest",
             self.handle,
-            ConsumerOptions(concurrency=self._settings.concurrency, is_outage=is_outage),
+            ConsumerOptions(
+                concurrency=self._settings.concurrency,
+                is_outage=is_outage,
+                # A document may wait half a second to be read: idle, two fetches a second.
+                fetch_wait_ms=BACKGROUND_FETCH_WAIT_MS,
+            ),
         )
         await self._consumer.start()
 
