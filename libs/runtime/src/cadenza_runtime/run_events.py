@@ -39,7 +39,7 @@ tracer = trace.get_tracer("cadenza.run_events")
 TERMINAL_KINDS = frozenset({"run.succeeded", "run.failed", "run.cancelled", "run.budget_exceeded"})
 DEFAULT_TTL_S = 7 * 86_400
 DEFAULT_ENDED_TTL_S = 86_400
-RECORDER_FETCH_WAIT_MS = 20
+RECORDER_FETCH_WAIT_MS = 100
 
 RECORDED = Counter(
     "cadenza_run_events_recorded_total",
@@ -292,8 +292,11 @@ class RunEventRecorder:
             concurrency=500,
             shutdown_grace_s=5.0,
             is_outage=is_outage,
-            # A log's reader sees an event up to 20 ms later; under load the recorder makes
-            # one fetch per 16 KiB of events instead of one per record.
+            # A log's reader sees an event up to 100 ms later (a human watching a run does
+            # not notice); under load the recorder makes one fetch per 16 KiB of events
+            # instead of one per record, and idle five a second instead of fifty (20 ms
+            # until the nineteenth session: bench/dispatch.py's CPU per task -4 %,
+            # docs/benchmarks.md).
             fetch_wait_ms=RECORDER_FETCH_WAIT_MS,
         )
         self._consumer: Consumer | None = None
