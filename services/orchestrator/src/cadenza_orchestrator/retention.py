@@ -215,7 +215,7 @@ class Retention:
                 for c in runs:
                     if c.run_id in deleted:
                         by_tenant[c.tenant_id].append(c.run_id)
-                for tenant, run_ids in by_tenant.items():
+                for tenant, ids in by_tenant.items():
                     session.add(
                         AuditLogEntry(
                             tenant_id=tenant,
@@ -225,8 +225,8 @@ class Retention:
                             data={
                                 "reason": "retention",
                                 "finished_before": before.isoformat(),
-                                "runs": len(run_ids),
-                                "run_ids": run_ids,
+                                "runs": len(ids),
+                                "run_ids": ids,
                             },
                         )
                     )

@@ -86,6 +86,7 @@ class OrchestratorSettings(BaseSettings):
     retention_batch_size: int = Field(
         default=500,
         ge=1,
+        le=10_000,  # one statement's ids: SQLite caps the variables of one at 32,766
         description="Finished runs read, and deleted in one transaction, per page of a "
         "retention pass.",
     )
