@@ -134,6 +134,10 @@ def deployment(
             "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "100",
             "CADENZA_ORCHESTRATOR_METRICS_PORT": str(free_port()),
+            # Retention on, passing every second: its panel has data (today's runs are
+            # kept: the cutoff is never later than the start of the month).
+            "CADENZA_ORCHESTRATOR_RETENTION_DAYS": "30",
+            "CADENZA_ORCHESTRATOR_RETENTION_INTERVAL_S": "1",
             "CADENZA_WORKER_METRICS_PORT": str(free_port()),
             "CADENZA_RAG_METRICS_PORT": str(free_port()),
             "CADENZA_LLM_CASSETTE_MODE": "replay",
