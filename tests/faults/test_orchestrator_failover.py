@@ -23,6 +23,7 @@ from support.drills import (
     finished,
     finished_runs,
     redispatches,
+    scrape_by,
     scrape_total,
     start_run,
     succeeded_count,
@@ -159,23 +160,23 @@ async def test_a_second_orchestrator_joins_mid_run(
         api,
         db,
     ):
-        # Twelve long chains (~20 s of sleeps each) over the partitions: at the rebalance
-        # the first holds them all, and some are on partitions that stay, some on those
-        # that go (all twelve on one side: 1 chance in 2,000). Long enough that none has
-        # finished by then on a loaded machine: a finished run is held by no one, and the
-        # workers' own partitioning can make the runs of the partitions that stay finish
-        # first.
-        runs = [await start_run(api, effect_chain(f"chain{i}", 25, 0.8)) for i in range(12)]
+        # 24 long chains (~20 s of sleeps each) over three partitions: at the rebalance the
+        # first holds them all, and keeps one or two of the partitions (none of 24 on the
+        # one it keeps: 1 chance in 16,000; with twelve it was 1 in 130). Long enough that
+        # none has finished by then on a loaded machine: a finished run is held by no one.
+        runs = [await start_run(api, effect_chain(f"chain{i}", 25, 0.8)) for i in range(24)]
 
         async def all_under_way() -> bool:
             return all([await succeeded_count(db, run_id) >= 1 for run_id in runs])
 
         await assert_eventually(all_under_way, timeout=60, interval=0.1)
-        before = {o: await scrape_total(metrics[0], REBALANCED, outcome=o) for o in OUTCOMES}
+        # Each outcome of a rebalance read in ONE scrape: the two counters move in one call,
+        # and two scrapes could straddle it (kept read before, forgotten after).
+        before = await scrape_by(metrics[0], REBALANCED, "outcome", OUTCOMES)
         cluster.start_orchestrator({"CADENZA_ORCHESTRATOR_METRICS_PORT": str(ports[1])})
 
         async def rebalanced() -> dict[str, float]:
-            now = {o: await scrape_total(metrics[0], REBALANCED, outcome=o) for o in OUTCOMES}
+            now = await scrape_by(metrics[0], REBALANCED, "outcome", OUTCOMES)
             moved = {o: now[o] - before[o] for o in OUTCOMES}
             assert moved["forgotten"] > 0, f"no run forgotten yet: {moved}"
             return moved

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -386,17 +386,32 @@ async def attempts_above_one(db: AsyncEngine, run_ids: list[str]) -> list[str]:
         return [f"{run} {node}[{index}] attempt {attempt}" for run, node, index, attempt in rows]
 
 
-async def scrape_total(url: str, metric: str, **labels: str) -> float:
-    """Sum of the samples of ``metric`` (a counter) at a /metrics endpoint: every label's,
-    or only those with ``labels``."""
+async def _scrape(url: str, metric: str) -> list[Any]:
+    """The samples of ``metric`` (a counter) at a /metrics endpoint, from ONE request."""
     from prometheus_client.parser import text_string_to_metric_families
 
     async with httpx.AsyncClient(timeout=5) as client:
         body = (await client.get(url)).text
-    return sum(
-        sample.value
+    return [
+        sample
         for family in text_string_to_metric_families(body)
         for sample in family.samples
         if sample.name in (metric, f"{metric}_total")
-        and all(sample.labels.get(k) == v for k, v in labels.items())
+    ]
+
+
+async def scrape_total(url: str, metric: str, **labels: str) -> float:
+    """Sum of the samples of ``metric`` (a counter) at a /metrics endpoint: every label's,
+    or only those with ``labels``."""
+    return sum(
+        sample.value
+        for sample in await _scrape(url, metric)
+        if all(sample.labels.get(k) == v for k, v in labels.items())
     )
+
+
+async def scrape_by(url: str, metric: str, label: str, values: Sequence[str]) -> dict[str, float]:
+    """``scrape_total`` of each of ``values`` of ``label``, all from ONE scrape: counters
+    that move together (one call increments both) are read at one moment."""
+    samples = await _scrape(url, metric)
+    return {v: sum(s.value for s in samples if s.labels.get(label) == v) for v in values}
