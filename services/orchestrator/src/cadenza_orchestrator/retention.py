@@ -28,6 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from cadenza_state import AuditLogEntry, RunRecord, StateRuntime, TaskRecord, utcnow
 from cadenza_state.checkpoints import delete_checkpoint_threads, thread_id
@@ -52,6 +53,15 @@ def cutoff(now: datetime, retention_days: float) -> datetime:
     than the start of ``now``'s UTC month (the tenant budgets' longest period)."""
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     return min(now - timedelta(days=retention_days), month_start)
+
+
+def _finished_before(before: datetime) -> list[Any]:
+    """The runs a pass deletes: in a terminal status, finished before the cutoff."""
+    return [
+        RunRecord.finished_at.is_not(None),
+        RunRecord.finished_at < before,
+        RunRecord.status.in_(TERMINAL),
+    ]
 
 
 @dataclass
@@ -154,11 +164,7 @@ class Retention:
         before = cutoff(now or utcnow(), self.settings.retention_days)
         stmt = (
             select(RunRecord.tenant_id, func.count(), func.min(RunRecord.finished_at))
-            .where(
-                RunRecord.finished_at.is_not(None),
-                RunRecord.finished_at < before,
-                RunRecord.status.in_(TERMINAL),
-            )
+            .where(*_finished_before(before))
             .group_by(RunRecord.tenant_id)
             .order_by(RunRecord.tenant_id)
         )
@@ -173,9 +179,7 @@ class Retention:
         stmt = (
             select(RunRecord.id, RunRecord.tenant_id, RunRecord.finished_at)
             .where(
-                RunRecord.finished_at.is_not(None),
-                RunRecord.finished_at < before,
-                RunRecord.status.in_(TERMINAL),
+                *_finished_before(before),
                 *store.keyset_after(RunRecord.finished_at, RunRecord.id, after),
             )
             .order_by(RunRecord.finished_at, RunRecord.id)
@@ -204,8 +208,7 @@ class Retention:
                                 RunRecord.id.in_(run_ids),
                                 # Again, under the delete's row locks: a run resumed since
                                 # the page was read is running, and stays.
-                                RunRecord.status.in_(TERMINAL),
-                                RunRecord.finished_at < before,
+                                *_finished_before(before),
                             )
                             .returning(RunRecord.id)
                         )

@@ -100,9 +100,9 @@ class Orchestrator:
         return self._consumer.holds_key(Topic.TASK_RESULT, run_id)
 
     def sweeps(self, run_id: str) -> bool:
-        """Whether this orchestrator's sweeper (and retention) looks at the run: the member of the group
-        that holds the run's ``task.result`` partition (it applies the run's results and,
-        co-partitioned, its plan and commands) does; the others leave it. Not consuming
+        """Whether this orchestrator's sweeper (and retention) looks at the run: the member
+        of the group that holds the run's ``task.result`` partition (it applies the run's
+        results and, co-partitioned, its plan and commands) does; the others leave it. Not consuming
         (tools, tests) or the partitions not known yet: it looks, and the run's lock keeps
         two sweepers from dispatching one attempt twice."""
         return self.holds(run_id) is not False
