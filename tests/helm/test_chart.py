@@ -232,6 +232,16 @@ def test_orchestrator_retention_is_a_value(render: Render) -> None:
         assert env_of(c)["CADENZA_ORCHESTRATOR_RETENTION_DAYS"] == expected
 
 
+def test_trigger_ledger_retention_is_a_value(render: Render) -> None:
+    """Off by default (every ledger row kept); ``trigger.ledgerRetentionDays`` sets it."""
+    for args, expected in (([], "0"), (["--set", "trigger.ledgerRetentionDays=60"], "60")):
+        docs = render(*values("default"), *args)
+        (c,) = one(docs, "Deployment", "rel-cadenza-trigger")["spec"]["template"]["spec"][
+            "containers"
+        ]
+        assert env_of(c)["CADENZA_TRIGGER_LEDGER_RETENTION_DAYS"] == expected
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -244,6 +254,7 @@ def test_orchestrator_retention_is_a_value(render: Render) -> None:
         (["--set", "s3.bucket=Bad_Bucket"], "s3/bucket"),
         (["--set", "logLevel=LOUD"], "logLevel"),
         (["--set", "orchestrator.retentionDays=-1"], "orchestrator/retentionDays"),
+        (["--set", "trigger.ledgerRetentionDays=-3"], "trigger/ledgerRetentionDays"),
     ],
 )
 def test_bad_values_fail(helm: Path, args: list[str], message: str) -> None:

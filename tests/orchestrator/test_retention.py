@@ -16,6 +16,7 @@ from cadenza_orchestrator import retention as retention_module
 from cadenza_orchestrator.retention import Retention, cutoff
 from cadenza_state import (
     AuditLogEntry,
+    DeletedRunRecord,
     LLMCallRecord,
     RunRecord,
     TaskAttemptRecord,
@@ -116,8 +117,9 @@ async def _llm_call(stack: Stack, run_id: str, task_id: str) -> None:
 
 async def test_runs_finished_before_the_cutoff_are_deleted_whole(stack: Stack) -> None:
     """Rows (run, tasks, attempts, LLM calls), objects under ``runs/{id}/`` and agent
-    checkpoints of the old runs go, with one audit entry naming them; a running run and
-    everything of it stays, and so does every run while the cutoff is not past it."""
+    checkpoints of the old runs go, with one audit entry naming them and a tombstone each; a
+    running run and everything of it stays, and so does every run while the cutoff is not
+    past it."""
     await stack.restart_orchestrator(retention_days=30)
 
     async def hold_c(ready: TaskReady, params: dict[str, Any]) -> Reply:
@@ -162,9 +164,15 @@ async def test_runs_finished_before_the_cutoff_are_deleted_whole(stack: Stack) -
                 select(AuditLogEntry).where(AuditLogEntry.action == "runs.deleted")
             )
         ).all()
+        tombstones = (await session.scalars(select(DeletedRunRecord))).all()
     assert [(a.tenant_id, a.actor, sorted(a.data["run_ids"])) for a in audit] == [
         ("acme", "system:retention", sorted(old))
     ]
+    # A tombstone per deleted run (the API's 410), with when it had finished.
+    assert sorted((t.id, t.tenant_id, t.reason) for t in tombstones) == [
+        (run_id, "acme", "retention") for run_id in sorted(old)
+    ]
+    assert all(t.finished_at is not None and t.deleted_at is not None for t in tombstones)
     # Again: nothing left to delete.
     assert (await stack.orchestrator.prune_once(utcnow() + LATER)).runs == 0
 

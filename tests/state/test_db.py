@@ -57,6 +57,7 @@ TABLES = {
     "schedule_fires",
     "approvals",
     "dead_letters",
+    "deleted_runs",
 }
 
 

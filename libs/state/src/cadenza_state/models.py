@@ -173,6 +173,20 @@ class RunRecord(Base):
     )
 
 
+class DeletedRunRecord(Base):
+    """A tombstone: the run of this id was deleted by retention, so the API answers 410 Gone
+    (with when and why) instead of 404. Written in the transaction that deletes the run;
+    kept as long as the audit log, a few dozen bytes a run."""
+
+    __tablename__ = "deleted_runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    finished_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime] = _created_at()
+    reason: Mapped[str] = mapped_column(String(64))
+
+
 class TaskRecord(Base):
     """One executable task instance: a spec node, or one item of a fan-out node."""
 
@@ -660,7 +674,11 @@ class TriggeredEventRecord(Base):
     second run (the unique constraint refuses it)."""
 
     __tablename__ = "triggered_events"
-    __table_args__ = (UniqueConstraint("tenant_id", "trigger_name", "dedupe_key"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "trigger_name", "dedupe_key"),
+        # The trigger service's ledger retention, oldest first.
+        Index(None, "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(128))
@@ -700,6 +718,9 @@ class ScheduleFireRecord(Base):
     why it was skipped): the primary key (schedule, fire time) makes a tick fire once."""
 
     __tablename__ = "schedule_fires"
+    # The trigger service's ledger retention, oldest first (the primary key leads with the
+    # schedule, so it cannot serve a scan over every schedule).
+    __table_args__ = (Index(None, "fire_time"),)
 
     schedule_id: Mapped[str] = mapped_column(
         ForeignKey("schedules.id", ondelete="CASCADE"), primary_key=True

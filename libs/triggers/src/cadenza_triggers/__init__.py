@@ -12,6 +12,7 @@ from .cloudevents import (
     kafka_decoder,
 )
 from .firing import PassReport, fire_due
+from .ledgers import LedgerPruned, prune_ledgers
 from .matching import FilterFailed, InvalidInputs, MappingFailed, Trigger, WorkflowMissing
 from .schedules import CatchUp, Overlap, ScheduleSpec, due_ticks, next_fire, upcoming
 from .spec import EventFilter, TriggerSpec
@@ -32,6 +33,7 @@ __all__ = [
     "EventFilter",
     "FilterFailed",
     "InvalidInputs",
+    "LedgerPruned",
     "MappingFailed",
     "Overlap",
     "PassReport",
@@ -52,6 +54,7 @@ __all__ = [
     "load_triggers",
     "next_fire",
     "prepare_run",
+    "prune_ledgers",
     "start_for_event",
     "upcoming",
 ]

@@ -131,6 +131,12 @@ class RunNotFound(ProblemError):
     status, slug, title = 404, "run-not-found", "Run not found"
 
 
+class RunDeleted(ProblemError):
+    """The run existed and was deleted by run history retention (docs/state.md)."""
+
+    status, slug, title = 410, "run-deleted", "Run deleted"
+
+
 class EvaluationNotFound(ProblemError):
     status, slug, title = 404, "evaluation-not-found", "Evaluation not found"
 

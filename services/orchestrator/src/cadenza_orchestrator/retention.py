@@ -9,14 +9,15 @@ reached a terminal status before the cutoff:
   gone, which the next pass deletes, never objects no row points to any more;
 - then the agent loops' LangGraph checkpoints (thread ``{task id}:{attempt}``);
 - then, in ONE transaction per page, the run rows, whose foreign keys take their tasks,
-  attempts, tool effects, holds, LLM calls and tool calls with them, and one audit entry
-  per tenant naming the runs deleted.
+  attempts, tool effects, holds, LLM calls and tool calls with them, one audit entry per
+  tenant naming the runs deleted, and a tombstone per run (``deleted_runs``: the API then
+  answers 410 Gone, not 404).
 
 The cutoff is ``now - retention_days`` but never later than the start of the current UTC
 month: a tenant's day and month budgets are counted from ``llm_calls``, so a run that may
-still count towards one is kept whatever the setting. The audit log, dead letters and the
-dedupe ledgers of triggers and schedules (``triggered_events``, ``schedule_fires``) are left
-alone: they are what makes an effect happen once, or what an auditor reads.
+still count towards one is kept whatever the setting. The audit log and dead letters are
+left alone; the dedupe ledgers of triggers and schedules (``triggered_events``,
+``schedule_fires``) have their own retention in the trigger service, which writes them.
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from cadenza_state import AuditLogEntry, RunRecord, StateRuntime, TaskRecord, utcnow
+from cadenza_state import (
+    AuditLogEntry,
+    DeletedRunRecord,
+    RunRecord,
+    StateRuntime,
+    TaskRecord,
+    utcnow,
+)
 from cadenza_state.checkpoints import delete_checkpoint_threads, thread_id
 from cadenza_state.models import TERMINAL_RUN_STATUSES
 from opentelemetry import trace
@@ -218,6 +226,14 @@ class Retention:
                 for c in runs:
                     if c.run_id in deleted:
                         by_tenant[c.tenant_id].append(c.run_id)
+                        session.add(
+                            DeletedRunRecord(
+                                id=c.run_id,
+                                tenant_id=c.tenant_id,
+                                finished_at=c.finished_at,
+                                reason="retention",
+                            )
+                        )
                 for tenant, ids in by_tenant.items():
                     session.add(
                         AuditLogEntry(

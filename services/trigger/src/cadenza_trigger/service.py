@@ -1,4 +1,5 @@
-"""The trigger service: the upstream-topic consumer and the scheduler, in one process.
+"""The trigger service: the upstream-topic consumer, the scheduler and the retention of their
+dedupe ledgers, in one process.
 
 Why its own process (not inside the gateway): consuming is scaled by the consumer group's
 partitions and the gateway by HTTP load; a slow upstream burst (or a tenant at its run
@@ -12,6 +13,7 @@ from __future__ import annotations
 from cadenza_runtime import Resources
 
 from .consumer import TriggerConsumer
+from .ledger_retention import LedgerRetention
 from .scheduler import Scheduler
 from .settings import TriggerSettings
 
@@ -21,13 +23,16 @@ class TriggerService:
         self.settings = settings or TriggerSettings()
         self.consumer = TriggerConsumer(resources, self.settings)
         self.scheduler = Scheduler(resources, self.settings)
+        self.ledger_retention = LedgerRetention(resources, self.settings)
 
     async def start(self) -> None:
         if self.settings.consumer_enabled:
             await self.consumer.start()
         if self.settings.scheduler_enabled:
             await self.scheduler.start()
+        await self.ledger_retention.start()
 
     async def stop(self) -> None:
+        await self.ledger_retention.stop()
         await self.scheduler.stop()
         await self.consumer.stop()

@@ -50,6 +50,23 @@ class TriggerSettings(BaseSettings):
     backpressure_poll_s: float = Field(
         default=1.0, gt=0, description="How often a paused event re-checks its tenant's runs."
     )
+    ledger_retention_days: float = Field(
+        default=0,
+        ge=0,
+        description="Delete dedupe ledger rows (`triggered_events`, `schedule_fires`) older "
+        "than this many days; 0 keeps them forever. Keep it longer than the upstream topics' "
+        "retention: an event redelivered or replayed after its row is gone starts a second "
+        'run (docs/state.md, "Retention").',
+    )
+    ledger_retention_interval_s: float = Field(
+        default=3600.0, gt=0, description="Seconds between two ledger retention passes."
+    )
+    ledger_retention_batch_size: int = Field(
+        default=1000,
+        ge=1,
+        le=10_000,
+        description="Ledger rows deleted per transaction of a pass.",
+    )
     metrics_port: int = Field(
         default=9106, ge=0, description="Prometheus /metrics port (0 disables)."
     )

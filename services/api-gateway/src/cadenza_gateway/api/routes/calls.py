@@ -29,6 +29,7 @@ from ...problems import RunNotFound, problem_responses
 from ...query_types import INTEGER_TEXT
 from ...replay_models import CallPublic, CallsPublic
 from ..deps import ResourcesDep, SessionDep
+from ..missing_runs import missing_run
 from .runs import RunIdPath
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"], responses=problem_responses(422))
@@ -142,7 +143,7 @@ async def _calls(
     async with session.begin():
         run: RunRecord | None = await crud.get_run(session=session, tenant_id=tenant, run_id=run_id)
         if run is None:
-            raise RunNotFound(f"no run {run_id!r}")
+            raise await missing_run(session, tenant, run_id)
         spec = parse_spec(run.spec)
         if node_id is not None and node_id not in spec.task_ids:
             raise RunNotFound(f"run {run_id!r} has no task {node_id!r}")
@@ -165,7 +166,7 @@ async def _calls(
     "/{run_id}/calls",
     response_model=CallsPublic,
     summary="Every LLM and tool call of a run, in order",
-    responses=problem_responses(400, 404),
+    responses=problem_responses(400, 404, 410),
 )
 async def get_run_calls(
     run_id: RunIdPath,
@@ -185,7 +186,7 @@ async def get_run_calls(
     "/{run_id}/tasks/{task_id}/calls",
     response_model=CallsPublic,
     summary="Every LLM and tool call of one task of a run, in order",
-    responses=problem_responses(400, 404),
+    responses=problem_responses(400, 404, 410),
 )
 async def get_task_calls(
     run_id: RunIdPath,

@@ -17,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ... import crud, metrics
 from ...auth import CanWriteRuns
 from ...models import RunPublic
-from ...problems import RunFinished, RunNotFound, problem_responses
+from ...problems import RunFinished, problem_responses
 from ..deps import ResourcesDep, SessionDep
+from ..missing_runs import missing_run
 from .runs import RunIdPath
 
 log = logging.getLogger("cadenza.gateway")
@@ -39,7 +40,7 @@ class CancelRequest(BaseModel):
     status_code=202,
     response_model=RunPublic,
     summary="Cancel a run",
-    responses=problem_responses(404, 409),
+    responses=problem_responses(404, 410, 409),
 )
 async def cancel_run(
     run_id: RunIdPath,
@@ -55,7 +56,7 @@ async def cancel_run(
     async with session.begin():
         run = await crud.get_run(session=session, tenant_id=tenant, run_id=run_id)
         if run is None:
-            raise RunNotFound(f"no run {run_id!r}")
+            raise await missing_run(session, tenant, run_id)
         previous = run.status
         if previous not in TERMINAL_RUN_STATUSES or previous == RunStatus.CANCELLED:
             # A cancel of a cancelled run re-sends the workers' stop marker (repairs a lost one).

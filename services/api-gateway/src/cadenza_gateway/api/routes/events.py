@@ -25,12 +25,12 @@ from ...problems import (
     FieldProblem,
     InvalidRequest,
     ProblemError,
-    RunNotFound,
     problem_responses,
 )
 from ...query_types import INTEGER_TEXT
 from ...settings import GatewaySettings
 from ..deps import ResourcesDep, SettingsDep
+from ..missing_runs import missing_run
 from .runs import RunIdPath
 
 log = logging.getLogger("cadenza.gateway.events")
@@ -103,7 +103,8 @@ async def _events(
 
 async def _require_run(resources: Resources, tenant: str, run_id: str) -> None:
     if await _run_status(resources, tenant, run_id) is None:
-        raise RunNotFound(f"no run {run_id!r}")
+        async with resources.sessions() as session:
+            raise await missing_run(session, tenant, run_id)
 
 
 @router.get(
@@ -112,7 +113,7 @@ async def _require_run(resources: Resources, tenant: str, run_id: str) -> None:
     response_class=EventSourceResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "The event stream"},
-        **problem_responses(404, 422),
+        **problem_responses(404, 410, 422),
     },
 )
 async def stream_run_events(

@@ -19,11 +19,12 @@ from ...auth.quotas import check_run_quota
 from ...diffs import diff_runs
 from ...documents import ensure_fits_in_event
 from ...models import RunPublic
-from ...problems import RunNotFinished, RunNotFound, problem_responses
+from ...problems import RunNotFinished, problem_responses
 from ...replay_models import ForkCreate, RerunCreate, RunDiff
 from ...replays import ChildRun, plan_fork, plan_rerun
 from ...settings import GatewaySettings
 from ..deps import ResourcesDep, SessionDep, SettingsDep, require_json
+from ..missing_runs import missing_run
 from .runs import RunIdPath, run_location
 
 log = logging.getLogger("cadenza.gateway")
@@ -35,7 +36,7 @@ OtherRunPath = Annotated[str, Path(max_length=64, description="The run to compar
 async def _finished_parent(session: AsyncSession, tenant: str, run_id: str) -> RunRecord:
     run = await crud.get_run(session=session, tenant_id=tenant, run_id=run_id, with_tasks=True)
     if run is None:
-        raise RunNotFound(f"no run {run_id!r}")
+        raise await missing_run(session, tenant, run_id)
     if run.status not in TERMINAL_RUN_STATUSES:
         raise RunNotFinished(
             f"run {run_id!r} is {run.status}; rerun or fork it once it has finished",
@@ -122,7 +123,7 @@ async def _replay(
     response_model=RunPublic,
     summary="Rerun a finished run from some tasks, reusing the outputs upstream of them",
     dependencies=[Depends(require_json), Depends(check_run_quota)],
-    responses=problem_responses(404, 409, 413, 415, 422, 429),
+    responses=problem_responses(404, 410, 409, 413, 415, 422, 429),
 )
 async def rerun(run_id: RunIdPath, body: RerunCreate, ctx: ReplayDep) -> RunPublic:
     """A NEW run of the same pinned workflow version: `from` (default: the failed tasks)
@@ -137,7 +138,7 @@ async def rerun(run_id: RunIdPath, body: RerunCreate, ctx: ReplayDep) -> RunPubl
     response_model=RunPublic,
     summary="Fork a finished run with overrides, recomputing exactly what they change",
     dependencies=[Depends(require_json), Depends(check_run_quota)],
-    responses=problem_responses(404, 409, 413, 415, 422, 429),
+    responses=problem_responses(404, 410, 409, 413, 415, 422, 429),
 )
 async def fork(run_id: RunIdPath, body: ForkCreate, ctx: ReplayDep) -> RunPublic:
     """A NEW run with changed inputs, a task's agent version, system prompt or model, or a
@@ -156,7 +157,7 @@ async def fork(run_id: RunIdPath, body: ForkCreate, ctx: ReplayDep) -> RunPublic
     "/{run_id}/diff/{other_id}",
     response_model=RunDiff,
     summary="Compare two runs: inputs, outputs and, per task, outputs and calls",
-    responses=problem_responses(404),
+    responses=problem_responses(404, 410),
 )
 async def diff(
     run_id: RunIdPath,
@@ -170,6 +171,6 @@ async def diff(
         for rid in (run_id, other_id):
             run = await crud.get_run(session=session, tenant_id=tenant, run_id=rid, with_tasks=True)
             if run is None:
-                raise RunNotFound(f"no run {rid!r}")
+                raise await missing_run(session, tenant, rid)
             runs.append(run)
         return await diff_runs(session, resources.objects, runs[0], runs[1])

@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ... import crud, metrics
 from ...auth import CanWriteRuns
 from ...models import RunPublic
-from ...problems import RunNotFound, RunNotPaused, problem_responses
+from ...problems import RunNotPaused, problem_responses
 from ..deps import ResourcesDep, SessionDep
+from ..missing_runs import missing_run
 from .runs import RunIdPath
 
 log = logging.getLogger("cadenza.gateway")
@@ -46,7 +47,7 @@ class ResumeRequest(BaseModel):
     status_code=202,
     response_model=RunPublic,
     summary="Resume a run paused by a budget",
-    responses=problem_responses(404, 409),
+    responses=problem_responses(404, 410, 409),
 )
 async def resume_run(
     run_id: RunIdPath,
@@ -65,7 +66,7 @@ async def resume_run(
     async with session.begin():
         run = await crud.get_run(session=session, tenant_id=tenant, run_id=run_id)
         if run is None:
-            raise RunNotFound(f"no run {run_id!r}")
+            raise await missing_run(session, tenant, run_id)
         if run.status != RunStatus.PAUSED:
             raise RunNotPaused(
                 f"run {run_id} is {run.status!r}, not 'paused': only a run a budget paused "

@@ -21,7 +21,7 @@ from ...crud import usage as usage_crud
 from ...documents import ensure_fits_in_event
 from ...models import RunCreate, RunPublic, RunsPublic, RunStatusPublic, RunSummary
 from ...pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_time_id_cursor, encode_cursor
-from ...problems import IdempotencyKeyReused, RunNotFound, WorkflowNotFound, problem_responses
+from ...problems import IdempotencyKeyReused, WorkflowNotFound, problem_responses
 from ...query_types import INTEGER_TEXT
 from ...settings import GatewaySettings
 from ...submissions import pin_agents, prepare_submission, replay_mismatch
@@ -32,6 +32,7 @@ from ..deps import (
     SettingsDep,
     require_json,
 )
+from ..missing_runs import missing_run
 
 log = logging.getLogger("cadenza.gateway")
 router = APIRouter(prefix="/v1/runs", tags=["runs"], responses=problem_responses(422))
@@ -218,13 +219,13 @@ async def list_runs(
     "/{run_id}",
     response_model=RunPublic,
     summary="Get a run and its tasks",
-    responses=problem_responses(404),
+    responses=problem_responses(404, 410),
 )
 async def get_run(run_id: RunIdPath, session: SessionDep, tenant: CanReadRuns) -> RunPublic:
     """The run, its tasks, its pinned agents and its usage (per task, agent and model)."""
     run = await crud.get_run(session=session, tenant_id=tenant, run_id=run_id, with_tasks=True)
     if run is None:
-        raise RunNotFound(f"no run {run_id!r}")
+        raise await missing_run(session, tenant, run_id)
     usage = await usage_crud.run_usage(session=session, tenant_id=tenant, run_id=run.id)
     return RunPublic.from_run(run, run.tasks, usage)
 
@@ -233,7 +234,7 @@ async def get_run(run_id: RunIdPath, session: SessionDep, tenant: CanReadRuns) -
     "/{run_id}/status",
     response_model=RunStatusPublic,
     summary="Poll a run's status (cheap)",
-    responses=problem_responses(404),
+    responses=problem_responses(404, 410),
 )
 async def get_run_status(
     run_id: RunIdPath, session: SessionDep, resources: ResourcesDep, tenant: CanReadRuns
@@ -250,7 +251,7 @@ async def get_run_status(
         return RunStatusPublic.of(run_id, hot["status"], "hot", details)
     run = await crud.get_run(session=session, tenant_id=tenant, run_id=run_id)
     if run is None:
-        raise RunNotFound(f"no run {run_id!r}")
+        raise await missing_run(session, tenant, run_id)
     details = {"updated_at": _iso(run.updated_at)}
     if run.finished_at is not None:
         details["finished_at"] = _iso(run.finished_at)

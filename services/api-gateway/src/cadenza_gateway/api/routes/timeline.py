@@ -23,8 +23,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...auth import CanReadRuns
-from ...problems import RunNotFound, problem_responses
+from ...problems import problem_responses
 from ..deps import SessionDep
+from ..missing_runs import missing_run
 from .runs import RunIdPath
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"], responses=problem_responses(422))
@@ -248,7 +249,7 @@ async def build_timeline(session: AsyncSession, run: RunRecord) -> RunTimeline:
     "/{run_id}/timeline",
     response_model=RunTimeline,
     summary="A run's latency waterfall: tasks, attempts, LLM and tool calls",
-    responses=problem_responses(404),
+    responses=problem_responses(404, 410),
 )
 async def get_run_timeline(
     run_id: RunIdPath, session: SessionDep, tenant: CanReadRuns
@@ -258,5 +259,5 @@ async def get_run_timeline(
             select(RunRecord).where(RunRecord.id == run_id, RunRecord.tenant_id == tenant)
         )
         if run is None:
-            raise RunNotFound(f"no run {run_id!r}")
+            raise await missing_run(session, tenant, run_id)
         return await build_timeline(session, run)
