@@ -7,7 +7,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cadenza_state import RunRecord, StateSettings, TaskRecord, open_state, utcnow
+from cadenza_state import (
+    DeadLetterRecord,
+    RunRecord,
+    StateSettings,
+    TaskRecord,
+    open_state,
+    utcnow,
+)
 from sqlalchemy import select
 from support.cli import run_cli
 
@@ -28,7 +35,8 @@ def settings_env(tmp_path: Path) -> dict[str, str]:
 
 
 async def seed(tmp_path: Path) -> dict[str, str]:
-    """Two finished runs (two tenants, one with a task and an object) and a running one."""
+    """Two finished runs (two tenants, one with a task and an object) and a running one; a
+    discarded dead letter and a pending one."""
     state = await open_state(
         StateSettings(
             database_url=f"sqlite+aiosqlite:///{tmp_path / 'cadenza.db'}",
@@ -63,6 +71,23 @@ async def seed(tmp_path: Path) -> dict[str, str]:
                     id="done.a", run_id="done", node_id="a", status="succeeded", max_attempts=1
                 )
             )
+            for offset, (status, resolved) in enumerate([("discarded", now), ("pending", None)]):
+                session.add(
+                    DeadLetterRecord(
+                        tenant_id="acme",
+                        original_topic="cadenza.task.result",
+                        partition=0,
+                        offset=offset,
+                        consumer_group="g",
+                        value=b"{}",
+                        reason="poison",
+                        error_code="decode",
+                        attempts=1,
+                        failed_at=now,
+                        status=status,
+                        resolved_at=resolved,
+                    )
+                )
         await state.objects.put("runs/done/tasks/done.a/params.json", b"{}")
     finally:
         await state.aclose()
@@ -100,12 +125,16 @@ async def test_preview_then_run_deletes_what_the_preview_named(tmp_path: Path) -
     assert "keeping 30 day(s): 2 run(s) finished before" in out
     assert "  acme: 1 run(s)" in out
     assert "  globex: 1 run(s)" in out
+    assert "and 1 replayed or discarded dead letter(s)" in out  # the pending one stays
     assert await runs_left(tmp_path) == {"done", "other", "live"}  # a preview deletes nothing
 
     env["CADENZA_ORCHESTRATOR_RETENTION_DAYS"] = "30"  # the orchestrator's own setting
     code, out, err = await cadenza("retention", "run", "--as-of", later, env=env)
     assert code == 0, err
-    assert out.strip() == "deleted 2 run(s), 1 object(s), 0 checkpoint row(s) (keeping 30 day(s))"
+    assert out.strip() == (
+        "deleted 2 run(s), 1 object(s), 0 checkpoint row(s), 1 resolved dead letter(s) "
+        "(keeping 30 day(s))"
+    )
     assert await runs_left(tmp_path) == {"live"}
     assert not (tmp_path / "objects" / "runs" / "done").exists()
 

@@ -16,6 +16,7 @@ from cadenza_orchestrator import retention as retention_module
 from cadenza_orchestrator.retention import Retention, cutoff
 from cadenza_state import (
     AuditLogEntry,
+    DeadLetterRecord,
     DeletedRunRecord,
     LLMCallRecord,
     RunRecord,
@@ -193,6 +194,70 @@ async def test_a_pass_pages_and_keeps_to_the_runs_it_owns(stack: Stack) -> None:
     )
     assert (other.runs, other.examined) == (2, 2)
     assert await _runs_left(stack, runs) == set()
+
+
+async def test_resolved_dead_letters_go_after_the_days_and_pending_ones_stay(
+    stack: Stack,
+) -> None:
+    """Replayed or discarded letters resolved more than ``retention_days`` ago go, a page at
+    a time with an audit entry per tenant and page; a pending letter stays however old, and
+    so does one resolved recently. Dead letters follow the days, not the budgets' month."""
+    now = utcnow()
+    letters = {
+        "discarded-old": ("acme", "discarded", now - timedelta(days=40)),
+        "replayed-old": ("acme", "replayed", now - timedelta(days=31)),
+        "globex-old": ("globex", "discarded", now - timedelta(days=60)),
+        "discarded-new": ("acme", "discarded", now - timedelta(days=29)),
+        "pending-old": ("acme", "pending", None),
+    }
+    ids: dict[str, int] = {}
+    async with stack.resources.sessions() as session, session.begin():
+        for offset, (name, (tenant, status, resolved)) in enumerate(letters.items()):
+            row = DeadLetterRecord(
+                tenant_id=tenant,
+                original_topic="cadenza.task.result",
+                partition=0,
+                offset=offset,
+                consumer_group="g",
+                value=b"{}",
+                reason=name,
+                error_code="decode",
+                attempts=1,
+                failed_at=now - timedelta(days=90),
+                status=status,
+                resolved_at=resolved,
+            )
+            session.add(row)
+            await session.flush()
+            ids[name] = row.id
+    settings = stack.settings.model_copy(update={"retention_days": 30, "retention_batch_size": 2})
+    retention = Retention(stack.resources.state, settings)
+    before = REGISTRY.get_sample_value("cadenza_orchestrator_retention_dead_letters_deleted_total")
+
+    assert (await retention.due(now)).dead_letters == 3
+    pruned = await retention.prune_once(now)
+
+    assert pruned.dead_letters == 3
+    async with stack.resources.sessions() as session:
+        left = set(await session.scalars(select(DeadLetterRecord.reason)))
+        audit = (
+            await session.scalars(
+                select(AuditLogEntry).where(AuditLogEntry.action == "dead_letters.deleted")
+            )
+        ).all()
+    assert left == {"discarded-new", "pending-old"}
+    named = sorted((a.tenant_id, i) for a in audit for i in a.data["ids"])
+    assert named == sorted(
+        [
+            ("acme", ids["discarded-old"]),
+            ("acme", ids["replayed-old"]),
+            ("globex", ids["globex-old"]),
+        ]
+    )
+    assert all(a.actor == "system:retention" for a in audit)
+    after = REGISTRY.get_sample_value("cadenza_orchestrator_retention_dead_letters_deleted_total")
+    assert (after or 0) - (before or 0) == 3
+    assert (await retention.prune_once(now)).dead_letters == 0
 
 
 @pytest.mark.parametrize("fails", ["object_store", "database"])

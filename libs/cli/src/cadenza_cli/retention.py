@@ -96,6 +96,7 @@ def preview(days: DaysOption = None, as_of: AsOfOption = None) -> None:
         for tenant, (runs, oldest) in due.tenants.items():
             since = oldest.isoformat() if oldest is not None else "-"
             typer.echo(f"  {tenant}: {runs} run(s), the oldest finished {since}")
+        typer.echo(f"and {due.dead_letters} replayed or discarded dead letter(s)")
 
     asyncio.run(go())
 
@@ -113,7 +114,8 @@ def run(days: DaysOption = None, as_of: AsOfOption = None) -> None:
             pruned = await retention.prune_once(_as_of(as_of))
         typer.echo(
             f"deleted {pruned.runs} run(s), {pruned.objects} object(s), "
-            f"{pruned.checkpoints} checkpoint row(s) (keeping "
+            f"{pruned.checkpoints} checkpoint row(s), {pruned.dead_letters} resolved dead "
+            f"letter(s) (keeping "
             f"{settings.retention_days:g} day(s))"
         )
 

@@ -392,6 +392,14 @@ class DeadLetterRecord(Base):
     __table_args__ = (
         UniqueConstraint("original_topic", "partition", "offset", "consumer_group"),
         Index(None, "tenant_id", "status", "id"),
+        # Run history retention deletes resolved letters, oldest first (pending ones have
+        # no entry: they wait for an operator, whatever their age).
+        Index(
+            None,
+            "resolved_at",
+            postgresql_where=text("resolved_at IS NOT NULL"),
+            sqlite_where=text("resolved_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

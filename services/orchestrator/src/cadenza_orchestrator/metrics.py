@@ -164,6 +164,10 @@ RETENTION_OBJECTS = Counter(
     "cadenza_orchestrator_retention_objects_deleted_total",
     "Objects under runs/{id}/ deleted by retention.",
 )
+RETENTION_DEAD_LETTERS = Counter(
+    "cadenza_orchestrator_retention_dead_letters_deleted_total",
+    "Dead letters an operator replayed or discarded, deleted by retention.",
+)
 RETENTION_PASSES = Counter(
     "cadenza_orchestrator_retention_passes_total",
     "Retention passes, by outcome (ok, error).",

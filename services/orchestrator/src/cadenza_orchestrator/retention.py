@@ -15,9 +15,14 @@ reached a terminal status before the cutoff:
 
 The cutoff is ``now - retention_days`` but never later than the start of the current UTC
 month: a tenant's day and month budgets are counted from ``llm_calls``, so a run that may
-still count towards one is kept whatever the setting. The audit log and dead letters are
-left alone; the dedupe ledgers of triggers and schedules (``triggered_events``,
-``schedule_fires``) have their own retention in the trigger service, which writes them.
+still count towards one is kept whatever the setting.
+
+The same pass deletes the dead letters an operator replayed or discarded more than
+``retention_days`` ago (a page per transaction, one audit entry per tenant; rows another
+orchestrator is deleting are skipped, as dead letters belong to no partition). A pending
+letter stays whatever its age: it waits for a person. The audit log is left alone; the
+dedupe ledgers of triggers and schedules (``triggered_events``, ``schedule_fires``) have
+their own retention in the trigger service, which writes them.
 """
 
 from __future__ import annotations
@@ -26,13 +31,15 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from cadenza_state import (
     AuditLogEntry,
+    DeadLetterRecord,
+    DeadLetterStatus,
     DeletedRunRecord,
     RunRecord,
     StateRuntime,
@@ -43,6 +50,7 @@ from cadenza_state.checkpoints import delete_checkpoint_threads, thread_id
 from cadenza_state.models import TERMINAL_RUN_STATUSES
 from opentelemetry import trace
 from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import metrics, store
 from .settings import OrchestratorSettings
@@ -72,6 +80,41 @@ def _finished_before(before: datetime) -> list[Any]:
     ]
 
 
+def _resolved_before(before: datetime) -> list[Any]:
+    """The dead letters a pass deletes: replayed or discarded before ``before``."""
+    return [
+        DeadLetterRecord.resolved_at.is_not(None),
+        DeadLetterRecord.resolved_at < before,
+        DeadLetterRecord.status != DeadLetterStatus.PENDING.value,
+    ]
+
+
+def _audit_deleted(
+    session: AsyncSession,
+    subject: str,
+    by_tenant: Mapping[str, Sequence[str | int]],
+    *,
+    ids_key: str,
+    **cutoffs: datetime,
+) -> None:
+    """One audit entry per tenant naming what a page deleted (``{subject}.deleted``)."""
+    for tenant, ids in by_tenant.items():
+        session.add(
+            AuditLogEntry(
+                tenant_id=tenant,
+                actor=ACTOR,
+                action=f"{subject}.deleted",
+                subject=subject,
+                data={
+                    "reason": "retention",
+                    **{name: at.isoformat() for name, at in cutoffs.items()},
+                    subject: len(ids),
+                    ids_key: sorted(ids),
+                },
+            )
+        )
+
+
 @dataclass
 class Pruned:
     """What one pass deleted."""
@@ -79,6 +122,7 @@ class Pruned:
     runs: int = 0
     objects: int = 0
     checkpoints: int = 0
+    dead_letters: int = 0
     examined: int = 0
     """Finished runs past the cutoff looked at, owned or not."""
 
@@ -90,6 +134,8 @@ class Due:
 
     cutoff: datetime
     tenants: dict[str, tuple[int, datetime | None]]
+    dead_letters: int = 0
+    """Replayed or discarded dead letters resolved before ``now - retention_days``."""
 
     @property
     def runs(self) -> int:
@@ -138,7 +184,8 @@ class Retention:
         while ``retention_days`` is 0 (keep every run)."""
         if not self.settings.retention_days:
             return Pruned()
-        before = cutoff(now or utcnow(), self.settings.retention_days)
+        now = now or utcnow()
+        before = cutoff(now, self.settings.retention_days)
         pruned = Pruned()
         after: tuple[datetime, str] | None = None
         with tracer.start_as_current_span(
@@ -153,8 +200,14 @@ class Retention:
                 if len(page) < self.settings.retention_batch_size:
                     break
                 after = (page[-1].finished_at, page[-1].run_id)
+            pruned.dead_letters = await self._delete_dead_letters(
+                now - timedelta(days=self.settings.retention_days)
+            )
             span.set_attribute("cadenza.retention.runs", pruned.runs)
             span.set_attribute("cadenza.retention.objects", pruned.objects)
+            span.set_attribute("cadenza.retention.dead_letters", pruned.dead_letters)
+        if pruned.dead_letters:
+            log.info("retention: deleted %d resolved dead letter(s)", pruned.dead_letters)
         if pruned.runs:
             log.info(
                 "retention: deleted %d run(s) finished before %s (%d object(s), %d checkpoint "
@@ -169,16 +222,21 @@ class Retention:
     async def due(self, now: datetime | None = None) -> Due:
         """What a pass at ``now`` would delete, over every orchestrator's runs: per tenant,
         how many runs and the oldest end."""
-        before = cutoff(now or utcnow(), self.settings.retention_days)
+        now = now or utcnow()
+        before = cutoff(now, self.settings.retention_days)
         stmt = (
             select(RunRecord.tenant_id, func.count(), func.min(RunRecord.finished_at))
             .where(*_finished_before(before))
             .group_by(RunRecord.tenant_id)
             .order_by(RunRecord.tenant_id)
         )
+        letters = select(func.count()).where(
+            *_resolved_before(now - timedelta(days=self.settings.retention_days))
+        )
         async with self.state.sessions() as session:
             rows = (await session.execute(stmt)).all()
-        return Due(before, {tenant: (int(n), oldest) for tenant, n, oldest in rows})
+            dead_letters = int(await session.scalar(letters) or 0)
+        return Due(before, {tenant: (int(n), oldest) for tenant, n, oldest in rows}, dead_letters)
 
     async def _candidates(
         self, before: datetime, after: tuple[datetime, str] | None
@@ -234,21 +292,9 @@ class Retention:
                                 reason="retention",
                             )
                         )
-                for tenant, ids in by_tenant.items():
-                    session.add(
-                        AuditLogEntry(
-                            tenant_id=tenant,
-                            actor=ACTOR,
-                            action="runs.deleted",
-                            subject="runs",
-                            data={
-                                "reason": "retention",
-                                "finished_before": before.isoformat(),
-                                "runs": len(ids),
-                                "run_ids": ids,
-                            },
-                        )
-                    )
+                _audit_deleted(
+                    session, "runs", by_tenant, ids_key="run_ids", finished_before=before
+                )
         pruned.runs += len(deleted)
         metrics.RETENTION_RUNS.inc(len(deleted))
         metrics.RETENTION_PAGE_SECONDS.observe(time.perf_counter() - started)
@@ -273,3 +319,35 @@ class Retention:
         counts = await asyncio.gather(*(one(r) for r in run_ids))
         metrics.RETENTION_OBJECTS.inc(sum(counts))
         return sum(counts)
+
+    async def _delete_dead_letters(self, before: datetime) -> int:
+        """Resolved dead letters older than ``before``, a page per transaction, each page
+        with one audit entry per tenant naming the letters."""
+        batch = self.settings.retention_batch_size
+        page = (
+            select(DeadLetterRecord.id)
+            .where(*_resolved_before(before))
+            .order_by(DeadLetterRecord.resolved_at)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+        total = 0
+        while True:
+            async with self.state.sessions() as session, session.begin():
+                rows = (
+                    await session.execute(
+                        delete(DeadLetterRecord)
+                        .where(DeadLetterRecord.id.in_(page))
+                        .returning(DeadLetterRecord.id, DeadLetterRecord.tenant_id)
+                    )
+                ).all()
+                by_tenant: dict[str, list[int]] = defaultdict(list)
+                for letter_id, tenant in rows:
+                    by_tenant[tenant].append(letter_id)
+                _audit_deleted(
+                    session, "dead_letters", by_tenant, ids_key="ids", resolved_before=before
+                )
+            total += len(rows)
+            metrics.RETENTION_DEAD_LETTERS.inc(len(rows))
+            if len(rows) < batch:
+                return total

@@ -77,8 +77,9 @@ class OrchestratorSettings(BaseSettings):
         ge=0,
         description="Delete the runs that finished more than this many days ago, whole (their "
         "tasks, attempts, holds, LLM and tool calls, checkpoints and objects); never a run "
-        "that finished in the current UTC month, which tenant budgets count. 0: keep every "
-        'run (docs/state.md, "Retention").',
+        "that finished in the current UTC month, which tenant budgets count; and the dead "
+        "letters replayed or discarded more than this many days ago. 0: keep every run and "
+        'letter (docs/state.md, "Retention").',
     )
     retention_interval_s: float = Field(
         default=3600.0, gt=0, description="Seconds between two retention passes."
