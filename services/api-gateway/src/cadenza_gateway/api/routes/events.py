@@ -164,7 +164,8 @@ async def websocket_run_events(
 ) -> None:
     """The same events as the SSE stream, one JSON text message each:
     ``{"id": n, "event": kind, "data": {...}}``; closes (1000) after the terminal event.
-    A run that does not exist closes the socket with 4404; a missing or bad credential
+    A run that does not exist closes the socket with 4404 (4410: deleted by retention); a
+    missing or bad credential
     (`Authorization: Bearer`) with 4401, one without `runs:read` with 4403."""
     resources = cast(Resources, websocket.app.state.resources)
     settings = cast(GatewaySettings, websocket.app.state.settings)
@@ -177,7 +178,9 @@ async def websocket_run_events(
         return
     tenant = principal.tenant
     if await _run_status(resources, tenant, run_id) is None:
-        await websocket.close(code=4404, reason=f"no run {run_id!r}")
+        async with resources.sessions() as session:
+            missing = await missing_run(session, tenant, run_id)
+        await websocket.close(code=4000 + missing.status, reason=str(missing.detail)[:120])
         return
     await websocket.accept()
     STREAMS_OPEN.labels("websocket").inc()
