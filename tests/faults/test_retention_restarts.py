@@ -1,7 +1,9 @@
 """Run history retention through a PostgreSQL or MinIO restart mid-pass (`cadenza infra down
 --only X`, then `up`), on a PRIVATE instance of the restarted store: the pass in flight
 fails; later passes delete every run past the cutoff; no object under `runs/` is left, and
-each run is named in exactly one audit entry (its delete committed once)."""
+each run is named in exactly one audit entry and has one tombstone (its delete committed
+once). And the trigger service's ledger retention loop through a PostgreSQL restart: its
+passes fail while the database is down, and the loop goes on deleting once it is back."""
 
 from __future__ import annotations
 
@@ -9,20 +11,28 @@ import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from cadenza_orchestrator import OrchestratorSettings
 from cadenza_orchestrator.retention import Retention
+from cadenza_runtime import Resources
 from cadenza_state import (
     AuditLogEntry,
+    DeletedRunRecord,
     RunRecord,
     S3ObjectStore,
     StateRuntime,
     StateSettings,
     TaskRecord,
+    TriggeredEventRecord,
     open_state,
     utcnow,
 )
+from cadenza_trigger.ledger_retention import LedgerRetention
+from cadenza_trigger.settings import TriggerSettings
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from support import assert_eventually
 from support.cleanup import drop_bucket, drop_schema
@@ -144,8 +154,10 @@ async def test_retention_through_a_store_restart_mid_pass(
                     select(AuditLogEntry).where(AuditLogEntry.action == "runs.deleted")
                 )
             ).all()
+            tombstones = list(await session.scalars(select(DeletedRunRecord.id)))
         named = [r for entry in audit for r in entry.data["run_ids"]]
         assert sorted(named) == run_ids  # each run's delete committed once
+        assert sorted(tombstones) == run_ids
     finally:
         await state.aclose()
         await drop_schema(settings)
@@ -156,3 +168,73 @@ async def test_retention_through_a_store_restart_mid_pass(
 async def _left_below(state: StateRuntime, n: int) -> bool:
     """Some pages are deleted (so the pass is under way)."""
     return await _left(state) < n
+
+
+def _ledger_passes(outcome: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "cadenza_trigger_ledger_retention_passes_total", {"outcome": outcome}
+    )
+    return value or 0.0
+
+
+async def _add_old_events(state: StateRuntime, first: int, count: int) -> None:
+    async with state.sessions() as session, session.begin():
+        session.add_all(
+            TriggeredEventRecord(
+                tenant_id="acme",
+                trigger_name="t",
+                dedupe_key=f"k{n}",
+                run_id=f"r{n}",
+                created_at=utcnow() - timedelta(days=40),
+            )
+            for n in range(first, first + count)
+        )
+
+
+async def _no_events_left(state: StateRuntime) -> bool:
+    async with state.sessions() as session:
+        stmt = select(func.count()).select_from(TriggeredEventRecord)
+        return int(await session.scalar(stmt) or 0) == 0
+
+
+async def test_ledger_retention_loop_through_a_postgres_restart(
+    private_postgres: PrivateService, unique_id: str, require_services: Callable[..., None]
+) -> None:
+    require_services("postgres")
+    settings = StateSettings(
+        database_url=private_postgres.overrides()["CADENZA_DATABASE_URL"],
+        database_schema=unique_id,
+        redis_backend="memory",
+        object_store="local",
+    )
+    state = await open_state(settings)
+    resources = cast(Resources, SimpleNamespace(sessions=state.sessions))
+    retention = LedgerRetention(
+        resources,
+        TriggerSettings(
+            ledger_retention_days=30,
+            ledger_retention_interval_s=0.2,
+            ledger_retention_batch_size=50,
+        ),
+    )
+    try:
+        await _add_old_events(state, 0, 500)
+        await retention.start()
+        await assert_eventually(lambda: _no_events_left(state), timeout=30)
+
+        errors = _ledger_passes("error")
+        await asyncio.to_thread(private_postgres.down)
+        await assert_eventually(lambda: _ledger_passes("error") > errors, timeout=60)
+        await asyncio.to_thread(private_postgres.up)
+
+        # Back: rows recorded now are deleted by the same loop, each once.
+        oks = _ledger_passes("ok")
+        await assert_eventually(lambda: _ledger_passes("ok") > oks, timeout=60, interval=0.2)
+        await _add_old_events(state, 500, 500)
+        await assert_eventually(lambda: _no_events_left(state), timeout=30)
+        assert retention._task is not None
+        assert not retention._task.done()
+    finally:
+        await retention.stop()
+        await state.aclose()
+        await drop_schema(settings)
