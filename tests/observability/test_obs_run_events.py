@@ -117,12 +117,16 @@ async def test_unknown_run_and_bad_last_event_id_are_problems(
     other_tenant = await api.get(f"/v1/runs/{run_id}/events", headers=other)
     assert other_tenant.status_code == 404
     ws_url = dev_stack.url.replace("http://", "ws://") + "/v1/runs/nope/events"
-    with pytest.raises(websockets.exceptions.InvalidStatus):
+    with pytest.raises(websockets.exceptions.InvalidStatus) as refused_unknown:
         async with websockets.connect(ws_url):
             pass
+    # The handshake is refused with the same problem as the SSE route, not a bare 403.
+    assert refused_unknown.value.response.status_code == 404
+    assert b"run-not-found" in refused_unknown.value.response.body
     # The WebSocket checks the credential like every route: another tenant's run is unknown.
     ws_run = dev_stack.url.replace("http://", "ws://") + f"/v1/runs/{run_id}/events"
-    for refused in (other, {"Authorization": "Bearer cdz_0123456789ab_nope"}):
-        with pytest.raises(websockets.exceptions.InvalidStatus):
+    for refused, status in ((other, 404), ({"Authorization": "Bearer cdz_0123456789ab_nope"}, 401)):
+        with pytest.raises(websockets.exceptions.InvalidStatus) as denied:
             async with websockets.connect(ws_run, additional_headers=refused):
                 pass
+        assert denied.value.response.status_code == status

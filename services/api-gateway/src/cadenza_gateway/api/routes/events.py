@@ -25,6 +25,7 @@ from ...problems import (
     FieldProblem,
     InvalidRequest,
     ProblemError,
+    problem_response,
     problem_responses,
 )
 from ...query_types import INTEGER_TEXT
@@ -156,6 +157,18 @@ async def stream_run_events(
     )
 
 
+async def _refuse(websocket: WebSocket, problem: ProblemError) -> None:
+    """Refuse the handshake with the problem as an HTTP answer (404, 410, 401…, as the SSE
+    route), where the server supports the denial response extension (uvicorn does); else
+    close with 4000 + the status (a client then sees only that the upgrade failed)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        request_id = websocket.scope.get("state", {}).get("request_id")
+        body = problem.to_problem(websocket.url.path, request_id)
+        await websocket.send_denial_response(problem_response(body, problem.headers))
+    else:
+        await websocket.close(code=4000 + problem.status, reason=str(problem.detail)[:120])
+
+
 @router.websocket("/{run_id}/events")
 async def websocket_run_events(
     websocket: WebSocket,
@@ -164,9 +177,9 @@ async def websocket_run_events(
 ) -> None:
     """The same events as the SSE stream, one JSON text message each:
     ``{"id": n, "event": kind, "data": {...}}``; closes (1000) after the terminal event.
-    A run that does not exist closes the socket with 4404 (4410: deleted by retention); a
-    missing or bad credential
-    (`Authorization: Bearer`) with 4401, one without `runs:read` with 4403."""
+    A refused handshake is answered like the SSE route, with problem details: 404 for a run
+    that does not exist (410: deleted by retention), 401 for a missing or bad credential
+    (`Authorization: Bearer`), 403 for one without `runs:read`."""
     resources = cast(Resources, websocket.app.state.resources)
     settings = cast(GatewaySettings, websocket.app.state.settings)
     try:
@@ -174,13 +187,12 @@ async def websocket_run_events(
             await authenticate(websocket, bearer_token(websocket)), [Scope.RUNS_READ]
         )
     except ProblemError as exc:
-        await websocket.close(code=4000 + exc.status, reason=str(exc.detail)[:120])
+        await _refuse(websocket, exc)
         return
     tenant = principal.tenant
     if await _run_status(resources, tenant, run_id) is None:
         async with resources.sessions() as session:
-            missing = await missing_run(session, tenant, run_id)
-        await websocket.close(code=4000 + missing.status, reason=str(missing.detail)[:120])
+            await _refuse(websocket, await missing_run(session, tenant, run_id))
         return
     await websocket.accept()
     STREAMS_OPEN.labels("websocket").inc()
