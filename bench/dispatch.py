@@ -5,9 +5,11 @@ gateway, orchestrator and workers as separate processes.
     uv run python bench/dispatch.py                      # the issue's sizes
 
 Rows, all measured in the same run, one after the other (never two at once):
-- chain: a chain of `--chain` no-op tasks alone; chain_step_ms = span / length. A row's span
-  runs from its first task's `ready` to the later of its last task's `finished` and its
-  runs' `finished_at` (the engine has applied every result by then), database timestamps.
+- chain: a chain of `--chain` no-op tasks alone; chain_step_ms = span / length;
+  chain_step_parts_ms = its medians: dispatch (ready → started), run, result (finished →
+  the next task's ready). A row's span runs from its first task's `ready` to the later of
+  its last task's `finished` and its runs' `finished_at` (the engine has applied every
+  result by then), database timestamps.
 - fan-out: a fan-out of `--fanout` alone; fanout_tasks_per_s = tasks / span; fanout_run_s =
   the run's created_at → finished_at (gateway insert, plan, tasks, close).
 - combined: the chain and the fan-out submitted together (tasks_per_s, as before).
@@ -64,6 +66,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -337,6 +340,21 @@ def percentiles_ms(values: list[float]) -> dict[str, float]:
     }
 
 
+def chain_parts_ms(times: list[tuple[float, float, float]]) -> dict[str, float]:
+    """Where a chain step goes, medians in ms: ``dispatch`` (``ready_at`` → ``started_at``:
+    the orchestrator's commit and send, Kafka, the worker's fetch and claim), ``run`` (the
+    no-op on the worker, to ``finished_at``) and ``result`` (``finished_at`` → the next
+    task's ``ready_at``: the worker's send, Kafka, the orchestrator's fetch and apply)."""
+    steps = sorted(times)
+    return {
+        "dispatch": round(statistics.median(s - r for r, s, _ in steps) * 1000, 2),
+        "run": round(statistics.median(f - s for _, s, f in steps) * 1000, 2),
+        "result": round(
+            statistics.median(nxt[0] - prev[2] for prev, nxt in pairwise(steps)) * 1000, 2
+        ),
+    }
+
+
 def span(times: list[tuple[float, float, float]], closed: float = 0.0) -> float:
     """First ``ready`` → the later of the last ``finished`` and the runs' close."""
     return max(closed, *(f for _, _, f in times)) - min(r for r, _, _ in times)
@@ -572,6 +590,7 @@ async def engine_rows(engine: Engine, args: argparse.Namespace, out: dict[str, A
     chain = await engine.measure("chain", [chain_spec(args.chain)])
     out["chain"] = args.chain
     out["chain_step_ms"] = round(chain.span / len(chain.times) * 1000, 2)
+    out["chain_step_parts_ms"] = chain_parts_ms(chain.times)
 
     fan = await engine.measure("fan-out", [fanout_spec(args.fanout)])
     out["fanout"] = args.fanout
