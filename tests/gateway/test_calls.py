@@ -222,6 +222,8 @@ async def test_rerun_and_fork_refuse_bad_requests_naming_the_field(
         ("fork", {"tasks": {"nope": {"model": "local:x"}}}, "tasks.nope"),
         ("fork", {"tasks": {"fetch": {"system_prompt": "hi"}}}, "tasks.fetch.system_prompt"),
         ("fork", {"tasks": {"ask": {"agent_version": 9}}}, "tasks.ask.agent_version"),
+        # Past the 32-bit version column: refused by name, never a 500 from the lookup.
+        ("fork", {"tasks": {"ask": {"agent_version": 2**40}}}, "tasks.ask.agent_version"),
     ]
     for action, body, field in cases:
         resp = await client.post(f"/v1/runs/{run_id}/{action}", json=body)

@@ -137,6 +137,17 @@ BAD_SPECS = [
         None,
         "integer",
     ),
+    (
+        # A version is a 32-bit column: found by schemathesis as a 500 from the agent lookup.
+        "agent version out of range",
+        "name: x\nagents: {calc: 116829762666308120346624}\ntasks: [{id: a, tool: noop}]\n",
+        422,
+        "invalid-workflow",
+        "invalid_field",
+        "agents.calc",
+        None,
+        "less than or equal to 2147483647",
+    ),
     ("YAML syntax", "name: [\n", 400, "malformed-body", "invalid_syntax", "", None, "line 2"),
     (
         "duplicate key",

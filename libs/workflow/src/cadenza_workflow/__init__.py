@@ -56,6 +56,7 @@ from .inputs import coerce_input, json_type_name, resolve_inputs
 from .reactflow import from_react_flow, is_react_flow
 from .schema import WORKFLOW_SCHEMA_ID, workflow_json_schema
 from .spec import (
+    MAX_VERSION,
     InputSpec,
     InputType,
     RetryPolicy,
@@ -74,6 +75,7 @@ __all__ = [
     "BUILTIN_TOOLS",
     "CONTEXT_NAMES",
     "MAX_FAN_OUT",
+    "MAX_VERSION",
     "PII_ENTITIES",
     "RUN_FIELDS",
     "TASK_FIELDS",

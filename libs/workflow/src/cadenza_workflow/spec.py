@@ -30,13 +30,16 @@ WORKFLOW_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 TASK_ID_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 INPUT_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,62}$"
 MAX_TASKS = 10_000
+MAX_VERSION = 2_147_483_647
+"""The largest workflow or agent version: versions are 32-bit integer columns, so a larger
+one is refused where it is given (naming the field) instead of failing in the database."""
 
 InputType = Literal["string", "integer", "number", "boolean", "array", "object"]
 TaskKind = Literal["tool", "agent"]
 InputName = Annotated[str, StringConstraints(pattern=INPUT_NAME_PATTERN)]
 AgentVersions = dict[
     Annotated[str, StringConstraints(pattern=WORKFLOW_NAME_PATTERN)],
-    Annotated[int, Field(ge=1), JSON_INTEGER],
+    Annotated[int, Field(ge=1, le=MAX_VERSION), JSON_INTEGER],
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+from cadenza_workflow import MAX_VERSION
 from cadenza_workflow.json_types import json_integers
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,6 +42,7 @@ class TaskOverride(BaseModel):
     agent_version: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_VERSION,
         description="kind=agent: run this version of the task's agent.",
     )
     system_prompt: str | None = Field(

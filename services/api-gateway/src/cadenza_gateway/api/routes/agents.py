@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from cadenza_state import AgentRecord
 from cadenza_workflow import (
     BUILTIN_TOOLS,
+    MAX_VERSION,
     AgentSpec,
     AgentValidationError,
     ErrorCode,
@@ -223,7 +224,7 @@ async def list_agent_versions(
 async def get_agent_version(
     name: NamePath,
     version: Annotated[
-        int, Path(ge=1, le=2_147_483_647, description="Version number."), INTEGER_TEXT
+        int, Path(ge=1, le=MAX_VERSION, description="Version number."), INTEGER_TEXT
     ],
     session: SessionDep,
     tenant: CanReadAgents,

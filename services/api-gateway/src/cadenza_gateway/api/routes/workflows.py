@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from cadenza_state import WorkflowRecord
-from cadenza_workflow import SpecValidationError
+from cadenza_workflow import MAX_VERSION, SpecValidationError
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from ... import crud, metrics
@@ -152,7 +152,7 @@ async def list_versions(
 async def get_workflow_version(
     name: NamePath,
     version: Annotated[
-        int, Path(ge=1, le=2_147_483_647, description="Version number."), INTEGER_TEXT
+        int, Path(ge=1, le=MAX_VERSION, description="Version number."), INTEGER_TEXT
     ],
     session: SessionDep,
     tenant: CanReadWorkflows,
