@@ -389,6 +389,27 @@ async def test_unsupported_media_types_are_415(client: httpx.AsyncClient) -> Non
     assert_problem(resp, 415, "unsupported-media-type")
 
 
+async def test_ids_past_their_column_are_refused_by_name(client: httpx.AsyncClient) -> None:
+    """A dead letter id is a BIGINT: 2**63 was a 500 from the database (or SQLite's
+    driver), and 20 digits were called "not decimal digits"."""
+    for letter_id, text in (
+        (str(2**63), "less than or equal to 9223372036854775807"),
+        ("9" * 20, "at most 19 digits"),
+    ):
+        for method, suffix in (("GET", ""), ("POST", "/discard"), ("POST", "/replay")):
+            body = assert_problem(
+                await client.request(method, f"/v1/dead-letters/{letter_id}{suffix}"),
+                422,
+                "invalid-request",
+                code="invalid_field",
+                field="path.letter_id",
+            )
+            assert text in body["detail"], body
+    # The largest id is a plain unknown letter.
+    resp = await client.get(f"/v1/dead-letters/{2**63 - 1}")
+    assert resp.status_code == 404, resp.text
+
+
 async def test_parameter_errors_are_problems_too(client: httpx.AsyncClient) -> None:
     body = assert_problem(
         await client.get("/v1/runs", params={"limit": 0}),

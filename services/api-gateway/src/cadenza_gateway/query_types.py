@@ -21,6 +21,8 @@ _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}([Tt ].*)?", re.DOTALL)
 
 def _integer_text(value: Any) -> Any:
     if isinstance(value, str) and not _INTEGER.fullmatch(value):
+        if _INTEGER.match(value) and value.lstrip("-").isdigit():
+            raise ValueError("must be an integer of at most 19 digits")
         raise ValueError("must be an integer written in decimal digits, e.g. 20")
     return value
 

@@ -28,7 +28,11 @@ router = APIRouter(
 )
 
 FIRST_BYTES = 512
-DeadLetterIdPath = Annotated[int, Path(ge=1, description="Dead letter id."), INTEGER_TEXT]
+# The id is a BIGINT column: a larger number is refused naming `path.letter_id`, not a 500.
+MAX_LETTER_ID = 2**63 - 1
+DeadLetterIdPath = Annotated[
+    int, Path(ge=1, le=MAX_LETTER_ID, description="Dead letter id."), INTEGER_TEXT
+]
 
 
 class DeadLetterPublic(BaseModel):
