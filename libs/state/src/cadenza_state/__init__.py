@@ -62,6 +62,7 @@ from cadenza_state.outbox import (
     purge_published,
     release_to_relay,
 )
+from cadenza_state.paged_delete import delete_in_pages
 from cadenza_state.provider_keys import (
     ProviderCredentials,
     delete_provider_key,
@@ -141,6 +142,7 @@ __all__ = [
     "create_engine",
     "create_object_store",
     "create_redis",
+    "delete_in_pages",
     "delete_provider_key",
     "delete_published",
     "in_jsonb_key_order",

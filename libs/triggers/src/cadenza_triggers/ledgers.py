@@ -8,9 +8,9 @@ reset to the earliest offset replays all of it) and any replay an operator may d
 never comes back once the schedule's ``next_fire_at`` moved past it, so its rows are
 history only.
 
-Deleting is paged (``batch`` rows a transaction, oldest first, rows another process is
-deleting skipped), so a pass holds no long lock and any number of trigger processes may
-run it at once.
+Deleting is paged (``cadenza_state.delete_in_pages``: ``batch`` rows a transaction, oldest
+first, rows another process is deleting skipped), so a pass holds no long lock and any
+number of trigger processes may run it at once.
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from cadenza_state import ScheduleFireRecord, TriggeredEventRecord
-from sqlalchemy import delete, select, tuple_
+from cadenza_state import ScheduleFireRecord, TriggeredEventRecord, delete_in_pages
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.sql.dml import Delete
 
 __all__ = ["LedgerPruned", "prune_ledgers"]
 
@@ -34,46 +32,21 @@ class LedgerPruned:
     schedule_fires: int = 0
 
 
-def _events_page(before: datetime, batch: int) -> Delete:
-    page = (
-        select(TriggeredEventRecord.id)
-        .where(TriggeredEventRecord.created_at < before)
-        .order_by(TriggeredEventRecord.created_at)
-        .limit(batch)
-        .with_for_update(skip_locked=True)
-    )
-    return delete(TriggeredEventRecord).where(TriggeredEventRecord.id.in_(page))
-
-
-def _fires_page(before: datetime, batch: int) -> Delete:
-    page = (
-        select(ScheduleFireRecord.schedule_id, ScheduleFireRecord.fire_time)
-        .where(ScheduleFireRecord.fire_time < before)
-        .order_by(ScheduleFireRecord.fire_time)
-        .limit(batch)
-        .with_for_update(skip_locked=True)
-    )
-    return delete(ScheduleFireRecord).where(
-        tuple_(ScheduleFireRecord.schedule_id, ScheduleFireRecord.fire_time).in_(page)
-    )
-
-
-async def _drain(sessions: async_sessionmaker[AsyncSession], statement: Delete, batch: int) -> int:
-    """Run one page's delete until a page deletes fewer than ``batch`` rows."""
-    total = 0
-    while True:
-        async with sessions() as session, session.begin():
-            deleted = int((await session.execute(statement)).rowcount or 0)  # type: ignore[attr-defined]
-        total += deleted
-        if deleted < batch:
-            return total
-
-
 async def prune_ledgers(
     sessions: async_sessionmaker[AsyncSession], before: datetime, batch: int
 ) -> LedgerPruned:
     """Delete the ledger rows older than ``before``: events recorded, ticks due, before it."""
+    events = TriggeredEventRecord
+    fires = ScheduleFireRecord
     return LedgerPruned(
-        triggered_events=await _drain(sessions, _events_page(before, batch), batch),
-        schedule_fires=await _drain(sessions, _fires_page(before, batch), batch),
+        triggered_events=await delete_in_pages(
+            sessions, [events.id], [events.created_at < before], events.created_at, batch
+        ),
+        schedule_fires=await delete_in_pages(
+            sessions,
+            [fires.schedule_id, fires.fire_time],
+            [fires.fire_time < before],
+            fires.fire_time,
+            batch,
+        ),
     )

@@ -44,12 +44,13 @@ from cadenza_state import (
     RunRecord,
     StateRuntime,
     TaskRecord,
+    delete_in_pages,
     utcnow,
 )
 from cadenza_state.checkpoints import delete_checkpoint_threads, thread_id
 from cadenza_state.models import TERMINAL_RUN_STATUSES
 from opentelemetry import trace
-from sqlalchemy import delete, func, select
+from sqlalchemy import Row, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import metrics, store
@@ -323,31 +324,23 @@ class Retention:
     async def _delete_dead_letters(self, before: datetime) -> int:
         """Resolved dead letters older than ``before``, a page per transaction, each page
         with one audit entry per tenant naming the letters."""
-        batch = self.settings.retention_batch_size
-        page = (
-            select(DeadLetterRecord.id)
-            .where(*_resolved_before(before))
-            .order_by(DeadLetterRecord.resolved_at)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        )
-        total = 0
-        while True:
-            async with self.state.sessions() as session, session.begin():
-                rows = (
-                    await session.execute(
-                        delete(DeadLetterRecord)
-                        .where(DeadLetterRecord.id.in_(page))
-                        .returning(DeadLetterRecord.id, DeadLetterRecord.tenant_id)
-                    )
-                ).all()
-                by_tenant: dict[str, list[int]] = defaultdict(list)
-                for letter_id, tenant in rows:
-                    by_tenant[tenant].append(letter_id)
-                _audit_deleted(
-                    session, "dead_letters", by_tenant, ids_key="ids", resolved_before=before
-                )
-            total += len(rows)
+        letters = DeadLetterRecord
+
+        def audit(session: AsyncSession, rows: Sequence[Row[Any]]) -> None:
+            by_tenant: dict[str, list[int]] = defaultdict(list)
+            for row in rows:
+                by_tenant[row.tenant_id].append(row.id)
+            _audit_deleted(
+                session, "dead_letters", by_tenant, ids_key="ids", resolved_before=before
+            )
             metrics.RETENTION_DEAD_LETTERS.inc(len(rows))
-            if len(rows) < batch:
-                return total
+
+        return await delete_in_pages(
+            self.state.sessions,
+            [letters.id],
+            _resolved_before(before),
+            letters.resolved_at,
+            self.settings.retention_batch_size,
+            returning=[letters.id, letters.tenant_id],
+            on_page=audit,
+        )
