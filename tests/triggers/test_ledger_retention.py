@@ -133,7 +133,7 @@ async def test_zero_days_keeps_every_row_and_starts_no_loop(resources: Resources
     pruned = await retention.prune_once(NOW + timedelta(days=3650))
     assert (pruned.triggered_events, pruned.schedule_fires) == (0, 0)
     await retention.start()
-    assert retention._task is None
+    assert not retention.running
     keys, ticks = await ledger_keys(resources)
     assert len(keys) == len(ticks) == 3
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from cadenza_runtime.periodic import Periodic
 from cadenza_state import (
     AuditLogEntry,
     DeadLetterRecord,
@@ -153,7 +154,7 @@ class _Candidate:
 class Retention:
     """``Retention(state, settings, owns)``; ``await prune_once()`` is one pass (tests,
     operators: ``cadenza retention run``), ``await due()`` what a pass would delete
-    (``cadenza retention preview``); ``run_forever()`` passes every
+    (``cadenza retention preview``); ``periodic()`` passes every
     ``retention_interval_s`` while ``retention_days`` is set."""
 
     def __init__(
@@ -167,18 +168,17 @@ class Retention:
         self.owns = owns
         """Whether this process deletes a run (by id): the one that writes its state does."""
 
-    async def run_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.retention_interval_s)
-            try:
-                await self.prune_once()
-                metrics.RETENTION_PASSES.labels("ok").inc()
-                metrics.RETENTION_LAST_SUCCESS.set(time.time())
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                metrics.RETENTION_PASSES.labels("error").inc()
-                log.exception("retention pass failed; retrying next interval")
+    def periodic(self) -> Periodic:
+        """A pass every ``retention_interval_s``, counted by outcome, with the time of the
+        last good one (``CadenzaRetentionFailing`` watches it)."""
+        return Periodic(
+            "orchestrator-retention",
+            self.prune_once,
+            self.settings.retention_interval_s,
+            log=log,
+            passes=metrics.RETENTION_PASSES,
+            last_success=metrics.RETENTION_LAST_SUCCESS,
+        )
 
     async def prune_once(self, now: datetime | None = None) -> Pruned:
         """Delete every owned run that finished before the cutoff, a page at a time; nothing

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime
 
 from cadenza_events import Consumer, ConsumerOptions, RetryPolicy, Topic
-from cadenza_events.tasks import cancel_and_wait
 from cadenza_runtime import Resources, is_outage
+from cadenza_runtime.periodic import Periodic
 
 from .dead_letters import DeadLetterRecorder
 from .graph import GraphCache
@@ -42,8 +41,8 @@ class Orchestrator:
         self.retention = Retention(resources.state, self.settings, self.sweeps)
         self.dead_letters = DeadLetterRecorder(resources)
         self._consumer: Consumer | None = None
-        self._sweeping: asyncio.Task[None] | None = None
-        self._pruning: asyncio.Task[None] | None = None
+        self._sweeping: Periodic | None = None
+        self._pruning: Periodic | None = None
 
     async def start(self) -> None:
         options = ConsumerOptions(
@@ -69,22 +68,18 @@ class Orchestrator:
         )
         await self._consumer.start()
         await self.dead_letters.start()
-        self._sweeping = asyncio.create_task(
-            self.sweeper.run_forever(), name="orchestrator-sweeper"
-        )
+        self._sweeping = self.sweeper.periodic()
+        self._sweeping.start()
         if self.settings.retention_days:
-            self._pruning = asyncio.create_task(
-                self.retention.run_forever(), name="orchestrator-retention"
-            )
+            self._pruning = self.retention.periodic()
+            self._pruning.start()
         log.info("orchestrator started (group %s)", self.settings.group)
 
     async def stop(self) -> None:
-        if self._sweeping is not None:
-            await cancel_and_wait(self._sweeping)
-            self._sweeping = None
-        if self._pruning is not None:
-            await cancel_and_wait(self._pruning)
-            self._pruning = None
+        for periodic in (self._sweeping, self._pruning):
+            if periodic is not None:
+                await periodic.stop()
+        self._sweeping = self._pruning = None
         await self.dead_letters.stop()
         if self._consumer is not None:
             await self._consumer.stop()

@@ -26,7 +26,6 @@ lock, so even two sweepers of one run never dispatch the same attempt twice.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -36,6 +35,7 @@ from datetime import datetime, timedelta
 
 from cadenza_events import HoldResolved
 from cadenza_runtime import Resources, keys
+from cadenza_runtime.periodic import Periodic
 from cadenza_state import (
     ApprovalRecord,
     AuditLogEntry,
@@ -111,17 +111,15 @@ class Sweeper:
         goes on from there, so more live tasks than a page holds cannot hide a lost one
         behind them. None: from the oldest."""
 
-    async def run_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.sweep_interval_s)
-            try:
-                await self.sweep_once()
-                metrics.SWEEPS.labels("ok").inc()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                metrics.SWEEPS.labels("error").inc()
-                log.exception("sweep failed; retrying next interval")
+    def periodic(self) -> Periodic:
+        """The sweep every ``sweep_interval_s``, counted in ``SWEEPS`` by outcome."""
+        return Periodic(
+            "orchestrator-sweeper",
+            self.sweep_once,
+            self.settings.sweep_interval_s,
+            log=log,
+            passes=metrics.SWEEPS,
+        )
 
     async def sweep_once(self) -> int:
         """One pass; returns how many tasks were dispatched again or failed."""

@@ -4,13 +4,11 @@ so every trigger process may run it at once). Off (no task at all) while the day
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from datetime import datetime, timedelta
 
-from cadenza_events.tasks import cancel_and_wait
-from cadenza_runtime import Resources, is_outage
+from cadenza_runtime import Resources
+from cadenza_runtime.periodic import Periodic
 from cadenza_state import utcnow
 from cadenza_triggers import LedgerPruned, prune_ledgers
 from opentelemetry import trace
@@ -26,15 +24,25 @@ class LedgerRetention:
     def __init__(self, resources: Resources, settings: TriggerSettings) -> None:
         self._resources = resources
         self._settings = settings
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(
+            "ledger-retention",
+            self.prune_once,
+            settings.ledger_retention_interval_s,
+            log=log,
+            passes=metrics.LEDGER_PASSES,
+            last_success=metrics.LEDGER_LAST_SUCCESS,
+        )
+
+    @property
+    def running(self) -> bool:
+        return self._periodic.running
 
     async def start(self) -> None:
         if self._settings.ledger_retention_days:
-            self._task = asyncio.create_task(self._loop(), name="ledger-retention")
+            self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
+        await self._periodic.stop()
 
     def cutoff(self, now: datetime) -> datetime:
         return now - timedelta(days=self._settings.ledger_retention_days)
@@ -64,20 +72,3 @@ class LedgerRetention:
                 before.isoformat(),
             )
         return pruned
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.ledger_retention_interval_s)
-            try:
-                await self.prune_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                metrics.LEDGER_PASSES.labels("error").inc()
-                if is_outage(exc):
-                    log.warning("ledger retention waits for the database: %r", exc)
-                else:
-                    log.exception("ledger retention pass failed; retrying next interval")
-            else:
-                metrics.LEDGER_PASSES.labels("ok").inc()
-                metrics.LEDGER_LAST_SUCCESS.set(time.time())

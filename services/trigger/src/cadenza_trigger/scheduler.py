@@ -4,12 +4,11 @@ each tick once)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
 
-from cadenza_events.tasks import cancel_and_wait
-from cadenza_runtime import Resources, is_outage
+from cadenza_runtime import Resources
+from cadenza_runtime.periodic import Periodic
 from cadenza_state import utcnow
 from cadenza_triggers import PassReport, SpecCache, fire_due
 from opentelemetry import trace
@@ -26,14 +25,15 @@ class Scheduler:
         self._resources = resources
         self._settings = settings
         self._cache = SpecCache()
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(
+            "scheduler", self.run_once, settings.schedule_poll_s, log=log, at_start=True
+        )
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="scheduler")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
+        await self._periodic.stop()
 
     async def run_once(self) -> PassReport:
         with tracer.start_as_current_span("cadenza.scheduler.pass") as span:
@@ -57,16 +57,3 @@ class Scheduler:
         for name, run_id in report.started:
             log.info("schedule %s started run %s", name, run_id)
         return report
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if is_outage(exc):
-                    log.warning("scheduler waits for the database: %r", exc)
-                else:
-                    log.exception("scheduler pass failed")
-            await asyncio.sleep(self._settings.schedule_poll_s)

@@ -3,10 +3,9 @@ the settle script makes concurrent reconcilers (and a late settle) safe."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from cadenza_events.tasks import cancel_and_wait
+from cadenza_runtime.periodic import Periodic
 
 from . import metrics
 from .ledger import BudgetLedger
@@ -17,17 +16,14 @@ log = logging.getLogger("cadenza.worker.budgets")
 class Reconciler:
     def __init__(self, ledger: BudgetLedger, interval_s: float) -> None:
         self._ledger = ledger
-        self._interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
+        # Redis away: the pass runs again next round; it never crashes the worker.
+        self._periodic = Periodic("budget-reconciler", self.run_once, interval_s, log=log)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="budget-reconciler")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            task, self._task = self._task, None
-            await cancel_and_wait(task)
+        await self._periodic.stop()
 
     async def run_once(self) -> list[str]:
         released = await self._ledger.release_expired()
@@ -35,11 +31,3 @@ class Reconciler:
             metrics.RELEASED.inc(len(released))
             log.warning("released %d expired budget reservation(s)", len(released))
         return released
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            try:
-                await self.run_once()
-            except Exception:  # Redis away: try again next round, never crash the worker
-                log.warning("budget reconciliation failed", exc_info=True)
