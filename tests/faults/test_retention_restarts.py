@@ -37,6 +37,7 @@ from sqlalchemy import func, select
 from support import assert_eventually
 from support.cleanup import drop_bucket, drop_schema
 from support.infra import PrivateService
+from support.ledgers import add_ledger_rows
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -178,17 +179,7 @@ def _ledger_passes(outcome: str) -> float:
 
 
 async def _add_old_events(state: StateRuntime, first: int, count: int) -> None:
-    async with state.sessions() as session, session.begin():
-        session.add_all(
-            TriggeredEventRecord(
-                tenant_id="acme",
-                trigger_name="t",
-                dedupe_key=f"k{n}",
-                run_id=f"r{n}",
-                created_at=utcnow() - timedelta(days=40),
-            )
-            for n in range(first, first + count)
-        )
+    await add_ledger_rows(state.sessions, [timedelta(days=40)] * count, utcnow(), first=first)
 
 
 async def _no_events_left(state: StateRuntime) -> bool:
@@ -232,8 +223,7 @@ async def test_ledger_retention_loop_through_a_postgres_restart(
         await assert_eventually(lambda: _ledger_passes("ok") > oks, timeout=60, interval=0.2)
         await _add_old_events(state, 500, 500)
         await assert_eventually(lambda: _no_events_left(state), timeout=30)
-        assert retention._task is not None
-        assert not retention._task.done()
+        assert retention.running
     finally:
         await retention.stop()
         await state.aclose()

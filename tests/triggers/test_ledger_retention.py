@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from cadenza_runtime import Resources
-from cadenza_state import ScheduleFireRecord, ScheduleRecord, TriggeredEventRecord
+from cadenza_state import ScheduleFireRecord, TriggeredEventRecord
 from cadenza_trigger import ledger_retention
 from cadenza_trigger.ledger_retention import LedgerRetention
 from cadenza_trigger.settings import TriggerSettings
@@ -20,6 +20,7 @@ from prometheus_client import REGISTRY
 from pydantic import ValidationError
 from sqlalchemy import select
 from support import assert_eventually
+from support.ledgers import add_ledger_rows
 from trigger_support import add_workflow
 
 NOW = datetime(2026, 6, 30, 12, 0, tzinfo=UTC)
@@ -46,31 +47,8 @@ def passes(outcome: str) -> float:
 
 async def add_ledgers(resources: Resources, old: int, recent: int, now: datetime = NOW) -> str:
     """``old`` + ``recent`` rows in each ledger, recorded (due) 40 and 2 days before ``now``."""
-    async with resources.sessions() as session, session.begin():
-        schedule = ScheduleRecord(tenant_id="default", name="tick", spec={}, paused=False)
-        session.add(schedule)
-        await session.flush()
-        ages = [timedelta(days=40)] * old + [timedelta(days=2)] * recent
-        for n, age in enumerate(ages):
-            at = now - age
-            session.add(
-                TriggeredEventRecord(
-                    tenant_id="default",
-                    trigger_name="t",
-                    dedupe_key=f"k{n}",
-                    run_id=f"r{n}",
-                    created_at=at + timedelta(seconds=n),
-                )
-            )
-            session.add(
-                ScheduleFireRecord(
-                    schedule_id=schedule.id,
-                    fire_time=at + timedelta(seconds=n),
-                    outcome="started",
-                    run_id=f"r{n}",
-                )
-            )
-        return schedule.id
+    ages = [timedelta(days=40)] * old + [timedelta(days=2)] * recent
+    return await add_ledger_rows(resources.sessions, ages, now)
 
 
 async def ledger_keys(resources: Resources) -> tuple[list[str], list[datetime]]:

@@ -12,7 +12,7 @@ from .cloudevents import (
     kafka_decoder,
 )
 from .firing import PassReport, fire_due
-from .ledgers import LedgerPruned, prune_ledgers
+from .ledgers import LedgerPruned, count_ledger_rows, prune_ledgers
 from .matching import FilterFailed, InvalidInputs, MappingFailed, Trigger, WorkflowMissing
 from .schedules import CatchUp, Overlap, ScheduleSpec, due_ticks, next_fire, upcoming
 from .spec import EventFilter, TriggerSpec
@@ -46,6 +46,7 @@ __all__ = [
     "UndecodableEvent",
     "UnsupportedContent",
     "WorkflowMissing",
+    "count_ledger_rows",
     "due_ticks",
     "fire_due",
     "from_http",

@@ -19,14 +19,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cadenza_state import ScheduleFireRecord, TriggeredEventRecord, delete_in_pages
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-__all__ = ["LedgerPruned", "prune_ledgers"]
+__all__ = ["LedgerPruned", "count_ledger_rows", "prune_ledgers"]
 
 
 @dataclass
 class LedgerPruned:
-    """Rows one pass deleted, per ledger."""
+    """Rows one pass deleted (or, from ``count_ledger_rows``, would delete), per ledger."""
 
     triggered_events: int = 0
     schedule_fires: int = 0
@@ -50,3 +51,17 @@ async def prune_ledgers(
             batch,
         ),
     )
+
+
+async def count_ledger_rows(
+    sessions: async_sessionmaker[AsyncSession], before: datetime
+) -> LedgerPruned:
+    """How many rows ``prune_ledgers`` with the same ``before`` would delete: a preview."""
+    async with sessions() as session:
+        events = await session.scalar(
+            select(func.count()).where(TriggeredEventRecord.created_at < before)
+        )
+        fires = await session.scalar(
+            select(func.count()).where(ScheduleFireRecord.fire_time < before)
+        )
+    return LedgerPruned(triggered_events=int(events or 0), schedule_fires=int(fires or 0))
