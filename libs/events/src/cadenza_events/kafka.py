@@ -63,6 +63,40 @@ async def _fetch(consumer: AIOKafkaConsumer, max_records: int, timeout_s: float)
     ]
 
 
+def _hold_idle_fetches(consumer: AIOKafkaConsumer, group: str, idle_ms: int, busy_ms: int) -> None:
+    """Let the broker hold a fetch up to ``idle_ms`` while nothing fetched waits to be
+    handled, and ``busy_ms`` otherwise.
+
+    Why it is safe: the client sends no fetch to a broker while one is in flight to it, and
+    leaves out of a fetch the partitions whose fetched records are not consumed yet, or
+    that are paused or being reset (those would wait for the in-flight fetch to come back:
+    the stall ``BusSettings.fetch_max_wait_ms`` is short for). When none is in that state
+    the fetch names every assigned partition, and a record on any of them answers it at
+    once (``fetch_min_bytes`` 1): a long hold then costs no latency, only fewer idle
+    round trips. The client has no option for it, so this wraps the method that builds each
+    round's requests (aiokafka 0.14, pinned in uv.lock; tests/events/test_kafka_fetch_waits.py
+    fails if a version changes it)."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    plan = getattr(fetcher, "_get_actions_per_node", None)
+    if fetcher is None or plan is None or not hasattr(fetcher, "_fetch_max_wait_ms"):
+        log.warning("aiokafka's fetcher changed: idle fetches are not held longer")
+        return
+    idle = metrics.FETCHES.labels(group, "idle")
+    busy = metrics.FETCHES.labels(group, "busy")
+
+    def actions(assignment: Any) -> Any:
+        quiet = not fetcher._records and all(
+            (state := assignment.state_value(tp)).has_valid_position and not state.paused
+            for tp in assignment.tps
+        )
+        fetcher._fetch_max_wait_ms = idle_ms if quiet else busy_ms
+        planned = plan(assignment)
+        (idle if quiet else busy).inc(len(planned[0]))  # the fetch requests of this round
+        return planned
+
+    fetcher._get_actions_per_node = actions
+
+
 class _Listener(ConsumerRebalanceListener):
     def __init__(self, listener: RebalanceListener) -> None:
         self._listener = listener
@@ -120,6 +154,8 @@ class KafkaConsumerTransport:
         async for attempt in _connect_retry():
             with attempt:
                 await consumer.start()
+        if not self._fetch_wait_ms:  # a gathering consumer keeps its own, fixed, wait
+            _hold_idle_fetches(consumer, self._group, s.idle_fetch_wait_ms, s.fetch_max_wait_ms)
         self._consumer = consumer
 
     async def fetch(self, max_records: int, timeout_s: float) -> list[Message]:

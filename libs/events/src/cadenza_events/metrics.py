@@ -53,3 +53,10 @@ BATCHES_JOINED = Counter(
     "(instead of making a batch of their own).",
     ["group"],
 )
+FETCHES = Counter(
+    "cadenza_bus_fetch_requests_total",
+    "Fetch requests a dispatch-path consumer sent, by how long the broker may hold them: "
+    "idle (nothing fetched waits to be handled: held up to BusSettings.idle_fetch_wait_ms) "
+    "or busy (held up to fetch_max_wait_ms).",
+    ["group", "mode"],
+)
