@@ -12,7 +12,6 @@ re-subscribes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -25,8 +24,8 @@ from cadenza_events import (
     Message,
 )
 from cadenza_events.bus import Decoder
-from cadenza_events.tasks import cancel_and_wait
 from cadenza_runtime import Resources, is_outage
+from cadenza_runtime.periodic import Periodic
 from cadenza_state import RunRecord, RunStatus
 from cadenza_triggers import CloudEvent, SpecCache, Trigger, kafka_decoder, load_triggers
 from cadenza_triggers import start_for_event as start_run_for_event
@@ -50,7 +49,14 @@ class TriggerConsumer:
         self._topics: tuple[str, ...] = ()
         self._consumer: Consumer | None = None
         self._cache = SpecCache()
-        self._reloader: asyncio.Task[None] | None = None
+        # A failed reload keeps the triggers already known; the next one tries again.
+        self._reloader = Periodic(
+            "trigger-reload",
+            self.reload,
+            settings.reload_interval_s,
+            log=log,
+            passes=metrics.RELOADS,
+        )
         self._lock = asyncio.Lock()
 
     @property
@@ -58,25 +64,15 @@ class TriggerConsumer:
         return self._topics
 
     async def start(self) -> None:
-        with contextlib.suppress(Exception):  # the loop retries: an outage must not stop us
-            await self.reload()
-        self._reloader = asyncio.create_task(self._reload_loop(), name="trigger-reload")
+        await self._reloader.run_once()  # subscribed once this returns, unless it failed
+        self._reloader.start()
 
     async def stop(self) -> None:
-        if self._reloader is not None:
-            await cancel_and_wait(self._reloader)
+        await self._reloader.stop()
         async with self._lock:
             if self._consumer is not None:
                 await self._consumer.stop()
                 self._consumer = None
-
-    async def _reload_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.reload_interval_s)
-            try:
-                await self.reload()
-            except Exception as exc:  # keep the triggers we know; try again next time
-                log.warning("trigger definitions not reloaded: %r", exc)
 
     async def reload(self) -> None:
         """Re-read the triggers in force; re-subscribe when their topics changed."""

@@ -12,6 +12,7 @@ __all__ = [
     "LEDGER_LAST_SUCCESS",
     "LEDGER_PASSES",
     "LEDGER_ROWS",
+    "RELOADS",
     "TICKS",
     "TRIGGERS",
 ]
@@ -46,3 +47,11 @@ LEDGER_LAST_SUCCESS = Gauge(
     "cadenza_trigger_ledger_retention_last_success_timestamp_seconds",
     "Unix time of the last ledger retention pass that finished without an error (0: none).",
 )
+RELOADS = Counter(
+    "cadenza_trigger_reloads_total",
+    "Re-reads of the trigger definitions, by outcome (ok, error). While they fail (the "
+    "database away), the process keeps consuming with the definitions it read last.",
+    ["outcome"],
+)
+for _outcome in ("ok", "error"):
+    RELOADS.labels(_outcome)
