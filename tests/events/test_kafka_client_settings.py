@@ -78,3 +78,61 @@ async def test_the_producer_builds_large_batches_and_sends_at_once(
     assert (made["acks"], made["enable_idempotence"]) == ("all", True)
     with pytest.raises(ValueError, match="producer_batch_bytes"):
         BusSettings(producer_batch_bytes=2 * 1024 * 1024)  # over the broker's message limit
+
+
+class _State:
+    def __init__(self, *, paused: bool = False, positioned: bool = True) -> None:
+        self.paused = paused
+        self.has_valid_position = positioned
+
+
+class _Assignment:
+    def __init__(self, states: dict[str, _State]) -> None:
+        self.tps = list(states)
+        self._states = states
+
+    def state_value(self, tp: str) -> _State:
+        return self._states[tp]
+
+
+class _Fetcher:
+    """What ``_hold_idle_fetches`` reads of aiokafka's fetcher: the records not consumed
+    yet, the hold the next requests get, and the per-round request builder."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, object] = {}
+        self._fetch_max_wait_ms = 50
+        self.holds: list[int] = []
+
+    def _get_actions_per_node(self, assignment: Any) -> tuple[list[Any], ...]:
+        self.holds.append(self._fetch_max_wait_ms)
+        return ([("node", "request")], {}, 0.1, False, [])
+
+
+@pytest.mark.parametrize(
+    ("records", "states", "hold"),
+    [
+        ({}, {"a": _State(), "b": _State()}, 500),  # nothing waits: every partition fetched
+        ({"a": object()}, {"a": _State(), "b": _State()}, 50),  # a's records wait their turn
+        ({}, {"a": _State(paused=True), "b": _State()}, 50),  # a paused: left out
+        ({}, {"a": _State(positioned=False), "b": _State()}, 50),  # a being reset: left out
+    ],
+)
+def test_a_fetch_is_held_long_only_when_it_names_every_partition(
+    records: dict[str, object], states: dict[str, _State], hold: int
+) -> None:
+    fetcher = _Fetcher()
+    fetcher._records = records
+    consumer = type("Consumer", (), {"_fetcher": fetcher})()
+    kafka_module._hold_idle_fetches(consumer, "g-unit", idle_ms=500, busy_ms=50)  # type: ignore[arg-type]
+    planned = fetcher._get_actions_per_node(_Assignment(states))
+    assert fetcher.holds == [hold]
+    assert planned[0] == [("node", "request")]  # the client's own plan, unchanged
+
+
+def test_a_fetcher_without_what_is_wrapped_keeps_kafkas_behaviour(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    consumer = type("Consumer", (), {"_fetcher": object()})()
+    kafka_module._hold_idle_fetches(consumer, "g-unit", idle_ms=500, busy_ms=50)  # type: ignore[arg-type]
+    assert "idle fetches are not held longer" in caplog.text
