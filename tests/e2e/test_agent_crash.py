@@ -13,6 +13,8 @@ from __future__ import annotations
 import httpx
 import pytest
 from cadenza_state import LLMCallRecord, StateSettings, ToolCallRecord, create_engine
+from cadenza_state.checkpoints import thread_id
+from cadenza_worker.agents.checkpoints import open_checkpointer
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 from support import assert_eventually
@@ -47,13 +49,28 @@ async def test_kill_9_mid_agent_loop_resumes_from_the_checkpoint(cluster: Cluste
             assert resp.status_code == 201, resp.text
             run_id = resp.json()["id"]
 
-            async def first_tool_call_done() -> bool:
+            async def first_tool_call_done() -> str | None:
                 async with engine.connect() as conn:
-                    query = select(ToolCallRecord.call_index).where(ToolCallRecord.run_id == run_id)
-                    return 0 in (await conn.execute(query)).scalars().all()
+                    query = select(ToolCallRecord.task_id).where(
+                        ToolCallRecord.run_id == run_id, ToolCallRecord.call_index == 0
+                    )
+                    return (await conn.execute(query)).scalar_one_or_none()
 
-            # Turn 0 answered and its tool call made: the worker now waits for turn 1.
-            await assert_eventually(first_tool_call_done, timeout=60, interval=0.1)
+            # Turn 0 answered and its tool call made, then the tools step checkpointed: the
+            # worker now waits for turn 1. (Killed between the call's row and that
+            # checkpoint, the next attempt would make the idempotent call again — the
+            # documented exception, not what this test is about.)
+            task_id = await assert_eventually(first_tool_call_done, timeout=60, interval=0.1)
+            async with open_checkpointer(StateSettings(database_schema=cluster.namespace)) as saver:
+
+                async def tools_step_checkpointed() -> bool:
+                    saved = await saver.aget_tuple(
+                        {"configurable": {"thread_id": thread_id(task_id, 1), "checkpoint_ns": ""}}
+                    )
+                    made = saved.checkpoint["channel_values"].get("tool_calls_made") if saved else 0
+                    return bool(made)
+
+                await assert_eventually(tools_step_checkpointed, timeout=30, interval=0.05)
             worker = next(p for p in cluster.processes if p.name == "worker")
             worker.kill()
             cluster.start_worker()

@@ -147,8 +147,14 @@ async def test_a_cancel_command_stops_the_run_and_late_results_change_nothing(
     await stack.worker.reply(held["one"], {"output": {"done": True}})
     await stack.worker.reply(held["two"], {"status": "cancelled"})
     await wait_ignored("run_cancelled", ignored_before, 2)
-    attempts = {x.task_id: x.status for x in await stack.attempts(run_id)}
-    assert attempts == {tasks["one"].id: "succeeded", tasks["two"].id: "cancelled"}
+    # The counter moves as the batch is applied, before its transaction commits: wait
+    # for the attempts themselves.
+    expected = {tasks["one"].id: "succeeded", tasks["two"].id: "cancelled"}
+
+    async def attempts_recorded() -> bool:
+        return {x.task_id: x.status for x in await stack.attempts(run_id)} == expected
+
+    await assert_eventually(attempts_recorded, message=f"attempts recorded: {expected}")
     tasks = await stack.tasks(run_id)
     assert {t.status for t in tasks.values()} == {"cancelled"}
     assert {r.node_id for r in stack.worker.received} == {"one", "two", "three"}
