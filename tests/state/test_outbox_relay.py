@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+import pytest
 from cadenza_events import Publisher, RawRecord
 from cadenza_runtime.relay import OutboxRelay
 from cadenza_state import OutboxMessage, StagedMessage, delete_published, insert_outbox
@@ -108,6 +109,46 @@ async def test_a_graceful_stop_deletes_what_was_sent(sessions: Sessions) -> None
     await outbox.stop()
     assert await left(sessions) == set()
     assert bus.keys() == ["s"]
+
+
+def delete_passes(outcome: str) -> float:
+    value = REGISTRY.get_sample_value("cadenza_outbox_delete_passes_total", {"outcome": outcome})
+    return value or 0.0
+
+
+async def test_a_failed_delete_pass_keeps_the_rows_for_the_next(
+    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database away for one pass: the sent rows stay queued, the failure is counted,
+    and the next pass deletes them (the deleter goes on)."""
+    import cadenza_runtime.relay as relay_module
+
+    real = relay_module.delete_published
+    failures = [1]
+
+    async def away_once(session: AsyncSession, ids: Any) -> int:
+        if failures[0]:
+            failures[0] -= 1
+            raise ConnectionRefusedError("the database is down")
+        return await real(session, ids)
+
+    monkeypatch.setattr(relay_module, "delete_published", away_once)
+    errors, oks = delete_passes("error"), delete_passes("ok")
+    outbox = relay(sessions, RecordingPublisher(), delete_interval_s=0.05)
+    await outbox.start()
+    try:
+        rows = await stage(sessions, ["k"], outbox.publisher_id)
+        assert await outbox.publish_committed(rows) == 1
+
+        async def deleted() -> bool:
+            return await left(sessions) == set()
+
+        await assert_eventually(deleted, timeout=10, message="the sent row was never deleted")
+    finally:
+        await outbox.stop()
+    assert failures == [0]
+    assert delete_passes("error") == errors + 1
+    assert delete_passes("ok") > oks
 
 
 async def test_without_a_running_relay_the_writer_deletes_at_once(sessions: Sessions) -> None:

@@ -38,6 +38,8 @@ from cadenza_state import (
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from .periodic import Periodic
+
 log = logging.getLogger("cadenza.relay")
 
 RELAYED = Counter("cadenza_outbox_relayed_total", "Outbox rows published to the bus.")
@@ -49,6 +51,12 @@ DIRECT = Counter(
 DELETED = Counter(
     "cadenza_outbox_deleted_total",
     "Outbox rows a writer published itself and then deleted (in batches).",
+)
+DELETE_PASSES = Counter(
+    "cadenza_outbox_delete_passes_total",
+    "Passes deleting the outbox rows a writer published itself, by outcome (ok, error: "
+    "the rows stay queued for the next pass).",
+    ["outcome"],
 )
 PURGED = Counter(
     "cadenza_outbox_purged_total",
@@ -94,7 +102,7 @@ class OutboxRelay:
         self._delete_interval_s = delete_interval_s
         self._sent: list[int] = []
         """Rows sent by ``publish_committed`` and not yet deleted."""
-        self._deleter: asyncio.Task[None] | None = None
+        self._deleter: Periodic | None = None
         self._sends: set[asyncio.Task[int]] = set()
         """``publish_soon`` sends in flight."""
         self._retention_s = retention_s
@@ -115,7 +123,14 @@ class OutboxRelay:
     async def start(self) -> None:
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
-        self._deleter = asyncio.create_task(self._delete_forever(), name="outbox-deleter")
+        self._deleter = Periodic(
+            "outbox-deleter",
+            self.flush_deletes,
+            self._delete_interval_s,
+            log=log,
+            passes=DELETE_PASSES,
+        )
+        self._deleter.start()
 
     async def stop(self, grace_s: float = 5.0) -> None:
         task, self._task = self._task, None
@@ -131,7 +146,7 @@ class OutboxRelay:
             await asyncio.wait(set(self._sends), timeout=grace_s)
         deleter, self._deleter = self._deleter, None
         if deleter is not None:
-            await cancel_and_wait(deleter)
+            await deleter.stop()
         # Best effort: flush what is committed so a graceful stop leaves nothing behind.
         with contextlib.suppress(Exception):
             await self.flush_deletes()
@@ -206,25 +221,6 @@ class OutboxRelay:
             raise
         DELETED.inc(len(sent))
         return len(sent)
-
-    async def _delete_forever(self) -> None:
-        failures = 0
-        while True:
-            await asyncio.sleep(
-                self._delete_interval_s if not failures else min(5.0, 0.2 * 2**failures)
-            )
-            try:
-                await self.flush_deletes()
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-                log.warning(
-                    "deleting published outbox rows failed (%d in a row)",
-                    failures,
-                    exc_info=failures == 1,
-                )
 
     async def backlog_age(self) -> float:
         """Seconds the oldest row still to publish has waited; 0 when there is none."""
