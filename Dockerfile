@@ -25,21 +25,26 @@ WORKDIR /app
 # Only the lock and the workspace's pyproject files: this layer (all third-party packages,
 # including the embedded chat model and the embedding model) is rebuilt only when they change.
 COPY uv.lock pyproject.toml ./
-COPY libs/cli/pyproject.toml libs/cli/
+COPY apps/cli/pyproject.toml apps/cli/
+COPY libs/client/pyproject.toml libs/client/
+COPY libs/evaluation/pyproject.toml libs/evaluation/
 COPY libs/events/pyproject.toml libs/events/
 COPY libs/llm/pyproject.toml libs/llm/
 COPY libs/retrieval/pyproject.toml libs/retrieval/
 COPY libs/runtime/pyproject.toml libs/runtime/
 COPY libs/state/pyproject.toml libs/state/
+COPY libs/triggers/pyproject.toml libs/triggers/
 COPY libs/workflow/pyproject.toml libs/workflow/
 COPY services/agent-worker/pyproject.toml services/agent-worker/
 COPY services/api-gateway/pyproject.toml services/api-gateway/
 COPY services/orchestrator/pyproject.toml services/orchestrator/
 COPY services/rag-ingest/pyproject.toml services/rag-ingest/
+COPY services/trigger/pyproject.toml services/trigger/
 RUN /opt/uv/bin/uv sync --frozen --no-dev --no-install-workspace
 
 # ---- build: the workspace packages, installed as wheels (no editable links to sources) ---
 FROM deps AS build
+COPY apps apps
 COPY libs libs
 COPY services services
 RUN /opt/uv/bin/uv sync --frozen --no-dev --no-editable \

@@ -13,7 +13,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 bootstrap:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@$(UV) sync --frozen --quiet --compile-bytecode
-	@$(UV) run --frozen --no-sync python -m compileall -q -j 0 libs services
+	@$(UV) run --frozen --no-sync python -m compileall -q -j 0 apps libs services
 
 # 1. Cadenza's main job: a multi-agent workflow (payment failure triage: LLM agents on the
 #    embedded model, tools reading seeded reference data, a condition on the structured
