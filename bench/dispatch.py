@@ -44,6 +44,13 @@ Rows, all measured in the same run, one after the other (never two at once):
 - profile (`--profile DIR`): py-spy samples the gateway, the orchestrator and each worker
   through the offered load (200 Hz, collapsed stacks in DIR/<role>-<pid>.txt) and
   bench/profile_summary.py writes where each spent its time to DIR/summary.txt.
+- broker_uptime_s: how long the Kafka broker had been up when the bench began. A broker
+  started minutes before (a first run after `cadenza infra up`) spends 2-3x the CPU per
+  task on the engine's traffic for its first minutes (0.38 against 0.13 ms measured), so
+  every engine row reads slower while the ceiling's, measured later, do not: the bench
+  warns below 600 s. Warming it with the ceiling's fan-outs (90 s) or the engine's (60 s)
+  was tried and not kept: the first left half the excess, the second filled Redis, whose
+  snapshots then cost the rows as much.
 - baseline: the combined row on the in-process stack (`cadenza dev`: memory bus, SQLite)
   in this process (`--no-baseline` skips it).
 The LAST line printed is the JSON result.
@@ -1067,8 +1074,39 @@ def redis_info() -> dict[str, int]:
         return {}
 
 
+def process_uptime_s(pid: int) -> float | None:
+    """Seconds since ``pid`` started (/proc), None if it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        since_boot = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    return since_boot - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+
+
+YOUNG_BROKER_S = 600.0
+
+
+def broker_uptime() -> float | None:
+    """Seconds since the Kafka broker started; warns when it is young: its first minutes
+    of the engine's traffic cost it far more CPU than later ones (docs/benchmarks.md,
+    twenty-second session), so a first run after `cadenza infra up` reads slow."""
+    pid = listening_pid(SERVER_PORTS["kafka"])
+    uptime = None if pid is None else process_uptime_s(pid)
+    if uptime is not None and uptime < YOUNG_BROKER_S:
+        print(
+            f"warning: the Kafka broker started {uptime:.0f} s ago: a new broker's first "
+            "minutes under load cost it 2-3x the CPU per task (0.38 against 0.13 ms "
+            "measured), and every engine row reads slower; run the bench again for figures "
+            "to compare",
+            file=sys.stderr,
+        )
+    return uptime
+
+
 async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     servers = server_roots()
+    uptime = broker_uptime()
     before = redis_info()
     if before.get("keys", 0) > REDIS_KEYS_WARNING:
         print(
@@ -1078,6 +1116,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
             file=sys.stderr,
         )
     result = await distributed(args, servers)
+    result["broker_uptime_s"] = None if uptime is None else round(uptime)
     after = redis_info()
     if before and after:
         result["redis_keys_before"] = before["keys"]
