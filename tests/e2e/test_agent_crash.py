@@ -58,8 +58,8 @@ async def test_kill_9_mid_agent_loop_resumes_from_the_checkpoint(cluster: Cluste
 
             # Turn 0 answered and its tool call made, then the tools step checkpointed: the
             # worker now waits for turn 1. (Killed between the call's row and that
-            # checkpoint, the next attempt would make the idempotent call again — the
-            # documented exception, not what this test is about.)
+            # checkpoint, the next attempt would make this call, which has no side effects,
+            # again: allowed, but not what this test is about.)
             task_id = await assert_eventually(first_tool_call_done, timeout=60, interval=0.1)
             async with open_checkpointer(StateSettings(database_schema=cluster.namespace)) as saver:
 
