@@ -15,10 +15,10 @@ publish is a list append, so the Kafka client's cost is left out). Rows:
 - fan-out: a fan-out of ``--fanout`` is planned, then its results are handed over
   ``--batch`` at a time: ``fanout_result_cpu_us`` per result.
 - baseline: one statement on the same database through raw asyncpg (``raw_statement_*``),
-  and the same through a SQLAlchemy session as the hot path sends it (``direct.execute``
-  on its own, then ``commit``: ``session_statement_*``), medians. The ratios say how many
+  and the same as the hot path sends it, in a SQLAlchemy session (``direct.execute`` on
+  its own, then ``commit``: ``session_statement_*``), medians. The ratios say how many
   such round trips a step costs (``ratio_chain_step_vs_raw_statement``), and what the
-  session adds to each batch.
+  session and the pool's checkout add to each batch (``session_overhead_cpu_us``).
 The LAST line printed is the JSON result.
 """
 

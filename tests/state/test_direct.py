@@ -196,6 +196,68 @@ async def test_a_lost_connection_is_an_outage_and_is_replaced(sessions: Sessions
     assert one[0] == 1
 
 
+async def test_an_alone_statement_with_nothing_begun_leaves_the_session_untouched(
+    sessions: Sessions,
+) -> None:
+    """No transaction begun: the statement runs on a pooled connection of its own, given
+    back as soon as it returns, and the session begins nothing (no autobegin, no checkout,
+    nothing to commit or close). Begun: the statement runs on the session's connection."""
+    engine = sessions.kw["bind"]
+    async with sessions() as session:
+        (mine,) = await direct.fetch(session, "SELECT pg_backend_pid()", alone=True)
+        assert not session.in_transaction()
+        assert engine.pool.checkedout() == 0
+        async with session.begin():
+            (theirs,) = await direct.fetch(session, "SELECT pg_backend_pid()")
+            (joined,) = await direct.fetch(session, "SELECT pg_backend_pid()", alone=True)
+            assert engine.pool.checkedout() == 1
+    assert joined[0] == theirs[0]
+    assert isinstance(mine[0], int)
+
+
+async def test_an_alone_statement_that_loses_its_connection_is_an_outage(
+    sessions: Sessions,
+) -> None:
+    """The same errors as on the session's connection: the server ends the backend under
+    the statement, the caller gets a DBAPIError flagged ``connection_invalidated`` (an
+    outage: consumers pause), the dead connection leaves the pool, and the next statement
+    runs on a new one."""
+    engine = sessions.kw["bind"]
+    async with sessions() as session:
+        with pytest.raises(sa_exc.DBAPIError) as raised:
+            await direct.fetch(session, "SELECT pg_terminate_backend(pg_backend_pid())", alone=True)
+        assert not session.in_transaction()
+    assert is_outage(raised.value)
+    assert raised.value.connection_invalidated
+    assert engine.pool.checkedout() == 0
+    async with sessions() as session:
+        (one,) = await direct.fetch(session, "SELECT 1", alone=True)
+    assert one[0] == 1
+
+
+async def test_an_alone_statement_error_is_translated_as_sqlalchemy_would(
+    sessions: Sessions,
+) -> None:
+    """A failing statement on the pooled connection (a unique violation) raises
+    SQLAlchemy's IntegrityError with the statement, and the connection goes back to the
+    pool, still good."""
+    await _tasks(sessions, ["dup"])
+    engine = sessions.kw["bind"]
+    insert_again = (
+        "INSERT INTO tasks (id, run_id, node_id, status, max_attempts) "
+        "SELECT id, run_id, node_id, status, max_attempts FROM tasks WHERE id = $1"
+    )
+    async with sessions() as session:
+        with pytest.raises(sa_exc.IntegrityError) as raised:
+            await direct.execute(session, insert_again, "dup", alone=True)
+    assert raised.value.statement == insert_again
+    assert not raised.value.connection_invalidated
+    assert engine.pool.checkedout() == 0
+    async with sessions() as session:
+        (one,) = await direct.fetch(session, "SELECT 1", alone=True)
+    assert one[0] == 1
+
+
 async def test_statement_observers_see_direct_statements(sessions: Sessions) -> None:
     seen: list[tuple[str, Any]] = []
 

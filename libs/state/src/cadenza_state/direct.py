@@ -13,8 +13,10 @@ The statements run on the same connection, inside the session's transaction: a c
 mixes them freely with ``session.execute``. Observers of SQLAlchemy's
 ``before_cursor_execute`` event see them too. A statement sent ``alone`` runs on its own
 when no transaction is open (the orchestrator's unlocked batches: one guarded statement,
-no BEGIN or COMMIT). PostgreSQL only; callers keep their portable statement for
-``cadenza dev``'s SQLite (``is_postgres``).
+no BEGIN or COMMIT). If the session has begun nothing at all, it runs on a pooled
+connection checked out for it alone (``_on_pooled``), and the session stays untouched.
+PostgreSQL only; callers keep their portable statement for ``cadenza dev``'s SQLite
+(``is_postgres``).
 
 To behave as SQLAlchemy's own execution does, ``_on_driver`` uses three private members of
 its asyncpg adapter (``_transaction``, ``_start_transaction``, ``_handle_exception``: begin the
@@ -33,7 +35,8 @@ from typing import Any
 from sqlalchemy import JSON, Table
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.util import greenlet_spawn
 
 
 def is_postgres(session: AsyncSession) -> bool:
@@ -101,6 +104,8 @@ async def _on_driver(
 ) -> Any:
     """``call`` with the session's asyncpg connection, in its transaction (``alone``: on
     its own when none is open), its errors translated as SQLAlchemy's."""
+    if alone and not session.in_transaction() and isinstance(session.bind, AsyncEngine):
+        return await _on_pooled(session.bind, call, sql, args)
     connection = await session.connection()
     sync = connection.sync_connection
     assert sync is not None
@@ -119,6 +124,67 @@ async def _on_driver(
         raise await _translated(connection, adapted, sql, args, error) from error
 
 
+async def _on_pooled(
+    engine: AsyncEngine, call: Callable[[Any], Awaitable[Any]], sql: str, args: tuple[Any, ...]
+) -> Any:
+    """``call`` on a connection of the engine's pool checked out for it alone, for a
+    statement that runs on its own while its session has begun nothing. The session is
+    left untouched: nothing of it is begun, committed or closed for the statement. Its
+    autobegin, checkout, commit and close cost ~125 µs of CPU more than this checkout and
+    return (bench/orchestrator_step.py's ``session_overhead_cpu_us`` measures the whole
+    session path), in every orchestrator batch sent without a lock.
+
+    The connection is the pool's own, so it is set up, checked for liveness and replaced
+    as every other one. Errors are translated as SQLAlchemy's execution translates them.
+    Statement observers are called on the engine, with no connection."""
+    sync = engine.sync_engine
+    dialect = sync.dialect
+    if sync.dispatch.before_cursor_execute:  # statement observers (tests) see these too
+        sync.dispatch.before_cursor_execute(None, None, sql, args, None, False)
+    try:
+        pooled = await engine.raw_connection()
+    except dialect.loaded_dbapi.Error as error:  # as Connection's checkout raises it
+        gone = bool(dialect.is_disconnect(error, None, None))
+        raise _wrapped(dialect, sql, args, error, gone) from error
+    try:
+        return await call(pooled.driver_connection)
+    except Exception as error:
+        translated = _dbapi_error(dialect, pooled.dbapi_connection, error)
+        if translated is None:
+            raise
+        gone = bool(dialect.is_disconnect(translated, pooled.dbapi_connection, None))
+        if gone:  # the pool opens a new one in its place; nothing is given back
+            await greenlet_spawn(pooled.invalidate, translated)
+        raise _wrapped(dialect, sql, args, translated, gone) from error
+    finally:
+        if pooled.dbapi_connection is not None:  # not invalidated: back to the pool
+            await greenlet_spawn(pooled.close)
+
+
+def _dbapi_error(dialect: Dialect, adapted: Any, error: Exception) -> Any:
+    """asyncpg's ``error`` as the adapter's DBAPI-level error; None when it is none."""
+    try:
+        adapted._handle_exception(error)  # raises the DBAPI-level error
+    except dialect.loaded_dbapi.Error as dbapi_error:
+        return dbapi_error
+    except Exception:  # not a database error
+        return None
+    return None
+
+
+def _wrapped(
+    dialect: Dialect, sql: str | None, args: Any, dbapi_error: Exception, gone: bool
+) -> Exception:
+    return sa_exc.DBAPIError.instance(
+        sql,
+        args,
+        dbapi_error,
+        dialect.loaded_dbapi.Error,
+        connection_invalidated=gone,
+        dialect=dialect,
+    )
+
+
 async def _translated(
     connection: Any, adapted: Any, sql: str, args: tuple[Any, ...], error: Exception
 ) -> Exception:
@@ -127,23 +193,13 @@ async def _translated(
     ``sqlalchemy.exc.DBAPIError`` subclass, and the connection invalidated when it is
     gone (the pool then replaces it)."""
     dialect = connection.dialect
-    try:
-        adapted._handle_exception(error)  # raises the DBAPI-level error
-    except dialect.loaded_dbapi.Error as dbapi_error:
-        gone = bool(dialect.is_disconnect(dbapi_error, adapted, None))
-        if gone:
-            await connection.invalidate(dbapi_error)
-        return sa_exc.DBAPIError.instance(
-            sql,
-            args,
-            dbapi_error,
-            dialect.loaded_dbapi.Error,
-            connection_invalidated=gone,
-            dialect=dialect,
-        )
-    except Exception as other:  # not a database error: as it is
-        return other
-    return error
+    dbapi_error = _dbapi_error(dialect, adapted, error)
+    if dbapi_error is None:  # not a database error: as it is
+        return error
+    gone = bool(dialect.is_disconnect(dbapi_error, adapted, None))
+    if gone:
+        await connection.invalidate(dbapi_error)
+    return _wrapped(dialect, sql, args, dbapi_error, gone)
 
 
 class Deferred:
