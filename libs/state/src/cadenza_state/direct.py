@@ -156,7 +156,7 @@ async def _on_pooled(
         if gone:  # the pool opens a new one in its place; nothing is given back
             await greenlet_spawn(pooled.invalidate, translated)
         raise _wrapped(dialect, sql, args, translated, gone) from error
-    finally:
+    finally:  # also when cancelled mid-statement: asyncpg cancels it on the server
         if pooled.dbapi_connection is not None:  # not invalidated: back to the pool
             await greenlet_spawn(pooled.close)
 
