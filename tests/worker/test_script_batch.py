@@ -52,8 +52,9 @@ async def test_calls_of_one_turn_share_a_pipeline_and_get_their_own_replies(
     replies = await asyncio.gather(*(batch.call(echo, [f"k{i}"], [i]) for i in range(50)))
     assert replies == [[f"k{i}".encode(), str(i).encode()] for i in range(50)]
     assert len(sent) == 1
-    assert await batch.call(echo, ["alone"], ["x"]) == [b"alone", b"x"]  # a later turn: its own
-    assert len(sent) == 2
+    # A later turn with one call: its own round trip, a plain EVALSHA with no pipeline.
+    assert await batch.call(echo, ["alone"], ["x"]) == [b"alone", b"x"]
+    assert len(sent) == 1
 
 
 async def test_an_error_reply_fails_only_its_own_call(hot: HotState) -> None:
@@ -79,6 +80,19 @@ async def test_scripts_redis_forgot_are_loaded_and_sent_again(hot: HotState) -> 
         [b"a", b"1"],
         [b"b", b"2"],
     ]
+    await hot.redis.script_flush()
+    assert await batch.call(echo, ["lone"], [3]) == [b"lone", b"3"]  # a call alone, too
+
+
+async def test_an_error_reply_fails_a_lone_call_and_the_next_one_works(hot: HotState) -> None:
+    batch = ScriptBatch(hot.redis)
+    get = hot.redis.register_script(FAILS_ON_A_LIST)
+    await hot.redis.script_load(FAILS_ON_A_LIST)
+    await hot.redis.rpush(hot.key("a-list"), "x")
+    await hot.redis.set(hot.key("a-string"), "v")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await batch.call(get, [hot.key("a-list")], [])
+    assert await batch.call(get, [hot.key("a-string")], []) == b"v"
 
 
 async def test_a_cancelled_caller_leaves_the_others_their_replies(hot: HotState) -> None:
