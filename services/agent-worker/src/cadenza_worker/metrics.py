@@ -88,7 +88,8 @@ HELD_CALLS_RESUMED = Counter(
 )
 SCRIPT_BATCH_CALLS = Histogram(
     "cadenza_worker_redis_script_batch_calls",
-    "Claim/finish script calls sent together in one Redis pipeline (one turn of the loop).",
+    "Claim/finish script calls sent together per turn of the loop (one pipeline; one alone: "
+    "a plain EVALSHA).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
 STORE_OUTAGES = Counter(
