@@ -121,7 +121,10 @@ async def _on_driver(
             await adapted._start_transaction()
         return await call(pooled.driver_connection)
     except Exception as error:
-        raise await _translated(connection, adapted, sql, args, error) from error
+        dialect = connection.dialect
+        raise await _translated(
+            dialect, adapted, sql, args, error, connection.invalidate
+        ) from error
 
 
 async def _on_pooled(
@@ -148,28 +151,14 @@ async def _on_pooled(
         raise _wrapped(dialect, sql, args, error, gone) from error
     try:
         return await call(pooled.driver_connection)
-    except Exception as error:
-        translated = _dbapi_error(dialect, pooled.dbapi_connection, error)
-        if translated is None:
-            raise
-        gone = bool(dialect.is_disconnect(translated, pooled.dbapi_connection, None))
-        if gone:  # the pool opens a new one in its place; nothing is given back
-            await greenlet_spawn(pooled.invalidate, translated)
-        raise _wrapped(dialect, sql, args, translated, gone) from error
+    except Exception as error:  # a lost connection leaves the pool: nothing is given back
+        invalidate = partial(greenlet_spawn, pooled.invalidate)
+        raise await _translated(
+            dialect, pooled.dbapi_connection, sql, args, error, invalidate
+        ) from error
     finally:  # also when cancelled mid-statement: asyncpg cancels it on the server
         if pooled.dbapi_connection is not None:  # not invalidated: back to the pool
             await greenlet_spawn(pooled.close)
-
-
-def _dbapi_error(dialect: Dialect, adapted: Any, error: Exception) -> Any:
-    """asyncpg's ``error`` as the adapter's DBAPI-level error; None when it is none."""
-    try:
-        adapted._handle_exception(error)  # raises the DBAPI-level error
-    except dialect.loaded_dbapi.Error as dbapi_error:
-        return dbapi_error
-    except Exception:  # not a database error
-        return None
-    return None
 
 
 def _wrapped(
@@ -186,20 +175,27 @@ def _wrapped(
 
 
 async def _translated(
-    connection: Any, adapted: Any, sql: str, args: tuple[Any, ...], error: Exception
+    dialect: Dialect,
+    adapted: Any,
+    sql: str,
+    args: tuple[Any, ...],
+    error: Exception,
+    invalidate: Callable[[Exception], Awaitable[Any]],
 ) -> Exception:
     """``error`` as SQLAlchemy's own execution raises it (so callers and ``is_outage`` see
-    the same types): asyncpg's error translated to the DBAPI's, wrapped in a
+    the same types): asyncpg's error translated to the DBAPI's by the adapter, wrapped in a
     ``sqlalchemy.exc.DBAPIError`` subclass, and the connection invalidated when it is
     gone (the pool then replaces it)."""
-    dialect = connection.dialect
-    dbapi_error = _dbapi_error(dialect, adapted, error)
-    if dbapi_error is None:  # not a database error: as it is
-        return error
-    gone = bool(dialect.is_disconnect(dbapi_error, adapted, None))
-    if gone:
-        await connection.invalidate(dbapi_error)
-    return _wrapped(dialect, sql, args, dbapi_error, gone)
+    try:
+        adapted._handle_exception(error)  # raises the DBAPI-level error
+    except dialect.loaded_dbapi.Error as dbapi_error:
+        gone = bool(dialect.is_disconnect(dbapi_error, adapted, None))
+        if gone:
+            await invalidate(dbapi_error)
+        return _wrapped(dialect, sql, args, dbapi_error, gone)
+    except Exception as other:  # not a database error: as it is
+        return other
+    return error
 
 
 class Deferred:
