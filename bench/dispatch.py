@@ -362,6 +362,23 @@ def chain_parts_ms(times: list[tuple[float, float, float]]) -> dict[str, float]:
     }
 
 
+def fanout_parts_ms(times: list[tuple[float, float, float]], closed: float) -> dict[str, float]:
+    """Where a fan-out's span goes, in ms from its first ``ready_at`` (the plan's
+    transition): ``first_start`` (the plan's commit, its first ``task.ready`` sent, fetched
+    and claimed), ``half_started`` and ``all_started`` (the dispatch front: the orchestrator
+    publishing, the workers fetching), ``all_finished`` (the workers' last result) and
+    ``closed`` (the orchestrator has applied every result: the tail after the workers)."""
+    first = min(r for r, _, _ in times)
+    starts = sorted(s for _, s, _ in times)
+    return {
+        "first_start": round((starts[0] - first) * 1000, 1),
+        "half_started": round((starts[len(starts) // 2] - first) * 1000, 1),
+        "all_started": round((starts[-1] - first) * 1000, 1),
+        "all_finished": round((max(f for _, _, f in times) - first) * 1000, 1),
+        "closed": round((closed - first) * 1000, 1),
+    }
+
+
 def span(times: list[tuple[float, float, float]], closed: float = 0.0) -> float:
     """First ``ready`` → the later of the last ``finished`` and the runs' close."""
     return max(closed, *(f for _, _, f in times)) - min(r for r, _, _ in times)
@@ -620,6 +637,7 @@ async def engine_rows(engine: Engine, args: argparse.Namespace, out: dict[str, A
         out["bigfanout_nodes"] = len(spec["tasks"])
         out["bigfanout_tasks_per_s"] = round(big.rate, 1)
         out["bigfanout_run_s"] = round(await run_seconds(engine.db, big.runs[0]), 3)
+        out["bigfanout_parts_ms"] = fanout_parts_ms(big.times, big.closed)
 
     out["cpu_ms_per_task"] = engine.cpu.total_ms()
     out["cpu_ms_per_task_by"] = engine.cpu.per_task_ms()
@@ -628,6 +646,8 @@ async def engine_rows(engine: Engine, args: argparse.Namespace, out: dict[str, A
     if engine.meter.warnings:
         out["cpu_warnings"] = sorted(set(engine.meter.warnings))
 
+    if args.duration <= 0:  # no offered load (as in the ceiling rows)
+        return
     # Dispatch latency at a fixed offered load.
     progress(f"latency at {args.rate} tasks/s offered: start")
     # Open loop: a run of --batch tasks every batch/rate seconds, whether or not earlier
@@ -1157,7 +1177,9 @@ def main() -> None:
     parser.add_argument("--worker-concurrency", type=int, default=64)
     parser.add_argument("--rate", type=float, default=500.0, help="offered load, tasks/s")
     parser.add_argument("--batch", type=int, default=10, help="parallel tasks per load run")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds of offered load")
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds of offered load (0: no load row)"
+    )
     parser.add_argument("--scaling", default="1,2,4", help="worker counts; '' disables")
     parser.add_argument(
         "--idle", type=float, default=5.0, help="seconds of the idle CPU row; 0 disables"

@@ -705,3 +705,18 @@ async def test_a_failing_listener_handler_skips_the_record_and_goes_on(
         assert (after or 0) - (failed or 0) == 1
     finally:
         await listener.stop()
+
+
+async def test_published_messages_are_counted_per_topic(bus: Bus, unique_id: str) -> None:
+    def published(topic: Topic) -> float:
+        name = bus.registry.name(topic)
+        return REGISTRY.get_sample_value("cadenza_bus_published_total", {"topic": name}) or 0.0
+
+    before = {t: published(t) for t in (Topic.RUN_EVENTS, Topic.RUN_CONTROL)}
+    await bus.publisher.publish_many(
+        [(Topic.RUN_EVENTS, run_event(f"{unique_id}-{i}", i)) for i in range(7)]
+        + [(Topic.RUN_CONTROL, run_stopped(f"{unique_id}-r{i}")) for i in range(2)]
+    )
+    await bus.publisher.publish(Topic.RUN_EVENTS, run_event(unique_id, 8))
+    assert published(Topic.RUN_EVENTS) - before[Topic.RUN_EVENTS] == 8
+    assert published(Topic.RUN_CONTROL) - before[Topic.RUN_CONTROL] == 2

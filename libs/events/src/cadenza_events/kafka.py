@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
-from aiokafka.partitioner import DefaultPartitioner, murmur2
+from aiokafka.partitioner import DefaultPartitioner
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from . import metrics
@@ -238,9 +240,9 @@ class KafkaBroadcastTransport:
 class KeyHashCache:
     """Kafka's default partitioner (murmur2 of the key, as the Java client and every other
     client hash it, so a run's events land on the same partition whoever writes them) with
-    the hashes remembered: aiokafka's murmur2 is pure Python (~10 µs), and the events keyed
-    by run (each task's result, the run's timeline records) hash the same key again and
-    again. ``task.ready`` is keyed by task: those keys are hashed once either way.
+    the hashes remembered: murmur2 in Python costs microseconds, and the events keyed by
+    run (each task's result, the run's timeline records) hash the same key again and again.
+    ``task.ready`` is keyed by task: those keys are hashed once either way (``murmur2``).
 
     At most ``size`` keys are kept; past that the cache starts over (a run's key that is
     still busy is back within moments)."""
@@ -262,7 +264,39 @@ class KeyHashCache:
 
 def key_hash(key: bytes) -> int:
     """Kafka's hash of a record key: the partition is this modulo the partition count."""
-    return int(murmur2(key)) & 0x7FFFFFFF
+    return murmur2(key) & 0x7FFFFFFF
+
+
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (``org.apache.kafka.common.utils.Utils.murmur2``, seed 0x9747b28c),
+    as an unsigned 32-bit value: what ``aiokafka.partitioner.murmur2`` returns, in half its
+    time. Its words are read with one ``struct`` call rather than byte by byte, and every
+    product is masked once: a plan of 5,000 tasks hashes 5,000 ``task.ready`` keys, ~7 µs
+    each the other way. tests/events/test_partitioner.py checks it against aiokafka's and
+    against the Java client's own test vectors."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    words = length >> 2
+    if words:
+        for k in struct.unpack_from(f"<{words}I", data):
+            k = (k * _M) & _MASK
+            k = ((k ^ (k >> 24)) * _M) & _MASK
+            h = ((h * _M) & _MASK) ^ k
+    extra = length & 3
+    if extra:
+        tail = length - extra
+        if extra == 3:
+            h ^= data[tail + 2] << 16
+        if extra >= 2:
+            h ^= data[tail + 1] << 8
+        h = ((h ^ data[tail]) * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    return h ^ (h >> 15)
 
 
 class KafkaPublisher:
@@ -318,12 +352,14 @@ class KafkaPublisher:
                 futures.append(
                     await self._producer.send(name, value, key=key, headers=list(headers))
                 )
-                metrics.PUBLISHED.labels(name).inc()
             await asyncio.gather(*futures)
         except KafkaError as exc:
             raise Unavailable(
                 f"Kafka: {type(exc).__name__}: {exc}", code="bus_unavailable"
             ) from exc
+        # Counted once per topic, after the sends: a plan publishes thousands at once.
+        for name, count in Counter(item[0] for item in items).items():
+            labelled(metrics.PUBLISHED, name).inc(count)
 
     async def publish_raw(
         self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]
