@@ -120,3 +120,28 @@ async def test_many_outbox_rows_keep_their_order_and_content(
     ]
     assert all(m.created_at is not None and m.published_at is None for m in claimed)
     assert isinstance(claimed[0], OutboxMessage)
+
+
+@pytest.mark.parametrize(
+    "db_settings", [pytest.param("postgres", marks=pytest.mark.integration)], indirect=True
+)
+async def test_reserved_ids_ascend_unused_and_in_the_sessions_transaction(
+    sessions: Sessions,
+) -> None:
+    """Ids for a COPY come from the table's sequence, in the caller's transaction."""
+    table: Table = OutboxMessage.__table__  # type: ignore[assignment]
+    async with sessions() as session:
+        async with session.begin():
+            first = await bulk.reserve_ids(session, table, 1_000)
+            assert session.in_transaction()
+        async with session.begin():
+            second = await bulk.reserve_ids(session, table, 3)
+    assert first == sorted(first)
+    assert len(set(first)) == 1_000
+    assert min(second) > max(first)  # a sequence never hands a value out twice
+    assert await _outbox_ids(sessions) == []  # reserved, not inserted
+
+
+async def _outbox_ids(sessions: Sessions) -> list[int]:
+    async with sessions() as session:
+        return list(await session.scalars(select(OutboxMessage.id)))

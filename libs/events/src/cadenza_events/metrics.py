@@ -28,7 +28,11 @@ LAG = Gauge(
     "partition.",
     ["topic", "partition", "group"],
 )
-PUBLISHED = Counter("cadenza_bus_published_total", "Messages published.", ["topic"])
+PUBLISHED = Counter(
+    "cadenza_bus_published_total",
+    "Messages published, by topic (on Kafka: counted once the broker acknowledged them).",
+    ["topic"],
+)
 OUTAGE_RETRIES = Counter(
     "cadenza_bus_outage_retries_total",
     "Handler tries that failed because a backing store was down (the message waits; it is "

@@ -16,10 +16,17 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, insert, text
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cadenza_state.direct import Deferred, column_arrays, copy_records, insert_rows, is_postgres
+from cadenza_state.direct import (
+    Deferred,
+    column_arrays,
+    copy_records,
+    fetch,
+    insert_rows,
+    is_postgres,
+)
 
 #: Below this many rows an executemany is as fast (COPY costs a round trip of its own).
 COPY_MIN_ROWS = 200
@@ -74,8 +81,12 @@ def _insert(table: Table) -> Any:
 async def reserve_ids(session: AsyncSession, table: Table, count: int) -> list[int]:
     """``count`` values of ``table.id``'s sequence, ascending (PostgreSQL): rows copied with
     them keep the order an INSERT would have given them."""
-    result = await session.execute(
-        text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
-        {"table": table.name, "n": count},
+    # One array in one row, straight on asyncpg: a row per id through SQLAlchemy's result
+    # cost ~2 µs an id (a plan of 10,000 tasks reserves 10,000).
+    rows = await fetch(
+        session,
+        "SELECT array_agg(nextval(pg_get_serial_sequence($1, 'id'))) FROM generate_series(1, $2)",
+        table.name,
+        count,
     )
-    return sorted(row[0] for row in result)
+    return sorted(rows[0][0] or ())
