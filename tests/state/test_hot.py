@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -154,3 +156,15 @@ def test_a_tcp_client_packs_with_hiredis() -> None:
     assert client.connection_pool.connection_class is HiredisPackingConnection
     tls = create_redis(StateSettings(redis_url="rediss://127.0.0.1:1/0"))
     assert tls.connection_pool.connection_class is not HiredisPackingConnection
+
+
+def test_a_process_on_a_real_redis_never_loads_fakeredis() -> None:
+    """fakeredis is ``cadenza dev``'s in-process Redis: loaded by every service process, it
+    cost each ~0.25 s of CPU at its start. It is imported when a memory backend is made."""
+    code = (
+        "import sys, cadenza_state, cadenza_runtime\n"
+        "assert 'fakeredis' not in sys.modules, 'imported with cadenza_state'\n"
+        "cadenza_state.create_redis(cadenza_state.StateSettings(redis_backend='memory'))\n"
+        "assert 'fakeredis' in sys.modules, 'the memory backend needs it'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
