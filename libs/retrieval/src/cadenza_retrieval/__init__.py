@@ -1,6 +1,8 @@
 """Embeddings (all-MiniLM-L6-v2 as int8 ONNX) and vector search on Qdrant, shared by
 rag-ingest, the gateway and the agents' ``rag_search`` tool."""
 
+from typing import TYPE_CHECKING, Any
+
 from .catalog import GenerationLookup, visible_generations
 from .embedder import DIMENSIONS, MODEL_ID, Embedder, EmbeddingModelMissing, get_embedder
 from .formats import EXTENSIONS, SUPPORTED_TYPES, resolve_content_type
@@ -11,6 +13,7 @@ from .models import (
     Citation,
     DocumentInfo,
     FilterScalar,
+    FilterValue,
     SearchHit,
     SearchQuery,
     SearchResults,
@@ -24,7 +27,22 @@ from .searching import (
     open_searcher,
 )
 from .settings import RetrievalSettings, SearchMode
-from .store import FilterValue, StoreInUse, VectorStore, open_store, release_store
+
+if TYPE_CHECKING:
+    from .store import StoreInUse, VectorStore, open_store, release_store
+
+_STORE_NAMES = frozenset({"StoreInUse", "VectorStore", "open_store", "release_store"})
+
+
+def __getattr__(name: str) -> Any:
+    """The Qdrant-backed names, imported on first use: a process that only searches through
+    rag-ingest never loads the Qdrant client."""
+    if name in _STORE_NAMES:
+        from . import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DIMENSIONS",

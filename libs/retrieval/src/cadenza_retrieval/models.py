@@ -15,6 +15,9 @@ from .settings import SearchMode
 MAX_K = 50
 MAX_QUERY_CHARS = 2000
 
+FilterValue = str | int | bool | list[str] | list[int]
+"""What a search filter matches a payload field against (a list: any of its values)."""
+
 
 class Chunk(BaseModel):
     """One passage of a document, with where it came from."""

@@ -22,10 +22,9 @@ from tenacity import (
 )
 
 from .catalog import GenerationLookup
-from .models import SearchHit
+from .models import FilterValue, SearchHit
 from .retriever import Retriever, check_search
 from .settings import RetrievalSettings, SearchMode
-from .store import FilterValue
 
 tracer = trace.get_tracer("cadenza.retrieval")
 

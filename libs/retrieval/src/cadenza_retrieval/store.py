@@ -27,15 +27,16 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from opentelemetry import trace
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from .embedder import DIMENSIONS, Vectors
+from .generations import Candidate
 from .metrics import INDEX_WRITES
-from .models import Chunk, Citation, DocumentInfo, SearchHit
+from .models import Chunk, Citation, DocumentInfo, FilterValue, SearchHit
 from .settings import RetrievalSettings, SearchMode
 from .sparse import document_vector, query_vector
 
@@ -52,12 +53,6 @@ _INDEXED_FIELDS = {
     "generation": qm.PayloadSchemaType.INTEGER,
     "page": qm.PayloadSchemaType.INTEGER,
 }
-FilterValue = str | int | bool | list[str] | list[int]
-
-
-class Candidate(NamedTuple):
-    hit: SearchHit
-    generation: int
 
 
 class StoreInUse(RuntimeError):
@@ -297,26 +292,6 @@ def _candidate(point: qm.ScoredPoint) -> Candidate:
         metadata=dict(payload.get("metadata") or {}),
     )
     return Candidate(hit, int(payload.get("generation", 0)))
-
-
-def newest_generations(candidates: Sequence[Candidate]) -> dict[str, int]:
-    """Per document, the newest generation among ``candidates`` (the visibility rule when
-    no catalog says which generation is committed)."""
-    newest: dict[str, int] = {}
-    for c in candidates:
-        doc = c.hit.citation.document_id
-        newest[doc] = max(c.generation, newest.get(doc, c.generation))
-    return newest
-
-
-def visible_hits(
-    candidates: Sequence[Candidate], generations: Mapping[str, int]
-) -> list[SearchHit]:
-    """Candidates whose generation is their document's visible one (documents missing from
-    ``generations`` — deleted, or never committed — are dropped)."""
-    return [
-        c.hit for c in candidates if generations.get(c.hit.citation.document_id) == c.generation
-    ]
 
 
 # -- one store per location per process -----------------------------------------------------
