@@ -79,3 +79,16 @@ def test_main_runs_until_sigterm(tmp_path: Path, unique_id: str) -> None:
             proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def test_the_worker_does_not_load_langgraph_at_start() -> None:
+    """A worker that runs only tool tasks never pays for LangGraph (~0.6 s of CPU at every
+    process start). ``AgentLoop.compile`` loads it with the first agent task; the agent
+    tests (tests/worker/test_worker_agents*.py, tests/e2e) run agents end to end."""
+    code = (
+        "import sys\n"
+        "import cadenza_worker, cadenza_worker.agents\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'langgraph', 'langchain_core'})\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -9,11 +9,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from cadenza_state import StateSettings
 from cadenza_state.checkpoints import sqlite_checkpoints_path
-from langgraph.checkpoint.base import BaseCheckpointSaver
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
 
 log = logging.getLogger("cadenza.worker.agents")
 

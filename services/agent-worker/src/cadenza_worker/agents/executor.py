@@ -13,16 +13,13 @@ import asyncio
 import json
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from cadenza_events import Handoff, TaskReady
 from cadenza_llm import PriceTable, ProviderRegistry
 from cadenza_state import ObjectStore, StateSettings
 from cadenza_state.checkpoints import thread_id
 from cadenza_workflow import AgentSpec, combine, merge_approval
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.graph.state import CompiledStateGraph
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -42,6 +39,11 @@ from .definitions import AgentDefinitions
 from .loop import AgentLoop, AgentRun, LoopLimits
 from .state import AgentState
 from .tenant_providers import TenantProviders
+
+if TYPE_CHECKING:  # LangGraph loads with the first agent task (``AgentLoop.compile``)
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+    from langgraph.graph.state import CompiledStateGraph
 
 tracer = trace.get_tracer("cadenza.worker")
 

@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 from cadenza_events import CadenzaError
@@ -36,9 +36,6 @@ from cadenza_llm import (
 )
 from cadenza_state import utcnow
 from cadenza_workflow import AgentSpec
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.graph import END, START, StateGraph
-from langgraph.graph.state import CompiledStateGraph
 from opentelemetry import trace
 from pydantic import ValidationError
 
@@ -53,6 +50,10 @@ from . import metrics
 from .accounting import Accounting, CallSite
 from .errors import AgentNoToolCallError, AgentOutputError
 from .state import AgentState
+
+if TYPE_CHECKING:  # LangGraph loads with the first agent task, not with the worker
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+    from langgraph.graph.state import CompiledStateGraph
 
 log = logging.getLogger("cadenza.worker.agents")
 tracer = trace.get_tracer("cadenza.worker")
@@ -112,6 +113,10 @@ class AgentLoop:
         self._tool_specs = self._offered_tools()
 
     def compile(self, checkpointer: BaseCheckpointSaver[str]) -> CompiledStateGraph[Any]:
+        # Imported here: a worker that only runs tool tasks never loads LangGraph (~0.6 s of
+        # CPU at its start).
+        from langgraph.graph import END, START, StateGraph
+
         graph = StateGraph(AgentState)
         graph.add_node("model", self._model)
         graph.add_node("tools", self._tools)
@@ -129,6 +134,8 @@ class AgentLoop:
         return "tools" if messages and _pending_tool_calls(messages) else "model"
 
     def _after_model(self, state: AgentState) -> str:
+        from langgraph.graph import END  # loaded by compile() already: a dict lookup
+
         if "final" in state or "handoff" in state:
             return END
         if _pending_tool_calls(state["messages"]):
@@ -137,6 +144,8 @@ class AgentLoop:
 
     @staticmethod
     def _after_tools(state: AgentState) -> str:
+        from langgraph.graph import END
+
         return END if "handoff" in state else "model"
 
     # -- the model step --------------------------------------------------------------------
