@@ -18,6 +18,7 @@ from cadenza_retrieval import (
     open_store,
     release_store,
 )
+from support.imports import loaded_after
 
 pytestmark = pytest.mark.unit
 
@@ -112,15 +113,11 @@ def test_one_process_shares_one_client_per_folder(tmp_path: Path) -> None:
 def test_processes_that_search_through_rag_ingest_never_load_qdrant(tmp_path: Path) -> None:
     """The gateway and the workers search through rag-ingest: importing them must not load
     the Qdrant client (~0.65 s of CPU at every process start). A retriever of its own does."""
-    script = (
-        "import sys; from pathlib import Path\n"
-        "import cadenza_gateway.app, cadenza_worker, cadenza_retrieval\n"
-        "assert not [m for m in sys.modules if m.startswith('qdrant_client')], 'loaded early'\n"
-        "r = cadenza_retrieval.Retriever(\n"
-        f"    cadenza_retrieval.RetrievalSettings(qdrant_path=Path({str(tmp_path / 'q')!r}))\n"
-        ")\n"
-        "assert isinstance(r.store, cadenza_retrieval.VectorStore)\n"
-        "r.close()\n"
+    services = "import cadenza_gateway.app, cadenza_worker, cadenza_retrieval"
+    assert loaded_after(services, {"qdrant_client"}) == set()
+    own = (
+        "from pathlib import Path\n"
+        "import cadenza_retrieval as r\n"
+        f"r.Retriever(r.RetrievalSettings(qdrant_path=Path({str(tmp_path / 'q')!r}))).close()"
     )
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
+    assert loaded_after(own, {"qdrant_client"}) == {"qdrant_client"}

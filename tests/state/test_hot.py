@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from cadenza_state import HotState, StateSettings, create_redis
+from support.imports import loaded_after
 
 Eventually = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
@@ -161,10 +160,6 @@ def test_a_tcp_client_packs_with_hiredis() -> None:
 def test_a_process_on_a_real_redis_never_loads_fakeredis() -> None:
     """fakeredis is ``cadenza dev``'s in-process Redis: loaded by every service process, it
     cost each ~0.25 s of CPU at its start. It is imported when a memory backend is made."""
-    code = (
-        "import sys, cadenza_state, cadenza_runtime\n"
-        "assert 'fakeredis' not in sys.modules, 'imported with cadenza_state'\n"
-        "cadenza_state.create_redis(cadenza_state.StateSettings(redis_backend='memory'))\n"
-        "assert 'fakeredis' in sys.modules, 'the memory backend needs it'\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert loaded_after("import cadenza_state, cadenza_runtime", {"fakeredis"}) == set()
+    memory = "import cadenza_state as s\ns.create_redis(s.StateSettings(redis_backend='memory'))"
+    assert loaded_after(memory, {"fakeredis"}) == {"fakeredis"}

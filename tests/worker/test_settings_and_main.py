@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from cadenza_worker import WorkerSettings
+from support.imports import loaded_after
 
 
 def test_defaults() -> None:
@@ -85,10 +86,5 @@ def test_the_worker_does_not_load_langgraph_at_start() -> None:
     """A worker that runs only tool tasks never pays for LangGraph (~0.6 s of CPU at every
     process start). ``AgentLoop.compile`` loads it with the first agent task; the agent
     tests (tests/worker/test_worker_agents*.py, tests/e2e) run agents end to end."""
-    code = (
-        "import sys\n"
-        "import cadenza_worker, cadenza_worker.agents\n"
-        "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'langgraph', 'langchain_core'})\n"
-        "assert not loaded, loaded\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    libraries = {"langgraph", "langchain_core"}
+    assert loaded_after("import cadenza_worker, cadenza_worker.agents", libraries) == set()
