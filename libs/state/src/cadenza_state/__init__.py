@@ -2,7 +2,7 @@
 
 from cadenza_state.bulk import insert_many
 from cadenza_state.db import alembic_config, create_engine, migrate, session_factory
-from cadenza_state.hot import HotState, create_redis
+from cadenza_state.hot import HotState, create_blocking_redis, create_redis
 from cadenza_state.models import (
     EFFECT_DONE,
     EFFECT_SENT,
@@ -139,6 +139,7 @@ __all__ = [
     "add_to_outbox",
     "alembic_config",
     "claim_unpublished",
+    "create_blocking_redis",
     "create_engine",
     "create_object_store",
     "create_redis",

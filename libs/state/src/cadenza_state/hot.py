@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import hiredis
+import redis
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.typing import EncodableT
@@ -76,6 +77,20 @@ def create_redis(settings: StateSettings) -> aioredis.Redis:
             connection_class=HiredisPackingConnection,
         )
     return aioredis.Redis.from_url(settings.redis_url, health_check_interval=30)
+
+
+def create_blocking_redis(settings: StateSettings, timeout_s: float) -> redis.Redis:
+    """A blocking client for the same server as ``create_redis`` — for a thread that must
+    reach Redis while the event loop is busy (the worker's heartbeat). With
+    ``redis_backend="memory"`` it is a fakeredis client of the same in-process server,
+    which takes a lock around every command, so a thread may use it beside the loop."""
+    if settings.redis_backend == "memory":
+        import fakeredis
+
+        return fakeredis.FakeRedis.from_url(settings.redis_url)
+    return redis.Redis.from_url(
+        settings.redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+    )
 
 
 def _text(value: Any) -> str:

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal
 
 from cadenza_events import (
@@ -31,7 +32,7 @@ from cadenza_events import (
 )
 from cadenza_events.tracing import child_span
 from cadenza_runtime import Resources, labelled
-from cadenza_state import utcnow
+from cadenza_state import create_blocking_redis, utcnow
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 
@@ -64,12 +65,11 @@ class TaskHandler:
         self.claims = TaskClaims(
             resources.hot, settings.worker_id, settings.marker_ttl_s, settings.lease_ttl_s
         )
-        state = resources.state.settings
         self.presence = Presence(
             resources.hot,
             settings.worker_id,
             settings.lease_ttl_s,
-            redis_url=state.redis_url if state.redis_backend == "redis" else None,
+            connect=partial(create_blocking_redis, resources.state.settings),
         )
         self._running: set[tuple[str, int]] = set()
         """Attempts this process is handling now (the lease cannot tell our own apart)."""

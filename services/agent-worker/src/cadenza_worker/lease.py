@@ -24,6 +24,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -179,21 +180,27 @@ class Presence:
     """One heartbeat for the whole worker process, and the cancel/lease watch of every
     in-flight attempt.
 
-    With a Redis server (``redis_url``) the heartbeat key is renewed from a THREAD with its
-    own connection: the process is alive as long as it runs, even when its event loop is
-    slow — a CPU-starved machine, a model turn or a tool hogging the loop — so no live
-    worker's task is ever taken for lost. (The in-process fakeredis of ``cadenza dev`` is
-    one event loop's: there the loop renews it.) The watch stays on the loop, which is
-    where the tasks it cancels run."""
+    Given ``connect`` (a blocking client's factory, called with its socket timeout), the
+    heartbeat key is renewed from a THREAD with its own connection: the process is alive as
+    long as it runs, even when its event loop is slow — a CPU-starved machine, a model turn
+    or a tool hogging the loop — so no live worker's task is ever taken for lost. That holds
+    in ``cadenza dev`` too, whose fakeredis server takes a lock around every command: there
+    the sweeper shares the worker's loop, and a long stall of that loop used to expire the
+    key the loop itself renewed. Without ``connect`` the loop renews it. The watch stays on
+    the loop, which is where the tasks it cancels run."""
 
     def __init__(
-        self, hot: HotState, worker_id: str, ttl_s: float, redis_url: str | None = None
+        self,
+        hot: HotState,
+        worker_id: str,
+        ttl_s: float,
+        connect: Callable[[float], redis_sync.Redis] | None = None,
     ) -> None:
         self._hot = hot
         self.worker_id = worker_id
         self._ttl_ms = max(1, int(ttl_s * 1000))
         self.interval_s = ttl_s / 3
-        self._redis_url = redis_url
+        self._connect = connect
         self._watched: set[Watched] = set()
         self._stopped_runs: dict[str, float] = {}
         """Runs a ``run.stopped`` broadcast named (monotonic time heard), for the claims
@@ -211,11 +218,11 @@ class Presence:
         if self._loop is None or self._loop.done():
             await self._beat(alive=True)
             self._loop = asyncio.create_task(self._run(), name=f"presence:{self.worker_id}")
-        if self._redis_url is not None and (self._thread is None or not self._thread.is_alive()):
+        if self._connect is not None and (self._thread is None or not self._thread.is_alive()):
             self._stopping.clear()
             self._thread = threading.Thread(
                 target=self._beat_forever,
-                args=(self._redis_url,),
+                args=(self._connect,),
                 name=f"heartbeat:{self.worker_id}",
                 daemon=True,
             )
@@ -236,12 +243,9 @@ class Presence:
         with contextlib.suppress(Exception):
             await self._hot.redis.delete(self.key)
 
-    def _beat_forever(self, url: str) -> None:
+    def _beat_forever(self, connect: Callable[[float], redis_sync.Redis]) -> None:
         """The heartbeat thread: SET the key every interval on its own connection."""
-        timeout = max(0.5, self.interval_s)
-        client = redis_sync.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+        client = connect(max(0.5, self.interval_s))
         try:
             while not self._stopping.wait(self.interval_s):
                 try:
@@ -306,7 +310,7 @@ class Presence:
         runs = sorted({w.run_id for w in watched})
         k = self._hot.key
         if alive is None:
-            alive = self._redis_url is None  # else the thread keeps the key
+            alive = self._connect is None  # else the thread keeps the key
         if not alive and not watched:
             return
         async with self._hot.redis.pipeline(transaction=False) as pipe:
