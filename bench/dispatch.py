@@ -1136,6 +1136,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
             file=sys.stderr,
         )
     result = await distributed(args, servers)
+    result["worker_concurrency"] = args.worker_concurrency
     result["broker_uptime_s"] = None if uptime is None else round(uptime)
     after = redis_info()
     if before and after:
@@ -1174,7 +1175,12 @@ def main() -> None:
     parser.add_argument("--fanout", type=int, default=500)
     parser.add_argument("--big-fanout", type=int, default=5000, help="0 disables")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--worker-concurrency", type=int, default=64)
+    parser.add_argument(
+        "--worker-concurrency",
+        type=int,
+        default=None,
+        help="tasks per worker at once, engine and ceiling (default: the workers' own)",
+    )
     parser.add_argument("--rate", type=float, default=500.0, help="offered load, tasks/s")
     parser.add_argument("--batch", type=int, default=10, help="parallel tasks per load run")
     parser.add_argument(
@@ -1214,6 +1220,10 @@ def main() -> None:
             if getattr(args, name) == defaults[name]:  # explicit flags still win
                 setattr(args, name, value)
         args.no_baseline = True
+    if args.worker_concurrency is None:  # measure what a worker does out of the box
+        from cadenza_worker.settings import WorkerSettings
+
+        args.worker_concurrency = WorkerSettings.model_fields["concurrency"].default
     args.scaling = ints(args.scaling)
     args.plan_sizes = ints(args.plan_sizes)
     args.ceiling = [c for c in args.ceiling.split(",") if c.strip()]

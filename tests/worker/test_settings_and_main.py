@@ -18,7 +18,7 @@ def test_defaults() -> None:
     settings = WorkerSettings()
     assert settings.worker_id.endswith(f"-{os.getpid()}")
     assert settings.consumer_group == "cadenza-workers"
-    assert (settings.concurrency, settings.lease_ttl_s) == (16, 6.0)
+    assert (settings.concurrency, settings.lease_ttl_s) == (64, 6.0)
     assert settings.heartbeat_interval_s == 2.0
     assert settings.claim_check_bytes == 262_144
     assert settings.http_allow_private is False

@@ -36,7 +36,15 @@ class WorkerSettings(BaseSettings):
         description="Kafka consumer group of `task.ready`; workers of one pool share it.",
     )
     concurrency: int = Field(
-        default=16, ge=1, le=10_000, description="Tasks this worker runs at once."
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Tasks this worker runs at once. Tasks that wait (tools, remote LLMs) "
+        "want many: what one fetch brings is handled together (one Redis pipeline for the "
+        "claims, one produce request for the results), and at 16 a fan-out of no-op tasks "
+        "cost a third more CPU per task than at 64 (docs/benchmarks.md). Agent tasks on the "
+        "embedded model make one model call at a time per process: keep it near the cores "
+        "there and add workers instead.",
     )
     lease_ttl_s: float = Field(
         default=6.0,
