@@ -94,10 +94,6 @@ from support.cleanup import drop_schema, prefixed_hot_state  # noqa: E402
 from support.cluster import Cluster, ServiceProcess  # noqa: E402
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
-BUS_OVERRIDES = {
-    "CADENZA_BUS_PARTITIONS": "6",
-    "CADENZA_BUS_COMMIT_INTERVAL_S": "0.2",
-}
 SERVER_PORTS = {"kafka": 19092, "postgres": 15432, "redis": 16379}
 STARTED_CLUSTERS: list[Cluster] = []
 STARTED_PIDS: list[int] = []
@@ -759,7 +755,6 @@ async def distributed(args: argparse.Namespace, servers: dict[str, Any]) -> dict
         log_dir=Path(tempfile.mkdtemp(prefix="cadenza-bench-")),
         env_overrides={
             "CADENZA_WORKER_CONCURRENCY": str(args.worker_concurrency),
-            **BUS_OVERRIDES,
             **dict(kv.split("=", 1) for kv in args.env),
         },
     )

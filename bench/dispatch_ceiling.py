@@ -54,14 +54,9 @@ TOOL = "noop"
 
 
 def bus_settings(prefix: str, client_id: str) -> BusSettings:
-    """The same producer/consumer knobs bench/dispatch.py gives the real services."""
+    """The bus's defaults, which bench/dispatch.py's services run on too."""
     return BusSettings(
-        backend="kafka",
-        topic_prefix=prefix,
-        partitions=6,
-        commit_interval_s=0.2,
-        session_timeout_ms=6000,
-        client_id=client_id,
+        backend="kafka", topic_prefix=prefix, session_timeout_ms=6000, client_id=client_id
     )
 
 
@@ -279,7 +274,7 @@ def _raw_clients(prefix: str, topic: str, group: str) -> tuple[Any, Any]:
         group_id=prefix + group,
         auto_offset_reset="earliest",
         enable_auto_commit=True,
-        auto_commit_interval_ms=200,
+        auto_commit_interval_ms=round(BusSettings().commit_interval_s * 1000),
         session_timeout_ms=6000,
         heartbeat_interval_ms=1000,
     )
