@@ -748,12 +748,33 @@ async def finish_profilers(
     return str(directory)
 
 
+def deployment_defaults() -> dict[str, str]:
+    """The settings tests/support/cluster.py shortens for the test suite (fewer partitions,
+    faster sweeps and heartbeats, quicker failure detection), back at the services'
+    defaults: the bench measures what a deployment runs. (Its gateway still takes requests
+    without a credential, as the suite's does.)"""
+    from cadenza_orchestrator import OrchestratorSettings
+    from cadenza_worker.settings import WorkerSettings
+
+    def default(settings: Any, name: str) -> str:
+        return str(settings.model_fields[name].default)
+
+    return {
+        "CADENZA_BUS_PARTITIONS": default(BusSettings, "partitions"),
+        "CADENZA_BUS_SESSION_TIMEOUT_MS": default(BusSettings, "session_timeout_ms"),
+        "CADENZA_ORCHESTRATOR_SWEEP_INTERVAL_S": default(OrchestratorSettings, "sweep_interval_s"),
+        "CADENZA_ORCHESTRATOR_SWEEP_MIN_AGE_S": default(OrchestratorSettings, "sweep_min_age_s"),
+        "CADENZA_WORKER_LEASE_TTL_S": default(WorkerSettings, "lease_ttl_s"),
+    }
+
+
 async def distributed(args: argparse.Namespace, servers: dict[str, Any]) -> dict[str, Any]:
     namespace = "bench" + uuid.uuid4().hex[:8]
     cluster = Cluster(
         namespace=namespace,
         log_dir=Path(tempfile.mkdtemp(prefix="cadenza-bench-")),
         env_overrides={
+            **deployment_defaults(),
             "CADENZA_WORKER_CONCURRENCY": str(args.worker_concurrency),
             **dict(kv.split("=", 1) for kv in args.env),
         },
