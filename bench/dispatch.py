@@ -83,7 +83,7 @@ from aiokafka import AIOKafkaConsumer
 from cadenza_events import BusSettings
 from cadenza_events.kafka import KafkaBus
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -749,10 +749,10 @@ async def finish_profilers(
 
 
 def deployment_defaults() -> dict[str, str]:
-    """The settings tests/support/cluster.py shortens for the test suite (fewer partitions,
-    faster sweeps and heartbeats, quicker failure detection), back at the services'
-    defaults: the bench measures what a deployment runs. (Its gateway still takes requests
-    without a credential, as the suite's does.)"""
+    """The settings tests/support/cluster.py shortens or relaxes for the test suite (fewer
+    partitions, faster sweeps and heartbeats, quicker failure detection, requests without
+    a credential), back at the services' defaults: the bench measures what a deployment
+    runs. Its requests carry an API key (``api_key``)."""
     from cadenza_orchestrator import OrchestratorSettings
     from cadenza_worker.settings import WorkerSettings
 
@@ -760,12 +760,29 @@ def deployment_defaults() -> dict[str, str]:
         return str(settings.model_fields[name].default)
 
     return {
+        "CADENZA_GATEWAY_AUTH_ANONYMOUS_ACCESS": "false",
         "CADENZA_BUS_PARTITIONS": default(BusSettings, "partitions"),
         "CADENZA_BUS_SESSION_TIMEOUT_MS": default(BusSettings, "session_timeout_ms"),
         "CADENZA_ORCHESTRATOR_SWEEP_INTERVAL_S": default(OrchestratorSettings, "sweep_interval_s"),
         "CADENZA_ORCHESTRATOR_SWEEP_MIN_AGE_S": default(OrchestratorSettings, "sweep_min_age_s"),
         "CADENZA_WORKER_LEASE_TTL_S": default(WorkerSettings, "lease_ttl_s"),
     }
+
+
+async def api_key(db: AsyncEngine) -> str:
+    """An all-scope API key of the default tenant, made in the gateway's database as
+    `cadenza keys bootstrap` makes one: every request then pays for its authentication."""
+    from cadenza_gateway.auth import ALL_SCOPES, create_key
+
+    async with async_sessionmaker(db)() as session, session.begin():
+        issued = await create_key(
+            session=session,
+            tenant_id="default",
+            name="bench",
+            scopes=[str(s) for s in ALL_SCOPES],
+            created_by="bench",
+        )
+    return issued.token
 
 
 async def distributed(args: argparse.Namespace, servers: dict[str, Any]) -> dict[str, Any]:
@@ -787,7 +804,8 @@ async def distributed(args: argparse.Namespace, servers: dict[str, Any]) -> dict
         cluster.start_gateway()
         cluster.start_orchestrator()
         meter = CpuMeter({**cluster_roots(cluster), **servers})
-        async with httpx.AsyncClient(base_url=cluster.url, timeout=60) as api:
+        auth = {"Authorization": f"Bearer {await api_key(db)}"}
+        async with httpx.AsyncClient(base_url=cluster.url, timeout=60, headers=auth) as api:
             engine = Engine(cluster, api, db, meter, f"{namespace}.task.ready")
             # Workers are started once, all together (importing a worker is slow on a busy
             # machine), then stopped one count after the other: scaling 4, 2, then the
