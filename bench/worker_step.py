@@ -41,7 +41,9 @@ from step_support import task_envelope, timed
 
 def ready(run_id: str, n: int) -> Envelope[TaskReady]:
     task_id = f"{run_id}.t{n}"
-    payload = TaskReady(run_id=run_id, task_id=task_id, node_id=f"t{n}", name="noop", params={})
+    payload = TaskReady(
+        run_id=run_id, task_id=task_id, node_id=f"t{n}", name="noop", params={}, approval={}
+    )
     return task_envelope(payload, "/bench/orchestrator", run_id, task_id)
 
 
