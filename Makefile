@@ -40,6 +40,6 @@ test: bootstrap lint typecheck
 # workflow and an agent run, stops everything. Run it before submitting changes to the
 # Dockerfile, compose files, infra/docker or the services' entry points (docs/deploy.md).
 test-deploy: bootstrap
-	@docker info >/dev/null 2>&1 || { echo "dockerd is not running (start it as root: dockerd &)"; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "dockerd is not running (Debian: apt-get install docker.io debootstrap; then, as root: dockerd &)"; exit 1; }
 	$(UV) run cadenza infra up
 	$(UV) run pytest -m deploy tests/deploy

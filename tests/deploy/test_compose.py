@@ -86,6 +86,15 @@ def container_states(deployment: ComposeDeployment) -> dict[str, list[dict]]:
     return states
 
 
+def env_file_value(name: str) -> str:
+    """A setting of the compose project's ``.env`` (what compose itself reads)."""
+    for line in (REPO / ".env").read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == name:
+            return value.strip()
+    raise AssertionError(f"{name} is not in .env")
+
+
 async def test_compose_runs_a_workflow_and_an_agent_and_stops_gracefully(
     running: ComposeDeployment,
 ) -> None:
@@ -125,8 +134,13 @@ async def test_compose_runs_a_workflow_and_an_agent_and_stops_gracefully(
         assert agent_run["usage"]["total"]["llm_calls"] >= 1, agent_run["usage"]
         assert agent_run["usage"]["by_model"].keys() == {"local:smollm2-135m"}
 
-        # The orchestrator's metrics port answers on the host (host networking).
-        metrics = await api.get(f"http://127.0.0.1:{running.orchestrator_metrics_port}/metrics")
+        # The orchestrator's metrics port answers on the host (host networking), to the
+        # operators' scraper token from .env only (its labels name tenants).
+        url = f"http://127.0.0.1:{running.orchestrator_metrics_port}/metrics"
+        assert (await api.get(url)).status_code == 401
+        token = env_file_value("CADENZA_METRICS_TOKEN")
+        metrics = await api.get(url, headers={"Authorization": f"Bearer {token}"})
+        assert metrics.status_code == 200, metrics.text
         assert "cadenza_" in metrics.text
 
     # SIGTERM drains: every service exits 0 on `compose stop` within its grace period,
