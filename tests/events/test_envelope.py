@@ -103,6 +103,14 @@ def test_key_rules() -> None:
     assert registry.key_for(Topic.TASK_RESULT, env) == "p"
     assert registry.name(Topic.TASK_READY) == "x.task.ready"
     assert registry.topic_of("x.task.ready") is Topic.TASK_READY
+    # A run's few tasks made ready together share their run's key (one worker fetches them).
+    grouped = Envelope(
+        payload=RunEvent(run_id="p", kind="k"), source="/s", task_id="t", partition_key="p"
+    )
+    assert registry.key_for(Topic.TASK_READY, grouped) == "p"
+    msg = _message(grouped, registry.key_for(Topic.TASK_READY, grouped))
+    assert dict(msg.headers)["ce_partitionkey"] == b"p"
+    assert decode(msg) == grouped
     with pytest.raises(ValueError, match="needs a key"):
         registry.key_for(
             Topic.TASK_READY, Envelope(payload=RunEvent(run_id="p", kind="k"), source="/s")
@@ -124,6 +132,7 @@ def test_the_cloudevents_sdk_reads_what_we_write() -> None:
         attempt=2,
         subject="node",
         traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        partition_key="r",
     )
     raw_key, value, headers = encode(env, "r")
     event = ce_kafka.from_binary(
@@ -142,6 +151,7 @@ def test_the_cloudevents_sdk_reads_what_we_write() -> None:
         ("taskid", "t"),
         ("attempt", "2"),
         ("traceparent", env.traceparent),
+        ("partitionkey", "r"),  # CloudEvents' partitioning extension
     ]:
         assert event.get_extension(name) == expected
     data = event.get_data()

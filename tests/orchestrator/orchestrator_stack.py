@@ -72,6 +72,8 @@ class FakeWorker:
     resources: Resources
     script: Script = transform
     received: list[TaskReady] = field(default_factory=list)
+    partition_keys: dict[str, str | None] = field(default_factory=dict)
+    """Each task's ``Envelope.partition_key`` as it arrived (its last dispatch's)."""
     params: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     results: list[TaskResult] = field(default_factory=list)
     duplicate_results: bool = False
@@ -97,6 +99,7 @@ class FakeWorker:
             params = json.loads(await self.resources.objects.get(ready.params_ref))
         self.params[(ready.task_id, ready.attempt)] = params
         self.received.append(ready)
+        self.partition_keys[ready.task_id] = env.partition_key
         reply = self.script(ready, params)
         if asyncio.iscoroutine(reply):
             reply = await reply

@@ -19,7 +19,7 @@ from cadenza_orchestrator import GraphCache, metrics, store
 from cadenza_orchestrator.handlers import RunHandlers
 from cadenza_state import OutboxMessage, direct
 from orchestrator_stack import INTEGRATION, Stack
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from support import assert_eventually
 from support.statements import watched as watched_statements
 
@@ -56,12 +56,16 @@ def watched(stack: Stack) -> AbstractContextManager[tuple[list[str], list[str]]]
 
 
 async def ready_rows(stack: Stack, run_id: str) -> int:
-    """task.ready rows staged for this run's tasks (keyed by task id)."""
+    """task.ready rows staged for this run's tasks (keyed by task id, or by the run when a
+    few are made ready together)."""
     async with stack.resources.sessions() as session:
         count = await session.scalar(
             select(func.count())
             .select_from(OutboxMessage)
-            .where(OutboxMessage.key.like(f"{run_id}.%"))
+            .where(
+                OutboxMessage.topic.like("%task.ready"),
+                or_(OutboxMessage.key == run_id, OutboxMessage.key.like(f"{run_id}.%")),
+            )
         )
     return int(count or 0)
 

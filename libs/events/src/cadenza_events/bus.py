@@ -49,6 +49,11 @@ class ConsumerOptions:
 
     concurrency: int = 16
     """Messages handled at once; same-key messages still run one after another."""
+    order_header: str | None = None
+    """Run one after another the messages of a partition whose header of this name (e.g.
+    ``ce_taskid``) has the same value, rather than those with the same key: for a topic
+    whose key groups messages that need no order among themselves (a run's task.ready
+    sent to one worker together). None: the key."""
     retry: RetryPolicy = RetryPolicy()
     shutdown_grace_s: float = 10.0
     """On stop (and on partition revocation): how long in-flight handlers may finish."""

@@ -60,6 +60,10 @@ class Envelope(Generic[P]):
     time: datetime = field(default_factory=utcnow)
     traceparent: str | None = None
     tracestate: str | None = None
+    partition_key: str | None = None
+    """The Kafka key, when it is not the topic's key rule's (CloudEvents' partitioning
+    extension, ``partitionkey``): a run's few tasks made ready together share one, so one
+    worker fetches them together (``TopicRegistry.key_for``)."""
 
     @property
     def type(self) -> str:
@@ -80,6 +84,7 @@ class Envelope(Generic[P]):
             self.time,
             traceparent,
             tracestate,
+            self.partition_key,
         )
 
 
@@ -138,6 +143,8 @@ def encode(
         headers.append(("ce_traceparent", env.traceparent.encode()))
     if env.tracestate is not None:
         headers.append(("ce_tracestate", env.tracestate.encode()))
+    if env.partition_key is not None:
+        headers.append(("ce_partitionkey", env.partition_key.encode()))
     return (
         (key.encode() if key is not None else None),
         env.payload.model_dump_json().encode(),
@@ -195,6 +202,7 @@ def decode(message: Message) -> Envelope[Payload]:
         time=moment,
         traceparent=_text(h.get("ce_traceparent")),
         tracestate=_text(h.get("ce_tracestate")),
+        partition_key=_text(h.get("ce_partitionkey")),
     )
 
 

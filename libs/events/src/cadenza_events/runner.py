@@ -455,7 +455,8 @@ class ConsumerRunner:
     def _schedule(self, record: Message) -> None:
         tp = (record.topic, record.partition)
         self._tracker.begin(tp, record.offset)
-        chain = (tp, record.key) if record.key is not None else None
+        order = self._order_of(record)
+        chain = (tp, order) if order is not None else None
         previous = self._tails.get(chain) if chain is not None else None
         task = asyncio.create_task(self._process(record, previous))
         self._inflight[task] = record
@@ -463,6 +464,16 @@ class ConsumerRunner:
             self._tails[chain] = task
         task.add_done_callback(partial(self._on_done, record, chain))
         metrics.INFLIGHT.labels(self.group).set(len(self._inflight))
+
+    def _order_of(self, record: Message) -> bytes | None:
+        """What same-ordered messages share: the key, or ``ConsumerOptions.order_header``."""
+        name = self._options.order_header
+        if name is None:
+            return record.key
+        for header, value in record.headers:
+            if header == name:
+                return value
+        return record.key
 
     def _on_done(
         self,

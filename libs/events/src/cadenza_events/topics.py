@@ -23,15 +23,17 @@ def _by_plan(env: Envelope) -> str | None:
 
 
 def _by_task(env: Envelope) -> str | None:
-    return env.task_id
+    return env.partition_key or env.task_id
 
 
 def _by_subject(env: Envelope) -> str | None:
     return env.subject or env.id
 
 
-# Why these keys: task.ready spreads across workers (one key per task); everything about a
-# plan lands on one partition so one orchestrator sees a plan's events in order.
+# Why these keys: task.ready spreads across workers (one key per task), except a run's few
+# tool tasks made ready together, which share the envelope's ``partition_key`` (the run):
+# one worker fetches them in one request and reports them in one. Everything about a plan
+# lands on one partition so one orchestrator sees a plan's events in order.
 # run.control is heard by every worker process (``Bus.listener``), whatever its key.
 KEY_RULES = {
     Topic.PLAN_REQUESTED: _by_plan,

@@ -126,6 +126,9 @@ class Worker:
             self.handle,
             ConsumerOptions(
                 concurrency=self.settings.concurrency,
+                # A run's few tasks share a key (one worker fetches them together); only a
+                # task's own attempts need their order.
+                order_header="ce_taskid",
                 retry=_HANDLER_RETRY,
                 shutdown_grace_s=self.settings.shutdown_grace_s,
                 is_outage=is_outage,

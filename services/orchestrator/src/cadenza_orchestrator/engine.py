@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections import Counter, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -93,6 +93,8 @@ class Effects:
     held: Counter[str] = field(default_factory=Counter)
     """Tool calls held for a person, by kind (approval, in_doubt)."""
     events: int = 0
+    grouped: int = 0
+    """task.ready sent to the run's partition together (``_group_small_dispatch``)."""
     final_counts: tuple[int, int] | None = None
     """``(total, finished)`` task rows of a run that finished, counted before the commit."""
     outbox: list[StagedMessage] = field(default_factory=list)
@@ -260,6 +262,7 @@ class Transition:
         self._new_ids.clear()
         changed, self._changed = self._changed, {}
         attempts, self._attempts = self._attempts, []
+        self._group_small_dispatch()
         staged, self._staged = self._staged, []
         self.effects.events += len(staged)
         self.effects.run_status = self.run.status
@@ -578,6 +581,26 @@ class Transition:
             data["item_index"] = row.item_index
         self.stage_run_event(Event("task.ready", row.id, d.node_id, "ready", data))
         self.effects.dispatched[d.reason] += 1
+
+    def _group_small_dispatch(self) -> None:
+        """A few tool tasks made ready together go to ONE partition (their run's key), so one
+        worker fetches them in one request, runs them side by side and reports them in one
+        produce, and their results come back to this process in one batch: spread one key
+        per task, a run of 10 cost every process a fetch and a produce more per worker it
+        reached. A wider dispatch (a fan-out) and agent tasks (slow, each worth a worker of
+        its own) keep one key per task and spread over every partition."""
+        limit = self.settings.dispatch_group_max
+        ready = [
+            i
+            for i, (topic, env) in enumerate(self._staged)
+            if topic is Topic.TASK_READY and env.payload.kind == "tool"
+        ]
+        if not ready or len(ready) > limit:
+            return
+        for i in ready:
+            topic, env = self._staged[i]
+            self._staged[i] = (topic, replace(env, partition_key=self.run.id))
+        self.effects.grouped += len(ready)
 
     def _agent_overrides(self, d: Dispatch, kind: str) -> dict[str, Any] | None:
         """A fork's agent overrides of this task, on every dispatch (a re-dispatch too),

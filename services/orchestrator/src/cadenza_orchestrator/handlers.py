@@ -896,6 +896,8 @@ class RunHandlers:
 
     def _count(self, effects: Effects) -> None:
         metrics.TASKS_DISPATCHED.inc(sum(effects.dispatched.values()))
+        if effects.grouped:
+            metrics.TASKS_GROUPED.inc(effects.grouped)
         for kind, n in effects.held.items():
             metrics.HOLDS.labels(kind).inc(n)
         for reason, n in effects.dispatched.items():

@@ -12,6 +12,11 @@ TASKS_DISPATCHED = Counter(
     "cadenza_orchestrator_tasks_dispatched_total",
     "task.ready events staged (first dispatches and re-dispatches).",
 )
+TASKS_GROUPED = Counter(
+    "cadenza_orchestrator_tasks_grouped_total",
+    "Tool tasks made ready a few at a time and sent to their run's task.ready partition "
+    "together (OrchestratorSettings.dispatch_group_max); the rest go one key per task.",
+)
 TASKS_FINISHED = Counter(
     "cadenza_orchestrator_tasks_finished_total",
     "Task rows that reached a terminal status.",
