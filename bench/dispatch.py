@@ -279,9 +279,10 @@ async def dispatch_split(
     return [(sent[t] - r.timestamp(), s.timestamp() - sent[t]) for t, r, s in rows if t in sent]
 
 
-async def sent_at(topic: str, keys: set[str]) -> dict[str, float]:
-    """When each record of ``keys`` was sent to ``topic``: its CreateTime (epoch seconds),
-    by key, read from the start of every partition to its end. CreateTime has whole
+async def sent_at(topic: str, task_ids: set[str]) -> dict[str, float]:
+    """When the ``task.ready`` of each of ``task_ids`` was sent to ``topic``: its CreateTime
+    (epoch seconds), by the record's task id header (a run's few tasks share their run's
+    key), read from the start of every partition to its end. CreateTime has whole
     milliseconds (the producer's clock at ``send``, rounded down): each is moved to the
     middle of its millisecond, so the two parts of a split are not biased by half of one."""
     consumer = AIOKafkaConsumer(
@@ -299,9 +300,11 @@ async def sent_at(topic: str, keys: set[str]) -> dict[str, float]:
         while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
             for records in (await consumer.getmany(timeout_ms=1000)).values():
                 for record in records:
-                    key = record.key.decode() if record.key else ""
-                    if key in keys:
-                        found[key] = (record.timestamp + 0.5) / 1000
+                    task_id = next(
+                        (v.decode() for name, v in record.headers if name == "ce_taskid"), ""
+                    )
+                    if task_id in task_ids:
+                        found[task_id] = (record.timestamp + 0.5) / 1000
         return found
     finally:
         await consumer.stop()
