@@ -559,7 +559,10 @@ class Engine:
             await asyncio.to_thread(extra.stop)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # until a fan-out lands on all n (rebalance over)
-            run_id = await submit(self.api, fanout_spec(12 * n))
+            # Wider than the orchestrator's dispatch_group_max (16): a narrower run goes to
+            # ONE partition, so it would "land on all" of one worker before the partitions
+            # of a worker just stopped had moved to it.
+            run_id = await submit(self.api, fanout_spec(max(12 * n, 64)))
             await wait_runs(self.db, [run_id], timeout=120)
             if len(await worker_ids(self.db, run_id)) == n:
                 return
