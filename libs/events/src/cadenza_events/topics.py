@@ -22,7 +22,7 @@ def _by_plan(env: Envelope) -> str | None:
     return env.plan_id
 
 
-def _by_task(env: Envelope) -> str | None:
+def _by_partition_key_or_task(env: Envelope) -> str | None:
     return env.partition_key or env.task_id
 
 
@@ -37,7 +37,7 @@ def _by_subject(env: Envelope) -> str | None:
 # run.control is heard by every worker process (``Bus.listener``), whatever its key.
 KEY_RULES = {
     Topic.PLAN_REQUESTED: _by_plan,
-    Topic.TASK_READY: _by_task,
+    Topic.TASK_READY: _by_partition_key_or_task,
     Topic.TASK_RESULT: _by_plan,
     Topic.RUN_EVENTS: _by_plan,
     Topic.RUN_CONTROL: _by_plan,

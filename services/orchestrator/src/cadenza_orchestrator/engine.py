@@ -150,6 +150,8 @@ class Transition:
         self._queue: deque[Step] = deque()
         self._outputs: dict[str, Any] = {}
         self._staged: list[tuple[Topic, Envelope[Any]]] = []
+        self._tool_readies: list[int] = []
+        """Where in ``_staged`` this transition's tool tasks' task.ready are."""
         self._timeline: list[RunEvent] = []
         # Only a spec task's own row finishing can finish the run (a fan-out instance
         # finishing cannot while its task's row is open), so only then is the run checked.
@@ -573,6 +575,8 @@ class Transition:
         )
         # Stamped now, inside the span of the event that caused it (the batch stages it
         # later): each task's trace runs through the result that released it.
+        if spec.kind == "tool":
+            self._tool_readies.append(len(self._staged))
         self._staged.append((Topic.TASK_READY, inject(self._envelope(ready, row.id, d.attempt))))
         data: dict[str, Any] = {"attempt": d.attempt}
         if d.reason != "first":
@@ -589,13 +593,8 @@ class Transition:
         per task, a run of 10 cost every process a fetch and a produce more per worker it
         reached. A wider dispatch (a fan-out) and agent tasks (slow, each worth a worker of
         its own) keep one key per task and spread over every partition."""
-        limit = self.settings.dispatch_group_max
-        ready = [
-            i
-            for i, (topic, env) in enumerate(self._staged)
-            if topic is Topic.TASK_READY and env.payload.kind == "tool"
-        ]
-        if not ready or len(ready) > limit:
+        ready, self._tool_readies = self._tool_readies, []
+        if not ready or len(ready) > self.settings.dispatch_group_max:
             return
         for i in ready:
             topic, env = self._staged[i]

@@ -55,7 +55,8 @@ class OrchestratorSettings(BaseSettings):
         ge=0,
         description="A transition that makes at most this many tool tasks of a run ready "
         "sends them to one task.ready partition (keyed by the run): one worker fetches, runs "
-        "and reports them together, about a fifth less CPU per small run over all processes. "
+        "and reports them together, a tenth to a fifth less CPU per small run over all "
+        "processes. "
         "Wider dispatches (fan-outs) and agent tasks are spread over every partition, one key "
         "per task. 0: always spread (docs/execution.md).",
     )
