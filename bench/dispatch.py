@@ -10,6 +10,9 @@ Rows, all measured in the same run, one after the other (never two at once):
   the next task's ready). A row's span runs from its first task's `ready` to the later of
   its last task's `finished` and its runs' `finished_at` (the engine has applied every
   result by then), database timestamps.
+  chain_batch_phases_ms: the orchestrator's batches over the row (its /metrics'
+  cadenza_orchestrator_batch_phase_seconds): their number and the mean ms per batch of
+  each phase — apply, write (the statement and its commit), publish, hot_status.
 - fan-out: a fan-out of `--fanout` alone; fanout_tasks_per_s = tasks / span; fanout_run_s =
   the run's created_at → finished_at (gateway insert, plan, tasks, close).
 - combined: the chain and the fan-out submitted together (tasks_per_s, as before).
@@ -30,7 +33,8 @@ Rows, all measured in the same run, one after the other (never two at once):
 - latency: an open-loop offered load of `--rate` tasks/s (a run of `--batch` parallel
   tasks every batch/rate s) for `--duration` s; dispatch = ready in the orchestrator →
   started in a worker, p50/p95/p99; split where the `task.ready` was sent (its Kafka
-  record's CreateTime): dispatch_commit (ready → sent) and dispatch_hop (sent → started).
+  record's CreateTime): dispatch_commit (ready → sent) and dispatch_hop (sent → started);
+  load_batch_phases_ms: the orchestrator's batch phases over the row, as the chain's.
 - scaling: the fan-out of `--fanout` with each worker count of `--scaling`. Workers start
   once, all together, and are stopped count by count (4, 2 + the rows above, 1).
 - ceiling: the same four Kafka hops with no state (bench/dispatch_ceiling.py: one process
@@ -82,6 +86,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 from cadenza_events import BusSettings
 from cadenza_events.kafka import KafkaBus
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -91,7 +96,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import profile_summary  # noqa: E402  (bench/, next to this script)
 from cadenza_state import StateSettings, create_engine  # noqa: E402
 from support.cleanup import drop_schema, prefixed_hot_state  # noqa: E402
-from support.cluster import Cluster, ServiceProcess  # noqa: E402
+from support.cluster import Cluster, ServiceProcess, free_port  # noqa: E402
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 SERVER_PORTS = {"kafka": 19092, "postgres": 15432, "redis": 16379}
@@ -547,6 +552,29 @@ class Engine:
     cpu: CpuTally = field(default_factory=CpuTally)
     wal_bytes: int = 0
     """PostgreSQL's WAL written during the metered rows (every database's, so the engine's)."""
+    orchestrator_metrics: str = ""
+    """The orchestrator's /metrics URL (its batch phases); empty: not served."""
+
+    async def batch_phases(self) -> dict[str, tuple[float, float]]:
+        """``cadenza_orchestrator_batch_phase_seconds`` now: per phase, (sum, count)."""
+        if not self.orchestrator_metrics:
+            return {}
+        resp = await self.api.get(self.orchestrator_metrics)
+        resp.raise_for_status()
+        out: dict[str, tuple[float, float]] = {}
+        for family in text_string_to_metric_families(resp.text):
+            if family.name != "cadenza_orchestrator_batch_phase_seconds":
+                continue
+            for sample in family.samples:
+                total, count = out.get(sample.labels.get("phase", ""), (0.0, 0.0))
+                if sample.name.endswith("_sum"):
+                    total = sample.value
+                elif sample.name.endswith("_count"):
+                    count = sample.value
+                else:
+                    continue
+                out[sample.labels["phase"]] = (total, count)
+        return out
 
     def workers(self) -> list[ServiceProcess]:
         return [p for p in self.cluster.processes if p.name == "worker" and p.proc.poll() is None]
@@ -602,6 +630,20 @@ class Row:
         return len(self.times) / self.span
 
 
+def phases_ms(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> dict[str, float]:
+    """The orchestrator's batches between two scrapes: their number and, per phase, the
+    mean ms per batch (apply + write: the orchestrator's share of dispatch latency)."""
+    out: dict[str, float] = {}
+    for phase, (total, count) in after.items():
+        total_before, count_before = before.get(phase, (0.0, 0.0))
+        if count > count_before:
+            out["batches"] = count - count_before
+            out[phase] = round((total - total_before) / (count - count_before) * 1000, 3)
+    return out
+
+
 async def engine_rows(engine: Engine, args: argparse.Namespace, out: dict[str, Any]) -> None:
     """Idle, then chain, fan-out, both, big fan-out (CPU metered), then the latency row."""
     if args.idle:
@@ -613,10 +655,12 @@ async def engine_rows(engine: Engine, args: argparse.Namespace, out: dict[str, A
         out["idle_cpu_pct"] = round(sum(used.values()) / elapsed * 100, 1)
         out["idle_cpu_pct_by"] = {name: round(s / elapsed * 100, 1) for name, s in used.items()}
     # Throughput rows, one after the other.
+    phases = await engine.batch_phases()
     chain = await engine.measure("chain", [chain_spec(args.chain)])
     out["chain"] = args.chain
     out["chain_step_ms"] = round(chain.span / len(chain.times) * 1000, 2)
     out["chain_step_parts_ms"] = chain_parts_ms(chain.times)
+    out["chain_batch_phases_ms"] = phases_ms(phases, await engine.batch_phases())
 
     fan = await engine.measure("fan-out", [fanout_spec(args.fanout)])
     out["fanout"] = args.fanout
@@ -666,6 +710,7 @@ async def engine_rows(engine: Engine, args: argparse.Namespace, out: dict[str, A
 
     submissions: list[asyncio.Task[str]] = []
     profilers = await start_profilers(engine, args.profile, args.duration)
+    phases = await engine.batch_phases()
     cpu_before, wal_before = engine.meter.sample(), await wal_position(engine.db)
     started = time.monotonic()
     while (now := time.monotonic()) - started < args.duration:
@@ -679,6 +724,7 @@ async def engine_rows(engine: Engine, args: argparse.Namespace, out: dict[str, A
     if profilers:
         out["profile"] = await finish_profilers(profilers, args.profile)
     await wait_runs(engine.db, load_runs, timeout=600)
+    out["load_batch_phases_ms"] = phases_ms(phases, await engine.batch_phases())
     load_cpu = CpuTally()  # per RUN: small runs cost mostly what a run costs, not a task
     load_cpu.add(engine.meter.delta(cpu_before, engine.meter.sample()), len(load_runs))
     load_wal = await wal_position(engine.db) - wal_before
@@ -808,11 +854,13 @@ async def distributed(args: argparse.Namespace, servers: dict[str, Any]) -> dict
     try:
         progress(f"engine: starting the services ({namespace})")
         cluster.start_gateway()
-        cluster.start_orchestrator()
+        metrics_port = free_port()  # loopback: served without the operators' token
+        cluster.start_orchestrator({"CADENZA_ORCHESTRATOR_METRICS_PORT": str(metrics_port)})
         meter = CpuMeter({**cluster_roots(cluster), **servers})
         auth = {"Authorization": f"Bearer {await api_key(db)}"}
         async with httpx.AsyncClient(base_url=cluster.url, timeout=60, headers=auth) as api:
             engine = Engine(cluster, api, db, meter, f"{namespace}.task.ready")
+            engine.orchestrator_metrics = f"http://127.0.0.1:{metrics_port}/metrics"
             # Workers are started once, all together (importing a worker is slow on a busy
             # machine), then stopped one count after the other: scaling 4, 2, then the
             # main rows at --workers, then 1.

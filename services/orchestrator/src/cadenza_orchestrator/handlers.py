@@ -171,18 +171,32 @@ class RunHandlers:
                 self.memory.forget(by_run)  # the locked way reads them from the database
                 async with self.resources.sessions() as session, session.begin():
                     applied = await self._apply_batch(session, by_run, writes)
+                    committing = time.perf_counter()
+                writes.write_seconds += time.perf_counter() - committing
                 # And again: a results batch of another partition (a command's run is on
                 # plan.requested, its results on task.result) may have read one whole
                 # meanwhile; what this batch wrote is not in it.
                 self.memory.forget(by_run)
-            elapsed = time.perf_counter() - started
+            written = time.perf_counter()
+            elapsed = written - started
             metrics.BATCH_SECONDS.observe(elapsed)
             metrics.BATCH_EVENTS.observe(len(envs))
             per_event = elapsed / len(envs)  # the batch's cost, shared by its events
             for env in envs:
                 labelled(metrics.TRANSITION_SECONDS, _kind(env)).observe(per_event)
             await self.resources.relay.publish_committed(writes.outbox)
+            published = time.perf_counter()
             await self.after_commit_batch([a for a in applied if a is not None])
+            phases = {
+                # A batch applied again locked counts its failed first try here.
+                "apply": elapsed - writes.write_seconds,
+                "write": writes.write_seconds,
+                "publish": published - written,
+                "hot_status": time.perf_counter() - published,
+            }
+            for phase, seconds in phases.items():
+                _PHASES[phase].observe(seconds)
+                span.set_attribute(f"cadenza.batch.{phase}_ms", round(seconds * 1000, 3))
 
     def _unlocked(self, envs: Sequence[Envelope[Any]]) -> bool:
         """Whether this batch is applied without a transaction of its own: only plan.requested
@@ -317,7 +331,9 @@ class RunHandlers:
                     publisher=self.resources.relay.publisher_id,
                     unlocked=True,
                 )
+                committing = time.perf_counter()
                 await session.commit()  # nothing to commit unless a step began a transaction
+                writes.write_seconds += time.perf_counter() - committing
             except (direct.GuardFailed, IntegrityError) as exc:
                 await session.rollback()
                 reason = "changed" if isinstance(exc, direct.GuardFailed) else "conflict"
@@ -910,6 +926,13 @@ class RunHandlers:
         if effects.run_finished:
             metrics.RUNS_FINISHED.labels(effects.run_status).inc()
             self.graphs.forget(effects.run_id)
+
+
+_PHASES = {
+    phase: metrics.BATCH_PHASE_SECONDS.labels(phase)
+    for phase in ("apply", "write", "publish", "hot_status")
+}
+"""The phase histograms' children, looked up once (``labels`` costs microseconds)."""
 
 
 def _kind(env: Envelope[Any]) -> str:

@@ -12,6 +12,7 @@ counts of the runs the batch finished, in one grouped query.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,9 @@ class BatchWrites:
     _finished: list[Effects] = field(default_factory=list)
     outbox: list[StagedMessage] = field(default_factory=list)
     """The outbox rows ``flush`` inserted, for the committing process to publish."""
+    write_seconds: float = 0.0
+    """Time spent in ``flush`` (the batch's statements; the caller adds its COMMIT's): the
+    ``write`` phase of ``cadenza_orchestrator_batch_phase_seconds``."""
 
     def add(
         self,
@@ -89,6 +93,20 @@ class BatchWrites:
         statement then holds only if no run's version moved since (``direct.GuardFailed``
         otherwise, nothing written), and it is sent on its own when no transaction is
         open: no BEGIN, no COMMIT."""
+        started = time.perf_counter()
+        try:
+            return await self._flush(session, registry, publisher=publisher, unlocked=unlocked)
+        finally:
+            self.write_seconds += time.perf_counter() - started
+
+    async def _flush(
+        self,
+        session: AsyncSession,
+        registry: TopicRegistry,
+        *,
+        publisher: str | None,
+        unlocked: bool,
+    ) -> list[StagedMessage]:
         postgres = direct.is_postgres(session)
         if unlocked and not postgres:
             raise ValueError("unlocked writes need PostgreSQL")
