@@ -60,11 +60,16 @@ def test_every_alert_is_tested_firing_and_quiet() -> None:
 
 def exported_series() -> set[str]:
     """Every series name the services' metrics modules register (as Prometheus sees them:
-    a counter's ``_total``, a histogram's ``_bucket``/``_sum``/``_count``)."""
+    a counter's ``_total``, a histogram's ``_bucket``/``_sum``/``_count``). Every service's
+    metrics module is imported here: the test must not pass only because another test
+    imported one first."""
     import cadenza_events.metrics  # noqa: F401
     import cadenza_gateway.metrics  # noqa: F401
     import cadenza_orchestrator.metrics  # noqa: F401
+    import cadenza_retrieval.metrics  # noqa: F401
     import cadenza_runtime.relay  # noqa: F401
+    import cadenza_trigger.metrics  # noqa: F401
+    import cadenza_triggers.metrics  # noqa: F401
     import cadenza_worker.metrics  # noqa: F401
 
     names: set[str] = set()
