@@ -123,8 +123,9 @@ async def test_a_fetch_of_several_runs_is_appended_in_one_pipelined_round_trip(
 
 async def test_the_recorder_keeps_unbatch_s_ids_and_records_any_json_data(hot: HotState) -> None:
     """The recorder unpacks a batch without an envelope per event, under the ids
-    ``unbatch`` gives (a redelivery through either path dedupes); data beyond the fast
-    encoder (an integer over 64 bits, a value JSON has no type for) is recorded too."""
+    ``unbatch`` gives, and appends a redelivered record once (its index keeps one field per
+    record, not per event); data beyond the fast encoder (an integer over 64 bits, a value
+    JSON has no type for) is recorded too."""
     log = RunEventLog(hot, ttl_s=600, ended_ttl_s=60)
     recorder = RunEventRecorder(MemoryBus(), log)
     records = batch("rr", ["run.started", "task.ready"])
@@ -140,4 +141,11 @@ async def test_the_recorder_keeps_unbatch_s_ids_and_records_any_json_data(hot: H
     )
     assert [e.source for e in entries] == ["/test", "/test", "/test/orchestrator"]
     assert entries[-1].data == {"big": 2**70, "at": "2026-12-04"}
-    assert await log.append_many(unbatch(records)) == [None, None]  # the same ids
+    index = await hot.redis.hgetall(log._index_key("rr"))
+    assert sorted(k.decode() for k in index if k.startswith(b"id:")) == sorted(
+        [f"id:{records.id}", f"id:{lone.id}"]
+    )
+    before = recorded("duplicate")
+    await recorder.handle_batch([records])  # redelivered
+    assert recorded("duplicate") == before + 2  # both of its events
+    assert len(await log.read("rr")) == 3

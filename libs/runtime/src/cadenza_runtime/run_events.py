@@ -47,29 +47,36 @@ RECORDED = Counter(
     ["outcome"],
 )
 
-# One round trip, atomic, for any number of one run's events (a RunEventBatch): for each,
-# dedupe by event id, number, append; then set the TTL once. Both keys share a hash tag
-# ({run id}) so they live on one cluster slot. ARGV: ttl, ended ttl, then (id, body,
-# terminal) per event. Returns, per event, its sequence number or 0 for a duplicate.
+# One round trip, atomic, for any number of one run's records (each a RunEvent or a
+# RunEventBatch): for each, dedupe by its CloudEvent id, number its events, append them;
+# then set the TTL once. Both keys share a hash tag ({run id}) so they live on one cluster
+# slot. ARGV: ttl, ended ttl, then per record: its id, its event count n, 1 if it holds a
+# terminal event, and its n events' bodies. Returns, per record, its first event's sequence
+# number or 0 for a duplicate. One index field per record, not per event: a fan-out of
+# 5,000 tasks records ~15,000 events in ~100 records, and the index lives as long as the
+# log (7 days); per event it also cost Redis 2.5x the CPU (bench in docs/benchmarks.md).
 _APPEND = """
-local seqs = {}
-for i = 3, #ARGV, 3 do
-  local field = 'id:' .. ARGV[i]
-  if redis.call('hexists', KEYS[2], field) == 1 then
-    seqs[#seqs + 1] = 0
+local firsts = {}
+local i = 3
+while i <= #ARGV do
+  local n = tonumber(ARGV[i + 1])
+  if redis.call('hsetnx', KEYS[2], 'id:' .. ARGV[i], 1) == 0 then
+    firsts[#firsts + 1] = 0
   else
-    local seq = redis.call('hincrby', KEYS[2], 'seq', 1)
-    redis.call('hset', KEYS[2], field, seq)
-    redis.call('xadd', KEYS[1], '0-' .. seq, 'e', ARGV[i + 1])
+    local last = redis.call('hincrby', KEYS[2], 'seq', n)
+    for k = 1, n do
+      redis.call('xadd', KEYS[1], '0-' .. (last - n + k), 'e', ARGV[i + 2 + k])
+    end
     if ARGV[i + 2] == '1' then redis.call('hset', KEYS[2], 'ended', 1) end
-    seqs[#seqs + 1] = seq
+    firsts[#firsts + 1] = last - n + 1
   end
+  i = i + 3 + n
 end
 local ttl = ARGV[1]
 if redis.call('hexists', KEYS[2], 'ended') == 1 then ttl = ARGV[2] end
 redis.call('expire', KEYS[1], ttl)
 redis.call('expire', KEYS[2], ttl)
-return seqs
+return firsts
 """
 
 
@@ -99,25 +106,26 @@ class RunEventEntry:
 class Recorded(NamedTuple):
     """One event as its log records it: the event and what of its envelope the log keeps
     (the recorder makes these straight from a ``RunEventBatch``, with no envelope per
-    event)."""
+    event), and the id of the Kafka record it came in: the log appends a record once."""
 
     event_id: str
     source: str
     event: RunEvent
+    record_id: str
 
 
 def _recorded(env: Envelope[RunEvent]) -> Recorded:
-    return Recorded(env.id, env.source, env.payload)
+    return Recorded(env.id, env.source, env.payload, env.id)
 
 
 def _events_of(env: Envelope[Any]) -> list[Recorded]:
     """What ``unbatch`` gives, without building an envelope per event."""
     payload = env.payload
     if isinstance(payload, RunEvent):
-        return [Recorded(env.id, env.source, payload)]
+        return [Recorded(env.id, env.source, payload, env.id)]
     if isinstance(payload, RunEventBatch):
         return [
-            Recorded(batched_event_id(env.id, n), env.source, event)
+            Recorded(batched_event_id(env.id, n), env.source, event, env.id)
             for n, event in enumerate(payload.events)
         ]
     return []
@@ -184,8 +192,8 @@ class RunEventLog:
         run_id = envs[0].payload.run_id
         if any(env.payload.run_id != run_id for env in envs):
             raise ValueError("append_many takes the events of one run")
-        reply = await self._append(**self._append_call([_recorded(env) for env in envs]))
-        return self._counted(reply)
+        call, sizes = self._append_call([_recorded(env) for env in envs])
+        return self._counted(await self._append(**call), sizes)
 
     async def append_runs(
         self, runs: Sequence[Sequence[Envelope[RunEvent]]]
@@ -199,25 +207,45 @@ class RunEventLog:
         runs = [items for items in runs if items]
         if not runs:
             return []
-        if len(runs) == 1:
-            return [self._counted(await self._append(**self._append_call(runs[0])))]
+        calls = [self._append_call(items) for items in runs]
+        if len(calls) == 1:
+            ((call, sizes),) = calls
+            return [self._counted(await self._append(**call), sizes)]
         pipe = self._hot.redis.pipeline(transaction=False)
-        for items in runs:
-            await self._append(**self._append_call(items), client=pipe)
+        for call, _sizes in calls:
+            await self._append(**call, client=pipe)
         replies = await pipe.execute()
-        return [self._counted(reply) for reply in replies]
+        return [
+            self._counted(reply, sizes) for reply, (_, sizes) in zip(replies, calls, strict=True)
+        ]
 
-    def _append_call(self, items: Sequence[Recorded]) -> dict[str, Any]:
+    def _append_call(self, items: Sequence[Recorded]) -> tuple[dict[str, Any], list[int]]:
+        """The script's call for one run's events, grouped by the record they came in
+        (consecutive: a record's events stay together), and each group's size."""
         run_id = items[0].event.run_id
         args: list[Any] = [self._ttl_s, self._ended_ttl_s]
-        for item in items:
-            terminal = "1" if item.event.kind in TERMINAL_KINDS else "0"
-            args += [item.event_id, _body(item), terminal]
-        return {"keys": [self.stream_key(run_id), self._index_key(run_id)], "args": args}
+        sizes: list[int] = []
+        start = 0
+        while start < len(items):
+            record = items[start].record_id
+            end = start + 1
+            while end < len(items) and items[end].record_id == record:
+                end += 1
+            group = items[start:end]
+            ended = any(item.event.kind in TERMINAL_KINDS for item in group)
+            args += [record, len(group), "1" if ended else "0", *map(_body, group)]
+            sizes.append(len(group))
+            start = end
+        keys = [self.stream_key(run_id), self._index_key(run_id)]
+        return {"keys": keys, "args": args}, sizes
 
     @staticmethod
-    def _counted(reply: Any) -> list[int | None]:
-        seqs = [int(n) or None for n in reply]
+    def _counted(reply: Any, sizes: Sequence[int]) -> list[int | None]:
+        """Per event, its sequence number (None: its record was a duplicate)."""
+        seqs: list[int | None] = []
+        for first, size in zip(reply, sizes, strict=True):
+            seq = int(first)
+            seqs += [seq + k for k in range(size)] if seq else [None] * size
         appended = sum(1 for n in seqs if n)
         RECORDED.labels("appended").inc(appended)
         RECORDED.labels("duplicate").inc(len(seqs) - appended)
