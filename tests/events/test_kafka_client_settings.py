@@ -10,12 +10,18 @@ once it is full, so its size bounds how many records leave per round trip."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from cadenza_events import BusSettings
 from cadenza_events import kafka as kafka_module
-from cadenza_events.kafka import FETCH_BATCH_BYTES, KafkaConsumerTransport, KafkaPublisher
+from cadenza_events.kafka import (
+    FETCH_BATCH_BYTES,
+    SENDER_TURN_EVERY,
+    KafkaConsumerTransport,
+    KafkaPublisher,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -78,6 +84,44 @@ async def test_the_producer_builds_large_batches_and_sends_at_once(
     assert (made["acks"], made["enable_idempotence"]) == ("all", True)
     with pytest.raises(ValueError, match="producer_batch_bytes"):
         BusSettings(producer_batch_bytes=2 * 1024 * 1024)  # over the broker's message limit
+
+
+class _SendingProducer:
+    """``send`` appends (as aiokafka's does, without yielding) and returns the record's
+    future; ``sender`` stands for the producer's sender task: it notes how many records
+    had been appended each time the event loop ran it."""
+
+    def __init__(self) -> None:
+        self.appended = 0
+        self.seen: list[int] = []
+
+    async def send(self, topic: str, value: bytes, **_: Any) -> asyncio.Future[None]:
+        self.appended += 1
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def sender(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.seen.append(self.appended)
+            await asyncio.sleep(0)
+
+
+async def test_a_large_publish_lets_the_sender_run_while_it_appends() -> None:
+    """A plan's thousands of task.ready: the first batches leave while the rest are
+    appended, not after the last (the sender gets a turn every SENDER_TURN_EVERY)."""
+    publisher = KafkaPublisher(BusSettings(), registry=None)  # type: ignore[arg-type]
+    producer = _SendingProducer()
+    publisher._producer = producer  # type: ignore[assignment]
+    stop = asyncio.Event()
+    sender = asyncio.create_task(producer.sender(stop))
+    await asyncio.sleep(0)  # the sender is waiting for records, as aiokafka's does
+    total = 4 * SENDER_TURN_EVERY + 10
+    await publisher.publish_raw_many([("t", b"k", b"v", [])] * total)
+    stop.set()
+    await sender
+    during = sorted({n for n in producer.seen if 0 < n < total})
+    assert during == [SENDER_TURN_EVERY * i for i in range(1, 5)]  # a turn every 64
 
 
 class _State:
