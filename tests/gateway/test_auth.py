@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from cadenza_gateway import GatewaySettings, create_app
-from cadenza_gateway.auth import AuthSettings, Scope
+from cadenza_gateway.auth import AuthSettings, Scope, keys
 from cadenza_runtime import Resources
 from cadenza_state import ApiKeyRecord, AuditLogEntry, utcnow
 from fastapi import FastAPI
@@ -169,6 +169,40 @@ async def test_an_expired_key_is_401(anonymous: httpx.AsyncClient, resources: Re
         await anonymous.get("/v1/runs", headers=bearer(key)), 401, "unauthenticated"
     )
     assert "expired" in body["detail"]
+
+
+async def test_a_request_reads_its_key_as_the_orm_does(resources: Resources) -> None:
+    """Each request reads its key with one direct statement on PostgreSQL
+    (``keys.get_credential``): the same values as the ORM's row, times in UTC, and a
+    revocation seen at once."""
+    key = await issue_key(resources, "default", expires_in_s=3600)
+    key_id = key.split("_")[1]
+    async with resources.reads() as session:
+        credential = await keys.get_credential(session, key_id)
+        record = await keys.get_key(session=session, key_id=key_id)
+        assert await keys.get_credential(session, "nosuchkey") is None
+    assert credential is not None
+    assert record is not None
+    assert (credential.id, credential.tenant_id, credential.scopes) == (
+        record.id,
+        record.tenant_id,
+        record.scopes,
+    )
+    assert credential.secret_hash == record.secret_hash
+    assert credential.expires_at == record.expires_at
+    assert credential.expires_at is not None
+    assert credential.expires_at.utcoffset() == timedelta(0)
+    assert credential.revoked_at is None
+    assert keys.is_active(credential)
+    async with resources.sessions() as session, session.begin():
+        await session.execute(
+            update(ApiKeyRecord).where(ApiKeyRecord.id == key_id).values(revoked_at=utcnow())
+        )
+    async with resources.reads() as session:
+        revoked = await keys.get_credential(session, key_id)
+    assert revoked is not None
+    assert revoked.revoked_at is not None
+    assert not keys.is_active(revoked)
 
 
 async def test_the_tenant_comes_from_the_key_never_from_a_header(

@@ -81,7 +81,7 @@ async def _from_api_key(conn: HTTPConnection, token: str) -> Principal:
     key_id, secret = parts
     resources = cast(Resources, conn.app.state.resources)
     async with resources.reads() as session:  # one statement, no transaction around it
-        record = await keys.get_key(session=session, key_id=key_id)
+        record = await keys.get_credential(session, key_id)
     pepper = _settings(conn).auth.api_key_pepper.get_secret_value()
     if record is None or not keys.verify_secret(record, secret, pepper):
         raise Unauthenticated("unknown API key")
