@@ -53,8 +53,8 @@ RECORDED = Counter(
 # slot. ARGV: ttl, ended ttl, then per record: its id, its event count n, 1 if it holds a
 # terminal event, and its n events' bodies. Returns, per record, its first event's sequence
 # number or 0 for a duplicate. One index field per record, not per event: a fan-out of
-# 5,000 tasks records ~15,000 events in ~100 records, and the index lives as long as the
-# log (7 days); per event it also cost Redis 2.5x the CPU (bench in docs/benchmarks.md).
+# 5,000 tasks records ~15,000 events in tens of records, and the index lives as long as the
+# log (7 days); per event it also cost Redis ~3x the CPU (bench/run_event_log.py).
 _APPEND = """
 local firsts = {}
 local i = 3
