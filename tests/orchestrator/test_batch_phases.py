@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from orchestrator_stack import Stack
 from prometheus_client import REGISTRY
+from support import assert_eventually
 
 PHASES = ("apply", "write", "publish", "hot_status")
 SPEC = {
@@ -45,10 +46,16 @@ async def test_every_batch_is_split_into_its_phases(
     run_id = await stack.submit(SPEC)
     assert (await stack.wait_run(run_id)).status == "succeeded"
 
-    new_batches = sample("cadenza_orchestrator_batch_seconds_count") - batches
-    assert new_batches >= 3  # the plan and two results, at least
-    for p in PHASES:  # one observation per phase per batch
-        assert phase("count", p) - counts[p] == new_batches, p
+    def settled() -> float:
+        """The new batches, once each has observed its four phases (a batch's last two
+        phases follow its commit, so the run can be seen finished before they are)."""
+        new = sample("cadenza_orchestrator_batch_seconds_count") - batches
+        assert new >= 3  # the plan and two results, at least
+        for p in PHASES:  # one observation per phase per batch
+            assert phase("count", p) - counts[p] == new, p
+        return new
+
+    await assert_eventually(settled, message="every batch observed its phases")
     spent = {p: phase("sum", p) - sums[p] for p in PHASES}
     assert spent["write"] > 0  # every batch wrote its rows
     assert spent["publish"] > 0  # and sent its task.ready or run events
