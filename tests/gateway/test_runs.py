@@ -296,17 +296,11 @@ async def test_cursor_pagination_walks_every_run_once_newest_first(
 async def test_each_request_gets_a_server_span_that_its_events_continue(
     client: httpx.AsyncClient, resources: Resources, register, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import cadenza_gateway.middleware as middleware
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import SpanKind
+    from support.tracing import capture_spans
 
     # A private SDK provider for the middleware only: no global tracing state changes.
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(middleware, "tracer", provider.get_tracer("test"))
+    exporter = capture_spans(monkeypatch, "cadenza_gateway.middleware.tracer")
     try:
         await register()
         parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

@@ -6,12 +6,10 @@ status follow. An operator reads dispatch latency's orchestrator share from it."
 from __future__ import annotations
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from orchestrator_stack import Stack
 from prometheus_client import REGISTRY
 from support import assert_eventually
+from support.tracing import capture_spans
 
 PHASES = ("apply", "write", "publish", "hot_status")
 SPEC = {
@@ -34,10 +32,7 @@ def phase(kind: str, phase_name: str) -> float:
 async def test_every_batch_is_split_into_its_phases(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr("cadenza_orchestrator.handlers.tracer", provider.get_tracer("test"))
+    exporter = capture_spans(monkeypatch, "cadenza_orchestrator.handlers.tracer")
     batches = sample("cadenza_orchestrator_batch_seconds_count")
     up_to_commit = sample("cadenza_orchestrator_batch_seconds_sum")
     counts = {p: phase("count", p) for p in PHASES}

@@ -19,14 +19,12 @@ from cadenza_orchestrator.outcome import HELD, OPEN
 from cadenza_orchestrator.rows import COLUMNS, TaskRow
 from cadenza_orchestrator.writes import BatchWrites
 from cadenza_state import TaskRecord
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from orchestrator_specs import DIAMOND
 from orchestrator_stack import INTEGRATION, Stack
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 from support import assert_eventually
+from support.tracing import capture_spans
 from test_orchestrator_unlocked import (
     THREE,
     TWO_STEPS,
@@ -465,10 +463,7 @@ async def test_a_rebalance_forgets_the_runs_of_partitions_that_went(
     assert handlers(stack).memory.get(run_id) is None
     assert rebalanced("forgotten") >= forgotten + 1
     monkeypatch.undo()
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr("cadenza_orchestrator.handlers.tracer", provider.get_tracer("test"))
+    exporter = capture_spans(monkeypatch, "cadenza_orchestrator.handlers.tracer")
     rebuilt = memory_hits("rebuilt")
     await handlers(stack).handle_batch([succeeded(held[0])])
     assert memory_hits("rebuilt") == rebuilt + 1

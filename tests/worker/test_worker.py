@@ -22,11 +22,9 @@ from cadenza_worker import (
     builtin_tools,
     output_key,
 )
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
 from support import assert_eventually
+from support.tracing import capture_spans
 from worker_support import BOTH_STACKS, HttpServer, Stack, metric
 
 # Every test runs on the in-process stack (unit) and on real Kafka/PostgreSQL/Redis/MinIO
@@ -635,12 +633,9 @@ async def test_unexpected_event_on_task_ready_is_dead_lettered(stack: Stack) -> 
 async def test_spans_per_task_and_per_tool_call(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("test")
-    monkeypatch.setattr("cadenza_worker.handler.tracer", tracer)
-    monkeypatch.setattr("cadenza_worker.kinds.tracer", tracer)
+    exporter = capture_spans(
+        monkeypatch, "cadenza_worker.handler.tracer", "cadenza_worker.kinds.tracer"
+    )
     await stack.start_worker()
     task = await stack.add_task("flaky", {"failures": 1, "key": key()})
     await stack.dispatch(task)

@@ -30,10 +30,8 @@ from cadenza_worker.guardrails import (
 )
 from cadenza_workflow import PiiPolicy
 from langchain_core.runnables import RunnableConfig
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from support import assert_eventually
+from support.tracing import capture_spans
 from worker_support import BOTH_STACKS, Stack, metric
 
 ALL = ["email", "phone", "credit_card", "iban", "national_id"]
@@ -274,10 +272,7 @@ async def test_a_workflow_policy_applies_to_agents_without_their_own(stack: Stac
 def test_a_finding_is_an_apply_guardrail_span_with_finding_events(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr("cadenza_worker.guardrails.check.tracer", provider.get_tracer("test"))
+    exporter = capture_spans(monkeypatch, "cadenza_worker.guardrails.check.tracer")
     events: list[tuple[str, dict[str, object]]] = []
     guard = PiiGuard(PiiPolicy(action="redact"))
 
