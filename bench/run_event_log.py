@@ -24,15 +24,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 import uuid
+from pathlib import Path
+from statistics import median
 from typing import Any
 
 import uvloop
 from cadenza_events import Envelope, MemoryBus, RunEvent, RunEventBatch
 from cadenza_runtime import RunEventLog, RunEventRecorder
 from cadenza_runtime.run_events import _body, _events_of
-from cadenza_state import HotState, StateSettings, create_redis, utcnow
+from cadenza_state import HotState, utcnow
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.cleanup import prefixed_hot_state
 
 
 def records_of(run_id: str, count: int, size: int) -> list[Envelope[RunEventBatch]]:
@@ -96,32 +102,24 @@ async def xadd_row(hot: HotState, runs: int, count: int, size: int) -> float:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    prefix = f"benchlog{uuid.uuid4().hex[:8]}:"
-    settings = StateSettings(redis_backend="redis", redis_key_prefix=prefix)
-    redis = create_redis(settings)
-    hot = HotState(redis, prefix)
-    recorder = RunEventRecorder(MemoryBus(), RunEventLog(hot))  # handle_batch only
     out: dict[str, Any] = {"runs": args.runs, "records": args.records, "events": args.events}
-    try:
+    # The bench's keys under a prefix of their own, deleted afterwards.
+    async with prefixed_hot_state("redis", f"benchlog{uuid.uuid4().hex[:8]}:") as hot:
+        recorder = RunEventRecorder(MemoryBus(), RunEventLog(hot))  # handle_batch only
         await row(hot, recorder, 5, args.records, args.events)  # warm: script loaded, pool
         fan, small, floor = [], [], []
         for _ in range(args.rounds):  # alternated: the machine's drift hits every row
             fan.append(await row(hot, recorder, args.runs, args.records, args.events))
             small.append(await row(hot, recorder, args.runs, args.small_records, 3))
             floor.append(await xadd_row(hot, args.runs, args.records, args.events))
-        med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
-        out["fanout_redis_us_per_event"] = round(med([r for r, _ in fan]), 2)
-        out["fanout_client_us_per_event"] = round(med([c for _, c in fan]), 2)
-        out["small_redis_us_per_event"] = round(med([r for r, _ in small]), 2)
-        out["small_client_us_per_event"] = round(med([c for _, c in small]), 2)
-        out["xadd_redis_us_per_event"] = round(med(floor), 2)
-        out["ratio_fanout_vs_xadd"] = round(out["fanout_redis_us_per_event"] / med(floor), 2)
-        out["ratio_small_vs_xadd"] = round(out["small_redis_us_per_event"] / med(floor), 2)
-    finally:
-        keys = [k async for k in redis.scan_iter(match=f"{prefix}*", count=10_000)]
-        for start in range(0, len(keys), 1000):
-            await redis.delete(*keys[start : start + 1000])
-        await redis.aclose()
+    xadd = median(floor)
+    out["fanout_redis_us_per_event"] = round(median(r for r, _ in fan), 2)
+    out["fanout_client_us_per_event"] = round(median(c for _, c in fan), 2)
+    out["small_redis_us_per_event"] = round(median(r for r, _ in small), 2)
+    out["small_client_us_per_event"] = round(median(c for _, c in small), 2)
+    out["xadd_redis_us_per_event"] = round(xadd, 2)
+    out["ratio_fanout_vs_xadd"] = round(out["fanout_redis_us_per_event"] / xadd, 2)
+    out["ratio_small_vs_xadd"] = round(out["small_redis_us_per_event"] / xadd, 2)
     return out
 
 
