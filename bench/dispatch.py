@@ -12,7 +12,7 @@ Rows, all measured in the same run, one after the other (never two at once):
   result by then), database timestamps.
   chain_batch_phases_ms: the orchestrator's batches over the row (its /metrics'
   cadenza_orchestrator_batch_phase_seconds): their number and the mean ms per batch of
-  each phase — apply, write (the statement and its commit), publish, hot_status.
+  each phase — apply, write (the statement and its commit), queued, publish, hot_status.
 - fan-out: a fan-out of `--fanout` alone; fanout_tasks_per_s = tasks / span; fanout_run_s =
   the run's created_at → finished_at (gateway insert, plan, tasks, close).
 - combined: the chain and the fan-out submitted together (tasks_per_s, as before).

@@ -1,7 +1,9 @@
-"""Where a consumer batch's time goes (``cadenza_orchestrator_batch_phase_seconds`` and the
-``orchestrator.batch`` span's ``cadenza.batch.<phase>_ms``): apply + write is the batch's
-time up to the commit (``cadenza_orchestrator_batch_seconds``), then publish and the hot
-status follow. An operator reads dispatch latency's orchestrator share from it."""
+"""Where a consumer batch's time goes (``cadenza_orchestrator_batch_phase_seconds``, and
+``cadenza.batch.<phase>_ms`` on the ``orchestrator.batch`` span and its
+``orchestrator.after_commit`` child): apply + write is the batch's time up to the commit
+(``cadenza_orchestrator_batch_seconds``); then, while the next batch is applied, the wait
+for the previous commit's after-commit work (queued), the publish and the hot status. An
+operator reads dispatch latency's orchestrator share from it."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from prometheus_client import REGISTRY
 from support import assert_eventually
 from support.tracing import capture_spans
 
-PHASES = ("apply", "write", "publish", "hot_status")
+PHASES = ("apply", "write", "queued", "publish", "hot_status")
+AFTER_COMMIT = PHASES[2:]
 SPEC = {
     "name": "phases",
     "tasks": [
@@ -42,8 +45,8 @@ async def test_every_batch_is_split_into_its_phases(
     assert (await stack.wait_run(run_id)).status == "succeeded"
 
     def settled() -> float:
-        """The new batches, once each has observed its four phases (a batch's last two
-        phases follow its commit, so the run can be seen finished before they are)."""
+        """The new batches, once each has observed its phases (a batch's last three
+        follow its commit, so the run can be seen finished before they are)."""
         new = sample("cadenza_orchestrator_batch_seconds_count") - batches
         assert new >= 3  # the plan and two results, at least
         for p in PHASES:  # one observation per phase per batch
@@ -59,10 +62,22 @@ async def test_every_batch_is_split_into_its_phases(
         sample("cadenza_orchestrator_batch_seconds_sum") - up_to_commit, rel=1e-6, abs=1e-9
     )
     # The results' batches continue the fake worker's unsampled traces: the plan's is here.
-    spans = [s for s in exporter.get_finished_spans() if s.name == "orchestrator.batch"]
-    assert spans
-    for span in spans:
+    finished = exporter.get_finished_spans()
+    batches = [s for s in finished if s.name == "orchestrator.batch"]
+    assert batches
+    for span in batches:
         attributes = dict(span.attributes or {})
-        for p in PHASES:
-            assert attributes[f"cadenza.batch.{p}_ms"] >= 0, (p, attributes)
-        assert attributes["cadenza.batch.write_ms"] > 0
+        assert attributes["cadenza.batch.apply_ms"] >= 0, attributes
+        assert attributes["cadenza.batch.write_ms"] > 0, attributes
+        # Each batch's after-commit work is a span of its own, its child.
+        children = [
+            s
+            for s in finished
+            if s.name == "orchestrator.after_commit"
+            and s.parent is not None
+            and s.parent.span_id == span.context.span_id
+        ]
+        assert len(children) == 1, children
+        after = dict(children[0].attributes or {})
+        for p in AFTER_COMMIT:
+            assert after[f"cadenza.batch.{p}_ms"] >= 0, (p, after)

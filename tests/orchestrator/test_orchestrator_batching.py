@@ -4,7 +4,7 @@ results locks and writes with the statements of one."""
 
 from __future__ import annotations
 
-import asyncio
+import contextvars
 from collections import Counter
 from typing import Any
 
@@ -120,6 +120,9 @@ TWO_STEPS = {
 }
 
 
+MEASURED: contextvars.ContextVar[bool] = contextvars.ContextVar("measured", default=False)
+
+
 @pytest.mark.parametrize("stack", STACKS, indirect=True)
 async def test_a_batch_of_many_runs_costs_the_statements_of_one(stack: Stack) -> None:
     """Results of several runs in one batch: each run moves on as if alone, and the batch
@@ -130,12 +133,13 @@ async def test_a_batch_of_many_runs_costs_the_statements_of_one(stack: Stack) ->
     runs = [await stack.submit(TWO_STEPS) for _ in range(4)]
     await assert_eventually(lambda: len(held) == 4)
     statements: list[str] = []
-    # Only what this test's own task runs: the orchestrator's background loops (the outbox
-    # relay's recovery scan, the sweeper) share the engine and the Redis client.
-    measured = asyncio.current_task()
+    # Only what this test's own batches run (their after-commit work too, a task they start
+    # with their context): the orchestrator's background loops (the outbox relay's recovery
+    # scan, the sweeper, its consumer) share the engine and the Redis client.
+    MEASURED.set(True)
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if asyncio.current_task() is measured:
+        if MEASURED.get():
             statements.append(statement)
 
     engine = stack.resources.state.engine.sync_engine
@@ -145,7 +149,7 @@ async def test_a_batch_of_many_runs_costs_the_statements_of_one(stack: Stack) ->
     real_pipeline = hot.redis.pipeline
 
     def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
-        if asyncio.current_task() is measured:
+        if MEASURED.get():
             pipelines.append(args)
         return real_pipeline(*args, **kwargs)
 

@@ -14,12 +14,14 @@ attempts of all its results recorded in one bulk insert, each run's events appli
 order, and what the runs' transitions left to write written together (``BatchWrites``: one
 statement per kind). After the commit this process publishes the outbox rows the batch
 wrote (the relay only recovers what a crash left), updates the Redis hot status once per
-run and counts metrics. Handlers are idempotent: a redelivered event finds the run no longer
+run and counts metrics, while the consumer's next batch is applied (``consume_batch``;
+the commits' after-commit work runs one after another, in commit order). Handlers are idempotent: a redelivered event finds the run no longer
 ``pending`` or the attempt already recorded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +43,7 @@ from cadenza_state import (
     STOPPED_RUN_STATUSES,
     TERMINAL_RUN_STATUSES,
     RunStatus,
+    StagedMessage,
     direct,
 )
 from cadenza_workflow import ExpressionError, SpecValidationError
@@ -102,6 +105,8 @@ class RunHandlers:
         """Whole runs this process planned or rebuilt: their results batches read nothing."""
         self._revoked: set[tuple[str, int]] = set()
         """Partitions revoked since the last assignment (``revoked``, ``assigned``)."""
+        self._after: asyncio.Task[None] | None = None
+        """The after-commit work of the last commit (``_chain``): running, or done."""
         self.holds: Callable[[str], bool | None] = lambda run_id: None
         """Whether this process holds a run's partition now (the consumer's assignment and
         partitioner; None: not known). Set by the orchestrator once it consumes."""
@@ -138,12 +143,36 @@ class RunHandlers:
         await self.handle_batch([env])
 
     async def handle_batch(self, envs: Sequence[Envelope[Any]]) -> None:
+        """One partition's fetch, applied, committed, published and its hot statuses set
+        (tests, tools, benches: what they read next is all there)."""
+        await self._apply_and_commit(envs)
+        await self.settle()
+
+    async def consume_batch(self, envs: Sequence[Envelope[Any]]) -> None:
         """The consumer's entry point: what one fetch brought for one partition.
 
-        Without a lock when it can (``_unlocked``), else ONE transaction for the whole
-        batch: each run's events are applied in order on its row, locked once; then, after
-        the commit, the batch's outbox rows are published by this process and the hot
-        status updated once per run."""
+        Returns once the batch is committed and the batch before it has published and set
+        its hot statuses; this batch's own after-commit work (``_after_commit``) goes on
+        meanwhile. A topic's batches run one at a time (``batches_in_flight``), so its next
+        batch applies and writes while this one waits for Kafka's acknowledgement and
+        Redis's reply, instead of after them. Safe to return before the publish: the outbox
+        rows are committed (a send that fails hands them to the relay), and the
+        after-commit work of every batch runs in commit order (``_chain``)."""
+        previous = await self._apply_and_commit(envs)
+        if previous is not None:
+            await asyncio.wait({previous})  # at most one batch's work left running
+
+    async def settle(self) -> None:
+        """Wait until every committed batch has published and set its hot statuses (a
+        graceful stop, tests)."""
+        while (last := self._after) is not None and not last.done():
+            await asyncio.wait({last})
+
+    async def _apply_and_commit(self, envs: Sequence[Envelope[Any]]) -> asyncio.Task[None] | None:
+        """Apply and commit one batch (without a lock when it can, ``_unlocked``; else ONE
+        transaction for the whole batch: each run's events applied in order on its row,
+        locked once), then chain its after-commit work. Returns the after-commit work of
+        the batch before (None: none, or this batch had nothing to apply)."""
         by_run: dict[str, list[Envelope[Any]]] = {}
         for env in envs:
             payload = env.payload
@@ -155,7 +184,7 @@ class RunHandlers:
             else:
                 log.warning("ignoring unexpected event %s (%s)", env.type, env.id)
         if not by_run:
-            return
+            return None
         started = time.perf_counter()
         with tracer.start_as_current_span(
             "orchestrator.batch",
@@ -177,24 +206,74 @@ class RunHandlers:
                 # plan.requested, its results on task.result) may have read one whole
                 # meanwhile; what this batch wrote is not in it.
                 self.memory.forget(by_run)
-            written = time.perf_counter()
-            elapsed = written - started
+            elapsed = time.perf_counter() - started
             metrics.BATCH_SECONDS.observe(elapsed)
             metrics.BATCH_EVENTS.observe(len(envs))
             per_event = elapsed / len(envs)  # the batch's cost, shared by its events
             for env in envs:
                 labelled(metrics.TRANSITION_SECONDS, _kind(env)).observe(per_event)
-            await self.resources.relay.publish_committed(writes.outbox)
-            published = time.perf_counter()
-            await self.after_commit_batch([a for a in applied if a is not None])
-            phases = {
-                # A batch applied again locked counts its failed first try here.
-                "apply": elapsed - writes.write_seconds,
-                "write": writes.write_seconds,
-                "publish": published - written,
-                "hot_status": time.perf_counter() - published,
-            }
-            for phase, seconds in phases.items():
+            # A batch applied again locked counts its failed first try in apply.
+            for phase, seconds in (
+                ("apply", elapsed - writes.write_seconds),
+                ("write", writes.write_seconds),
+            ):
+                _PHASES[phase].observe(seconds)
+                span.set_attribute(f"cadenza.batch.{phase}_ms", round(seconds * 1000, 3))
+            # Started inside the batch's span: the after-commit span is its child.
+            previous, _ = self._chain(
+                writes.outbox, [a for a in applied if a is not None], phases=True
+            )
+        return previous
+
+    def _chain(
+        self, outbox: Sequence[StagedMessage], applied: Sequence[Applied], *, phases: bool
+    ) -> tuple[asyncio.Task[None] | None, asyncio.Task[None]]:
+        """Start the after-commit work of a commit, to run once the previous commit's is
+        done: the order of the sends, and of the hot statuses' writes, is the commits'.
+        Returns the previous commit's work and this one's."""
+        previous = self._after
+        mine = asyncio.create_task(
+            self._after_commit(previous, outbox, applied, phases=phases),
+            name="orchestrator-after-commit",
+        )
+        self._after = mine
+        return previous, mine
+
+    async def _after_commit(
+        self,
+        previous: asyncio.Task[None] | None,
+        outbox: Sequence[StagedMessage],
+        applied: Sequence[Applied],
+        *,
+        phases: bool,
+    ) -> None:
+        """A commit's work that follows it: publish the outbox rows it wrote (the relay only
+        recovers what a crash left), then the runs' hot statuses in one Redis round trip.
+        Never raises: a failed send hands the rows to the relay, a failed hot status is
+        logged (the database holds the truth)."""
+        committed = time.perf_counter()
+        if previous is not None:
+            await asyncio.wait({previous})
+        previous = None  # a finished task holds no chain of the ones before it
+        with tracer.start_as_current_span(
+            "orchestrator.after_commit",
+            attributes={"cadenza.outbox_rows": len(outbox), "cadenza.runs": len(applied)},
+        ) as span:
+            queued = time.perf_counter()
+            try:
+                await self.resources.relay.publish_committed(outbox)
+                published = time.perf_counter()
+                await self.after_commit_batch(applied)
+            except Exception:
+                log.exception("after-commit work of %d run(s) failed", len(applied))
+                return
+            if not phases:
+                return
+            for phase, seconds in (
+                ("queued", queued - committed),
+                ("publish", published - queued),
+                ("hot_status", time.perf_counter() - published),
+            ):
                 _PHASES[phase].observe(seconds)
                 span.set_attribute(f"cadenza.batch.{phase}_ms", round(seconds * 1000, 3))
 
@@ -853,8 +932,10 @@ class RunHandlers:
         )
 
     async def after_commit(self, effects: Effects, *, planned: bool = False) -> None:
-        """``after_commit_batch`` of one run (the sweeper's transitions)."""
-        await self.after_commit_batch([Applied(effects, planned)])
+        """The hot status of one run's transition that the sweeper committed (and
+        published), in turn with the batches' (``_chain``): their order is the commits'."""
+        _, mine = self._chain((), [Applied(effects, planned)], phases=False)
+        await asyncio.wait({mine})
 
     async def after_commit_batch(self, applied: Sequence[Applied]) -> None:
         """Work that must follow the commit: metrics, and the runs' hot statuses in ONE
@@ -930,7 +1011,7 @@ class RunHandlers:
 
 _PHASES = {
     phase: metrics.BATCH_PHASE_SECONDS.labels(phase)
-    for phase in ("apply", "write", "publish", "hot_status")
+    for phase in ("apply", "write", "queued", "publish", "hot_status")
 }
 """The phase histograms' children, looked up once (``labels`` costs microseconds)."""
 

@@ -63,7 +63,7 @@ class Orchestrator:
         self._consumer = self.resources.bus.batch_consumer(
             [Topic.PLAN_REQUESTED, Topic.TASK_RESULT],
             self.settings.group,
-            self.handlers.handle_batch,
+            self.handlers.consume_batch,
             options,
         )
         await self._consumer.start()
@@ -84,6 +84,7 @@ class Orchestrator:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+        await self.handlers.settle()  # the last batches' sends and hot statuses
         log.info("orchestrator stopped")
 
     def holds(self, run_id: str) -> bool | None:

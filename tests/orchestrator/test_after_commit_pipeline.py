@@ -1,0 +1,102 @@
+"""A consumer batch's after-commit work (its outbox rows published, its runs' hot statuses
+set) goes on while the next batch is applied and committed, and runs in commit order: the
+next batch's work waits for it, and the consumer waits for at most one of them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+import pytest
+from cadenza_state import StagedMessage
+from orchestrator_stack import UNIT, Stack
+
+pytestmark = pytest.mark.parametrize(
+    "stack", [pytest.param(UNIT, marks=pytest.mark.unit)], indirect=True
+)
+
+SPEC = {"name": "one", "tasks": [{"id": "a", "tool": "noop"}]}
+
+
+def before_publish(
+    stack: Stack,
+    monkeypatch: pytest.MonkeyPatch,
+    step: Callable[[Sequence[StagedMessage]], Awaitable[None]],
+) -> None:
+    """Run ``step`` before each publish of committed rows (it may wait, or raise)."""
+    relay = stack.resources.relay
+    publish = relay.publish_committed
+
+    async def stepped(rows: Sequence[StagedMessage]) -> int:
+        await step(rows)
+        return await publish(rows)
+
+    monkeypatch.setattr(relay, "publish_committed", stepped)
+
+
+async def test_the_next_batch_commits_while_the_last_one_publishes(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handlers = stack.orchestrator.handlers
+    gate = asyncio.Event()
+    published: list[set[str | None]] = []  # each call's record keys, in call order
+
+    async def held(rows: Sequence[StagedMessage]) -> None:
+        await gate.wait()
+        published.append({r.key for r in rows})
+
+    before_publish(stack, monkeypatch, held)
+    first = await stack.submit(SPEC, publish_times=0)
+    second = await stack.submit(SPEC, publish_times=0)
+
+    # The first plan is committed and the consumer gets the partition back, though its
+    # task.ready is not sent yet.
+    await asyncio.wait_for(handlers.consume_batch([stack.plan_of(first, SPEC)]), 10)
+    assert (await stack.run(first)).status == "running"
+    assert published == []
+    assert await stack.resources.hot.get_run_status(first) is None
+
+    # The second is applied and committed meanwhile, then waits for the first's sends.
+    consumed = asyncio.create_task(handlers.consume_batch([stack.plan_of(second, SPEC)]))
+    await stack.wait_run(second, "running", timeout=10)
+    await asyncio.sleep(0)
+    assert not consumed.done()
+
+    gate.set()
+    await asyncio.wait_for(consumed, 10)
+    await handlers.settle()
+    # Sent in commit order: the first run's records, then the second's.
+    sent_by = [i for run in (first, second) for i, keys in enumerate(published) if run in keys]
+    assert len(published) == 2
+    assert sent_by == [0, 1]
+    for run_id in (first, second):
+        status = await stack.resources.hot.get_run_status(run_id)
+        assert status is not None
+        assert status["tasks_total"] == "1"
+    for run_id in (first, second):  # the fake worker got its task.ready: both finish
+        assert (await stack.wait_run(run_id)).status == "succeeded"
+
+
+async def test_a_failing_after_commit_work_does_not_stop_the_next(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handlers = stack.orchestrator.handlers
+    calls = 0
+
+    async def failing_once(rows: Sequence[StagedMessage]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("broker gone")  # beyond what publish_committed lets out
+
+    before_publish(stack, monkeypatch, failing_once)
+    first = await stack.submit(SPEC, publish_times=0)
+    second = await stack.submit(SPEC, publish_times=0)
+    await handlers.consume_batch([stack.plan_of(first, SPEC)])
+    await handlers.consume_batch([stack.plan_of(second, SPEC)])
+    await handlers.settle()
+    # The second batch's work ran after the first's failed: its run finishes.
+    assert (await stack.wait_run(second)).status == "succeeded"
+    # The first's rows were never sent (they wait in the outbox for the relay).
+    assert (await stack.run(first)).status == "running"
+    assert not [r for r in stack.worker.received if r.run_id == first]
