@@ -1,6 +1,7 @@
-"""A consumer batch's after-commit work (its outbox rows published, its runs' hot statuses
-set) goes on while the next batch is applied and committed, and runs in commit order: the
-next batch's work waits for it, and the consumer waits for at most one of them."""
+"""A consumer batch's after-commit work (its outbox rows published and, meanwhile, its runs'
+hot statuses set) goes on while the next batch is applied and committed, and runs in commit
+order: the next batch's work waits for it, and the consumer waits for at most one of them.
+A stop waits for it within a grace, then leaves the rows to the relay."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import pytest
 from cadenza_state import StagedMessage
 from orchestrator_stack import UNIT, Stack
+from support import assert_eventually
 
 pytestmark = pytest.mark.parametrize(
     "stack", [pytest.param(UNIT, marks=pytest.mark.unit)], indirect=True
@@ -54,7 +56,12 @@ async def test_the_next_batch_commits_while_the_last_one_publishes(
     await asyncio.wait_for(handlers.consume_batch([stack.plan_of(first, SPEC)]), 10)
     assert (await stack.run(first)).status == "running"
     assert published == []
-    assert await stack.resources.hot.get_run_status(first) is None
+
+    async def hot_status_set() -> dict[str, str] | None:  # it does not wait for Kafka's acks
+        return await stack.resources.hot.get_run_status(first)
+
+    await assert_eventually(hot_status_set)
+    assert published == []
 
     # The second is applied and committed meanwhile, then waits for the first's sends.
     consumed = asyncio.create_task(handlers.consume_batch([stack.plan_of(second, SPEC)]))
@@ -100,3 +107,32 @@ async def test_a_failing_after_commit_work_does_not_stop_the_next(
     # The first's rows were never sent (they wait in the outbox for the relay).
     assert (await stack.run(first)).status == "running"
     assert not [r for r in stack.worker.received if r.run_id == first]
+
+
+async def test_a_stop_waits_for_after_commit_work_within_its_grace(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handlers = stack.orchestrator.handlers
+    gate = asyncio.Event()
+
+    async def held(rows: Sequence[StagedMessage]) -> None:
+        await gate.wait()
+
+    before_publish(stack, monkeypatch, held)
+    run_id = await stack.submit(SPEC, publish_times=0)
+    await handlers.consume_batch([stack.plan_of(run_id, SPEC)])
+    # Within the grace: the work finishes once the publish can.
+    settling = asyncio.create_task(handlers.settle(timeout_s=10))
+    await asyncio.sleep(0.05)
+    assert not settling.done()
+    gate.set()
+    await asyncio.wait_for(settling, 5)
+    assert (await stack.wait_run(run_id)).status == "succeeded"
+
+    # Past the grace (Kafka hung): cancelled, and the stop goes on.
+    gate.clear()
+    second = await stack.submit(SPEC, publish_times=0)
+    await handlers.consume_batch([stack.plan_of(second, SPEC)])
+    await asyncio.wait_for(handlers.settle(timeout_s=0.2), 5)
+    assert all(task.done() for task in handlers._afters)
+    assert not [r for r in stack.worker.received if r.run_id == second]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,6 +107,8 @@ class RunHandlers:
         """Partitions revoked since the last assignment (``revoked``, ``assigned``)."""
         self._after: asyncio.Task[None] | None = None
         """The after-commit work of the last commit (``_chain``): running, or done."""
+        self._afters: set[asyncio.Task[None]] = set()
+        """Every commit's after-commit work still running."""
         self.holds: Callable[[str], bool | None] = lambda run_id: None
         """Whether this process holds a run's partition now (the consumer's assignment and
         partitioner; None: not known). Set by the orchestrator once it consumes."""
@@ -162,11 +164,26 @@ class RunHandlers:
         if previous is not None:
             await asyncio.wait({previous})  # at most one batch's work left running
 
-    async def settle(self) -> None:
+    async def settle(self, timeout_s: float | None = None) -> None:
         """Wait until every committed batch has published and set its hot statuses (a
-        graceful stop, tests)."""
+        graceful stop, tests). Past ``timeout_s`` (Kafka or Redis hung) the work left is
+        cancelled: its rows stay in the outbox for the relay."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while (last := self._after) is not None and not last.done():
-            await asyncio.wait({last})
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                unfinished = [task for task in self._afters if not task.done()]
+                log.warning(
+                    "after-commit work of %d commit(s) unfinished after %.1f s: cancelled, "
+                    "their rows are left to the relay",
+                    len(unfinished),
+                    timeout_s,
+                )
+                for task in unfinished:
+                    task.cancel()
+                await asyncio.wait(unfinished)
+                return
+            await asyncio.wait({last}, timeout=left)
 
     async def _apply_and_commit(self, envs: Sequence[Envelope[Any]]) -> asyncio.Task[None] | None:
         """Apply and commit one batch (without a lock when it can, ``_unlocked``; else ONE
@@ -237,6 +254,8 @@ class RunHandlers:
             name="orchestrator-after-commit",
         )
         self._after = mine
+        self._afters.add(mine)
+        mine.add_done_callback(self._afters.discard)
         return previous, mine
 
     async def _after_commit(
@@ -248,8 +267,8 @@ class RunHandlers:
         phases: bool,
     ) -> None:
         """A commit's work that follows it: publish the outbox rows it wrote (the relay only
-        recovers what a crash left), then the runs' hot statuses in one Redis round trip.
-        Never raises: a failed send hands the rows to the relay, a failed hot status is
+        recovers what a crash left) and, meanwhile, the runs' hot statuses in one Redis
+        round trip. Never raises: a failed send hands the rows to the relay, a failed hot status is
         logged (the database holds the truth)."""
         committed = time.perf_counter()
         if previous is not None:
@@ -260,19 +279,25 @@ class RunHandlers:
             attributes={"cadenza.outbox_rows": len(outbox), "cadenza.runs": len(applied)},
         ) as span:
             queued = time.perf_counter()
+            # The hot statuses go to Redis while the records wait for Kafka's acks. The
+            # publish starts first: its task.ready are appended before this task yields.
+            hot = asyncio.create_task(_timed(self.after_commit_batch(applied)))
             try:
                 await self.resources.relay.publish_committed(outbox)
-                published = time.perf_counter()
-                await self.after_commit_batch(applied)
             except Exception:
-                log.exception("after-commit work of %d run(s) failed", len(applied))
+                log.exception("publishing the commit of %d run(s) failed", len(applied))
+            published = time.perf_counter()
+            try:
+                hot_seconds = await hot
+            except Exception:
+                log.exception("hot status of %d run(s) failed", len(applied))
                 return
             if not phases:
                 return
             for phase, seconds in (
                 ("queued", queued - committed),
                 ("publish", published - queued),
-                ("hot_status", time.perf_counter() - published),
+                ("hot_status", hot_seconds),
             ):
                 _PHASES[phase].observe(seconds)
                 span.set_attribute(f"cadenza.batch.{phase}_ms", round(seconds * 1000, 3))
@@ -1014,6 +1039,13 @@ _PHASES = {
     for phase in ("apply", "write", "queued", "publish", "hot_status")
 }
 """The phase histograms' children, looked up once (``labels`` costs microseconds)."""
+
+
+async def _timed(work: Awaitable[Any]) -> float:
+    """Seconds ``work`` took."""
+    started = time.perf_counter()
+    await work
+    return time.perf_counter() - started
 
 
 def _kind(env: Envelope[Any]) -> str:

@@ -43,6 +43,7 @@ class Orchestrator:
         self._consumer: Consumer | None = None
         self._sweeping: Periodic | None = None
         self._pruning: Periodic | None = None
+        self._shutdown_grace_s = ConsumerOptions.shutdown_grace_s
 
     async def start(self) -> None:
         options = ConsumerOptions(
@@ -60,6 +61,7 @@ class Orchestrator:
             on_assigned=self.handlers.assigned,
         )
         self.handlers.holds = self.holds
+        self._shutdown_grace_s = options.shutdown_grace_s
         self._consumer = self.resources.bus.batch_consumer(
             [Topic.PLAN_REQUESTED, Topic.TASK_RESULT],
             self.settings.group,
@@ -84,7 +86,8 @@ class Orchestrator:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
-        await self.handlers.settle()  # the last batches' sends and hot statuses
+        # The last batches' sends and hot statuses, as long as a batch may take to finish.
+        await self.handlers.settle(timeout_s=self._shutdown_grace_s)
         log.info("orchestrator stopped")
 
     def holds(self, run_id: str) -> bool | None:
