@@ -29,9 +29,11 @@ def before_publish(
     relay = stack.resources.relay
     publish = relay.publish_committed
 
-    async def stepped(rows: Sequence[StagedMessage]) -> int:
+    async def stepped(
+        rows: Sequence[StagedMessage], *, appended: asyncio.Event | None = None
+    ) -> int:
         await step(rows)
-        return await publish(rows)
+        return await publish(rows, appended=appended)
 
     monkeypatch.setattr(relay, "publish_committed", stepped)
 
@@ -136,3 +138,40 @@ async def test_a_stop_waits_for_after_commit_work_within_its_grace(
     await asyncio.wait_for(handlers.settle(timeout_s=0.2), 5)
     assert all(task.done() for task in handlers._afters)
     assert not [r for r in stack.worker.received if r.run_id == second]
+
+
+async def test_the_next_commit_sends_while_the_last_one_waits_for_its_acks(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handlers = stack.orchestrator.handlers
+    relay = stack.resources.relay
+    acked = asyncio.Event()
+    sent: list[set[str | None]] = []  # each commit's record keys, as handed to Kafka
+
+    async def acks_held(
+        rows: Sequence[StagedMessage], *, appended: asyncio.Event | None = None
+    ) -> int:
+        sent.append({r.key for r in rows})
+        assert appended is not None
+        appended.set()  # in the producer's queue; the acknowledgements take their time
+        await acked.wait()
+        return len(rows)
+
+    monkeypatch.setattr(relay, "publish_committed", acks_held)
+    first = await stack.submit(SPEC, publish_times=0)
+    second = await stack.submit(SPEC, publish_times=0)
+    await handlers.consume_batch([stack.plan_of(first, SPEC)])
+    consumed = asyncio.create_task(handlers.consume_batch([stack.plan_of(second, SPEC)]))
+
+    def both_sent() -> bool:
+        return len(sent) == 2
+
+    # The second commit's records follow the first's into the queue at once...
+    await assert_eventually(both_sent)
+    assert first in sent[0]
+    assert second in sent[1]
+    # ...while the consumer still waits for the first commit's work to end (bounded).
+    assert not consumed.done()
+    acked.set()
+    await asyncio.wait_for(consumed, 5)
+    await handlers.settle()

@@ -4,6 +4,7 @@ writer left; a failed send goes to the relay at once."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -26,7 +27,9 @@ class RecordingPublisher:
         self.sent: list[RawRecord] = []
         self.failures = failures
 
-    async def publish_raw_many(self, items: list[RawRecord]) -> None:
+    async def publish_raw_many(
+        self, items: list[RawRecord], *, appended: Callable[[], None] | None = None
+    ) -> None:
         if self.failures:
             self.failures -= 1
             raise ConnectionError("the bus is down")

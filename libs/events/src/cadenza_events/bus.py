@@ -114,8 +114,12 @@ class Publisher(Protocol):
         """Publish pre-encoded bytes to a physical topic (outbox relay, tests)."""
         ...
 
-    async def publish_raw_many(self, items: Sequence[RawRecord]) -> None:
-        """Publish pre-encoded records, pipelined; returns once all are durable."""
+    async def publish_raw_many(
+        self, items: Sequence[RawRecord], *, appended: Callable[[], None] | None = None
+    ) -> None:
+        """Publish pre-encoded records, pipelined; returns once all are durable.
+        ``appended``: called once every record is handed to the client, before waiting for
+        their acknowledgements (a caller that orders its sends may start the next then)."""
         ...
 
 

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import struct
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -354,10 +354,13 @@ class KafkaPublisher:
     async def publish_many(self, items: Sequence[tuple[Topic, Envelope[Any]]]) -> None:
         await self.publish_raw_many([self._encode(topic, env) for topic, env in items])
 
-    async def publish_raw_many(self, items: Sequence[RawRecord]) -> None:
+    async def publish_raw_many(
+        self, items: Sequence[RawRecord], *, appended: Callable[[], None] | None = None
+    ) -> None:
         """Send every record, then wait for all their acknowledgements. Every
         ``SENDER_TURN_EVERY`` records the producer's sender gets a turn of the event loop, so
-        the batches built so far leave while the rest are appended."""
+        the batches built so far leave while the rest are appended. ``appended`` is called
+        between the two: the records are in the producer's queue, in order."""
         assert self._producer is not None, "publisher not started"
         try:
             futures = []
@@ -367,6 +370,8 @@ class KafkaPublisher:
                 )
                 if n % SENDER_TURN_EVERY == 0:
                     await asyncio.sleep(0)
+            if appended is not None:
+                appended()
             await asyncio.gather(*futures)
         except KafkaError as exc:
             raise Unavailable(

@@ -11,7 +11,7 @@ import contextlib
 import itertools
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -212,9 +212,13 @@ class MemoryPublisher:
         self._broker.append(topic, key, value, headers)
         metrics.PUBLISHED.labels(topic).inc()
 
-    async def publish_raw_many(self, items: Sequence[RawRecord]) -> None:
+    async def publish_raw_many(
+        self, items: Sequence[RawRecord], *, appended: Callable[[], None] | None = None
+    ) -> None:
         for topic, key, value, headers in items:
             await self.publish_raw(topic, key, value, headers)
+        if appended is not None:
+            appended()
 
 
 class MemoryBroadcastTransport:

@@ -154,17 +154,34 @@ class OutboxRelay:
             while await self.relay_once():
                 pass
 
-    async def publish_committed(self, rows: Sequence[StagedMessage]) -> int:
+    async def publish_committed(
+        self, rows: Sequence[StagedMessage], *, appended: asyncio.Event | None = None
+    ) -> int:
         """Publish rows this process just committed (written with its ``publisher_id``),
         right away; returns how many it sent. No database round trip on the way: their
-        delete is queued for ``flush_deletes``. A failed send hands them to the relay."""
+        delete is queued for ``flush_deletes``. A failed send hands them to the relay.
+
+        ``appended`` is set once the records are in the producer's queue (or their send
+        failed, or there were none), before their acknowledgements: a writer that orders its
+        commits' sends starts the next then."""
+        try:
+            return await self._publish_committed(rows, appended)
+        finally:
+            if appended is not None:
+                appended.set()
+
+    async def _publish_committed(
+        self, rows: Sequence[StagedMessage], appended: asyncio.Event | None
+    ) -> int:
         mine = [r for r in rows if r.id is not None]
         if not mine:
             return 0
         ids = [r.id for r in mine]
         started = time.perf_counter()
         try:
-            await self._publisher.publish_raw_many(_records(mine))
+            await self._publisher.publish_raw_many(
+                _records(mine), appended=appended.set if appended is not None else None
+            )
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -14,9 +14,10 @@ attempts of all its results recorded in one bulk insert, each run's events appli
 order, and what the runs' transitions left to write written together (``BatchWrites``: one
 statement per kind). After the commit this process publishes the outbox rows the batch
 wrote (the relay only recovers what a crash left), updates the Redis hot status once per
-run and counts metrics, while the consumer's next batch is applied (``consume_batch``;
-the commits' after-commit work runs one after another, in commit order). Handlers are idempotent: a redelivered event finds the run no longer
-``pending`` or the attempt already recorded.
+run and counts metrics, while the consumer's next batch is applied (``consume_batch``; the
+commits' after-commit work runs one after another, in commit order). Handlers are
+idempotent: a redelivered event finds the run no longer ``pending`` or the attempt already
+recorded.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +91,17 @@ class RecordedResults:
         return [self.rows[i] for i in self.ahead.get(run_id, ()) if i in self.rows]
 
 
+@dataclass(eq=False)
+class AfterCommit:
+    """One commit's after-commit work (``RunHandlers._chain``) and how far it got."""
+
+    appended: asyncio.Event
+    """Its records are in the producer's queue (or their send was given up)."""
+    hot_written: asyncio.Event
+    """Its hot statuses are written (or given up)."""
+    task: asyncio.Task[None] = field(init=False)
+
+
 class RunHandlers:
     """The orchestrator's event handlers and the after-commit work they share."""
 
@@ -105,7 +117,7 @@ class RunHandlers:
         """Whole runs this process planned or rebuilt: their results batches read nothing."""
         self._revoked: set[tuple[str, int]] = set()
         """Partitions revoked since the last assignment (``revoked``, ``assigned``)."""
-        self._after: asyncio.Task[None] | None = None
+        self._after: AfterCommit | None = None
         """The after-commit work of the last commit (``_chain``): running, or done."""
         self._afters: set[asyncio.Task[None]] = set()
         """Every commit's after-commit work still running."""
@@ -162,14 +174,14 @@ class RunHandlers:
         after-commit work of every batch runs in commit order (``_chain``)."""
         previous = await self._apply_and_commit(envs)
         if previous is not None:
-            await asyncio.wait({previous})  # at most one batch's work left running
+            await asyncio.wait({previous.task})  # at most one batch's work left running
 
     async def settle(self, timeout_s: float | None = None) -> None:
         """Wait until every committed batch has published and set its hot statuses (a
         graceful stop, tests). Past ``timeout_s`` (Kafka or Redis hung) the work left is
         cancelled: its rows stay in the outbox for the relay."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while (last := self._after) is not None and not last.done():
+        while (last := self._after) is not None and not last.task.done():
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 unfinished = [task for task in self._afters if not task.done()]
@@ -183,9 +195,9 @@ class RunHandlers:
                     task.cancel()
                 await asyncio.wait(unfinished)
                 return
-            await asyncio.wait({last}, timeout=left)
+            await asyncio.wait({last.task}, timeout=left)
 
-    async def _apply_and_commit(self, envs: Sequence[Envelope[Any]]) -> asyncio.Task[None] | None:
+    async def _apply_and_commit(self, envs: Sequence[Envelope[Any]]) -> AfterCommit | None:
         """Apply and commit one batch (without a lock when it can, ``_unlocked``; else ONE
         transaction for the whole batch: each run's events applied in order on its row,
         locked once), then chain its after-commit work. Returns the after-commit work of
@@ -244,23 +256,27 @@ class RunHandlers:
 
     def _chain(
         self, outbox: Sequence[StagedMessage], applied: Sequence[Applied], *, phases: bool
-    ) -> tuple[asyncio.Task[None] | None, asyncio.Task[None]]:
-        """Start the after-commit work of a commit, to run once the previous commit's is
-        done: the order of the sends, and of the hot statuses' writes, is the commits'.
-        Returns the previous commit's work and this one's."""
+    ) -> tuple[AfterCommit | None, AfterCommit]:
+        """Start the after-commit work of a commit, in turn with the previous commit's: its
+        records are handed to the producer once the previous commit's are (so they are
+        sent in commit order, without waiting for the previous acknowledgements), and its
+        hot statuses are written once the previous commit's are. Returns the previous
+        commit's work and this one's."""
         previous = self._after
-        mine = asyncio.create_task(
-            self._after_commit(previous, outbox, applied, phases=phases),
+        mine = AfterCommit(appended=asyncio.Event(), hot_written=asyncio.Event())
+        mine.task = asyncio.create_task(
+            self._after_commit(previous, mine, outbox, applied, phases=phases),
             name="orchestrator-after-commit",
         )
         self._after = mine
-        self._afters.add(mine)
-        mine.add_done_callback(self._afters.discard)
+        self._afters.add(mine.task)
+        mine.task.add_done_callback(self._afters.discard)
         return previous, mine
 
     async def _after_commit(
         self,
-        previous: asyncio.Task[None] | None,
+        previous: AfterCommit | None,
+        mine: AfterCommit,
         outbox: Sequence[StagedMessage],
         applied: Sequence[Applied],
         *,
@@ -268,39 +284,58 @@ class RunHandlers:
     ) -> None:
         """A commit's work that follows it: publish the outbox rows it wrote (the relay only
         recovers what a crash left) and, meanwhile, the runs' hot statuses in one Redis
-        round trip. Never raises: a failed send hands the rows to the relay, a failed hot status is
-        logged (the database holds the truth)."""
+        round trip. Never raises: a failed send hands the rows to the relay, a failed hot
+        status is logged (the database holds the truth)."""
         committed = time.perf_counter()
-        if previous is not None:
-            await asyncio.wait({previous})
-        previous = None  # a finished task holds no chain of the ones before it
-        with tracer.start_as_current_span(
-            "orchestrator.after_commit",
-            attributes={"cadenza.outbox_rows": len(outbox), "cadenza.runs": len(applied)},
-        ) as span:
-            queued = time.perf_counter()
-            # The hot statuses go to Redis while the records wait for Kafka's acks. The
-            # publish starts first: its task.ready are appended before this task yields.
-            hot = asyncio.create_task(_timed(self.after_commit_batch(applied)))
-            try:
-                await self.resources.relay.publish_committed(outbox)
-            except Exception:
-                log.exception("publishing the commit of %d run(s) failed", len(applied))
-            published = time.perf_counter()
-            try:
-                hot_seconds = await hot
-            except Exception:
-                log.exception("hot status of %d run(s) failed", len(applied))
-                return
-            if not phases:
-                return
-            for phase, seconds in (
-                ("queued", queued - committed),
-                ("publish", published - queued),
-                ("hot_status", hot_seconds),
-            ):
-                _PHASES[phase].observe(seconds)
-                span.set_attribute(f"cadenza.batch.{phase}_ms", round(seconds * 1000, 3))
+        hot: asyncio.Task[float] | None = None
+        try:
+            if previous is not None:
+                await previous.appended.wait()
+            with tracer.start_as_current_span(
+                "orchestrator.after_commit",
+                attributes={"cadenza.outbox_rows": len(outbox), "cadenza.runs": len(applied)},
+            ) as span:
+                queued = time.perf_counter()
+                # The hot statuses go to Redis while the records wait for Kafka's acks. The
+                # publish starts first: its task.ready are appended before this task yields.
+                hot = asyncio.create_task(self._hot_in_turn(previous, mine, applied))
+                previous = None  # held by nothing once both have started
+                try:
+                    await self.resources.relay.publish_committed(outbox, appended=mine.appended)
+                except Exception:
+                    log.exception("publishing the commit of %d run(s) failed", len(applied))
+                published = time.perf_counter()
+                try:
+                    hot_seconds = await hot
+                except Exception:
+                    log.exception("hot status of %d run(s) failed", len(applied))
+                    return
+                if phases:
+                    for phase, seconds in (
+                        ("queued", queued - committed),
+                        ("publish", published - queued),
+                        ("hot_status", hot_seconds),
+                    ):
+                        _PHASES[phase].observe(seconds)
+                        span.set_attribute(f"cadenza.batch.{phase}_ms", round(seconds * 1000, 3))
+        finally:  # cancelled (a stop past its grace): the next commits go on
+            mine.appended.set()
+            if hot is None or hot.cancel():
+                mine.hot_written.set()
+
+    async def _hot_in_turn(
+        self, previous: AfterCommit | None, mine: AfterCommit, applied: Sequence[Applied]
+    ) -> float:
+        """The runs' hot statuses, written after the previous commit's; the seconds the
+        write took."""
+        try:
+            if previous is not None:
+                await previous.hot_written.wait()
+            started = time.perf_counter()
+            await self.after_commit_batch(applied)  # logs its own failure
+            return time.perf_counter() - started
+        finally:
+            mine.hot_written.set()
 
     def _unlocked(self, envs: Sequence[Envelope[Any]]) -> bool:
         """Whether this batch is applied without a transaction of its own: only plan.requested
@@ -960,7 +995,7 @@ class RunHandlers:
         """The hot status of one run's transition that the sweeper committed (and
         published), in turn with the batches' (``_chain``): their order is the commits'."""
         _, mine = self._chain((), [Applied(effects, planned)], phases=False)
-        await asyncio.wait({mine})
+        await asyncio.wait({mine.task})
 
     async def after_commit_batch(self, applied: Sequence[Applied]) -> None:
         """Work that must follow the commit: metrics, and the runs' hot statuses in ONE
@@ -1039,13 +1074,6 @@ _PHASES = {
     for phase in ("apply", "write", "queued", "publish", "hot_status")
 }
 """The phase histograms' children, looked up once (``labels`` costs microseconds)."""
-
-
-async def _timed(work: Awaitable[Any]) -> float:
-    """Seconds ``work`` took."""
-    started = time.perf_counter()
-    await work
-    return time.perf_counter() - started
 
 
 def _kind(env: Envelope[Any]) -> str:
