@@ -165,26 +165,28 @@ class RunHandlers:
     async def consume_batch(self, envs: Sequence[Envelope[Any]]) -> None:
         """The consumer's entry point: what one fetch brought for one partition.
 
-        Returns once the batch is committed and the batch before it has published and set
-        its hot statuses; this batch's own after-commit work (``_after_commit``) goes on
-        meanwhile. A topic's batches run one at a time (``batches_in_flight``), so its next
+        Returns once the batch is committed and the batches before it have published and
+        set their hot statuses; this batch's own after-commit work (``_after_commit``) goes
+        on meanwhile. A topic's batches run one at a time (``batches_in_flight``), so its next
         batch applies and writes while this one waits for Kafka's acknowledgement and
         Redis's reply, instead of after them. Safe to return before the publish: the outbox
         rows are committed (a send that fails hands them to the relay), and the
         after-commit work of every batch runs in commit order (``_chain``)."""
-        previous = await self._apply_and_commit(envs)
-        if previous is not None:
-            await asyncio.wait({previous.task})  # at most one batch's work left running
+        mine = await self._apply_and_commit(envs)
+        # Bounded: only this batch's work is left running (the others' end in commit order
+        # when their acks do; one broker's acks come in order, several brokers' may not).
+        others = [task for task in self._afters if mine is None or task is not mine.task]
+        if others:
+            await asyncio.wait(others)
 
     async def settle(self, timeout_s: float | None = None) -> None:
         """Wait until every committed batch has published and set its hot statuses (a
         graceful stop, tests). Past ``timeout_s`` (Kafka or Redis hung) the work left is
         cancelled: its rows stay in the outbox for the relay."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while (last := self._after) is not None and not last.task.done():
+        while unfinished := [task for task in self._afters if not task.done()]:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                unfinished = [task for task in self._afters if not task.done()]
                 log.warning(
                     "after-commit work of %d commit(s) unfinished after %.1f s: cancelled, "
                     "their rows are left to the relay",
@@ -195,13 +197,13 @@ class RunHandlers:
                     task.cancel()
                 await asyncio.wait(unfinished)
                 return
-            await asyncio.wait({last.task}, timeout=left)
+            await asyncio.wait(unfinished, timeout=left)
 
     async def _apply_and_commit(self, envs: Sequence[Envelope[Any]]) -> AfterCommit | None:
         """Apply and commit one batch (without a lock when it can, ``_unlocked``; else ONE
         transaction for the whole batch: each run's events applied in order on its row,
-        locked once), then chain its after-commit work. Returns the after-commit work of
-        the batch before (None: none, or this batch had nothing to apply)."""
+        locked once), then chain its after-commit work. Returns that work (None: this batch
+        had nothing to apply)."""
         by_run: dict[str, list[Envelope[Any]]] = {}
         for env in envs:
             payload = env.payload
@@ -249,19 +251,16 @@ class RunHandlers:
                 _PHASES[phase].observe(seconds)
                 span.set_attribute(f"cadenza.batch.{phase}_ms", round(seconds * 1000, 3))
             # Started inside the batch's span: the after-commit span is its child.
-            previous, _ = self._chain(
-                writes.outbox, [a for a in applied if a is not None], phases=True
-            )
-        return previous
+            mine = self._chain(writes.outbox, [a for a in applied if a is not None], phases=True)
+        return mine
 
     def _chain(
         self, outbox: Sequence[StagedMessage], applied: Sequence[Applied], *, phases: bool
-    ) -> tuple[AfterCommit | None, AfterCommit]:
+    ) -> AfterCommit:
         """Start the after-commit work of a commit, in turn with the previous commit's: its
         records are handed to the producer once the previous commit's are (so they are
         sent in commit order, without waiting for the previous acknowledgements), and its
-        hot statuses are written once the previous commit's are. Returns the previous
-        commit's work and this one's."""
+        hot statuses are written once the previous commit's are. Returns this one's."""
         previous = self._after
         mine = AfterCommit(appended=asyncio.Event(), hot_written=asyncio.Event())
         mine.task = asyncio.create_task(
@@ -271,7 +270,7 @@ class RunHandlers:
         self._after = mine
         self._afters.add(mine.task)
         mine.task.add_done_callback(self._afters.discard)
-        return previous, mine
+        return mine
 
     async def _after_commit(
         self,
@@ -994,7 +993,7 @@ class RunHandlers:
     async def after_commit(self, effects: Effects, *, planned: bool = False) -> None:
         """The hot status of one run's transition that the sweeper committed (and
         published), in turn with the batches' (``_chain``): their order is the commits'."""
-        _, mine = self._chain((), [Applied(effects, planned)], phases=False)
+        mine = self._chain((), [Applied(effects, planned)], phases=False)
         await asyncio.wait({mine.task})
 
     async def after_commit_batch(self, applied: Sequence[Applied]) -> None:
