@@ -43,10 +43,7 @@ class Orchestrator:
         self._consumer: Consumer | None = None
         self._sweeping: Periodic | None = None
         self._pruning: Periodic | None = None
-        self._shutdown_grace_s = ConsumerOptions.shutdown_grace_s
-
-    async def start(self) -> None:
-        options = ConsumerOptions(
+        self._options = ConsumerOptions(
             concurrency=self.settings.consumer_concurrency,
             retry=RetryPolicy(
                 max_attempts=self.settings.handler_max_attempts,
@@ -60,13 +57,14 @@ class Orchestrator:
             on_revoked=self.handlers.revoked,
             on_assigned=self.handlers.assigned,
         )
+
+    async def start(self) -> None:
         self.handlers.holds = self.holds
-        self._shutdown_grace_s = options.shutdown_grace_s
         self._consumer = self.resources.bus.batch_consumer(
             [Topic.PLAN_REQUESTED, Topic.TASK_RESULT],
             self.settings.group,
             self.handlers.consume_batch,
-            options,
+            self._options,
         )
         await self._consumer.start()
         await self.dead_letters.start()
@@ -87,7 +85,7 @@ class Orchestrator:
             await self._consumer.stop()
             self._consumer = None
         # The last batches' sends and hot statuses, as long as a batch may take to finish.
-        await self.handlers.settle(timeout_s=self._shutdown_grace_s)
+        await self.handlers.settle(timeout_s=self._options.shutdown_grace_s)
         log.info("orchestrator stopped")
 
     def holds(self, run_id: str) -> bool | None:
