@@ -38,13 +38,14 @@ from opentelemetry.util.types import AttributeValue
 
 from . import metrics
 from .claimcheck import ClaimCheck
+from .dispatches import DispatchCheck, DispatchNotCommitted
 from .errors import InvalidOutputError, ParamsUnavailableError, StoreUnavailable, to_task_error
 from .execution import Outcome, Progress, run_with_retries
 from .kinds import ExecutorRegistry, TaskCall
 from .lease import Claim, Presence, StopReason, TaskClaims
 from .reporting import Reporter
 from .settings import WorkerSettings
-from .store_outages import guard_hot, guard_objects, guard_sessions
+from .store_outages import guard_hot, guard_objects, guard_sessions, platform_calls
 from .tools import ToolContext
 
 log = logging.getLogger("cadenza.worker")
@@ -74,6 +75,7 @@ class TaskHandler:
         self._running: set[tuple[str, int]] = set()
         """Attempts this process is handling now (the lease cannot tell our own apart)."""
         self._claims = ClaimCheck(resources.objects, settings.claim_check_bytes)
+        self._dispatches = DispatchCheck(resources.sessions, settings.dispatch_wait_s)
         self.reporter = Reporter(
             resources.publisher, settings.worker_id, settings.result_publish_timeout_s
         )
@@ -164,6 +166,9 @@ class TaskHandler:
                 metrics.STORE_OUTAGES.labels(exc.store).inc()
                 span.add_event("store.unavailable", {"cadenza.store": exc.store})
                 raise
+            except DispatchNotCommitted:  # given up before any effect: no result
+                span.set_attribute("cadenza.task.status", "dispatch_not_committed")
+                return False
             finally:
                 metrics.IN_FLIGHT.dec()
             span.set_attribute("cadenza.task.status", outcome.status if outcome else "abandoned")
@@ -212,6 +217,11 @@ class TaskHandler:
     async def _execute(
         self, env: Envelope[Any], task: TaskReady, label: str, progress: Progress
     ) -> Outcome:
+        if self._executors.has_effects(task):
+            # Sent just before its dispatch's commit (the orchestrator's early dispatch)?
+            # No effect before the commit: ``DispatchCheck``.
+            with platform_calls("postgresql"):
+                await self._dispatches.committed(task.task_id, task.attempt)
         try:
             params = await self._claims.load_params(task)
         except ParamsUnavailableError as exc:

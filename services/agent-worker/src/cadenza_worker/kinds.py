@@ -57,6 +57,14 @@ class Executor(Protocol):
     async def execute(self, call: TaskCall) -> Any: ...
 
 
+class WithEffects(Protocol):
+    def has_effects(self, task: TaskReady) -> bool:
+        """Whether running ``task`` may make a side effect or write rows naming its task:
+        then the attempt first waits for its dispatch's commit (``DispatchCheck``). An
+        executor without this method is taken to have them."""
+        ...
+
+
 class ExecutorRegistry:
     def __init__(self, executors: dict[str, Executor] | None = None) -> None:
         self._executors: dict[str, Executor] = dict(executors or {})
@@ -72,6 +80,15 @@ class ExecutorRegistry:
     def label(self, task: TaskReady) -> str:
         executor = self._executors.get(task.kind)
         return "unknown" if executor is None else executor.label(task)
+
+    def has_effects(self, task: TaskReady) -> bool:
+        """Whether ``task`` may make a side effect (``WithEffects``); True when its executor
+        does not say, False for a kind with no executor (it fails without running)."""
+        executor = self._executors.get(task.kind)
+        if executor is None:
+            return False
+        says = getattr(executor, "has_effects", None)  # a task's cost: no isinstance check
+        return True if says is None else bool(says(task))
 
     async def execute(self, call: TaskCall) -> Any:
         executor = self._executors.get(call.task.kind)
@@ -158,6 +175,11 @@ class ToolExecutor:
 
     def label(self, task: TaskReady) -> str:
         return task.name if task.name in self._tools else "unknown"
+
+    def has_effects(self, task: TaskReady) -> bool:
+        """Only a tool with side effects (journaled); an unknown tool fails without a call."""
+        tool = self._tools.get(task.name)
+        return tool is not None and has_side_effects(tool)
 
     async def _rules(self, task: TaskReady) -> TaskApproval | None:
         """The workflow task's own approval rules: carried in the event (``{}``: none; no

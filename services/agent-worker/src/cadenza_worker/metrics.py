@@ -101,3 +101,10 @@ STORE_OUTAGES = Counter(
 )
 for _store in ("redis", "postgresql", "minio"):
     STORE_OUTAGES.labels(_store)  # exported at 0: a first outage shows in rate() at once
+DISPATCH_CHECKS = Counter(
+    "cadenza_worker_dispatch_checks_total",
+    "Attempts that checked their dispatch was committed before their first side effect "
+    "(a journaled tool call, an agent's first turn), by outcome: committed (at once), "
+    "waited (sent before its commit: the early dispatch), not_committed (given up).",
+    ["outcome"],
+)

@@ -101,6 +101,15 @@ class WorkerSettings(BaseSettings):
         "through the Redis marker its heartbeat reads every lease_ttl/3 (bench/run_stop.py "
         "compares the two).",
     )
+    dispatch_wait_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long an attempt waits, before its first side effect (a journaled "
+        "tool call, an agent's first turn), for the orchestrator to commit its dispatch "
+        "(a task.ready may be sent just before the commit: the orchestrator's "
+        "early_dispatch). Past it the attempt is given up without a result "
+        "(docs/execution.md).",
+    )
     marker_ttl_s: int = Field(
         default=86_400,
         ge=60,

@@ -103,6 +103,11 @@ class AgentExecutor:
                 )
             return self._saver
 
+    def has_effects(self, task: TaskReady) -> bool:
+        """An agent's turns are recorded (and cost money): its attempt waits for its
+        dispatch's commit first (``DispatchCheck``)."""
+        return True
+
     async def execute(self, call: TaskCall) -> Any:
         # Every store call of an agent attempt is the platform's (definitions, policies,
         # budgets, checkpoints, accounting): the loop turns a tool's own failures into
