@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as redis
+from sqlalchemy import text
 from support import assert_eventually
 from support.cluster import free_port
 from support.drills import (
@@ -25,6 +27,7 @@ from support.drills import (
     redispatches,
     scrape_by,
     scrape_total,
+    settings_of,
     start_run,
     succeeded_count,
     task_facts,
@@ -55,6 +58,13 @@ async def fan_out_in_flight(api: Any, db: Any, chains: int) -> tuple[str, list[s
 
     await assert_eventually(mid_run, timeout=90, interval=0.05)
     return big, runs
+
+
+def metrics_env() -> tuple[str, dict[str, str]]:
+    """A /metrics port for the only orchestrator, which the one started after the kill
+    takes over: its URL, and the environment that sets it."""
+    port = free_port()
+    return f"http://127.0.0.1:{port}/metrics", {"CADENZA_ORCHESTRATOR_METRICS_PORT": str(port)}
 
 
 async def assert_every_run_once(api: Any, db: Any, big: str, runs: list[str]) -> None:
@@ -124,9 +134,7 @@ async def test_kill_9_the_only_orchestrator_mid_fan_out_and_start_another(
     results batch (the rebuild: nothing of them was in its memory) and finishes every run
     with each effect once and nothing dispatched twice."""
     require_services("kafka", "postgres", "redis", "minio")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/metrics"
-    env = {"CADENZA_ORCHESTRATOR_METRICS_PORT": str(port)}
+    url, env = metrics_env()
     async with deployment(unique_id, tmp_path, workers=2, orchestrator_env=lambda _: env) as (
         cluster,
         api,
@@ -142,6 +150,94 @@ async def test_kill_9_the_only_orchestrator_mid_fan_out_and_start_another(
         hits = await scrape_total(url, MEMORY, outcome="hit")
         print(f"the new orchestrator rebuilt {rebuilt:.0f} run(s); {hits:.0f} hits")
         assert rebuilt >= 1, "the new orchestrator held none of the runs in flight"
+
+
+FAST_CHAINS = 4
+FAST_PAIRS = 40  # 80 no-wait steps each: a step is a few milliseconds
+
+
+async def test_kill_9_an_orchestrator_whose_commits_hang_after_early_dispatch(
+    unique_id: str, tmp_path: Path, require_services: Callable[..., None]
+) -> None:
+    """Early dispatch under a crash, made certain: chains of steps that do not wait; the
+    table every results batch's statement writes is locked, so each chain's next batch
+    sends its task.ready (early dispatch) and hangs before its commit. The workers run
+    those tasks (a journaled effect waits for its dispatch's commit: only the no-wait
+    sleeps finish), then the only orchestrator is killed, its hung statements are cut off, and a
+    fresh one starts. It applies those batches again and dispatches the same attempts; the
+    results of the tasks that already ran come in the same fetch as the results that
+    dispatch them, and are applied behind them, not dropped as unknown. Every chain
+    finishes, each effect once, nothing dispatched twice."""
+    require_services("kafka", "postgres", "redis", "minio")
+    url, env = metrics_env()
+    only = deployment(unique_id, tmp_path, workers=2, orchestrator_env=lambda _: env)
+    async with only as (cluster, api, db):
+        runs = [
+            await start_run(api, effect_chain(f"fast{i}", FAST_PAIRS, 0))
+            for i in range(FAST_CHAINS)
+        ]
+
+        async def mid_chains() -> bool:
+            done = [await succeeded_count(db, run_id) for run_id in runs]
+            assert max(done) < 2 * FAST_PAIRS, "a chain finished before the lock: too fast"
+            return min(done) >= 6
+
+        await assert_eventually(mid_chains, timeout=90, interval=0.02)
+        async with db.connect() as locker:
+            await locker.execute(text("LOCK TABLE task_attempts IN EXCLUSIVE MODE"))
+            # A task finished that the database has not dispatched: it was sent before
+            # its batch's statement, which is now waiting for the lock. (A task with a
+            # side effect waits for that commit before its call: docs/execution.md.)
+            await assert_eventually(lambda: ran_ahead(cluster, db, runs), timeout=30)
+            (first,) = [p for p in cluster.processes if p.name == "orchestrator"]
+            first.kill()
+            # Its backends would run the hung statements once the lock goes (PostgreSQL
+            # sees the client gone only when it answers): cut them off, uncommitted.
+            await locker.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid() "
+                    "AND datname = current_database()"
+                )
+            )
+            await locker.rollback()
+        cluster.start_orchestrator(env)
+
+        for run_id in runs:
+            run = await finished(api, run_id, timeout=120)
+            assert_exactly_once(run, await task_facts(db, run_id))
+        assert await redispatches(db, runs) == []
+        assert await attempts_above_one(db, runs) == []
+        behind = await scrape_total(url, "cadenza_orchestrator_results_behind_dispatch_total")
+        print(f"results applied behind the result that dispatched them: {behind:.0f}")
+        assert behind >= 1, "no result came in the fetch of its cause: the drill missed"
+
+
+async def ran_ahead(cluster: Any, db: Any, runs: list[str]) -> bool:
+    """Whether a task finished (its worker's done marker is set) that the database has not
+    dispatched: it was sent before its batch's statement, which waits for the lock."""
+    state, _ = settings_of(cluster)
+    client = redis.Redis.from_url(state.redis_url)
+    try:
+        done = [
+            key.decode()[len(state.redis_key_prefix) :].split(":")[1]
+            for run_id in runs
+            async for key in client.scan_iter(
+                match=f"{state.redis_key_prefix}task:{run_id}.*:1:done", count=1_000
+            )
+        ]
+    finally:
+        await client.aclose()
+    if not done:
+        return False
+    async with db.connect() as conn:
+        dispatched = {
+            task_id
+            for (task_id,) in await conn.execute(
+                text("SELECT id FROM tasks WHERE id = ANY(:ids) AND attempt >= 1"), {"ids": done}
+            )
+        }
+    return bool(set(done) - dispatched)
 
 
 async def test_a_second_orchestrator_joins_mid_run(

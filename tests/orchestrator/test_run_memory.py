@@ -8,6 +8,7 @@ and the run is forgotten."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from support.tracing import capture_spans
 from test_orchestrator_unlocked import (
     THREE,
     TWO_STEPS,
+    another_sweeper,
     bump,
     hold_by_hand,
     locked_again,
@@ -165,22 +167,60 @@ async def test_a_run_written_since_memory_is_applied_locked_and_forgotten(stack:
     assert (tasks["a"].status, tasks["b"].status, tasks["b"].attempt) == ("succeeded", "ready", 1)
     assert len(await stack.attempts(run_id)) == 1
     assert await ready_rows(stack, run_id) == 2
-    await assert_eventually(lambda: len(held) == 2)
+    # `b` went out as the guarded statement left (early dispatch) and again after the
+    # locked way's commit: the same attempt, which a worker's claim runs once.
+    await assert_eventually(lambda: len(held) == 3)
+    assert [(r.node_id, r.attempt) for r in held] == [("a", 1), ("b", 1), ("b", 1)]
     hits = memory_hits()
     await handlers(stack).handle_batch([succeeded(held[1])])
     assert memory_hits() == hits  # read from the database
     assert (await stack.run(run_id)).status == "succeeded"
 
 
-async def test_the_sweeper_dispatching_again_since_memory(stack: Stack) -> None:
-    """The sweeper (the real second writer) dispatches `a` again after the plan: memory
-    still says attempt 1 is current. The late result of attempt 1 is judged on that, but
-    the guard fails; locked, it is a duplicate of the attempt recorded `lost`. The result
-    of attempt 2 then applies — though memory, had it been trusted, called it unknown."""
+async def test_the_sweeper_of_this_process_makes_memory_forget_the_run(stack: Stack) -> None:
+    """This process's sweeper dispatches `a` again after the plan: memory said attempt 1 was
+    current, and is forgotten. The late result of attempt 1 is then judged on the database,
+    where it is a duplicate of the attempt recorded `lost`: no guard fails, and nothing is
+    dispatched on it (an early dispatch of `b` would have run `b` for a result that never
+    counted). The result of attempt 2 then applies."""
     held = hold_by_hand(stack)
     run_id = await stack.submit(TWO_STEPS)
     await assert_eventually(lambda: len(held) == 1)
+    assert handlers(stack).memory.get(run_id) is not None
     sweeper = stack.orchestrator.sweeper
+    assert await sweeper._redispatch(run_id, {held[0].task_id: (1, "worker_lost")}) == 1
+    assert handlers(stack).memory.get(run_id) is None
+    await assert_eventually(lambda: len(held) == 2)
+    before = locked_again("task.result")
+    duplicates = metrics.RESULTS_IGNORED.labels("duplicate")._value.get()
+    await handlers(stack).handle_batch([succeeded(held[0])])
+    assert locked_again("task.result") == before
+    assert metrics.RESULTS_IGNORED.labels("duplicate")._value.get() == duplicates + 1
+    a = (await stack.tasks(run_id))["a"]
+    assert (a.status, a.attempt) == ("ready", 2)
+    assert [(x.attempt, x.status) for x in await stack.attempts(run_id)] == [(1, "lost")]
+
+    assert held[1].attempt == 2
+    await handlers(stack).handle_batch([succeeded(held[1])])
+    tasks = await stack.tasks(run_id)
+    assert (tasks["a"].status, tasks["a"].attempt, tasks["b"].status) == ("succeeded", 2, "ready")
+    await assert_memory_is_the_database(stack, run_id)
+    # The run's few task.ready share its partition, in order: once `b`'s dispatch is in,
+    # any earlier one would be too.
+    await assert_eventually(lambda: any(r.node_id == "b" for r in held))
+    assert [(r.node_id, r.attempt) for r in held] == [("a", 1), ("a", 2), ("b", 1)]
+
+
+async def test_another_sweeper_dispatching_again_since_memory(stack: Stack) -> None:
+    """Another orchestrator's sweeper (a rebalance) dispatches `a` again after the plan:
+    memory still says attempt 1 is current. The late result of attempt 1 is judged on that,
+    but the guard fails; locked, it is a duplicate of the attempt recorded `lost`. The
+    result of attempt 2 then applies — though memory, had it been trusted, called it
+    unknown."""
+    held = hold_by_hand(stack)
+    run_id = await stack.submit(TWO_STEPS)
+    await assert_eventually(lambda: len(held) == 1)
+    sweeper = another_sweeper(stack)
     assert await sweeper._redispatch(run_id, {held[0].task_id: (1, "worker_lost")}) == 1
     await assert_eventually(lambda: len(held) == 2)
     before = locked_again("task.result")
@@ -200,16 +240,14 @@ async def test_the_sweeper_dispatching_again_since_memory(stack: Stack) -> None:
 
 
 async def test_an_ignored_result_still_proves_memory_right(stack: Stack) -> None:
-    """Memory says attempt 2 was never dispatched (the sweeper did it since): judged on
-    memory, its result would be dropped as unknown. The run is written guarded all the
-    same, the guard fails, and the locked way applies it."""
+    """Memory says attempt 2 was never dispatched (another orchestrator's sweeper did it
+    since): judged on memory, its result would be dropped as unknown. The run is written
+    guarded all the same, the guard fails, and the locked way applies it."""
     held = hold_by_hand(stack)
     run_id = await stack.submit(TWO_STEPS)
     await assert_eventually(lambda: len(held) == 1)
-    assert (
-        await stack.orchestrator.sweeper._redispatch(run_id, {held[0].task_id: (1, "worker_lost")})
-        == 1
-    )
+    sweeper = another_sweeper(stack)
+    assert await sweeper._redispatch(run_id, {held[0].task_id: (1, "worker_lost")}) == 1
     await assert_eventually(lambda: len(held) == 2)
     assert held[1].attempt == 2
     before = locked_again("task.result")
@@ -497,28 +535,35 @@ async def test_a_run_kept_across_a_rebalance_but_written_meanwhile_is_caught_by_
     )
 
 
-async def test_a_run_read_whole_while_a_command_applies_is_not_held_after_it(
+async def test_a_results_batch_waits_while_a_command_of_its_run_applies(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A command (on plan.requested) and a results batch (on task.result) of one run are
-    batches of two partitions: the results batch may read the run whole and hold it after
-    the command's batch forgot it, but before it locked the run. What the command wrote is
-    not in that state, so the command's batch forgets the run again once applied."""
+    batches of two partitions, which this process applies side by side: they take turns
+    (``RunTurns``). The results batch waits while the cancel's batch holds the run, then
+    finds it cancelled: its result changes nothing, `b` is never sent (not even early), and
+    memory does not hold the run."""
     held = hold_by_hand(stack)
     run_id = await stack.submit(TWO_STEPS)
     await assert_eventually(lambda: len(held) == 1)
     real = store.lock_runs
-    raced: list[bool] = []
+    results: list[asyncio.Task[None]] = []
+    waits = metrics.RUN_TURN_WAITS.labels("batch")._value.get()
 
-    async def results_first(session: Any, run_ids: Any, **kwargs: Any) -> Any:
-        if not raced:
-            raced.append(True)
-            await handlers(stack).handle_batch([succeeded(held[0])])
-            assert handlers(stack).memory.get(run_id) is not None  # read whole, held
+    async def results_meanwhile(session: Any, run_ids: Any, **kwargs: Any) -> Any:
+        if not results:
+            results.append(asyncio.create_task(handlers(stack).handle_batch([succeeded(held[0])])))
+            await assert_eventually(
+                lambda: metrics.RUN_TURN_WAITS.labels("batch")._value.get() == waits + 1
+            )
+            assert not results[0].done()
         return await real(session, run_ids, **kwargs)
 
-    monkeypatch.setattr(store, "lock_runs", results_first)
+    monkeypatch.setattr(store, "lock_runs", results_meanwhile)
     await stack.cancel(run_id)
     await stack.wait_run(run_id, "cancelled")
-    assert raced == [True]
+    assert len(results) == 1
+    await asyncio.wait_for(results[0], 10)
+    assert (await stack.run(run_id)).status == "cancelled"
     assert handlers(stack).memory.get(run_id) is None
+    assert [r.node_id for r in held] == ["a"]

@@ -192,18 +192,37 @@ class OutboxRelay:
             )
             await self._release(ids)
             return 0
+        await self._published(ids)
+        RELAY_LAG.observe(time.perf_counter() - started)
+        return len(mine)
+
+    async def published_early(self, rows: Sequence[StagedMessage], *, sent: bool) -> int:
+        """Rows this process committed whose records it handed to the bus BEFORE the commit
+        (the orchestrator's early dispatch), once that send ended: ``sent``, their delete
+        is queued; else they go to the relay, as a failed ``publish_committed`` does.
+        Returns how many were published."""
+        ids = [r.id for r in rows if r.id is not None]
+        if not ids:
+            return 0
+        if not sent:
+            await self._release(ids)
+            return 0
+        await self._published(ids)
+        return len(ids)
+
+    async def _published(self, ids: list[int]) -> None:
+        """Rows this process published itself: their delete queued (made now when the relay
+        is not running: tools, tests), and counted."""
         self._sent.extend(ids)
-        if self._deleter is None:  # the relay is not running (tools, tests): delete them now
+        if self._deleter is None:
             try:
                 await self.flush_deletes()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.warning("deleting %d published outbox rows failed", len(mine), exc_info=True)
-        RELAY_LAG.observe(time.perf_counter() - started)
-        RELAYED.inc(len(mine))
-        DIRECT.inc(len(mine))
-        return len(mine)
+                log.warning("deleting %d published outbox rows failed", len(ids), exc_info=True)
+        RELAYED.inc(len(ids))
+        DIRECT.inc(len(ids))
 
     def publish_soon(self, rows: Sequence[StagedMessage]) -> None:
         """``publish_committed`` in a task of its own, for a caller that answers before the

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from cadenza_events import Envelope, Topic, TopicRegistry, encode
@@ -10,6 +10,9 @@ from cadenza_events.tracing import inject
 from cadenza_state import OutboxMessage, StagedMessage, insert_outbox
 from cadenza_state.direct import Deferred
 from sqlalchemy.ext.asyncio import AsyncSession
+
+OutboxRow = tuple[str, str | None, list[tuple[str, bytes]], bytes]
+"""An encoded outbox row: ``(physical topic, key, headers, payload)``."""
 
 
 def stage_events(
@@ -40,18 +43,23 @@ async def stage_outbox(
     *,
     publisher: str | None,
     into: Deferred | None = None,
+    encoded: Callable[[Sequence[OutboxRow]], None] | None = None,
 ) -> list[StagedMessage]:
     """Queue events in ``session``'s transaction with ONE bulk insert, encoded exactly as a
     publisher would, and return them with their ids, so the committing process can publish
     them right after the commit (``OutboxRelay.publish_committed``, whose ``publisher_id``
     goes in ``publisher``). Insertion order gives the ids and so the publication order.
-    ``into``: the insert goes as that group's last part (``cadenza_state.direct.Deferred``)."""
-    rows = []
+    ``into``: the insert goes as that group's last part (``cadenza_state.direct.Deferred``).
+    ``encoded``: called with the rows, in that order, before they are inserted (a writer
+    that sends some of them before its commit: the orchestrator's early dispatch)."""
+    rows: list[OutboxRow] = []
     for topic, env in items:
         env = inject(env)  # the trace context of the request/handler that caused the event
         raw_key, value, headers = encode(env, registry.key_for(topic, env))
         key = raw_key.decode() if raw_key is not None else None
         rows.append((registry.name(topic), key, headers, value))
+    if encoded is not None and rows:
+        encoded(rows)
     return await insert_outbox(session, rows, publisher=publisher, into=into)
 
 

@@ -185,6 +185,11 @@ class Transition:
             adopted.append(held)
         return adopted
 
+    def record_attempt(self, attempt: dict[str, Any]) -> None:
+        """An attempt row to write with this transition's other writes (a result whose
+        attempt an earlier event of the same batch dispatched)."""
+        self._attempts.append(attempt)
+
     def track(self, *rows: TaskRow) -> None:
         """Make rows the caller loaded known to the transition."""
         for row in rows:

@@ -34,12 +34,15 @@ from cadenza_events import (
     Envelope,
     HoldResolved,
     PlanRequested,
+    RawRecord,
     RunCancelRequested,
     RunResumeRequested,
     TaskResult,
+    Topic,
 )
 from cadenza_events.tracing import context_of, continued
 from cadenza_runtime import Resources, labelled
+from cadenza_runtime.staging import OutboxRow
 from cadenza_state import (
     STOPPED_RUN_STATUSES,
     TERMINAL_RUN_STATUSES,
@@ -59,7 +62,8 @@ from .graph import GraphCache, RunGraph, task_id_for
 from .memory import RunMemory, RunState
 from .rows import RunRow, TaskRow
 from .settings import OrchestratorSettings
-from .writes import BatchWrites
+from .turns import RunTurns
+from .writes import BatchWrites, EarlySend
 
 log = logging.getLogger("cadenza.orchestrator")
 tracer = trace.get_tracer("cadenza.orchestrator")
@@ -86,6 +90,14 @@ class RecordedResults:
     same event may come twice in one batch, and only its first delivery applies."""
     ahead: dict[str, set[str]] = field(default_factory=dict)
     """By run: ids of the node rows its results' next steps read (loaded with ``rows``)."""
+    later: dict[tuple[str, int], str] = field(default_factory=dict)
+    """Results whose attempt the rows before the batch do not know, behind an earlier result
+    of their run in the same batch: that result's transition may dispatch the attempt
+    (``_results`` decides at their turn; the value is the reason if it does not). Only a
+    ``task.ready`` sent before its batch committed (``early dispatch``), then applied again
+    after an orchestrator's crash or a rebalance, has its result fetched with its cause."""
+    recorded_later: set[tuple[str, int]] = field(default_factory=set)
+    """``(task_id, attempt)`` of the ``later`` results applied (a second delivery is not)."""
 
     def rows_ahead(self, run_id: str) -> list[TaskRow]:
         return [self.rows[i] for i in self.ahead.get(run_id, ()) if i in self.rows]
@@ -99,7 +111,7 @@ class AfterCommit:
     """Its records are in the producer's queue (or their send was given up)."""
     hot_written: asyncio.Event
     """Its hot statuses are written (or given up)."""
-    task: asyncio.Task[None] = field(init=False)
+    task: asyncio.Task[Any] = field(init=False)
 
 
 class RunHandlers:
@@ -115,11 +127,13 @@ class RunHandlers:
             settings.run_memory_rows if settings.unlocked_batches else 0, max_runs=graphs.size
         )
         """Whole runs this process planned or rebuilt: their results batches read nothing."""
+        self.turns = RunTurns()
+        """This process's writers of a run take turns: its batches and the sweeper."""
         self._revoked: set[tuple[str, int]] = set()
         """Partitions revoked since the last assignment (``revoked``, ``assigned``)."""
         self._after: AfterCommit | None = None
         """The after-commit work of the last commit (``_chain``): running, or done."""
-        self._afters: set[asyncio.Task[None]] = set()
+        self._afters: set[asyncio.Task[Any]] = set()
         """Every commit's after-commit work still running."""
         self.holds: Callable[[str], bool | None] = lambda run_id: None
         """Whether this process holds a run's partition now (the consumer's assignment and
@@ -216,6 +230,15 @@ class RunHandlers:
                 log.warning("ignoring unexpected event %s (%s)", env.type, env.id)
         if not by_run:
             return None
+        # This process's other writers of these runs (the other consumer, the sweeper) wait:
+        # a batch's guard then fails only because of another process (turns.py).
+        async with self.turns.hold(by_run, "batch"):
+            return await self._apply_held(envs, by_run)
+
+    async def _apply_held(
+        self, envs: Sequence[Envelope[Any]], by_run: dict[str, list[Envelope[Any]]]
+    ) -> AfterCommit:
+        """``_apply_and_commit`` once the batch's runs are its to write."""
         started = time.perf_counter()
         with tracer.start_as_current_span(
             "orchestrator.batch",
@@ -250,27 +273,101 @@ class RunHandlers:
             ):
                 _PHASES[phase].observe(seconds)
                 span.set_attribute(f"cadenza.batch.{phase}_ms", round(seconds * 1000, 3))
+            if writes.early is not None:
+                span.set_attribute("cadenza.batch.early_records", writes.early.records)
             # Started inside the batch's span: the after-commit span is its child.
-            mine = self._chain(writes.outbox, [a for a in applied if a is not None], phases=True)
+            mine = self._chain(
+                writes.outbox,
+                [a for a in applied if a is not None],
+                phases=True,
+                early=writes.early,
+            )
         return mine
 
     def _chain(
-        self, outbox: Sequence[StagedMessage], applied: Sequence[Applied], *, phases: bool
+        self,
+        outbox: Sequence[StagedMessage],
+        applied: Sequence[Applied],
+        *,
+        phases: bool,
+        early: EarlySend | None = None,
     ) -> AfterCommit:
         """Start the after-commit work of a commit, in turn with the previous commit's: its
         records are handed to the producer once the previous commit's are (so they are
         sent in commit order, without waiting for the previous acknowledgements), and its
-        hot statuses are written once the previous commit's are. Returns this one's."""
+        hot statuses are written once the previous commit's are. ``early``: the commit's
+        task.ready records already sent (``_send_early``). Returns this one's."""
         previous = self._after
         mine = AfterCommit(appended=asyncio.Event(), hot_written=asyncio.Event())
         mine.task = asyncio.create_task(
-            self._after_commit(previous, mine, outbox, applied, phases=phases),
+            self._after_commit(previous, mine, outbox, applied, phases=phases, early=early),
             name="orchestrator-after-commit",
         )
+        self._add(mine)
+        return mine
+
+    def _add(self, mine: AfterCommit) -> None:
+        """``mine`` is the last of the chain now."""
         self._after = mine
         self._afters.add(mine.task)
         mine.task.add_done_callback(self._afters.discard)
-        return mine
+
+    def _early(self, by_run: dict[str, list[Envelope[Any]]], writes: BatchWrites) -> Any:
+        """The hook (``BatchWrites.flush``'s ``encoded``) that sends a results batch's
+        task.ready records as its guarded statement leaves (``early_dispatch``), or None."""
+        if not self.settings.early_dispatch or not all(
+            isinstance(env.payload, TaskResult) for items in by_run.values() for env in items
+        ):
+            return None
+        topic = self.resources.registry.name(Topic.TASK_READY)
+
+        def send(rows: Sequence[OutboxRow]) -> None:
+            records: list[RawRecord] = [
+                (name, key.encode() if key is not None else None, payload, headers)
+                for name, key, headers, payload in rows
+                if name == topic
+            ]
+            if records:
+                writes.early = self._send_early(topic, records)
+
+        return send
+
+    def _send_early(self, topic: str, records: list[RawRecord]) -> EarlySend:
+        """Hand a batch's task.ready records to the producer before its statement's reply, in
+        turn with the commits before (the chain). Why that is safe: docs/orchestrator.md,
+        Early dispatch. The commit's after-commit work then only deletes their rows (or, if
+        this send failed, hands them to the relay)."""
+        previous = self._after
+        if previous is not None:
+            hot_written = previous.hot_written  # nothing of its own to write: passes it on
+        else:
+            hot_written = asyncio.Event()
+            hot_written.set()
+        mine = AfterCommit(appended=asyncio.Event(), hot_written=hot_written)
+        mine.task = asyncio.create_task(
+            self._publish_early(previous, mine, records), name="orchestrator-early-dispatch"
+        )
+        self._add(mine)
+        return EarlySend(topic, len(records), mine.task)
+
+    async def _publish_early(
+        self, previous: AfterCommit | None, mine: AfterCommit, records: list[RawRecord]
+    ) -> bool:
+        """True once every record is acknowledged; False if the send failed (logged)."""
+        try:
+            if previous is not None:
+                await previous.appended.wait()
+            await self.resources.publisher.publish_raw_many(records, appended=mine.appended.set)
+            return True
+        except Exception:
+            log.warning(
+                "early dispatch of %d task.ready failed: the commit hands them to the relay",
+                len(records),
+                exc_info=True,
+            )
+            return False
+        finally:
+            mine.appended.set()
 
     async def _after_commit(
         self,
@@ -280,12 +377,19 @@ class RunHandlers:
         applied: Sequence[Applied],
         *,
         phases: bool,
+        early: EarlySend | None = None,
     ) -> None:
         """A commit's work that follows it: publish the outbox rows it wrote (the relay only
         recovers what a crash left) and, meanwhile, the runs' hot statuses in one Redis
         round trip. Never raises: a failed send hands the rows to the relay, a failed hot
-        status is logged (the database holds the truth)."""
+        status is logged (the database holds the truth). ``early``: its task.ready rows
+        were sent before the commit: only their delete is left (or the relay, if that send
+        failed)."""
         committed = time.perf_counter()
+        sent_early: list[StagedMessage] = []
+        if early is not None:
+            sent_early = [r for r in outbox if r.topic == early.topic]
+            outbox = [r for r in outbox if r.topic != early.topic]
         hot: asyncio.Task[float] | None = None
         try:
             if previous is not None:
@@ -301,6 +405,10 @@ class RunHandlers:
                 previous = None  # held by nothing once both have started
                 try:
                     await self.resources.relay.publish_committed(outbox, appended=mine.appended)
+                    if early is not None:
+                        await self.resources.relay.published_early(
+                            sent_early, sent=await early.sent
+                        )
                 except Exception:
                     log.exception("publishing the commit of %d run(s) failed", len(applied))
                 published = time.perf_counter()
@@ -373,6 +481,7 @@ class RunHandlers:
         try:
             return await self._apply_guarded(by_run, known, writes)
         except BaseException:
+            _count_early(writes, "failed")
             self.memory.forget(by_run)  # their rows may be half-changed: the database decides
             raise
 
@@ -468,11 +577,13 @@ class RunHandlers:
                     self.resources.registry,
                     publisher=self.resources.relay.publisher_id,
                     unlocked=True,
+                    encoded=self._early(by_run, writes),
                 )
                 committing = time.perf_counter()
                 await session.commit()  # nothing to commit unless a step began a transaction
                 writes.write_seconds += time.perf_counter() - committing
             except (direct.GuardFailed, IntegrityError) as exc:
+                _count_early(writes, "applied_again")
                 await session.rollback()
                 reason = "changed" if isinstance(exc, direct.GuardFailed) else "conflict"
                 event = _kind(next(iter(by_run.values()))[0])
@@ -486,6 +597,7 @@ class RunHandlers:
                 )
                 self.memory.forget(by_run)
                 return None
+        _count_early(writes, "committed")
         self._remember(by_run, known, applied, recorded_attempts)
         return applied
 
@@ -629,38 +741,37 @@ class RunHandlers:
         recorded = RecordedResults(rows, ahead=ahead)
         fresh: list[tuple[TaskResult, TaskRow]] = []
         seen: set[tuple[str, int]] = set()
+        first_result: dict[str, int] = {}
+        for (run_id, position), _ in results:
+            first_result.setdefault(run_id, position)
         for at, env in results:
             result: TaskResult = env.payload
             row = rows.get(result.task_id)
             key = (result.task_id, result.attempt)
+            unknown = None
             if row is None or row.run_id != result.run_id:
-                recorded.ignored[at] = "unknown_task"
+                unknown = "unknown_task"
             elif not 1 <= result.attempt <= row.attempt:
-                recorded.ignored[at] = "unknown_attempt"  # never dispatched: no record
+                unknown = "unknown_attempt"  # never dispatched: no record
+            if unknown is not None:
+                run_id, position = at
+                if position > first_result[run_id] and result.attempt >= 1:
+                    recorded.later[at] = unknown  # an earlier result may dispatch it
+                else:
+                    recorded.ignored[at] = unknown
             elif key in seen or key in before:
                 recorded.ignored[at] = "duplicate"
-            else:
+            elif row is not None:
                 seen.add(key)
                 fresh.append((result, row))
-        attempts = [
-            {
-                "task_id": row.id,
-                "attempt": result.attempt,
-                "status": "handed_off" if result.handoff is not None else result.status,
-                "worker_id": result.worker_id,
-                "started_at": result.started_at,
-                "finished_at": result.finished_at,
-                "error": result.error.model_dump() if result.error is not None else None,
-            }
-            for result, row in fresh
-        ]
+        attempts = [_attempt_record(result, row) for result, row in fresh]
         if deferred is not None:
             deferred.attempts.extend(attempts)
             return recorded
         inserted = await store.insert_attempts(session, attempts)
         for at, env in results:
             key = (env.payload.task_id, env.payload.attempt)
-            if at not in recorded.ignored and key not in inserted:
+            if at not in recorded.ignored and at not in recorded.later and key not in inserted:
                 recorded.ignored[at] = "duplicate"  # recorded by an earlier batch
         return recorded
 
@@ -830,7 +941,12 @@ class RunHandlers:
         """Apply, in order, the results whose attempt the batch recorded now (see
         ``_record_results``). Returns the transition, if any result applied."""
         ignored = {p: recorded.ignored.get((run.id, p)) for p, _ in envs}
-        loaded = [recorded.rows[e.payload.task_id] for p, e in envs if ignored[p] is None]
+        later = {p: recorded.later.get((run.id, p)) for p, _ in envs}
+        loaded = [
+            recorded.rows[e.payload.task_id]
+            for p, e in envs
+            if ignored[p] is None and later[p] is None
+        ]
         # Once the batch has a transition of this run, the rows it holds win (an earlier
         # event of the batch may have changed them).
         held = transition.adopt(loaded) if transition is not None else loaded
@@ -851,6 +967,12 @@ class RunHandlers:
             if reason is not None:
                 self._ignored(env, reason)
                 continue
+            if later[position] is not None:
+                dispatched = self._dispatched_here(transition, result, recorded)
+                if dispatched is None:
+                    self._ignored(env, later[position] or "unknown_attempt")
+                    continue
+                rows[result.task_id] = dispatched
             row = rows[result.task_id]
             if result.events:  # the worker's timeline of this attempt, first, in its order
                 transition = joined(transition)
@@ -883,6 +1005,29 @@ class RunHandlers:
                         metrics.BUDGET_PAUSES.labels(str(budget.get("budget", ""))).inc()
                 await transition.run_outcome(outcome)
         return transition
+
+    @staticmethod
+    def _dispatched_here(
+        transition: Transition | None, result: TaskResult, recorded: RecordedResults
+    ) -> TaskRow | None:
+        """The row of a result the rows before its batch did not know (``RecordedResults.
+        later``) when an earlier result of the batch dispatched its attempt; that attempt
+        is then recorded with the transition's writes. None: it was not dispatched here (or
+        this is its second delivery in the batch), and the result is ignored."""
+        row = transition.tasks.get(result.task_id) if transition is not None else None
+        key = (result.task_id, result.attempt)
+        if (
+            transition is None
+            or row is None
+            or row.run_id != result.run_id
+            or row.attempt != result.attempt
+            or key in recorded.recorded_later
+        ):
+            return None
+        recorded.recorded_later.add(key)
+        transition.record_attempt(_attempt_record(result, row))
+        metrics.RESULTS_BEHIND_DISPATCH.inc()
+        return row
 
     # -- hold.resolved (a person answered a held task) ------------------------------------
 
@@ -1073,6 +1218,27 @@ _PHASES = {
     for phase in ("apply", "write", "queued", "publish", "hot_status")
 }
 """The phase histograms' children, looked up once (``labels`` costs microseconds)."""
+
+
+def _count_early(writes: BatchWrites, outcome: str) -> None:
+    """What became of the statement whose batch sent its task.ready early (once)."""
+    early = writes.early
+    if early is not None and early.outcome is None:
+        early.outcome = outcome
+        metrics.EARLY_DISPATCH.labels(outcome).inc(early.records)
+
+
+def _attempt_record(result: TaskResult, row: TaskRow) -> dict[str, Any]:
+    """The attempt row a first-seen result records (``task_attempts``)."""
+    return {
+        "task_id": row.id,
+        "attempt": result.attempt,
+        "status": "handed_off" if result.handoff is not None else result.status,
+        "worker_id": result.worker_id,
+        "started_at": result.started_at,
+        "finished_at": result.finished_at,
+        "error": result.error.model_dump() if result.error is not None else None,
+    }
 
 
 def _kind(env: Envelope[Any]) -> str:

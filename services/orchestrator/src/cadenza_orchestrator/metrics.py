@@ -43,6 +43,28 @@ RESULTS_IGNORED = Counter(
     "task.result events that changed nothing, by reason (duplicate, stale_attempt…).",
     ["reason"],
 )
+RUN_TURN_WAITS = Counter(
+    "cadenza_orchestrator_run_turn_waits_total",
+    "Times a writer of runs (batch: a consumer's batch; sweep: the sweeper) waited for "
+    "another writer of the same run in this process to end (one writer of a run at a "
+    "time: turns.py).",
+    ["writer"],
+)
+EARLY_DISPATCH = Counter(
+    "cadenza_orchestrator_early_dispatch_total",
+    "task.ready records a task.result batch handed to Kafka as its statement left, before "
+    "the commit (early_dispatch), by what became of the statement: committed; "
+    "applied_again (a run moved meanwhile: the batch was applied the locked way, and its "
+    "task.ready sent again; a worker runs each attempt once); failed (the batch raised: "
+    "it is retried).",
+    ["outcome"],
+)
+RESULTS_BEHIND_DISPATCH = Counter(
+    "cadenza_orchestrator_results_behind_dispatch_total",
+    "task.result events applied in the same batch as the result whose transition "
+    "dispatched their attempt: a task.ready sent before its batch committed (early "
+    "dispatch) whose batch was applied again after a crash or a rebalance.",
+)
 PLANS_IGNORED = Counter(
     "cadenza_orchestrator_plans_ignored_total",
     "plan.requested events that changed nothing (duplicate, unknown_run).",

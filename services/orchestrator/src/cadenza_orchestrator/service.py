@@ -36,7 +36,13 @@ class Orchestrator:
         self.graphs = GraphCache()
         self.handlers = RunHandlers(resources, self.settings, self.graphs)
         self.sweeper = Sweeper(
-            resources, self.settings, self.graphs, self.handlers.after_commit, self.sweeps
+            resources,
+            self.settings,
+            self.graphs,
+            self.handlers.after_commit,
+            self.sweeps,
+            turns=self.handlers.turns,
+            forget=self.handlers.memory.forget,
         )
         self.retention = Retention(resources.state, self.settings, self.sweeps)
         self.dead_letters = DeadLetterRecorder(resources)

@@ -42,6 +42,16 @@ class OrchestratorSettings(BaseSettings):
         "batch is applied the locked way. false: always the locked way "
         "(docs/orchestrator.md).",
     )
+    early_dispatch: bool = Field(
+        default=True,
+        description="A task.result batch applied without a lock hands its task.ready records "
+        "to Kafka as its one statement goes to PostgreSQL, not after: a chain's next task "
+        "starts a database round trip sooner. Safe because a worker runs an attempt once "
+        "(its claim) and the dispatched task's result comes after its cause on the run's "
+        "task.result partition: a batch whose statement did not hold is applied again, and "
+        "dispatches the same attempts (docs/orchestrator.md, Early dispatch). Only with "
+        "unlocked_batches. false: every task.ready after its commit.",
+    )
     run_memory_rows: int = Field(
         default=100_000,
         ge=0,

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -53,6 +53,7 @@ from .graph import GraphCache, RunGraph
 from .outcome import OPEN, Outcome
 from .rows import RunRow
 from .settings import OrchestratorSettings
+from .turns import RunTurns
 
 log = logging.getLogger("cadenza.orchestrator.sweeper")
 tracer = trace.get_tracer("cadenza.orchestrator")
@@ -98,11 +99,19 @@ class Sweeper:
         graphs: GraphCache,
         after_commit: Callable[[Effects], Awaitable[None]],
         sweeps: Callable[[str], bool] = lambda run_id: True,
+        *,
+        turns: RunTurns | None = None,
+        forget: Callable[[Iterable[str]], None] = lambda run_ids: None,
     ) -> None:
+        """``turns``: this process's writers of a run, which the sweeper takes turns with
+        (its own when None: a sweeper alone). ``forget``: makes the batches' memory drop
+        the runs the sweeper writes (``RunMemory.forget``): their next batch reads them."""
         self.resources = resources
         self.settings = settings
         self.graphs = graphs
         self.after_commit = after_commit
+        self.turns = turns if turns is not None else RunTurns()
+        self.forget = forget
         self.sweeps = sweeps
         """Whether this sweeper looks at a run (by id): the orchestrator that applies the
         run's results does, so one process writes a run's state; the others leave it."""
@@ -144,6 +153,11 @@ class Sweeper:
         return handled
 
     async def _expire(self, approval_id: str, run_id: str) -> int:
+        async with self.turns.hold((run_id,), "sweep"):
+            self.forget((run_id,))  # what a batch held of it is no longer the run
+            return await self._expire_held(approval_id, run_id)
+
+    async def _expire_held(self, approval_id: str, run_id: str) -> int:
         async with self.resources.sessions() as session, session.begin():
             graph = self.graphs.get(run_id)
             run = await store.lock_run(session, run_id, with_spec=graph is None, skip_locked=True)
@@ -291,6 +305,11 @@ class Sweeper:
         )
 
     async def _redispatch(self, run_id: str, tasks: dict[str, tuple[int, str]]) -> int:
+        async with self.turns.hold((run_id,), "sweep"):
+            self.forget((run_id,))  # what a batch held of it is no longer the run
+            return await self._redispatch_held(run_id, tasks)
+
+    async def _redispatch_held(self, run_id: str, tasks: dict[str, tuple[int, str]]) -> int:
         async with self.resources.sessions() as session, session.begin():
             graph = self.graphs.get(run_id)
             run = await store.lock_run(session, run_id, with_spec=graph is None, skip_locked=True)

@@ -12,12 +12,15 @@ counts of the runs the batch finished, in one grouped query.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cadenza_events import Envelope, Topic, TopicRegistry
 from cadenza_runtime import stage_outbox
+from cadenza_runtime.staging import OutboxRow
 from cadenza_state import StagedMessage, direct, utcnow
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +29,20 @@ from .rows import RunRow, TaskRow
 
 if TYPE_CHECKING:
     from .engine import Effects
+
+
+@dataclass(eq=False)
+class EarlySend:
+    """A batch's task.ready records handed to the bus as its statement left, before the
+    commit (``RunHandlers._send_early``, the ``early_dispatch`` setting)."""
+
+    topic: str
+    """Their (physical) topic: the batch's outbox rows of it are these records."""
+    records: int
+    sent: asyncio.Task[bool]
+    """True once every record is acknowledged; False: the send failed."""
+    outcome: str | None = None
+    """What became of the batch's statement (``cadenza_orchestrator_early_dispatch_total``)."""
 
 
 @dataclass
@@ -46,6 +63,8 @@ class BatchWrites:
     _finished: list[Effects] = field(default_factory=list)
     outbox: list[StagedMessage] = field(default_factory=list)
     """The outbox rows ``flush`` inserted, for the committing process to publish."""
+    early: EarlySend | None = None
+    """This batch's task.ready records, if they were sent before its commit."""
     write_seconds: float = 0.0
     """Time spent in ``flush`` (the batch's statements; the caller adds its COMMIT's): the
     ``write`` phase of ``cadenza_orchestrator_batch_phase_seconds``."""
@@ -80,6 +99,7 @@ class BatchWrites:
         *,
         publisher: str | None,
         unlocked: bool = False,
+        encoded: Callable[[Sequence[OutboxRow]], None] | None = None,
     ) -> list[StagedMessage]:
         """Write everything, one statement per kind; each transition's ``Effects`` gets its
         outbox rows and, for a finished run, its final counts. Returns the outbox rows.
@@ -92,10 +112,15 @@ class BatchWrites:
         ``unlocked`` (PostgreSQL): the batch read its runs and rows without a lock. The
         statement then holds only if no run's version moved since (``direct.GuardFailed``
         otherwise, nothing written), and it is sent on its own when no transaction is
-        open: no BEGIN, no COMMIT."""
+        open: no BEGIN, no COMMIT.
+
+        ``encoded``: given the outbox rows once encoded, before the statement is sent (the
+        early dispatch, ``RunHandlers._send_early``)."""
         started = time.perf_counter()
         try:
-            return await self._flush(session, registry, publisher=publisher, unlocked=unlocked)
+            return await self._flush(
+                session, registry, publisher=publisher, unlocked=unlocked, encoded=encoded
+            )
         finally:
             self.write_seconds += time.perf_counter() - started
 
@@ -106,6 +131,7 @@ class BatchWrites:
         *,
         publisher: str | None,
         unlocked: bool,
+        encoded: Callable[[Sequence[OutboxRow]], None] | None,
     ) -> list[StagedMessage]:
         postgres = direct.is_postgres(session)
         if unlocked and not postgres:
@@ -115,7 +141,9 @@ class BatchWrites:
         await store.update_tasks(session, self.changed, self.rows, into=into)
         await store.insert_attempts(session, self.attempts, into=into)
         await store.update_runs(session, self.runs, now=utcnow(), into=into, unlocked=unlocked)
-        staged = await stage_outbox(session, registry, self.staged, publisher=publisher, into=into)
+        staged = await stage_outbox(
+            session, registry, self.staged, publisher=publisher, into=into, encoded=encoded
+        )
         if into is not None:  # what no outbox insert took along (nothing: no statement)
             await into.send(session)
         start = 0
