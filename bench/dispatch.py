@@ -266,8 +266,9 @@ async def dispatch_split(
     db: AsyncEngine, run_ids: list[str], ready_topic: str
 ) -> list[tuple[float, float]]:
     """Each task's dispatch in two parts, split where its ``task.ready`` was sent (the
-    record's CreateTime in Kafka): ``ready_at`` → sent (the orchestrator's commit) and sent
-    → ``started_at`` (the Kafka hop and the worker's claim). The outbox row that carried it
+    record's CreateTime in Kafka): ``ready_at`` → sent (the orchestrator's commit; a results
+    batch's early dispatch sends as its statement leaves, before the commit) and sent →
+    ``started_at`` (the Kafka hop and the worker's claim). The outbox row that carried it
     is deleted once published, so the log is the record of when."""
     async with db.connect() as conn:
         rows = (

@@ -15,9 +15,11 @@ order, and what the runs' transitions left to write written together (``BatchWri
 statement per kind). After the commit this process publishes the outbox rows the batch
 wrote (the relay only recovers what a crash left), updates the Redis hot status once per
 run and counts metrics, while the consumer's next batch is applied (``consume_batch``; the
-commits' after-commit work runs one after another, in commit order). Handlers are
-idempotent: a redelivered event finds the run no longer ``pending`` or the attempt already
-recorded.
+commits' after-commit work runs one after another, in commit order). A results batch
+applied without a lock hands its ``task.ready`` to the producer as its statement leaves,
+before the commit (early dispatch, docs/orchestrator.md); this process's writers of a run
+take turns (``turns.RunTurns``). Handlers are idempotent: a redelivered event finds the run
+no longer ``pending`` or the attempt already recorded.
 """
 
 from __future__ import annotations
@@ -312,7 +314,9 @@ class RunHandlers:
         self._afters.add(mine.task)
         mine.task.add_done_callback(self._afters.discard)
 
-    def _early(self, by_run: dict[str, list[Envelope[Any]]], writes: BatchWrites) -> Any:
+    def _early(
+        self, by_run: dict[str, list[Envelope[Any]]], writes: BatchWrites
+    ) -> Callable[[Sequence[OutboxRow]], None] | None:
         """The hook (``BatchWrites.flush``'s ``encoded``) that sends a results batch's
         task.ready records as its guarded statement leaves (``early_dispatch``), or None."""
         if not self.settings.early_dispatch or not all(
@@ -967,10 +971,10 @@ class RunHandlers:
             if reason is not None:
                 self._ignored(env, reason)
                 continue
-            if later[position] is not None:
+            if (unknown := later[position]) is not None:
                 dispatched = self._dispatched_here(transition, result, recorded)
                 if dispatched is None:
-                    self._ignored(env, later[position] or "unknown_attempt")
+                    self._ignored(env, unknown)
                     continue
                 rows[result.task_id] = dispatched
             row = rows[result.task_id]
