@@ -84,9 +84,6 @@ MAY_BE_EMPTY: dict[tuple[str, str], str] = {
     ("cadenza-triggers", "Dedupe ledger retention: rows deleted per hour, by ledger"): (
         "no trigger service here (tests/triggers/test_ledger_retention.py asserts its metrics)"
     ),
-    ("cadenza-runs-tasks", "Orchestrator: batches applied again locked, by event and reason"): (
-        "one orchestrator, and no command or sweep raced a batch: no guard failed"
-    ),
 }
 """(dashboard uid, panel title) → why the panel may show nothing after this test's load."""
 

@@ -108,3 +108,5 @@ DISPATCH_CHECKS = Counter(
     "waited (sent before its commit: the early dispatch), not_committed (given up).",
     ["outcome"],
 )
+for _outcome in ("committed", "waited", "not_committed"):  # every series from the start
+    DISPATCH_CHECKS.labels(_outcome)

@@ -221,3 +221,13 @@ RETENTION_PAGE_SECONDS = Histogram(
     "cadenza_orchestrator_retention_page_seconds",
     "Time to delete one page of runs: their objects, checkpoints and rows.",
 )
+
+# Every outcome's series exists from the start: a dashboard's increase() over it has data
+# (zeros) before the first event, and the first event counts as an increase.
+for _outcome in ("committed", "applied_again", "failed"):
+    EARLY_DISPATCH.labels(_outcome)
+for _event in ("plan.requested", "task.result"):
+    for _reason in ("changed", "conflict"):
+        BATCHES_LOCKED_AGAIN.labels(_event, _reason)
+for _writer in ("batch", "sweep"):
+    RUN_TURN_WAITS.labels(_writer)
