@@ -183,12 +183,8 @@ async def test_kill_9_an_orchestrator_whose_commits_hang_after_early_dispatch(
             return min(done) >= 6
 
         await assert_eventually(mid_chains, timeout=90, interval=0.02)
-        async with db.connect() as locker:
-            await locker.execute(text("LOCK TABLE task_attempts IN EXCLUSIVE MODE"))
-            # A task finished that the database has not dispatched: it was sent before
-            # its batch's statement, which is now waiting for the lock. (A task with a
-            # side effect waits for that commit before its call: docs/execution.md.)
-            await assert_eventually(lambda: ran_ahead(cluster, db, runs), timeout=30)
+        locker = await statements_held_with_a_task_run_ahead(cluster, db, runs)
+        try:
             (first,) = [p for p in cluster.processes if p.name == "orchestrator"]
             first.kill()
             # Its backends would run the hung statements once the lock goes (PostgreSQL
@@ -201,6 +197,8 @@ async def test_kill_9_an_orchestrator_whose_commits_hang_after_early_dispatch(
                 )
             )
             await locker.rollback()
+        finally:
+            await locker.close()
         cluster.start_orchestrator(env)
 
         for run_id in runs:
@@ -211,6 +209,25 @@ async def test_kill_9_an_orchestrator_whose_commits_hang_after_early_dispatch(
         behind = await scrape_total(url, "cadenza_orchestrator_results_behind_dispatch_total")
         print(f"results applied behind the result that dispatched them: {behind:.0f}")
         assert behind >= 1, "no result came in the fetch of its cause: the drill missed"
+
+
+async def statements_held_with_a_task_run_ahead(cluster: Any, db: Any, runs: list[str]) -> Any:
+    """A connection holding a lock on the table every results batch's statement writes,
+    once a task the database has not dispatched has finished (``ran_ahead``). Only one
+    results batch is in flight at a time, and when every task it sent early has a side
+    effect, those wait for the commit and none runs ahead: then the lock is let go (the
+    chains move on) and taken again, for the next batch."""
+    for _ in range(20):
+        locker = await db.connect()
+        await locker.execute(text("LOCK TABLE task_attempts IN EXCLUSIVE MODE"))
+        try:
+            await assert_eventually(lambda: ran_ahead(cluster, db, runs), timeout=3)
+        except AssertionError:
+            await locker.rollback()
+            await locker.close()
+            continue
+        return locker
+    raise AssertionError("no batch sent a task without side effects early: the drill missed")
 
 
 async def ran_ahead(cluster: Any, db: Any, runs: list[str]) -> bool:
