@@ -7,9 +7,11 @@ gateway, orchestrator and workers as separate processes.
 Rows, all measured in the same run, one after the other (never two at once):
 - chain: a chain of `--chain` no-op tasks alone; chain_step_ms = span / length;
   chain_step_parts_ms = its medians: dispatch (ready → started), run, result (finished →
-  the next task's ready). A row's span runs from its first task's `ready` to the later of
-  its last task's `finished` and its runs' `finished_at` (the engine has applied every
-  result by then), database timestamps.
+  the next task's ready). chain_step_split_ms cuts a step where its task.ready and its
+  task.result were sent (their Kafka CreateTime): ready_to_sent, sent_to_started, run,
+  finished_to_result_sent, result_sent_to_ready. A row's span runs from its first task's
+  `ready` to the later of its last task's `finished` and its runs' `finished_at` (the
+  engine has applied every result by then), database timestamps.
   chain_batch_phases_ms: the orchestrator's batches over the row (its /metrics'
   cadenza_orchestrator_batch_phase_seconds): their number and the mean ms per batch of
   each phase — apply, write (the statement and its commit), queued, publish, hot_status.
@@ -367,6 +369,50 @@ def chain_parts_ms(times: list[tuple[float, float, float]]) -> dict[str, float]:
     }
 
 
+async def chain_split_ms(
+    db: AsyncEngine, run_ids: list[str], ready_topic: str, result_topic: str
+) -> dict[str, float]:
+    """A chain step cut where its two records were sent (their CreateTime in Kafka), medians
+    in ms: ``ready_to_sent`` (the orchestrator, from its transition to handing the
+    task.ready to the producer), ``sent_to_started`` (the Kafka hop, the worker's fetch and
+    claim), ``run``, ``finished_to_result_sent`` (the worker's report) and
+    ``result_sent_to_ready`` (the Kafka hop, the orchestrator's fetch and transition, to the
+    next task's ``ready_at``). CreateTime has whole milliseconds (±0.5 ms each)."""
+    async with db.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT id, ready_at, started_at, finished_at FROM tasks "
+                    "WHERE run_id = ANY(:ids) AND status = 'succeeded' "
+                    "AND ready_at IS NOT NULL AND started_at IS NOT NULL ORDER BY ready_at"
+                ),
+                {"ids": run_ids},
+            )
+        ).all()
+    ids = {task_id for task_id, *_ in rows}
+    ready_sent = await sent_at(ready_topic, ids)
+    result_sent = await sent_at(result_topic, ids)
+    parts: dict[str, list[float]] = {
+        "ready_to_sent": [],
+        "sent_to_started": [],
+        "run": [],
+        "finished_to_result_sent": [],
+        "result_sent_to_ready": [],
+    }
+    for (task_id, ready, started, finished), nxt in zip(rows, [*rows[1:], None], strict=True):
+        if task_id not in ready_sent or task_id not in result_sent:
+            continue
+        parts["ready_to_sent"].append(ready_sent[task_id] - ready.timestamp())
+        parts["sent_to_started"].append(started.timestamp() - ready_sent[task_id])
+        parts["run"].append((finished - started).total_seconds())
+        parts["finished_to_result_sent"].append(result_sent[task_id] - finished.timestamp())
+        if nxt is not None:
+            parts["result_sent_to_ready"].append(nxt[1].timestamp() - result_sent[task_id])
+    return {
+        name: round(statistics.median(values) * 1000, 2) for name, values in parts.items() if values
+    }
+
+
 def fanout_parts_ms(times: list[tuple[float, float, float]], closed: float) -> dict[str, float]:
     """Where a fan-out's span goes, in ms from its first ``ready_at`` (the plan's
     transition): ``first_start`` (the plan's commit, its first ``task.ready`` sent, fetched
@@ -550,6 +596,8 @@ class Engine:
     meter: CpuMeter
     ready_topic: str
     """The ``task.ready`` topic's full name (the bench's own prefix)."""
+    result_topic: str
+    """The ``task.result`` topic's full name."""
     cpu: CpuTally = field(default_factory=CpuTally)
     wal_bytes: int = 0
     """PostgreSQL's WAL written during the metered rows (every database's, so the engine's)."""
@@ -661,6 +709,9 @@ async def engine_rows(engine: Engine, args: argparse.Namespace, out: dict[str, A
     out["chain"] = args.chain
     out["chain_step_ms"] = round(chain.span / len(chain.times) * 1000, 2)
     out["chain_step_parts_ms"] = chain_parts_ms(chain.times)
+    out["chain_step_split_ms"] = await chain_split_ms(
+        engine.db, chain.runs, engine.ready_topic, engine.result_topic
+    )
     out["chain_batch_phases_ms"] = phases_ms(phases, await engine.batch_phases())
 
     fan = await engine.measure("fan-out", [fanout_spec(args.fanout)])
@@ -860,7 +911,9 @@ async def distributed(args: argparse.Namespace, servers: dict[str, Any]) -> dict
         meter = CpuMeter({**cluster_roots(cluster), **servers})
         auth = {"Authorization": f"Bearer {await api_key(db)}"}
         async with httpx.AsyncClient(base_url=cluster.url, timeout=60, headers=auth) as api:
-            engine = Engine(cluster, api, db, meter, f"{namespace}.task.ready")
+            engine = Engine(
+                cluster, api, db, meter, f"{namespace}.task.ready", f"{namespace}.task.result"
+            )
             engine.orchestrator_metrics = f"http://127.0.0.1:{metrics_port}/metrics"
             # Workers are started once, all together (importing a worker is slow on a busy
             # machine), then stopped one count after the other: scaling 4, 2, then the

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from cadenza_events import DecodeError, Envelope, Message, RunEvent, TaskResult, decode, encode
 from cadenza_events.topics import Topic, TopicRegistry
@@ -30,8 +32,13 @@ def test_binary_mode_headers_follow_cloudevents() -> None:
     assert headers["ce_attempt"] == b"3"
     assert headers["content-type"] == b"application/json"
     assert "ce_taskid" not in headers  # absent extensions are not sent empty
+    assert "ce_sentbeforecommit" not in headers  # sent after its commit: the default
     assert msg.key == b"p1"
     assert decode(msg) == env
+    early = dataclasses.replace(env, sent_before_commit=True)
+    assert dict(_message(early).headers)["ce_sentbeforecommit"] == b"true"
+    assert decode(_message(early)) == early
+    assert early.with_trace("00-a-b-01", None).sent_before_commit is True
 
 
 def test_new_optional_fields_keep_old_messages_decodable() -> None:
@@ -133,6 +140,7 @@ def test_the_cloudevents_sdk_reads_what_we_write() -> None:
         subject="node",
         traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
         partition_key="r",
+        sent_before_commit=True,
     )
     raw_key, value, headers = encode(env, "r")
     event = ce_kafka.from_binary(
@@ -152,6 +160,7 @@ def test_the_cloudevents_sdk_reads_what_we_write() -> None:
         ("attempt", "2"),
         ("traceparent", env.traceparent),
         ("partitionkey", "r"),  # CloudEvents' partitioning extension
+        ("sentbeforecommit", "true"),
     ]:
         assert event.get_extension(name) == expected
     data = event.get_data()
@@ -177,6 +186,7 @@ def test_we_read_what_the_cloudevents_sdk_writes() -> None:
             "tenantid": "acme",
             "planid": "p9",
             "attempt": "4",
+            "sentbeforecommit": "true",
         },
         data=b'{"run_id": "p9", "kind": "run.started"}',
     )
@@ -193,3 +203,4 @@ def test_we_read_what_the_cloudevents_sdk_writes() -> None:
     )
     assert env.time == datetime(2026, 12, 4, 1, 2, 3, 456789, tzinfo=UTC)
     assert env.payload.kind == "run.started"
+    assert env.sent_before_commit is True

@@ -74,6 +74,8 @@ class FakeWorker:
     received: list[TaskReady] = field(default_factory=list)
     partition_keys: dict[str, str | None] = field(default_factory=dict)
     """Each task's ``Envelope.partition_key`` as it arrived (its last dispatch's)."""
+    sent_before_commit: list[bool] = field(default_factory=list)
+    """Each delivery's ``Envelope.sent_before_commit``, in ``received``'s order."""
     params: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     results: list[TaskResult] = field(default_factory=list)
     duplicate_results: bool = False
@@ -100,6 +102,7 @@ class FakeWorker:
         self.params[(ready.task_id, ready.attempt)] = params
         self.received.append(ready)
         self.partition_keys[ready.task_id] = env.partition_key
+        self.sent_before_commit.append(env.sent_before_commit)
         reply = self.script(ready, params)
         if asyncio.iscoroutine(reply):
             reply = await reply

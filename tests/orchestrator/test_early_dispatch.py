@@ -148,6 +148,9 @@ async def test_task_ready_leaves_before_the_statement_returns(stack: Stack) -> N
     await stack.orchestrator.handlers.handle_batch([result(run_id, held[1].task_id)])
     assert (await stack.wait_run(run_id)).status == "succeeded"
     assert [r.node_id for r in held] == ["a", "b"]  # its outbox row was not sent again
+    # `a` left after the plan's commit; `b` before its batch's, marked so (no effect
+    # before a worker sees that commit: tests/worker/test_dispatch_check.py).
+    assert stack.worker.sent_before_commit == [False, True]
     await assert_eventually(lambda: outbox_empty(stack, run_id))
 
 
@@ -200,6 +203,7 @@ async def test_off_the_task_ready_waits_for_the_commit(stack: Stack) -> None:
     await stack.orchestrator.handlers.handle_batch([result(run_id, held[0].task_id)])
     await assert_eventually(lambda: len(held) == 2)
     assert [counted(metrics.EARLY_DISPATCH, o) for o in outcomes] == before
+    assert stack.worker.sent_before_commit == [False, False]
     await stack.orchestrator.handlers.handle_batch([result(run_id, held[1].task_id)])
     assert (await stack.wait_run(run_id)).status == "succeeded"
 

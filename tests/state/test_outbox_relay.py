@@ -4,6 +4,7 @@ writer left; a failed send goes to the relay at once."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -25,6 +26,8 @@ class RecordingPublisher:
 
     def __init__(self, failures: int = 0) -> None:
         self.sent: list[RawRecord] = []
+        self.sends: list[list[str]] = []
+        """Each send's keys: one produce request each."""
         self.failures = failures
 
     async def publish_raw_many(
@@ -34,6 +37,7 @@ class RecordingPublisher:
             self.failures -= 1
             raise ConnectionError("the bus is down")
         self.sent.extend(items)
+        self.sends.append([key.decode() for _, key, _, _ in items if key is not None])
 
     def keys(self) -> list[str]:
         return [key.decode() for _, key, _, _ in self.sent if key is not None]
@@ -43,8 +47,10 @@ def relay(sessions: Sessions, publisher: RecordingPublisher, **options: Any) -> 
     return OutboxRelay(sessions, cast(Publisher, publisher), **options)
 
 
-async def stage(sessions: Sessions, keys: list[str], publisher: str | None) -> list[StagedMessage]:
-    rows = [("t.task.ready", key, [("ce_id", key.encode())], key.encode()) for key in keys]
+async def stage(
+    sessions: Sessions, keys: list[str], publisher: str | None, topic: str = "t.task.ready"
+) -> list[StagedMessage]:
+    rows = [(topic, key, [("ce_id", key.encode())], key.encode()) for key in keys]
     async with sessions() as session, session.begin():
         return await insert_outbox(session, rows, publisher=publisher)
 
@@ -112,6 +118,78 @@ async def test_a_graceful_stop_deletes_what_was_sent(sessions: Sessions) -> None
     await outbox.stop()
     assert await left(sessions) == set()
     assert bus.keys() == ["s"]
+
+
+TIMELINE = "t.run.events"
+
+
+async def test_lingering_rows_of_several_commits_leave_in_one_send_in_order(
+    sessions: Sessions,
+) -> None:
+    """The timeline's rows wait for the next commits' and go out together; a task.ready of
+    the same commits goes at once, alone; all are deleted after."""
+    bus = RecordingPublisher()
+    outbox = relay(sessions, bus, delete_interval_s=0.05)
+    outbox.linger([TIMELINE], 0.2)
+    await outbox.start()
+    try:
+        for step in range(3):
+            events = await stage(sessions, [f"events-{step}"], outbox.publisher_id, TIMELINE)
+            ready = await stage(sessions, [f"ready-{step}"], outbox.publisher_id)
+            assert await outbox.publish_committed([*events, *ready]) == 2
+            assert bus.sends[-1] == [f"ready-{step}"]  # not held back by the timeline's
+        assert len(bus.sends) == 3  # the timeline still lingers
+
+        def one_send() -> bool:
+            return bus.sends[-1] == ["events-0", "events-1", "events-2"]
+
+        await assert_eventually(one_send, timeout=10, message="the timeline was never sent")
+        assert len(bus.sends) == 4
+
+        async def deleted() -> bool:
+            return await left(sessions) == set()
+
+        await assert_eventually(deleted, timeout=10, message="the sent rows were never deleted")
+    finally:
+        await outbox.stop()
+
+
+async def test_a_failed_lingering_send_hands_its_rows_to_the_relay(sessions: Sessions) -> None:
+    bus = RecordingPublisher(failures=1)
+    outbox = relay(sessions, bus, direct_grace_s=3600)
+    outbox.linger([TIMELINE], 0.01)
+    rows = await stage(sessions, ["e1", "e2"], outbox.publisher_id, TIMELINE)
+    assert await outbox.publish_committed(rows) == 2  # queued
+
+    async def released() -> bool:
+        return await outbox.relay_once() == 2  # not in an hour: now
+
+    await assert_eventually(released, timeout=10, message="the rows never reached the relay")
+    assert bus.keys() == ["e1", "e2"]
+    assert await left(sessions) == set()
+
+
+async def test_a_graceful_stop_sends_the_lingering_rows(sessions: Sessions) -> None:
+    bus = RecordingPublisher()
+    outbox = relay(sessions, bus, delete_interval_s=3600, direct_grace_s=3600)
+    outbox.linger([TIMELINE], 3600)  # only the stop sends them
+    await outbox.start()
+    rows = await stage(sessions, ["last"], outbox.publisher_id, TIMELINE)
+    await outbox.publish_committed(rows)
+    assert bus.sent == []
+    async with asyncio.timeout(3):  # at once, not after the stop's grace
+        await outbox.stop()
+    assert bus.keys() == ["last"]
+    assert await left(sessions) == set()
+
+
+async def test_a_linger_of_zero_sends_every_row_at_once(sessions: Sessions) -> None:
+    bus = RecordingPublisher()
+    outbox = relay(sessions, bus)
+    outbox.linger([TIMELINE], 0)
+    rows = await stage(sessions, ["e"], outbox.publisher_id, TIMELINE)
+    assert await outbox.publish_committed(rows) == 1
+    assert bus.sends == [["e"]]
 
 
 def delete_passes(outcome: str) -> float:

@@ -588,6 +588,11 @@ async def test_lost_lease_abandons_the_task(stack: Stack) -> None:
     await assert_eventually(lambda: metric("cadenza_worker_tasks_in_flight") == 0)
     assert stack.results_for(task.task_id) == []  # the new holder reports it
     assert await stack.lease_owner(task.task_id) == "someone-else:2"
+    # Its timeline closes the attempt it started: released, the lease lost.
+    await assert_eventually(lambda: "task.released" in stack.event_kinds(task.task_id))
+    assert stack.event_kinds(task.task_id) == ["task.started", "task.released"]
+    released = [e.payload for e in stack.events if e.payload.kind == "task.released"]
+    assert released[-1].data["reason"] == "lease_lost"
 
 
 async def test_stop_hands_running_tasks_back_and_they_resume(stack: Stack) -> None:

@@ -14,7 +14,15 @@ from .bus import (
     RawRecord,
     RetryPolicy,
 )
-from .envelope import Envelope, Message, batched_event_id, decode, encode, unbatch
+from .envelope import (
+    SENT_BEFORE_COMMIT_HEADER,
+    Envelope,
+    Message,
+    batched_event_id,
+    decode,
+    encode,
+    unbatch,
+)
 from .errors import (
     CadenzaError,
     DecodeError,
@@ -51,6 +59,7 @@ __all__ = [
     "BACKGROUND_FETCH_WAIT_MS",
     "DEFAULT_TENANT",
     "PAYLOAD_TYPES",
+    "SENT_BEFORE_COMMIT_HEADER",
     "BatchHandler",
     "Bus",
     "BusSettings",

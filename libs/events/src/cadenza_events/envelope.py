@@ -22,8 +22,13 @@ P = TypeVar("P", bound=Payload)
 
 _CONTENT_TYPE_BYTES = b"application/json"
 # Extension attributes (CloudEvents: lowercase alphanumerics only) travel as `ce_<name>`
-# headers: tenantid, planid, taskid, attempt, traceparent, tracestate.
+# headers: tenantid, planid, taskid, attempt, traceparent, tracestate, partitionkey,
+# sentbeforecommit.
 _REQUIRED = ("ce_id", "ce_source", "ce_type", "ce_specversion")
+
+SENT_BEFORE_COMMIT_HEADER = ("ce_sentbeforecommit", b"true")
+"""The header the orchestrator adds to a task.ready it hands to Kafka before the commit of
+its dispatch (its early dispatch): the worker checks that commit before any side effect."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,10 @@ class Envelope(Generic[P]):
     """The Kafka key, when it is not the topic's key rule's (CloudEvents' partitioning
     extension, ``partitionkey``): a run's few tasks made ready together share one, so one
     worker fetches them together (``TopicRegistry.key_for``)."""
+    sent_before_commit: bool = False
+    """Sent before the transaction that wrote it had committed (``sentbeforecommit``; the
+    orchestrator's early dispatch): it may never be committed, so a worker makes no side
+    effect for it before it reads the commit (``DispatchCheck``)."""
 
     @property
     def type(self) -> str:
@@ -85,6 +94,7 @@ class Envelope(Generic[P]):
             traceparent,
             tracestate,
             self.partition_key,
+            self.sent_before_commit,
         )
 
 
@@ -145,6 +155,8 @@ def encode(
         headers.append(("ce_tracestate", env.tracestate.encode()))
     if env.partition_key is not None:
         headers.append(("ce_partitionkey", env.partition_key.encode()))
+    if env.sent_before_commit:
+        headers.append(SENT_BEFORE_COMMIT_HEADER)
     return (
         (key.encode() if key is not None else None),
         env.payload.model_dump_json().encode(),
@@ -203,6 +215,7 @@ def decode(message: Message) -> Envelope[Payload]:
         traceparent=_text(h.get("ce_traceparent")),
         tracestate=_text(h.get("ce_tracestate")),
         partition_key=_text(h.get("ce_partitionkey")),
+        sent_before_commit=h.get("ce_sentbeforecommit") == b"true",
     )
 
 

@@ -9,6 +9,11 @@ delete) is published by the relay's slow poll. A failed send hands the rows to t
 once. Low-rate writers call ``notify()`` after commit instead. A published row is deleted,
 so the table holds only what is in flight (at-least-once everywhere; every consumer is
 idempotent).
+
+Rows on a topic nobody waits on (the orchestrator's run timeline) may ``linger``: they wait
+a few milliseconds for the rows of the commits that follow and leave with them in ONE send,
+so a chain of quick commits costs the broker (and that topic's consumers) one request per
+linger, not one per commit.
 """
 
 from __future__ import annotations
@@ -68,6 +73,16 @@ BACKLOG_AGE = Gauge(
     "each relay's poll. Rows are published at once and deleted within a second or two, so "
     "a growing value means committed events are not reaching Kafka.",
 )
+LINGERED = Counter(
+    "cadenza_outbox_lingered_total",
+    "Outbox rows a writer published itself after they waited for others to share a send "
+    "(OutboxRelay.linger: the run timeline); rows per send = this / "
+    "cadenza_outbox_linger_sends_total.",
+)
+LINGER_SENDS = Counter(
+    "cadenza_outbox_linger_sends_total",
+    "Sends of rows that lingered: one produce request each, however many commits wrote them.",
+)
 RELAY_LAG = Histogram(
     "cadenza_outbox_relay_lag_seconds",
     "Time from outbox insert to publication.",
@@ -105,6 +120,13 @@ class OutboxRelay:
         self._deleter: Periodic | None = None
         self._sends: set[asyncio.Task[int]] = set()
         """``publish_soon`` sends in flight."""
+        self._linger_topics: frozenset[str] = frozenset()
+        self._linger_s = 0.0
+        self._lingering: list[StagedMessage] = []
+        """Committed rows waiting for their send (``linger``), in the order handed."""
+        self._linger_task: asyncio.Task[None] | None = None
+        self._linger_cut = asyncio.Event()
+        """Set on stop: the lingering rows leave now."""
         self._retention_s = retention_s
         self._purge_interval_s = purge_interval_s
         self._next_purge = time.monotonic() + purge_interval_s
@@ -115,6 +137,15 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+
+    def linger(self, topics: Sequence[str], seconds: float) -> None:
+        """Rows on ``topics`` handed to ``publish_committed`` wait up to ``seconds`` for the
+        rows of later commits and leave with them in ONE send, in the order handed (so
+        one key's records keep their order, whatever path of this process committed
+        them). For records nobody waits on: a run's timeline, not a task to run. 0: every
+        row at once."""
+        self._linger_topics = frozenset(topics) if seconds > 0 else frozenset()
+        self._linger_s = seconds
 
     def notify(self) -> None:
         """Something was committed to the outbox: publish it now."""
@@ -134,6 +165,7 @@ class OutboxRelay:
 
     async def stop(self, grace_s: float = 5.0) -> None:
         task, self._task = self._task, None
+        await self._drain_lingering(grace_s)
         if task is not None:
             # Let an in-flight batch commit: a cancel inside its transaction can also cancel
             # the rollback, leaving the connection holding its lock (SQLite: the flush below
@@ -158,7 +190,8 @@ class OutboxRelay:
         self, rows: Sequence[StagedMessage], *, appended: asyncio.Event | None = None
     ) -> int:
         """Publish rows this process just committed (written with its ``publisher_id``),
-        right away; returns how many it sent. No database round trip on the way: their
+        right away (rows on a ``linger`` topic: with the next lingering send); returns how
+        many it sent or queued. No database round trip on the way: their
         delete is queued for ``flush_deletes``. A failed send hands them to the relay.
 
         ``appended`` is set once the records are in the producer's queue (or their send
@@ -174,8 +207,48 @@ class OutboxRelay:
         self, rows: Sequence[StagedMessage], appended: asyncio.Event | None
     ) -> int:
         mine = [r for r in rows if r.id is not None]
-        if not mine:
-            return 0
+        later = [r for r in mine if r.topic in self._linger_topics]
+        if later:
+            self._linger_rows(later)
+            mine = [r for r in mine if r.topic not in self._linger_topics]
+        return len(later) + (await self._send_committed(mine, appended) if mine else 0)
+
+    def _linger_rows(self, rows: list[StagedMessage]) -> None:
+        self._lingering.extend(rows)
+        if self._linger_task is None or self._linger_task.done():
+            self._linger_task = asyncio.create_task(self._send_lingering(), name="outbox-linger")
+
+    async def _send_lingering(self) -> None:
+        # Rows handed while a send is out leave with the next round of this loop.
+        while self._lingering:
+            if not self._linger_cut.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._linger_s):
+                        await self._linger_cut.wait()
+            rows, self._lingering = self._lingering, []
+            LINGER_SENDS.inc()
+            LINGERED.inc(len(rows))
+            await self._send_committed(rows, None)
+
+    async def _drain_lingering(self, grace_s: float) -> None:
+        """On stop: the lingering rows are sent now (what is left goes to the relay's pass
+        below, or to another relay after the grace)."""
+        self._linger_cut.set()
+        try:
+            task, self._linger_task = self._linger_task, None
+            if task is not None and not task.done():
+                await asyncio.wait({task}, timeout=grace_s)
+                await cancel_and_wait(task)
+            rows, self._lingering = self._lingering, []
+            if rows:
+                with contextlib.suppress(Exception):
+                    await self._send_committed(rows, None)
+        finally:
+            self._linger_cut.clear()  # a relay started again lingers again
+
+    async def _send_committed(
+        self, mine: list[StagedMessage], appended: asyncio.Event | None
+    ) -> int:
         ids = [r.id for r in mine]
         started = time.perf_counter()
         try:

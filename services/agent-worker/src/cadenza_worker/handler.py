@@ -168,17 +168,26 @@ class TaskHandler:
                 raise
             except DispatchNotCommitted:  # given up before any effect: no result
                 span.set_attribute("cadenza.task.status", "dispatch_not_committed")
+                self._released(env, task, "dispatch_not_committed")
                 return False
             finally:
                 metrics.IN_FLIGHT.dec()
             span.set_attribute("cadenza.task.status", outcome.status if outcome else "abandoned")
             if outcome is None:
+                self._released(env, task, "lease_lost")
                 return False  # lease lost: whoever holds it now reports this task
             span.set_attribute("cadenza.task.tries", outcome.tries)
             if outcome.error is not None:
                 span.set_attribute("cadenza.error.code", outcome.error.code)
             await self._report(env, task, outcome, started_at, label, time.perf_counter() - clock)
             return True
+
+    def _released(self, env: Envelope[Any], task: TaskReady, reason: str) -> None:
+        """The timeline's end of an attempt this worker started and gives up without a
+        result (its ``task.started`` would otherwise stay open): ``dispatch_not_committed``
+        (the orchestrator never committed it; a committed dispatch is a new delivery) or
+        ``lease_lost`` (another worker holds the attempt now and reports it)."""
+        self.reporter.event(env, task, "task.released", data={"reason": reason})
 
     async def _execute_watched(
         self, env: Envelope[Any], task: TaskReady, label: str
@@ -217,9 +226,10 @@ class TaskHandler:
     async def _execute(
         self, env: Envelope[Any], task: TaskReady, label: str, progress: Progress
     ) -> Outcome:
-        if self._executors.has_effects(task):
-            # Sent just before its dispatch's commit (the orchestrator's early dispatch)?
-            # No effect before the commit: ``DispatchCheck``.
+        if env.sent_before_commit and self._executors.has_effects(task):
+            # Sent before its dispatch's commit (the orchestrator's early dispatch): no
+            # effect before the commit (``DispatchCheck``). Any other task.ready was sent
+            # after its commit: nothing to read.
             with platform_calls("postgresql"):
                 await self._dispatches.committed(task.task_id, task.attempt)
         try:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cadenza_events import (
+    SENT_BEFORE_COMMIT_HEADER,
     Envelope,
     HoldResolved,
     PlanRequested,
@@ -326,8 +327,14 @@ class RunHandlers:
         topic = self.resources.registry.name(Topic.TASK_READY)
 
         def send(rows: Sequence[OutboxRow]) -> None:
+            # Marked: a worker makes no side effect for it before it sees the commit.
             records: list[RawRecord] = [
-                (name, key.encode() if key is not None else None, payload, headers)
+                (
+                    name,
+                    key.encode() if key is not None else None,
+                    payload,
+                    [*headers, SENT_BEFORE_COMMIT_HEADER],
+                )
                 for name, key, headers, payload in rows
                 if name == topic
             ]

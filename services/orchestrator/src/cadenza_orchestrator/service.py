@@ -66,6 +66,10 @@ class Orchestrator:
 
     async def start(self) -> None:
         self.handlers.holds = self.holds
+        # The timeline waits for later commits' records and leaves with them (one request).
+        self.resources.relay.linger(
+            [self.resources.registry.name(Topic.RUN_EVENTS)], self.settings.timeline_linger_s
+        )
         self._consumer = self.resources.bus.batch_consumer(
             [Topic.PLAN_REQUESTED, Topic.TASK_RESULT],
             self.settings.group,

@@ -42,6 +42,17 @@ class OrchestratorSettings(BaseSettings):
         "batch is applied the locked way. false: always the locked way "
         "(docs/orchestrator.md).",
     )
+    timeline_linger_s: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="How long a commit's run.events record may wait for the records of the "
+        "commits after it, to leave with them in one Kafka request (the outbox relay's "
+        "linger): a chain of quick steps costs the broker, and the gateway's event "
+        "recorder, one timeline request per linger instead of one per step. The run's "
+        "event log and its live stream lag by as much; a task.ready never waits. 0: each "
+        "commit's record at once.",
+    )
     early_dispatch: bool = Field(
         default=True,
         description="A task.result batch applied without a lock hands its task.ready records "
