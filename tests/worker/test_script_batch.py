@@ -57,6 +57,50 @@ async def test_calls_of_one_turn_share_a_pipeline_and_get_their_own_replies(
     assert len(sent) == 1
 
 
+async def test_a_lingering_call_leaves_with_the_next_call_that_does_not_wait(
+    hot: HotState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finish may wait for the next claim: sent together, one pipeline, each its reply."""
+    batch = ScriptBatch(hot.redis)
+    echo = hot.redis.register_script(ECHO)
+    await hot.redis.script_load(ECHO)
+    sent = _count_pipelines(hot, monkeypatch)
+    finish = asyncio.create_task(batch.call(echo, ["finish"], [1], linger_s=30))
+    await asyncio.sleep(0.05)  # turns go by: it waits for company
+    assert not finish.done()
+    assert sent == []
+    assert await batch.call(echo, ["claim"], [2]) == [b"claim", b"2"]
+    assert await asyncio.wait_for(finish, 5) == [b"finish", b"1"]  # not after 30 s
+    assert len(sent) == 1
+
+
+async def test_a_lingering_call_alone_leaves_when_its_linger_ends(hot: HotState) -> None:
+    batch = ScriptBatch(hot.redis)
+    echo = hot.redis.register_script(ECHO)
+    await hot.redis.script_load(ECHO)
+    started = asyncio.get_running_loop().time()
+    assert await batch.call(echo, ["finish"], [1], linger_s=0.2) == [b"finish", b"1"]
+    waited = asyncio.get_running_loop().time() - started
+    assert 0.2 <= waited < 5
+
+
+async def test_the_claims_finish_lingers_its_claim_does_not(hot: HotState) -> None:
+    """``TaskClaims`` with a finish linger: the finish of one task waits, and goes with
+    the next task's claim; both take effect."""
+    claims = TaskClaims(hot, "w1", marker_ttl_s=60, heartbeat_ttl_s=6, finish_linger_s=30)
+    assert await claims.claim("t1", 1, "r1") is Claim.STARTED
+    finishing = asyncio.create_task(claims.finish("t1", 1, "succeeded"))
+    await asyncio.sleep(0.05)
+    assert not finishing.done()
+    assert await hot.redis.get(hot.key(keys.task_done("t1", 1))) is None
+    assert await claims.claim("t2", 1, "r1") is Claim.STARTED
+    await asyncio.wait_for(finishing, 5)
+    done = await hot.redis.get(hot.key(keys.task_done("t1", 1)))
+    assert done is not None
+    assert done.startswith(b"succeeded:")
+    assert await claims.claim("t1", 1, "r1") is Claim.DONE
+
+
 async def test_an_error_reply_fails_only_its_own_call(hot: HotState) -> None:
     batch = ScriptBatch(hot.redis)
     get = hot.redis.register_script(FAILS_ON_A_LIST)

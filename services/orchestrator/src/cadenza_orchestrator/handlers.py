@@ -132,6 +132,8 @@ class RunHandlers:
         """Whole runs this process planned or rebuilt: their results batches read nothing."""
         self.turns = RunTurns()
         """This process's writers of a run take turns: its batches and the sweeper."""
+        self.hot_writes = hot_status.HotStatusWrites(resources.hot, settings.status_linger_s)
+        """The runs' hot statuses of successive commits, gathered into one Redis pipeline."""
         self._revoked: set[tuple[str, int]] = set()
         """Partitions revoked since the last assignment (``revoked``, ``assigned``)."""
         self._after: AfterCommit | None = None
@@ -197,8 +199,8 @@ class RunHandlers:
             await asyncio.wait(others)
 
     async def settle(self, timeout_s: float | None = None) -> None:
-        """Wait until every committed batch has published and set its hot statuses (a
-        graceful stop, tests). Past ``timeout_s`` (Kafka or Redis hung) the work left is
+        """Wait until every committed batch has published and set its hot statuses, those
+        lingering included (a graceful stop, tests). Past ``timeout_s`` (Kafka or Redis hung) the work left is
         cancelled: its rows stay in the outbox for the relay."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while unfinished := [task for task in self._afters if not task.done()]:
@@ -215,6 +217,13 @@ class RunHandlers:
                 await asyncio.wait(unfinished)
                 return
             await asyncio.wait(unfinished, timeout=left)
+        # The hot statuses still lingering: sent now (what was just read is all there).
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            async with asyncio.timeout(left):
+                await self.hot_writes.flush()
+        except TimeoutError:
+            log.warning("the last hot statuses were not sent within %.1f s", timeout_s)
 
     async def _apply_and_commit(self, envs: Sequence[Envelope[Any]]) -> AfterCommit | None:
         """Apply and commit one batch (without a lock when it can, ``_unlocked``; else ONE
@@ -1153,11 +1162,12 @@ class RunHandlers:
         await asyncio.wait({mine.task})
 
     async def after_commit_batch(self, applied: Sequence[Applied]) -> None:
-        """Work that must follow the commit: metrics, and the runs' hot statuses in ONE
-        Redis round trip. Failures here are logged, never retried (the database already
-        holds the truth and a redelivery would be a no-op)."""
+        """Work that must follow the commit: metrics, and the runs' hot statuses staged for
+        ONE Redis round trip, with the next commits' when they linger
+        (``HotStatusWrites``). Failures there are logged, never retried (the database
+        already holds the truth and a redelivery would be a no-op)."""
         hot, ttl = self.resources.hot, self.settings.status_ttl_s
-        pipe = hot.redis.pipeline(transaction=False)
+        pipe = self.hot_writes.pipeline()
         for a in applied:
             effects = a.effects
             self._count(effects)
@@ -1198,13 +1208,7 @@ class RunHandlers:
                     done=effects.tasks_done,
                     ttl_s=ttl,
                 )
-        try:
-            async with pipe:
-                await pipe.execute()
-        except Exception:
-            log.exception(
-                "hot status of %d runs not updated (the database is up to date)", len(applied)
-            )
+        await self.hot_writes.staged()  # sent now, or with the next commits' (a linger)
 
     def _count(self, effects: Effects) -> None:
         metrics.TASKS_DISPATCHED.inc(sum(effects.dispatched.values()))

@@ -3,16 +3,21 @@
 Written after the commit (PostgreSQL is the truth; Redis is a cache for polling and live
 views), so a crash in between can leave a counter short until the run's next change; the
 final counts are recomputed exactly when the run finishes. Each function queues its
-commands on a pipeline: a batch's runs go to Redis in one round trip.
+commands on a pipeline: a batch's runs go to Redis in one round trip, and the batches of a
+few milliseconds together (``HotStatusWrites``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
 from cadenza_runtime import keys
 from cadenza_state import HotState, utcnow
+
+from . import metrics
 
 log = logging.getLogger("cadenza.orchestrator")
 
@@ -55,3 +60,75 @@ def add_counts(
 def mark_cancelled(hot: HotState, pipe: Any, run_id: str, *, ttl_s: int) -> None:
     """Tell workers running tasks of a failed run to stop (they watch this key)."""
     pipe.set(hot.key(keys.run_cancelled(run_id)), "1", ex=ttl_s)
+
+
+class HotStatusWrites:
+    """The hot statuses of successive commits, sent to Redis together.
+
+    A commit's commands are staged on the current pipeline (``pipeline()``, in commit
+    order: its caller stages its turn) and, with a ``linger_s``, wait up to that long for
+    the commits after it: a chain of quick steps, or a loaded orchestrator, costs Redis and
+    this process one round trip per linger instead of one per commit. One pipeline is out
+    at a time, so they arrive in the order staged. With no linger, ``staged`` sends at once
+    and waits for the reply (the caller's turn ends with it). A failed send is logged: the
+    database holds the truth, the next change of each run (its final counts) repairs it."""
+
+    def __init__(self, hot: HotState, linger_s: float) -> None:
+        self._hot = hot
+        self.linger_s = linger_s
+        self._pipe: Any = None
+        self._commits = 0
+        """Commits staged on ``_pipe``."""
+        self._sender: asyncio.Task[None] | None = None
+        self._cut = asyncio.Event()
+        """Set by ``flush``: what is staged leaves now."""
+
+    def pipeline(self) -> Any:
+        """The pipeline a commit stages its commands on (then calls ``staged``)."""
+        if self._pipe is None:
+            self._pipe = self._hot.redis.pipeline(transaction=False)
+        return self._pipe
+
+    async def staged(self) -> None:
+        """A commit's commands are all on ``pipeline()``: sent now (no linger, awaited) or
+        with the next lingering send."""
+        self._commits += 1
+        if self.linger_s <= 0:
+            await self._send()
+        elif self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_soon(), name="hot-status-linger")
+
+    async def flush(self) -> None:
+        """Send what is staged now and wait for it (a settle, a stop)."""
+        self._cut.set()
+        try:
+            sender = self._sender
+            if sender is not None and not sender.done():
+                await asyncio.wait({sender})
+            await self._send()
+        finally:
+            self._cut.clear()
+
+    async def _send_soon(self) -> None:
+        # Commits staged while a pipeline is out leave with the next round of this loop.
+        while self._pipe is not None:
+            if not self._cut.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.linger_s):
+                        await self._cut.wait()
+            await self._send()
+
+    async def _send(self) -> None:
+        pipe, self._pipe = self._pipe, None
+        commits, self._commits = self._commits, 0
+        if pipe is None:
+            return
+        metrics.HOT_STATUS_SENDS.inc()
+        metrics.HOT_STATUS_COMMITS.inc(commits)
+        try:
+            async with pipe:
+                await pipe.execute()
+        except Exception:
+            log.exception(
+                "hot status of %d commit(s) not updated (the database is up to date)", commits
+            )

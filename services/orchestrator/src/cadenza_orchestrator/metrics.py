@@ -150,13 +150,22 @@ BATCH_SECONDS = Histogram(
     "Time to apply one consumer batch (all its runs' events) up to the commit.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+HOT_STATUS_SENDS = Counter(
+    "cadenza_orchestrator_hot_status_sends_total",
+    "Redis pipelines of run hot statuses sent; commits per pipeline = "
+    "cadenza_orchestrator_hot_status_commits_total / this (a linger gathers several).",
+)
+HOT_STATUS_COMMITS = Counter(
+    "cadenza_orchestrator_hot_status_commits_total",
+    "Commits whose run hot statuses were sent to Redis (HotStatusWrites).",
+)
 BATCH_PHASE_SECONDS = Histogram(
     "cadenza_orchestrator_batch_phase_seconds",
     "Where a consumer batch's time goes, by phase: apply (reading runs, the transitions, "
     "encoding their events), write (the batch's statement and its commit), then, beside the "
     "next batch: queued (waiting for the previous commit's records to be queued), publish (its "
     "outbox rows sent to Kafka and acknowledged), hot_status (the runs' Redis status, "
-    "during publish). A task.ready is sent at the start of publish: apply + write + queued "
+    "during publish: staged, and sent unless it lingers, CADENZA_ORCHESTRATOR_STATUS_LINGER_S). A task.ready is sent at the start of publish: apply + write + queued "
     "is the orchestrator's share of dispatch latency.",
     ["phase"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),

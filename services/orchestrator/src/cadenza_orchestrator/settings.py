@@ -53,6 +53,16 @@ class OrchestratorSettings(BaseSettings):
         "event log and its live stream lag by as much; a task.ready never waits. 0: each "
         "commit's record at once.",
     )
+    status_linger_s: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="How long a commit's run hot statuses (the Redis cache GET "
+        "/v1/runs/{id}/status reads) may wait for those of the commits after it, to go to "
+        "Redis in one pipeline: a chain of quick steps costs one round trip per linger "
+        "instead of one per step. The cached status lags by as much (PostgreSQL has the "
+        "truth at once). 0: each commit's at once.",
+    )
     early_dispatch: bool = Field(
         default=True,
         description="A task.result batch applied without a lock hands its task.ready records "
