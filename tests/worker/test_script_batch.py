@@ -13,6 +13,7 @@ from cadenza_runtime import keys
 from cadenza_state import HotState
 from cadenza_worker.lease import Claim, TaskClaims
 from cadenza_worker.script_batch import ScriptBatch
+from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 from support.cleanup import prefixed_hot_state
 
@@ -42,12 +43,17 @@ def _count_pipelines(hot: HotState, monkeypatch: pytest.MonkeyPatch) -> list[int
     return sent
 
 
+async def echo_batch(hot: HotState) -> tuple[ScriptBatch, AsyncScript]:
+    """A batch and the ECHO script, loaded."""
+    echo = hot.redis.register_script(ECHO)
+    await hot.redis.script_load(ECHO)
+    return ScriptBatch(hot.redis), echo
+
+
 async def test_calls_of_one_turn_share_a_pipeline_and_get_their_own_replies(
     hot: HotState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    batch = ScriptBatch(hot.redis)
-    echo = hot.redis.register_script(ECHO)
-    await hot.redis.script_load(ECHO)
+    batch, echo = await echo_batch(hot)
     sent = _count_pipelines(hot, monkeypatch)
     replies = await asyncio.gather(*(batch.call(echo, [f"k{i}"], [i]) for i in range(50)))
     assert replies == [[f"k{i}".encode(), str(i).encode()] for i in range(50)]
@@ -61,9 +67,7 @@ async def test_a_lingering_call_leaves_with_the_next_call_that_does_not_wait(
     hot: HotState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A finish may wait for the next claim: sent together, one pipeline, each its reply."""
-    batch = ScriptBatch(hot.redis)
-    echo = hot.redis.register_script(ECHO)
-    await hot.redis.script_load(ECHO)
+    batch, echo = await echo_batch(hot)
     sent = _count_pipelines(hot, monkeypatch)
     finish = asyncio.create_task(batch.call(echo, ["finish"], [1], linger_s=30))
     await asyncio.sleep(0.05)  # turns go by: it waits for company
@@ -75,9 +79,7 @@ async def test_a_lingering_call_leaves_with_the_next_call_that_does_not_wait(
 
 
 async def test_a_lingering_call_alone_leaves_when_its_linger_ends(hot: HotState) -> None:
-    batch = ScriptBatch(hot.redis)
-    echo = hot.redis.register_script(ECHO)
-    await hot.redis.script_load(ECHO)
+    batch, echo = await echo_batch(hot)
     started = asyncio.get_running_loop().time()
     assert await batch.call(echo, ["finish"], [1], linger_s=0.2) == [b"finish", b"1"]
     waited = asyncio.get_running_loop().time() - started
@@ -140,9 +142,7 @@ async def test_an_error_reply_fails_a_lone_call_and_the_next_one_works(hot: HotS
 
 
 async def test_a_cancelled_caller_leaves_the_others_their_replies(hot: HotState) -> None:
-    batch = ScriptBatch(hot.redis)
-    echo = hot.redis.register_script(ECHO)
-    await hot.redis.script_load(ECHO)
+    batch, echo = await echo_batch(hot)
     first = asyncio.create_task(batch.call(echo, ["a"], [1]))
     second = asyncio.create_task(batch.call(echo, ["b"], [2]))
     await asyncio.sleep(0)  # both queued in this turn
