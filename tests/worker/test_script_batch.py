@@ -13,7 +13,6 @@ from cadenza_runtime import keys
 from cadenza_state import HotState
 from cadenza_worker.lease import Claim, TaskClaims
 from cadenza_worker.script_batch import ScriptBatch
-from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 from support.cleanup import prefixed_hot_state
 
@@ -43,17 +42,12 @@ def _count_pipelines(hot: HotState, monkeypatch: pytest.MonkeyPatch) -> list[int
     return sent
 
 
-async def echo_batch(hot: HotState) -> tuple[ScriptBatch, AsyncScript]:
-    """A batch and the ECHO script, loaded."""
-    echo = hot.redis.register_script(ECHO)
-    await hot.redis.script_load(ECHO)
-    return ScriptBatch(hot.redis), echo
-
-
 async def test_calls_of_one_turn_share_a_pipeline_and_get_their_own_replies(
     hot: HotState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    batch, echo = await echo_batch(hot)
+    batch = ScriptBatch(hot.redis)
+    echo = hot.redis.register_script(ECHO)
+    await hot.redis.script_load(ECHO)
     sent = _count_pipelines(hot, monkeypatch)
     replies = await asyncio.gather(*(batch.call(echo, [f"k{i}"], [i]) for i in range(50)))
     assert replies == [[f"k{i}".encode(), str(i).encode()] for i in range(50)]
@@ -61,46 +55,6 @@ async def test_calls_of_one_turn_share_a_pipeline_and_get_their_own_replies(
     # A later turn with one call: its own round trip, a plain EVALSHA with no pipeline.
     assert await batch.call(echo, ["alone"], ["x"]) == [b"alone", b"x"]
     assert len(sent) == 1
-
-
-async def test_a_lingering_call_leaves_with_the_next_call_that_does_not_wait(
-    hot: HotState, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A finish may wait for the next claim: sent together, one pipeline, each its reply."""
-    batch, echo = await echo_batch(hot)
-    sent = _count_pipelines(hot, monkeypatch)
-    finish = asyncio.create_task(batch.call(echo, ["finish"], [1], linger_s=30))
-    await asyncio.sleep(0.05)  # turns go by: it waits for company
-    assert not finish.done()
-    assert sent == []
-    assert await batch.call(echo, ["claim"], [2]) == [b"claim", b"2"]
-    assert await asyncio.wait_for(finish, 5) == [b"finish", b"1"]  # not after 30 s
-    assert len(sent) == 1
-
-
-async def test_a_lingering_call_alone_leaves_when_its_linger_ends(hot: HotState) -> None:
-    batch, echo = await echo_batch(hot)
-    started = asyncio.get_running_loop().time()
-    assert await batch.call(echo, ["finish"], [1], linger_s=0.2) == [b"finish", b"1"]
-    waited = asyncio.get_running_loop().time() - started
-    assert 0.2 <= waited < 5
-
-
-async def test_the_claims_finish_lingers_its_claim_does_not(hot: HotState) -> None:
-    """``TaskClaims`` with a finish linger: the finish of one task waits, and goes with
-    the next task's claim; both take effect."""
-    claims = TaskClaims(hot, "w1", marker_ttl_s=60, heartbeat_ttl_s=6, finish_linger_s=30)
-    assert await claims.claim("t1", 1, "r1") is Claim.STARTED
-    finishing = asyncio.create_task(claims.finish("t1", 1, "succeeded"))
-    await asyncio.sleep(0.05)
-    assert not finishing.done()
-    assert await hot.redis.get(hot.key(keys.task_done("t1", 1))) is None
-    assert await claims.claim("t2", 1, "r1") is Claim.STARTED
-    await asyncio.wait_for(finishing, 5)
-    done = await hot.redis.get(hot.key(keys.task_done("t1", 1)))
-    assert done is not None
-    assert done.startswith(b"succeeded:")
-    assert await claims.claim("t1", 1, "r1") is Claim.DONE
 
 
 async def test_an_error_reply_fails_only_its_own_call(hot: HotState) -> None:
@@ -142,7 +96,9 @@ async def test_an_error_reply_fails_a_lone_call_and_the_next_one_works(hot: HotS
 
 
 async def test_a_cancelled_caller_leaves_the_others_their_replies(hot: HotState) -> None:
-    batch, echo = await echo_batch(hot)
+    batch = ScriptBatch(hot.redis)
+    echo = hot.redis.register_script(ECHO)
+    await hot.redis.script_load(ECHO)
     first = asyncio.create_task(batch.call(echo, ["a"], [1]))
     second = asyncio.create_task(batch.call(echo, ["b"], [2]))
     await asyncio.sleep(0)  # both queued in this turn

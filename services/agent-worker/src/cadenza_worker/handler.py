@@ -64,11 +64,7 @@ class TaskHandler:
         self._settings = settings
         self._executors = executors
         self.claims = TaskClaims(
-            resources.hot,
-            settings.worker_id,
-            settings.marker_ttl_s,
-            settings.lease_ttl_s,
-            settings.finish_linger_s,
+            resources.hot, settings.worker_id, settings.marker_ttl_s, settings.lease_ttl_s
         )
         self.presence = Presence(
             resources.hot,

@@ -113,15 +113,9 @@ class TaskClaims:
     """The per-task Redis protocol: one call to claim, one to finish."""
 
     def __init__(
-        self,
-        hot: HotState,
-        worker_id: str,
-        marker_ttl_s: int,
-        heartbeat_ttl_s: float,
-        finish_linger_s: float = 0.0,
+        self, hot: HotState, worker_id: str, marker_ttl_s: int, heartbeat_ttl_s: float
     ) -> None:
         self._hot = hot
-        self._finish_linger_s = finish_linger_s
         self.worker_id = worker_id
         self._ttl_s = marker_ttl_s
         self._heartbeat_ttl_ms = max(1, int(heartbeat_ttl_s * 1000))
@@ -158,7 +152,6 @@ class TaskClaims:
                 k(keys.task_started(task_id, attempt)),
             ],
             [self.owner(attempt), done_value(status), self._ttl_s],
-            linger_s=self._finish_linger_s,  # the result is out: it may wait for a claim
         )
 
     async def release(self, task_id: str, attempt: int) -> None:

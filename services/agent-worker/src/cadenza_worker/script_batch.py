@@ -12,12 +12,6 @@ or its own error. A Redis restart forgets loaded scripts: the calls it refused w
 A turn with ONE call (a chain's step, a lone task at low load) sends a plain ``EVALSHA``:
 a pipeline's object, its buffered commands and its reply list cost ~45 µs of CPU per call
 on top (bench/worker_step.py: a lone no-op task 773 → 687 µs of the worker's CPU).
-
-A call nobody waits on (an attempt's finish: its result is out already) may ``linger``: it
-waits up to that long for company and leaves with the next call that does not wait (the
-next task's claim) or when the linger ends. A chain's step then costs Redis one round trip
-(the next claim carries the last finish), not two, and the finish's round trip no longer
-lands while the orchestrator applies the result it follows.
 """
 
 from __future__ import annotations
@@ -50,37 +44,16 @@ class ScriptBatch:
         self._redis = redis
         self._pending: list[_Call] = []
         self._sending: set[asyncio.Task[None]] = set()
-        self._soon = False
-        """A flush at the end of this turn is scheduled."""
-        self._later: asyncio.TimerHandle | None = None
-        """The flush a lingering call scheduled, if nothing sends it sooner."""
 
-    async def call(
-        self,
-        script: AsyncScript,
-        keys: Sequence[str],
-        args: Sequence[Any],
-        *,
-        linger_s: float = 0.0,
-    ) -> Any:
-        """The script's reply. ``linger_s``: the call may wait that long for others (it
-        leaves at once with any call that does not)."""
+    async def call(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         loop = asyncio.get_running_loop()
-        if linger_s <= 0:
-            if not self._soon:
-                self._soon = True
-                loop.call_soon(self._flush)  # after the callbacks of this turn: they join
-        elif not self._soon and self._later is None:
-            self._later = loop.call_later(linger_s, self._flush)
+        if not self._pending:
+            loop.call_soon(self._flush)  # after the callbacks of this turn: they join
         reply: asyncio.Future[Any] = loop.create_future()
         self._pending.append(_Call(script, tuple(keys), tuple(args), reply))
         return await reply
 
     def _flush(self) -> None:
-        self._soon = False
-        if self._later is not None:
-            self._later.cancel()  # a no-op when it is the one running
-            self._later = None
         calls, self._pending = self._pending, []
         calls = [c for c in calls if not c.reply.done()]  # callers cancelled meanwhile
         if not calls:

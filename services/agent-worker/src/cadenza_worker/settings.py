@@ -116,16 +116,6 @@ class WorkerSettings(BaseSettings):
         description="Lifetime of the Redis lease and started/done markers of an attempt "
         "(must outlast any redelivery of its task.ready).",
     )
-    finish_linger_s: float = Field(
-        default=0.01,
-        ge=0,
-        le=1,
-        description="How long an attempt's finish (its done marker set and lease given back, "
-        "after its result is out) may wait to share a Redis round trip with the next "
-        "task's claim: a chain's step then costs one round trip, not two. The done marker "
-        "lands as much later (a redelivery meanwhile is the process's own, and skipped). "
-        "0: at once.",
-    )
     result_publish_timeout_s: float = Field(
         default=30.0,
         gt=0,
