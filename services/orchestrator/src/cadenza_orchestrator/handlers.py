@@ -200,8 +200,8 @@ class RunHandlers:
 
     async def settle(self, timeout_s: float | None = None) -> None:
         """Wait until every committed batch has published and set its hot statuses, those
-        lingering included (a graceful stop, tests). Past ``timeout_s`` (Kafka or Redis hung) the work left is
-        cancelled: its rows stay in the outbox for the relay."""
+        lingering included (a graceful stop, tests). Past ``timeout_s`` (Kafka or Redis
+        hung) the work left is cancelled: its rows stay in the outbox for the relay."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while unfinished := [task for task in self._afters if not task.done()]:
             left = None if deadline is None else deadline - time.monotonic()
