@@ -165,8 +165,9 @@ BATCH_PHASE_SECONDS = Histogram(
     "encoding their events), write (the batch's statement and its commit), then, beside the "
     "next batch: queued (waiting for the previous commit's records to be queued), publish (its "
     "outbox rows sent to Kafka and acknowledged), hot_status (the runs' Redis status, "
-    "during publish: staged, and sent unless it lingers, CADENZA_ORCHESTRATOR_STATUS_LINGER_S). A task.ready is sent at the start of publish: apply + write + queued "
-    "is the orchestrator's share of dispatch latency.",
+    "during publish: staged, and sent unless it lingers, "
+    "CADENZA_ORCHESTRATOR_STATUS_LINGER_S). A task.ready is sent at the start of publish: "
+    "apply + write + queued is the orchestrator's share of dispatch latency.",
     ["phase"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
