@@ -43,6 +43,7 @@ from cadenza_state import (
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from .linger import Linger
 from .periodic import Periodic
 
 log = logging.getLogger("cadenza.relay")
@@ -121,12 +122,11 @@ class OutboxRelay:
         self._sends: set[asyncio.Task[int]] = set()
         """``publish_soon`` sends in flight."""
         self._linger_topics: frozenset[str] = frozenset()
-        self._linger_s = 0.0
         self._lingering: list[StagedMessage] = []
         """Committed rows waiting for their send (``linger``), in the order handed."""
-        self._linger_task: asyncio.Task[None] | None = None
-        self._linger_cut = asyncio.Event()
-        """Set on stop: the lingering rows leave now."""
+        self._linger = Linger(
+            0.0, lambda: bool(self._lingering), self._send_lingering, "outbox-linger"
+        )
         self._retention_s = retention_s
         self._purge_interval_s = purge_interval_s
         self._next_purge = time.monotonic() + purge_interval_s
@@ -145,7 +145,7 @@ class OutboxRelay:
         them). For records nobody waits on: a run's timeline, not a task to run. 0: every
         row at once."""
         self._linger_topics = frozenset(topics) if seconds > 0 else frozenset()
-        self._linger_s = seconds
+        self._linger.seconds = seconds
 
     def notify(self) -> None:
         """Something was committed to the outbox: publish it now."""
@@ -165,7 +165,7 @@ class OutboxRelay:
 
     async def stop(self, grace_s: float = 5.0) -> None:
         task, self._task = self._task, None
-        await self._drain_lingering(grace_s)
+        await self._linger.drain(grace_s)  # what lingers is sent now
         if task is not None:
             # Let an in-flight batch commit: a cancel inside its transaction can also cancel
             # the rollback, leaving the connection holding its lock (SQLite: the flush below
@@ -215,36 +215,13 @@ class OutboxRelay:
 
     def _linger_rows(self, rows: list[StagedMessage]) -> None:
         self._lingering.extend(rows)
-        if self._linger_task is None or self._linger_task.done():
-            self._linger_task = asyncio.create_task(self._send_lingering(), name="outbox-linger")
+        self._linger.poke()
 
     async def _send_lingering(self) -> None:
-        # Rows handed while a send is out leave with the next round of this loop.
-        while self._lingering:
-            if not self._linger_cut.is_set():
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._linger_s):
-                        await self._linger_cut.wait()
-            rows, self._lingering = self._lingering, []
-            LINGER_SENDS.inc()
-            LINGERED.inc(len(rows))
-            await self._send_committed(rows, None)
-
-    async def _drain_lingering(self, grace_s: float) -> None:
-        """On stop: the lingering rows are sent now (what is left goes to the relay's pass
-        below, or to another relay after the grace)."""
-        self._linger_cut.set()
-        try:
-            task, self._linger_task = self._linger_task, None
-            if task is not None and not task.done():
-                await asyncio.wait({task}, timeout=grace_s)
-                await cancel_and_wait(task)
-            rows, self._lingering = self._lingering, []
-            if rows:
-                with contextlib.suppress(Exception):
-                    await self._send_committed(rows, None)
-        finally:
-            self._linger_cut.clear()  # a relay started again lingers again
+        rows, self._lingering = self._lingering, []
+        LINGER_SENDS.inc()
+        LINGERED.inc(len(rows))
+        await self._send_committed(rows, None)
 
     async def _send_committed(
         self, mine: list[StagedMessage], appended: asyncio.Event | None

@@ -9,12 +9,11 @@ few milliseconds together (``HotStatusWrites``).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Any
 
 from cadenza_runtime import keys
+from cadenza_runtime.linger import Linger
 from cadenza_state import HotState, utcnow
 
 from . import metrics
@@ -79,9 +78,9 @@ class HotStatusWrites:
         self._pipe: Any = None
         self._commits = 0
         """Commits staged on ``_pipe``."""
-        self._sender: asyncio.Task[None] | None = None
-        self._cut = asyncio.Event()
-        """Set by ``flush``: what is staged leaves now."""
+        self._linger = Linger(
+            linger_s, lambda: self._pipe is not None, self._send, "hot-status-linger"
+        )
 
     def pipeline(self) -> Any:
         """The pipeline a commit stages its commands on (then calls ``staged``)."""
@@ -95,28 +94,12 @@ class HotStatusWrites:
         self._commits += 1
         if self.linger_s <= 0:
             await self._send()
-        elif self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._send_soon(), name="hot-status-linger")
+        else:
+            self._linger.poke()
 
     async def flush(self) -> None:
         """Send what is staged now and wait for it (a settle, a stop)."""
-        self._cut.set()
-        try:
-            sender = self._sender
-            if sender is not None and not sender.done():
-                await asyncio.wait({sender})
-            await self._send()
-        finally:
-            self._cut.clear()
-
-    async def _send_soon(self) -> None:
-        # Commits staged while a pipeline is out leave with the next round of this loop.
-        while self._pipe is not None:
-            if not self._cut.is_set():
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.linger_s):
-                        await self._cut.wait()
-            await self._send()
+        await self._linger.drain()
 
     async def _send(self) -> None:
         pipe, self._pipe = self._pipe, None

@@ -48,8 +48,8 @@ class OrchestratorSettings(BaseSettings):
         le=1,
         description="How long a commit's run.events record may wait for the records of the "
         "commits after it, to leave with them in one Kafka request (the outbox relay's "
-        "linger): a chain of quick steps costs the broker, and the gateway's event "
-        "recorder, one timeline request per linger instead of one per step. The run's "
+        "linger): a chain of quick steps costs the broker one timeline request per "
+        "linger instead of one per step. The run's "
         "event log and its live stream lag by as much; a task.ready never waits. 0: each "
         "commit's record at once.",
     )
