@@ -70,13 +70,18 @@ def metrics_env() -> tuple[str, dict[str, str]]:
 async def assert_every_run_once(api: Any, db: Any, big: str, runs: list[str]) -> None:
     """Every run finished, each effect once (the fan-in counts WIDTH calls), and no task
     dispatched again or twice."""
-    for run_id in runs:
-        run = await finished(api, run_id, timeout=120)
-        assert_exactly_once(run, await task_facts(db, run_id))
+    await assert_each_run_once(api, db, runs)
     big_run = await finished(api, big)
     assert big_run["status"] == "succeeded"
     fan_in = next(t for t in big_run["tasks"] if t["node_id"] == "fan_in")
     assert fan_in["output"] == {"calls": WIDTH}
+
+
+async def assert_each_run_once(api: Any, db: Any, runs: list[str]) -> None:
+    """Every run finished, each effect once, and no task dispatched again or twice."""
+    for run_id in runs:
+        run = await finished(api, run_id, timeout=120)
+        assert_exactly_once(run, await task_facts(db, run_id))
     assert await redispatches(db, runs) == []
     assert await attempts_above_one(db, runs) == []
 
@@ -184,31 +189,85 @@ async def test_kill_9_an_orchestrator_whose_commits_hang_after_early_dispatch(
 
         await assert_eventually(mid_chains, timeout=90, interval=0.02)
         locker = await statements_held_with_a_task_run_ahead(cluster, db, runs)
-        try:
-            (first,) = [p for p in cluster.processes if p.name == "orchestrator"]
-            first.kill()
-            # Its backends would run the hung statements once the lock goes (PostgreSQL
-            # sees the client gone only when it answers): cut them off, uncommitted.
-            await locker.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid() "
-                    "AND datname = current_database()"
-                )
-            )
-            await locker.rollback()
-        finally:
-            await locker.close()
+        await kill_the_orchestrator_with_its_statements(cluster, locker)
         cluster.start_orchestrator(env)
 
-        for run_id in runs:
-            run = await finished(api, run_id, timeout=120)
-            assert_exactly_once(run, await task_facts(db, run_id))
-        assert await redispatches(db, runs) == []
-        assert await attempts_above_one(db, runs) == []
+        await assert_each_run_once(api, db, runs)
         behind = await scrape_total(url, "cadenza_orchestrator_results_behind_dispatch_total")
         print(f"results applied behind the result that dispatched them: {behind:.0f}")
         assert behind >= 1, "no result came in the fetch of its cause: the drill missed"
+
+
+PLANNED_RUNS = 4
+
+
+async def test_kill_9_an_orchestrator_whose_plans_hang_after_early_dispatch(
+    unique_id: str, tmp_path: Path, require_services: Callable[..., None]
+) -> None:
+    """Early dispatch of a plan under a crash: the table a plan's statement writes its task
+    rows to is locked, so each new run's plan sends its first task.ready and hangs before its
+    commit (the plans after it wait for it). The workers run that first task (a no-wait
+    sleep: no side effect, nothing waits for the commit), then the only orchestrator is
+    killed, its hung statements are cut off, and a fresh one starts. It gets the redelivered
+    plans and the result of the task that already ran, in either order: a result before its
+    plan waits for it (not dropped as an unknown task, which would leave the task to the
+    sweeper's result_lost). Every run finishes, each effect once, nothing dispatched
+    twice."""
+    require_services("kafka", "postgres", "redis", "minio")
+    url, env = metrics_env()
+    only = deployment(unique_id, tmp_path, workers=2, orchestrator_env=lambda _: env)
+    async with only as (cluster, api, db):
+        locker = await db.connect()
+        await locker.execute(text("LOCK TABLE tasks IN EXCLUSIVE MODE"))
+        runs = [
+            await start_run(api, effect_chain(f"planned{i}", 2, 0)) for i in range(PLANNED_RUNS)
+        ]
+        await assert_eventually(lambda: first_tasks_ran(cluster, runs), timeout=60)
+        async with db.connect() as conn:
+            statuses = await conn.execute(
+                text("SELECT DISTINCT status FROM runs WHERE id = ANY(:ids)"), {"ids": runs}
+            )
+            assert [s for (s,) in statuses] == ["pending"]  # no plan committed
+        await kill_the_orchestrator_with_its_statements(cluster, locker)
+        cluster.start_orchestrator(env)
+
+        await assert_each_run_once(api, db, runs)
+        before_plan = "cadenza_orchestrator_results_before_plan_total"
+        waited = await scrape_by(url, before_plan, "outcome", ("waited", "given_up"))
+        print(f"results batches before their plan: {waited}")
+        assert waited["given_up"] == 0
+
+
+async def kill_the_orchestrator_with_its_statements(cluster: Any, locker: Any) -> None:
+    """SIGKILL the only orchestrator, whose statements wait for ``locker``'s lock, then let
+    the lock go. Its backends would run the hung statements once the lock goes (PostgreSQL
+    sees the client gone only when it answers): they are cut off first, uncommitted."""
+    try:
+        (first,) = [p for p in cluster.processes if p.name == "orchestrator"]
+        first.kill()
+        await locker.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid() "
+                "AND datname = current_database()"
+            )
+        )
+        await locker.rollback()
+    finally:
+        await locker.close()
+
+
+async def first_tasks_ran(cluster: Any, runs: list[str]) -> bool:
+    """Whether a run's first task (``s0``) finished: its worker's done marker is set. (One
+    plans batch is applied at a time: the first one's statement hangs, and the plans after
+    it wait for it, unsent.)"""
+    state, _ = settings_of(cluster)
+    client = redis.Redis.from_url(state.redis_url)
+    try:
+        keys = [f"{state.redis_key_prefix}task:{run_id}.s0:1:done" for run_id in runs]
+        return bool(await client.exists(*keys) >= 1)
+    finally:
+        await client.aclose()
 
 
 async def statements_held_with_a_task_run_ahead(cluster: Any, db: Any, runs: list[str]) -> Any:

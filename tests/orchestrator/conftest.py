@@ -49,6 +49,10 @@ async def stack(
     orchestrator = Orchestrator(resources, settings)
     worker = FakeWorker(resources)
     stack = Stack(kind, resources, orchestrator, worker)
+    # As a real worker makes no effect before the commit of a task.ready sent before it
+    # (cadenza_worker.dispatches), the fake one answers such a task once the orchestrator's
+    # batch that sent it is over: what a test reads after a dispatch is committed.
+    worker.committed = lambda run_id: run_id not in stack.orchestrator.handlers.turns
     consumer = resources.bus.consumer([Topic.TASK_READY], "fake-worker", worker.handle)
     try:
         await orchestrator.start()

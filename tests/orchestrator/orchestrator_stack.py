@@ -79,6 +79,9 @@ class FakeWorker:
     params: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     results: list[TaskResult] = field(default_factory=list)
     duplicate_results: bool = False
+    committed: Callable[[str], bool] | None = None
+    """For a task.ready sent before its commit: whether the orchestrator's batch that sent it
+    is over (committed, or applied again); ``script`` is called only then."""
 
     def by_node(self, node_id: str) -> list[TaskReady]:
         return [r for r in self.received if r.node_id == node_id]
@@ -103,6 +106,9 @@ class FakeWorker:
         self.received.append(ready)
         self.partition_keys[ready.task_id] = env.partition_key
         self.sent_before_commit.append(env.sent_before_commit)
+        if env.sent_before_commit and self.committed is not None:
+            committed = self.committed
+            await assert_eventually(lambda: committed(ready.run_id), timeout=30, interval=0.001)
         reply = self.script(ready, params)
         if asyncio.iscoroutine(reply):
             reply = await reply

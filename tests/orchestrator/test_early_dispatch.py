@@ -1,5 +1,5 @@
-"""Early dispatch: a task.result batch applied without a lock hands its task.ready records to
-Kafka as its guarded statement goes to PostgreSQL, before the commit
+"""Early dispatch: a task.result or plan.requested batch applied without a lock hands its
+task.ready records to Kafka as its guarded statement goes to PostgreSQL, before the commit
 (``OrchestratorSettings.early_dispatch``, docs/orchestrator.md "Early dispatch").
 
 What makes it safe, each proved here:
@@ -10,7 +10,10 @@ What makes it safe, each proved here:
   After a crash (or a rebalance) the batch is applied again and that result may come in
   the same fetch as its cause: it is applied there, behind the result that dispatched its
   attempt (``RecordedResults.later``), never dropped as "unknown attempt" (the sweeper would
-  have run the task a second time).
+  have run the task a second time);
+- a plan's first task may have run when its orchestrator died before the commit: its result
+  may reach the next owner before the redelivered plan; it waits for the plan
+  (``plan_waits``), never dropped.
 """
 
 from __future__ import annotations
@@ -138,9 +141,11 @@ async def test_task_ready_leaves_before_the_statement_returns(stack: Stack) -> N
         batch = asyncio.create_task(
             stack.orchestrator.handlers.handle_batch([result(run_id, held[0].task_id)])
         )
-        await assert_eventually(lambda: len(held) == 2, timeout=10)
+        # Received, not answered yet: the fake worker, as a real one, waits for the commit.
+        received = stack.worker.received
+        await assert_eventually(lambda: len(received) == 2, timeout=10)
         assert not batch.done()  # the statement is still waiting for the lock
-        assert held[1].node_id == "b"
+        assert received[1].node_id == "b"
         tasks = await stack.tasks(run_id)
         assert tasks["b"].status == "pending"  # not committed yet
     await asyncio.wait_for(batch, 10)
@@ -148,10 +153,91 @@ async def test_task_ready_leaves_before_the_statement_returns(stack: Stack) -> N
     await stack.orchestrator.handlers.handle_batch([result(run_id, held[1].task_id)])
     assert (await stack.wait_run(run_id)).status == "succeeded"
     assert [r.node_id for r in held] == ["a", "b"]  # its outbox row was not sent again
-    # `a` left after the plan's commit; `b` before its batch's, marked so (no effect
+    # `a` left before the plan's commit, `b` before its batch's, both marked so (no effect
     # before a worker sees that commit: tests/worker/test_dispatch_check.py).
-    assert stack.worker.sent_before_commit == [False, True]
+    assert stack.worker.sent_before_commit == [True, True]
     await assert_eventually(lambda: outbox_empty(stack, run_id))
+
+
+@integration_only
+async def test_a_plan_sends_its_first_task_ready_before_its_statement_returns(
+    stack: Stack,
+) -> None:
+    """With the plan's one statement held up in PostgreSQL (a lock on the table its task rows
+    go to), `a`'s task.ready already reaches the worker, marked as sent before the commit,
+    while the run is still pending with no task row; once the lock goes the plan commits,
+    its outbox row is not sent again, and the run finishes."""
+    held = hold_by_hand(stack)
+    committed = counted(metrics.EARLY_DISPATCH, "committed")
+    async with stack.resources.sessions() as locker, locker.begin():
+        await locker.execute(text("LOCK TABLE tasks IN EXCLUSIVE MODE"))
+        run_id = await stack.submit(TWO_STEPS)
+        received = stack.worker.received  # not answered before the commit (as a worker)
+        await assert_eventually(lambda: received, timeout=10)
+        assert received[0].node_id == "a"
+        assert stack.worker.sent_before_commit == [True]
+        assert not held
+        async with stack.resources.sessions() as reader:
+            status = await reader.scalar(
+                text("SELECT status FROM runs WHERE id = :id"), {"id": run_id}
+            )
+        assert status == "pending"  # the plan is not committed yet
+    await stack.wait_run(run_id, "running")
+    assert counted(metrics.EARLY_DISPATCH, "committed") == committed + 1
+    await assert_eventually(lambda: held)
+    await stack.orchestrator.handlers.handle_batch([result(run_id, held[0].task_id)])
+    await assert_eventually(lambda: len(held) == 2)
+    await stack.orchestrator.handlers.handle_batch([result(run_id, held[1].task_id)])
+    assert (await stack.wait_run(run_id)).status == "succeeded"
+    assert [(r.node_id, r.attempt) for r in held] == [("a", 1), ("b", 1)]
+    await assert_eventually(lambda: outbox_empty(stack, run_id))
+
+
+@both_stacks
+async def test_a_result_before_its_plan_waits_for_the_plan(stack: Stack) -> None:
+    """An orchestrator sent a plan's task.ready and died before the commit; `a` ran. Its
+    result reaches the next owner before the redelivered plan: the results batch waits (it
+    is not dropped as an unknown task), the plan is applied, and the result then applies to
+    the attempt the plan dispatched again — `a` recorded once, `b` dispatched, the run
+    finishes without waiting for the sweeper."""
+    held = hold_by_hand(stack)
+    run_id = await stack.submit(TWO_STEPS, publish_times=0)  # the plan: not applied yet
+    waited = counted(metrics.RESULTS_BEFORE_PLAN, "waited")
+    ignored = counted(metrics.RESULTS_IGNORED, "unknown_task")
+    handlers = stack.orchestrator.handlers
+    early = asyncio.create_task(handlers.handle_batch([result(run_id, task_id_for(run_id, "a"))]))
+    await assert_eventually(lambda: counted(metrics.RESULTS_BEFORE_PLAN, "waited") > waited)
+    assert not early.done()
+    await handlers.handle_batch([stack.plan_of(run_id, TWO_STEPS)])
+    await asyncio.wait_for(early, 10)
+    await assert_eventually(lambda: [r.node_id for r in held] == ["a", "b"])
+    await handlers.handle_batch([result(run_id, held[1].task_id)])
+    assert (await stack.wait_run(run_id)).status == "succeeded"
+    assert attempts_of(await stack.attempts(run_id)) == [
+        ("a", 1, "succeeded"),
+        ("b", 1, "succeeded"),
+    ]
+    assert counted(metrics.RESULTS_IGNORED, "unknown_task") == ignored
+
+
+@both_stacks
+async def test_a_result_whose_plan_never_comes_is_given_up(stack: Stack) -> None:
+    """A pending run whose plan does not come within ``result_plan_wait_s`` (dead-lettered,
+    or applied by another process): its result is ignored as an unknown task, and a later
+    result of that run is ignored at once, not waited for again."""
+    await stack.restart_orchestrator(result_plan_wait_s=0.3)
+    run_id = await stack.submit(TWO_STEPS, publish_times=0)
+    given_up = counted(metrics.RESULTS_BEFORE_PLAN, "given_up")
+    ignored = counted(metrics.RESULTS_IGNORED, "unknown_task")
+    handlers = stack.orchestrator.handlers
+    await asyncio.wait_for(handlers.handle_batch([result(run_id, task_id_for(run_id, "a"))]), 10)
+    assert counted(metrics.RESULTS_BEFORE_PLAN, "given_up") == given_up + 1
+    assert counted(metrics.RESULTS_IGNORED, "unknown_task") == ignored + 1
+    waited = counted(metrics.RESULTS_BEFORE_PLAN, "waited")
+    await handlers.handle_batch([result(run_id, task_id_for(run_id, "b"))])
+    assert counted(metrics.RESULTS_BEFORE_PLAN, "waited") == waited
+    assert counted(metrics.RESULTS_IGNORED, "unknown_task") == ignored + 2
+    assert (await stack.run(run_id)).status == "pending"
 
 
 async def outbox_empty(stack: Stack, run_id: str) -> bool:
@@ -226,7 +312,8 @@ async def test_this_process_sweeper_waits_for_a_batch_in_flight(stack: Stack) ->
         batch = asyncio.create_task(
             stack.orchestrator.handlers.handle_batch([result(run_id, held[0].task_id)])
         )
-        await assert_eventually(lambda: len(held) == 2, timeout=10)  # `b`, sent early
+        received = stack.worker.received
+        await assert_eventually(lambda: len(received) == 2, timeout=10)  # `b`, sent early
         sweep = asyncio.create_task(
             sweeper._redispatch(run_id, {held[0].task_id: (1, "worker_lost")})
         )

@@ -15,10 +15,11 @@ order, and what the runs' transitions left to write written together (``BatchWri
 statement per kind). After the commit this process publishes the outbox rows the batch
 wrote (the relay only recovers what a crash left), updates the Redis hot status once per
 run and counts metrics, while the consumer's next batch is applied (``consume_batch``; the
-commits' after-commit work runs one after another, in commit order). A results batch
-applied without a lock hands its ``task.ready`` to the producer as its statement leaves,
-before the commit (early dispatch, docs/orchestrator.md); this process's writers of a run
-take turns (``turns.RunTurns``). Handlers are idempotent: a redelivered event finds the run
+commits' after-commit work runs one after another, in commit order). A results or plans
+batch applied without a lock hands its ``task.ready`` to the producer as its statement
+leaves, before the commit (early dispatch, docs/orchestrator.md); this process's writers
+of a run take turns (``turns.RunTurns``), and a result that comes before its run's plan
+waits for it (``plan_waits``). Handlers are idempotent: a redelivered event finds the run
 no longer ``pending`` or the attempt already recorded.
 """
 
@@ -63,6 +64,7 @@ from . import hot_status, machine, metrics, store
 from .engine import Effects, Transition
 from .graph import GraphCache, RunGraph, task_id_for
 from .memory import RunMemory, RunState
+from .plan_waits import PlanWaits, ResultsBeforePlan
 from .rows import RunRow, TaskRow
 from .settings import OrchestratorSettings
 from .turns import RunTurns
@@ -132,6 +134,8 @@ class RunHandlers:
         """Whole runs this process planned or rebuilt: their results batches read nothing."""
         self.turns = RunTurns()
         """This process's writers of a run take turns: its batches and the sweeper."""
+        self.plan_waits = PlanWaits(settings.result_plan_wait_s)
+        """Results batches whose runs' plans are not applied yet wait for them."""
         self.hot_writes = hot_status.HotStatusWrites(resources.hot, settings.status_linger_s)
         """The runs' hot statuses of successive commits, gathered into one Redis pipeline."""
         self._revoked: set[tuple[str, int]] = set()
@@ -244,13 +248,23 @@ class RunHandlers:
             return None
         # This process's other writers of these runs (the other consumer, the sweeper) wait:
         # a batch's guard then fails only because of another process (turns.py).
-        async with self.turns.hold(by_run, "batch"):
-            return await self._apply_held(envs, by_run)
+        while True:
+            async with self.turns.hold(by_run, "batch"):
+                outcome = await self._apply_held(envs, by_run)
+            if isinstance(outcome, ResultsBeforePlan):
+                # A plan's task.ready sent before a commit that never came (plan_waits.py).
+                log.info("%s: waiting for their plan, then applying the batch again", outcome)
+                await self.plan_waits.wait()
+                continue
+            if any(isinstance(env.payload, PlanRequested) for env in envs):
+                self.plan_waits.applied(by_run)
+            return outcome
 
     async def _apply_held(
         self, envs: Sequence[Envelope[Any]], by_run: dict[str, list[Envelope[Any]]]
-    ) -> AfterCommit:
-        """``_apply_and_commit`` once the batch's runs are its to write."""
+    ) -> AfterCommit | ResultsBeforePlan:
+        """``_apply_and_commit`` once the batch's runs are its to write. Nothing written
+        when results came before their plan (``ResultsBeforePlan``, returned)."""
         started = time.perf_counter()
         with tracer.start_as_current_span(
             "orchestrator.batch",
@@ -258,20 +272,24 @@ class RunHandlers:
         ) as span:
             writes = BatchWrites()
             applied: list[Applied | None] | None = None
-            if self._unlocked(envs):
-                applied = await self._apply_unlocked(by_run, writes)
-                span.set_attribute("cadenza.batch.unlocked", applied is not None)
-            if applied is None:
-                writes = BatchWrites()
-                self.memory.forget(by_run)  # the locked way reads them from the database
-                async with self.resources.sessions() as session, session.begin():
-                    applied = await self._apply_batch(session, by_run, writes)
-                    committing = time.perf_counter()
-                writes.write_seconds += time.perf_counter() - committing
-                # And again: a results batch of another partition (a command's run is on
-                # plan.requested, its results on task.result) may have read one whole
-                # meanwhile; what this batch wrote is not in it.
-                self.memory.forget(by_run)
+            try:
+                if self._unlocked(envs):
+                    applied = await self._apply_unlocked(by_run, writes)
+                    span.set_attribute("cadenza.batch.unlocked", applied is not None)
+                if applied is None:
+                    writes = BatchWrites()
+                    self.memory.forget(by_run)  # the locked way reads them from the database
+                    async with self.resources.sessions() as session, session.begin():
+                        applied = await self._apply_batch(session, by_run, writes)
+                        committing = time.perf_counter()
+                    writes.write_seconds += time.perf_counter() - committing
+                    # And again: a results batch of another partition (a command's run is on
+                    # plan.requested, its results on task.result) may have read one whole
+                    # meanwhile; what this batch wrote is not in it.
+                    self.memory.forget(by_run)
+            except ResultsBeforePlan as before:
+                span.set_attribute("cadenza.batch.results_before_plan", len(before.run_ids))
+                return before
             elapsed = time.perf_counter() - started
             metrics.BATCH_SECONDS.observe(elapsed)
             metrics.BATCH_EVENTS.observe(len(envs))
@@ -327,10 +345,12 @@ class RunHandlers:
     def _early(
         self, by_run: dict[str, list[Envelope[Any]]], writes: BatchWrites
     ) -> Callable[[Sequence[OutboxRow]], None] | None:
-        """The hook (``BatchWrites.flush``'s ``encoded``) that sends a results batch's
-        task.ready records as its guarded statement leaves (``early_dispatch``), or None."""
-        if not self.settings.early_dispatch or not all(
-            isinstance(env.payload, TaskResult) for items in by_run.values() for env in items
+        """The hook (``BatchWrites.flush``'s ``encoded``) that sends a results or plans
+        batch's task.ready records as its guarded statement leaves (``early_dispatch``), or
+        None."""
+        kinds = {type(env.payload) for items in by_run.values() for env in items}
+        if not self.settings.early_dispatch or not (
+            kinds <= {TaskResult} or kinds <= {PlanRequested}
         ):
             return None
         topic = self.resources.registry.name(Topic.TASK_READY)
@@ -764,11 +784,15 @@ class RunHandlers:
         first_result: dict[str, int] = {}
         for (run_id, position), _ in results:
             first_result.setdefault(run_id, position)
+        before_plan: set[str] = set()
         for at, env in results:
             result: TaskResult = env.payload
             row = rows.get(result.task_id)
             key = (result.task_id, result.attempt)
             unknown = None
+            if row is None and self._before_plan(runs[result.run_id]):
+                before_plan.add(result.run_id)
+                continue
             if row is None or row.run_id != result.run_id:
                 unknown = "unknown_task"
             elif not 1 <= result.attempt <= row.attempt:
@@ -784,6 +808,8 @@ class RunHandlers:
             elif row is not None:
                 seen.add(key)
                 fresh.append((result, row))
+        if before_plan:
+            raise ResultsBeforePlan(before_plan)
         attempts = [_attempt_record(result, row) for result, row in fresh]
         if deferred is not None:
             deferred.attempts.extend(attempts)
@@ -794,6 +820,12 @@ class RunHandlers:
             if at not in recorded.ignored and at not in recorded.later and key not in inserted:
                 recorded.ignored[at] = "duplicate"  # recorded by an earlier batch
         return recorded
+
+    def _before_plan(self, run: RunRow) -> bool:
+        """Whether a result that found no task row came before its run's plan was applied
+        (the plan's task.ready sent early, its orchestrator then gone: plan_waits.py), and
+        its batch is to wait for that plan."""
+        return run.status == RunStatus.PENDING.value and self.plan_waits.waits(run.id)
 
     def _rows_ahead(
         self, results: list[tuple[tuple[str, int], Envelope[Any]]]

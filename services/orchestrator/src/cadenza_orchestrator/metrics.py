@@ -52,7 +52,8 @@ RUN_TURN_WAITS = Counter(
 )
 EARLY_DISPATCH = Counter(
     "cadenza_orchestrator_early_dispatch_total",
-    "task.ready records a task.result batch handed to Kafka as its statement left, before "
+    "task.ready records a task.result or plan.requested batch handed to Kafka as its "
+    "statement left, before "
     "the commit (early_dispatch), by what became of the statement: committed; "
     "applied_again (a run moved meanwhile: the batch was applied the locked way, and its "
     "task.ready sent again; a worker runs each attempt once); failed (the batch raised: "
@@ -64,6 +65,14 @@ RESULTS_BEHIND_DISPATCH = Counter(
     "task.result events applied in the same batch as the result whose transition "
     "dispatched their attempt: a task.ready sent before its batch committed (early "
     "dispatch) whose batch was applied again after a crash or a rebalance.",
+)
+RESULTS_BEFORE_PLAN = Counter(
+    "cadenza_orchestrator_results_before_plan_total",
+    "task.result batches holding a result of a run whose plan was not applied yet (a plan's "
+    "task.ready sent before its commit, the orchestrator then died): waited (the batch "
+    "waited for a plan to commit and was applied again); given_up (the run's plan did not "
+    "come within result_plan_wait_s: its results were ignored as unknown).",
+    ["outcome"],
 )
 PLANS_IGNORED = Counter(
     "cadenza_orchestrator_plans_ignored_total",
@@ -239,5 +248,7 @@ for _outcome in ("committed", "applied_again", "failed"):
 for _event in ("plan.requested", "task.result"):
     for _reason in ("changed", "conflict"):
         BATCHES_LOCKED_AGAIN.labels(_event, _reason)
+for _outcome in ("waited", "given_up"):
+    RESULTS_BEFORE_PLAN.labels(_outcome)
 for _writer in ("batch", "sweep"):
     RUN_TURN_WAITS.labels(_writer)

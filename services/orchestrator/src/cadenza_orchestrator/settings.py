@@ -65,13 +65,23 @@ class OrchestratorSettings(BaseSettings):
     )
     early_dispatch: bool = Field(
         default=True,
-        description="A task.result batch applied without a lock hands its task.ready records "
-        "to Kafka as its one statement goes to PostgreSQL, not after: a chain's next task "
-        "starts a database round trip sooner. Safe because a worker runs an attempt once "
-        "(its claim) and the dispatched task's result comes after its cause on the run's "
-        "task.result partition: a batch whose statement did not hold is applied again, and "
-        "dispatches the same attempts (docs/orchestrator.md, Early dispatch). Only with "
-        "unlocked_batches. false: every task.ready after its commit.",
+        description="A task.result or plan.requested batch applied without a lock hands its "
+        "task.ready records to Kafka as its one statement goes to PostgreSQL, not after: a "
+        "chain's next task, or a new run's first tasks, start a database round trip sooner. "
+        "Safe because a worker runs an attempt once (its claim), makes no side effect before "
+        "it sees the commit, and the dispatched task's result is applied after its cause: a "
+        "batch whose statement did not hold is applied again, and dispatches the same "
+        "attempts (docs/orchestrator.md, Early dispatch). Only with unlocked_batches. "
+        "false: every task.ready after its commit.",
+    )
+    result_plan_wait_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long a task.result batch holding a result of a run whose plan is not "
+        "applied yet (the plan's task.ready was sent before its commit and the orchestrator "
+        "then died) waits for that plan, trying again whenever a plan commits, before "
+        "ignoring the result as unknown (the sweeper's result_lost then runs the task "
+        "again). 0: never wait.",
     )
     run_memory_rows: int = Field(
         default=100_000,

@@ -32,6 +32,10 @@ class RunTurns:
     def __len__(self) -> int:
         return len(self._held)
 
+    def __contains__(self, run_id: object) -> bool:
+        """Whether a writer of this process holds the run now."""
+        return run_id in self._held
+
     @contextlib.asynccontextmanager
     async def hold(self, run_ids: Collection[str], writer: str) -> AsyncIterator[None]:
         """Write these runs once no other writer of this process holds any of them. All or
