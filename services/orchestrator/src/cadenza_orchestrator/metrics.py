@@ -53,8 +53,8 @@ RUN_TURN_WAITS = Counter(
 EARLY_DISPATCH = Counter(
     "cadenza_orchestrator_early_dispatch_total",
     "task.ready records a task.result or plan.requested batch handed to Kafka as its "
-    "statement left, before "
-    "the commit (early_dispatch), by what became of the statement: committed; "
+    "statement left, before the commit (early_dispatch), by what became of the statement: "
+    "committed; "
     "applied_again (a run moved meanwhile: the batch was applied the locked way, and its "
     "task.ready sent again; a worker runs each attempt once); failed (the batch raised: "
     "it is retried).",
@@ -68,10 +68,11 @@ RESULTS_BEHIND_DISPATCH = Counter(
 )
 RESULTS_BEFORE_PLAN = Counter(
     "cadenza_orchestrator_results_before_plan_total",
-    "task.result batches holding a result of a run whose plan was not applied yet (a plan's "
-    "task.ready sent before its commit, the orchestrator then died): waited (the batch "
-    "waited for a plan to commit and was applied again); given_up (the run's plan did not "
-    "come within result_plan_wait_s: its results were ignored as unknown).",
+    "task.result batches that held a result of a run whose plan was not applied yet (a "
+    "plan's task.ready sent before its commit, the orchestrator then died): waited (one "
+    "wait of such a batch for a plan to commit, at most 250 ms, before it is applied again; "
+    "a batch may wait several times); given_up (a run whose plan did not come within "
+    "result_plan_wait_s: its results were ignored as unknown).",
     ["outcome"],
 )
 PLANS_IGNORED = Counter(
