@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from cadenza_events import Envelope, Topic, TopicRegistry, encode
@@ -43,24 +43,29 @@ async def stage_outbox(
     *,
     publisher: str | None,
     into: Deferred | None = None,
-    encoded: Callable[[Sequence[OutboxRow]], None] | None = None,
 ) -> list[StagedMessage]:
     """Queue events in ``session``'s transaction with ONE bulk insert, encoded exactly as a
     publisher would, and return them with their ids, so the committing process can publish
     them right after the commit (``OutboxRelay.publish_committed``, whose ``publisher_id``
     goes in ``publisher``). Insertion order gives the ids and so the publication order.
     ``into``: the insert goes as that group's last part (``cadenza_state.direct.Deferred``).
-    ``encoded``: called with the rows, in that order, before they are inserted (a writer
-    that sends some of them before its commit: the orchestrator's early dispatch)."""
+    A writer that sends some of them before its commit encodes them first
+    (``encode_outbox``), then inserts them (``cadenza_state.insert_outbox``)."""
+    rows = encode_outbox(registry, items)
+    return await insert_outbox(session, rows, publisher=publisher, into=into)
+
+
+def encode_outbox(
+    registry: TopicRegistry, items: Iterable[tuple[Topic, Envelope[Any]]]
+) -> list[OutboxRow]:
+    """The outbox rows of these events, encoded exactly as a publisher would, in order."""
     rows: list[OutboxRow] = []
     for topic, env in items:
         env = inject(env)  # the trace context of the request/handler that caused the event
         raw_key, value, headers = encode(env, registry.key_for(topic, env))
         key = raw_key.decode() if raw_key is not None else None
         rows.append((registry.name(topic), key, headers, value))
-    if encoded is not None and rows:
-        encoded(rows)
-    return await insert_outbox(session, rows, publisher=publisher, into=into)
+    return rows
 
 
 async def stage_event(

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cadenza_events import Envelope, Topic, TopicRegistry
-from cadenza_runtime import stage_outbox
-from cadenza_runtime.staging import OutboxRow
-from cadenza_state import StagedMessage, direct, utcnow
+from cadenza_runtime.staging import OutboxRow, encode_outbox
+from cadenza_state import StagedMessage, direct, insert_outbox, utcnow
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import store
@@ -114,8 +113,9 @@ class BatchWrites:
         otherwise, nothing written), and it is sent on its own when no transaction is
         open: no BEGIN, no COMMIT.
 
-        ``encoded``: given the outbox rows once encoded, before the statement is sent (the
-        early dispatch, ``RunHandlers._send_early``)."""
+        ``encoded``: given the outbox rows once encoded, before anything is written (the
+        early dispatch, ``RunHandlers._send_early``): a big plan's task rows go by a COPY of
+        their own first, which its first tasks need not wait for."""
         started = time.perf_counter()
         try:
             return await self._flush(
@@ -137,13 +137,14 @@ class BatchWrites:
         if unlocked and not postgres:
             raise ValueError("unlocked writes need PostgreSQL")
         into = direct.Deferred(alone=unlocked) if postgres else None
+        rows = encode_outbox(registry, self.staged)
+        if encoded is not None and rows:
+            encoded(rows)
         await store.insert_tasks(session, self.new, into=into)
         await store.update_tasks(session, self.changed, self.rows, into=into)
         await store.insert_attempts(session, self.attempts, into=into)
         await store.update_runs(session, self.runs, now=utcnow(), into=into, unlocked=unlocked)
-        staged = await stage_outbox(
-            session, registry, self.staged, publisher=publisher, into=into, encoded=encoded
-        )
+        staged = await insert_outbox(session, rows, publisher=publisher, into=into)
         if into is not None:  # what no outbox insert took along (nothing: no statement)
             await into.send(session)
         start = 0
