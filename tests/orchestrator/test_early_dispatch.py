@@ -193,6 +193,30 @@ async def test_a_plan_sends_its_first_task_ready_before_its_statement_returns(
     await assert_eventually(lambda: outbox_empty(stack, run_id))
 
 
+WIDE = {"name": "wide", "tasks": [{"id": "each", "tool": "noop", "for_each": "list(range(300))"}]}
+
+
+@integration_only
+async def test_a_wide_plan_sends_its_task_ready_before_its_task_rows_are_copied(
+    stack: Stack,
+) -> None:
+    """A plan of 300 instances: its task rows go by a COPY of their own, before its
+    statement. With that COPY held up by a lock, task.ready records already reach the
+    worker (as many as its consumer takes in at once: each waits for the commit there), all
+    marked: the first tasks do not wait for the plan's biggest write."""
+    held = hold_by_hand(stack)
+    async with stack.resources.sessions() as locker, locker.begin():
+        await locker.execute(text("LOCK TABLE tasks IN EXCLUSIVE MODE"))
+        run_id = await stack.submit(WIDE)
+        received = stack.worker.received
+        await assert_eventually(lambda: received, timeout=10)
+        assert all(stack.worker.sent_before_commit)
+        assert not held
+    await assert_eventually(lambda: len(held) == 300)
+    await stack.orchestrator.handlers.handle_batch([result(run_id, r.task_id) for r in held])
+    assert (await stack.wait_run(run_id)).status == "succeeded"
+
+
 @both_stacks
 async def test_a_result_before_its_plan_waits_for_the_plan(stack: Stack) -> None:
     """An orchestrator sent a plan's task.ready and died before the commit; `a` ran. Its
