@@ -368,7 +368,11 @@ class RunHandlers:
                 if name == topic
             ]
             if records:
-                writes.early = self._send_early(topic, records)
+                sent = self._send_early(topic, records)
+                if writes.early is None:
+                    writes.early = sent
+                else:  # a later slice of the batch's records (writes.encode_in_slices)
+                    writes.early.join(sent)
 
         return send
 
@@ -388,7 +392,7 @@ class RunHandlers:
             self._publish_early(previous, mine, records), name="orchestrator-early-dispatch"
         )
         self._add(mine)
-        return EarlySend(topic, len(records), mine.task)
+        return EarlySend(topic, len(records), [mine.task])
 
     async def _publish_early(
         self, previous: AfterCommit | None, mine: AfterCommit, records: list[RawRecord]
@@ -447,7 +451,7 @@ class RunHandlers:
                     await self.resources.relay.publish_committed(outbox, appended=mine.appended)
                     if early is not None:
                         await self.resources.relay.published_early(
-                            sent_early, sent=await early.sent
+                            sent_early, sent=await early.sent()
                         )
                 except Exception:
                     log.exception("publishing the commit of %d run(s) failed", len(applied))

@@ -38,10 +38,42 @@ class EarlySend:
     topic: str
     """Their (physical) topic: the batch's outbox rows of it are these records."""
     records: int
-    sent: asyncio.Task[bool]
-    """True once every record is acknowledged; False: the send failed."""
+    sends: list[asyncio.Task[bool]]
+    """One per slice of them (``encode_in_slices``): True once every record of it is
+    acknowledged; False: its send failed."""
     outcome: str | None = None
     """What became of the batch's statement (``cadenza_orchestrator_early_dispatch_total``)."""
+
+    def join(self, later: EarlySend) -> None:
+        """A later slice's send, of the same batch."""
+        self.records += later.records
+        self.sends.extend(later.sends)
+
+    async def sent(self) -> bool:
+        """True once every slice is acknowledged; False if any send failed."""
+        return all([await send for send in self.sends])
+
+
+EARLY_SLICE = 512
+"""Outbox rows encoded, and handed to the early dispatch, at a time (``encode_in_slices``)."""
+
+
+async def encode_in_slices(
+    registry: TopicRegistry,
+    staged: Sequence[tuple[Topic, Envelope[Any]]],
+    encoded: Callable[[Sequence[OutboxRow]], None],
+) -> list[OutboxRow]:
+    """The outbox rows of ``staged``, encoded ``EARLY_SLICE`` at a time, each slice handed to
+    ``encoded`` at once and the event loop let run before the next: a plan's first
+    task.ready go to Kafka while the rest of its thousands are encoded (~20 µs each)."""
+    rows: list[OutboxRow] = []
+    for start in range(0, len(staged), EARLY_SLICE):
+        if start:
+            await asyncio.sleep(0)  # the producer takes the slices before this one
+        part = encode_outbox(registry, staged[start : start + EARLY_SLICE])
+        encoded(part)
+        rows.extend(part)
+    return rows
 
 
 @dataclass
@@ -113,9 +145,10 @@ class BatchWrites:
         otherwise, nothing written), and it is sent on its own when no transaction is
         open: no BEGIN, no COMMIT.
 
-        ``encoded``: given the outbox rows once encoded, before anything is written (the
-        early dispatch, ``RunHandlers._send_early``): a big plan's task rows go by a COPY of
-        their own first, which its first tasks need not wait for."""
+        ``encoded``: given the outbox rows as they are encoded, a slice at a time
+        (``encode_in_slices``), before anything is written (the early dispatch,
+        ``RunHandlers._send_early``): a big plan's task rows go by a COPY of their own
+        first, which its first tasks need not wait for."""
         started = time.perf_counter()
         try:
             return await self._flush(
@@ -137,9 +170,10 @@ class BatchWrites:
         if unlocked and not postgres:
             raise ValueError("unlocked writes need PostgreSQL")
         into = direct.Deferred(alone=unlocked) if postgres else None
-        rows = encode_outbox(registry, self.staged)
-        if encoded is not None and rows:
-            encoded(rows)
+        if encoded is None:
+            rows = encode_outbox(registry, self.staged)
+        else:
+            rows = await encode_in_slices(registry, self.staged, encoded)
         await store.insert_tasks(session, self.new, into=into)
         await store.update_tasks(session, self.changed, self.rows, into=into)
         await store.insert_attempts(session, self.attempts, into=into)
