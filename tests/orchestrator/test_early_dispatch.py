@@ -150,6 +150,8 @@ async def test_task_ready_leaves_before_the_statement_returns(stack: Stack) -> N
         assert tasks["b"].status == "pending"  # not committed yet
     await asyncio.wait_for(batch, 10)
     assert counted(metrics.EARLY_DISPATCH, "committed") == committed + 1
+    # The fake worker hands `b` to the script once it sees the batch's turn over.
+    await assert_eventually(lambda: len(held) == 2)
     await stack.orchestrator.handlers.handle_batch([result(run_id, held[1].task_id)])
     assert (await stack.wait_run(run_id)).status == "succeeded"
     assert [r.node_id for r in held] == ["a", "b"]  # its outbox row was not sent again
@@ -349,6 +351,7 @@ async def test_this_process_sweeper_waits_for_a_batch_in_flight(stack: Stack) ->
     tasks = await stack.tasks(run_id)
     assert (tasks["a"].status, tasks["a"].attempt) == ("succeeded", 1)
     assert (tasks["b"].status, tasks["b"].attempt) == ("ready", 1)
+    await assert_eventually(lambda: len(held) == 2)  # handed on once the turn is over
     await stack.orchestrator.handlers.handle_batch([result(run_id, held[1].task_id)])
     assert (await stack.wait_run(run_id)).status == "succeeded"
     assert [(r.node_id, r.attempt) for r in held] == [("a", 1), ("b", 1)]
