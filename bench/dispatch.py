@@ -40,8 +40,10 @@ Rows, all measured in the same run, one after the other (never two at once):
 - scaling: the fan-out of `--fanout` with each worker count of `--scaling`. Workers start
   once, all together, and are stopped count by count (4, 2 + the rows above, 1).
 - ceiling: the same four Kafka hops with no state (bench/dispatch_ceiling.py: one process
-  per role, `--workers` workers) for the chain and the fan-outs, on cadenza_events' KafkaBus
-  (`ceiling_*`) and on bare aiokafka (`ceiling_raw_*`), and the ratios engine / ceiling.
+  per role, `--workers` workers) for the chain, the fan-outs and the two together (the
+  combined row: `ceiling_tasks_per_s`, the engine's `tasks_per_s` with no state), on
+  cadenza_events' KafkaBus (`ceiling_*`) and on bare aiokafka (`ceiling_raw_*`), and the
+  ratios engine / ceiling.
   The bus ceiling also takes the offered load (`ceiling_dispatch_p50/p99_ms`: a ready's
   publish → the worker's start, the floor of the engine's dispatch on this machine).
 - planning: plan.requested handled in this process by the orchestrator's handler against
@@ -1032,6 +1034,13 @@ async def ceiling(args: argparse.Namespace, servers: dict[str, Any], impl: str) 
         out[f"{row}_chain_step_ms"] = round(chain["seconds"] / args.chain * 1000, 2)
         fan = await ask("fanout", args.fanout)
         out[f"{row}_fanout_tasks_per_s"] = round(args.fanout / fan["seconds"], 1)
+        # The median of three (one run of it swings up to 2x, a stall of the fan-out's), not
+        # metered: the ceiling's CPU per task stays that of its chain and fan-outs.
+        rates = []
+        for _ in range(3):
+            both = await ask("combined", f"{args.chain} {args.fanout}", metered=False)
+            rates.append(both["tasks"] / both["seconds"])
+        out[f"{row}_tasks_per_s"] = round(statistics.median(rates), 1)
         if args.big_fanout:
             big = await ask("fanout", args.big_fanout)
             out[f"{row}_bigfanout_tasks_per_s"] = round(args.big_fanout / big["seconds"], 1)
@@ -1290,6 +1299,9 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
         # engine / ceiling: < 1 for rates (the engine is slower), > 1 for step times
         result[f"ratio_fanout_vs_{row}"] = round(
             result["fanout_tasks_per_s"] / result[f"{row}_fanout_tasks_per_s"], 3
+        )
+        result[f"ratio_tasks_per_s_vs_{row}"] = round(
+            result["tasks_per_s"] / result[f"{row}_tasks_per_s"], 3
         )
         result[f"ratio_chain_step_vs_{row}"] = round(
             result["chain_step_ms"] / result[f"{row}_chain_step_ms"], 2

@@ -18,7 +18,8 @@ CloudEvents envelope: the limit of Kafka + the Python client on this machine.
 
 The orchestrator reads commands on stdin and answers each with one JSON line on stdout:
 ``chain N`` (publish the next ready when the previous result arrives), ``fanout M`` (publish
-M readies at once, wait for every result), ``load RATE SECONDS BATCH`` (``--impl bus``: a
+M readies at once, wait for every result), ``combined N M`` (both at once, as the engine's
+combined row), ``load RATE SECONDS BATCH`` (``--impl bus``: a
 batch of BATCH readies every BATCH/RATE s for SECONDS, like the engine's offered load; the
 answer has the p50 and p99 of each task's dispatch, publish → the worker's ``started_at``),
 ``quit``.
@@ -222,8 +223,21 @@ class CeilingOrchestrator:
         }
 
 
+async def together(
+    state: CeilingOrchestrator | RawOrchestrator, length: int, width: int
+) -> dict[str, Any]:
+    """A chain of ``length`` and a fan-out of ``width`` at once, as the engine's combined
+    row submits them: the span until both are done."""
+    started = time.perf_counter()
+    chain, fanout = await asyncio.gather(state.chain(length), state.fanout(width))
+    seconds = time.perf_counter() - started
+    parts = {"chain_seconds": chain["seconds"], "fanout_seconds": fanout["seconds"]}
+    return {"kind": "combined", "tasks": length + width, "seconds": seconds, **parts}
+
+
 async def serve_commands(state: CeilingOrchestrator | RawOrchestrator) -> None:
-    """``chain N`` / ``fanout M`` / ``quit`` on stdin; one JSON line per command."""
+    """``chain N`` / ``fanout M`` / ``combined N M`` / ``quit`` on stdin; one JSON line per
+    command."""
     while True:
         line = (await asyncio.to_thread(sys.stdin.readline)).split()
         if not line or line[0] == "quit":
@@ -234,6 +248,8 @@ async def serve_commands(state: CeilingOrchestrator | RawOrchestrator) -> None:
             answer = await state.load(rate, seconds, batch)
         elif command == "chain":
             answer = await state.chain(int(line[1]))
+        elif command == "combined":
+            answer = await together(state, int(line[1]), int(line[2]))
         else:
             answer = await state.fanout(int(line[1]))
         print(json.dumps(answer), flush=True)
