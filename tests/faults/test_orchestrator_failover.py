@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis
+from cadenza_orchestrator.graph import task_id_for
+from cadenza_runtime import keys
 from sqlalchemy import text
 from support import assert_eventually
 from support.cluster import free_port
@@ -264,8 +266,10 @@ async def first_tasks_ran(cluster: Any, runs: list[str]) -> bool:
     state, _ = settings_of(cluster)
     client = redis.Redis.from_url(state.redis_url)
     try:
-        keys = [f"{state.redis_key_prefix}task:{run_id}.s0:1:done" for run_id in runs]
-        return bool(await client.exists(*keys) >= 1)
+        markers = [
+            state.redis_key_prefix + keys.task_done(task_id_for(run_id, "s0"), 1) for run_id in runs
+        ]
+        return bool(await client.exists(*markers) >= 1)
     finally:
         await client.aclose()
 
